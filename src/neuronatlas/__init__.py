@@ -1,0 +1,14 @@
+"""neuronatlas: an atlas of every MLP neuron in a transformer language model.
+
+The stages (scrape, import, n2g, embed, web) live in sub-packages; this top level stays light so
+that `import neuronatlas` and `neuronatlas --help` start fast.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("neuronatlas")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__"]

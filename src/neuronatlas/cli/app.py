@@ -1,0 +1,51 @@
+"""The Typer application object and what every command shares (consoles, common options)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="neuronatlas",
+    help="An atlas of every MLP neuron in a transformer language model.\n\n"
+    "Exit codes: 0 success, 1 error, 3 finished with some inputs skipped (named on stderr).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console()
+console_err = Console(stderr=True)
+
+DbOption = Annotated[
+    Path, typer.Option("--db", help="The atlas file (SQLite).", dir_okay=False)
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document to stdout and nothing else.")
+]
+SilentOption = Annotated[bool, typer.Option("--silent", help="No progress bars.")]
+
+EXIT_PARTIAL = 3
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def print_json(value: object) -> None:
+    """Write one JSON document to stdout (no rich formatting, no wrapping)."""
+    import sys
+
+    import msgspec
+
+    sys.stdout.write(msgspec.json.encode(value).decode("utf-8") + "\n")

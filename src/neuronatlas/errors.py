@@ -1,0 +1,37 @@
+"""Typed errors, in one place. The CLI turns them into one-line messages (exit code 1) and the
+web layer into one JSON error shape; library code never swallows them."""
+
+
+class NeuronAtlasError(Exception):
+    """Base class: an error a user can act on. The message says what to do."""
+
+
+class BadNeuronId(NeuronAtlasError, ValueError):
+    """A neuron id that does not parse."""
+
+
+class NeuronNotFound(NeuronAtlasError, KeyError):
+    """A well-formed id that is not in this atlas."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0]) if self.args else "neuron not found"
+
+
+class AtlasNotFound(NeuronAtlasError, FileNotFoundError):
+    """The database file does not exist."""
+
+
+class SchemaTooNew(NeuronAtlasError):
+    """The database was written by a newer neuronatlas."""
+
+
+class BadInput(NeuronAtlasError, ValueError):
+    """An input file or value that cannot be used; the message names it and the fix."""
+
+
+class MixedEmbedders(NeuronAtlasError):
+    """Embeddings from a different embedder than the one already stored."""
+
+
+class ModelUnavailable(NeuronAtlasError):
+    """The model needed for a live feature cannot be loaded here."""

@@ -1,0 +1,52 @@
+"""Neuron ids: `(layer, neuron)` inside the code, `L05N0123` at the edges.
+
+Inputs also accept the short forms `L5N123` and `5:123`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from neuronatlas.errors import BadNeuronId
+
+_LN = re.compile(r"^[Ll](\d{1,3})[Nn](\d{1,6})$")
+_COLON = re.compile(r"^(\d{1,3}):(\d{1,6})$")
+
+
+def format_id(layer: int, neuron: int) -> str:
+    """The canonical id, zero-padded so ids sort by layer then neuron."""
+    return f"L{layer:02d}N{neuron:04d}"
+
+
+def parse_id(text: str) -> tuple[int, int]:
+    """Parse any accepted spelling into `(layer, neuron)`; raise BadNeuronId otherwise."""
+    s = text.strip()
+    m = _LN.match(s) or _COLON.match(s)
+    if not m:
+        raise BadNeuronId(f"{text!r} is not a neuron id: use L05N0123, L5N123 or 5:123")
+    return int(m.group(1)), int(m.group(2))
+
+
+def canonical(text: str) -> str:
+    """Any accepted spelling → `L05N0123`."""
+    return format_id(*parse_id(text))
+
+
+def parse_layers(spec: str | None, n_layers: int | None = None) -> list[int] | None:
+    """Parse a `--layers` value such as `3`, `0-5` or `0,2,4-6`; None means all layers."""
+    if spec is None or spec.strip() == "":
+        return None
+    layers: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise ValueError(f"--layers {spec!r}: expected e.g. 3, 0-5 or 0,2,4-6")
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) else lo
+        if hi < lo:
+            raise ValueError(f"--layers {spec!r}: range {lo}-{hi} is backwards")
+        layers.update(range(lo, hi + 1))
+    if n_layers is not None and max(layers) >= n_layers:
+        raise ValueError(f"--layers {spec!r}: the model has layers 0-{n_layers - 1}")
+    return sorted(layers)

@@ -1,0 +1,40 @@
+"""Opening an atlas file: one writer in WAL mode, readers read-only by URI."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from neuronatlas.errors import AtlasNotFound
+from neuronatlas.store.migrations import migrate
+
+
+def open_writer(path: str | Path) -> sqlite3.Connection:
+    """Open (creating if needed) the atlas for writing and bring its schema up to date.
+
+    Autocommit mode (`isolation_level=None`): writers open their own `BEGIN ... COMMIT`
+    around each batch, so a crash loses at most the batch in flight.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=60.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; safe in WAL mode
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA cache_size=-65536")  # 64 MiB
+    migrate(conn)
+    return conn
+
+
+def open_reader(path: str | Path, check_same_thread: bool = True) -> sqlite3.Connection:
+    """Open the atlas read-only (`mode=ro`): a reader can never change the file."""
+    path = Path(path)
+    if not path.exists():
+        raise AtlasNotFound(
+            f"{path}: no such atlas. Build one with `neuronatlas demo` or "
+            f"`neuronatlas import-openai SOURCE --db {path}`"
+        )
+    uri = f"file:{path.resolve()}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=check_same_thread)
+    conn.row_factory = sqlite3.Row
+    return conn

@@ -1,0 +1,76 @@
+"""Ordered schema migrations, recorded in the database.
+
+Each migration is a file `sql/NNN_name.sql`; NNN is its version. Opening a database for writing
+applies the missing ones in order, each in its own transaction, and records it in
+`schema_version`. A database newer than this code is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import datetime, timezone
+from importlib import resources
+
+from neuronatlas.errors import SchemaTooNew
+
+_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+
+def available() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration shipped with this code, in order."""
+    found = []
+    for entry in resources.files("neuronatlas.store").joinpath("sql").iterdir():
+        m = _NAME.match(entry.name)
+        if m:
+            found.append((int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"duplicate migration versions in store/sql: {versions}")
+    return found
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    """The highest applied migration, 0 for an empty database."""
+    has = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'"
+    ).fetchone()
+    if not has:
+        return 0
+    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(conn: sqlite3.Connection) -> list[int]:
+    """Apply every missing migration; return the versions applied."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    applied = {r[0] for r in conn.execute("SELECT version FROM schema_version")}
+    shipped = available()
+    newest = max((v for v, _, _ in shipped), default=0)
+    if applied and max(applied) > newest:
+        raise SchemaTooNew(
+            f"database schema version {max(applied)} is newer than this neuronatlas "
+            f"(knows up to {newest}): upgrade neuronatlas"
+        )
+    done = []
+    for version, name, sql in shipped:
+        if version in applied:
+            continue
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        script = (
+            f"BEGIN;\n{sql}\n"
+            f"INSERT INTO schema_version(version, name, applied_at) "
+            f"VALUES ({version}, '{name}', '{now}');\nCOMMIT;"
+        )
+        try:
+            conn.executescript(script)
+        except Exception:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        done.append(version)
+    return done

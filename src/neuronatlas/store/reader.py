@@ -1,0 +1,134 @@
+"""Reads of an atlas, read-only. Every function takes an open reader connection.
+
+Returned values are plain dicts and lists (JSON-ready): the CLI, the web layer and the Python
+API all show the same thing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+
+import msgspec
+
+from neuronatlas.errors import NeuronNotFound
+from neuronatlas.ids import canonical
+
+_decode = msgspec.json.decode
+
+
+def meta(conn: sqlite3.Connection) -> dict[str, str]:
+    return {r[0]: r[1] for r in conn.execute("SELECT key, value FROM meta")}
+
+
+def neuron_count(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM neuron_info").fetchone()[0]
+
+
+def neuron_ids(conn: sqlite3.Connection, layer: int | None = None) -> list[str]:
+    """Ids of the stored neurons, in (layer, neuron) order."""
+    if layer is None:
+        rows = conn.execute("SELECT id FROM neuron_info ORDER BY layer, neuron")
+    else:
+        rows = conn.execute(
+            "SELECT id FROM neuron_info WHERE layer = ? ORDER BY neuron", (layer,)
+        )
+    return [r[0] for r in rows]
+
+
+def layers(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+    """(layer, number of stored neurons) for every layer."""
+    return [
+        (r[0], r[1])
+        for r in conn.execute("SELECT layer, count(*) FROM neuron_info GROUP BY layer ORDER BY 1")
+    ]
+
+
+def explanations(conn: sqlite3.Connection, neuron_id: str) -> list[dict]:
+    """All explanations of a neuron, the primary one first."""
+    rows = conn.execute(
+        "SELECT id, source, position, text, ev_correlation_score, rsquared_score,"
+        " absolute_dev_explained_score FROM explanations WHERE neuron_id = ?"
+        " ORDER BY CASE source WHEN 'openai' THEN 0 WHEN 'llm' THEN 1 WHEN 'n2g' THEN 2"
+        " ELSE 3 END, position",
+        (neuron_id,),
+    )
+    return [
+        {
+            "id": r[0], "source": r[1], "position": r[2], "text": r[3].strip(), "raw_text": r[3],
+            "ev_correlation_score": r[4], "rsquared_score": r[5],
+            "absolute_dev_explained_score": r[6],
+        }
+        for r in rows
+    ]
+
+
+def records(
+    conn: sqlite3.Connection,
+    neuron_id: str,
+    categories: Iterable[str] | None = None,
+    limit_per_category: int | None = None,
+) -> dict[str, list[dict]]:
+    """A neuron's records by category, each {tokens, activations, max_activation, peak_index}."""
+    out: dict[str, list[dict]] = {}
+    rows = conn.execute(
+        "SELECT r.category, r.rank, x.tokens, r.activation_values, r.max_activation,"
+        " r.peak_index FROM records r JOIN excerpts x ON x.id = r.excerpt_id"
+        " WHERE r.neuron_id = ? ORDER BY r.category, r.rank",
+        (neuron_id,),
+    )
+    wanted = None if categories is None else set(categories)
+    for cat, rank, tokens, acts, top, where in rows:
+        if wanted is not None and cat not in wanted:
+            continue
+        bucket = out.setdefault(cat, [])
+        if limit_per_category is not None and len(bucket) >= limit_per_category:
+            continue
+        bucket.append(
+            {"tokens": _decode(tokens), "activations": _decode(acts),
+             "max_activation": top, "peak_index": where}
+        )
+    return out
+
+
+def iter_records(
+    conn: sqlite3.Connection, neuron_ids: Iterable[str], categories: Iterable[str]
+) -> Iterator[tuple[str, str, int, list[str], list[float | None]]]:
+    """(neuron_id, category, rank, tokens, activations) for many neurons, streamed."""
+    cats = list(categories)
+    marks = ",".join("?" * len(cats))
+    for nid in neuron_ids:
+        rows = conn.execute(
+            "SELECT r.category, r.rank, x.tokens, r.activation_values FROM records r"
+            " JOIN excerpts x ON x.id = r.excerpt_id"
+            f" WHERE r.neuron_id = ? AND r.category IN ({marks}) ORDER BY r.category, r.rank",
+            (nid, *cats),
+        )
+        for cat, rank, tokens, acts in rows:
+            yield nid, cat, rank, _decode(tokens), _decode(acts)
+
+
+def neuron(conn: sqlite3.Connection, neuron_id: str, records_per_category: int | None = None
+           ) -> dict:
+    """Everything about one neuron: stats, explanations, records. Raises NeuronNotFound."""
+    nid = canonical(neuron_id)
+    row = conn.execute(
+        "SELECT id, layer, neuron, mean, variance, skewness, kurtosis, max_activation,"
+        " quantile_boundaries, source FROM neuron_info WHERE id = ?",
+        (nid,),
+    ).fetchone()
+    if row is None:
+        raise NeuronNotFound(f"{nid} is not in this atlas")
+    return {
+        "id": row[0],
+        "layer": row[1],
+        "neuron": row[2],
+        "stats": {
+            "mean": row[3], "variance": row[4], "skewness": row[5], "kurtosis": row[6],
+            "max_activation": row[7],
+            "quantile_boundaries": None if row[8] is None else _decode(row[8]),
+        },
+        "source": row[9],
+        "explanations": explanations(conn, nid),
+        "records": records(conn, nid, limit_per_category=records_per_category),
+    }

@@ -1,0 +1,131 @@
+"""What the writers store, as plain typed values, and their preparation into SQL rows.
+
+Preparation (JSON encoding, excerpt digests, per-record maxima) is pure Python with no
+database, so importer and scraper workers in other processes do it and the single writer only
+runs `executemany`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+import msgspec
+
+from neuronatlas.ids import format_id
+
+_encode = msgspec.json.Encoder().encode
+
+
+class Record(msgspec.Struct, frozen=True):
+    """One excerpt and one neuron's activation on each of its tokens (None = NaN in source)."""
+
+    tokens: list[str]
+    activations: list[float | None]
+
+
+class Explanation(msgspec.Struct, frozen=True):
+    """An explanation of a neuron with OpenAI's three scores (any may be None)."""
+
+    text: str
+    ev_correlation_score: float | None = None
+    rsquared_score: float | None = None
+    absolute_dev_explained_score: float | None = None
+
+
+class NeuronData(msgspec.Struct):
+    """Everything stored about one neuron's activations.
+
+    `records` maps a category ('top', 'random', 'quantile_0', ...) to records in rank order.
+    `explanations`, when not None, replaces the neuron's explanations from `explanation_source`.
+    """
+
+    layer: int
+    neuron: int
+    source: str
+    records: dict[str, list[Record]]
+    mean: float | None = None
+    variance: float | None = None
+    skewness: float | None = None
+    kurtosis: float | None = None
+    quantile_boundaries: list[float | None] | None = None
+    explanations: list[Explanation] | None = None
+    explanation_source: str = "openai"
+
+
+class PreparedNeuron(msgspec.Struct, array_like=True):
+    """SQL-ready rows for one neuron; see `prepare`."""
+
+    neuron_id: str
+    info: tuple
+    excerpts: list[tuple[int, str]]
+    records: list[tuple]
+    explanations: list[tuple] | None
+    explanation_source: str
+
+
+def excerpt_id(tokens_json: str) -> int:
+    """Content address of an excerpt: 64 bits of blake2b as a signed SQLite integer.
+
+    Equal token lists share one row without any lookup. A collision needs ~4e9 distinct
+    excerpts to become likely (birthday bound), far beyond any atlas.
+    """
+    digest = hashlib.blake2b(tokens_json.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def encode_json(value: object) -> str:
+    """Compact JSON (shortest round-trip floats, NaN/inf as null, UTF-8 unescaped)."""
+    return _encode(value).decode("utf-8")
+
+
+def _clean(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def peak(values: Sequence[float | None]) -> tuple[float | None, int | None]:
+    """(max, first index of max) over the non-null values, (None, None) if all are null."""
+    best, where = None, None
+    for i, v in enumerate(values):
+        if v is not None and (best is None or v > best):
+            best, where = v, i
+    return best, where
+
+
+def prepare(data: NeuronData) -> PreparedNeuron:
+    """Turn one neuron's data into rows for `neuron_info`, `excerpts`, `records`, `explanations`."""
+    nid = format_id(data.layer, data.neuron)
+    excerpts: dict[int, str] = {}
+    records: list[tuple] = []
+    overall: float | None = None
+    for category, recs in data.records.items():
+        for rank, rec in enumerate(recs):
+            if len(rec.tokens) != len(rec.activations):
+                raise ValueError(
+                    f"{category} record {rank}: {len(rec.tokens)} tokens but "
+                    f"{len(rec.activations)} activations"
+                )
+            tokens_json = encode_json(rec.tokens)
+            eid = excerpt_id(tokens_json)
+            excerpts[eid] = tokens_json
+            acts = [_clean(a) for a in rec.activations]
+            top, where = peak(acts)
+            if top is not None and (overall is None or top > overall):
+                overall = top
+            records.append((nid, category, rank, eid, encode_json(acts), top, where))
+    qb = None if data.quantile_boundaries is None else encode_json(data.quantile_boundaries)
+    info = (
+        nid, data.layer, data.neuron,
+        _clean(data.mean), _clean(data.variance), _clean(data.skewness), _clean(data.kurtosis),
+        overall, qb, data.source,
+    )
+    explanations = None
+    if data.explanations is not None:
+        explanations = [
+            (nid, data.explanation_source, pos, e.text, _clean(e.ev_correlation_score),
+             _clean(e.rsquared_score), _clean(e.absolute_dev_explained_score))
+            for pos, e in enumerate(data.explanations)
+        ]
+    return PreparedNeuron(nid, info, list(excerpts.items()), records, explanations,
+                          data.explanation_source)

@@ -1,0 +1,164 @@
+"""The single writer of an atlas: batched, transactional, idempotent.
+
+Every write of a neuron replaces what was stored for it, inside one transaction per batch, so
+re-running a stage gives the same database and a killed run loses only its last batch.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+
+import msgspec
+
+from neuronatlas import __version__
+from neuronatlas.store.connection import open_writer
+from neuronatlas.store.rows import PreparedNeuron, encode_json
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class AtlasWriter:
+    """Writes one atlas file. Use as a context manager; one per database at a time."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.conn: sqlite3.Connection = open_writer(self.path)
+
+    def __enter__(self) -> AtlasWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- metadata and provenance ------------------------------------------------------------
+
+    def set_meta(self, items: Mapping[str, object]) -> None:
+        """Store atlas-wide facts; non-string values are JSON-encoded."""
+        rows = [(k, v if isinstance(v, str) else encode_json(v)) for k, v in items.items()]
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                rows,
+            )
+
+    def meta(self) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT key, value FROM meta"))
+
+    def begin_run(self, stage: str, config: object) -> int:
+        """Record that a stage started with these settings; returns the run id."""
+        cfg = msgspec.json.encode(config).decode() if not isinstance(config, str) else config
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO runs(stage, config, code_version, started_at) VALUES (?, ?, ?, ?)",
+                (stage, cfg, __version__, now()),
+            )
+        return int(cur.lastrowid)
+
+    def end_run(self, run_id: int, status: str = "done") -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE runs SET finished_at = ?, status = ? WHERE id = ?",
+                (now(), status, run_id),
+            )
+
+    # -- neurons ----------------------------------------------------------------------------
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.conn)
+
+    def done_neurons(self, source: str | None = None) -> set[str]:
+        """Ids of neurons whose records are stored (optionally from one source)."""
+        if source is None:
+            rows = self.conn.execute("SELECT id FROM neuron_info")
+        else:
+            rows = self.conn.execute("SELECT id FROM neuron_info WHERE source = ?", (source,))
+        return {r[0] for r in rows}
+
+    def write_neurons(self, batch: Iterable[PreparedNeuron]) -> int:
+        """Replace the stored data of every neuron in `batch`, in one transaction."""
+        n = 0
+        with self.transaction():
+            for p in batch:
+                self._write_one(p)
+                n += 1
+        return n
+
+    def _write_one(self, p: PreparedNeuron) -> None:
+        c = self.conn
+        c.execute("DELETE FROM records WHERE neuron_id = ?", (p.neuron_id,))
+        c.executemany("INSERT OR IGNORE INTO excerpts(id, tokens) VALUES (?, ?)", p.excerpts)
+        c.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", p.records)
+        c.execute(
+            "INSERT OR REPLACE INTO neuron_info(id, layer, neuron, mean, variance, skewness,"
+            " kurtosis, max_activation, quantile_boundaries, source)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            p.info,
+        )
+        if p.explanations is not None:
+            self._replace_explanations(p.neuron_id, p.explanation_source, p.explanations)
+
+    def write_explanations(self, neuron_id: str, source: str, rows: list[tuple]) -> None:
+        """Replace one neuron's explanations from `source`.
+
+        rows: (text, ev_correlation_score, rsquared_score, absolute_dev_explained_score).
+        """
+        full = [(neuron_id, source, pos, *r) for pos, r in enumerate(rows)]
+        with self.transaction():
+            self._replace_explanations(neuron_id, source, full)
+
+    def _replace_explanations(self, neuron_id: str, source: str, rows: list[tuple]) -> None:
+        # Upsert keeps each explanation's id (and so its embedding) when the text is unchanged.
+        created = now()
+        self.conn.executemany(
+            "INSERT INTO explanations(neuron_id, source, position, text, ev_correlation_score,"
+            " rsquared_score, absolute_dev_explained_score, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(neuron_id, source, position) DO UPDATE SET"
+            " text = excluded.text, ev_correlation_score = excluded.ev_correlation_score,"
+            " rsquared_score = excluded.rsquared_score,"
+            " absolute_dev_explained_score = excluded.absolute_dev_explained_score",
+            [(*r, created) for r in rows],
+        )
+        self.conn.execute(
+            "DELETE FROM explanations WHERE neuron_id = ? AND source = ? AND position >= ?",
+            (neuron_id, source, len(rows)),
+        )
+
+    def vacuum_excerpts(self) -> int:
+        """Delete excerpts no record points to (left over when neurons were re-written)."""
+        with self.transaction():
+            cur = self.conn.execute(
+                "DELETE FROM excerpts WHERE id NOT IN (SELECT excerpt_id FROM records)"
+            )
+        return cur.rowcount
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error; nests by joining the outer one."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+        self.outer = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.outer = self.conn.in_transaction
+        if not self.outer:
+            self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if self.outer:
+            return
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")

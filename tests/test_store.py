@@ -1,0 +1,94 @@
+"""The store: schema, migrations, seed-compatible relations, idempotent writes."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from neuronatlas.errors import NeuronNotFound, SchemaTooNew
+from neuronatlas.store import AtlasWriter, Explanation, NeuronData, Record, open_reader, prepare
+from neuronatlas.store import reader
+from neuronatlas.store.migrations import available, current_version
+
+
+def _neuron(layer=0, neuron=1, scale=1.0, explanation=" dogs"):
+    return NeuronData(
+        layer=layer, neuron=neuron, source="openai",
+        records={
+            "top": [Record([" a", " dog"], [0.1 * scale, 2.5 * scale]),
+                    Record([" the", " cat"], [1.5 * scale, -0.01])],
+            "random": [Record([" a", " dog"], [0.2, None])],
+        },
+        mean=0.01, variance=0.2, skewness=None, kurtosis=3.0,
+        explanations=[Explanation(explanation, 0.5, 0.25, 0.125)],
+    )
+
+
+def test_seed_relations_have_the_seed_columns(db_path):
+    with AtlasWriter(db_path) as w:
+        w.write_neurons([prepare(_neuron())])
+    conn = sqlite3.connect(db_path)
+    cols = [d[0] for d in conn.execute("SELECT * FROM neurons").description]
+    assert cols == [
+        "id", "layer_index", "neuron_index", "explanation_text",
+        "explanation_ev_correlation_score", "explanation_rsquared_score",
+        "explanation_absolute_dev_explained_score", "activation_mean", "activation_variance",
+        "activation_skewness", "activation_kurtosis", "explanation_embedding",
+    ]
+    row = conn.execute("SELECT * FROM neurons WHERE id = 'L00N0001'").fetchone()
+    assert row[:11] == ("L00N0001", 0, 1, " dogs", 0.5, 0.25, 0.125, 0.01, 0.2, None, 3.0)
+    acts = conn.execute(
+        "SELECT category, tokens, activation_values FROM activations WHERE neuron_id = ?",
+        ("L00N0001",),
+    ).fetchall()
+    assert acts == [
+        ("random", '[" a"," dog"]', "[0.2,null]"),
+        ("top", '[" a"," dog"]', "[0.1,2.5]"),
+        ("top", '[" the"," cat"]', "[1.5,-0.01]"),
+    ]
+
+
+def test_an_excerpt_shared_by_records_is_stored_once(db_path):
+    with AtlasWriter(db_path) as w:
+        w.write_neurons([prepare(_neuron(0, 1)), prepare(_neuron(0, 2))])
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("SELECT count(*) FROM excerpts").fetchone()[0] == 2
+    assert conn.execute("SELECT count(*) FROM activations").fetchone()[0] == 6
+
+
+def test_rewriting_a_neuron_replaces_it(db_path):
+    with AtlasWriter(db_path) as w:
+        w.write_neurons([prepare(_neuron(scale=1.0))])
+        first = w.conn.execute("SELECT id FROM explanations").fetchall()
+        w.write_neurons([prepare(_neuron(scale=2.0))])
+        w.write_neurons([prepare(_neuron(scale=2.0))])
+        assert w.conn.execute("SELECT id FROM explanations").fetchall() == first
+    conn = open_reader(db_path)
+    data = reader.neuron(conn, "L0N1")
+    assert data["stats"]["max_activation"] == 5.0
+    assert [r["activations"] for r in data["records"]["top"]] == [[0.2, 5.0], [3.0, -0.01]]
+    assert len(data["records"]["random"]) == 1
+
+
+def test_reader_is_read_only_and_reports_missing_neurons(db_path):
+    with AtlasWriter(db_path) as w:
+        w.write_neurons([prepare(_neuron())])
+    conn = open_reader(db_path)
+    with pytest.raises(sqlite3.OperationalError):
+        conn.execute("DELETE FROM records")
+    with pytest.raises(NeuronNotFound):
+        reader.neuron(conn, "L03N0003")
+
+
+def test_migrations_are_recorded_and_newer_databases_refused(db_path):
+    with AtlasWriter(db_path) as w:
+        assert current_version(w.conn) == max(v for v, _, _ in available())
+        w.conn.execute("INSERT INTO schema_version VALUES (999, 'future', 'x')")
+    with pytest.raises(SchemaTooNew):
+        AtlasWriter(db_path)
+
+
+def test_wal_mode(db_path):
+    with AtlasWriter(db_path) as w:
+        assert w.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
