@@ -132,3 +132,9 @@ def neuron(conn: sqlite3.Connection, neuron_id: str, records_per_category: int |
         "explanations": explanations(conn, nid),
         "records": records(conn, nid, limit_per_category=records_per_category),
     }
+
+
+def neurons_with_explanation(conn: sqlite3.Connection, source: str) -> set[str]:
+    """Ids of neurons that have at least one explanation from `source`."""
+    rows = conn.execute("SELECT DISTINCT neuron_id FROM explanations WHERE source = ?", (source,))
+    return {r[0] for r in rows}
