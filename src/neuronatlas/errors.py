@@ -35,3 +35,11 @@ class MixedEmbedders(NeuronAtlasError):
 
 class ModelUnavailable(NeuronAtlasError):
     """The model needed for a live feature cannot be loaded here."""
+
+
+class StageNotBuilt(NeuronAtlasError):
+    """The atlas lacks a stage a feature needs (e.g. a map before `neuronatlas map` ran)."""
+
+
+class QueryTimeout(NeuronAtlasError):
+    """A bounded read ran past its time limit and was interrupted."""

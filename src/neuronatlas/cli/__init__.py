@@ -13,6 +13,7 @@ from neuronatlas.errors import NeuronAtlasError
 
 # Registering modules (import for their side effect of adding commands to `app`).
 from neuronatlas.cli import inspect as _inspect  # noqa: E402,F401
+from neuronatlas.cli import importing as _importing  # noqa: E402,F401
 
 
 def main() -> None:

@@ -18,6 +18,9 @@ def open_writer(path: str | Path) -> sqlite3.Connection:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None, timeout=60.0)
+    # 16 KiB pages for new files (no effect on existing ones): activation records are
+    # ~1.3 KB rows, which fill 4 KiB pages only ~65%; 16 KiB pages ~92%, fewer writes.
+    conn.execute("PRAGMA page_size=16384")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; safe in WAL mode
     conn.execute("PRAGMA foreign_keys=ON")

@@ -138,3 +138,87 @@ def neurons_with_explanation(conn: sqlite3.Connection, source: str) -> set[str]:
     """Ids of neurons that have at least one explanation from `source`."""
     rows = conn.execute("SELECT DISTINCT neuron_id FROM explanations WHERE source = ?", (source,))
     return {r[0] for r in rows}
+
+
+# -- bulk reads for exporters (ordered scans, streamed) --------------------------------------
+
+
+def iter_neuron_info(conn: sqlite3.Connection) -> Iterator[dict]:
+    """Every neuron's stored statistics, in id order (= layer, neuron order)."""
+    rows = conn.execute(
+        "SELECT id, layer, neuron, mean, variance, skewness, kurtosis, quantile_boundaries"
+        " FROM neuron_info ORDER BY id"
+    )
+    for r in rows:
+        yield {
+            "id": r[0], "layer": r[1], "neuron": r[2], "mean": r[3], "variance": r[4],
+            "skewness": r[5], "kurtosis": r[6],
+            "quantile_boundaries": None if r[7] is None else _decode(r[7]),
+        }
+
+
+def iter_record_texts(conn: sqlite3.Connection) -> Iterator[tuple[str, str, int, str, str]]:
+    """(neuron_id, category, rank, tokens JSON, activation_values JSON) of every record,
+    ordered by neuron id, category, rank (the primary key's order: no sort needed)."""
+    yield from conn.execute(
+        "SELECT r.neuron_id, r.category, r.rank, x.tokens, r.activation_values"
+        " FROM records r JOIN excerpts x ON x.id = r.excerpt_id"
+        " ORDER BY r.neuron_id, r.category, r.rank"
+    )
+
+
+def iter_explanation_rows(conn: sqlite3.Connection) -> Iterator[tuple]:
+    """(neuron_id, source, position, text, ev_correlation, rsquared, absolute_dev) of every
+    explanation, by neuron id with each neuron's primary explanation first."""
+    yield from conn.execute(
+        "SELECT neuron_id, source, position, text, ev_correlation_score, rsquared_score,"
+        " absolute_dev_explained_score FROM explanations ORDER BY neuron_id,"
+        " CASE source WHEN 'openai' THEN 0 WHEN 'llm' THEN 1 WHEN 'n2g' THEN 2 ELSE 3 END,"
+        " position"
+    )
+
+
+EXPORTABLE_RELATIONS = ("neurons", "activations", "explanations")
+
+
+def iter_relation(conn: sqlite3.Connection, relation: str, batch_size: int = 4096
+                  ) -> Iterator[tuple[list[str], list[tuple]]]:
+    """(column names, rows) batches of one of EXPORTABLE_RELATIONS, in a stable order."""
+    if relation not in EXPORTABLE_RELATIONS:
+        raise ValueError(f"{relation!r}: expected one of {EXPORTABLE_RELATIONS}")
+    order = {"neurons": "id", "activations": "neuron_id, category",
+             "explanations": "neuron_id, source, position"}[relation]
+    sql = f"SELECT * FROM {relation}"
+    if relation != "activations":  # the view is already ordered (by rank too)
+        sql += f" ORDER BY {order}"
+    cur = conn.execute(sql)
+    names = [d[0] for d in cur.description]
+    while True:
+        rows = cur.fetchmany(batch_size)
+        if not rows:
+            return
+        yield names, [tuple(r) for r in rows]
+
+
+def last_run(conn: sqlite3.Connection, stage: str) -> dict | None:
+    """The most recent run of a stage: {id, config, status, started_at, finished_at}."""
+    row = conn.execute(
+        "SELECT id, config, status, started_at, finished_at FROM runs WHERE stage = ?"
+        " ORDER BY id DESC LIMIT 1",
+        (stage,),
+    ).fetchone()
+    if row is None:
+        return None
+    return {"id": row[0], "config": _decode(row[1]), "status": row[2],
+            "started_at": row[3], "finished_at": row[4]}
+
+
+def strongest_neurons(conn: sqlite3.Connection, per_layer: int) -> list[str]:
+    """The `per_layer` neurons of each layer with the highest max activation, strongest first."""
+    rows = conn.execute(
+        "SELECT id FROM (SELECT id, layer, max_activation, ROW_NUMBER() OVER"
+        " (PARTITION BY layer ORDER BY max_activation DESC, neuron) AS rn FROM neuron_info"
+        " WHERE max_activation IS NOT NULL) WHERE rn <= ? ORDER BY rn, layer",
+        (per_layer,),
+    )
+    return [r[0] for r in rows]
