@@ -93,6 +93,24 @@ def peak(values: Sequence[float | None]) -> tuple[float | None, int | None]:
     return best, where
 
 
+def _values_and_peak(values: list[float | None]) -> tuple[list, float | None, int | None]:
+    """(values with NaN/inf as None, max, first index of max).
+
+    The common case (every value a finite float) runs in C: `sum` raises on None and is not
+    finite when any value is NaN or infinite, and only then is each value inspected.
+    """
+    try:
+        finite = math.isfinite(sum(values))
+    except TypeError:
+        finite = False
+    if finite and values:
+        top = max(values)
+        return values, float(top), values.index(top)
+    cleaned = [_clean(a) for a in values]
+    top, where = peak(cleaned)
+    return cleaned, top, where
+
+
 def prepare(data: NeuronData) -> PreparedNeuron:
     """Turn one neuron's data into rows for `neuron_info`, `excerpts`, `records`, `explanations`."""
     nid = format_id(data.layer, data.neuron)
@@ -109,8 +127,7 @@ def prepare(data: NeuronData) -> PreparedNeuron:
             tokens_json = encode_json(rec.tokens)
             eid = excerpt_id(tokens_json)
             excerpts[eid] = tokens_json
-            acts = [_clean(a) for a in rec.activations]
-            top, where = peak(acts)
+            acts, top, where = _values_and_peak(rec.activations)
             if top is not None and (overall is None or top > overall):
                 overall = top
             records.append((nid, category, rank, eid, encode_json(acts), top, where))
