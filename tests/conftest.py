@@ -15,3 +15,13 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 def db_path(tmp_path):
     """A path for a new atlas file in the test's own folder."""
     return tmp_path / "atlas.db"
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory):
+    """A saved 2-layer GPT-2 (d_model 64, 256 neurons/layer, real GPT-2 tokenizer) whose
+    neurons L00N0003, L01N0005, L01N0007 detect " cat", " dog", " the" (the peak on the
+    token (≈ 7.2–7.5), ≈0 elsewhere; exact peaks in `detectors.json`). See tests/tiny_models.py."""
+    from tiny_models import DEFAULT_DETECTORS, build_token_detector_gpt2
+
+    return build_token_detector_gpt2(tmp_path_factory.mktemp("tiny_gpt2"), DEFAULT_DETECTORS)

@@ -11,4 +11,13 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["Atlas", "__version__"]
+
+
+def __getattr__(name: str):
+    """`neuronatlas.Atlas` without importing the store and web layers at `import neuronatlas`."""
+    if name == "Atlas":
+        from neuronatlas.atlas import Atlas
+
+        return Atlas
+    raise AttributeError(f"module 'neuronatlas' has no attribute {name!r}")

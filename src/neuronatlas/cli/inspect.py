@@ -65,4 +65,10 @@ def show(
 
 def _extra_sections(conn, neuron_id: str) -> dict:
     """Sections other stages add to `show` (e.g. "n2g"), when their tables exist."""
-    return {}
+    from neuronatlas.store import n2g as n2g_store
+
+    extra: dict = {}
+    metrics = n2g_store.read_metrics(conn, neuron_id)
+    if metrics is not None:
+        extra["n2g"] = {**metrics, "explanation": n2g_store.n2g_explanation(conn, neuron_id)}
+    return extra

@@ -1,0 +1,5 @@
+"""`python -m neuronatlas`: the same as the `neuronatlas` command."""
+
+from neuronatlas.cli import main
+
+main()

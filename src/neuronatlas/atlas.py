@@ -1,0 +1,163 @@
+"""`neuronatlas.Atlas`: one atlas file from Python and Jupyter.
+
+    >>> atlas = Atlas("atlas.db")
+    >>> atlas.neuron("L05N0123")        # in a notebook: explanations + token heat-maps
+    >>> atlas.search("dogs", k=5)       # same results as /api/search and `neuronatlas search`
+
+The same `web.data` functions as the explorer's pages and JSON API sit behind every method,
+so a notebook shows exactly what the browser shows. Reads are bounded by a time limit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from html import escape
+from pathlib import Path
+from typing import Any, Self
+
+from neuronatlas.store import open_reader, reader
+from neuronatlas.store.web import time_limit
+from neuronatlas.web import data
+from neuronatlas.web.live import LiveModel, default_spec
+from neuronatlas.web.render import HEATMAP_CSS, category_order, histogram_svg, record_row
+
+_NOTEBOOK_CSS = HEATMAP_CSS + """
+.na-card{font-family:system-ui,sans-serif;font-size:14px;max-width:980px}
+.na-card h3{margin:4px 0;font-family:ui-monospace,monospace}
+.na-card table{border-collapse:collapse;font-size:13px;margin:6px 0}
+.na-card td,.na-card th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left}
+.na-card .hist .bar{fill:#ff8c00}.na-card .hist .axis{fill:#888;font-size:11px}
+.na-card .hist{max-width:560px}
+"""
+
+
+class Neuron:
+    """One neuron of an atlas: a dict of everything stored (`.data`) that draws itself."""
+
+    def __init__(self, detail: dict):
+        self.data = detail
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    @property
+    def id(self) -> str:
+        return self.data["id"]
+
+    @property
+    def explanation(self) -> str | None:
+        exps = self.data["explanations"]
+        return exps[0]["text"] if exps else None
+
+    @property
+    def records(self) -> dict[str, list[dict]]:
+        return self.data["records"]
+
+    def to_dict(self) -> dict:
+        return self.data
+
+    def __repr__(self) -> str:
+        return f"<Neuron {self.id}: {self.explanation!r}>"
+
+    def _repr_html_(self, records_per_category: int = 5) -> str:
+        """Self-contained HTML (inline CSS, no scripts): explanations, histogram, heat-maps."""
+        d = self.data
+        rows = "".join(
+            f"<tr><td>{escape(e['source'])}</td><td>{escape(e['text'])}</td>"
+            f"<td>{_num(e['ev_correlation_score'])}</td></tr>"
+            for e in d["explanations"]
+        )
+        scale = d["stats"]["max_activation"]
+        parts = [f"<style>{_NOTEBOOK_CSS}</style><div class='na-card'>",
+                 f"<h3>{escape(d['id'])}</h3>",
+                 f"<table><tr><th>source</th><th>explanation</th><th>score</th></tr>{rows}</table>",
+                 "<div>" + " · ".join(f"{k} {_num(d['stats'][k])}" for k in
+                                      ("max_activation", "mean", "variance", "skewness",
+                                       "kurtosis")) + "</div>",
+                 histogram_svg(d["histogram"])]
+        n2g = d.get("n2g")
+        if n2g:
+            m = n2g["metrics"]
+            parts.append(f"<div>N2G F1 {_num(m.get('f1'))} (baseline "
+                         f"{_num(m.get('baseline_token_f1'))})</div>")
+        for cat in category_order(d["records"]):
+            parts.append(f"<div><b>{escape(cat)}</b></div>")
+            parts.extend(record_row(r, scale) for r in d["records"][cat][:records_per_category])
+        parts.append("</div>")
+        return "".join(parts)
+
+
+class Results(list):
+    """Search results (a list of dicts) that render as a table in notebooks."""
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{escape(r['id'])}</td><td>{escape(r.get('explanation') or '')}</td>"
+            f"<td>{_num(r.get('similarity'))}</td><td>{_num(r.get('score'))}</td></tr>"
+            for r in self
+        )
+        return (f"<style>{_NOTEBOOK_CSS}</style><div class='na-card'><table><tr><th>id</th>"
+                f"<th>explanation</th><th>similarity</th><th>score</th></tr>{rows}</table></div>")
+
+
+def _num(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3g}"
+
+
+class Atlas:
+    """An atlas file opened read-only. `model` overrides its meta model_id for live runs."""
+
+    def __init__(self, path: str | Path, model: str | None = None, time_limit_s: float = 30.0):
+        self.path = Path(path)
+        self.time_limit_s = time_limit_s
+        self._conn: sqlite3.Connection = open_reader(self.path, check_same_thread=False)
+        self.meta = reader.meta(self._conn)
+        self._live = LiveModel(model or default_spec(self.meta), self.meta)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __repr__(self) -> str:
+        return f"Atlas({str(self.path)!r}, model={self.meta.get('model_id')!r})"
+
+    def __len__(self) -> int:
+        with time_limit(self._conn, self.time_limit_s) as c:
+            return reader.neuron_count(c)
+
+    def ids(self, layer: int | None = None) -> list[str]:
+        """Stored neuron ids in (layer, neuron) order, optionally of one layer."""
+        with time_limit(self._conn, self.time_limit_s) as c:
+            return reader.neuron_ids(c, layer)
+
+    def neuron(self, neuron_id: str, records: int = 20) -> Neuron:
+        """Everything about one neuron (as on its page). NeuronNotFound / BadNeuronId."""
+        with time_limit(self._conn, self.time_limit_s) as c:
+            return Neuron(data.neuron_detail(c, neuron_id, records=records))
+
+    def search(self, query: str, k: int = 10, mode: data.SearchMode = "auto") -> Results:
+        """Neurons for a query (semantic when the atlas has embeddings; see `data.search`)."""
+        with time_limit(self._conn, self.time_limit_s) as c:
+            return Results(data.search(c, query, k, mode)["results"])
+
+    def tokens(self, text: str, k: int = 10) -> Results:
+        """Neurons whose stored records fire on the tokens of `text`."""
+        with time_limit(self._conn, self.time_limit_s) as c:
+            return Results(data.search(c, text, k, "tokens")["results"])
+
+    def activate(self, text: str, k: int = 10) -> dict:
+        """Run the model live: the k strongest neurons on each token of `text`."""
+        self._live.get()  # load first: loading must not count against the read time limit
+        with time_limit(self._conn, self.time_limit_s) as c:
+            return data.live_strongest(c, self._live, text, k)
+
+    def activations(self, text: str, neuron_id: str) -> dict:
+        """Run the model live: one neuron's activation per token (+ its N2G prediction)."""
+        self._live.get()
+        with time_limit(self._conn, self.time_limit_s) as c:
+            return data.live_neuron(c, self._live, text, neuron_id)

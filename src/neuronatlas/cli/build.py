@@ -1,0 +1,113 @@
+"""`neuronatlas demo` and `neuronatlas build`: every stage in one command, then serve."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from neuronatlas.cli.app import SilentOption, app, console_err
+from neuronatlas.pipeline import DEMO_TOKENS, STAGES, BuildSettings, build_atlas
+
+
+def _run_with_progress(db: Path, settings: BuildSettings, silent: bool) -> None:
+    """Run the build under one progress display: an overall bar with ETA and one per stage."""
+    if silent:
+        results = build_atlas(db, settings)
+    else:
+        weights = {name: STAGES[name][1] for name in settings.stages}
+        total = sum(weights.values())
+        columns = (TextColumn("{task.description:<10}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("[dim]{task.fields[detail]}"))
+        with Progress(*columns, console=console_err) as bars:
+            overall = bars.add_task("atlas", total=total, detail="")
+            tasks: dict[str, int] = {}
+            base = {name: sum(weights[n] for n in settings.stages[:i])
+                    for i, name in enumerate(settings.stages)}
+
+            def on_progress(stage: str, fraction: float, detail: str) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bars.add_task(stage, total=1.0, detail="")
+                bars.update(tasks[stage], completed=fraction, detail=detail)
+                bars.update(overall, completed=base[stage] + weights[stage] * fraction,
+                            detail=stage)
+
+            results = build_atlas(db, settings, on_progress)
+    for r in results:
+        state = "reused" if r.skipped else f"{r.seconds:,.0f} s"
+        console_err.print(f"  {r.stage:<8} {state:>8}  {r.detail}", highlight=False)
+
+
+def _serve(db: Path, host: str, port: int, model: str | None) -> None:
+    import uvicorn
+
+    from neuronatlas.web import create_app
+
+    console_err.print(f"neuronatlas: serving {db} at [bold]http://{host}:{port}/[/] "
+                      "(Ctrl-C stops)", highlight=False)
+    uvicorn.run(create_app(db, model=model), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def demo(
+    db: Annotated[Path, typer.Option("--db", help="The atlas file to build or reuse.",
+                                     dir_okay=False)] = Path("atlas.db"),
+    port: Annotated[int, typer.Option(help="Port to serve on.", min=0, max=65535)] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")]
+    = "127.0.0.1",
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Build only; do not serve.")]
+    = False,
+    model: Annotated[str, typer.Option(help="Model: `default` (offline Gemma-3-270M), a hub "
+                                            "id or a local folder.")] = "default",
+    corpus: Annotated[str, typer.Option(help="Corpus: `default` (offline Wikipedia "
+                                             "extracts), a file or hf:NAME[:SPLIT].")]
+    = "default",
+    tokens: Annotated[int, typer.Option(help="Tokens to scrape.", min=64)] = DEMO_TOKENS,
+    embedder: Annotated[str, typer.Option(help="Sentence embedder for the map and search.")]
+    = "all-mpnet-base-v2",
+    n2g_per_layer: Annotated[int, typer.Option(help="N2G graphs per layer (strongest "
+                                                    "neurons).", min=0)] = 8,
+    n2g_seconds: Annotated[float, typer.Option(help="Time budget for N2G, seconds.")] = 240.0,
+    silent: SilentOption = False,
+) -> None:
+    """Build the atlas of the offline default model over the offline corpus, then serve it.
+
+    Every stage is resumable: run it again and it reuses what is done, serving in seconds.
+
+    Example: neuronatlas demo --db atlas.db --port 8000
+    """
+    settings = BuildSettings(model=model, corpus=corpus, tokens=tokens, embedder=embedder,
+                             n2g_per_layer=n2g_per_layer, n2g_seconds=n2g_seconds)
+    started = time.monotonic()
+    _run_with_progress(db, settings, silent)
+    console_err.print(f"atlas {db} ready in {time.monotonic() - started:,.0f} s", highlight=False)
+    if not no_serve:
+        _serve(db, host, port, None if model == "default" else model)
+
+
+@app.command()
+def build(
+    model: Annotated[str, typer.Option(help="Model: a hub id (e.g. gpt2), a local folder, or "
+                                            "`default`.")],
+    corpus: Annotated[str, typer.Option(help="Corpus: hf:NAME[:SPLIT], a .txt/.jsonl/.parquet "
+                                             "file, or `default`.")],
+    db: Annotated[Path, typer.Option("--db", help="The atlas file.", dir_okay=False)],
+    tokens: Annotated[int, typer.Option(help="Tokens to scrape.", min=64)] = 1_000_000,
+    context: Annotated[int, typer.Option(help="Tokens per excerpt.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 16,
+    embedder: Annotated[str, typer.Option(help="Sentence embedder.")] = "all-mpnet-base-v2",
+    n2g_per_layer: Annotated[int, typer.Option(help="N2G graphs per layer.", min=0)] = 8,
+    n2g_seconds: Annotated[float, typer.Option(help="Time budget for N2G, seconds.")] = 600.0,
+    silent: SilentOption = False,
+) -> None:
+    """Build a full atlas (scrape, explanations, N2G, embeddings, map) of any causal LM.
+
+    Example: neuronatlas build --model gpt2 --corpus hf:Skylion007/openwebtext --db gpt2.db
+    """
+    settings = BuildSettings(model=model, corpus=corpus, tokens=tokens, context=context,
+                             batch_size=batch_size, embedder=embedder,
+                             n2g_per_layer=n2g_per_layer, n2g_seconds=n2g_seconds)
+    _run_with_progress(db, settings, silent)

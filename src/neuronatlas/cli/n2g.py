@@ -1,0 +1,115 @@
+"""`neuronatlas n2g`: build Neuron2Graph graphs for stored neurons (thin over n2g.run)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from neuronatlas.cli.app import EXIT_PARTIAL, DbOption, SilentOption, app, console_err
+
+
+@app.command()
+def n2g(
+    db: DbOption,
+    neurons: Annotated[str | None, typer.Option(
+        "--neurons", help="Comma-separated neuron ids (L05N0123, L5N123 or 5:123).")] = None,
+    layer: Annotated[int | None, typer.Option("--layer", help="Every stored neuron of layer L."
+                                              )] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every stored neuron.")] = False,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Model hub id or folder; default: the model the atlas names.")] = None,
+    reference_settings: Annotated[bool, typer.Option(
+        "--reference-settings", help="The reference code's thresholds and choices.")] = False,
+    substitutes: Annotated[str | None, typer.Option(
+        "--substitutes", help="Substitute sources in order: model, embedding, casing, "
+        "distilbert (comma-separated). Default: model.")] = None,
+    casings: Annotated[str | None, typer.Option(
+        "--casings", help="word_to_casings.json (lowercase word → [[casing, count], ...]) for "
+        "the casing source; default: spaCy's en_lexeme_prob table.")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Rebuild neurons that already have a graph.")] = False,
+    batch_neurons: Annotated[int, typer.Option(
+        "--batch-neurons", help="Neurons of one layer that share forward passes.")] = 16,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="local (this process) or ray (an actor pool on a Ray cluster; needs "
+        "the optional ray extra).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="--engine ray: join this cluster; default: a local Ray.",
+        metavar="ADDR")] = None,
+    shards: Annotated[int | None, typer.Option(
+        "--shards", help="--engine ray: number of actors (default: one per free CPU).",
+        metavar="N")] = None,
+    silent: SilentOption = False,
+) -> None:
+    """Build, evaluate and store a Neuron2Graph graph per neuron (resumable).
+
+    Each graph predicts its neuron's activation from token patterns; its firing-token
+    precision/recall/F1 against token and n-gram lookup baselines, its ev_correlation_score and
+    an explanation (source 'n2g') are stored. Neurons that already have a graph are skipped.
+
+    Example: neuronatlas n2g --db atlas.db --layer 3
+    """
+    from neuronatlas.errors import BadInput
+    from neuronatlas.n2g.run import run_n2g
+    from neuronatlas.n2g.settings import N2GSettings
+    from neuronatlas.n2g.settings import reference_settings as ref
+
+    if engine not in ("local", "ray"):
+        raise BadInput(f"--engine {engine!r}: choose local or ray")
+    settings = ref() if reference_settings else N2GSettings()
+    if substitutes:
+        settings = settings.with_(substitute_sources=tuple(
+            s.strip() for s in substitutes.split(",") if s.strip()))
+    wanted = [n.strip() for n in neurons.split(",") if n.strip()] if neurons else None
+    if engine == "local" and (ray_address or shards):
+        raise BadInput("--ray-address and --shards need --engine ray")
+    if engine == "ray":
+        from functools import partial
+
+        from neuronatlas.scale import engine as ray_engine
+
+        ray = ray_engine()
+        run_n2g = partial(ray.n2g_on_ray, options=ray.RayOptions(
+            address=ray_address, workers=shards, quiet=silent))
+    report = _run(run_n2g, db, wanted, layer, all_, model, settings, casings, overwrite,
+                  batch_neurons, silent)
+    for nid, why in report.failed:
+        console_err.print(f"skipped {nid}: {why}", highlight=False)
+    if not silent:
+        c = report.counters
+        console_err.print(
+            f"n2g: {len(report.done)} built, {len(report.already)} already had a graph, "
+            f"{len(report.failed)} skipped in {report.seconds:.1f}s"
+            + (f"; {c.get('tokens', 0)} model tokens in {c.get('passes', 0)} passes" if c else ""),
+            highlight=False)
+    if report.failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _run(run_n2g, db, wanted, layer, all_, model, settings, casings, overwrite, batch_neurons,
+         silent):
+    if silent:
+        return run_n2g(db, wanted, layer, all_, model, settings, casings, overwrite,
+                       batch_neurons)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(TextColumn("n2g"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console_err) as bar:
+        task = bar.add_task("n2g", total=None, last="loading model")
+
+        def progress(nid: str, _done: int) -> None:
+            bar.update(task, advance=1, last=nid)
+
+        def total(n: int) -> None:
+            bar.update(task, total=n, last="")
+
+        return run_n2g(db, wanted, layer, all_, model, settings, casings, overwrite,
+                       batch_neurons, progress=progress, on_total=total)

@@ -1,0 +1,220 @@
+"""`neuronatlas embed | map | index | search | tokens | similar`: the embed stage and search."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from neuronatlas.cli.app import DbOption, JsonOption, SilentOption, app, console, print_json
+from neuronatlas.store import open_reader
+
+KOption = Annotated[int, typer.Option("--k", min=1, max=1000, help="How many results.")]
+
+
+def _results_table(rows: list[dict], title: str, extra: str | None = None) -> None:
+    table = Table(title=title, show_header=True, header_style="bold")
+    for col in ("id", "similarity", "score", *([extra] if extra else []), "explanation"):
+        table.add_column(col)
+    for r in rows:
+        score = "—" if r.get("score") is None else f"{r['score']:.3f}"
+        cells = [r["id"], f"{r['similarity']:.3f}", score]
+        if extra:
+            cells.append(escape(repr(r.get(extra))))
+        cells.append(escape(r.get("explanation") or ""))
+        table.add_row(*cells)
+    console.print(table)
+
+
+def _contract(rows: list[dict]) -> list[dict]:
+    """Exactly the documented keys, in order: id, layer, neuron, explanation, score, similarity."""
+    keys = ("id", "layer", "neuron", "explanation", "score", "similarity")
+    return [{k: r.get(k) for k in keys} for r in rows]
+
+
+@app.command()
+def embed(
+    db: DbOption,
+    embedder: Annotated[str | None, typer.Option(
+        "--embedder", help="all-mpnet-base-v2 (offline), all-MiniLM-L6-v2 (offline), a local "
+        "sentence-transformers folder or a hub id (online). Default: the atlas's embedder, "
+        "else all-mpnet-base-v2.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Texts per batch.")] = 64,
+    all_explanations: Annotated[bool, typer.Option(
+        "--all-explanations", help="Embed every explanation, not only each neuron's primary.")
+    ] = False,
+    reembed: Annotated[bool, typer.Option(
+        "--reembed", help="Replace every stored vector (needed to switch embedders).")] = False,
+    silent: SilentOption = False,
+) -> None:
+    """Embed new or changed explanations (unit float32 vectors tagged with the embedder).
+
+    Example: neuronatlas embed --db atlas.db --embedder all-MiniLM-L6-v2
+    """
+    from rich.progress import Progress
+
+    from neuronatlas.embed.embed import EmbedConfig, embed_atlas
+
+    config = EmbedConfig(embedder=embedder, batch_size=batch_size,
+                         all_explanations=all_explanations, reembed=reembed)
+    open_reader(db).close()  # a clear error for a missing file
+    with Progress(console=console, disable=silent, transient=True) as bar:
+        task = bar.add_task("embedding", total=None)
+        result = embed_atlas(db, config, lambda done, total: bar.update(
+            task, completed=done, total=total))
+    if not silent:
+        console.print(f"{result.embedder}: embedded {result.embedded}, "
+                      f"{result.unchanged} already current")
+
+
+@app.command("map")
+def map_(
+    db: DbOption,
+    neighbors: Annotated[int, typer.Option("--neighbors", help="UMAP n_neighbors.")] = 15,
+    min_dist: Annotated[float, typer.Option("--min-dist", help="UMAP min_dist.")] = 0.1,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (fixes the layout).")] = 42,
+    clusterer: Annotated[str, typer.Option(
+        "--clusterer", help="hdbscan (on the 2-D map) or kmeans (on the vectors).")] = "hdbscan",
+    min_cluster_size: Annotated[int | None, typer.Option(
+        "--min-cluster-size", help="HDBSCAN's smallest cluster (default ≈ √n / 2).")] = None,
+    silent: SilentOption = False,
+) -> None:
+    """Lay out embedded neurons in 2-D (UMAP, cosine), cluster and label them; store the map.
+
+    Example: neuronatlas map --db atlas.db --neighbors 30 --seed 1
+    """
+    from neuronatlas.embed.map import MapConfig, build_map
+
+    config = MapConfig(neighbors=neighbors, min_dist=min_dist, seed=seed, clusterer=clusterer,
+                       min_cluster_size=min_cluster_size)
+    open_reader(db).close()
+    with console.status("mapping", spinner="dots") if not silent else _nothing():
+        result = build_map(db, config)
+    if not silent:
+        console.print(f"map of {result.points} neurons: {result.clusters} clusters, "
+                      f"{result.noise} unclustered ({result.embedder})")
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+@app.command()
+def index(
+    db: DbOption,
+    excerpts: Annotated[bool, typer.Option(
+        "--excerpts/--no-excerpts", help="Also (re)build the excerpt full-text index (slow: "
+        "about as long as the import).")] = True,
+    silent: SilentOption = False,
+) -> None:
+    """Rebuild the token index and the excerpt full-text index from the stored records.
+
+    Importers and the scraper do this at the end; run it after changing records by hand.
+
+    Example: neuronatlas index --db atlas.db
+    """
+    from neuronatlas.store import open_writer
+    from neuronatlas.store.search import rebuild_search_indexes
+
+    open_reader(db).close()
+    conn = open_writer(db)
+    try:
+        counts = rebuild_search_indexes(conn, excerpts=excerpts)
+    finally:
+        conn.close()
+    if not silent:
+        console.print(f"token index: {counts['token_rows']} rows"
+                      + (f"; excerpt full text: {counts['excerpt_documents']} neurons"
+                         if excerpts else ""))
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(metavar="QUERY", help="What the neuron responds to.")],
+    db: DbOption,
+    k: KOption = 10,
+    json: JsonOption = False,
+    fulltext: Annotated[bool, typer.Option(
+        "--fulltext", help="FTS5 word search over explanations and top excerpts instead.")
+    ] = False,
+    embedder: Annotated[str | None, typer.Option(
+        "--embedder", help="Query embedder (default: the one the atlas was embedded with).")
+    ] = None,
+) -> None:
+    """Semantic search over explanations: neurons whose explanation means QUERY.
+
+    Example: neuronatlas search "words about the weather" --db atlas.db --k 5 --json
+    """
+    conn = open_reader(db)
+    if fulltext:
+        from neuronatlas.embed.fulltext import fulltext_search
+
+        rows = fulltext_search(conn, query, k)
+    else:
+        from neuronatlas.embed.search import semantic_search
+
+        rows = semantic_search(conn, query, k, embedder)
+    if json:
+        print_json(_contract(rows))
+        return
+    _results_table(rows, f"{'full-text' if fulltext else 'semantic'} search: {query}")
+
+
+@app.command()
+def tokens(
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="Text whose tokens to look up.")],
+    db: DbOption,
+    k: KOption = 10,
+    json: JsonOption = False,
+) -> None:
+    """Neurons whose stored top records peak on TEXT's tokens (from the token index).
+
+    similarity = share of the neuron's top-record peak mass on these tokens (0-1).
+
+    Example: neuronatlas tokens " Paris" --db atlas.db --json
+    """
+    from neuronatlas.embed.tokens import token_search
+
+    rows = token_search(open_reader(db), text, k)
+    if json:
+        print_json([{**r2, "token": r["token"]} for r, r2 in zip(rows, _contract(rows))])
+        return
+    _results_table(rows, f"tokens: {text!r}", extra="token")
+
+
+@app.command()
+def similar(
+    neuron_id: Annotated[str, typer.Argument(metavar="ID", help="L05N0123, L5N123 or 5:123.")],
+    db: DbOption,
+    k: KOption = 10,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Also relate by weights and show logit effects (hub id, folder or "
+        "'default').")] = None,
+    json: JsonOption = False,
+) -> None:
+    """Neurons similar to ID: by explanation embedding, by shared peak tokens (weighted
+    Jaccard) and, with --model, by weights (plus the neuron's logit effect).
+
+    Example: neuronatlas similar L05N0123 --db atlas.db --k 5
+    """
+    from neuronatlas.embed.similar import similar_neurons
+
+    data = similar_neurons(open_reader(db), neuron_id, k, model)
+    if json:
+        print_json(data)
+        return
+    _results_table(data["by_embedding"], f"{data['id']}: by explanation embedding")
+    _results_table(data["by_tokens"], f"{data['id']}: by shared peak tokens")
+    if "by_weights" in data:
+        for side in ("downstream", "upstream"):
+            _results_table(data["by_weights"][side], f"{data['id']}: {side} by weights")
+        effects = data["logit_effects"]
+        for side in ("promoted", "suppressed"):
+            shown = ", ".join(f"{e['token']!r} {e['effect']:+.3f}" for e in effects[side])
+            console.print(f"[bold]{side}[/] {escape(shown)}")

@@ -1,0 +1,102 @@
+"""`neuronatlas serve` (the explorer) and `neuronatlas activate` (live strongest neurons)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from neuronatlas.cli.app import DbOption, JsonOption, app, console, console_err, print_json
+from neuronatlas.errors import AtlasNotFound
+
+ModelOption = Annotated[
+    str | None,
+    typer.Option("--model", help="Model for live activations: a hub id or a local folder "
+                 "(default: the atlas's meta model_id)."),
+]
+
+
+def _check_db(db) -> None:
+    if not db.exists():
+        raise AtlasNotFound(f"{db}: no such atlas. Build one with `neuronatlas demo` or "
+                            f"`neuronatlas import-openai SOURCE --db {db}`")
+
+
+@app.command()
+def serve(
+    db: DbOption,
+    host: Annotated[str, typer.Option(help="Interface to bind. The default serves this "
+                                           "machine only; 0.0.0.0 exposes it to the network.")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=0, max=65535)] = 8000,
+    model: ModelOption = None,
+    time_limit: Annotated[float, typer.Option(help="Seconds one request's reads may take.",
+                                              min=0.05)] = 2.0,
+    workers: Annotated[int, typer.Option(help="Server processes (one per core scales "
+                                              "throughput; each loads its own live model).",
+                                         min=1, max=64)] = 1,
+) -> None:
+    """Serve the explorer (map, neuron pages, search, JSON API) over one atlas, read-only.
+
+    Example: neuronatlas serve --db atlas.db --port 8000 --workers 2
+    """
+    import uvicorn
+
+    from neuronatlas.web import create_app
+
+    _check_db(db)
+    web_app = create_app(db, model=model, time_limit_s=time_limit)  # fail here, not per worker
+    scope = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else "the network"
+    shown = f"[{host}]" if ":" in host else host
+    console_err.print(f"neuronatlas: serving {db} read-only on {scope} at "
+                      f"[bold]http://{shown}:{port}/[/]  (API docs at /docs; Ctrl-C stops)",
+                      highlight=False, soft_wrap=True)
+    if workers == 1:
+        uvicorn.run(web_app, host=host, port=port, log_level="warning")
+        return
+    import os
+
+    from neuronatlas.web.app import ENV_PREFIX
+
+    os.environ[ENV_PREFIX + "DB"] = str(db.resolve())
+    os.environ[ENV_PREFIX + "MODEL"] = model or ""
+    os.environ[ENV_PREFIX + "TIME_LIMIT"] = str(time_limit)
+    uvicorn.run("neuronatlas.web.app:app_from_env", factory=True, workers=workers,
+                host=host, port=port, log_level="warning")
+
+
+@app.command()
+def activate(
+    text: Annotated[str, typer.Argument(help="The text to run through the model.")],
+    db: DbOption,
+    k: Annotated[int, typer.Option("--k", help="Neurons per token.", min=1, max=100)] = 10,
+    json: JsonOption = False,
+    model: ModelOption = None,
+) -> None:
+    """Run the model live on TEXT and list the strongest neurons on each token.
+
+    Neurons that the atlas stores show their explanation.
+
+    Example: neuronatlas activate "The cat sat on the mat" --db atlas.db --k 5
+    """
+    from neuronatlas.atlas import Atlas
+
+    _check_db(db)
+    atlas = Atlas(db, model=model)
+    result = atlas.activate(text, k=k)
+    if json:
+        print_json(result)
+        return
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("token")
+    table.add_column("strongest neurons (activation, explanation)")
+    for tok, top in zip(result["tokens"], result["top"]):
+        lines = [
+            f"[cyan]{n['id']}[/] {n['activation']:7.3f}  "
+            f"[dim]{escape(n.get('explanation') or '')}[/]"
+            for n in top
+        ]
+        table.add_row(escape(repr(tok)), "\n".join(lines))
+    console.print(table)

@@ -1,0 +1,181 @@
+"""Build the tries of many neurons of one layer: prune → saliency → augment → lines → trie.
+
+Each step is one batched set of passes for all examples of all neurons given (see
+forward.Runner), so an excerpt several neurons share is run once and every pass stops at the
+layer. Lines follow docs/N2G.md step 5: every token of a (pruned or augmented) example whose
+normalised activation (activation × scale / a_max) exceeds `activation_threshold` starts a
+line; walking left, a token more important than `importance_threshold` for that position is
+kept, a less important one becomes a wildcard, and the line stops at the last important token.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from neuronatlas.n2g import augment as aug
+from neuronatlas.n2g import prune as prn
+from neuronatlas.n2g import saliency as sal
+from neuronatlas.n2g.examples import NeuronExamples
+from neuronatlas.n2g.forward import Runner
+from neuronatlas.n2g.settings import N2GSettings
+from neuronatlas.n2g.trie import WILDCARD, Trie
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NeuronBuild:
+    """A neuron's trie and how it was made."""
+
+    examples: NeuronExamples
+    trie: Trie
+    used_examples: int = 0
+    skipped_examples: int = 0
+    lines: int = 0
+    substitutes_tried: int = 0
+    substitutes_kept: int = 0
+    pruned_lengths: list[int] = field(default_factory=list)
+
+
+def make_lines(
+    strings: Sequence[str], clean: np.ndarray, importance: np.ndarray, scale: float,
+    a_max: float, settings: N2GSettings, evidence: dict[int, tuple[int, int]] | None = None,
+) -> list[tuple[list[tuple[str, float]], float, list[tuple[int, int]]]]:
+    """(line, normalised activation, per-item evidence) for every activating position."""
+    out = []
+    evidence = evidence or {}
+    for j in range(len(strings)):
+        norm = float(clean[j]) * scale / a_max
+        if norm <= settings.activation_threshold:
+            continue
+        col = importance[:, j]
+        important = [k for k in range(j) if col[k] > settings.importance_threshold]
+        line = [(strings[j], float(col[j]))]
+        ev = [evidence.get(j, (0, 0))]
+        if important:
+            for k in range(j - 1, min(important) - 1, -1):
+                keep = col[k] > settings.importance_threshold
+                line.append((strings[k] if keep else WILDCARD, float(col[k])))
+                ev.append(evidence.get(k, (0, 0)) if keep else (0, 0))
+        out.append((line, norm, ev))
+    return out
+
+
+@dataclass
+class _Job:
+    build: NeuronBuild
+    ids: list[int]
+    strings: list[str]
+    pivot: int
+    full: float | None
+    post_fires: list[bool]
+
+
+def _jobs(builds: Sequence[NeuronBuild], vocab, settings: N2GSettings, stored_full: bool
+          ) -> list[_Job]:
+    """Prune jobs: one per pivot. pivots="max": the record's most activating token; "firing":
+    every token above the trie threshold (each then needs no post-pivot context, since every
+    firing token after it is a pivot of its own)."""
+    jobs = []
+    for b in builds:
+        ex = b.examples
+        limit = settings.activation_threshold * ex.a_max
+        for rec in ex.build:
+            peak, top = rec.peak
+            if top < 0 or peak <= limit:
+                continue
+            ids = vocab.to_ids(rec.tokens)
+            if ids is None:
+                b.skipped_examples += 1
+                log.info("%s: a %s record has tokens this tokenizer cannot map back exactly",
+                         ex.neuron_id, rec.category)
+                continue
+            if settings.pivots == "firing":
+                pivots = [i for i, a in enumerate(rec.acts) if a is not None and a > limit]
+            else:
+                pivots = [top]
+            for pivot in pivots:
+                if settings.pivots == "firing":
+                    post = [False] * (len(rec.acts) - pivot - 1)
+                else:
+                    post = [a is not None and a > limit for a in rec.acts[pivot + 1:]]
+                full = rec.acts[pivot] if stored_full else None
+                jobs.append(_Job(b, ids, rec.tokens, pivot, full, post))
+    return jobs
+
+
+def build_layer(
+    runner: Runner, layer: int, examples: Sequence[NeuronExamples], vocab,
+    sources: Sequence[aug.SubstituteSource], mask: sal.MaskChoice, settings: N2GSettings,
+    stored_full: bool,
+) -> list[NeuronBuild]:
+    """Build every given neuron's trie (all neurons must be in `layer`)."""
+    builds = [NeuronBuild(ex, Trie(settings.normalize_tokens, settings.aggregate))
+              for ex in examples]
+    if any(ex.layer != layer for ex in examples):
+        raise ValueError("build_layer: all neurons must belong to the layer given")
+    jobs = _jobs(builds, vocab, settings, stored_full)
+    if not jobs:
+        return builds
+    pruned = prn.prune(runner, layer, [
+        prn.PruneJob(j.build.examples.neuron, j.ids, j.strings, j.pivot, j.full, j.post_fires)
+        for j in jobs
+    ], settings)
+    cut = [(j.ids[p.start:p.end], j.strings[p.start:p.end]) for j, p in zip(jobs, pruned)]
+    saliencies = sal.measure(runner, layer, [(ids, j.build.examples.neuron)
+                                             for (ids, _), j in zip(cut, jobs)], mask.token_id)
+    requests = []
+    for (ids, _), j, p, s in zip(cut, jobs, pruned, saliencies):
+        positions = [k for k in range(p.pivot + 1)
+                     if s.importance[k, p.pivot] >= settings.important_for_augment]
+        requests.append(aug.AugmentRequest(ids, j.build.examples.neuron, p.pivot, positions,
+                                           float(s.clean[p.pivot])))
+    results = aug.augment(runner, layer, requests, sources, settings.substitutes,
+                          settings.augment_keep)
+    extra = _augmented_saliency(runner, layer, requests, results, saliencies, mask, settings)
+    for (ids, strings), j, p, s, res, ext in zip(cut, jobs, pruned, saliencies, results, extra):
+        b, a_max = j.build, j.build.examples.a_max
+        evidence = res.evidence()
+        b.used_examples += 1
+        b.pruned_lengths.append(p.pivot + 1)
+        for line, act, ev in make_lines(strings, s.clean, s.importance, p.scale, a_max,
+                                        settings, evidence):
+            b.trie.insert(line, act, ev)
+            b.lines += 1
+        for sub, imp in zip([x for x in res.substitutes if x.kept], ext):
+            new_strings = list(strings)
+            new_strings[sub.position] = vocab.strings[sub.token_id]
+            for line, act, ev in make_lines(new_strings, sub.activations, imp, p.scale,
+                                            a_max, settings):
+                b.trie.insert(line, act, ev)
+                b.lines += 1
+        b.substitutes_tried += len(res.substitutes)
+        b.substitutes_kept += sum(x.kept for x in res.substitutes)
+    return builds
+
+
+def _augmented_saliency(runner: Runner, layer: int, requests, results, saliencies,
+                        mask: sal.MaskChoice, settings: N2GSettings) -> list[list[np.ndarray]]:
+    """Importance matrices of each request's kept substitutes.
+
+    reuse: the original's matrix stands for every kept substitute (one token differs; the
+    substitute takes the original token's importance). recompute: measured again, as the
+    reference does (L+1 more rows per kept substitute).
+    """
+    if settings.augment_saliency != "recompute":
+        return [[s.importance for sub in res.substitutes if sub.kept]
+                for res, s in zip(results, saliencies)]
+    todo = []
+    for r, res in zip(requests, results):
+        for sub in res.substitutes:
+            if sub.kept:
+                row = list(r.ids)
+                row[sub.position] = sub.token_id
+                todo.append((row, r.neuron))
+    measured = iter(sal.measure(runner, layer, todo, mask.token_id)) if todo else iter(())
+    return [[next(measured).importance for sub in res.substitutes if sub.kept]
+            for res in results]

@@ -1,0 +1,130 @@
+"""Batched, counted forward passes for N2G: many token sequences, one layer, chosen neurons.
+
+`Runner.activations` takes any number of sequences (from any neurons of one layer), runs each
+distinct sequence once (identical sequences asked for by several neurons share a row), packs
+them into batches under a padded-token budget, stops the model at the layer (the LoadedModel
+hook does that) and returns only the requested neurons' columns. Right padding is safe for a
+causal model: a position never sees what follows it.
+
+Every pass is counted (`Counters`), so the benchmark can report model tokens per neuron: real
+tokens fed (BOS included, padding not), padded tokens, token-layers (tokens × blocks run) and
+passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Counters:
+    tokens: int = 0
+    padded_tokens: int = 0
+    token_layers: int = 0
+    passes: int = 0
+    rows: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class Runner:
+    """Runs a LoadedModel for N2G. prepend_bos: put the model's BOS before every sequence."""
+
+    def __init__(self, loaded, prepend_bos: bool, max_batch_tokens: int = 8192,
+                 full_depth: bool = False):
+        self.loaded = loaded
+        self.bos = loaded.bos_token_id if prepend_bos else None
+        self.max_batch_tokens = max_batch_tokens
+        self.full_depth = full_depth
+        self.count = Counters()
+        tok = loaded.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        self.pad = int(pad if pad is not None else 0)
+
+    def _with_bos(self, seq: Sequence[int]) -> list[int]:
+        return ([self.bos] if self.bos is not None else []) + list(seq)
+
+    def _batches(self, seqs: list[list[int]]) -> list[list[int]]:
+        """Row indices grouped so each batch's padded size stays under the budget."""
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        batches, cur, longest = [], [], 0
+        for i in order:
+            longest_if = max(longest, len(seqs[i]))
+            if cur and longest_if * (len(cur) + 1) > self.max_batch_tokens:
+                batches.append(cur)
+                cur, longest_if = [], len(seqs[i])
+            cur.append(i)
+            longest = longest_if
+        if cur:
+            batches.append(cur)
+        return batches
+
+    def activations(self, layer: int, seqs: Sequence[Sequence[int]], neurons: Sequence[int]
+                    ) -> list[np.ndarray]:
+        """Per sequence, float32 [len(seq), len(neurons)] (BOS position dropped)."""
+        import torch
+
+        distinct: dict[tuple[int, ...], int] = {}
+        rows: list[list[int]] = []
+        where = []
+        for s in seqs:
+            key = tuple(int(t) for t in s)
+            if key not in distinct:
+                distinct[key] = len(rows)
+                rows.append(self._with_bos(key))
+            where.append(distinct[key])
+        cols = torch.as_tensor(list(neurons), dtype=torch.long)
+        offset = 1 if self.bos is not None else 0
+        results: list[np.ndarray | None] = [None] * len(rows)
+        layers = [layer, self.loaded.n_layers - 1] if self.full_depth else [layer]
+        for batch in self._batches(rows):
+            width = max(len(rows[i]) for i in batch)
+            ids = torch.full((len(batch), width), self.pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for r, i in enumerate(batch):
+                ids[r, : len(rows[i])] = torch.as_tensor(rows[i])
+                mask[r, : len(rows[i])] = 1
+            acts = self.loaded.neuron_activations(ids, layers=layers, attention_mask=mask)[layer]
+            picked = acts[:, :, cols].cpu().numpy()
+            for r, i in enumerate(batch):
+                results[i] = picked[r, offset: len(rows[i])]
+            real = sum(len(rows[i]) for i in batch)
+            self.count.tokens += real
+            self.count.padded_tokens += width * len(batch)
+            self.count.token_layers += real * (max(layers) + 1)
+            self.count.passes += 1
+            self.count.rows += len(batch)
+        return [results[w] for w in where]
+
+    def next_token_top(self, seqs: Sequence[Sequence[int]], k: int) -> list[np.ndarray]:
+        """Per sequence, int64 [len(seq), k]: the model's top-k next tokens after each position
+        (row p predicts position p+1). Runs the whole model with its LM head."""
+        import torch
+
+        rows = [self._with_bos(s) for s in seqs]
+        out: list[np.ndarray | None] = [None] * len(rows)
+        for batch in self._batches(rows):
+            width = max(len(rows[i]) for i in batch)
+            ids = torch.full((len(batch), width), self.pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for r, i in enumerate(batch):
+                ids[r, : len(rows[i])] = torch.as_tensor(rows[i])
+                mask[r, : len(rows[i])] = 1
+            with torch.inference_mode():
+                logits = self.loaded.model(input_ids=ids, attention_mask=mask,
+                                           use_cache=False).logits
+            top = torch.topk(logits.float(), k, dim=-1).indices.cpu().numpy()
+            for r, i in enumerate(batch):
+                # row position p (after BOS shift) predicts the token at p + 1 - offset
+                out[i] = top[r, : len(rows[i])]
+            real = sum(len(rows[i]) for i in batch)
+            self.count.tokens += real
+            self.count.padded_tokens += width * len(batch)
+            self.count.token_layers += real * self.loaded.n_layers
+            self.count.passes += 1
+            self.count.rows += len(batch)
+        return out  # type: ignore[return-value]

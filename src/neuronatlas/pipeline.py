@@ -1,0 +1,177 @@
+"""The whole atlas in one call: scrape → top-token explanations → N2G → embed → map.
+
+`build_atlas` runs the stages in order; each stage skips what is already done, so running it
+again resumes an interrupted build and finishes a complete one in seconds. `neuronatlas demo`
+is `build_atlas` with the offline defaults followed by `serve`; `neuronatlas build` is the same
+with the user's model and corpus.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from neuronatlas.ids import parse_id
+from neuronatlas.store import open_reader
+from neuronatlas.store import reader
+
+log = logging.getLogger(__name__)
+
+#: Tokens the demo scrapes: ~7 minutes of Gemma-3-270M on 2 CPU cores.
+DEMO_TOKENS = 262_144
+
+
+@dataclass
+class BuildSettings:
+    """What `build_atlas` builds (saved with each stage's run)."""
+
+    model: str = "default"
+    """`default` (offline Gemma-3-270M), a hub id or a local folder."""
+    corpus: str = "default"
+    """`default` (offline Wikipedia extracts), a file, or `hf:NAME[:SPLIT]`."""
+    tokens: int = DEMO_TOKENS
+    """Scraped tokens (rounded down to whole windows)."""
+    context: int = 64
+    top_k: int = 20
+    random_k: int = 20
+    batch_size: int = 16
+    dtype: str = "float32"
+    n2g_per_layer: int = 8
+    """N2G graphs for this many neurons per layer: those with the highest max activation."""
+    n2g_seconds: float = 240.0
+    """Stop starting new N2G batches after this many seconds (the rest stays to do)."""
+    embedder: str = "all-mpnet-base-v2"
+    """The seed notebook's sentence embedder (offline from its packages)."""
+    stages: tuple[str, ...] = field(default=("scrape", "explain", "n2g", "embed", "map"))
+
+
+StageProgress = Callable[[str, float, str], None]
+"""progress(stage, fraction done in [0, 1], detail)."""
+
+
+@dataclass
+class StageResult:
+    stage: str
+    skipped: bool
+    seconds: float
+    detail: str
+
+
+def _scrape(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str]:
+    from neuronatlas.scrape import ScrapeSettings, run_scrape
+
+    wanted = {"model": s.model, "corpus": s.corpus, "tokens": s.tokens, "context": s.context,
+              "top_k": s.top_k, "random_k": s.random_k}
+    if db.exists():
+        conn = open_reader(db)
+        last = reader.last_run(conn, "scrape")
+        count = reader.neuron_count(conn)
+        conn.close()
+        if last and last["status"] == "done" and count and all(
+                last["config"].get(k) == v for k, v in wanted.items()):
+            return True, f"{count:,} neurons already scraped"
+    settings = ScrapeSettings(model=s.model, corpus=s.corpus, tokens=s.tokens,
+                              context=s.context, top_k=s.top_k, random_k=s.random_k,
+                              batch_size=s.batch_size, dtype=s.dtype)
+
+    def on_event(ev) -> None:
+        if ev.total:
+            # scraping is ~95% of this stage's time, writing the rest
+            frac = ev.done / ev.total
+            frac = 0.95 * frac if ev.phase == "scrape" else 0.95 + 0.05 * frac
+            progress("scrape", frac, f"{ev.phase} {ev.done:,}/{ev.total:,}")
+
+    result = run_scrape(settings, db, on_event)
+    return False, f"{result.neurons:,} neurons from {result.tokens:,} tokens"
+
+
+def _explain(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str]:
+    from neuronatlas.explain.top_tokens import explain_atlas
+
+    n = explain_atlas(db, progress=lambda d, t: progress("explain", d / max(t, 1), f"{d:,}/{t:,}"))
+    return n == 0, f"{n:,} top-token explanations written"
+
+
+def _n2g(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str]:
+    from neuronatlas.n2g.run import run_n2g
+    from neuronatlas.store import n2g as n2g_store
+
+    conn = open_reader(db)
+    targets = reader.strongest_neurons(conn, s.n2g_per_layer)
+    have = n2g_store.graph_ids(conn)
+    conn.close()
+    todo = [t for t in targets if t not in have]
+    if not todo:
+        return True, f"{len(targets):,} graphs already built"
+    started = time.monotonic()
+    built = failed = 0
+    by_layer: dict[int, list[str]] = {}
+    for nid in todo:
+        by_layer.setdefault(parse_id(nid)[0], []).append(nid)
+    for i, (layer, ids) in enumerate(sorted(by_layer.items())):
+        if time.monotonic() - started > s.n2g_seconds:
+            log.info("N2G time budget of %.0f s reached; %d layers left", s.n2g_seconds,
+                     len(by_layer) - i)
+            break
+        report = run_n2g(db, neurons=ids, model=s.model)
+        built += len(report.done)
+        failed += len(report.failed)
+        progress("n2g", (i + 1) / len(by_layer), f"{built} graphs")
+    detail = f"{built} graphs built" + (f", {failed} failed" if failed else "")
+    return False, detail
+
+
+def _embed(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str]:
+    from neuronatlas.embed.embed import EmbedConfig, embed_atlas
+
+    res = embed_atlas(db, EmbedConfig(embedder=s.embedder),
+                      progress=lambda d, t: progress("embed", d / max(t, 1), f"{d:,}/{t:,}"))
+    return res.embedded == 0, f"{res.embedded:,} embedded, {res.unchanged:,} unchanged"
+
+
+def _map(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str]:
+    from neuronatlas.embed.map import build_map
+
+    conn = open_reader(db)
+    last_map, last_embed = reader.last_run(conn, "map"), reader.last_run(conn, "embed")
+    conn.close()
+    if last_map and last_map["status"] == "done" and (
+            last_embed is None or last_map["id"] > last_embed["id"]):
+        return True, "map is up to date"
+    progress("map", 0.1, "UMAP")
+    res = build_map(db)
+    return False, f"{res.points:,} points, {res.clusters} clusters"
+
+
+STAGES: dict[str, tuple[Callable[[Path, BuildSettings, StageProgress], tuple[bool, str]], float]] = {
+    # name: (function, share of a fresh demo's time, for the overall progress bar)
+    "scrape": (_scrape, 0.55),
+    "explain": (_explain, 0.05),
+    "n2g": (_n2g, 0.20),
+    "embed": (_embed, 0.12),
+    "map": (_map, 0.08),
+}
+
+
+def build_atlas(db: str | Path, settings: BuildSettings | None = None,
+                progress: StageProgress | None = None) -> list[StageResult]:
+    """Run every stage of `settings.stages` on `db`, skipping work already done."""
+    settings = settings or BuildSettings()
+    db = Path(db)
+    notify = progress or (lambda *_: None)
+    unknown = [s for s in settings.stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stages {unknown}; known: {list(STAGES)}")
+    log.info("building %s with %s", db, asdict(settings))
+    results = []
+    for name in settings.stages:
+        fn, _ = STAGES[name]
+        started = time.monotonic()
+        notify(name, 0.0, "starting")
+        skipped, detail = fn(db, settings, notify)
+        notify(name, 1.0, detail)
+        results.append(StageResult(name, skipped, time.monotonic() - started, detail))
+    return results

@@ -1,0 +1,126 @@
+"""Exact, mergeable moments (count, mean, M2, M3, M4) of every neuron's activations.
+
+Central moment sums merge with the pairwise formulas of Chan et al. and Pébay (2008) in
+float64. Per batch, each window's own mean and central sums are computed first (float32 on the
+[batch, context, neurons] tensor, one window at a time in the sense that nothing mixes
+windows), then the windows are combined in float64 with the exact shift identities
+
+    M2 = Σ M2_w + c Σ δ_w²
+    M3 = Σ M3_w + 3 Σ δ_w M2_w + c Σ δ_w³
+    M4 = Σ M4_w + 4 Σ δ_w M3_w + 6 Σ δ_w² M2_w + c Σ δ_w⁴      (δ_w = mean_w − mean)
+
+so a window contributes the same numbers whatever batch or shard it lands in, and merged
+shards equal one pass up to float64 rounding. Reported statistics are population moments:
+variance M2/n, skewness √n M3 / M2^1.5, excess kurtosis n M4 / M2² − 3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class Moments:
+    """n (tokens, same for every neuron) and float64 [neurons] mean, M2, M3, M4."""
+
+    n: float
+    mean: np.ndarray
+    m2: np.ndarray
+    m3: np.ndarray
+    m4: np.ndarray
+
+    @classmethod
+    def empty(cls, d: int) -> Moments:
+        z = np.zeros(d, dtype=np.float64)
+        return cls(0.0, z.copy(), z.copy(), z.copy(), z.copy())
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"n": np.array(self.n), "mean": self.mean, "m2": self.m2, "m3": self.m3,
+                "m4": self.m4}
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> Moments:
+        return cls(float(a["n"]), a["mean"], a["m2"], a["m3"], a["m4"])
+
+
+_CHUNK = 512  # neurons per pass: [batch, context, 512] float32 stays in L2 cache
+
+
+def window_stats(acts: torch.Tensor) -> tuple[torch.Tensor, Moments]:
+    """(window maxima float32 [batch, neurons], moments) of a [batch, context, neurons] tensor.
+
+    Works through the neurons in chunks so that the several passes the central sums need
+    read from cache rather than memory; per-window results do not depend on the chunking.
+    """
+    import torch
+
+    b, c, n = acts.shape
+    mx = torch.empty((b, n), dtype=torch.float32)
+    wm = torch.empty((b, n), dtype=torch.float32)
+    w2, w3, w4 = (torch.empty((b, n), dtype=torch.float32) for _ in range(3))
+    for lo in range(0, n, _CHUNK):
+        hi = min(n, lo + _CHUNK)
+        a = acts[:, :, lo:hi]
+        torch.amax(a, dim=1, out=mx[:, lo:hi])
+        mean = a.mean(dim=1, keepdim=True)
+        wm[:, lo:hi] = mean.squeeze(1)
+        d = a - mean
+        d2 = d * d
+        torch.sum(d2, dim=1, out=w2[:, lo:hi])
+        torch.sum(d2 * d2, dim=1, out=w4[:, lo:hi])
+        torch.sum(d2.mul_(d), dim=1, out=w3[:, lo:hi])
+    return mx, _combine(c, wm.double(), w2.double(), w3.double(), w4.double())
+
+
+def _combine(c: int, wm, w2, w3, w4) -> Moments:
+    """Moments of a batch from its windows' means and central sums (the identities above)."""
+    b = wm.shape[0]
+    mean = wm.mean(dim=0)
+    delta = wm - mean
+    delta2 = delta * delta
+    m2 = w2.sum(0) + c * delta2.sum(0)
+    m3 = w3.sum(0) + 3 * (delta * w2).sum(0) + c * (delta2 * delta).sum(0)
+    m4 = (w4.sum(0) + 4 * (delta * w3).sum(0) + 6 * (delta2 * w2).sum(0)
+          + c * (delta2 * delta2).sum(0))
+    return Moments(float(b * c), mean.numpy(), m2.numpy(), m3.numpy(), m4.numpy())
+
+
+def batch_moments(acts: torch.Tensor) -> Moments:
+    """Moments of a [batch, context, neurons] float32 tensor, window by window (see above)."""
+    return window_stats(acts)[1]
+
+
+def merge_moments(a: Moments, b: Moments) -> Moments:
+    """Pébay's pairwise update: the moments of the union of two disjoint samples."""
+    if a.n == 0:
+        return Moments(b.n, b.mean.copy(), b.m2.copy(), b.m3.copy(), b.m4.copy())
+    if b.n == 0:
+        return Moments(a.n, a.mean.copy(), a.m2.copy(), a.m3.copy(), a.m4.copy())
+    na, nb = a.n, b.n
+    n = na + nb
+    delta = b.mean - a.mean
+    d_n = delta / n
+    mean = a.mean + nb * d_n
+    m2 = a.m2 + b.m2 + delta * d_n * na * nb
+    m3 = (a.m3 + b.m3 + delta * d_n * d_n * na * nb * (na - nb)
+          + 3 * d_n * (na * b.m2 - nb * a.m2))
+    m4 = (a.m4 + b.m4 + delta * d_n ** 3 * na * nb * (na * na - na * nb + nb * nb)
+          + 6 * d_n * d_n * (na * na * b.m2 + nb * nb * a.m2) + 4 * d_n * (na * b.m3 - nb * a.m3))
+    return Moments(n, mean, m2, m3, m4)
+
+
+def statistics(m: Moments) -> dict[str, np.ndarray]:
+    """mean, variance, skewness, excess kurtosis (NaN where undefined: n = 0 or M2 = 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n = m.n if m.n else np.nan
+        variance = m.m2 / n
+        skew = np.sqrt(n) * m.m3 / np.power(m.m2, 1.5)
+        kurt = n * m.m4 / (m.m2 * m.m2) - 3.0
+    return {"mean": m.mean if m.n else np.full_like(m.mean, np.nan), "variance": variance,
+            "skewness": skew, "kurtosis": kurt}

@@ -1,0 +1,129 @@
+"""From a scrape state to ordered per-neuron results: sorted top-k, the random sample, the
+quantile samples under the final boundaries, and the moments.
+
+Quantile samples: every window a neuron holds in its quantile reservoirs is put in the bucket
+its maximum falls in under the *final* boundaries (from the full histogram); per bucket the
+`quantile_k` windows with the smallest sample keys are reported. Windows were admitted to a
+bucket's reservoir with the boundaries known when they arrived, so early windows may be missing
+from a bucket whose final range differs; on corpora much larger than a few batches the
+boundaries settle early and the effect is small. Top, random and moments are exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from neuronatlas.scrape import histogram
+from neuronatlas.scrape.config import StatsConfig
+from neuronatlas.scrape.moments import statistics
+from neuronatlas.scrape.state import LayerState, ScrapeState
+
+
+def _order(prim: np.ndarray, wid: np.ndarray) -> np.ndarray:
+    """Row-wise argsort by (prim, wid) ascending."""
+    by_wid = np.argsort(wid, axis=1, kind="stable")
+    by_prim = np.argsort(np.take_along_axis(prim, by_wid, 1), axis=1, kind="stable")
+    return np.take_along_axis(by_wid, by_prim, 1)
+
+
+def canonical(ls: LayerState) -> dict[str, np.ndarray]:
+    """Slot arrays in their canonical order: top by (value desc, id asc), random by (key, id).
+
+    Two states of the same windows have equal canonical arrays whatever the shards or the order
+    they were folded and merged in (the equality the property and Ray tests check).
+    """
+    top = _order(-ls.top_val, ls.top_wid)
+    rnd = _order(ls.rnd_key, ls.rnd_wid)
+    take = np.take_along_axis
+    return {
+        "top_val": take(ls.top_val, top, 1), "top_wid": take(ls.top_wid, top, 1),
+        "top_vec": take(ls.top_vec, top[:, :, None], 1),
+        "rnd_key": take(ls.rnd_key, rnd, 1), "rnd_wid": take(ls.rnd_wid, rnd, 1),
+        "rnd_vec": take(ls.rnd_vec, rnd[:, :, None], 1),
+        "hist": ls.hist, "lowest": ls.lowest, "highest": ls.highest,
+    }
+
+
+def quantile_boundaries(ls: LayerState, cfg: StatsConfig) -> np.ndarray:
+    """float32 [N, len(quantiles)] final boundaries of the window maxima."""
+    import torch
+
+    return histogram.boundaries(torch.from_numpy(ls.hist), torch.from_numpy(ls.lowest),
+                                torch.from_numpy(ls.highest), cfg.quantiles).numpy()
+
+
+def quantile_picks(ls: LayerState, cfg: StatsConfig, neuron: int,
+                   bounds: np.ndarray) -> list[list[tuple[int, int]]]:
+    """Per final bucket, the (bucket slot, index) of the reported windows, smallest keys first."""
+    q, s = cfg.n_buckets, cfg.quantile_k
+    wid = ls.q_wid[neuron].ravel()
+    valid = np.flatnonzero(wid >= 0)
+    out: list[list[tuple[int, int]]] = [[] for _ in range(q)]
+    if not len(valid):
+        return out
+    vals = ls.q_val[neuron].ravel()[valid]
+    bucket = np.searchsorted(bounds, vals, side="right")
+    order = np.lexsort((wid[valid], ls.q_key[neuron].ravel()[valid], bucket))
+    for i in order:
+        b = int(bucket[i])
+        if len(out[b]) < s:
+            flat = int(valid[i])
+            out[b].append((flat // s, flat % s))
+    return out
+
+
+class TokenCache:
+    """Window id → display strings, decoded once per window."""
+
+    def __init__(self, state: ScrapeState, token_strings: Callable[[list[int]], list[str]]):
+        self.state = state
+        self.token_strings = token_strings
+        self.cache: dict[int, list[str]] = {}
+
+    def __call__(self, wid: int) -> list[str]:
+        got = self.cache.get(wid)
+        if got is None:
+            ids = self.state.windows.lookup(np.array([wid]))[0]
+            got = self.cache[wid] = self.token_strings(ids.tolist())
+        return got
+
+
+def neuron_results(state: ScrapeState, layer: int,
+                   token_strings: Callable[[list[int]], list[str]],
+                   neurons: range | None = None, decimals: int | None = None) -> Iterator[dict]:
+    """Per neuron: {'neuron', 'records': {category: [(tokens, activations)]}, stats...}.
+
+    decimals: round stored activations to this many decimal places (None: full float32).
+    """
+    cfg = state.config
+
+    def values(vec: np.ndarray) -> list[float]:
+        return (vec if decimals is None else np.round(vec.astype(np.float64), decimals)).tolist()
+
+    ls = state.layers[layer]
+    can = canonical(ls)
+    bounds = quantile_boundaries(ls, cfg)
+    stats = statistics(ls.moments)
+    strings = TokenCache(state, token_strings)
+    for n in neurons or range(ls.d_mlp):
+        records: dict[str, list[tuple[list[str], list[float]]]] = {}
+        top_w, top_v = can["top_wid"][n], can["top_vec"][n]
+        records["top"] = [(strings(int(w)), values(top_v[i]))
+                          for i, w in enumerate(top_w) if w >= 0]
+        rnd_w, rnd_v = can["rnd_wid"][n], can["rnd_vec"][n]
+        records["random"] = [(strings(int(w)), values(rnd_v[i]))
+                             for i, w in enumerate(rnd_w) if w >= 0]
+        if cfg.quantile_k:
+            for b, picks in enumerate(quantile_picks(ls, cfg, n, bounds[n])):
+                records[f"quantile_{b}"] = [
+                    (strings(int(ls.q_wid[n, qb, j])), values(ls.q_vec[n, qb, j]))
+                    for qb, j in picks
+                ]
+        yield {
+            "neuron": n, "records": records,
+            "mean": float(stats["mean"][n]), "variance": float(stats["variance"][n]),
+            "skewness": float(stats["skewness"][n]), "kurtosis": float(stats["kurtosis"][n]),
+            "quantile_boundaries": [float(x) for x in bounds[n]],
+        }

@@ -1,0 +1,122 @@
+"""SQL of the N2G stage: graphs (tries) and their metrics (tables of migration 003)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Mapping
+
+import msgspec
+
+from neuronatlas.store.rows import encode_json
+from neuronatlas.store.writer import AtlasWriter, now
+
+_decode = msgspec.json.decode
+
+METRIC_COLUMNS = (
+    "precision", "recall", "f1",
+    "baseline_token_precision", "baseline_token_recall", "baseline_token_f1",
+    "baseline_ngram_precision", "baseline_ngram_recall", "baseline_ngram_f1",
+    "ev_correlation_score", "n_test_records", "n_test_tokens", "n_firing_tokens",
+)
+
+
+def has_tables(conn: sqlite3.Connection) -> bool:
+    """Readers never migrate: an atlas written before migration 003 has no N2G tables."""
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='n2g_graphs'"
+    ).fetchone()
+    return row is not None
+
+
+def write_graph(
+    writer: AtlasWriter,
+    neuron_id: str,
+    *,
+    run_id: int | None,
+    a_max: float,
+    trie: Mapping,
+    settings: Mapping,
+    mask_token: Mapping,
+    model: str | None,
+    stats: Mapping,
+    metrics: Mapping,
+    explanation: tuple[str, float | None] | None,
+) -> None:
+    """Replace one neuron's graph, metrics and N2G explanation in one transaction."""
+    with writer.transaction() as c:
+        c.execute(
+            "INSERT OR REPLACE INTO n2g_graphs(neuron_id, run_id, a_max, trie, settings,"
+            " mask_token, model, stats, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (neuron_id, run_id, float(a_max), encode_json(trie), encode_json(settings),
+             encode_json(mask_token), model, encode_json(stats), now()),
+        )
+        marks = ", ".join("?" * (len(METRIC_COLUMNS) + 1))
+        c.execute(
+            f"INSERT OR REPLACE INTO n2g_metrics(neuron_id, {', '.join(METRIC_COLUMNS)})"
+            f" VALUES ({marks})",
+            (neuron_id, *(metrics.get(k) for k in METRIC_COLUMNS)),
+        )
+        if explanation is not None:
+            text, score = explanation
+            writer.write_explanations(neuron_id, "n2g", [(text, score, None, None)])
+
+
+def graph_ids(conn: sqlite3.Connection) -> set[str]:
+    """Neurons that already have a graph (a resumed run skips them)."""
+    if not has_tables(conn):
+        return set()
+    return {r[0] for r in conn.execute("SELECT neuron_id FROM n2g_graphs")}
+
+
+def read_graph(conn: sqlite3.Connection, neuron_id: str) -> dict | None:
+    """The stored graph of a neuron (trie/settings/mask/stats decoded), or None."""
+    if not has_tables(conn):
+        return None
+    row = conn.execute(
+        "SELECT neuron_id, run_id, a_max, trie, settings, mask_token, model, stats, created_at"
+        " FROM n2g_graphs WHERE neuron_id = ?",
+        (neuron_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return {
+        "neuron_id": row[0], "run_id": row[1], "a_max": row[2], "trie": _decode(row[3]),
+        "settings": _decode(row[4]), "mask_token": _decode(row[5]), "model": row[6],
+        "stats": _decode(row[7]), "created_at": row[8],
+    }
+
+
+def read_metrics(conn: sqlite3.Connection, neuron_id: str) -> dict | None:
+    if not has_tables(conn):
+        return None
+    row = conn.execute(
+        f"SELECT {', '.join(METRIC_COLUMNS)} FROM n2g_metrics WHERE neuron_id = ?",
+        (neuron_id,),
+    ).fetchone()
+    return None if row is None else dict(zip(METRIC_COLUMNS, row))
+
+
+def n2g_explanation(conn: sqlite3.Connection, neuron_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT text FROM explanations WHERE neuron_id = ? AND source = 'n2g'"
+        " ORDER BY position LIMIT 1",
+        (neuron_id,),
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def excerpt_tokens(conn: sqlite3.Connection) -> Iterator[str]:
+    """Every token string of every stored excerpt (for corpus-counted word casings)."""
+    for (tokens,) in conn.execute("SELECT tokens FROM excerpts"):
+        yield from _decode(tokens)
+
+
+def all_metrics(conn: sqlite3.Connection) -> list[dict]:
+    """Every neuron's metrics with its layer, in (layer, neuron) order."""
+    if not has_tables(conn):
+        return []
+    rows = conn.execute(
+        f"SELECT n.id, n.layer, n.neuron, {', '.join('m.' + c for c in METRIC_COLUMNS)}"
+        " FROM n2g_metrics m JOIN neuron_info n ON n.id = m.neuron_id ORDER BY n.layer, n.neuron"
+    )
+    return [dict(zip(("neuron_id", "layer", "neuron", *METRIC_COLUMNS), r)) for r in rows]

@@ -1,0 +1,91 @@
+"""The HTML pages: `/` (map), `/neurons/{id}`, `/search`, and navigation redirects.
+
+Pages are rendered on the server from the same `web.data` functions as their JSON twins
+(linked from each page), so they work without JavaScript except the map and the live box.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from neuronatlas.errors import BadInput, StageNotBuilt
+from neuronatlas.ids import canonical
+from neuronatlas.store import web as store_web
+from neuronatlas.web import data
+from neuronatlas.web.api import NeuronId, reads
+from neuronatlas.web.live import MAX_TEXT_CHARS
+
+router = APIRouter(include_in_schema=False)
+
+
+def _page(request: Request, template: str, context: dict, status: int = 200) -> Response:
+    state = request.app.state
+    base = {"atlas_name": state.settings.title, "model_id": state.settings.model_id}
+    return state.templates.TemplateResponse(request, template, {**base, **context},
+                                            status_code=status)
+
+
+@router.get("/", response_class=HTMLResponse)
+def map_page(request: Request) -> Response:
+    with reads(request) as conn:
+        counts = store_web.counts(conn)
+    return _page(request, "map.html", {"counts": counts, "json_twin": "/api/map"})
+
+
+@router.get("/neurons/{neuron_id}", response_class=HTMLResponse)
+def neuron_page(request: Request, neuron_id: NeuronId) -> Response:
+    nid = canonical(neuron_id)
+    if nid != neuron_id:
+        return RedirectResponse(f"/neurons/{nid}", status_code=308)
+    with reads(request) as conn:
+        detail = data.neuron_detail(conn, nid, records=data.MAX_RECORDS)
+    return _page(request, "neuron.html", {
+        "n": detail, "json_twin": f"/api/neurons/{nid}", "max_text": MAX_TEXT_CHARS,
+        "live": request.app.state.live.status(),
+    })
+
+
+@router.get("/neurons/{neuron_id}/next")
+def next_page(request: Request, neuron_id: NeuronId) -> Response:
+    with reads(request) as conn:
+        nid = store_web.neighbour(conn, store_web.require_neuron(conn, neuron_id), +1)
+    return RedirectResponse(f"/neurons/{nid}", status_code=303)
+
+
+@router.get("/neurons/{neuron_id}/prev")
+def prev_page(request: Request, neuron_id: NeuronId) -> Response:
+    with reads(request) as conn:
+        nid = store_web.neighbour(conn, store_web.require_neuron(conn, neuron_id), -1)
+    return RedirectResponse(f"/neurons/{nid}", status_code=303)
+
+
+@router.get("/random")
+def random_page(request: Request) -> Response:
+    with reads(request) as conn:
+        nid = store_web.random_neuron(conn)
+    return RedirectResponse(f"/neurons/{nid}", status_code=303)
+
+
+@router.get("/search", response_class=HTMLResponse)
+def search_page(
+    request: Request,
+    q: Annotated[str, Query(max_length=500)] = "",
+    k: Annotated[int, Query(ge=1, le=data.MAX_K)] = 20,
+    mode: data.SearchMode = "auto",
+) -> Response:
+    result, problem = None, None
+    if q.strip():
+        try:
+            with reads(request, request.app.state.settings.search_time_limit_s) as conn:
+                result = data.search(conn, q, k, mode)
+        except (StageNotBuilt, BadInput) as exc:
+            problem = str(exc)
+    twin = "/api/search?" + urlencode({"q": q, "k": k, "mode": mode})
+    return _page(request, "search.html", {
+        "q": q, "k": k, "mode": mode, "result": result, "problem": problem,
+        "json_twin": twin,
+    })

@@ -1,0 +1,138 @@
+"""HTML fragments shared by the pages and the notebook API: token heat-maps and histograms.
+
+Pure functions from plain values to self-contained HTML/SVG strings (escaped), so the server's
+templates and `Atlas.neuron(...)._repr_html_` draw excerpts the same way with no JavaScript.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from html import escape
+
+# Class-prefixed so the rules can be dropped into a notebook without touching its own styles.
+HEATMAP_CSS = """
+.na-heat{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px;
+ line-height:1.9;white-space:pre-wrap;word-break:break-word;margin:0 0 6px 0}
+.na-tok{position:relative;border-radius:3px;padding:1px 0;cursor:default}
+.na-tok:hover{outline:1px solid #888}
+.na-tok:hover::after{content:attr(data-v);position:absolute;left:0;top:-1.9em;z-index:5;
+ background:#222;color:#fff;font-size:11px;padding:1px 5px;border-radius:3px;white-space:nowrap}
+.na-peak{font-weight:700}
+.na-row{display:flex;gap:10px;align-items:baseline}
+.na-max{font-family:ui-monospace,monospace;font-size:12px;color:#888;min-width:4.5em;
+ text-align:right}
+"""
+
+
+def with_code(message: str | None) -> str:
+    """A message with `backticked` commands shown as <code>, everything else escaped."""
+    parts = escape(message or "").split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def _colour(value: float | None, scale: float) -> str:
+    """Orange for positive activations, blue for negative, alpha ∝ |value| / scale."""
+    if value is None or scale <= 0 or not math.isfinite(value):
+        return "transparent"
+    alpha = min(1.0, abs(value) / scale)
+    if value >= 0:
+        return f"rgba(255,140,0,{alpha:.3f})"
+    return f"rgba(80,140,255,{0.6 * alpha:.3f})"
+
+
+def _shown(token: str) -> str:
+    return escape(token.replace("\n", "⏎\n").replace("\t", "⇥"))
+
+
+def heatmap_html(tokens: Sequence[str], values: Sequence[float | None],
+                 scale: float | None = None, peak: int | None = None) -> str:
+    """One excerpt as coloured token spans; hovering a token shows its value.
+
+    scale: the activation drawn at full colour (the neuron's max, so excerpts compare);
+    defaults to this excerpt's own max.
+    """
+    finite = [abs(v) for v in values if v is not None and math.isfinite(v)]
+    if scale is None:
+        scale = max(finite, default=0.0)
+    spans = []
+    for i, (tok, v) in enumerate(zip(tokens, values)):
+        label = "NaN" if v is None else f"{v:.3f}"
+        cls = "na-tok na-peak" if i == peak else "na-tok"
+        spans.append(
+            f'<span class="{cls}" style="background:{_colour(v, scale)}" '
+            f'data-v="{label}" title="{label}">{_shown(tok)}</span>'
+        )
+    return f'<div class="na-heat">{"".join(spans)}</div>'
+
+
+def record_row(record: dict, scale: float | None) -> str:
+    """A stored record: its max on the left, the heat-map on the right."""
+    top = record.get("max_activation")
+    head = "—" if top is None else f"{top:.2f}"
+    body = heatmap_html(record["tokens"], record["activations"], scale, record.get("peak_index"))
+    return f'<div class="na-row"><span class="na-max">{head}</span>{body}</div>'
+
+
+def histogram(values: Sequence[float | None], bins: int = 40) -> dict:
+    """{edges, counts} of the finite values: the page's histogram and its JSON twin.
+
+    numpy (None → NaN, dropped): a neuron page holds thousands of values and this runs on
+    every request.
+    """
+    import numpy as np
+
+    xs = np.array(values, dtype=np.float64)
+    xs = xs[np.isfinite(xs)]
+    if xs.size == 0:
+        return {"edges": [], "counts": []}
+    lo, hi = float(xs.min()), float(xs.max())
+    if hi == lo:
+        hi = lo + 1.0
+    counts, edges = np.histogram(xs, bins=bins, range=(lo, hi))
+    return {"edges": [round(float(e), 6) for e in edges], "counts": counts.tolist()}
+
+
+def histogram_svg(hist: dict, width: int = 560, height: int = 140) -> str:
+    """Bars of a histogram on a log-count axis (activations are heavy-tailed), as inline SVG."""
+    counts, edges = hist["counts"], hist["edges"]
+    if not counts:
+        return '<p class="muted">No stored activations.</p>'
+    pad_b, pad_l = 18, 4
+    top = math.log1p(max(counts))
+    bar_w = (width - pad_l) / len(counts)
+    bars = []
+    for i, c in enumerate(counts):
+        h = 0 if c == 0 else max(1.0, (height - pad_b) * math.log1p(c) / top)
+        x = pad_l + i * bar_w
+        tip = f"{edges[i]:.3g} to {edges[i + 1]:.3g}: {c}"
+        bars.append(
+            f'<rect x="{x:.1f}" y="{height - pad_b - h:.1f}" width="{max(bar_w - 1, 1):.1f}" '
+            f'height="{h:.1f}" class="bar"><title>{escape(tip)}</title></rect>'
+        )
+    labels = (
+        f'<text x="{pad_l}" y="{height - 4}" class="axis">{edges[0]:.3g}</text>'
+        f'<text x="{width}" y="{height - 4}" text-anchor="end" class="axis">{edges[-1]:.3g}</text>'
+    )
+    return (f'<svg class="hist" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="histogram of stored activations">{"".join(bars)}{labels}</svg>')
+
+
+def category_order(categories) -> list[str]:
+    """Record categories as a reader expects them: top, quantiles in numeric order, random."""
+    import re
+
+    def key(c: str) -> tuple:
+        if c == "top":
+            return (0, 0, c)
+        if c == "random":
+            return (2, 0, c)
+        m = re.search(r"(\d+)$", c)
+        return (1, int(m.group(1)) if m else 0, c)
+
+    return sorted(categories, key=key)
+
+
+def all_values(records: dict[str, list[dict]]) -> list[float | None]:
+    """Every stored activation of a neuron, over all record categories."""
+    return [v for recs in records.values() for r in recs for v in r["activations"]]

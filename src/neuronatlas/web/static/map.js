@@ -1,0 +1,134 @@
+// The map page: every neuron as a WebGL point (plotly scattergl), coloured by layer or
+// cluster, with a hover card, click-through to the neuron and search highlighting.
+(function () {
+  "use strict";
+  const $ = (s) => document.querySelector(s);
+  const div = $("#map"), tip = $("#tip"), wrap = $("#map-wrap");
+  const dark = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
+  const ink = dark ? "#e6e8ec" : "#1d2129", faint = dark ? "#2c313b" : "#e3e6eb";
+  const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+    "#ff9da7", "#9c755f", "#86bcb6", "#d37295", "#8cd17d", "#b6992d", "#499894", "#f1ce63", "#a0cbe8"];
+  let ids = [], index = new Map(), cols = null, summaries = new Map();
+
+  // Viridis-like, without the end that vanishes into the page background of each theme.
+  const LAYER_SCALE = dark
+    ? [[0, "#5b7cfa"], [0.35, "#2fc6c0"], [0.7, "#8fdc5a"], [1, "#ffd166"]]
+    : [[0, "#3b0f70"], [0.3, "#3e4a89"], [0.55, "#21918c"], [0.8, "#5ec962"], [1, "#c99400"]];
+  function layerColours() { return { color: cols.layer, colorscale: LAYER_SCALE, showscale: true,
+    colorbar: { title: { text: "layer", font: { color: ink } }, tickfont: { color: ink }, thickness: 10, len: 0.5 } }; }
+  function clusterColours() {
+    return { color: cols.cluster.map((c) => (c == null || c < 0 ? "#9aa1ad" : PALETTE[c % PALETTE.length])),
+      showscale: false };
+  }
+
+  function esc(s) { return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c])); }
+
+  async function explanationOf(i) {
+    if (cols.explanation) return cols.explanation[i];
+    const id = ids[i];
+    if (!summaries.has(id)) {
+      const r = await fetch("/api/neurons/" + id + "/summary");
+      summaries.set(id, r.ok ? (await r.json()).explanation || "" : "");
+    }
+    return summaries.get(id);
+  }
+
+  function place(ev) {
+    const box = wrap.getBoundingClientRect();
+    let x = ev.clientX - box.left + 14, y = ev.clientY - box.top + 14;
+    if (x + 360 > box.width) x = Math.max(4, x - 380);
+    tip.style.left = x + "px"; tip.style.top = y + "px";
+  }
+
+  async function draw(m) {
+    cols = m.columns;
+    const n = cols.layer.length;
+    ids = cols.layer.map((l, i) => window.naFormatId(l, cols.neuron[i]));
+    ids.forEach((id, i) => index.set(id, i));
+    const size = n > 150000 ? 2 : n > 30000 ? 3 : n > 3000 ? 4 : n > 500 ? 6 : 9;
+    const base = { type: "scattergl", mode: "markers", x: cols.x, y: cols.y, hoverinfo: "none",
+      marker: Object.assign({ size: size, opacity: 0.8 }, layerColours()), name: "neurons" };
+    const hi = { type: "scattergl", mode: "markers", x: [], y: [], hoverinfo: "none", name: "matches",
+      marker: { size: Math.max(8, size * 3), color: "rgba(0,0,0,0)", line: { color: dark ? "#ffffff" : "#d00000", width: 2 } } };
+    const axis = { showgrid: false, zeroline: false, showticklabels: !m.built, color: ink,
+      linecolor: faint };
+    const layout = {
+      margin: { l: m.built ? 10 : 50, r: 10, t: 10, b: m.built ? 10 : 40 }, showlegend: false,
+      paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", hovermode: "closest",
+      dragmode: "zoom", font: { color: ink },
+      xaxis: Object.assign({ title: m.built ? "" : { text: "neuron" } }, axis),
+      yaxis: Object.assign({ title: m.built ? "" : { text: "layer" } }, axis),
+      annotations: (m.clusters || []).map((c) => ({ x: c.x, y: c.y, text: esc(c.label), showarrow: false,
+        font: { size: 11, color: ink }, bgcolor: dark ? "rgba(20,22,27,.7)" : "rgba(255,255,255,.75)", borderpad: 2 })),
+    };
+    await Plotly.newPlot(div, [base, hi], layout, { responsive: true, displaylogo: false, scrollZoom: true,
+      modeBarButtonsToRemove: ["select2d", "lasso2d", "toImage"] });
+    $("#map-loading").remove();
+    div.dataset.ready = String(n);
+
+    div.on("plotly_hover", async function (ev) {
+      const p = ev.points[0];
+      const i = p.curveNumber === 0 ? p.pointIndex : Number(p.customdata);
+      tip.hidden = false; place(ev.event);
+      tip.innerHTML = "<b>" + ids[i] + "</b>";
+      const text = await explanationOf(i);
+      if (!tip.hidden && tip.firstChild && tip.firstChild.textContent === ids[i]) {
+        tip.innerHTML = "<b>" + ids[i] + "</b><br>" + esc(text || "(no explanation)");
+      }
+    });
+    div.on("plotly_unhover", function () { tip.hidden = true; });
+    div.on("plotly_click", function (ev) {
+      const p = ev.points[0];
+      const i = p.curveNumber === 0 ? p.pointIndex : Number(p.customdata);
+      location.href = "/neurons/" + ids[i];
+    });
+  }
+
+  document.querySelectorAll(".toggle button").forEach(function (btn) {
+    btn.addEventListener("click", function () {
+      if (!cols) return;
+      document.querySelectorAll(".toggle button").forEach((b) => b.classList.toggle("on", b === btn));
+      const c = btn.dataset.colour === "cluster" ? clusterColours() : layerColours();
+      Plotly.restyle(div, { "marker.color": [c.color], "marker.showscale": [c.showscale],
+        "marker.colorscale": [c.colorscale || null] }, [0]);
+    });
+  });
+
+  function highlight(found) {
+    const pts = found.map((r) => index.get(r.id)).filter((i) => i !== undefined);
+    Plotly.restyle(div, { x: [pts.map((i) => cols.x[i])], y: [pts.map((i) => cols.y[i])],
+      customdata: [pts] }, [1]);
+    return pts.length;
+  }
+
+  $("#map-search").addEventListener("submit", async function (ev) {
+    ev.preventDefault();
+    const q = $("#map-q").value.trim(), out = $("#map-found");
+    if (!q || !cols) return;
+    const id = window.naParseId(q);
+    if (id && index.has(id)) { out.textContent = highlight([{ id: id }]) + " match"; return; }
+    out.textContent = "Searching…";
+    const r = await fetch("/api/search?" + new URLSearchParams({ q: q, k: "100" }));
+    const body = await r.json();
+    if (!r.ok) { out.textContent = body.error.message; return; }
+    const shown = highlight(body.results);
+    out.textContent = shown + " match" + (shown === 1 ? "" : "es") + " (" + body.mode + ")";
+  });
+  $("#map-clear").addEventListener("click", function () {
+    if (cols) highlight([]); $("#map-found").textContent = ""; $("#map-q").value = "";
+  });
+
+  fetch("/api/map").then(async function (r) {
+    const m = await r.json();
+    if (!r.ok) { $("#map-loading").textContent = m.error.message; return; }
+    if (m.message) {
+      const note = $("#map-note");
+      note.innerHTML = esc(m.message).split("`").map((p, i) => (i % 2 ? "<code>" + p + "</code>" : p)).join("");
+      note.hidden = false;
+    }
+    if (!m.clusters || !m.clusters.length) {
+      document.querySelector('.toggle button[data-colour="cluster"]').disabled = true;
+    }
+    draw(m);
+  });
+})();

@@ -1,0 +1,92 @@
+"""The explorer in Chromium over an atlas with every stage built: N2G graphs (tiny detector
+GPT-2), embeddings, the map with clusters, and the live model behind the test box."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from test_browser_explorer import ARGS, CHROMIUM, SHOTS, free_port
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_gpt2_dir):
+    import uvicorn
+
+    import embed_fixtures  # noqa: F401  (registers the instant "test-hashing" embedder)
+    from n2g_atlas import build_atlas
+    from neuronatlas.embed.embed import EmbedConfig, embed_atlas
+    from neuronatlas.embed.map import MapConfig, build_map
+    from neuronatlas.n2g.run import run_n2g
+    from neuronatlas.web import create_app
+
+    neurons = [(0, 3), (1, 5), (1, 7), (0, 1), (0, 2), (1, 1), (1, 2), (0, 4)]
+    db = build_atlas(tmp_path_factory.mktemp("full") / "atlas.db", tiny_gpt2_dir, neurons)
+    assert run_n2g(db, all_=True).failed == []
+    embed_atlas(db, EmbedConfig(embedder="test-hashing"))
+    build_map(db, MapConfig(neighbors=3, clusterer="kmeans", n_clusters=2, seed=1))
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(db, model=str(tiny_gpt2_dir)),
+                                        host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        pg = browser.new_page(viewport={"width": 1280, "height": 860})
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        yield pg
+        browser.close()
+    assert not errors, errors
+
+
+def test_built_map_colours_by_cluster_with_labels(page, server):
+    SHOTS.mkdir(exist_ok=True)
+    page.goto(server + "/")
+    page.wait_for_selector("#map[data-ready='8']", timeout=30_000)
+    assert page.locator("#map-note").is_hidden()
+    page.click(".toggle button[data-colour='cluster']")
+    colours = page.evaluate("new Set(document.getElementById('map').data[0].marker.color).size")
+    assert colours == 2
+    assert page.locator("#map .annotation").count() == 2
+    page.screenshot(path=str(SHOTS / "map-clusters.png"))
+
+
+def test_neuron_page_with_graph_and_live_test(page, server):
+    page.goto(server + "/neurons/L00N0003")
+    img = page.locator("#n2g .graph img")
+    img.wait_for()
+    page.wait_for_function("document.querySelector('#n2g .graph img').naturalWidth > 0")
+    assert "F1" in page.inner_text("#n2g") and "baseline F1" in page.inner_text("#n2g")
+    page.fill("#live-text", "my cat saw the dog and a cat")
+    page.click("#live-form button[type=submit]")
+    page.wait_for_selector("#live-out .na-heat >> nth=1", timeout=60_000)
+    rows = page.locator("#live-out .na-heat")
+    assert rows.count() == 2  # live activation, then the N2G prediction
+    cats = rows.nth(0).locator(".na-tok", has_text="cat")
+    assert cats.count() == 2 and float(cats.first.get_attribute("data-v")) > 5
+    predicted = rows.nth(1).locator(".na-tok", has_text="cat")
+    assert float(predicted.first.get_attribute("data-v")) > 5
+    page.click("#logits-btn")
+    page.wait_for_selector("#logits p", timeout=60_000)
+    assert "promotes" in page.inner_text("#logits")
+    page.screenshot(path=str(SHOTS / "neuron-n2g-live.png"), full_page=True)

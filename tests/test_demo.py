@@ -1,0 +1,72 @@
+"""End to end: the `demo` command's code path on a tiny model and corpus, then a second run
+that reuses every stage."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SENTENCES = [
+    "The cat sat on the mat while the dog slept by the door.",
+    "A dog and a cat can live in the same house if the owners are patient.",
+    "Scientists measured the temperature of the lake every morning for a year.",
+    "The committee approved the budget after a long debate about the roads.",
+    "My cat likes the sun; my dog likes the park and the long walks there.",
+    "Rivers carry sediment from the mountains down to the sea over centuries.",
+]
+
+
+def _corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(SENTENCES * 12), encoding="utf-8")
+    return path
+
+
+def _demo(db, model_dir, corpus):
+    cmd = [sys.executable, "-m", "neuronatlas.cli", "demo", "--db", str(db),
+           "--model", str(model_dir), "--corpus", str(corpus), "--tokens", "4096",
+           "--embedder", "all-MiniLM-L6-v2", "--n2g-per-layer", "2", "--no-serve", "--silent"]
+    started = time.monotonic()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return done.stderr, time.monotonic() - started
+
+
+def test_demo_builds_a_complete_atlas_and_reuses_it(tmp_path, tiny_gpt2_dir):
+    db = tmp_path / "atlas.db"
+    corpus = _corpus(tmp_path)
+    _demo(db, tiny_gpt2_dir, corpus)
+
+    conn = sqlite3.connect(db)
+    n_neurons = conn.execute("SELECT count(*) FROM neurons").fetchone()[0]
+    assert n_neurons == 2 * 256
+    missing = conn.execute(
+        "SELECT count(*) FROM neurons n WHERE NOT EXISTS (SELECT 1 FROM activations a"
+        " WHERE a.neuron_id = n.id AND a.category = 'top')").fetchone()[0]
+    assert missing == 0
+    # every neuron that ever fired has an explanation, an embedding and a map position
+    unexplained = conn.execute(
+        "SELECT count(*) FROM neuron_info WHERE max_activation > 0 AND id NOT IN"
+        " (SELECT neuron_id FROM explanations)").fetchone()[0]
+    assert unexplained == 0
+    explained = conn.execute("SELECT count(DISTINCT neuron_id) FROM explanations").fetchone()[0]
+    embedded = conn.execute(
+        "SELECT count(*) FROM neurons WHERE explanation_embedding IS NOT NULL").fetchone()[0]
+    mapped = conn.execute("SELECT count(*) FROM map_points").fetchone()[0]
+    assert embedded == explained == mapped > 0
+    # the known cat detector got an N2G graph whose explanation leads
+    text = conn.execute("SELECT explanation_text FROM neurons WHERE id = 'L00N0003'").fetchone()[0]
+    assert "cat" in text
+    graphs = conn.execute("SELECT count(*) FROM explanations WHERE source = 'n2g'").fetchone()[0]
+    assert graphs >= 2
+    conn.close()
+
+    stderr, seconds = _demo(db, tiny_gpt2_dir, corpus)
+    for stage in ("scrape", "explain", "n2g", "embed", "map"):
+        assert any(line.split()[:2] == [stage, "reused"] for line in stderr.splitlines()), stderr

@@ -1,0 +1,67 @@
+"""The neuron map: UMAP layout, clusters and c-TF-IDF labels, stored with their parameters."""
+
+from __future__ import annotations
+
+import pytest
+
+from embed_fixtures import NEURONS, build_atlas
+from neuronatlas.embed.embed import EmbedConfig, embed_atlas
+from neuronatlas.embed.labels import class_tfidf
+from neuronatlas.embed.map import MapConfig, build_map
+from neuronatlas.errors import BadInput
+from neuronatlas.store import open_reader
+from neuronatlas.store.embed import cluster_labels, map_info, map_points
+
+
+def test_every_embedded_neuron_gets_a_point_a_cluster_and_a_label(db_path):
+    build_atlas(db_path)
+    with pytest.raises(BadInput, match="embed"):
+        build_map(db_path)
+    embed_atlas(db_path, EmbedConfig(embedder="all-MiniLM-L6-v2"))
+    config = MapConfig(neighbors=5, seed=7, min_cluster_size=2)
+    result = build_map(db_path, config)
+    conn = open_reader(db_path)
+    points = map_points(conn)
+    assert result.points == len(points) == len(NEURONS)
+    assert {p["id"] for p in points} == {f"L{a:02d}N{b:04d}" for a, b in NEURONS}
+    assert set(points[0]) == {"id", "layer", "neuron", "x", "y", "cluster", "explanation",
+                              "score"}
+    clusters = cluster_labels(conn)
+    assert {c["cluster"] for c in clusters} == {p["cluster"] for p in points}
+    assert sum(c["size"] for c in clusters) == len(points)
+    for c in clusters:
+        assert {"cluster", "label", "size", "x", "y"} <= set(c) and c["label"]
+    info = map_info(conn)
+    assert info["config"]["neighbors"] == 5 and info["config"]["seed"] == 7
+    assert info["embedder"] == "all-MiniLM-L6-v2" and info["n_points"] == len(NEURONS)
+    # the same seed and vectors give the same layout
+    build_map(db_path, config)
+    again = map_points(open_reader(db_path))
+    assert [(p["x"], p["y"]) for p in again] == [(p["x"], p["y"]) for p in points]
+    # re-embedding with another model drops the stale map
+    embed_atlas(db_path, EmbedConfig(embedder="test-hashing", reembed=True))
+    assert map_points(open_reader(db_path)) == []
+
+
+def test_class_tfidf_prefers_words_particular_to_a_cluster():
+    top = class_tfidf({
+        0: ["dogs and puppies", "dogs barking", "words about cats"],
+        1: ["taxes and law", "law courts", "words about cats"],
+    })
+    assert top[0][0][0] == "dogs" and top[1][0][0] == "law"
+    assert all(w not in ("and", "words", "about") for c in top.values() for w, _ in c)
+
+
+def test_map_parameters_are_checked():
+    with pytest.raises(BadInput):
+        MapConfig(neighbors=1)
+    with pytest.raises(BadInput):
+        MapConfig(min_dist=2.0)
+
+
+def test_kmeans_clusters_on_vectors(db_path):
+    build_atlas(db_path)
+    embed_atlas(db_path, EmbedConfig(embedder="test-hashing"))
+    build_map(db_path, MapConfig(neighbors=4, clusterer="kmeans", n_clusters=3))
+    clusters = cluster_labels(open_reader(db_path))
+    assert len(clusters) == 3 and sum(c["size"] for c in clusters) == len(NEURONS)

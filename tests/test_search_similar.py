@@ -1,0 +1,96 @@
+"""Weight-based related neurons and logit effects on tiny random models built here."""
+
+from __future__ import annotations
+
+import pytest
+
+from embed_fixtures import build_atlas
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from neuronatlas.embed import weights as W
+from neuronatlas.embed.similar import similar_neurons
+from neuronatlas.store import AtlasWriter, open_reader
+from neuronatlas.store.search import rebuild_search_indexes
+
+
+def _gpt2():
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=3,
+                                  n_head=2, n_inner=24)
+    model = transformers.GPT2LMHeadModel(cfg).eval().requires_grad_(False)
+    with torch.no_grad():
+        for block in model.transformer.h:  # non-trivial LayerNorm scales
+            block.ln_2.weight.uniform_(0.5, 1.5)
+    return model
+
+
+def _llama():
+    torch.manual_seed(1)
+    cfg = transformers.LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=20,
+                                   num_hidden_layers=3, num_attention_heads=2,
+                                   num_key_value_heads=2)
+    model = transformers.LlamaForCausalLM(cfg).eval().requires_grad_(False)
+    with torch.no_grad():
+        for block in model.model.layers:
+            block.post_attention_layernorm.weight.uniform_(0.5, 1.5)
+    return model
+
+
+def test_gpt2_connections_follow_openai_definition():
+    model = _gpt2()
+    weights = W.neuron_weights(model)
+    h = model.transformer.h
+    layer, neuron = 0, 5
+    w_out = h[layer].mlp.c_proj.weight[neuron]
+    got = W.connections(weights, layer, neuron, k=200)
+    expected = {}
+    for b in (1, 2):
+        for j in range(24):
+            w_in = h[b].mlp.c_fc.weight[:, j]
+            expected[(b, j)] = float((w_out * h[b].ln_2.weight * w_in).sum())
+    assert len(got["downstream"]) == 48 and got["upstream"] == []
+    for b, j, w in got["downstream"]:
+        assert w == pytest.approx(expected[(b, j)], rel=1e-4, abs=1e-6)
+    mags = [abs(w) for _, _, w in got["downstream"]]
+    assert mags == sorted(mags, reverse=True)
+    up = W.connections(weights, 2, 3, k=5)["upstream"]
+    b, j, w = up[0]
+    manual = float((h[b].mlp.c_proj.weight[j] * h[2].ln_2.weight * h[2].mlp.c_fc.weight[:, 3])
+                   .sum())
+    assert w == pytest.approx(manual, rel=1e-4, abs=1e-6) and b < 2
+
+
+def test_logit_effect_is_w_out_times_unembedding():
+    model = _gpt2()
+    weights = W.neuron_weights(model)
+    promoted, suppressed = W.logit_effect(weights, 1, 7, k=3)
+    effect = model.lm_head.weight @ model.transformer.h[1].mlp.c_proj.weight[7]
+    assert [i for i, _ in promoted] == torch.topk(effect, 3).indices.tolist()
+    assert [i for i, _ in suppressed] == torch.topk(-effect, 3).indices.tolist()
+    assert promoted[0][1] == pytest.approx(float(effect.max()), rel=1e-5)
+
+
+def test_gated_models_use_gate_proj_and_down_proj():
+    model = _llama()
+    weights = W.neuron_weights(model)
+    layers = model.model.layers
+    got = W.connections(weights, 0, 2, k=1)["downstream"][0]
+    b, j, w = got
+    manual = float((layers[0].mlp.down_proj.weight[:, 2] * layers[b].post_attention_layernorm
+                    .weight * layers[b].mlp.gate_proj.weight[j]).sum())
+    assert w == pytest.approx(manual, rel=1e-4, abs=1e-6)
+
+
+def test_similar_neurons_with_a_model(db_path):
+    build_atlas(db_path)
+    with AtlasWriter(db_path) as w:
+        rebuild_search_indexes(w.conn)
+    data = similar_neurons(open_reader(db_path), "L0N1", k=4, model=_gpt2())
+    assert set(data) == {"id", "by_embedding", "by_tokens", "by_weights", "logit_effects"}
+    assert data["by_embedding"] == []  # nothing embedded in this atlas
+    down = data["by_weights"]["downstream"]
+    assert len(down) == 4 and all(r["layer"] > 0 for r in down)
+    assert {"id", "layer", "neuron", "explanation", "score", "similarity"} <= set(down[0])
+    assert len(data["logit_effects"]["promoted"]) == 4

