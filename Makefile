@@ -17,7 +17,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install system-deps test test-fast demo bench clean
+.PHONY: install system-deps test test-fast demo docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ test-fast: install
 
 demo: install system-deps
 	$(BIN)/neuronatlas demo
+
+# The CLI reference in docs/cli.md is generated from --help (a test checks it is current).
+docs: install
+	$(BIN)/python scripts/gen_cli_docs.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -66,8 +66,9 @@ def demo(
                                              "extracts), a file or hf:NAME[:SPLIT].")]
     = "default",
     tokens: Annotated[int, typer.Option(help="Tokens to scrape.", min=64)] = DEMO_TOKENS,
-    embedder: Annotated[str, typer.Option(help="Sentence embedder for the map and search.")]
-    = "all-mpnet-base-v2",
+    embedder: Annotated[str, typer.Option(help="Sentence embedder for the map and search "
+                                               "(all-mpnet-base-v2 is the seed's, ~5x slower).")]
+    = "all-MiniLM-L6-v2",
     n2g_per_layer: Annotated[int, typer.Option(help="N2G graphs per layer (strongest "
                                                     "neurons).", min=0)] = 8,
     n2g_seconds: Annotated[float, typer.Option(help="Time budget for N2G, seconds.")] = 240.0,

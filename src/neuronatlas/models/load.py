@@ -53,7 +53,9 @@ def load_model(spec: str, dtype: str = "float32", device: str = "cpu") -> Loaded
     by `save_pretrained`.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # our CLI draws its own; theirs floods logs and pipes
     torch_dtype = _torch_dtype(dtype)
     source, name, revision = _source(spec)
     try:

@@ -145,6 +145,19 @@ class Session:
                            self.settings, stored_full)
 
 
+def open_session(db: str | Path, model: str | None = None, settings: N2GSettings | None = None,
+                 casings: str | None = None) -> Session:
+    """Load the atlas's model (or `model`) once for several `run_n2g` calls."""
+    from neuronatlas.models import load_model
+
+    conn = open_reader(db)
+    meta = reader.meta(conn)
+    conn.close()
+    loaded = load_model(model_spec(meta, model))
+    return Session(loaded, settings or N2GSettings(), prepend_bos(meta, loaded.tokenizer),
+                   casings, corpus_tokens=lambda: store.excerpt_tokens(open_reader(db)))
+
+
 def run_n2g(
     db: str | Path,
     neurons: Sequence[str] | None = None,
@@ -181,11 +194,7 @@ def run_n2g(
         return report
     spec = model_spec(meta, model)
     if session is None:
-        from neuronatlas.models import load_model
-
-        loaded = load_model(spec)
-        session = Session(loaded, settings, prepend_bos(meta, loaded.tokenizer), casings,
-                          corpus_tokens=lambda: store.excerpt_tokens(open_reader(db)))
+        session = open_session(db, model, settings, casings)
     settings = session.settings
     stored_full = settings.full_activation == "stored" or (
         settings.full_activation == "auto" and _same_model(meta, spec, session.loaded))
