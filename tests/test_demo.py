@@ -50,16 +50,15 @@ def test_demo_builds_a_complete_atlas_and_reuses_it(tmp_path, tiny_gpt2_dir):
         "SELECT count(*) FROM neurons n WHERE NOT EXISTS (SELECT 1 FROM activations a"
         " WHERE a.neuron_id = n.id AND a.category = 'top')").fetchone()[0]
     assert missing == 0
-    # every neuron that ever fired has an explanation, an embedding and a map position
+    # every neuron has an explanation, an embedding and a map position
     unexplained = conn.execute(
-        "SELECT count(*) FROM neuron_info WHERE max_activation > 0 AND id NOT IN"
+        "SELECT count(*) FROM neuron_info WHERE id NOT IN"
         " (SELECT neuron_id FROM explanations)").fetchone()[0]
     assert unexplained == 0
-    explained = conn.execute("SELECT count(DISTINCT neuron_id) FROM explanations").fetchone()[0]
     embedded = conn.execute(
         "SELECT count(*) FROM neurons WHERE explanation_embedding IS NOT NULL").fetchone()[0]
     mapped = conn.execute("SELECT count(*) FROM map_points").fetchone()[0]
-    assert embedded == explained == mapped > 0
+    assert embedded == mapped == n_neurons
     # the known cat detector got an N2G graph whose explanation leads
     text = conn.execute("SELECT explanation_text FROM neurons WHERE id = 'L00N0003'").fetchone()[0]
     assert "cat" in text

@@ -61,3 +61,10 @@ def test_explain_atlas_writes_one_explanation_per_neuron(db_path):
         "SELECT id, explanation_text FROM neurons ORDER BY id").fetchall()
     assert rows == [("L00N0000", "fires on “cat”"), ("L00N0001", "fires on “dog”"),
                     ("L00N0002", "fires on “the”")]
+
+
+def test_a_neuron_that_never_fires_is_said_to_and_gets_no_score():
+    recs = {"top": [{"tokens": [" a", " b"], "activations": [-0.1, -0.05]}] * 4}
+    res = explain_records(recs)
+    assert res.text == "never fires (largest activation -0.05)"
+    assert res.ev_correlation_score is None

@@ -63,12 +63,18 @@ def _lookup(train: list[dict]) -> dict[str, float]:
 
 def explain_records(recs: dict[str, list[dict]],
                     settings: TopTokenSettings = TopTokenSettings()) -> TopTokenResult | None:
-    """Explain one neuron from its records; None when it never activates positively."""
+    """Explain one neuron from its records; None when it has no records.
+
+    A neuron that never activates positively in its training records gets a plain statement
+    of that with no score, so every neuron with records has an explanation.
+    """
     train, test = _split(recs, settings.categories)
     table = _lookup(train)
     a_max = max((v for v in table.values()), default=None)
-    if a_max is None or a_max <= 0:
+    if a_max is None:
         return None
+    if a_max <= 0:
+        return TopTokenResult(f"never fires (largest activation {a_max:.3g})", None, None, None)
     firing = sorted(
         ((act, tok) for tok, act in table.items() if act >= settings.fire_fraction * a_max),
         reverse=True,
