@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 
 from neuronatlas.errors import ModelUnavailable
+from neuronatlas.paths import neuronatlas_home
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,6 @@ NAME = "all-mpnet-base-v2"
 PARTS = 5
 WEIGHTS_SHA256_PREFIX = "78c0197b"
 _MARKER = ".neuronatlas-verified"
-
-
-def neuronatlas_home() -> Path:
-    """Where neuronatlas caches assembled models: `$NEURONATLAS_HOME` or ~/.cache/neuronatlas."""
-    env = os.environ.get("NEURONATLAS_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "neuronatlas"
 
 
 def cache_dir() -> Path:

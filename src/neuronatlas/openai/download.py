@@ -29,14 +29,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from neuronatlas import __version__
+from neuronatlas.paths import neuronatlas_home
 
 log = logging.getLogger(__name__)
-
-
-def neuronatlas_home() -> Path:
-    """`$NEURONATLAS_HOME`, default `~/.cache/neuronatlas`."""
-    env = os.environ.get("NEURONATLAS_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "neuronatlas"
 
 
 def cache_root() -> Path:
