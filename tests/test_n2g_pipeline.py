@@ -99,6 +99,8 @@ def test_show_json_reports_n2g(built):
     assert n2g["f1"] >= 0.9 and "dog" in n2g["explanation"]
     sources = [e["source"] for e in data["explanations"]]
     assert "n2g" in sources
+    text = CliRunner().invoke(app, ["show", "L01N0005", "--db", str(atlas)]).stdout
+    assert f"N2G F1 {n2g['f1']:.3f}" in text
 
 
 def test_trie_predicts_identically_after_reload(atlas, loaded):
