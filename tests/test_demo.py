@@ -28,10 +28,11 @@ def _corpus(tmp_path):
     return path
 
 
-def _demo(db, model_dir, corpus):
+def _demo(db, model_dir, corpus, *extra):
     cmd = [sys.executable, "-m", "neuronatlas.cli", "demo", "--db", str(db),
            "--model", str(model_dir), "--corpus", str(corpus), "--tokens", "4096",
-           "--embedder", "all-MiniLM-L6-v2", "--n2g-per-layer", "2", "--no-serve", "--silent"]
+           "--embedder", "all-MiniLM-L6-v2", "--n2g-per-layer", "2", "--no-serve", "--silent",
+           *extra]
     started = time.monotonic()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -69,3 +70,10 @@ def test_demo_builds_a_complete_atlas_and_reuses_it(tmp_path, tiny_gpt2_dir):
     stderr, seconds = _demo(db, tiny_gpt2_dir, corpus)
     for stage in ("scrape", "explain", "n2g", "embed", "map"):
         assert any(line.split()[:2] == [stage, "reused"] for line in stderr.splitlines()), stderr
+
+    # A spent N2G time budget is not spent again: the rerun skips N2G and serves at once.
+    budget = ("--n2g-per-layer", "4", "--n2g-seconds", "0")
+    stderr, _ = _demo(db, tiny_gpt2_dir, corpus, *budget)
+    assert "0 graphs built within 0 s" in stderr, stderr
+    stderr, _ = _demo(db, tiny_gpt2_dir, corpus, *budget)
+    assert "time budget spent earlier" in stderr, stderr

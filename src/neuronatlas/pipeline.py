@@ -15,10 +15,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from neuronatlas.ids import parse_id
-from neuronatlas.store import open_reader
+from neuronatlas.store.rows import encode_json
+from neuronatlas.store import AtlasWriter, open_reader
 from neuronatlas.store import reader
 
 log = logging.getLogger(__name__)
+
+#: meta key recording the N2G time budget a build spent (see `_n2g`).
+_N2G_BUDGET_KEY = "build_n2g_budget"
 
 #: Tokens the demo scrapes: ~7 minutes of Gemma-3-270M on 2 CPU cores.
 DEMO_TOKENS = 262_144
@@ -104,10 +108,16 @@ def _n2g(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str
     conn = open_reader(db)
     targets = reader.strongest_neurons(conn, s.n2g_per_layer)
     have = n2g_store.graph_ids(conn)
+    spent = reader.meta(conn).get(_N2G_BUDGET_KEY)
     conn.close()
     todo = [t for t in targets if t not in have]
     if not todo:
         return True, f"{len(targets):,} graphs already built"
+    budget = encode_json({"per_layer": s.n2g_per_layer, "seconds": s.n2g_seconds})
+    if spent == budget:
+        # An earlier build spent this very budget: a rerun serves at once instead of spending
+        # it again. `neuronatlas n2g` (or a larger --n2g-seconds) builds the rest.
+        return True, f"{len(targets) - len(todo):,} graphs (time budget spent earlier)"
     started = time.monotonic()
     built = failed = 0
     by_layer: dict[int, list[str]] = {}
@@ -123,8 +133,11 @@ def _n2g(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str
         built += len(report.done)
         failed += len(report.failed)
         progress("n2g", (i + 1) / len(by_layer), f"{built} graphs")
-    detail = f"{built} graphs built" + (f", {failed} failed" if failed else "")
-    return False, detail
+    else:
+        return False, f"{built} graphs built" + (f", {failed} failed" if failed else "")
+    with AtlasWriter(db) as writer:
+        writer.set_meta({_N2G_BUDGET_KEY: budget})
+    return False, f"{built} graphs built within {s.n2g_seconds:.0f} s, {len(todo) - built} left"
 
 
 def _embed(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str]:
