@@ -65,10 +65,15 @@ def test_demo_builds_a_complete_atlas_and_reuses_it(tmp_path, tiny_gpt2_dir):
     assert "cat" in text
     graphs = conn.execute("SELECT count(*) FROM explanations WHERE source = 'n2g'").fetchone()[0]
     assert graphs >= 2
+    # token search and excerpt full text answer from indexes the build made
+    assert conn.execute(
+        "SELECT count(*) FROM token_index WHERE token = ' cat' AND neuron_id = 'L00N0003'"
+    ).fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM excerpts_fts").fetchone()[0] > 0
     conn.close()
 
     stderr, seconds = _demo(db, tiny_gpt2_dir, corpus)
-    for stage in ("scrape", "explain", "n2g", "embed", "map"):
+    for stage in ("scrape", "index", "explain", "n2g", "embed", "map"):
         assert any(line.split()[:2] == [stage, "reused"] for line in stderr.splitlines()), stderr
 
     # A spent N2G time budget is not spent again: the rerun skips N2G and serves at once.

@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from neuronatlas.ids import parse_id
+from neuronatlas.store import AtlasWriter, open_reader, reader
 from neuronatlas.store.rows import encode_json
-from neuronatlas.store import AtlasWriter, open_reader
-from neuronatlas.store import reader
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,8 @@ class BuildSettings:
     """Sentence embedder for the map and search. MiniLM embeds the demo's 36,864 explanations
     ~5x faster than the seed's all-mpnet-base-v2 (~40 texts/s on 2 cores, 15 minutes);
     pass `--embedder all-mpnet-base-v2` for the seed's model."""
-    stages: tuple[str, ...] = field(default=("scrape", "explain", "n2g", "embed", "map"))
+    stages: tuple[str, ...] = field(
+        default=("scrape", "index", "explain", "n2g", "embed", "map"))
 
 
 StageProgress = Callable[[str, float, str], None]
@@ -92,6 +92,18 @@ def _scrape(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, 
 
     result = run_scrape(settings, db, on_event)
     return False, f"{result.neurons:,} neurons from {result.tokens:,} tokens"
+
+
+def _index(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str]:
+    from neuronatlas.store.search import rebuild_search_indexes, stale_search_indexes
+
+    with AtlasWriter(db) as writer:
+        stale = stale_search_indexes(writer.conn)
+        if not stale:
+            return True, "token index and excerpt full text are current"
+        counts = rebuild_search_indexes(writer.conn)
+    return False, (f"{counts['token_rows']:,} token rows, "
+                   f"{counts.get('excerpt_documents', 0):,} excerpt documents")
 
 
 def _explain(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str]:
@@ -164,7 +176,8 @@ def _map(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str
 
 STAGES: dict[str, tuple[Callable[[Path, BuildSettings, StageProgress], tuple[bool, str]], float]] = {
     # name: (function, share of a fresh demo's time, for the overall progress bar)
-    "scrape": (_scrape, 0.55),
+    "scrape": (_scrape, 0.51),
+    "index": (_index, 0.04),
     "explain": (_explain, 0.05),
     "n2g": (_n2g, 0.20),
     "embed": (_embed, 0.12),

@@ -26,6 +26,7 @@ from neuronatlas.openai import layout
 from neuronatlas.openai.download import DownloadSettings, NeuronStream, cache_path, probe
 from neuronatlas.openai.parse import Job, Skipped, parse_chunk
 from neuronatlas.store import AtlasWriter, PreparedNeuron
+from neuronatlas.store.search import rebuild_token_index
 from neuronatlas.store.writer import now
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,7 @@ def run_import(plan: ImportPlan, db: str | Path, progress: Progress | None = Non
             _run(plan, todo, writer, result, total, progress)
             if cfg.overwrite:
                 writer.vacuum_excerpts()
+            rebuild_token_index(writer.conn)  # `neuronatlas tokens` answers from it
             status = "partial" if result.skipped else "done"
         finally:
             writer.end_run(result.run_id, status)

@@ -14,6 +14,7 @@ from neuronatlas import __version__
 from neuronatlas.scrape.readout import neuron_results
 from neuronatlas.scrape.state import ScrapeState
 from neuronatlas.store import AtlasWriter, NeuronData, Record, prepare
+from neuronatlas.store.search import rebuild_token_index
 
 if TYPE_CHECKING:
     from neuronatlas.corpus import BosPolicy
@@ -102,6 +103,7 @@ def write_atlas(state: ScrapeState, model: LoadedModel, db: str | Path, meta: di
                     done += writer.write_neurons(buf)
                     if on_progress:
                         on_progress(done, total)
+            rebuild_token_index(writer.conn)  # `neuronatlas tokens` answers from it
         except BaseException:
             writer.end_run(run, "failed")
             raise
