@@ -7,8 +7,15 @@ import sqlite3
 import pytest
 
 from neuronatlas.errors import NeuronNotFound, SchemaTooNew
-from neuronatlas.store import AtlasWriter, Explanation, NeuronData, Record, open_reader, prepare
-from neuronatlas.store import reader
+from neuronatlas.store import (
+    AtlasWriter,
+    Explanation,
+    NeuronData,
+    Record,
+    open_reader,
+    prepare,
+    reader,
+)
 from neuronatlas.store.migrations import available, current_version
 
 

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import sys
 
+# Registering modules (import for their side effect of adding commands to `app`); the
+# order here is the order of `neuronatlas --help`.
+from neuronatlas.cli import build as _build  # noqa: F401
+from neuronatlas.cli import importing as _importing  # noqa: F401
+from neuronatlas.cli import inspect as _inspect  # noqa: F401
+from neuronatlas.cli import n2g as _n2g  # noqa: F401
+from neuronatlas.cli import scrape as _scrape  # noqa: F401
+from neuronatlas.cli import search as _search  # noqa: F401
+from neuronatlas.cli import serve as _serve  # noqa: F401
 from neuronatlas.cli.app import app, console_err
 from neuronatlas.errors import NeuronAtlasError
-
-# Registering modules (import for their side effect of adding commands to `app`).
-from neuronatlas.cli import inspect as _inspect  # noqa: E402,F401
-from neuronatlas.cli import scrape as _scrape  # noqa: E402,F401
-from neuronatlas.cli import n2g as _n2g  # noqa: E402,F401
-from neuronatlas.cli import serve as _serve  # noqa: E402,F401
-from neuronatlas.cli import importing as _importing  # noqa: E402,F401
-from neuronatlas.cli import search as _search  # noqa: E402,F401
-from neuronatlas.cli import build as _build  # noqa: E402,F401
 
 
 def main() -> None:

@@ -9,8 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from neuronatlas.cli.app import DbOption, JsonOption, app, console, print_json
-from neuronatlas.store import open_reader
-from neuronatlas.store import reader
+from neuronatlas.store import open_reader, reader
 
 
 def _excerpt_line(tokens: list[str], acts: list[float | None], peak: int | None) -> str:

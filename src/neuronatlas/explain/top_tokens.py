@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from neuronatlas.explain.scoring import all_scores
-from neuronatlas.store import AtlasWriter, open_reader
-from neuronatlas.store import reader
+from neuronatlas.store import AtlasWriter, open_reader, reader
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 
 from neuronatlas.errors import SchemaTooNew
@@ -60,7 +60,7 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
     for version, name, sql in shipped:
         if version in applied:
             continue
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         script = (
             f"BEGIN;\n{sql}\n"
             f"INSERT INTO schema_version(version, name, applied_at) "

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Self
 
 import msgspec
 
@@ -19,7 +20,7 @@ from neuronatlas.store.rows import PreparedNeuron, encode_json
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class AtlasWriter:
@@ -29,7 +30,7 @@ class AtlasWriter:
         self.path = Path(path)
         self.conn: sqlite3.Connection = open_writer(self.path)
 
-    def __enter__(self) -> AtlasWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
