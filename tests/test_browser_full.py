@@ -45,8 +45,7 @@ def server(tmp_path_factory, tiny_gpt2_dir):
 
 @pytest.fixture(scope="module")
 def page(server):
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    assert CHROMIUM.exists(), "Debian chromium is missing: `make test` installs it (apt-get install chromium)"
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
