@@ -13,6 +13,7 @@ from typing import Self
 
 import pytest
 
+from neuronatlas import atomic
 from neuronatlas.openai import ImportConfig, import_openai, layout
 from neuronatlas.openai import download as D
 from openai_fixtures import write_source
@@ -159,7 +160,7 @@ def test_write_is_atomic_when_interrupted(tmp_path, monkeypatch):
     def boom(*_):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(D.os, "replace", boom)
+    monkeypatch.setattr(atomic.os, "replace", boom)
     with pytest.raises(KeyboardInterrupt):
         D._write_atomic(target, b'{"half": ')
     assert not target.exists() and list(target.parent.iterdir()) == []

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import queue
 import threading
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from neuronatlas import __version__
+from neuronatlas.atomic import write_atomic
 from neuronatlas.paths import neuronatlas_home
 
 log = logging.getLogger(__name__)
@@ -71,15 +70,8 @@ class Fetched:
 
 
 def _write_atomic(path: Path, body: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(body)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """A cached file appears whole or not at all (no fsync: it can be downloaded again)."""
+    write_atomic(path, lambda f: f.write(body), durable=False)
 
 
 def _retryable(status: int) -> bool:

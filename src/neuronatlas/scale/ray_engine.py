@@ -32,6 +32,7 @@ from pathlib import Path
 import ray
 
 from neuronatlas import __version__
+from neuronatlas.atomic import write_atomic
 from neuronatlas.errors import BadInput, ModelUnavailable, NeuronAtlasError
 from neuronatlas.scale.merge import TreeMerger
 from neuronatlas.scale.shards import (
@@ -44,7 +45,6 @@ from neuronatlas.scale.shards import (
     read_shard,
     state_path,
     states_dir,
-    write_atomic,
 )
 from neuronatlas.scrape import Progress, ScrapeResult, ScrapeSettings, load
 

@@ -21,8 +21,6 @@ corpus length. Shards must hold disjoint windows.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from neuronatlas.atomic import write_atomic
 from neuronatlas.scrape import hashing, histogram
 from neuronatlas.scrape.config import StatsConfig
 from neuronatlas.scrape.moments import Moments, merge_moments, window_stats
@@ -394,17 +393,7 @@ def save(state: ScrapeState, path: str | Path) -> None:
             arrays[f"l{L}.{name}"] = getattr(ls, name)
         for name, value in ls.moments.arrays().items():
             arrays[f"l{L}.moments.{name}"] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def load(path: str | Path) -> ScrapeState:
