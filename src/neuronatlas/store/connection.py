@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from neuronatlas.errors import AtlasNotFound
@@ -41,3 +43,19 @@ def open_reader(path: str | Path, check_same_thread: bool = True) -> sqlite3.Con
     conn = sqlite3.connect(uri, uri=True, check_same_thread=check_same_thread)
     conn.row_factory = sqlite3.Row
     return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE … COMMIT (ROLLBACK on error); joins a transaction already open, so
+    batches nest inside a caller's larger one."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -9,33 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 
 import msgspec
 import numpy as np
 
 from neuronatlas.errors import MixedEmbedders
+from neuronatlas.store.connection import transaction
+from neuronatlas.store.reader import PRIMARY_ORDER
 from neuronatlas.store.writer import now
-
-_PRIMARY_ORDER = (
-    "CASE source WHEN 'openai' THEN 0 WHEN 'llm' THEN 1 WHEN 'n2g' THEN 2 ELSE 3 END, position"
-)
-
-
-@contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE … COMMIT (ROLLBACK on error); joins a transaction already open."""
-    if conn.in_transaction:
-        yield conn
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def text_digest(text: str) -> str:
@@ -136,7 +118,7 @@ def neuron_vectors(conn: sqlite3.Connection) -> tuple[list[str], list[int], np.n
     rows = conn.execute(
         "SELECT neuron_id, id, vector FROM ("
         " SELECT e.neuron_id, e.id, b.vector, row_number() OVER ("
-        f"  PARTITION BY e.neuron_id ORDER BY {_PRIMARY_ORDER}) AS rn"
+        f"  PARTITION BY e.neuron_id ORDER BY {PRIMARY_ORDER}) AS rn"
         " FROM explanations e JOIN embeddings b ON b.explanation_id = e.id"
         ") WHERE rn = 1 ORDER BY neuron_id"
     ).fetchall()
@@ -155,7 +137,7 @@ def explanation_vector(conn: sqlite3.Connection, neuron_id: str) -> tuple[int, n
     """(explanation id, vector) of the neuron's first embedded explanation in primary order."""
     row = conn.execute(
         "SELECT e.id, b.vector FROM explanations e JOIN embeddings b ON b.explanation_id = e.id"
-        f" WHERE e.neuron_id = ? ORDER BY {_PRIMARY_ORDER} LIMIT 1",
+        f" WHERE e.neuron_id = ? ORDER BY {PRIMARY_ORDER} LIMIT 1",
         (neuron_id,),
     ).fetchone()
     return None if row is None else (row[0], from_blob(row[1]))

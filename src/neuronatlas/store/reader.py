@@ -16,6 +16,12 @@ from neuronatlas.ids import canonical
 
 _decode = msgspec.json.decode
 
+#: The order in which a neuron's explanations are shown, primary first (the same order as the
+#: `primary_explanations` view in sql/001_foundation.sql).
+PRIMARY_ORDER = (
+    "CASE source WHEN 'openai' THEN 0 WHEN 'llm' THEN 1 WHEN 'n2g' THEN 2 ELSE 3 END, position"
+)
+
 
 def meta(conn: sqlite3.Connection) -> dict[str, str]:
     return {r[0]: r[1] for r in conn.execute("SELECT key, value FROM meta")}
@@ -48,9 +54,8 @@ def explanations(conn: sqlite3.Connection, neuron_id: str) -> list[dict]:
     """All explanations of a neuron, the primary one first."""
     rows = conn.execute(
         "SELECT id, source, position, text, ev_correlation_score, rsquared_score,"
-        " absolute_dev_explained_score FROM explanations WHERE neuron_id = ?"
-        " ORDER BY CASE source WHEN 'openai' THEN 0 WHEN 'llm' THEN 1 WHEN 'n2g' THEN 2"
-        " ELSE 3 END, position",
+        f" absolute_dev_explained_score FROM explanations WHERE neuron_id = ?"
+        f" ORDER BY {PRIMARY_ORDER}",
         (neuron_id,),
     )
     return [

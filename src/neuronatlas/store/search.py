@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import msgspec
 
 from neuronatlas.ids import format_id
-from neuronatlas.store.embed import transaction
+from neuronatlas.store.connection import transaction
 from neuronatlas.store.writer import now
 
 #: rowid of a neuron's excerpt document: layer * 2**20 + neuron.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
@@ -15,7 +16,7 @@ from typing import Self
 import msgspec
 
 from neuronatlas import __version__
-from neuronatlas.store.connection import open_writer
+from neuronatlas.store.connection import open_writer, transaction
 from neuronatlas.store.rows import PreparedNeuron, encode_json
 
 
@@ -73,8 +74,9 @@ class AtlasWriter:
 
     # -- neurons ----------------------------------------------------------------------------
 
-    def transaction(self) -> _Transaction:
-        return _Transaction(self.conn)
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One transaction around several writes (joins an open one)."""
+        return transaction(self.conn)
 
     def done_neurons(self, source: str | None = None) -> set[str]:
         """Ids of neurons whose records are stored (optionally from one source)."""
@@ -141,25 +143,3 @@ class AtlasWriter:
                 "DELETE FROM excerpts WHERE id NOT IN (SELECT excerpt_id FROM records)"
             )
         return cur.rowcount
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error; nests by joining the outer one."""
-
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-        self.outer = False
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.outer = self.conn.in_transaction
-        if not self.outer:
-            self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        if self.outer:
-            return
-        if exc_type is None:
-            self.conn.execute("COMMIT")
-        else:
-            self.conn.execute("ROLLBACK")
