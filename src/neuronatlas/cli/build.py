@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from neuronatlas.cli.app import SilentOption, app, console_err
+from neuronatlas.cli.serve import serve
 from neuronatlas.pipeline import DEMO_TOKENS, STAGES, BuildSettings, build_atlas
 
 
@@ -39,16 +40,6 @@ def _run_with_progress(db: Path, settings: BuildSettings, silent: bool) -> None:
     for r in results:
         state = "reused" if r.skipped else f"{r.seconds:,.0f} s"
         console_err.print(f"  {r.stage:<8} {state:>8}  {r.detail}", highlight=False)
-
-
-def _serve(db: Path, host: str, port: int, model: str | None) -> None:
-    import uvicorn
-
-    from neuronatlas.web import create_app
-
-    console_err.print(f"neuronatlas: serving {db} at [bold]http://{host}:{port}/[/] "
-                      "(Ctrl-C stops)", highlight=False)
-    uvicorn.run(create_app(db, model=model), host=host, port=port, log_level="warning")
 
 
 @app.command()
@@ -86,7 +77,7 @@ def demo(
     _run_with_progress(db, settings, silent)
     console_err.print(f"atlas {db} ready in {time.monotonic() - started:,.0f} s", highlight=False)
     if not no_serve:
-        _serve(db, host, port, None if model == "default" else model)
+        serve(db=db, host=host, port=port, model=None if model == "default" else model)
 
 
 @app.command()

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from neuronatlas.cli.app import DbOption, JsonOption, app, console, console_err, print_json
-from neuronatlas.errors import AtlasNotFound
+from neuronatlas.store import open_reader
 
 ModelOption = Annotated[
     str | None,
@@ -19,9 +19,8 @@ ModelOption = Annotated[
 
 
 def _check_db(db) -> None:
-    if not db.exists():
-        raise AtlasNotFound(f"{db}: no such atlas. Build one with `neuronatlas demo` or "
-                            f"`neuronatlas import-openai SOURCE --db {db}`")
+    """Fail with the store's own message (and fix) before starting a server."""
+    open_reader(db).close()
 
 
 @app.command()
