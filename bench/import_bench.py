@@ -373,7 +373,7 @@ def main() -> None:
 def _explain_size(seed_db: Path, our_db: Path) -> None:
     seed_vals = column_bytes(seed_db, "SELECT sum(length(activation_values)) FROM activations")
     seed_toks = column_bytes(seed_db, "SELECT sum(length(CAST(tokens AS BLOB))) FROM activations")
-    our_vals = column_bytes(our_db, "SELECT sum(length(activation_values)) FROM records")
+    our_vals = column_bytes(our_db, "SELECT sum(length(activation_f32)) + total(length(activation_json)) FROM records")
     our_toks = column_bytes(our_db, "SELECT sum(length(CAST(tokens AS BLOB))) FROM excerpts")
     buf = io.StringIO()
     buf.write("what the bytes are (payload, MiB):\n")

@@ -55,7 +55,7 @@ def work(tmp_path_factory):
 def _atlas(db):
     conn = open_reader(db)
     try:
-        records = [r for r in reader.iter_record_texts(conn) if r[1] in ("top", "random")]
+        records = [r for r in reader.iter_record_rows(conn) if r[1] in ("top", "random")]
         info = list(reader.iter_neuron_info(conn))
         meta = reader.meta(conn)
     finally:

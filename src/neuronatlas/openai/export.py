@@ -34,7 +34,6 @@ from neuronatlas.store import open_reader, reader
 log = logging.getLogger(__name__)
 
 _tokens = msgspec.json.Decoder(list[str])
-_acts = msgspec.json.Decoder(list[float | None])
 
 Progress = Callable[[int, int], None]
 
@@ -56,7 +55,7 @@ def _write(path: Path, body: bytes) -> None:
 
 def _merge(conn) -> Iterator[tuple[dict, list[tuple], list[tuple]]]:
     """Each neuron's info with its records and explanations (three ordered scans, zipped)."""
-    recs = groupby(reader.iter_record_texts(conn), key=lambda r: r[0])
+    recs = groupby(reader.iter_record_rows(conn), key=lambda r: r[0])
     exps = groupby(reader.iter_explanation_rows(conn), key=lambda r: r[0])
     next_rec = next(recs, None)
     next_exp = next(exps, None)
@@ -76,7 +75,7 @@ def neuron_record(info: dict, rows: list[tuple], dropped: dict[str, int]) -> Neu
     by_cat: dict[str, list[ActivationRecord]] = {}
     for _, category, _, tokens, acts in rows:
         by_cat.setdefault(category, []).append(
-            ActivationRecord(tokens=_tokens.decode(tokens), activations=_acts.decode(acts)))
+            ActivationRecord(tokens=_tokens.decode(tokens), activations=acts))
     buckets = {int(c.split("_", 1)[1]): v for c, v in by_cat.items()
                if c.startswith("quantile_") and c.split("_", 1)[1].isdigit()}
     for c in by_cat:

@@ -23,17 +23,11 @@ if TYPE_CHECKING:
 
 SOURCE = "scrape"
 
-#: Decimal places of stored activations. Full float32 spellings (~19 characters a value) made
-#: a 36,864-neuron atlas ~3 GB; 4 places (error ≤ 5e-5, far below what any display, N2G or
-#: score resolves) cut it to about a third. Recorded in meta as `activation_decimals`.
-STORED_DECIMALS = 4
-
 
 def neuron_data(state: ScrapeState, layer: int,
-                token_strings: Callable[[list[int]], list[str]],
-                decimals: int | None = STORED_DECIMALS) -> Iterator[NeuronData]:
+                token_strings: Callable[[list[int]], list[str]]) -> Iterator[NeuronData]:
     """The store's view of every neuron of `layer` in the state."""
-    for r in neuron_results(state, layer, token_strings, decimals=decimals):
+    for r in neuron_results(state, layer, token_strings):
         yield NeuronData(
             layer=layer, neuron=r["neuron"], source=SOURCE,
             records={cat: [Record(tokens, acts) for tokens, acts in recs]
@@ -71,7 +65,6 @@ def provenance(settings: ScrapeSettings, model: LoadedModel, corpus: dict, polic
         "stats": state.config.to_dict(),
         "moments_note": "population variance and skewness, excess kurtosis, over all scored "
                         "tokens (BOS positions excluded)",
-        "activation_decimals": STORED_DECIMALS,
         "code_version": __version__,
     }
 

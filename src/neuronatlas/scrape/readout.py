@@ -92,15 +92,12 @@ class TokenCache:
 
 def neuron_results(state: ScrapeState, layer: int,
                    token_strings: Callable[[list[int]], list[str]],
-                   neurons: range | None = None, decimals: int | None = None) -> Iterator[dict]:
+                   neurons: range | None = None) -> Iterator[dict]:
     """Per neuron: {'neuron', 'records': {category: [(tokens, activations)]}, stats...}.
 
-    decimals: round stored activations to this many decimal places (None: full float32).
+    Activations are the state's float32 values (the store keeps them exactly).
     """
     cfg = state.config
-
-    def values(vec: np.ndarray) -> list[float]:
-        return (vec if decimals is None else np.round(vec.astype(np.float64), decimals)).tolist()
 
     ls = state.layers[layer]
     can = canonical(ls)
@@ -110,15 +107,15 @@ def neuron_results(state: ScrapeState, layer: int,
     for n in neurons or range(ls.d_mlp):
         records: dict[str, list[tuple[list[str], list[float]]]] = {}
         top_w, top_v = can["top_wid"][n], can["top_vec"][n]
-        records["top"] = [(strings(int(w)), values(top_v[i]))
+        records["top"] = [(strings(int(w)), top_v[i].tolist())
                           for i, w in enumerate(top_w) if w >= 0]
         rnd_w, rnd_v = can["rnd_wid"][n], can["rnd_vec"][n]
-        records["random"] = [(strings(int(w)), values(rnd_v[i]))
+        records["random"] = [(strings(int(w)), rnd_v[i].tolist())
                              for i, w in enumerate(rnd_w) if w >= 0]
         if cfg.quantile_k:
             for b, picks in enumerate(quantile_picks(ls, cfg, n, bounds[n])):
                 records[f"quantile_{b}"] = [
-                    (strings(int(ls.q_wid[n, qb, j])), values(ls.q_vec[n, qb, j]))
+                    (strings(int(ls.q_wid[n, qb, j])), ls.q_vec[n, qb, j].tolist())
                     for qb, j in picks
                 ]
         yield {

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
 
 import msgspec
 
 from neuronatlas.ids import format_id
+from neuronatlas.store import values
 
 _encode = msgspec.json.Encoder().encode
 
@@ -84,33 +84,6 @@ def _clean(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def peak(values: Sequence[float | None]) -> tuple[float | None, int | None]:
-    """(max, first index of max) over the non-null values, (None, None) if all are null."""
-    best, where = None, None
-    for i, v in enumerate(values):
-        if v is not None and (best is None or v > best):
-            best, where = v, i
-    return best, where
-
-
-def _values_and_peak(values: list[float | None]) -> tuple[list, float | None, int | None]:
-    """(values with NaN/inf as None, max, first index of max).
-
-    The common case (every value a finite float) runs in C: `sum` raises on None and is not
-    finite when any value is NaN or infinite, and only then is each value inspected.
-    """
-    try:
-        finite = math.isfinite(sum(values))
-    except TypeError:
-        finite = False
-    if finite and values:
-        top = max(values)
-        return values, float(top), values.index(top)
-    cleaned = [_clean(a) for a in values]
-    top, where = peak(cleaned)
-    return cleaned, top, where
-
-
 def prepare(data: NeuronData) -> PreparedNeuron:
     """Turn one neuron's data into rows for `neuron_info`, `excerpts`, `records`, `explanations`."""
     nid = format_id(data.layer, data.neuron)
@@ -124,13 +97,15 @@ def prepare(data: NeuronData) -> PreparedNeuron:
                     f"{category} record {rank}: {len(rec.tokens)} tokens but "
                     f"{len(rec.activations)} activations"
                 )
+        stored = values.encode([rec.activations for rec in recs])
+        for rank, (rec, v) in enumerate(zip(recs, stored)):
             tokens_json = encode_json(rec.tokens)
             eid = excerpt_id(tokens_json)
             excerpts[eid] = tokens_json
-            acts, top, where = _values_and_peak(rec.activations)
-            if top is not None and (overall is None or top > overall):
-                overall = top
-            records.append((nid, category, rank, eid, encode_json(acts), top, where))
+            if v.max_activation is not None and (overall is None or v.max_activation > overall):
+                overall = v.max_activation
+            records.append((nid, category, rank, eid, v.f32, v.json, v.max_activation,
+                            v.peak_index))
     qb = None if data.quantile_boundaries is None else encode_json(data.quantile_boundaries)
     info = (
         nid, data.layer, data.neuron,

@@ -99,7 +99,11 @@ class AtlasWriter:
         c = self.conn
         c.execute("DELETE FROM records WHERE neuron_id = ?", (p.neuron_id,))
         c.executemany("INSERT OR IGNORE INTO excerpts(id, tokens) VALUES (?, ?)", p.excerpts)
-        c.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", p.records)
+        c.executemany(
+            "INSERT INTO records(neuron_id, category, rank, excerpt_id, activation_f32,"
+            " activation_json, max_activation, peak_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            p.records,
+        )
         c.execute(
             "INSERT OR REPLACE INTO neuron_info(id, layer, neuron, mean, variance, skewness,"
             " kurtosis, max_activation, quantile_boundaries, source)"
