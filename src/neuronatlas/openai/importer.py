@@ -314,9 +314,11 @@ def _run(plan: ImportPlan, todo: list[layout.NeuronFiles], writer: AtlasWriter,
     else:
         with _pool(workers) as pool:
             pending: deque[Future] = deque()
+            # Enough chunks in flight that the workers keep parsing while a batch is written.
+            window = 2 * workers + max(1, cfg.batch_size // cfg.chunk_size)
             for chunk in chunks:
                 pending.append(pool.submit(parse_chunk, chunk))
-                while len(pending) >= 2 * workers:
+                while len(pending) >= window:
                     take(pending.popleft().result())
             while pending:
                 take(pending.popleft().result())

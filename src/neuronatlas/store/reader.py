@@ -79,7 +79,7 @@ def records(
     out: dict[str, list[dict]] = {}
     rows = conn.execute(
         "SELECT r.category, r.rank, x.tokens, r.activation_f32, r.activation_json,"
-        " r.max_activation, r.peak_index FROM records r JOIN excerpts x ON x.id = r.excerpt_id"
+        " r.max_activation, r.peak_index FROM records r JOIN excerpts x ON x.digest = r.excerpt_digest"
         " WHERE r.neuron_id = ? ORDER BY r.category, r.rank",
         (neuron_id,),
     )
@@ -107,7 +107,7 @@ def iter_records(
         rows = conn.execute(
             "SELECT r.category, r.rank, x.tokens, r.activation_f32, r.activation_json"
             " FROM records r"
-            " JOIN excerpts x ON x.id = r.excerpt_id"
+            " JOIN excerpts x ON x.digest = r.excerpt_digest"
             f" WHERE r.neuron_id = ? AND r.category IN ({marks}) ORDER BY r.category, r.rank",
             (nid, *cats),
         )
@@ -170,7 +170,7 @@ def iter_record_rows(conn: sqlite3.Connection
     by neuron id, category, rank (the primary key's order: no sort needed)."""
     rows = conn.execute(
         "SELECT r.neuron_id, r.category, r.rank, x.tokens, r.activation_f32, r.activation_json"
-        " FROM records r JOIN excerpts x ON x.id = r.excerpt_id"
+        " FROM records r JOIN excerpts x ON x.digest = r.excerpt_digest"
         " ORDER BY r.neuron_id, r.category, r.rank"
     )
     for nid, cat, rank, tokens, f32, text in rows:

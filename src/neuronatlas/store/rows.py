@@ -65,13 +65,15 @@ class PreparedNeuron(msgspec.Struct, array_like=True):
     explanation_source: str
 
 
-def excerpt_id(tokens_json: str) -> int:
+def excerpt_digest(tokens_json: str | bytes) -> int:
     """Content address of an excerpt: 64 bits of blake2b as a signed SQLite integer.
 
-    Equal token lists share one row without any lookup. A collision needs ~4e9 distinct
-    excerpts to become likely (birthday bound), far beyond any atlas.
+    Equal token lists share one row: writers insert by digest (INSERT OR IGNORE), with no
+    read first. A collision needs ~4e9 distinct excerpts to become likely (birthday bound),
+    far beyond any atlas.
     """
-    digest = hashlib.blake2b(tokens_json.encode("utf-8"), digest_size=8).digest()
+    data = tokens_json.encode("utf-8") if isinstance(tokens_json, str) else tokens_json
+    digest = hashlib.blake2b(data, digest_size=8).digest()
     return int.from_bytes(digest, "little", signed=True)
 
 
@@ -90,22 +92,22 @@ def prepare(data: NeuronData) -> PreparedNeuron:
     excerpts: dict[int, str] = {}
     records: list[tuple] = []
     overall: float | None = None
-    for category, recs in data.records.items():
-        for rank, rec in enumerate(recs):
-            if len(rec.tokens) != len(rec.activations):
-                raise ValueError(
-                    f"{category} record {rank}: {len(rec.tokens)} tokens but "
-                    f"{len(rec.activations)} activations"
-                )
-        stored = values.encode([rec.activations for rec in recs])
-        for rank, (rec, v) in enumerate(zip(recs, stored)):
-            tokens_json = encode_json(rec.tokens)
-            eid = excerpt_id(tokens_json)
-            excerpts[eid] = tokens_json
-            if v.max_activation is not None and (overall is None or v.max_activation > overall):
-                overall = v.max_activation
-            records.append((nid, category, rank, eid, v.f32, v.json, v.max_activation,
-                            v.peak_index))
+    flat = [(category, rank, rec) for category, recs in data.records.items()
+            for rank, rec in enumerate(recs)]
+    for category, rank, rec in flat:
+        if len(rec.tokens) != len(rec.activations):
+            raise ValueError(
+                f"{category} record {rank}: {len(rec.tokens)} tokens but "
+                f"{len(rec.activations)} activations"
+            )
+    stored = values.encode([rec.activations for _, _, rec in flat])
+    for (category, rank, rec), v in zip(flat, stored):
+        tokens_json = _encode(rec.tokens)
+        eid = excerpt_digest(tokens_json)
+        excerpts[eid] = tokens_json.decode("utf-8")
+        if v.max_activation is not None and (overall is None or v.max_activation > overall):
+            overall = v.max_activation
+        records.append((nid, category, rank, eid, *v))
     qb = None if data.quantile_boundaries is None else encode_json(data.quantile_boundaries)
     info = (
         nid, data.layer, data.neuron,

@@ -26,7 +26,7 @@ NEURON_SHIFT = 20
 def _fingerprint(conn: sqlite3.Connection) -> str:
     """Changes when top records are added, removed or re-scraped."""
     row = conn.execute(
-        "SELECT count(*), total(max_activation), total(peak_index), total(excerpt_id % 1000003)"
+        "SELECT count(*), total(max_activation), total(peak_index), total(excerpt_digest % 1000003)"
         " FROM records WHERE category = 'top'"
     ).fetchone()
     return ":".join(repr(v) for v in row)
@@ -55,7 +55,7 @@ def rebuild_token_index(conn: sqlite3.Connection) -> int:
             "  SELECT json_extract(x.tokens, '$[' || r.peak_index || ']') AS token,"
             "         r.neuron_id AS neuron_id, r.max_activation AS act,"
             "         sum(r.max_activation) OVER (PARTITION BY r.neuron_id) AS mass"
-            "  FROM records r JOIN excerpts x ON x.id = r.excerpt_id"
+            "  FROM records r JOIN excerpts x ON x.digest = r.excerpt_digest"
             "  WHERE r.category = 'top' AND r.peak_index IS NOT NULL AND r.max_activation > 0"
             " ) WHERE token IS NOT NULL GROUP BY token, neuron_id"
         )
@@ -73,7 +73,7 @@ def _neuron_documents(conn: sqlite3.Connection) -> Iterator[tuple[int, str]]:
     rows = conn.execute(
         f"SELECT (n.layer << {NEURON_SHIFT}) + n.neuron, x.tokens FROM neuron_info n"
         " JOIN records r ON r.neuron_id = n.id AND r.category = 'top'"
-        " JOIN excerpts x ON x.id = r.excerpt_id ORDER BY n.layer, n.neuron, r.rank"
+        " JOIN excerpts x ON x.digest = r.excerpt_digest ORDER BY n.layer, n.neuron, r.rank"
     )
     current, lines = None, []
     for rowid, tokens in rows:

@@ -12,7 +12,9 @@ Encoding works on a whole neuron's records at once, so the per-value work runs i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
@@ -23,7 +25,7 @@ _decode_json = msgspec.json.Decoder(list[float | None]).decode
 F32 = np.dtype("<f4")
 
 
-class StoredValues(msgspec.Struct, array_like=True, frozen=True):
+class StoredValues(NamedTuple):
     """One record's values as stored: exactly one of `f32` / `json` is set."""
 
     f32: bytes | None
@@ -44,31 +46,39 @@ def encode(records: Sequence[Sequence[float | None]]) -> list[StoredValues]:
                 out[i] = StoredValues(None, "[]", None, None)
             continue
         # None becomes NaN; one array per record length keeps this a few numpy calls.
-        wide = np.array([records[i] for i in rows], dtype=np.float64)
-        for i, stored in zip(rows, _encode_block(wide)):
+        block = records if len(rows) == len(records) else [records[i] for i in rows]
+        for i, stored in zip(rows, _encode_block(np.array(block, dtype=np.float64))):
             out[i] = stored
     return out  # type: ignore[return-value]
 
 
 def _encode_block(wide: np.ndarray) -> list[StoredValues]:
     finite = np.isfinite(wide)
+    all_finite = bool(finite.all())
     with np.errstate(over="ignore", invalid="ignore"):
         narrow = wide.astype(F32)
-    exact = np.where(finite, narrow.astype(np.float64) == wide, True).all(axis=1)
-    narrow[~finite] = np.nan
-    masked = np.where(finite, wide, -np.inf)
+    if all_finite:
+        exact = (narrow.astype(np.float64) == wide).all(axis=1).tolist()
+        masked = wide
+    else:
+        exact = np.where(finite, narrow.astype(np.float64) == wide, True).all(axis=1).tolist()
+        narrow[~finite] = np.nan
+        masked = np.where(finite, wide, -np.inf)
     peaks = masked.argmax(axis=1)
-    tops = masked[np.arange(len(wide)), peaks]
+    tops = masked[np.arange(len(wide)), peaks].tolist()
+    peaks = peaks.tolist()
+    raw = narrow.tobytes()
+    step = 4 * wide.shape[1]
     out = []
-    for row, ok, top, peak in zip(range(len(wide)), exact.tolist(), tops.tolist(),
-                                  peaks.tolist()):
-        if top == -np.inf:
+    for row, ok in enumerate(exact):
+        top, peak = tops[row], peaks[row]
+        if top == -math.inf:
             top, peak = None, None
         if ok:
-            out.append(StoredValues(narrow[row].tobytes(), None, top, peak))
+            out.append(StoredValues(raw[row * step:(row + 1) * step], None, top, peak))
         else:
-            values = [v if f else None for v, f in zip(wide[row].tolist(), finite[row])]
-            out.append(StoredValues(None, encode_json(values), top, peak))
+            vals = [v if f else None for v, f in zip(wide[row].tolist(), finite[row].tolist())]
+            out.append(StoredValues(None, encode_json(vals), top, peak))
     return out
 
 
@@ -76,10 +86,11 @@ def decode(f32: bytes | None, json: str | bytes | None) -> list[float | None]:
     """A stored record's values as doubles (None where the source had none)."""
     if f32 is None:
         return _decode_json(json) if json is not None else []
-    values = np.frombuffer(f32, dtype=F32)
-    if np.isnan(values).any():
-        return [None if v != v else v for v in values.astype(np.float64).tolist()]
-    return values.astype(np.float64).tolist()
+    wide = np.frombuffer(f32, dtype=F32).astype(np.float64)
+    missing = np.isnan(wide)
+    if missing.any():
+        return [None if m else v for v, m in zip(wide.tolist(), missing.tolist())]
+    return wide.tolist()
 
 
 def encode_json(values: Sequence[float | None]) -> str:

@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 from typing import Self
 
@@ -87,31 +88,36 @@ class AtlasWriter:
         return {r[0] for r in rows}
 
     def write_neurons(self, batch: Iterable[PreparedNeuron]) -> int:
-        """Replace the stored data of every neuron in `batch`, in one transaction."""
-        n = 0
-        with self.transaction():
-            for p in batch:
-                self._write_one(p)
-                n += 1
-        return n
+        """Replace the stored data of every neuron in `batch`, in one transaction.
 
-    def _write_one(self, p: PreparedNeuron) -> None:
+        One statement per table for the whole batch (not per neuron): the SQL work is the
+        same, the Python overhead per neuron is not.
+        """
+        latest = {p.neuron_id: p for p in batch}  # a neuron given twice: the last one wins
+        todo = list(latest.values())
         c = self.conn
-        c.execute("DELETE FROM records WHERE neuron_id = ?", (p.neuron_id,))
-        c.executemany("INSERT OR IGNORE INTO excerpts(id, tokens) VALUES (?, ?)", p.excerpts)
-        c.executemany(
-            "INSERT INTO records(neuron_id, category, rank, excerpt_id, activation_f32,"
-            " activation_json, max_activation, peak_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            p.records,
-        )
-        c.execute(
-            "INSERT OR REPLACE INTO neuron_info(id, layer, neuron, mean, variance, skewness,"
-            " kurtosis, max_activation, quantile_boundaries, source)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            p.info,
-        )
-        if p.explanations is not None:
-            self._replace_explanations(p.neuron_id, p.explanation_source, p.explanations)
+        with self.transaction():
+            c.executemany("DELETE FROM records WHERE neuron_id = ?", [(n,) for n in latest])
+            c.executemany("INSERT OR IGNORE INTO excerpts(digest, tokens) VALUES (?, ?)",
+                          chain.from_iterable(p.excerpts for p in todo))
+            c.executemany(
+                "INSERT INTO records(neuron_id, category, rank, excerpt_digest, activation_f32,"
+                " activation_json, max_activation, peak_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                chain.from_iterable(p.records for p in todo),
+            )
+            c.executemany(
+                "INSERT OR REPLACE INTO neuron_info(id, layer, neuron, mean, variance, skewness,"
+                " kurtosis, max_activation, quantile_boundaries, source)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [p.info for p in todo],
+            )
+            by_source: dict[str, list[PreparedNeuron]] = {}
+            for p in todo:
+                if p.explanations is not None:
+                    by_source.setdefault(p.explanation_source, []).append(p)
+            for source, group in by_source.items():
+                self._replace_explanations(source, {p.neuron_id: p.explanations for p in group})
+        return len(todo)
 
     def write_explanations(self, neuron_id: str, source: str, rows: list[tuple]) -> None:
         """Replace one neuron's explanations from `source`.
@@ -120,9 +126,10 @@ class AtlasWriter:
         """
         full = [(neuron_id, source, pos, *r) for pos, r in enumerate(rows)]
         with self.transaction():
-            self._replace_explanations(neuron_id, source, full)
+            self._replace_explanations(source, {neuron_id: full})
 
-    def _replace_explanations(self, neuron_id: str, source: str, rows: list[tuple]) -> None:
+    def _replace_explanations(self, source: str, rows: Mapping[str, list[tuple]]) -> None:
+        """rows: neuron id → its full explanation rows from `source`, in position order."""
         # Upsert keeps each explanation's id (and so its embedding) when the text is unchanged.
         created = now()
         self.conn.executemany(
@@ -133,17 +140,17 @@ class AtlasWriter:
             " text = excluded.text, ev_correlation_score = excluded.ev_correlation_score,"
             " rsquared_score = excluded.rsquared_score,"
             " absolute_dev_explained_score = excluded.absolute_dev_explained_score",
-            [(*r, created) for r in rows],
+            [(*r, created) for group in rows.values() for r in group],
         )
-        self.conn.execute(
+        self.conn.executemany(
             "DELETE FROM explanations WHERE neuron_id = ? AND source = ? AND position >= ?",
-            (neuron_id, source, len(rows)),
+            [(nid, source, len(group)) for nid, group in rows.items()],
         )
 
     def vacuum_excerpts(self) -> int:
         """Delete excerpts no record points to (left over when neurons were re-written)."""
         with self.transaction():
             cur = self.conn.execute(
-                "DELETE FROM excerpts WHERE id NOT IN (SELECT excerpt_id FROM records)"
+                "DELETE FROM excerpts WHERE digest NOT IN (SELECT excerpt_digest FROM records)"
             )
         return cur.rowcount
