@@ -175,15 +175,19 @@ def _clean(v):
     return v
 
 
-def expected_activations(folder: Path, acts_dir: str, skip: set[str]) -> list[tuple]:
-    """The `activations` relation the source implies, as (id, category, tokens, values)."""
-    rows = []
+def _source_records(folder: Path, acts_dir: str, skip: set[str]):
+    """(id, layer, neuron, decoded NeuronRecord JSON) of every neuron file not in `skip`."""
     for path in sorted((folder / acts_dir).glob("*/*.json")):
         layer, neuron = int(path.parent.name), int(path.stem)
         nid = f"L{layer:02d}N{neuron:04d}"
-        if nid in skip:
-            continue
-        rec = json.loads(path.read_text(encoding="utf-8"))
+        if nid not in skip:
+            yield nid, layer, neuron, json.loads(path.read_text(encoding="utf-8"))
+
+
+def expected_activations(folder: Path, acts_dir: str, skip: set[str]) -> list[tuple]:
+    """The `activations` relation the source implies, as (id, category, tokens, values)."""
+    rows = []
+    for nid, layer, neuron, rec in _source_records(folder, acts_dir, skip):
         cats = {"top": rec["most_positive_activation_records"], "random": rec["random_sample"]}
         for i, bucket in enumerate(rec.get("random_sample_by_quantile") or []):
             cats[f"quantile_{i}"] = bucket
@@ -197,12 +201,7 @@ def expected_activations(folder: Path, acts_dir: str, skip: set[str]) -> list[tu
 def expected_neurons(folder: Path, acts_dir: str, skip: set[str]) -> list[tuple]:
     """The `neurons` relation (without the embedding) the source implies, by id."""
     rows = []
-    for path in sorted((folder / acts_dir).glob("*/*.json")):
-        layer, neuron = int(path.parent.name), int(path.stem)
-        nid = f"L{layer:02d}N{neuron:04d}"
-        if nid in skip:
-            continue
-        rec = json.loads(path.read_text(encoding="utf-8"))
+    for nid, layer, neuron, rec in _source_records(folder, acts_dir, skip):
         exp_path = folder / "explanations" / str(layer) / f"{neuron}.jsonl"
         res = json.loads(exp_path.read_text(encoding="utf-8"))
         items = res.get("scored_explanations", res.get("scored_explanation_or_baseline_list"))

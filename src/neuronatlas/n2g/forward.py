@@ -63,6 +63,27 @@ class Runner:
             batches.append(cur)
         return batches
 
+    def _padded(self, rows: list[list[int]], batch: list[int]):
+        """(input ids, attention mask) of rows `batch`, right-padded to the longest."""
+        import torch
+
+        width = max(len(rows[i]) for i in batch)
+        ids = torch.full((len(batch), width), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, i in enumerate(batch):
+            ids[r, : len(rows[i])] = torch.as_tensor(rows[i])
+            mask[r, : len(rows[i])] = 1
+        return ids, mask
+
+    def _count(self, rows: list[list[int]], batch: list[int], width: int, depth: int) -> None:
+        """Add one forward pass over rows `batch` (padded to `width`, `depth` layers run)."""
+        real = sum(len(rows[i]) for i in batch)
+        self.count.tokens += real
+        self.count.padded_tokens += width * len(batch)
+        self.count.token_layers += real * depth
+        self.count.passes += 1
+        self.count.rows += len(batch)
+
     def activations(self, layer: int, seqs: Sequence[Sequence[int]], neurons: Sequence[int]
                     ) -> list[np.ndarray]:
         """Per sequence, float32 [len(seq), len(neurons)] (BOS position dropped)."""
@@ -82,22 +103,12 @@ class Runner:
         results: list[np.ndarray | None] = [None] * len(rows)
         layers = [layer, self.loaded.n_layers - 1] if self.full_depth else [layer]
         for batch in self._batches(rows):
-            width = max(len(rows[i]) for i in batch)
-            ids = torch.full((len(batch), width), self.pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for r, i in enumerate(batch):
-                ids[r, : len(rows[i])] = torch.as_tensor(rows[i])
-                mask[r, : len(rows[i])] = 1
+            ids, mask = self._padded(rows, batch)
             acts = self.loaded.neuron_activations(ids, layers=layers, attention_mask=mask)[layer]
             picked = acts[:, :, cols].cpu().numpy()
             for r, i in enumerate(batch):
                 results[i] = picked[r, offset: len(rows[i])]
-            real = sum(len(rows[i]) for i in batch)
-            self.count.tokens += real
-            self.count.padded_tokens += width * len(batch)
-            self.count.token_layers += real * (max(layers) + 1)
-            self.count.passes += 1
-            self.count.rows += len(batch)
+            self._count(rows, batch, ids.shape[1], max(layers) + 1)
         return [results[w] for w in where]
 
     def next_token_top(self, seqs: Sequence[Sequence[int]], k: int) -> list[np.ndarray]:
@@ -108,12 +119,7 @@ class Runner:
         rows = [self._with_bos(s) for s in seqs]
         out: list[np.ndarray | None] = [None] * len(rows)
         for batch in self._batches(rows):
-            width = max(len(rows[i]) for i in batch)
-            ids = torch.full((len(batch), width), self.pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for r, i in enumerate(batch):
-                ids[r, : len(rows[i])] = torch.as_tensor(rows[i])
-                mask[r, : len(rows[i])] = 1
+            ids, mask = self._padded(rows, batch)
             with torch.inference_mode():
                 logits = self.loaded.model(input_ids=ids, attention_mask=mask,
                                            use_cache=False).logits
@@ -121,10 +127,5 @@ class Runner:
             for r, i in enumerate(batch):
                 # row position p (after BOS shift) predicts the token at p + 1 - offset
                 out[i] = top[r, : len(rows[i])]
-            real = sum(len(rows[i]) for i in batch)
-            self.count.tokens += real
-            self.count.padded_tokens += width * len(batch)
-            self.count.token_layers += real * self.loaded.n_layers
-            self.count.passes += 1
-            self.count.rows += len(batch)
+            self._count(rows, batch, ids.shape[1], self.loaded.n_layers)
         return out  # type: ignore[return-value]

@@ -292,10 +292,7 @@ def scrape_on_ray(settings: ScrapeSettings, db: str | Path,
     notify = progress or (lambda _e: None)
     header, source_dir = model_header(settings.model, settings.dtype)
     policy = resolve_bos(header.tokenizer, settings.bos)
-    try:
-        layers = header.check_layers(settings.layers)
-    except ValueError as exc:
-        raise BadInput(f"--layers: {exc}") from exc
+    layers = settings.layers_on(header)
     config = settings.stats_config()
     source = open_source(settings.corpus, settings.text_field)
     corpus = source.describe()

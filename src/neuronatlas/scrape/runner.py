@@ -65,6 +65,14 @@ class ScrapeSettings:
         if self.engine not in ("local", "ray"):
             raise BadInput(f"--engine {self.engine!r}: choose local or ray")
 
+    def layers_on(self, model) -> list[int]:
+        """The layers to scrape of `model` (anything with `check_layers`): all when none were
+        given; BadInput naming --layers when they do not fit the model."""
+        try:
+            return model.check_layers(self.layers)
+        except ValueError as exc:
+            raise BadInput(f"--layers: {exc}") from exc
+
     def stats_config(self) -> StatsConfig:
         return StatsConfig(top_k=self.top_k, random_k=self.random_k, quantile_k=self.quantile_k,
                            context=self.context, seed=self.seed)
@@ -145,10 +153,7 @@ def run_scrape(settings: ScrapeSettings, db: str | Path,
     source = open_source(settings.corpus, settings.text_field)
     model = load_model(settings.model, dtype=settings.dtype)
     policy = resolve_bos(model.tokenizer, settings.bos)
-    try:
-        layers = model.check_layers(settings.layers)
-    except ValueError as exc:
-        raise BadInput(f"--layers: {exc}") from exc
+    layers = settings.layers_on(model)
     config = settings.stats_config()
     corpus = source.describe()
     fp = fingerprint(settings, model, corpus, policy, layers)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import msgspec
 import numpy as np
@@ -143,54 +143,45 @@ def explanation_vector(conn: sqlite3.Connection, neuron_id: str) -> tuple[int, n
     return None if row is None else (row[0], from_blob(row[1]))
 
 
-def explanation_texts(conn: sqlite3.Connection, ids: Sequence[int]) -> list[str]:
-    """The texts of these explanations, in the order given."""
-    found: dict[int, str] = {}
-    ids = [int(i) for i in ids]
+def _rows_in(conn: sqlite3.Connection, sql: str, ids: Sequence) -> Iterator[tuple]:
+    """Rows of `sql` (whose `{marks}` is an IN list) for all `ids`, 500 at a time: SQLite
+    caps the number of bound parameters."""
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        found.update(conn.execute(
-            f"SELECT id, text FROM explanations WHERE id IN ({marks})", chunk))
+        yield from conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
+
+
+def explanation_texts(conn: sqlite3.Connection, ids: Sequence[int]) -> list[str]:
+    """The texts of these explanations, in the order given."""
+    ids = [int(i) for i in ids]
+    found = dict(_rows_in(conn, "SELECT id, text FROM explanations WHERE id IN ({marks})", ids))
     return [found[i] for i in ids]
 
 
 def describe_explanations(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, dict]:
     """Search-result fields for explanation ids: id, layer, neuron, explanation, score."""
-    out: dict[int, dict] = {}
-    ids = [int(i) for i in ids]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        rows = conn.execute(
-            "SELECT e.id, n.id, n.layer, n.neuron, e.text, e.ev_correlation_score"
-            " FROM explanations e JOIN neuron_info n ON n.id = e.neuron_id"
-            f" WHERE e.id IN ({marks})",
-            chunk,
-        )
-        for eid, nid, layer, neuron, text, score in rows:
-            out[eid] = {"id": nid, "layer": layer, "neuron": neuron,
-                        "explanation": text.strip(), "score": score}
-    return out
+    rows = _rows_in(
+        conn,
+        "SELECT e.id, n.id, n.layer, n.neuron, e.text, e.ev_correlation_score"
+        " FROM explanations e JOIN neuron_info n ON n.id = e.neuron_id WHERE e.id IN ({marks})",
+        [int(i) for i in ids],
+    )
+    return {eid: {"id": nid, "layer": layer, "neuron": neuron, "explanation": text.strip(),
+                  "score": score}
+            for eid, nid, layer, neuron, text, score in rows}
 
 
 def describe_neurons(conn: sqlite3.Connection, neuron_ids: Sequence[str]) -> dict[str, dict]:
     """Search-result fields for neurons, with their primary explanation (or null)."""
-    out: dict[str, dict] = {}
-    ids = list(neuron_ids)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        rows = conn.execute(
-            "SELECT n.id, n.layer, n.neuron, e.text, e.ev_correlation_score FROM neuron_info n"
-            " LEFT JOIN primary_explanations e ON e.neuron_id = n.id"
-            f" WHERE n.id IN ({marks})",
-            chunk,
-        )
-        for nid, layer, neuron, text, score in rows:
-            out[nid] = {"id": nid, "layer": layer, "neuron": neuron,
-                        "explanation": None if text is None else text.strip(), "score": score}
-    return out
+    rows = _rows_in(
+        conn,
+        "SELECT n.id, n.layer, n.neuron, e.text, e.ev_correlation_score FROM neuron_info n"
+        " LEFT JOIN primary_explanations e ON e.neuron_id = n.id WHERE n.id IN ({marks})",
+        list(neuron_ids),
+    )
+    return {nid: {"id": nid, "layer": layer, "neuron": neuron,
+                  "explanation": None if text is None else text.strip(), "score": score}
+            for nid, layer, neuron, text, score in rows}
 
 
 def database_path(conn: sqlite3.Connection) -> str:
