@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 
-def build_bench_atlas(db: Path, model_spec: str, tokens: int, per_layer: int, seed: int,
-                      loaded) -> list[str]:
+def build_bench_atlas(
+    db: Path, model_spec: str, tokens: int, per_layer: int, seed: int, loaded
+) -> list[str]:
     """A small atlas of `per_layer` random neurons per layer (see module docstring)."""
     import torch
 
@@ -36,15 +37,18 @@ def build_bench_atlas(db: Path, model_spec: str, tokens: int, per_layer: int, se
     from neuronatlas.store import AtlasWriter, NeuronData, Record, prepare
 
     rng = random.Random(seed)
-    chosen = {L: sorted(rng.sample(range(loaded.d_mlp), per_layer))
-              for L in range(loaded.n_layers)}
+    chosen = {L: sorted(rng.sample(range(loaded.d_mlp), per_layer)) for L in range(loaded.n_layers)}
     policy = resolve_bos(loaded.tokenizer, "auto")
     source = open_source("default")
-    windows = [w for _, w in iter_windows(source.documents(), loaded.tokenizer, 64, policy,
-                                          stop=tokens // 64)]
+    windows = [
+        w
+        for _, w in iter_windows(
+            source.documents(), loaded.tokenizer, 64, policy, stop=tokens // 64
+        )
+    ]
     acts = {L: [] for L in chosen}
     for at in range(0, len(windows), 16):
-        batch = np.stack(windows[at:at + 16]).astype(np.int64)
+        batch = np.stack(windows[at : at + 16]).astype(np.int64)
         if policy.mode == "prepend":
             batch = np.concatenate([np.full((len(batch), 1), policy.bos_id), batch], axis=1)
         out = loaded.neuron_activations(torch.as_tensor(batch))
@@ -59,16 +63,33 @@ def build_bench_atlas(db: Path, model_spec: str, tokens: int, per_layer: int, se
             a = a_all[:, :, c]
             top = np.argsort(-a.max(axis=1), kind="stable")[:20]
             rand = rng.sample(range(len(windows)), 20)
-            recs = {"top": [Record(strings[i], a[i].tolist()) for i in top],
-                    "random": [Record(strings[i], a[i].tolist()) for i in rand]}
+            recs = {
+                "top": [Record(strings[i], a[i].tolist()) for i in top],
+                "random": [Record(strings[i], a[i].tolist()) for i in rand],
+            }
             flat = a.ravel()
-            prepared.append(prepare(NeuronData(layer=L, neuron=n, source="scrape", records=recs,
-                                               mean=float(flat.mean()),
-                                               variance=float(flat.var()))))
+            prepared.append(
+                prepare(
+                    NeuronData(
+                        layer=L,
+                        neuron=n,
+                        source="scrape",
+                        records=recs,
+                        mean=float(flat.mean()),
+                        variance=float(flat.var()),
+                    )
+                )
+            )
             ids.append(format_id(L, n))
     with AtlasWriter(db) as w:
-        w.set_meta({"model_id": loaded.name, "model_path": model_spec,
-                    "bos_policy": json.dumps(policy.describe()), "tokens": str(tokens)})
+        w.set_meta(
+            {
+                "model_id": loaded.name,
+                "model_path": model_spec,
+                "bos_policy": json.dumps(policy.describe()),
+                "tokens": str(tokens),
+            }
+        )
         w.write_neurons(prepared)
     return ids
 
@@ -99,9 +120,14 @@ def cost_run(session, conn, ids: list[str], per_layer_batches: bool) -> dict:
     f1s = []
     for b in builds:
         ex = b.examples
-        ev = evaluate([predict(b.trie, r.tokens, ex.a_max) for r in ex.test],
-                      [r.pair() for r in ex.test], [r.pair() for r in ex.train], ex.a_max,
-                      session.settings.fire_threshold, session.settings.ngram)
+        ev = evaluate(
+            [predict(b.trie, r.tokens, ex.a_max) for r in ex.test],
+            [r.pair() for r in ex.test],
+            [r.pair() for r in ex.train],
+            ex.a_max,
+            session.settings.fire_threshold,
+            session.settings.ngram,
+        )
         if ev.f1 is not None:
             f1s.append(ev.f1)
     return {
@@ -133,9 +159,16 @@ def quality(db: Path, ids: list[str], session) -> tuple[list[dict], dict]:
             vals = [m[key] for m in sel if m[key] is not None]
             return statistics.fmean(vals) if vals else None
 
-        table.append({"layer": layer, "neurons": len(sel), "n2g_f1": mean("f1"),
-                      "token_f1": mean("baseline_token_f1"), "ngram_f1": mean("baseline_ngram_f1"),
-                      "ev_correlation": mean("ev_correlation_score")})
+        table.append(
+            {
+                "layer": layer,
+                "neurons": len(sel),
+                "n2g_f1": mean("f1"),
+                "token_f1": mean("baseline_token_f1"),
+                "ngram_f1": mean("baseline_ngram_f1"),
+                "ev_correlation": mean("ev_correlation_score"),
+            }
+        )
     n_tok, started = 0, time.perf_counter()
     for nid in report.done:
         trie, a_max = load_trie(conn, nid)
@@ -144,9 +177,14 @@ def quality(db: Path, ids: list[str], session) -> tuple[list[dict], dict]:
                 predict(trie, r["tokens"], a_max)
                 n_tok += len(r["tokens"])
     pred_s = time.perf_counter() - started
-    speed = {"graphs": len(report.done), "tokens": n_tok, "seconds": pred_s,
-             "tokens_per_second": n_tok / pred_s if pred_s else None,
-             "skipped": report.failed, "run_seconds": report.seconds}
+    speed = {
+        "graphs": len(report.done),
+        "tokens": n_tok,
+        "seconds": pred_s,
+        "tokens_per_second": n_tok / pred_s if pred_s else None,
+        "skipped": report.failed,
+        "run_seconds": report.seconds,
+    }
     return table, speed
 
 
@@ -156,8 +194,12 @@ def print_cost(sample: list[str], ours: dict, ref: dict) -> None:
 
     print(f"\nCost on {ours['neurons']} neurons ({', '.join(sample)}):")
     print(f"{'':24}{'ours':>12}{'reference':>12}{'ratio':>8}")
-    for key in ("tokens_per_neuron", "token_layers_per_neuron", "passes_per_neuron",
-                "seconds_per_neuron"):
+    for key in (
+        "tokens_per_neuron",
+        "token_layers_per_neuron",
+        "passes_per_neuron",
+        "seconds_per_neuron",
+    ):
         print(f"{key:24}{ours[key]:12.1f}{ref[key]:12.1f}{ratio(key):8.1f}x")
     print(f"{'mean F1 (held out)':24}{ours['mean_f1'] or 0:12.3f}{ref['mean_f1'] or 0:12.3f}")
 
@@ -165,17 +207,25 @@ def print_cost(sample: list[str], ours: dict, ref: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--db", type=Path, help="existing atlas (default: build one in --work)")
-    ap.add_argument("--model", default=None, help="model spec (default: the atlas's, or "
-                    "'default' when building)")
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="model spec (default: the atlas's, or 'default' when building)",
+    )
     ap.add_argument("--work", type=Path, default=Path("/tmp/n2g_bench"))
     ap.add_argument("--tokens", type=int, default=32768)
     ap.add_argument("--per-layer", type=int, default=4)
     ap.add_argument("--ref-neurons", type=int, default=4)
-    ap.add_argument("--quick", action="store_true", help="--tokens 16384 --per-layer 2 "
-                    "--ref-neurons 2")
+    ap.add_argument(
+        "--quick", action="store_true", help="--tokens 16384 --per-layer 2 --ref-neurons 2"
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--pivots", choices=("max", "firing"), default="max",
-                    help="our schedule's pivots per record (see N2GSettings.pivots)")
+    ap.add_argument(
+        "--pivots",
+        choices=("max", "firing"),
+        default="max",
+        help="our schedule's pivots per record (see N2GSettings.pivots)",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.tokens, args.per_layer, args.ref_neurons = 16384, 2, 2
@@ -201,8 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     meta = reader.meta(conn)
     ids = select_neurons(conn, None, None, True)
     bos = prepend_bos(meta, loaded.tokenizer)
-    print(f"atlas {db}: {len(ids)} neurons of {loaded.name} ({loaded.n_layers} layers); "
-          f"ready in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+    print(
+        f"atlas {db}: {len(ids)} neurons of {loaded.name} ({loaded.n_layers} layers); "
+        f"ready in {time.perf_counter() - t0:.0f}s",
+        file=sys.stderr,
+    )
 
     # cost: same neurons, same run, both schedules
     rng = random.Random(args.seed)
@@ -219,22 +272,34 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'layer':>5}{'neurons':>8}{'N2G':>8}{'token':>8}{'n-gram':>8}{'ev_corr':>9}")
     for row in table:
         cells = [row[k] for k in ("n2g_f1", "token_f1", "ngram_f1", "ev_correlation")]
-        print(f"{row['layer']:>5}{row['neurons']:>8}" + "".join(
-            f"{'—' if v is None else f'{v:.3f}':>8}" for v in cells[:3])
-            + f"{'—' if cells[3] is None else f'{cells[3]:.3f}':>9}")
+        print(
+            f"{row['layer']:>5}{row['neurons']:>8}"
+            + "".join(f"{'—' if v is None else f'{v:.3f}':>8}" for v in cells[:3])
+            + f"{'—' if cells[3] is None else f'{cells[3]:.3f}':>9}"
+        )
     allf = [r for r in table if r["n2g_f1"] is not None and r["token_f1"] is not None]
     if allf:
         w = sum(r["neurons"] for r in allf)
         n2g = sum(r["n2g_f1"] * r["neurons"] for r in allf) / w
         tok = sum(r["token_f1"] * r["neurons"] for r in allf) / w
         print(f"{'all':>5}{w:>8}{n2g:8.3f}{tok:8.3f}   (N2G − token = {n2g - tok:+.3f})")
-    print(f"\nPrediction: {speed['graphs']} graphs over all their stored records, "
-          f"{speed['tokens']} tokens in {speed['seconds']:.2f}s "
-          f"({speed['tokens_per_second']:.0f} tokens/s); stage run {speed['run_seconds']:.0f}s; "
-          f"skipped {len(speed['skipped'])}")
-    print(json.dumps({"cost_ours": cost_ours, "cost_reference": cost_ref, "quality": table,
-                      "prediction": {k: v for k, v in speed.items() if k != "skipped"}}),
-          file=sys.stderr)
+    print(
+        f"\nPrediction: {speed['graphs']} graphs over all their stored records, "
+        f"{speed['tokens']} tokens in {speed['seconds']:.2f}s "
+        f"({speed['tokens_per_second']:.0f} tokens/s); stage run {speed['run_seconds']:.0f}s; "
+        f"skipped {len(speed['skipped'])}"
+    )
+    print(
+        json.dumps(
+            {
+                "cost_ours": cost_ours,
+                "cost_reference": cost_ref,
+                "quality": table,
+                "prediction": {k: v for k, v in speed.items() if k != "skipped"},
+            }
+        ),
+        file=sys.stderr,
+    )
     return 0
 
 

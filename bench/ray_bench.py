@@ -57,8 +57,12 @@ def merge_cost(d_mlp: int, batch: int, context: int, repeats: int) -> float:
         st = new_state(cfg, [0], d_mlp)
         for i in range(3):
             first = (s * 3 + i) * batch
-            update_layer(st, 0, np.arange(first, first + batch),
-                         torch.randn(batch, context, d_mlp, generator=gen))
+            update_layer(
+                st,
+                0,
+                np.arange(first, first + batch),
+                torch.randn(batch, context, d_mlp, generator=gen),
+            )
         states.append(st)
     times = []
     for _ in range(repeats):
@@ -75,9 +79,12 @@ def main() -> None:
     p.add_argument("--corpus", default="default")
     p.add_argument("--tokens", type=int, default=8192)
     p.add_argument("--context", type=int, default=64)
-    p.add_argument("--layers", default="0-5",
-                   help="layers to scrape (default 0-5: per-shard states of all 18 Gemma "
-                        "layers are 0.6 GB each, too much for a quick run); 'all' for all")
+    p.add_argument(
+        "--layers",
+        default="0-5",
+        help="layers to scrape (default 0-5: per-shard states of all 18 Gemma "
+        "layers are 0.6 GB each, too much for a quick run); 'all' for all",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--shards", type=int, default=8)
     p.add_argument("--workers", type=int, default=2)
@@ -94,10 +101,15 @@ def main() -> None:
     shutil.rmtree(work / "ray", ignore_errors=True)
     for name in ("local.db", "ray.db"):
         (work / name).unlink(missing_ok=True)
-    settings = ScrapeSettings(model=args.model, corpus=args.corpus, tokens=args.tokens,
-                              context=args.context, batch_size=args.batch_size,
-                              checkpoint_every=0,
-                              layers=None if args.layers == "all" else parse_layers(args.layers))
+    settings = ScrapeSettings(
+        model=args.model,
+        corpus=args.corpus,
+        tokens=args.tokens,
+        context=args.context,
+        batch_size=args.batch_size,
+        checkpoint_every=0,
+        layers=None if args.layers == "all" else parse_layers(args.layers),
+    )
 
     started = time.perf_counter()
     local = run_scrape(settings, work / "local.db")
@@ -108,12 +120,22 @@ def main() -> None:
     t_init = time.perf_counter() - started
     try:
         started = time.perf_counter()
-        res = scrape_on_ray(settings, work / "ray.db", options=RayOptions(
-            shards=args.shards, workers=args.workers, work_dir=work / "ray", quiet=True))
+        res = scrape_on_ray(
+            settings,
+            work / "ray.db",
+            options=RayOptions(
+                shards=args.shards, workers=args.workers, work_dir=work / "ray", quiet=True
+            ),
+        )
         t_ray = time.perf_counter() - started
         started = time.perf_counter()
-        again = scrape_on_ray(settings, work / "ray2.db", options=RayOptions(
-            shards=args.shards, workers=args.workers, work_dir=work / "ray", quiet=True))
+        again = scrape_on_ray(
+            settings,
+            work / "ray2.db",
+            options=RayOptions(
+                shards=args.shards, workers=args.workers, work_dir=work / "ray", quiet=True
+            ),
+        )
         t_resume = time.perf_counter() - started
     finally:
         ray.shutdown()
@@ -123,8 +145,11 @@ def main() -> None:
     u = update_cost(d_small, args.batch_size, args.context, repeats=3)
     m = merge_cost(d_small, args.batch_size, args.context, repeats=3)
     report = {
-        "model": local.meta.get("model_id"), "layers": local.meta.get("scraped_layers"),
-        "d_mlp": local.meta.get("d_mlp"), "tokens": local.tokens, "shards": res.shards,
+        "model": local.meta.get("model_id"),
+        "layers": local.meta.get("scraped_layers"),
+        "d_mlp": local.meta.get("d_mlp"),
+        "tokens": local.tokens,
+        "shards": res.shards,
         "workers": res.workers,
         "local_seconds": round(t_local, 2),
         "ray_init_seconds": round(t_init, 2),
@@ -143,10 +168,12 @@ def main() -> None:
         "merge_seconds_one_gpt2_small_layer": round(m, 4),
     }
     print(json.dumps(report, indent=1))
-    print(f"Ray (2 workers) / local wall time: {report['overhead_ratio']}× "
-          f"({t_ray:.1f}s vs {t_local:.1f}s; ray.init {t_init:.1f}s apart); "
-          f"merging {res.merges} shard states took {res.merge_seconds:.2f}s; "
-          f"one GPT-2-small layer merge {m * 1000:.0f} ms")
+    print(
+        f"Ray (2 workers) / local wall time: {report['overhead_ratio']}× "
+        f"({t_ray:.1f}s vs {t_local:.1f}s; ray.init {t_init:.1f}s apart); "
+        f"merging {res.merges} shard states took {res.merge_seconds:.2f}s; "
+        f"one GPT-2-small layer merge {m * 1000:.0f} ms"
+    )
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -90,19 +90,24 @@ def marginal(lm, batches, policy, reps: int) -> dict:
     runs = {"bare_T": [], "scrape_T": [], "bare_2T": [], "scrape_2T": []}
     bare(lm, half[:1], policy)  # warm-up
     for r in range(reps):
-        order = [("bare_T", half), ("scrape_T", half), ("bare_2T", batches),
-                 ("scrape_2T", batches)]
+        order = [("bare_T", half), ("scrape_T", half), ("bare_2T", batches), ("scrape_2T", batches)]
         if r % 2:
             order.reverse()
         for name, bs in order:
-            runs[name].append(bare(lm, bs, policy) if name.startswith("bare")
-                              else scrape(lm, bs, policy)[0])
+            runs[name].append(
+                bare(lm, bs, policy) if name.startswith("bare") else scrape(lm, bs, policy)[0]
+            )
     best = {k: min(v) for k, v in runs.items()}
     med = {k: float(np.median(v)) for k, v in runs.items()}
     ratio = (best["scrape_2T"] - best["scrape_T"]) / (best["bare_2T"] - best["bare_T"])
     ratio_med = (med["scrape_2T"] - med["scrape_T"]) / (med["bare_2T"] - med["bare_T"])
-    return {"seconds_min": best, "ratio_marginal_min": ratio, "ratio_marginal_median": ratio_med,
-            "ratio_total_2T": best["scrape_2T"] / best["bare_2T"], "runs": runs}
+    return {
+        "seconds_min": best,
+        "ratio_marginal_min": ratio,
+        "ratio_marginal_median": ratio_med,
+        "ratio_total_2T": best["scrape_2T"] / best["bare_2T"],
+        "runs": runs,
+    }
 
 
 def rss_child(n_tokens: int, batch_size: int) -> None:
@@ -110,17 +115,37 @@ def rss_child(n_tokens: int, batch_size: int) -> None:
     batches, policy = batches_for(lm.tokenizer, n_tokens, batch_size)
     seconds, state = scrape(lm, batches, policy)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"tokens": n_tokens, "peak_rss_mb": peak, "seconds": seconds,
-                      "windows_kept": len(state.windows)}))
+    print(
+        json.dumps(
+            {
+                "tokens": n_tokens,
+                "peak_rss_mb": peak,
+                "seconds": seconds,
+                "windows_kept": len(state.windows),
+            }
+        )
+    )
 
 
 def rss(n_tokens: int, batch_size: int) -> dict:
     import torch
 
-    out = subprocess.run([sys.executable, __file__, "--rss-child", str(n_tokens),
-                          "--batch-size", str(batch_size), "--threads",
-                          str(torch.get_num_threads())], capture_output=True, text=True,
-                         check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--rss-child",
+            str(n_tokens),
+            "--batch-size",
+            str(batch_size),
+            "--threads",
+            str(torch.get_num_threads()),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -136,14 +161,20 @@ def naive(lm, batches, policy, layers: list[int], top_k: int = 20) -> dict:
         kept = []
         for b in batches:
             cache = {}
-            hooks = [lm.projection(L).register_forward_pre_hook(
-                lambda _m, args, L=L, c=cache: c.__setitem__(L, args[0].clone()))
-                for L in range(lm.n_layers)]
+            hooks = [
+                lm.projection(L).register_forward_pre_hook(
+                    lambda _m, args, L=L, c=cache: c.__setitem__(L, args[0].clone())
+                )
+                for L in range(lm.n_layers)
+            ]
             try:
                 with torch.inference_mode():
-                    out = lm.model(input_ids=torch.from_numpy(b.model_input(policy)),
-                                   output_hidden_states=True, output_attentions=True,
-                                   use_cache=False)
+                    out = lm.model(
+                        input_ids=torch.from_numpy(b.model_input(policy)),
+                        output_hidden_states=True,
+                        output_attentions=True,
+                        use_cache=False,
+                    )
             finally:
                 for h in hooks:
                     h.remove()
@@ -153,8 +184,11 @@ def naive(lm, batches, policy, layers: list[int], top_k: int = 20) -> dict:
         kept_bytes = acts.numel() * acts.element_size()
         torch.topk(acts.amax(dim=1).T, min(top_k, acts.shape[0]), dim=1)
         per_layer.append(CLOCK() - t)
-    return {"seconds_per_layer": per_layer, "kept_bytes_per_layer": kept_bytes,
-            "seconds_all_layers_est": float(np.mean(per_layer)) * lm.n_layers}
+    return {
+        "seconds_per_layer": per_layer,
+        "kept_bytes_per_layer": kept_bytes,
+        "seconds_all_layers_est": float(np.mean(per_layer)) * lm.n_layers,
+    }
 
 
 def bf16_vs_fp32(batches, policy, state32, seconds32: float, bare32: float) -> dict:
@@ -163,9 +197,16 @@ def bf16_vs_fp32(batches, policy, state32, seconds32: float, bare32: float) -> d
     b16 = bare(lm16, batches, policy)
     s16, state16 = scrape(lm16, batches, policy)
     top1, overlap = topk_agreement(state32, state16)
-    return {"bare_fp32_s": bare32, "bare_bf16_s": b16, "bare_speedup": bare32 / b16,
-            "scrape_fp32_s": seconds32, "scrape_bf16_s": s16, "scrape_speedup": seconds32 / s16,
-            "top1_same_window": top1, "topk_overlap": overlap}
+    return {
+        "bare_fp32_s": bare32,
+        "bare_bf16_s": b16,
+        "bare_speedup": bare32 / b16,
+        "scrape_fp32_s": seconds32,
+        "scrape_bf16_s": s16,
+        "scrape_speedup": seconds32 / s16,
+        "top1_same_window": top1,
+        "topk_overlap": overlap,
+    }
 
 
 def topk_agreement(state_a, state_b) -> tuple[float, float]:
@@ -177,8 +218,9 @@ def topk_agreement(state_a, state_b) -> tuple[float, float]:
         a = canonical(state_a.layers[L])["top_wid"]
         b = canonical(state_b.layers[L])["top_wid"]
         top1.append(float(np.mean(a[:, 0] == b[:, 0])))
-        overlap.append(float(np.mean([len(set(x) & set(y)) / len(x)
-                                      for x, y in zip(a.tolist(), b.tolist())])))
+        overlap.append(
+            float(np.mean([len(set(x) & set(y)) / len(x) for x, y in zip(a.tolist(), b.tolist(), strict=False)]))
+        )
     return float(np.mean(top1)), float(np.mean(overlap))
 
 
@@ -193,8 +235,13 @@ def gemma_bf16(n_tokens: int, batch_size: int) -> dict:
     for dtype in ("float32", "bfloat16"):
         lm = load_model("default", dtype=dtype)
         policy = resolve_bos(lm.tokenizer)
-        windows = iter_windows(open_source("default").documents(), lm.tokenizer, CONTEXT, policy,
-                               stop=n_tokens // CONTEXT)
+        windows = iter_windows(
+            open_source("default").documents(),
+            lm.tokenizer,
+            CONTEXT,
+            policy,
+            stop=n_tokens // CONTEXT,
+        )
         batches = list(batch_windows(windows, batch_size))
         lm.stream_activations(batches[0].model_input(policy), lambda L, a: None)  # warm-up
         t = CLOCK()
@@ -202,8 +249,9 @@ def gemma_bf16(n_tokens: int, batch_size: int) -> dict:
         out[f"scrape_{dtype}_s"] = CLOCK() - t
         del lm
     out["speedup_bf16"] = out["scrape_float32_s"] / out["scrape_bfloat16_s"]
-    out["top1_same_window"], out["topk_overlap"] = topk_agreement(states["float32"],
-                                                                  states["bfloat16"])
+    out["top1_same_window"], out["topk_overlap"] = topk_agreement(
+        states["float32"], states["bfloat16"]
+    )
     return out
 
 
@@ -221,8 +269,9 @@ def transformer_lens(lm, batches, policy) -> dict:
         lm.tokenizer.save_pretrained(tmp)
         from transformers import AutoTokenizer
 
-        bridge = TransformerBridge.boot_transformers(tmp, hf_model=lm.model, device="cpu",
-                                                     tokenizer=AutoTokenizer.from_pretrained(tmp))
+        bridge = TransformerBridge.boot_transformers(
+            tmp, hf_model=lm.model, device="cpu", tokenizer=AutoTokenizer.from_pretrained(tmp)
+        )
     names = [f"blocks.{L}.mlp.hook_post" for L in range(lm.n_layers)]
 
     def noop(acts, hook):
@@ -231,15 +280,22 @@ def transformer_lens(lm, batches, policy) -> dict:
     t = CLOCK()
     with torch.inference_mode():
         for b in batches:
-            bridge.run_with_hooks(torch.from_numpy(b.model_input(policy)), return_type=None,
-                                  fwd_hooks=[(n, noop) for n in names])
+            bridge.run_with_hooks(
+                torch.from_numpy(b.model_input(policy)),
+                return_type=None,
+                fwd_hooks=[(n, noop) for n in names],
+            )
     tl_s = CLOCK() - t
     t = CLOCK()
     for b in batches:
         lm.stream_activations(b.model_input(policy), lambda L, a: a.amax(dim=1))
     plain_s = CLOCK() - t
-    return {"available": True, "tl_bridge_s": tl_s, "plain_hooks_s": plain_s,
-            "tl_over_plain": tl_s / plain_s}
+    return {
+        "available": True,
+        "tl_bridge_s": tl_s,
+        "plain_hooks_s": plain_s,
+        "tl_over_plain": tl_s / plain_s,
+    }
 
 
 def main() -> None:
@@ -250,13 +306,22 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--naive-layers", type=int, default=2)
     ap.add_argument("--skip", default="", help="comma list of: rss,naive,bf16,tl")
-    ap.add_argument("--gemma", type=int, default=0, metavar="TOKENS",
-                    help="also compare float32/bfloat16 on the offline Gemma-3-270M over this "
-                         "many tokens (needs its cache; see neuronatlas.models.default)")
+    ap.add_argument(
+        "--gemma",
+        type=int,
+        default=0,
+        metavar="TOKENS",
+        help="also compare float32/bfloat16 on the offline Gemma-3-270M over this "
+        "many tokens (needs its cache; see neuronatlas.models.default)",
+    )
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                    help="wall: perf_counter; cpu: this process's CPU time (use with --threads 1 "
-                         "when other jobs share the cores)")
+    ap.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall: perf_counter; cpu: this process's CPU time (use with --threads 1 "
+        "when other jobs share the cores)",
+    )
     ap.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -275,51 +340,72 @@ def main() -> None:
     hf_logging.disable_progress_bar()
     skip = set(filter(None, args.skip.split(",")))
     T = args.tokens
-    report: dict = {"T_tokens": T, "context": CONTEXT, "batch_size": args.batch_size,
-                    "clock": args.clock,
-                    "threads": torch.get_num_threads(), "load_avg": os.getloadavg()}
+    report: dict = {
+        "T_tokens": T,
+        "context": CONTEXT,
+        "batch_size": args.batch_size,
+        "clock": args.clock,
+        "threads": torch.get_num_threads(),
+        "load_avg": os.getloadavg(),
+    }
     lm = build_model()
     batches, policy = batches_for(lm.tokenizer, 2 * T, args.batch_size)
     print(f"GPT-2-small-shaped, {len(batches)} batches for 2T = {2 * T} tokens", flush=True)
     report["marginal"] = m = marginal(lm, batches, policy, args.reps)
-    print(f"marginal cost ratio (min of {args.reps}): {m['ratio_marginal_min']:.3f}  "
-          f"(median {m['ratio_marginal_median']:.3f}; whole 2T run {m['ratio_total_2T']:.3f})",
-          flush=True)
+    print(
+        f"marginal cost ratio (min of {args.reps}): {m['ratio_marginal_min']:.3f}  "
+        f"(median {m['ratio_marginal_median']:.3f}; whole 2T run {m['ratio_total_2T']:.3f})",
+        flush=True,
+    )
     if "rss" not in skip:
         r1, r4 = rss(T, args.batch_size), rss(4 * T, args.batch_size)
         report["rss"] = {"T": r1, "4T": r4, "ratio": r4["peak_rss_mb"] / r1["peak_rss_mb"]}
-        print(f"peak RSS: T {r1['peak_rss_mb']:.0f} MB, 4T {r4['peak_rss_mb']:.0f} MB, "
-              f"ratio {report['rss']['ratio']:.3f}", flush=True)
+        print(
+            f"peak RSS: T {r1['peak_rss_mb']:.0f} MB, 4T {r4['peak_rss_mb']:.0f} MB, "
+            f"ratio {report['rss']['ratio']:.3f}",
+            flush=True,
+        )
     half = batches[: len(batches) // 2]
     if "naive" not in skip:
         layers = list(range(min(args.naive_layers, lm.n_layers)))
         report["naive"] = nv = naive(lm, half, policy, layers)
         ours = m["seconds_min"]["scrape_T"]
         nv["ratio_naive_over_scrape"] = nv["seconds_all_layers_est"] / ours
-        print(f"naive full-cache per layer: {np.mean(nv['seconds_per_layer']):.1f} s/layer, "
-              f"all {lm.n_layers} layers ≈ {nv['seconds_all_layers_est']:.0f} s vs scrape "
-              f"{ours:.1f} s over T: ×{nv['ratio_naive_over_scrape']:.1f}; keeps "
-              f"{nv['kept_bytes_per_layer'] / 1e6:.0f} MB per layer at T (grows with T)",
-              flush=True)
+        print(
+            f"naive full-cache per layer: {np.mean(nv['seconds_per_layer']):.1f} s/layer, "
+            f"all {lm.n_layers} layers ≈ {nv['seconds_all_layers_est']:.0f} s vs scrape "
+            f"{ours:.1f} s over T: ×{nv['ratio_naive_over_scrape']:.1f}; keeps "
+            f"{nv['kept_bytes_per_layer'] / 1e6:.0f} MB per layer at T (grows with T)",
+            flush=True,
+        )
     if "bf16" not in skip:
         s32, state32 = scrape(lm, half, policy)
         b32 = bare(lm, half, policy)
         report["bf16"] = bf = bf16_vs_fp32(half, policy, state32, s32, b32)
-        print(f"bf16 vs fp32: bare ×{bf['bare_speedup']:.2f}, scrape ×{bf['scrape_speedup']:.2f}"
-              f" faster; top-1 window same for {bf['top1_same_window']:.1%} of neurons, top-k "
-              f"overlap {bf['topk_overlap']:.1%}", flush=True)
+        print(
+            f"bf16 vs fp32: bare ×{bf['bare_speedup']:.2f}, scrape ×{bf['scrape_speedup']:.2f}"
+            f" faster; top-1 window same for {bf['top1_same_window']:.1%} of neurons, top-k "
+            f"overlap {bf['topk_overlap']:.1%}",
+            flush=True,
+        )
     if "tl" not in skip:
         report["transformer_lens"] = tl = transformer_lens(lm, half, policy)
         if tl["available"]:
-            print(f"TransformerLens bridge hooks {tl['tl_bridge_s']:.1f} s vs plain hooks "
-                  f"{tl['plain_hooks_s']:.1f} s: ×{tl['tl_over_plain']:.2f}", flush=True)
+            print(
+                f"TransformerLens bridge hooks {tl['tl_bridge_s']:.1f} s vs plain hooks "
+                f"{tl['plain_hooks_s']:.1f} s: ×{tl['tl_over_plain']:.2f}",
+                flush=True,
+            )
         else:
             print(f"TransformerLens: {tl['why']}", flush=True)
     if args.gemma:
         report["gemma_bf16"] = g = gemma_bf16(args.gemma, args.batch_size)
-        print(f"Gemma-3-270M bf16 vs fp32 scrape: ×{g['speedup_bf16']:.2f} faster; top-1 window "
-              f"same for {g['top1_same_window']:.1%} of neurons, top-k overlap "
-              f"{g['topk_overlap']:.1%}", flush=True)
+        print(
+            f"Gemma-3-270M bf16 vs fp32 scrape: ×{g['speedup_bf16']:.2f} faster; top-1 window "
+            f"same for {g['top1_same_window']:.1%} of neurons, top-k overlap "
+            f"{g['topk_overlap']:.1%}",
+            flush=True,
+        )
     print(json.dumps(report, default=float))
 
 

@@ -44,14 +44,19 @@ def unit(x: np.ndarray) -> np.ndarray:
 def make_data(kind: str, n: int, d: int, queries: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     if kind == "random":
-        return (unit(rng.standard_normal((n, d), dtype=np.float32)),
-                unit(rng.standard_normal((queries, d), dtype=np.float32)))
+        return (
+            unit(rng.standard_normal((n, d), dtype=np.float32)),
+            unit(rng.standard_normal((queries, d), dtype=np.float32)),
+        )
     centres = unit(rng.standard_normal((3000, d), dtype=np.float32))
-    matrix = unit(centres[rng.integers(0, len(centres), n)]
-                  + rng.standard_normal((n, d), dtype=np.float32) / np.sqrt(d))
+    matrix = unit(
+        centres[rng.integers(0, len(centres), n)]
+        + rng.standard_normal((n, d), dtype=np.float32) / np.sqrt(d)
+    )
     picked = centres[rng.integers(0, len(centres), queries)]
-    return matrix, unit(picked + 1.3 * rng.standard_normal((queries, d), dtype=np.float32)
-                        / np.sqrt(d))
+    return matrix, unit(
+        picked + 1.3 * rng.standard_normal((queries, d), dtype=np.float32) / np.sqrt(d)
+    )
 
 
 def timed(fn, queries: np.ndarray) -> tuple[list, np.ndarray]:
@@ -77,9 +82,13 @@ def seed_db(path: Path, matrix: np.ndarray) -> sqlite3.Connection:
     conn.execute("CREATE TABLE neurons (id TEXT PRIMARY KEY, explanation_embedding TEXT)")
     conn.executemany(
         "INSERT INTO neurons VALUES (?, ?)",
-        ((f"L{i // 6400:02d}N{i % 6400:04d}",
-          json.dumps([round(float(x), 8) for x in row], separators=(",", ":")))
-         for i, row in enumerate(matrix)),
+        (
+            (
+                f"L{i // 6400:02d}N{i % 6400:04d}",
+                json.dumps([round(float(x), 8) for x in row], separators=(",", ":")),
+            )
+            for i, row in enumerate(matrix)
+        ),
     )
     conn.commit()
     return conn
@@ -104,8 +113,10 @@ def main() -> None:
     args = ap.parse_args()
     n = 30_720 if args.quick else args.n
     matrix, queries = make_data(args.data, n, args.dim, args.queries)
-    print(f"{n:,} unit vectors × {args.dim} ({matrix.nbytes / 1e6:.0f} MB float32), "
-          f"{args.queries} {args.data} queries, k = 10")
+    print(
+        f"{n:,} unit vectors × {args.dim} ({matrix.nbytes / 1e6:.0f} MB float32), "
+        f"{args.queries} {args.data} queries, k = 10"
+    )
 
     exact, exact_ms = timed(lambda q: exact_top_k(matrix, q, 10)[0], queries)
     print(describe(f"exact numpy matmul+argpartition @ {n:,}", exact_ms))
@@ -116,9 +127,11 @@ def main() -> None:
         build_s = time.perf_counter() - t
         found, ours_ms = timed(lambda q: index.search(q, 10)[0], queries)
     kind = "HNSW(int8)+exact rescoring" if index.approximate else "exact"
-    recall = np.mean([len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(found, exact)])
-    print(describe(f"neuronatlas ({kind}) @ {n:,}", ours_ms)
-          + f"   recall@10 {recall:.3f}   build {build_s:.1f} s")
+    recall = np.mean([len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(found, exact, strict=False)])
+    print(
+        describe(f"neuronatlas ({kind}) @ {n:,}", ours_ms)
+        + f"   recall@10 {recall:.3f}   build {build_s:.1f} s"
+    )
 
     small = matrix[: args.seed_n]
     sq = queries[: args.seed_queries]
@@ -130,11 +143,15 @@ def main() -> None:
     print(describe(f"seed: JSON from SQLite per query @ {len(small):,}", seed_ms))
     print(describe(f"exact numpy @ {len(small):,}", small_ms))
     print(f"ratio seed / exact @ {len(small):,}: {p50(seed_ms) / p50(small_ms):,.0f}x")
-    print(f"seed extrapolated to {n:,} (linear): ~{p50(seed_ms) * n / len(small) / 1e3:,.1f} s "
-          f"per query; ratio vs neuronatlas @ {n:,}: "
-          f"~{p50(seed_ms) * n / len(small) / p50(ours_ms):,.0f}x")
-    print(f"ratio exact / neuronatlas @ {n:,}: {p50(exact_ms) / p50(ours_ms):.1f}x; "
-          f"goal p50 <= 20 ms: {'met' if p50(ours_ms) <= 20 else 'NOT met'}")
+    print(
+        f"seed extrapolated to {n:,} (linear): ~{p50(seed_ms) * n / len(small) / 1e3:,.1f} s "
+        f"per query; ratio vs neuronatlas @ {n:,}: "
+        f"~{p50(seed_ms) * n / len(small) / p50(ours_ms):,.0f}x"
+    )
+    print(
+        f"ratio exact / neuronatlas @ {n:,}: {p50(exact_ms) / p50(ours_ms):.1f}x; "
+        f"goal p50 <= 20 ms: {'met' if p50(ours_ms) <= 20 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -41,11 +41,21 @@ def build(path: Path, per_layer: int) -> None:
     from neuronatlas.web.synthetic import build_synthetic_atlas
 
     t0 = time.perf_counter()
-    build_synthetic_atlas(path, layers=12, per_layer=per_layer, n_top=20, n_random=20,
-                          length=64, model_id=None, batch=512)
+    build_synthetic_atlas(
+        path,
+        layers=12,
+        per_layer=per_layer,
+        n_top=20,
+        n_random=20,
+        length=64,
+        model_id=None,
+        batch=512,
+    )
     size = path.stat().st_size / 1e6
-    print(f"built {12 * per_layer:,} neurons in {time.perf_counter() - t0:.1f} s "
-          f"({size:,.0f} MB): {path}")
+    print(
+        f"built {12 * per_layer:,} neurons in {time.perf_counter() - t0:.1f} s "
+        f"({size:,.0f} MB): {path}"
+    )
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -53,8 +63,16 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def _client_process(base: str, kind: str, ids: list[str], words: list[str], threads: int,
-                    seconds: float, seed: int, out) -> None:
+def _client_process(
+    base: str,
+    kind: str,
+    ids: list[str],
+    words: list[str],
+    threads: int,
+    seconds: float,
+    seed: int,
+    out,
+) -> None:
     """One load process: `threads` threads, each with its own keep-alive httpx.Client,
     sending requests back to back until the deadline; latencies (ms) go to `out`."""
     stop = time.perf_counter() + seconds
@@ -93,16 +111,25 @@ def make_url(kind: str, rng: random.Random, ids: list[str], words: list[str]) ->
     return f"/api/search?q={rng.choice(words)}&k=10"
 
 
-def phase(base: str, kind: str, ids: list[str], words: list[str], clients: int,
-          seconds: float, processes: int = 4) -> dict:
+def phase(
+    base: str,
+    kind: str,
+    ids: list[str],
+    words: list[str],
+    clients: int,
+    seconds: float,
+    processes: int = 4,
+) -> dict:
     """`clients` concurrent clients (threads spread over `processes` processes, so the load
     generator is not the bottleneck) sending requests back to back for `seconds`."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     per = [clients // processes + (i < clients % processes) for i in range(processes)]
-    procs = [ctx.Process(target=_client_process,
-                         args=(base, kind, ids, words, n, seconds, i, out))
-             for i, n in enumerate(per) if n]
+    procs = [
+        ctx.Process(target=_client_process, args=(base, kind, ids, words, n, seconds, i, out))
+        for i, n in enumerate(per)
+        if n
+    ]
     for p in procs:
         p.start()
     lat: list[float] = []
@@ -113,8 +140,13 @@ def phase(base: str, kind: str, ids: list[str], words: list[str], clients: int,
         errors += err
     for p in procs:
         p.join()
-    return {"n": len(lat), "errors": errors, "rps": len(lat) / seconds,
-            "p50": statistics.median(lat), "p99": percentile(lat, 0.99)}
+    return {
+        "n": len(lat),
+        "errors": errors,
+        "rps": len(lat) / seconds,
+        "p50": statistics.median(lat),
+        "p99": percentile(lat, 0.99),
+    }
 
 
 def wait_up(base: str, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -137,8 +169,13 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--seconds", type=float, help="length of each phase (default 10, quick 5)")
     ap.add_argument("--out", type=Path, default=HERE / "out")
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2],
-                    help="server process counts to measure, one serve per count")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="server process counts to measure, one serve per count",
+    )
     args = ap.parse_args()
     seconds = args.seconds or (5.0 if args.quick else 10.0)
     db = args.db
@@ -155,9 +192,11 @@ def main() -> None:
 
     conn = open_reader(db)
     ids = reader.neuron_ids(conn)
-    words = [e["text"].split()[-1].strip('"') for e in
-             (reader.explanations(conn, i)[0] for i in random.Random(0).sample(ids, 50))
-             if e] or ["the"]
+    words = [
+        e["text"].split()[-1].strip('"')
+        for e in (reader.explanations(conn, i)[0] for i in random.Random(0).sample(ids, 50))
+        if e
+    ] or ["the"]
     conn.close()
 
     summary = {}
@@ -169,39 +208,62 @@ def main() -> None:
         for w, runs in summary.items():
             if w != min(summary):
                 r = runs[key]
-                print(f"{w} workers vs {min(summary)}: neuron p99 {r['p99']:.1f} vs "
-                      f"{one['p99']:.1f} ms ({one['p99'] / r['p99']:.2f}× speed-up), "
-                      f"throughput {r['rps'] / one['rps']:.2f}×")
+                print(
+                    f"{w} workers vs {min(summary)}: neuron p99 {r['p99']:.1f} vs "
+                    f"{one['p99']:.1f} ms ({one['p99'] / r['p99']:.2f}× speed-up), "
+                    f"throughput {r['rps'] / one['rps']:.2f}×"
+                )
 
-def measure(db: Path, workers: int, ids: list[str], words: list[str], clients: int,
-            seconds: float) -> dict:
+
+def measure(
+    db: Path, workers: int, ids: list[str], words: list[str], clients: int, seconds: float
+) -> dict:
     """Serve `db` with `workers` processes, run every phase, print and return the figures."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     # `neuronatlas serve`, exactly as a user runs it
-    cmd = [sys.executable, "-c", "from neuronatlas.cli import main; main()",
-           "serve", "--db", str(db), "--port", str(port), "--workers", str(workers)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from neuronatlas.cli import main; main()",
+        "serve",
+        "--db",
+        str(db),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_up(base, proc)
-        print(f"-- {workers} worker(s): {len(ids):,} neurons at {base}; {clients} clients, "
-              f"{seconds:g} s per phase")
-        phases = {"/healthz (baseline)": "healthz", "/api/neurons/{id}": "neuron",
-                  "/api/search?q=": "search"}
+        print(
+            f"-- {workers} worker(s): {len(ids):,} neurons at {base}; {clients} clients, "
+            f"{seconds:g} s per phase"
+        )
+        phases = {
+            "/healthz (baseline)": "healthz",
+            "/api/neurons/{id}": "neuron",
+            "/api/search?q=": "search",
+        }
         # warm every worker: the first search may build caches; not part of the measurement
         for _ in range(4 * workers):
             httpx.get(base + f"/api/search?q={words[0]}", timeout=120)
         results = {}
         for name, kind in phases.items():
             results[name] = r = phase(base, kind, ids, words, clients, seconds)
-            print(f"{name:22s} n={r['n']:6d}  {r['rps']:7.0f} req/s  p50 {r['p50']:7.2f} ms  "
-                  f"p99 {r['p99']:7.2f} ms  errors {r['errors']}")
+            print(
+                f"{name:22s} n={r['n']:6d}  {r['rps']:7.0f} req/s  p50 {r['p50']:7.2f} ms  "
+                f"p99 {r['p99']:7.2f} ms  errors {r['errors']}"
+            )
         mode = httpx.get(base + f"/api/search?q={words[0]}").json()["mode"]
         base_r, neuron_r = results["/healthz (baseline)"], results["/api/neurons/{id}"]
         print(f"search mode: {mode}")
-        print(f"ratio neuron/healthz: p50 {neuron_r['p50'] / base_r['p50']:.2f}×, "
-              f"p99 {neuron_r['p99'] / base_r['p99']:.2f}×")
+        print(
+            f"ratio neuron/healthz: p50 {neuron_r['p50'] / base_r['p50']:.2f}×, "
+            f"p99 {neuron_r['p99'] / base_r['p99']:.2f}×"
+        )
         goal = "met" if neuron_r["p99"] <= 50 else "NOT met"
         print(f"goal p99 ≤ 50 ms for /api/neurons/{{id}}: {goal} ({neuron_r['p99']:.1f} ms)")
         return results
@@ -211,6 +273,7 @@ def measure(db: Path, workers: int, ids: list[str], words: list[str], clients: i
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
 
 if __name__ == "__main__":
     main()

@@ -18,9 +18,10 @@ def render() -> str:
 
     runner = CliRunner()
     names = [c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands]
-    parts = ["# CLI reference\n",
-             ("Generated from `--help` by `scripts/gen_cli_docs.py`; "
-              "do not edit by hand.\n")]
+    parts = [
+        "# CLI reference\n",
+        ("Generated from `--help` by `scripts/gen_cli_docs.py`; do not edit by hand.\n"),
+    ]
     for args in [[]] + [[name] for name in names]:
         result = runner.invoke(app, [*args, "--help"], env={"COLUMNS": "100"})
         title = "neuronatlas " + " ".join(args)

@@ -15,8 +15,14 @@ from pathlib import Path
 import httpx
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "img"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _free_port() -> int:
@@ -29,8 +35,9 @@ def main(db: str, neuron: str | None) -> None:
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "neuronatlas.cli", "serve", "--db", db,
-                               "--port", str(port)])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "neuronatlas.cli", "serve", "--db", db, "--port", str(port)]
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):

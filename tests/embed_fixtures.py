@@ -46,8 +46,27 @@ QUERIES: dict[str, str] = {
     "doctors curing illness": "L05N0011",
 }
 
-STOPWORDS = {"a", "an", "and", "at", "the", "in", "of", "to", "such", "as", "about", "by",
-             "written", "words", "related", "references", "mentions", "names", "terms"}
+STOPWORDS = {
+    "a",
+    "an",
+    "and",
+    "at",
+    "the",
+    "in",
+    "of",
+    "to",
+    "such",
+    "as",
+    "about",
+    "by",
+    "written",
+    "words",
+    "related",
+    "references",
+    "mentions",
+    "names",
+    "terms",
+}
 
 
 def content_words(text: str) -> set[str]:
@@ -68,13 +87,24 @@ def build_atlas(path: Path, neurons=None) -> Path:
     neurons = NEURONS if neurons is None else neurons
     data = []
     for (layer, neuron), (text, peaks) in neurons.items():
-        data.append(prepare(NeuronData(
-            layer=layer, neuron=neuron, source="openai",
-            records={"top": _records(peaks, 1.0 + neuron / 10),
-                     "random": [Record([" a", " b"], [0.0, 0.01])]},
-            mean=0.0, variance=0.1, skewness=1.0, kurtosis=3.0,
-            explanations=[Explanation(text, 0.1 * (neuron % 7), None, None)],
-        )))
+        data.append(
+            prepare(
+                NeuronData(
+                    layer=layer,
+                    neuron=neuron,
+                    source="openai",
+                    records={
+                        "top": _records(peaks, 1.0 + neuron / 10),
+                        "random": [Record([" a", " b"], [0.0, 0.01])],
+                    },
+                    mean=0.0,
+                    variance=0.1,
+                    skewness=1.0,
+                    kurtosis=3.0,
+                    explanations=[Explanation(text, 0.1 * (neuron % 7), None, None)],
+                )
+            )
+        )
     with AtlasWriter(path) as w:
         w.set_meta({"model_id": "test-model"})
         w.write_neurons(data)
@@ -117,18 +147,34 @@ def write_openai_source(root: Path, neurons=None) -> Path:
 
     neurons = NEURONS if neurons is None else neurons
     for (layer, neuron), (text, peaks) in neurons.items():
-        top = [{"tokens": r.tokens, "activations": r.activations}
-               for r in _records(peaks, 1.0 + neuron / 10)]
-        acts = {"neuron_id": {"layer_index": layer, "neuron_index": neuron},
-                "most_positive_activation_records": top,
-                "random_sample": [{"tokens": [" a", " b"], "activations": [0.0, 0.01]}],
-                "random_sample_by_quantile": None, "quantile_boundaries": None,
-                "mean": 0.0, "variance": 0.1, "skewness": 1.0, "kurtosis": 3.0}
-        scored = {"explanation": text, "scored_simulation": {
-            "scored_sequence_simulations": [], "ev_correlation_score": 0.5,
-            "rsquared_score": 0.1, "absolute_dev_explained_score": 0.2}}
-        expl = {"neuron_id": {"layer_index": layer, "neuron_index": neuron},
-                "scored_explanations": [scored]}
+        top = [
+            {"tokens": r.tokens, "activations": r.activations}
+            for r in _records(peaks, 1.0 + neuron / 10)
+        ]
+        acts = {
+            "neuron_id": {"layer_index": layer, "neuron_index": neuron},
+            "most_positive_activation_records": top,
+            "random_sample": [{"tokens": [" a", " b"], "activations": [0.0, 0.01]}],
+            "random_sample_by_quantile": None,
+            "quantile_boundaries": None,
+            "mean": 0.0,
+            "variance": 0.1,
+            "skewness": 1.0,
+            "kurtosis": 3.0,
+        }
+        scored = {
+            "explanation": text,
+            "scored_simulation": {
+                "scored_sequence_simulations": [],
+                "ev_correlation_score": 0.5,
+                "rsquared_score": 0.1,
+                "absolute_dev_explained_score": 0.2,
+            },
+        }
+        expl = {
+            "neuron_id": {"layer_index": layer, "neuron_index": neuron},
+            "scored_explanations": [scored],
+        }
         a = root / "activations" / str(layer) / f"{neuron}.json"
         e = root / "explanations" / str(layer) / f"{neuron}.jsonl"
         a.parent.mkdir(parents=True, exist_ok=True)

@@ -11,10 +11,49 @@ import random
 from pathlib import Path
 
 WORDS = [
-    "cat", "dog", "the", "a", "house", "tree", "river", "car", "bird", "city", "music", "book",
-    "table", "garden", "window", "road", "light", "water", "apple", "stone", "cloud", "paper",
-    "green", "quickly", "slowly", "small", "large", "old", "new", "red", "blue", "happy", "sad",
-    "runs", "sees", "likes", "finds", "near", "under", "over", "with", "from", "into",
+    "cat",
+    "dog",
+    "the",
+    "a",
+    "house",
+    "tree",
+    "river",
+    "car",
+    "bird",
+    "city",
+    "music",
+    "book",
+    "table",
+    "garden",
+    "window",
+    "road",
+    "light",
+    "water",
+    "apple",
+    "stone",
+    "cloud",
+    "paper",
+    "green",
+    "quickly",
+    "slowly",
+    "small",
+    "large",
+    "old",
+    "new",
+    "red",
+    "blue",
+    "happy",
+    "sad",
+    "runs",
+    "sees",
+    "likes",
+    "finds",
+    "near",
+    "under",
+    "over",
+    "with",
+    "from",
+    "into",
 ]
 
 
@@ -28,9 +67,16 @@ def sentences(n: int, seed: int = 0) -> str:
     return " ".join(out)
 
 
-def build_atlas(db_path: Path, model_dir: Path, neurons: list[tuple[int, int]],
-                n_sentences: int = 300, context: int = 16, top_k: int = 12, random_k: int = 12,
-                seed: int = 0) -> Path:
+def build_atlas(
+    db_path: Path,
+    model_dir: Path,
+    neurons: list[tuple[int, int]],
+    n_sentences: int = 300,
+    context: int = 16,
+    top_k: int = 12,
+    random_k: int = 12,
+    seed: int = 0,
+) -> Path:
     import numpy as np
     import torch
 
@@ -39,8 +85,8 @@ def build_atlas(db_path: Path, model_dir: Path, neurons: list[tuple[int, int]],
 
     loaded = load_model(str(model_dir))
     ids = loaded.tokenizer.encode(sentences(n_sentences, seed))
-    windows = [ids[i:i + context] for i in range(0, len(ids) - context + 1, context)]
-    batch = torch.tensor([[loaded.bos_token_id] + w for w in windows])
+    windows = [ids[i : i + context] for i in range(0, len(ids) - context + 1, context)]
+    batch = torch.tensor([[loaded.bos_token_id, *w] for w in windows])
     layers = sorted({layer for layer, _ in neurons})
     acts = {L: a[:, 1:].numpy() for L, a in loaded.neuron_activations(batch, layers).items()}
     strings = [loaded.token_strings(w) for w in windows]
@@ -55,9 +101,18 @@ def build_atlas(db_path: Path, model_dir: Path, neurons: list[tuple[int, int]],
             "top": [Record(strings[i], [float(x) for x in a[i]]) for i in order],
             "random": [Record(strings[i], [float(x) for x in a[i]]) for i in rand],
         }
-        prepared.append(prepare(NeuronData(
-            layer=layer, neuron=neuron, source="scrape", records=recs,
-            mean=float(flat.mean()), variance=float(flat.var()))))
+        prepared.append(
+            prepare(
+                NeuronData(
+                    layer=layer,
+                    neuron=neuron,
+                    source="scrape",
+                    records=recs,
+                    mean=float(flat.mean()),
+                    variance=float(flat.var()),
+                )
+            )
+        )
     with AtlasWriter(db_path) as w:
         w.set_meta({"model_path": str(model_dir), "prepend_bos": "true"})
         w.write_neurons(prepared)

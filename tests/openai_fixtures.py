@@ -13,8 +13,28 @@ import random
 import struct
 from pathlib import Path
 
-TOKENS = [" the", " cat", "é", " 日本", "\n", " 🙂", "\u2581x", ' "q"', "\\", "�", " sat",
-          ",", " on", " mat", ".", " über", "\t", " ", "ß", " naïve"]
+TOKENS = [
+    " the",
+    " cat",
+    "é",
+    " 日本",
+    "\n",
+    " 🙂",
+    "\u2581x",
+    ' "q"',
+    "\\",
+    "�",
+    " sat",
+    ",",
+    " on",
+    " mat",
+    ".",
+    " über",
+    "\t",
+    " ",
+    "ß",
+    " naïve",
+]
 
 BROKEN = {
     "L01N0001": "truncated",  # activations file cut mid-way
@@ -38,17 +58,28 @@ def _acts(rng: random.Random, n: int, nulls: bool) -> list:
 
 
 def _record(rng: random.Random, n_tokens: int, tag: bool, nulls: bool = False) -> dict:
-    rec = {"tokens": [rng.choice(TOKENS) for _ in range(n_tokens)],
-           "activations": _acts(rng, n_tokens, nulls)}
+    rec = {
+        "tokens": [rng.choice(TOKENS) for _ in range(n_tokens)],
+        "activations": _acts(rng, n_tokens, nulls),
+    }
     if tag:
         rec = {"dataclass_name": "ActivationRecord", **rec}
     return rec
 
 
-def neuron_record(layer: int, neuron: int, seed: int, *, tag: bool = True,
-                  quantiles: bool = False, empty_random: bool = False,
-                  null_stats: bool = False, n_top: int = 4, n_random: int = 3,
-                  n_tokens: int = 8) -> dict:
+def neuron_record(
+    layer: int,
+    neuron: int,
+    seed: int,
+    *,
+    tag: bool = True,
+    quantiles: bool = False,
+    empty_random: bool = False,
+    null_stats: bool = False,
+    n_top: int = 4,
+    n_random: int = 3,
+    n_tokens: int = 8,
+) -> dict:
     """A NeuronRecord dict in OpenAI's shape with the requested quirks."""
     rng = random.Random(seed)
     nid = {"layer_index": layer, "neuron_index": neuron}
@@ -56,20 +87,23 @@ def neuron_record(layer: int, neuron: int, seed: int, *, tag: bool = True,
         nid = {"dataclass_name": "NeuronId", **nid}
     rec: dict = {
         "neuron_id": nid,
-        "random_sample": [] if empty_random else
-        [_record(rng, n_tokens, tag, nulls=(i == 0)) for i in range(n_random)],
+        "random_sample": []
+        if empty_random
+        else [_record(rng, n_tokens, tag, nulls=(i == 0)) for i in range(n_random)],
         "random_sample_by_quantile": None,
         "quantile_boundaries": None,
         "mean": None if null_stats else rng.random() * 0.1,
         "variance": None if null_stats else rng.random(),
         "skewness": None if null_stats else rng.gauss(0, 2),
         "kurtosis": None if null_stats else rng.random() * 30,
-        "most_positive_activation_records": [_record(rng, n_tokens, tag, nulls=(i == 1))
-                                             for i in range(n_top)],
+        "most_positive_activation_records": [
+            _record(rng, n_tokens, tag, nulls=(i == 1)) for i in range(n_top)
+        ],
     }
     if quantiles:
         rec["random_sample_by_quantile"] = [
-            [_record(rng, n_tokens, tag) for _ in range(2)], [],
+            [_record(rng, n_tokens, tag) for _ in range(2)],
+            [],
             [_record(rng, n_tokens, tag)],
         ]
         rec["quantile_boundaries"] = [0.01, None]
@@ -79,24 +113,38 @@ def neuron_record(layer: int, neuron: int, seed: int, *, tag: bool = True,
 
 
 def _seq_sim(rng: random.Random, old: bool, tag: bool) -> dict:
-    sim = {"tokens": [" a", " b"], "expected_activations": [rng.random(), None],
-           ("unit" if old else "activation_scale"): "neuron_activations",
-           "distribution_values": [[0.0, 1.0], [0.0, None]],
-           "distribution_probabilities": [[0.5, 0.5], [1.0, 0.0]],
-           "uncalibrated_simulation": None}
+    sim = {
+        "tokens": [" a", " b"],
+        "expected_activations": [rng.random(), None],
+        ("unit" if old else "activation_scale"): "neuron_activations",
+        "distribution_values": [[0.0, 1.0], [0.0, None]],
+        "distribution_probabilities": [[0.5, 0.5], [1.0, 0.0]],
+        "uncalibrated_simulation": None,
+    }
     if tag:
         sim = {"dataclass_name": "SequenceSimulation", **sim}
-    scored = {("sequence_simulation" if old else "simulation"): sim,
-              "true_activations": [1.0, 0.0], "ev_correlation_score": None,
-              "rsquared_score": rng.random(), "absolute_dev_explained_score": None}
+    scored = {
+        ("sequence_simulation" if old else "simulation"): sim,
+        "true_activations": [1.0, 0.0],
+        "ev_correlation_score": None,
+        "rsquared_score": rng.random(),
+        "absolute_dev_explained_score": None,
+    }
     if tag:
         scored = {"dataclass_name": "ScoredSequenceSimulation", **scored}
     return scored
 
 
-def simulation_results(layer: int, neuron: int, seed: int, *, tag: bool = True,
-                       old_names: bool = False, null_scores: bool = False,
-                       n_explanations: int = 2) -> dict:
+def simulation_results(
+    layer: int,
+    neuron: int,
+    seed: int,
+    *,
+    tag: bool = True,
+    old_names: bool = False,
+    null_scores: bool = False,
+    n_explanations: int = 2,
+) -> dict:
     """A NeuronSimulationResults dict, optionally with the old field names."""
     rng = random.Random(seed + 7)
     items = []
@@ -110,14 +158,18 @@ def simulation_results(layer: int, neuron: int, seed: int, *, tag: bool = True,
         if tag:
             scored_sim = {"dataclass_name": "ScoredSimulation", **scored_sim}
         text = f" words about neuron {layer}/{neuron} #{i} — naïve «ü»"
-        item = {("explanation_or_baseline" if old_names else "explanation"): text,
-                "scored_simulation": scored_sim}
+        item = {
+            ("explanation_or_baseline" if old_names else "explanation"): text,
+            "scored_simulation": scored_sim,
+        }
         if tag:
             item = {"dataclass_name": "ScoredExplanation", **item}
         items.append(item)
     nid = {"layer_index": layer, "neuron_index": neuron}
-    out = {"neuron_id": nid,
-           ("scored_explanation_or_baseline_list" if old_names else "scored_explanations"): items}
+    out = {
+        "neuron_id": nid,
+        ("scored_explanation_or_baseline_list" if old_names else "scored_explanations"): items,
+    }
     if tag:
         out = {"dataclass_name": "NeuronSimulationResults", **out}
     return out
@@ -125,23 +177,31 @@ def simulation_results(layer: int, neuron: int, seed: int, *, tag: bool = True,
 
 def _quirks(layer: int, neuron: int) -> tuple[dict, dict]:
     k = (layer * 7 + neuron) % 6
-    rec_kw = {"tag": k != 1, "quantiles": k in (2, 5), "empty_random": k == 3,
-              "null_stats": k == 4}
+    rec_kw = {"tag": k != 1, "quantiles": k in (2, 5), "empty_random": k == 3, "null_stats": k == 4}
     res_kw = {"tag": k != 1, "old_names": k in (1, 4), "null_scores": k == 3}
     return rec_kw, res_kw
 
 
-def write_source(root: Path, *, layout: str = "openai", n_layers: int = 2, n_neurons: int = 6,
-                 broken: bool = True, subfolder: str = "", nan_literal: bool = True,
-                 n_tokens: int = 8) -> Path:
+def write_source(
+    root: Path,
+    *,
+    layout: str = "openai",
+    n_layers: int = 2,
+    n_neurons: int = 6,
+    broken: bool = True,
+    subfolder: str = "",
+    nan_literal: bool = True,
+    n_tokens: int = 8,
+) -> Path:
     """Write a folder of neuron files; returns the folder to pass as SOURCE."""
     base = root / subfolder if subfolder else root
     acts_dir = "collated-activations" if layout == "openai" else "activations"
     for layer in range(n_layers):
         for neuron in range(n_neurons):
             rec_kw, res_kw = _quirks(layer, neuron)
-            rec = neuron_record(layer, neuron, seed=layer * 1000 + neuron, n_tokens=n_tokens,
-                                **rec_kw)
+            rec = neuron_record(
+                layer, neuron, seed=layer * 1000 + neuron, n_tokens=n_tokens, **rec_kw
+            )
             res = simulation_results(layer, neuron, seed=layer * 1000 + neuron, **res_kw)
             a = base / acts_dir / str(layer) / f"{neuron}.json"
             e = base / "explanations" / str(layer) / f"{neuron}.jsonl"
@@ -154,8 +214,7 @@ def write_source(root: Path, *, layout: str = "openai", n_layers: int = 2, n_neu
                 rec["most_positive_activation_records"][0]["activations"][0] = math.nan
                 rec_text = json.dumps(rec)
             a.write_text(rec_text, encoding="utf-8")
-            e.write_text(json.dumps(res, ensure_ascii=(neuron % 2 == 0)) + "\n",
-                         encoding="utf-8")
+            e.write_text(json.dumps(res, ensure_ascii=(neuron % 2 == 0)) + "\n", encoding="utf-8")
     if broken:
         cut = base / acts_dir / "1" / "1.json"
         cut.write_text(cut.read_text(encoding="utf-8")[:150], encoding="utf-8")
@@ -187,7 +246,7 @@ def _source_records(folder: Path, acts_dir: str, skip: set[str]):
 def expected_activations(folder: Path, acts_dir: str, skip: set[str]) -> list[tuple]:
     """The `activations` relation the source implies, as (id, category, tokens, values)."""
     rows = []
-    for nid, layer, neuron, rec in _source_records(folder, acts_dir, skip):
+    for nid, _layer, _neuron, rec in _source_records(folder, acts_dir, skip):
         cats = {"top": rec["most_positive_activation_records"], "random": rec["random_sample"]}
         for i, bucket in enumerate(rec.get("random_sample_by_quantile") or []):
             cats[f"quantile_{i}"] = bucket
@@ -208,8 +267,17 @@ def expected_neurons(folder: Path, acts_dir: str, skip: set[str]) -> list[tuple]
         first = items[0]
         text = first.get("explanation", first.get("explanation_or_baseline"))
         sim = first["scored_simulation"]
-        rows.append((nid, layer, neuron, text, _clean(sim["ev_correlation_score"]),
-                     _clean(sim["rsquared_score"]), _clean(sim["absolute_dev_explained_score"]),
-                     *(_clean(rec[k]) for k in ("mean", "variance", "skewness", "kurtosis"))))
+        rows.append(
+            (
+                nid,
+                layer,
+                neuron,
+                text,
+                _clean(sim["ev_correlation_score"]),
+                _clean(sim["rsquared_score"]),
+                _clean(sim["absolute_dev_explained_score"]),
+                *(_clean(rec[k]) for k in ("mean", "variance", "skewness", "kurtosis")),
+            )
+        )
     rows.sort()
     return rows

@@ -15,16 +15,24 @@ from neuronatlas.web.synthetic import build_synthetic_atlas
 
 @pytest.fixture(scope="module")
 def atlas(tmp_path_factory):
-    path = build_synthetic_atlas(tmp_path_factory.mktemp("atlas") / "atlas.db",
-                                 layers=2, per_layer=6, n_top=4, n_random=3, length=10)
+    path = build_synthetic_atlas(
+        tmp_path_factory.mktemp("atlas") / "atlas.db",
+        layers=2,
+        per_layer=6,
+        n_top=4,
+        n_random=3,
+        length=10,
+    )
     with neuronatlas.Atlas(path) as a:
         yield a
 
 
 def test_atlas_is_exported_lazily():
-    code = ("import sys, neuronatlas; assert 'neuronatlas.atlas' not in sys.modules; "
-            "neuronatlas.Atlas; assert 'neuronatlas.atlas' in sys.modules; "
-            "assert 'fastapi' not in sys.modules")
+    code = (
+        "import sys, neuronatlas; assert 'neuronatlas.atlas' not in sys.modules; "
+        "neuronatlas.Atlas; assert 'neuronatlas.atlas' in sys.modules; "
+        "assert 'fastapi' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
     with pytest.raises(AttributeError):
         neuronatlas.NoSuchThing  # noqa: B018

@@ -18,8 +18,14 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parent.parent / "test-output"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def free_port() -> int:
@@ -35,8 +41,14 @@ def server(tmp_path_factory):
 
     from neuronatlas.web import create_app
 
-    path = build_synthetic_atlas(tmp_path_factory.mktemp("browser") / "atlas.db",
-                                 layers=4, per_layer=48, n_top=6, n_random=4, length=24)
+    path = build_synthetic_atlas(
+        tmp_path_factory.mktemp("browser") / "atlas.db",
+        layers=4,
+        per_layer=48,
+        n_top=6,
+        n_random=4,
+        length=24,
+    )
     port = free_port()
     config = uvicorn.Config(create_app(path), host="127.0.0.1", port=port, log_level="warning")
     srv = uvicorn.Server(config)
@@ -54,7 +66,9 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    assert CHROMIUM.exists(), "Debian chromium is missing: `make test` installs it (apt-get install chromium)"
+    assert CHROMIUM.exists(), (
+        "Debian chromium is missing: `make test` installs it (apt-get install chromium)"
+    )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -131,8 +145,7 @@ def test_search_page_and_map_highlight(page, server):
     page.wait_for_selector("#map[data-ready]", timeout=30_000)
     page.fill("#map-q", "river")
     page.click("#map-search button[type=submit]")
-    page.wait_for_function(
-        "document.getElementById('map-found').textContent.includes('match')")
+    page.wait_for_function("document.getElementById('map-found').textContent.includes('match')")
     found = page.evaluate("document.getElementById('map').data[1].x.length")
     assert found == n_results
     page.screenshot(path=str(SHOTS / "map-search.png"))

@@ -30,8 +30,14 @@ def server(tmp_path_factory, tiny_gpt2_dir):
     embed_atlas(db, EmbedConfig(embedder="test-hashing"))
     build_map(db, MapConfig(neighbors=3, clusterer="kmeans", n_clusters=2, seed=1))
     port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(db, model=str(tiny_gpt2_dir)),
-                                        host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(
+        uvicorn.Config(
+            create_app(db, model=str(tiny_gpt2_dir)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -45,7 +51,9 @@ def server(tmp_path_factory, tiny_gpt2_dir):
 
 @pytest.fixture(scope="module")
 def page(server):
-    assert CHROMIUM.exists(), "Debian chromium is missing: `make test` installs it (apt-get install chromium)"
+    assert CHROMIUM.exists(), (
+        "Debian chromium is missing: `make test` installs it (apt-get install chromium)"
+    )
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []

@@ -9,11 +9,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_cli_reference_is_current():
-    spec = importlib.util.spec_from_file_location("gen_cli_docs", ROOT / "scripts" / "gen_cli_docs.py")
+    spec = importlib.util.spec_from_file_location(
+        "gen_cli_docs", ROOT / "scripts" / "gen_cli_docs.py"
+    )
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
     assert (ROOT / "docs" / "cli.md").read_text(encoding="utf-8") == gen.render(), (
-        "docs/cli.md is stale: run `.venv/bin/python scripts/gen_cli_docs.py`")
+        "docs/cli.md is stale: run `.venv/bin/python scripts/gen_cli_docs.py`"
+    )
 
 
 def test_every_command_has_help_with_an_example():

@@ -93,12 +93,12 @@ def test_windows_pack_documents_with_separator(gpt2_tok):
     assert policy == BosPolicy("none", 50256, 50256)
     stream = []
     for d in docs:
-        stream += gpt2_tok.encode(d) + [50256]
+        stream += [*gpt2_tok.encode(d), 50256]
     got = list(iter_windows(docs, gpt2_tok, 4, policy))
     assert [w for w, _ in got] == list(range(len(stream) // 4))
     for wid, toks in got:
         assert toks.dtype == np.int32
-        assert toks.tolist() == stream[wid * 4:(wid + 1) * 4]
+        assert toks.tolist() == stream[wid * 4 : (wid + 1) * 4]
     tail = list(iter_windows(docs, gpt2_tok, 4, policy, start=1, stop=3))
     assert [w for w, _ in tail] == [1, 2]
     assert all(np.array_equal(t, got[w][1]) for w, t in tail)

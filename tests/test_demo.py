@@ -29,10 +29,27 @@ def _corpus(tmp_path):
 
 
 def _demo(db, model_dir, corpus, *extra):
-    cmd = [sys.executable, "-m", "neuronatlas.cli", "demo", "--db", str(db),
-           "--model", str(model_dir), "--corpus", str(corpus), "--tokens", "4096",
-           "--embedder", "all-MiniLM-L6-v2", "--n2g-per-layer", "2", "--no-serve", "--silent",
-           *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "neuronatlas.cli",
+        "demo",
+        "--db",
+        str(db),
+        "--model",
+        str(model_dir),
+        "--corpus",
+        str(corpus),
+        "--tokens",
+        "4096",
+        "--embedder",
+        "all-MiniLM-L6-v2",
+        "--n2g-per-layer",
+        "2",
+        "--no-serve",
+        "--silent",
+        *extra,
+    ]
     started = time.monotonic()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr
@@ -49,15 +66,17 @@ def test_demo_builds_a_complete_atlas_and_reuses_it(tmp_path, tiny_gpt2_dir):
     assert n_neurons == 2 * 256
     missing = conn.execute(
         "SELECT count(*) FROM neurons n WHERE NOT EXISTS (SELECT 1 FROM activations a"
-        " WHERE a.neuron_id = n.id AND a.category = 'top')").fetchone()[0]
+        " WHERE a.neuron_id = n.id AND a.category = 'top')"
+    ).fetchone()[0]
     assert missing == 0
     # every neuron has an explanation, an embedding and a map position
     unexplained = conn.execute(
-        "SELECT count(*) FROM neuron_info WHERE id NOT IN"
-        " (SELECT neuron_id FROM explanations)").fetchone()[0]
+        "SELECT count(*) FROM neuron_info WHERE id NOT IN (SELECT neuron_id FROM explanations)"
+    ).fetchone()[0]
     assert unexplained == 0
     embedded = conn.execute(
-        "SELECT count(*) FROM neurons WHERE explanation_embedding IS NOT NULL").fetchone()[0]
+        "SELECT count(*) FROM neurons WHERE explanation_embedding IS NOT NULL"
+    ).fetchone()[0]
     mapped = conn.execute("SELECT count(*) FROM map_points").fetchone()[0]
     assert embedded == mapped == n_neurons
     # the known cat detector got an N2G graph whose explanation leads
@@ -66,9 +85,12 @@ def test_demo_builds_a_complete_atlas_and_reuses_it(tmp_path, tiny_gpt2_dir):
     graphs = conn.execute("SELECT count(*) FROM explanations WHERE source = 'n2g'").fetchone()[0]
     assert graphs >= 2
     # token search and excerpt full text answer from indexes the build made
-    assert conn.execute(
-        "SELECT count(*) FROM token_index WHERE token = ' cat' AND neuron_id = 'L00N0003'"
-    ).fetchone()[0] == 1
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM token_index WHERE token = ' cat' AND neuron_id = 'L00N0003'"
+        ).fetchone()[0]
+        == 1
+    )
     assert conn.execute("SELECT count(*) FROM excerpts_fts").fetchone()[0] > 0
     conn.close()
 

@@ -36,7 +36,8 @@ def test_minilm_vectors_are_unit_float32_blobs_tagged_with_the_embedder(minilm_a
         assert abs(float(np.linalg.norm(vec)) - 1.0) < 1e-5
     # the seed's `neurons` view exposes the primary explanation's vector
     blob = conn.execute(
-        "SELECT explanation_embedding FROM neurons WHERE id = 'L00N0001'").fetchone()[0]
+        "SELECT explanation_embedding FROM neurons WHERE id = 'L00N0001'"
+    ).fetchone()[0]
     assert len(blob) == 384 * 4
 
 

@@ -26,9 +26,10 @@ def test_scores_flatten_sequences_before_scoring():
     assert ev_correlation_score(true, pred) == pytest.approx(np.corrcoef(r, p)[0, 1])
     assert rsquared_score(true, pred) == pytest.approx(1 - np.mean((r - p) ** 2) / np.mean(r * r))
     assert absolute_dev_explained_score(true, pred) == pytest.approx(
-        1 - np.mean(np.abs(r - p)) / np.mean(np.abs(r)))
+        1 - np.mean(np.abs(r - p)) / np.mean(np.abs(r))
+    )
     # Not the mean of per-sequence correlations:
-    per_seq = np.mean([np.corrcoef(a, b)[0, 1] for a, b in zip(true, pred)])
+    per_seq = np.mean([np.corrcoef(a, b)[0, 1] for a, b in zip(true, pred, strict=False)])
     assert not math.isclose(ev_correlation_score(true, pred), per_seq)
 
 
@@ -39,14 +40,18 @@ def test_undefined_scores_are_none():
 
 def _records(token, n=6):
     top = [Record([" a", token, " b"], [0.0, 4.0 - 0.1 * i, 0.1]) for i in range(n)]
-    rnd = [Record([" x", " y", token if i % 3 == 0 else " z"], [0.0, 0.05, 3.0 if i % 3 == 0 else 0.0])
-           for i in range(n)]
+    rnd = [
+        Record([" x", " y", token if i % 3 == 0 else " z"], [0.0, 0.05, 3.0 if i % 3 == 0 else 0.0])
+        for i in range(n)
+    ]
     return {"top": top, "random": rnd}
 
 
 def test_top_token_explanation_names_the_token_and_scores_well():
-    recs = {c: [{"tokens": r.tokens, "activations": r.activations} for r in rs]
-            for c, rs in _records(" cat").items()}
+    recs = {
+        c: [{"tokens": r.tokens, "activations": r.activations} for r in rs]
+        for c, rs in _records(" cat").items()
+    }
     res = explain_records(recs)
     assert res.text == "fires on “cat”"
     assert res.ev_correlation_score > 0.95
@@ -54,16 +59,24 @@ def test_top_token_explanation_names_the_token_and_scores_well():
 
 def test_explain_atlas_writes_one_explanation_per_neuron(db_path):
     with AtlasWriter(db_path) as w:
-        w.write_neurons([
-            prepare(NeuronData(layer=0, neuron=i, source="scrape", records=_records(tok)))
-            for i, tok in enumerate([" cat", " dog", " the"])
-        ])
+        w.write_neurons(
+            [
+                prepare(NeuronData(layer=0, neuron=i, source="scrape", records=_records(tok)))
+                for i, tok in enumerate([" cat", " dog", " the"])
+            ]
+        )
     assert explain_atlas(db_path) == 3
     assert explain_atlas(db_path) == 0  # resumable: nothing left to do
-    rows = sqlite3.connect(db_path).execute(
-        "SELECT id, explanation_text FROM neurons ORDER BY id").fetchall()
-    assert rows == [("L00N0000", "fires on “cat”"), ("L00N0001", "fires on “dog”"),
-                    ("L00N0002", "fires on “the”")]
+    rows = (
+        sqlite3.connect(db_path)
+        .execute("SELECT id, explanation_text FROM neurons ORDER BY id")
+        .fetchall()
+    )
+    assert rows == [
+        ("L00N0000", "fires on “cat”"),
+        ("L00N0001", "fires on “dog”"),
+        ("L00N0002", "fires on “the”"),
+    ]
 
 
 def test_a_neuron_that_never_fires_is_said_to_and_gets_no_score():

@@ -24,8 +24,7 @@ def test_every_embedded_neuron_gets_a_point_a_cluster_and_a_label(db_path):
     points = map_points(conn)
     assert result.points == len(points) == len(NEURONS)
     assert {p["id"] for p in points} == {f"L{a:02d}N{b:04d}" for a, b in NEURONS}
-    assert set(points[0]) == {"id", "layer", "neuron", "x", "y", "cluster", "explanation",
-                              "score"}
+    assert set(points[0]) == {"id", "layer", "neuron", "x", "y", "cluster", "explanation", "score"}
     clusters = cluster_labels(conn)
     assert {c["cluster"] for c in clusters} == {p["cluster"] for p in points}
     assert sum(c["size"] for c in clusters) == len(points)
@@ -44,10 +43,12 @@ def test_every_embedded_neuron_gets_a_point_a_cluster_and_a_label(db_path):
 
 
 def test_class_tfidf_prefers_words_particular_to_a_cluster():
-    top = class_tfidf({
-        0: ["dogs and puppies", "dogs barking", "words about cats"],
-        1: ["taxes and law", "law courts", "words about cats"],
-    })
+    top = class_tfidf(
+        {
+            0: ["dogs and puppies", "dogs barking", "words about cats"],
+            1: ["taxes and law", "law courts", "words about cats"],
+        }
+    )
     assert top[0][0][0] == "dogs" and top[1][0][0] == "law"
     assert all(w not in ("and", "words", "about") for c in top.values() for w, _ in c)
 

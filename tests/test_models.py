@@ -55,9 +55,11 @@ def test_gpt2_hook_is_mlp_activation_output(tiny):
 def test_forward_stops_after_last_requested_layer(tiny):
     calls = {"block1": 0, "lm_head": 0}
     h1 = tiny.model.transformer.h[1].register_forward_hook(
-        lambda *a: calls.__setitem__("block1", calls["block1"] + 1))
+        lambda *a: calls.__setitem__("block1", calls["block1"] + 1)
+    )
     h2 = tiny.model.lm_head.register_forward_hook(
-        lambda *a: calls.__setitem__("lm_head", calls["lm_head"] + 1))
+        lambda *a: calls.__setitem__("lm_head", calls["lm_head"] + 1)
+    )
     try:
         out = tiny.neuron_activations(torch.tensor([[1, 2, 3]]), layers=[0])
         assert list(out) == [0] and calls == {"block1": 0, "lm_head": 0}
@@ -107,8 +109,13 @@ def _neox_expected(mlp, x):
 def test_hook_point_per_architecture(tmp_path, kind):
     from transformers import AutoConfig
 
-    common = {"vocab_size": 512, "hidden_size": 32, "intermediate_size": 48,
-              "num_hidden_layers": 2, "num_attention_heads": 2}
+    common = {
+        "vocab_size": 512,
+        "hidden_size": 32,
+        "intermediate_size": 48,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+    }
     if kind != "gpt_neox":
         common.update(num_key_value_heads=1, head_dim=16)
     config = AutoConfig.for_model(kind, **common)
@@ -120,7 +127,8 @@ def test_hook_point_per_architecture(tmp_path, kind):
     blocks = m.model.gpt_neox.layers if kind == "gpt_neox" else m.model.model.layers
     handles = [
         b.mlp.register_forward_pre_hook(
-            lambda mod, args, L=L: seen.__setitem__(L, expected_fn(mod, args[0])))
+            lambda mod, args, L=L: seen.__setitem__(L, expected_fn(mod, args[0]))
+        )
         for L, b in enumerate(blocks)
     ]
     ids = torch.tensor([[5, 17, 200, 3, 99]])

@@ -77,9 +77,13 @@ def test_near_duplicates_never_straddle_the_split():
 
 def test_importance_matrix():
     clean = np.array([1.0, 2.0, -0.1])
-    masked = np.array([[0.0, 1.0, -0.5],   # masking token 0
-                       [1.0, 0.0, 0.0],    # masking token 1
-                       [1.0, 2.5, 0.0]])   # masking token 2
+    masked = np.array(
+        [
+            [0.0, 1.0, -0.5],  # masking token 0
+            [1.0, 0.0, 0.0],  # masking token 1
+            [1.0, 2.5, 0.0],
+        ]
+    )  # masking token 2
     imp = importance_matrix(clean, masked)
     assert imp[0, 0] == 1.0 and imp[0, 1] == 0.5
     assert imp[1, 0] == 0.0  # a token never matters for positions before it
@@ -109,8 +113,9 @@ def test_settings_validate_and_round_trip():
 def test_word_to_casings_format(tmp_path):
     path = tmp_path / "word_to_casings.json.gz"
     with gzip.open(path, "wt") as f:
-        json.dump({"the": [["the", 17], ["The", 2], ["THE", 1]], "apple": [["Apple", 3],
-                                                                           ["apple", 9]]}, f)
+        json.dump(
+            {"the": [["the", 17], ["The", 2], ["THE", 1]], "apple": [["Apple", 3], ["apple", 9]]}, f
+        )
     table = load_word_to_casings(path)
     assert table.variants("THE") == ["the", "The", "THE"]
     assert table.commonest("APPLE") == "apple"
@@ -138,15 +143,21 @@ def test_explanation_names_tokens_and_context():
 def test_graph_json_dot_and_svg():
     g = graph_json(_sample_trie(), a_max=3.0)
     kinds = {n["label"]: n["kind"] for n in g["nodes"]}
-    assert kinds == {"York": "activating", "London": "activating", "New": "context",
-                     "*": "wildcard", "in": "context"}
+    assert kinds == {
+        "York": "activating",
+        "London": "activating",
+        "New": "context",
+        "*": "wildcard",
+        "in": "context",
+    }
     by_label = {n["label"]: n for n in g["nodes"]}
     assert by_label["New"]["end"] and not by_label["*"]["end"]
     assert by_label["York"]["activation_value"] == pytest.approx(3.0)
     assert {(e["source"], e["target"]) for e in g["edges"]} == {
         (by_label["New"]["id"], by_label["York"]["id"]),
         (by_label["*"]["id"], by_label["York"]["id"]),
-        (by_label["in"]["id"], by_label["*"]["id"])}
+        (by_label["in"]["id"], by_label["*"]["id"]),
+    }
     dot = to_dot(g, "L00N0001")
     assert "rankdir=RL" in dot and "penwidth=3" in dot
     svg = to_svg(dot)

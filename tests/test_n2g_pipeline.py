@@ -93,8 +93,15 @@ def test_show_json_reports_n2g(built):
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     n2g = data["n2g"]
-    for key in ("precision", "recall", "f1", "baseline_token_f1", "baseline_ngram_f1",
-                "ev_correlation_score", "explanation"):
+    for key in (
+        "precision",
+        "recall",
+        "f1",
+        "baseline_token_f1",
+        "baseline_ngram_f1",
+        "ev_correlation_score",
+        "explanation",
+    ):
         assert key in n2g
     assert n2g["f1"] >= 0.9 and "dog" in n2g["explanation"]
     sources = [e["source"] for e in data["explanations"]]
@@ -137,8 +144,9 @@ def test_cli_is_resumable_and_reports_skips(built):
     runner = CliRunner()
     again = runner.invoke(app, ["n2g", "--db", str(atlas), "--all", "--silent"])
     assert again.exit_code == 0, again.output
-    bad = runner.invoke(app, ["n2g", "--db", str(atlas), "--neurons", "L01N0005,L01N0099",
-                              "--silent"])
+    bad = runner.invoke(
+        app, ["n2g", "--db", str(atlas), "--neurons", "L01N0005,L01N0099", "--silent"]
+    )
     assert bad.exit_code == 3
     assert "L01N0099" in bad.stderr
     none = runner.invoke(app, ["n2g", "--db", str(atlas)])
@@ -155,8 +163,11 @@ def test_batched_schedule_needs_far_fewer_model_tokens_than_reference(atlas, loa
     ref = Session(loaded, reference_settings(pass_structure="reference"), prepend_bos=True)
     exs = [load_examples(conn, nid, ours.settings) for nid in ("L01N0005", "L01N0007")]
     ours.build(1, exs, stored_full=True)
-    ref.build(1, [load_examples(conn, nid, ref.settings) for nid in ("L01N0005", "L01N0007")],
-              stored_full=False)
+    ref.build(
+        1,
+        [load_examples(conn, nid, ref.settings) for nid in ("L01N0005", "L01N0007")],
+        stored_full=False,
+    )
     assert ref.runner.count.tokens > 3 * ours.runner.count.tokens
     assert ref.runner.count.passes > 10 * ours.runner.count.passes
 
@@ -236,5 +247,5 @@ def test_every_firing_token_can_be_a_pivot(atlas, loaded):
         results[pivots] = build
         for r in ex.test:
             pred = predict(build.trie, r.tokens, ex.a_max)
-            assert all((p > 0) == (t == " the") for p, t in zip(pred, r.tokens))
+            assert all((p > 0) == (t == " the") for p, t in zip(pred, r.tokens, strict=False))
     assert results["firing"].used_examples > results["max"].used_examples

@@ -20,8 +20,7 @@ from openai_fixtures import write_source
 
 PREFIX = "/neuron-explainer/gpt2_small_data/"
 # Injected behaviour per path (relative to PREFIX).
-MISSING = {"explanations/0/2.jsonl", "collated-activations/1/4.json",
-           "explanations/1/4.jsonl"}
+MISSING = {"explanations/0/2.jsonl", "collated-activations/1/4.json", "explanations/1/4.jsonl"}
 FLAKY = {"collated-activations/0/3.json": 2, "explanations/1/0.jsonl": 2}  # 500s before OK
 SLOW = {"collated-activations/0/1.json": 0.3}  # seconds, under the timeout
 HANG_ONCE = {"explanations/1/5.jsonl": 2.0}  # first answer slower than the timeout
@@ -41,7 +40,7 @@ class _Server:
             def do_GET(self):
                 if not self.path.startswith(PREFIX):
                     return self._send(404, b"")
-                rel = self.path[len(PREFIX):]
+                rel = self.path[len(PREFIX) :]
                 with server.lock:
                     server.hits[rel] += 1
                     n = server.hits[rel]
@@ -86,24 +85,24 @@ class _Server:
 
 @pytest.fixture
 def served(tmp_path, monkeypatch):
-    src = write_source(tmp_path / "blob", n_layers=2, n_neurons=6, broken=False,
-                       nan_literal=False)
+    src = write_source(tmp_path / "blob", n_layers=2, n_neurons=6, broken=False, nan_literal=False)
     monkeypatch.setitem(layout.MODELS, "tiny", layout.ModelShape("tiny", "tiny-gpt2", 2, 6))
     with _Server(src) as server:
         yield server
 
 
 def _config(server: _Server, cache: Path, **kw) -> ImportConfig:
-    settings = D.DownloadSettings(concurrency=4, retries=3, backoff=0.01, timeout=0.8,
-                                  cache=cache)
+    settings = D.DownloadSettings(concurrency=4, retries=3, backoff=0.01, timeout=0.8, cache=cache)
     # the parent of gpt2_small_data/: the layout must be found by probing
     return ImportConfig(source=server.base, model="tiny", download=settings, **kw)
 
 
 def _relations(db: Path) -> tuple[list, list]:
     conn = sqlite3.connect(db)
-    out = (conn.execute("SELECT * FROM neurons ORDER BY id").fetchall(),
-           conn.execute("SELECT * FROM activations").fetchall())
+    out = (
+        conn.execute("SELECT * FROM neurons ORDER BY id").fetchall(),
+        conn.execute("SELECT * FROM activations").fetchall(),
+    )
     conn.close()
     return out
 
@@ -148,10 +147,10 @@ def test_layers_restrict_remote_imports_and_resume_skips_done(served, tmp_path):
     served.hits.clear()
     again = import_openai(_config(served, cache, workers=0), db)
     assert again.already_done == 5
-    assert again.imported == 5 and {s.neuron_id for s in again.skipped} == {
-        "L00N0002", "L01N0004"}
-    assert not any(k.startswith(("explanations/1/", "collated-activations/1/"))
-                   for k in served.hits)  # layer 1 came from the cache
+    assert again.imported == 5 and {s.neuron_id for s in again.skipped} == {"L00N0002", "L01N0004"}
+    assert not any(
+        k.startswith(("explanations/1/", "collated-activations/1/")) for k in served.hits
+    )  # layer 1 came from the cache
 
 
 def test_write_is_atomic_when_interrupted(tmp_path, monkeypatch):
@@ -170,6 +169,12 @@ def test_cache_path_follows_host_and_path(monkeypatch, tmp_path):
     monkeypatch.setenv("NEURONATLAS_HOME", str(tmp_path))
     url = layout.BLOB + "gpt2_small_data/explanations/3/7.jsonl"
     assert D.cache_path(url) == tmp_path.joinpath(
-        "openai-cache", "openaipublic.blob.core.windows.net", "neuron-explainer",
-        "gpt2_small_data", "explanations", "3", "7.jsonl")
+        "openai-cache",
+        "openaipublic.blob.core.windows.net",
+        "neuron-explainer",
+        "gpt2_small_data",
+        "explanations",
+        "3",
+        "7.jsonl",
+    )
     assert layout.ALIASES["openai:gpt2-xl"][0].endswith("/neuron-explainer/data/")

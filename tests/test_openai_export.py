@@ -18,11 +18,15 @@ CLI = [sys.executable, "-c", "from neuronatlas.cli import main; main()"]
 
 def _relations(db) -> tuple[list, list, list]:
     conn = sqlite3.connect(db)
-    out = (conn.execute("SELECT * FROM neurons ORDER BY id").fetchall(),
-           conn.execute("SELECT * FROM activations").fetchall(),
-           conn.execute("SELECT neuron_id, source, position, text, ev_correlation_score,"
-                        " rsquared_score, absolute_dev_explained_score FROM explanations"
-                        " ORDER BY neuron_id, position").fetchall())
+    out = (
+        conn.execute("SELECT * FROM neurons ORDER BY id").fetchall(),
+        conn.execute("SELECT * FROM activations").fetchall(),
+        conn.execute(
+            "SELECT neuron_id, source, position, text, ev_correlation_score,"
+            " rsquared_score, absolute_dev_explained_score FROM explanations"
+            " ORDER BY neuron_id, position"
+        ).fetchall(),
+    )
     conn.close()
     return out
 
@@ -32,9 +36,14 @@ def test_openai_export_imports_back_identically(tmp_path):
     first = tmp_path / "first.db"
     import_openai(ImportConfig(source=str(src), workers=0), first)
     out = tmp_path / "out"
-    proc = subprocess.run([*CLI, "export", "--db", str(first), "--format", "openai", str(out),
-                           "--silent"], check=False, capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ))
+    proc = subprocess.run(
+        [*CLI, "export", "--db", str(first), "--format", "openai", str(out), "--silent"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+    )
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.iterdir()) == ["collated-activations", "explanations"]
     rec = json.loads((out / "collated-activations" / "0" / "2.json").read_text("utf-8"))
@@ -54,13 +63,25 @@ def test_export_keeps_every_source_primary_first_and_neurons_without_explanation
     db = tmp_path / "a.db"
     rec = Record([" a", " b"], [0.5, None])
     with AtlasWriter(db) as w:
-        w.write_neurons([
-            prepare(NeuronData(0, 0, "scrape", {"top": [rec], "random": []},
-                               mean=0.1, variance=None)),
-            prepare(NeuronData(0, 1, "scrape", {"top": [rec], "random": [rec]},
-                               explanations=[Explanation(" n2g words", 0.3)],
-                               explanation_source="n2g")),
-        ])
+        w.write_neurons(
+            [
+                prepare(
+                    NeuronData(
+                        0, 0, "scrape", {"top": [rec], "random": []}, mean=0.1, variance=None
+                    )
+                ),
+                prepare(
+                    NeuronData(
+                        0,
+                        1,
+                        "scrape",
+                        {"top": [rec], "random": [rec]},
+                        explanations=[Explanation(" n2g words", 0.3)],
+                        explanation_source="n2g",
+                    )
+                ),
+            ]
+        )
         w.write_explanations("L00N0001", "openai", [(" openai words", 0.9, None, 0.1)])
     out = tmp_path / "out"
     export_openai(db, out)
@@ -79,10 +100,10 @@ def test_parquet_has_one_table_per_relation(tmp_path):
     import_openai(ImportConfig(source=str(src), workers=0), db)
     counts = export_parquet(db, tmp_path / "pq")
     neurons, acts, expl = _relations(db)
-    assert counts == {"neurons": len(neurons), "activations": len(acts),
-                      "explanations": len(expl)}
+    assert counts == {"neurons": len(neurons), "activations": len(acts), "explanations": len(expl)}
     t = pq.read_table(tmp_path / "pq" / "activations.parquet")
     assert t.column_names == ["neuron_id", "category", "tokens", "activation_values"]
+
     # Same values; the view spells float32 values with 17 digits, the export as short as
     # round-trips.
     def parsed(rows):

@@ -21,8 +21,14 @@ CLI = [sys.executable, "-c", "from neuronatlas.cli import main; main()"]
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], check=False, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*CLI, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def relations(db: Path) -> tuple[list, list]:
@@ -76,26 +82,40 @@ def test_rerun_is_idempotent_and_overwrite_changes_nothing(source, db_path):
     again = run_cli("import-openai", str(source), "--db", str(db_path), "--silent")
     assert again.returncode == 3 and again.stderr.count("skipped ") == 3
     assert relations(db_path) == first
-    forced = run_cli("import-openai", str(source), "--db", str(db_path), "--silent",
-                     "--overwrite", "--workers", "0")
+    forced = run_cli(
+        "import-openai",
+        str(source),
+        "--db",
+        str(db_path),
+        "--silent",
+        "--overwrite",
+        "--workers",
+        "0",
+    )
     assert forced.returncode == 3
     assert relations(db_path) == first
     conn = sqlite3.connect(db_path)
     assert conn.execute("SELECT count(*) FROM excerpts").fetchone()[0] == excerpts
-    assert conn.execute("SELECT id, neuron_id, position, text FROM explanations"
-                        ).fetchall() == expl
+    assert conn.execute("SELECT id, neuron_id, position, text FROM explanations").fetchall() == expl
     runs = conn.execute("SELECT stage, status FROM runs ORDER BY id").fetchall()
     assert runs == [("import-openai", "partial")] * 3
 
 
 def test_seed_layout_under_a_subfolder_with_layers_and_model(tmp_path, db_path):
-    root = write_source(tmp_path / "seed", layout="seed", subfolder="data/gpt2-small",
-                        broken=False, n_layers=3, n_neurons=4)
+    root = write_source(
+        tmp_path / "seed",
+        layout="seed",
+        subfolder="data/gpt2-small",
+        broken=False,
+        n_layers=3,
+        n_neurons=4,
+    )
     plan = plan_import(ImportConfig(source=str(root), layers="1-2", model="gpt2-small"))
     assert "seed layout" in plan.description and "data/gpt2-small" in plan.description
     assert {f.layer for f in plan.neurons} == {1, 2}
-    result = import_openai(ImportConfig(source=str(root), layers="1-2", model="gpt2-small",
-                                        workers=1), db_path)
+    result = import_openai(
+        ImportConfig(source=str(root), layers="1-2", model="gpt2-small", workers=1), db_path
+    )
     assert (result.imported, result.skipped) == (8, [])
     neurons, _ = relations(db_path)
     folder = root / "data" / "gpt2-small"
@@ -120,14 +140,18 @@ def test_a_folder_without_the_layout_is_a_one_line_error(tmp_path, db_path):
 
 
 def test_sigkill_mid_import_then_rerun_equals_a_clean_import(tmp_path):
-    src = write_source(tmp_path / "big", n_layers=2, n_neurons=1500, broken=False,
-                       nan_literal=False, n_tokens=4)
+    src = write_source(
+        tmp_path / "big", n_layers=2, n_neurons=1500, broken=False, nan_literal=False, n_tokens=4
+    )
     clean = tmp_path / "clean.db"
     assert run_cli("import-openai", str(src), "--db", str(clean), "--silent").returncode == 0
     killed = tmp_path / "killed.db"
-    proc = subprocess.Popen([*CLI, "import-openai", str(src), "--db", str(killed), "--silent",
-                             "--workers", "1"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [*CLI, "import-openai", str(src), "--db", str(killed), "--silent", "--workers", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     rows_at_kill = 0
     deadline = time.monotonic() + 60
     try:
@@ -152,8 +176,10 @@ def test_sigkill_mid_import_then_rerun_equals_a_clean_import(tmp_path):
     assert run_cli("import-openai", str(src), "--db", str(killed), "--silent").returncode == 0
     assert relations(killed) == relations(clean)
     count = "SELECT count(*) FROM excerpts"
-    assert sqlite3.connect(killed).execute(count).fetchone() == \
-        sqlite3.connect(clean).execute(count).fetchone()
+    assert (
+        sqlite3.connect(killed).execute(count).fetchone()
+        == sqlite3.connect(clean).execute(count).fetchone()
+    )
 
 
 def test_parse_names_a_file_about_another_neuron_or_with_ragged_records(tmp_path):

@@ -23,7 +23,8 @@ def test_neuron_record_with_and_without_dataclass_name():
         assert (rec.neuron_id.layer_index, rec.neuron_id.neuron_index) == (3, 17)
         assert rec.most_positive_activation_records[1].activations == [
             None if a is None else float(a)
-            for a in raw["most_positive_activation_records"][1]["activations"]]
+            for a in raw["most_positive_activation_records"][1]["activations"]
+        ]
         assert [len(b) for b in rec.random_sample_by_quantile] == [2, 0, 1]
         assert rec.quantile_boundaries == [0.01, None]
 
@@ -57,11 +58,12 @@ def test_simulation_results_old_and_new_field_names(old, tag):
     res = S.decode_simulation_results(_b(raw))
     key = "scored_explanation_or_baseline_list" if old else "scored_explanations"
     text_key = "explanation_or_baseline" if old else "explanation"
-    assert [e.explanation for e in res.scored_explanations] == [
-        e[text_key] for e in raw[key]]
+    assert [e.explanation for e in res.scored_explanations] == [e[text_key] for e in raw[key]]
     first = res.scored_explanations[0]
-    assert first.scored_simulation.ev_correlation_score == \
-        raw[key][0]["scored_simulation"]["ev_correlation_score"]
+    assert (
+        first.scored_simulation.ev_correlation_score
+        == raw[key][0]["scored_simulation"]["ev_correlation_score"]
+    )
     seq = first.scored_simulation.scored_sequence_simulations[0]
     assert seq.simulation.activation_scale == "neuron_activations"  # from `unit` when old
     assert seq.simulation.expected_activations[1] is None
@@ -75,11 +77,18 @@ def test_simulation_results_old_and_new_field_names(old, tag):
 def test_null_scores_and_missing_simulation_list():
     raw = simulation_results(0, 1, seed=5, null_scores=True)
     _, summaries = S.decode_explanation_summaries(_b(raw))
-    assert all(s.ev_correlation_score is None and s.rsquared_score is None
-               and s.absolute_dev_explained_score is None for s in summaries)
-    bare = {"neuron_id": {"layer_index": 0, "neuron_index": 1},
-            "scored_explanations": [{"explanation": " x", "scored_simulation": {
-                "ev_correlation_score": 0.5}}]}
+    assert all(
+        s.ev_correlation_score is None
+        and s.rsquared_score is None
+        and s.absolute_dev_explained_score is None
+        for s in summaries
+    )
+    bare = {
+        "neuron_id": {"layer_index": 0, "neuron_index": 1},
+        "scored_explanations": [
+            {"explanation": " x", "scored_simulation": {"ev_correlation_score": 0.5}}
+        ],
+    }
     res = S.decode_simulation_results(_b(bare))
     assert res.scored_explanations[0].scored_simulation.scored_sequence_simulations == []
 
@@ -119,6 +128,9 @@ def test_writers_emit_openai_json_that_reads_back_equal():
     assert S.decode_simulation_results(line) == res
     rec = S.decode_neuron_record(_b(neuron_record(1, 1, seed=9, quantiles=True)))
     encoded = S.encode(rec)
-    assert json.loads(encoded)["neuron_id"] == {"dataclass_name": "NeuronId",
-                                                "layer_index": 1, "neuron_index": 1}
+    assert json.loads(encoded)["neuron_id"] == {
+        "dataclass_name": "NeuronId",
+        "layer_index": 1,
+        "neuron_index": 1,
+    }
     assert S.decode_neuron_record(encoded) == rec

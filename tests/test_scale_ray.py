@@ -36,8 +36,15 @@ def local_ray():
 def settings(tmp_path_factory, tiny_gpt2_dir):
     corpus = tmp_path_factory.mktemp("corpus") / "corpus.txt"
     corpus.write_text("\n".join(sentences(4, seed) for seed in range(120)))
-    return ScrapeSettings(model=str(tiny_gpt2_dir), corpus=str(corpus), context=16, top_k=5,
-                          random_k=4, quantile_k=2, batch_size=16)
+    return ScrapeSettings(
+        model=str(tiny_gpt2_dir),
+        corpus=str(corpus),
+        context=16,
+        top_k=5,
+        random_k=4,
+        quantile_k=2,
+        batch_size=16,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,19 +75,23 @@ def assert_same_atlas(local, other):
     rec_b, info_b, meta_b = _atlas(other)
     assert len(rec_a) > 0 and rec_a == rec_b  # top and random records exactly
     assert [i["id"] for i in info_a] == [i["id"] for i in info_b]
-    for a, b in zip(info_a, info_b):
+    for a, b in zip(info_a, info_b, strict=False):
         assert a["quantile_boundaries"] == b["quantile_boundaries"]
         for key in ("mean", "variance", "skewness", "kurtosis"):
             assert b[key] == pytest.approx(a[key], rel=1e-9, abs=1e-12), (a["id"], key)
-    assert {k: v for k, v in meta_a.items() if k != "created_at"} == \
-        {k: v for k, v in meta_b.items() if k != "created_at"}
+    assert {k: v for k, v in meta_a.items() if k != "created_at"} == {
+        k: v for k, v in meta_b.items() if k != "created_at"
+    }
 
 
 def test_ray_scrape_with_a_killed_actor_equals_local(settings, local_db, work, tmp_path):
     marker = tmp_path / "crashed"
     db = tmp_path / "ray.db"
-    res = scrape_on_ray(settings, db, options=RayOptions(
-        shards=8, workers=2, work_dir=work, crash_once=(3, str(marker))))
+    res = scrape_on_ray(
+        settings,
+        db,
+        options=RayOptions(shards=8, workers=2, work_dir=work, crash_once=(3, str(marker))),
+    )
     assert marker.exists()  # the actor running shard 3 really died half-way through it
     crashed_pid = int(marker.read_text().split()[1])
     assert res.shards == 8 and sorted(res.computed) == list(range(8)) and res.skipped == []
@@ -114,9 +125,30 @@ def test_cli_engine_ray_resumes_a_finished_job(settings, local_db, work, tmp_pat
     from neuronatlas.cli import app
 
     db = tmp_path / "cli.db"
-    args = ["scrape", "--model", settings.model, "--corpus", settings.corpus, "--db", str(db),
-            "--context", "16", "--top-k", "5", "--random-k", "4", "--quantile-k", "2",
-            "--engine", "ray", "--shards", "8", "--work-dir", str(work), "--json"]
+    args = [
+        "scrape",
+        "--model",
+        settings.model,
+        "--corpus",
+        settings.corpus,
+        "--db",
+        str(db),
+        "--context",
+        "16",
+        "--top-k",
+        "5",
+        "--random-k",
+        "4",
+        "--quantile-k",
+        "2",
+        "--engine",
+        "ray",
+        "--shards",
+        "8",
+        "--work-dir",
+        str(work),
+        "--json",
+    ]
     out = CliRunner().invoke(app, args)
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)
@@ -148,8 +180,7 @@ def test_n2g_fan_out_equals_local_and_writes_each_graph_once(n2g_atlas, tmp_path
     want = run_n2g(local, all_=True, batch_neurons=2)
     got = n2g_on_ray(dist, all_=True, batch_neurons=2, options=RayOptions(workers=2))
     assert want.failed == [] and got.failed == []
-    assert sorted(got.done) == sorted(want.done) == ["L00N0003", "L00N0010", "L01N0005",
-                                                     "L01N0007"]
+    assert sorted(got.done) == sorted(want.done) == ["L00N0003", "L00N0010", "L01N0005", "L01N0007"]
     g_local, g_ray = _graphs(local), _graphs(dist)
     assert list(g_local) == list(g_ray)
     for nid in g_local:
@@ -168,7 +199,8 @@ def test_n2g_fan_out_equals_local_and_writes_each_graph_once(n2g_atlas, tmp_path
 
     from neuronatlas.cli import app
 
-    out = CliRunner().invoke(app, ["n2g", "--db", str(dist), "--all", "--engine", "ray",
-                                   "--shards", "2"])
+    out = CliRunner().invoke(
+        app, ["n2g", "--db", str(dist), "--all", "--engine", "ray", "--shards", "2"]
+    )
     assert out.exit_code == 0, out.output
     assert "0 built, 4 already had a graph" in out.output

@@ -148,7 +148,8 @@ def test_core_and_cli_import_without_ray():
         "except BadInput as e:\n"
         "    print('BadInput', e)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
     assert out.returncode == 0, out.stderr
     assert "BadInput --engine ray needs Ray" in out.stdout

@@ -49,9 +49,14 @@ def _one_thread():
 
 def _run_killed(settings: ScrapeSettings, db, kill_at: int) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", _KILLER, json.dumps(asdict(settings)), str(db),
-                           str(kill_at)], capture_output=True, text=True, timeout=300, env=env,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-c", _KILLER, json.dumps(asdict(settings)), str(db), str(kill_at)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +68,16 @@ def corpus(tmp_path_factory):
 
 
 def _settings(model_dir, corpus, **kw) -> ScrapeSettings:
-    base = {"model": str(model_dir), "corpus": str(corpus), "context": 12, "top_k": 5,
-            "random_k": 3, "quantile_k": 2, "batch_size": 4, "checkpoint_every": 0}
+    base = {
+        "model": str(model_dir),
+        "corpus": str(corpus),
+        "context": 12,
+        "top_k": 5,
+        "random_k": 3,
+        "quantile_k": 2,
+        "batch_size": 4,
+        "checkpoint_every": 0,
+    }
     return ScrapeSettings(**{**base, **kw})
 
 
@@ -89,7 +102,9 @@ def test_detector_neurons_get_their_token_on_top(tiny_gpt2_dir, corpus, tmp_path
         stats = n["stats"]
         for key in ("mean", "variance", "skewness", "kurtosis"):
             assert math.isfinite(stats[key])
-        assert stats["variance"] > 0 and stats["max_activation"] == pytest.approx(info["peak"], abs=5e-5)
+        assert stats["variance"] > 0 and stats["max_activation"] == pytest.approx(
+            info["peak"], abs=5e-5
+        )
         assert len(stats["quantile_boundaries"]) == 4
     meta = reader.meta(conn)
     assert meta["data_source"] == "scrape" and meta["architecture"] == "gpt2"
@@ -100,8 +115,9 @@ def test_detector_neurons_get_their_token_on_top(tiny_gpt2_dir, corpus, tmp_path
     assert json.loads(meta["corpus"])["kind"] == "txt"
     # the seed-compatible relations
     raw = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    cats = {r[0] for r in raw.execute(
-        "SELECT category FROM activations WHERE neuron_id = 'L00N0003'")}
+    cats = {
+        r[0] for r in raw.execute("SELECT category FROM activations WHERE neuron_id = 'L00N0003'")
+    }
     assert {"top", "random"} <= cats
     assert not checkpoint_path(db).exists()
 
@@ -116,16 +132,48 @@ def test_layers_and_tokens_cap(tiny_gpt2_dir, corpus, tmp_path):
 
 def test_cli_scrape_json_and_errors(tiny_gpt2_dir, corpus, tmp_path):
     db = tmp_path / "cli.db"
-    out = CliRunner().invoke(app, [
-        "scrape", "--model", str(tiny_gpt2_dir), "--corpus", str(corpus), "--db", str(db),
-        "--context", "12", "--top-k", "4", "--random-k", "2", "--layers", "0-0", "--json"])
+    out = CliRunner().invoke(
+        app,
+        [
+            "scrape",
+            "--model",
+            str(tiny_gpt2_dir),
+            "--corpus",
+            str(corpus),
+            "--db",
+            str(db),
+            "--context",
+            "12",
+            "--top-k",
+            "4",
+            "--random-k",
+            "2",
+            "--layers",
+            "0-0",
+            "--json",
+        ],
+    )
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)
     assert doc["neurons"] == 256 and doc["layers"] == [0]
     bad = subprocess.run(
-        [sys.executable, "-c", "from neuronatlas.cli import main; main()", "scrape", "--model",
-         str(tiny_gpt2_dir), "--corpus", str(tmp_path / "nope.csv"), "--db", str(db)],
-        capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-c",
+            "from neuronatlas.cli import main; main()",
+            "scrape",
+            "--model",
+            str(tiny_gpt2_dir),
+            "--corpus",
+            str(tmp_path / "nope.csv"),
+            "--db",
+            str(db),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert bad.returncode == 1 and "--corpus" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -147,8 +195,9 @@ def _dump(db):
     conn = open_reader(db)
     ids = reader.neuron_ids(conn)
     info = list(reader.iter_neuron_info(conn))
-    recs = list(reader.iter_records(conn, ids, ["top", "random", *[f"quantile_{i}"
-                                                                    for i in range(5)]]))
+    recs = list(
+        reader.iter_records(conn, ids, ["top", "random", *[f"quantile_{i}" for i in range(5)]])
+    )
     return info, recs
 
 
@@ -182,8 +231,9 @@ def test_checkpoint_of_other_settings_is_not_resumed(tiny_gpt2_dir, corpus, tmp_
     with pytest.raises(Crash):
         run_scrape(settings, db, crash)
     assert checkpoint_path(db).exists()
-    other = run_scrape(_settings(tiny_gpt2_dir, corpus, checkpoint_every=1, batch_size=3,
-                                 layers=[0], seed=1), db)
+    other = run_scrape(
+        _settings(tiny_gpt2_dir, corpus, checkpoint_every=1, batch_size=3, layers=[0], seed=1), db
+    )
     assert other.resumed_from == 0
 
 
@@ -191,9 +241,18 @@ def test_checkpoint_of_other_settings_is_not_resumed(tiny_gpt2_dir, corpus, tmp_
 def test_default_model_over_default_corpus(tmp_path):
     """Gemma-3-270M (offline default) over the offline Wikipedia extracts, two layers."""
     db = tmp_path / "gemma.db"
-    result = run_scrape(ScrapeSettings(model="default", corpus="default", tokens=512,
-                                       context=32, layers=[0, 17], batch_size=8,
-                                       checkpoint_every=0), db)
+    result = run_scrape(
+        ScrapeSettings(
+            model="default",
+            corpus="default",
+            tokens=512,
+            context=32,
+            layers=[0, 17],
+            batch_size=8,
+            checkpoint_every=0,
+        ),
+        db,
+    )
     assert result.windows == 16 and result.neurons == 2 * 2048
     conn = open_reader(db)
     meta = reader.meta(conn)

@@ -51,7 +51,7 @@ def _data(n_windows: int, seed: int, ties: bool):
 def _scrape(ids: np.ndarray, acts, tokens, batch: int):
     state = new_state(CFG, LAYERS, N)
     for i in range(0, len(ids), batch):
-        b = ids[i:i + batch]
+        b = ids[i : i + batch]
         update(state, b, tokens[b], {L: a[b] for L, a in acts.items()})
     return state
 
@@ -73,8 +73,15 @@ def _assert_same(x, y):
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(2, 40), cut=st.floats(0.0, 1.0), ba=st.integers(1, 9),
-       bb=st.integers(1, 9), bf=st.integers(1, 9), seed=st.integers(0, 2**16), ties=st.booleans())
+@given(
+    n=st.integers(2, 40),
+    cut=st.floats(0.0, 1.0),
+    ba=st.integers(1, 9),
+    bb=st.integers(1, 9),
+    bf=st.integers(1, 9),
+    seed=st.integers(0, 2**16),
+    ties=st.booleans(),
+)
 def test_merge_of_shards_equals_one_pass(n, cut, ba, bb, bf, seed, ties):
     acts, tokens = _data(n, seed, ties)
     ids = np.arange(n, dtype=np.int64)
@@ -109,11 +116,11 @@ def test_state_matches_brute_force():
         can = canonical(state.layers[L])
         keys = window_keys(neuron_salts(CFG.seed, STREAM_RANDOM, L, N), np.arange(n))
         for j in range(N):
-            top = sorted(range(n), key=lambda w: (-wmax[w, j], w))[:CFG.top_k]
+            top = sorted(range(n), key=lambda w: (-wmax[w, j], w))[: CFG.top_k]
             assert can["top_wid"][j].tolist() == top
             assert np.array_equal(can["top_val"][j], wmax[top, j])
             assert np.array_equal(can["top_vec"][j], x[top, :, j])
-            rnd = sorted(range(n), key=lambda w: (keys[j, w], w))[:CFG.random_k]
+            rnd = sorted(range(n), key=lambda w: (keys[j, w], w))[: CFG.random_k]
             assert can["rnd_wid"][j].tolist() == rnd
             assert np.array_equal(can["rnd_vec"][j], x[rnd, :, j])
         flat = x.astype(np.float64).reshape(-1, N)
@@ -122,10 +129,12 @@ def test_state_matches_brute_force():
         var = flat.var(0)
         np.testing.assert_allclose(stats["mean"], mu, rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(stats["variance"], var, rtol=1e-6)
-        np.testing.assert_allclose(stats["skewness"], ((flat - mu) ** 3).mean(0) / var ** 1.5,
-                                   rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(stats["kurtosis"], ((flat - mu) ** 4).mean(0) / var ** 2 - 3,
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            stats["skewness"], ((flat - mu) ** 3).mean(0) / var**1.5, rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            stats["kurtosis"], ((flat - mu) ** 4).mean(0) / var**2 - 3, rtol=1e-5, atol=1e-6
+        )
 
 
 def test_quantile_samples_land_in_their_buckets():
@@ -146,7 +155,8 @@ def test_quantile_samples_land_in_their_buckets():
         assert len(r["records"]["quantile_0"]) == CFG.quantile_k
         assert len(r["records"]["random"]) == CFG.random_k
         assert [max(v) for _, v in r["records"]["top"]] == sorted(
-            (max(v) for _, v in r["records"]["top"]), reverse=True)
+            (max(v) for _, v in r["records"]["top"]), reverse=True
+        )
 
 
 def test_save_load_roundtrip_is_atomic_and_bounded(tmp_path):

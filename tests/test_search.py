@@ -46,8 +46,13 @@ def test_paraphrases_sharing_no_content_word_find_their_neuron_first(atlas):
 def test_search_results_carry_the_explanation_and_its_score(atlas):
     conn = open_reader(atlas)
     hit = S.semantic_search(conn, "canine companions", k=1)[0]
-    assert hit == {**hit, "layer": 0, "neuron": 1, "explanation": "references to dogs and puppies",
-                   "score": pytest.approx(0.1)}
+    assert hit == {
+        **hit,
+        "layer": 0,
+        "neuron": 1,
+        "explanation": "references to dogs and puppies",
+        "score": pytest.approx(0.1),
+    }
     assert len(S.semantic_search(conn, "anything", k=50)) == len(NEURONS)
 
 
@@ -95,8 +100,15 @@ def test_token_index_and_token_search(atlas):
 
 
 def test_token_pieces_follow_gpt2_pre_tokenization():
-    assert regex_pieces("Hello world, it's 42!") == ["Hello", " world", ",", " it", "'s", " 42",
-                                                      "!"]
+    assert regex_pieces("Hello world, it's 42!") == [
+        "Hello",
+        " world",
+        ",",
+        " it",
+        "'s",
+        " 42",
+        "!",
+    ]
     assert " Paris" in query_tokens("Paris") and "Paris" in query_tokens("Paris")
 
 
@@ -118,7 +130,8 @@ def test_fulltext_follows_explanation_edits(db_path):
         w.write_explanations("L00N0002", "openai", [("volcanic eruptions", None, None, None)])
     conn = open_reader(db_path)
     assert [h["id"] for h in fulltext_search(conn, "volcanic", field="explanations")] == [
-        "L00N0002"]
+        "L00N0002"
+    ]
     assert fulltext_search(conn, "recipes", field="explanations") == []
     assert [h["id"] for h in fulltext_search(conn, "volcanic")] == ["L00N0002"]
     with pytest.raises(BadInput, match="neuronatlas index"):
@@ -149,8 +162,9 @@ def test_similar_by_tokens_is_symmetric_and_by_embedding_excludes_self(atlas):
 
 def test_cli_search_json_has_exactly_the_contract_keys(atlas):
     runner = CliRunner()
-    out = runner.invoke(app, ["search", "canine companions", "--db", str(atlas), "--k", "2",
-                              "--json"])
+    out = runner.invoke(
+        app, ["search", "canine companions", "--db", str(atlas), "--k", "2", "--json"]
+    )
     assert out.exit_code == 0, out.output
     rows = json.loads(out.stdout)
     assert [list(r) for r in rows] == [KEYS, KEYS] and rows[0]["id"] == "L00N0001"
@@ -165,10 +179,21 @@ def test_imported_openai_atlas_end_to_end(tmp_path):
     source = write_openai_source(tmp_path / "src")
     db = tmp_path / "gpt2.db"
     runner = CliRunner()
-    for args in (["import-openai", str(source), "--db", str(db), "--model", "gpt2-small",
-                  "--workers", "0", "--silent"],
-                 ["embed", "--db", str(db), "--embedder", "all-MiniLM-L6-v2", "--silent"],
-                 ["index", "--db", str(db), "--silent"]):
+    for args in (
+        [
+            "import-openai",
+            str(source),
+            "--db",
+            str(db),
+            "--model",
+            "gpt2-small",
+            "--workers",
+            "0",
+            "--silent",
+        ],
+        ["embed", "--db", str(db), "--embedder", "all-MiniLM-L6-v2", "--silent"],
+        ["index", "--db", str(db), "--silent"],
+    ):
         out = runner.invoke(app, args)
         assert out.exit_code == 0, (args, out.output)
     for query in ("canine companions", "judge, attorney and trial"):

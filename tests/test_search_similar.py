@@ -17,8 +17,9 @@ from neuronatlas.store.search import rebuild_search_indexes
 
 def _gpt2():
     torch.manual_seed(0)
-    cfg = transformers.GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=3,
-                                  n_head=2, n_inner=24)
+    cfg = transformers.GPT2Config(
+        vocab_size=50, n_positions=16, n_embd=16, n_layer=3, n_head=2, n_inner=24
+    )
     model = transformers.GPT2LMHeadModel(cfg).eval().requires_grad_(False)
     with torch.no_grad():
         for block in model.transformer.h:  # non-trivial LayerNorm scales
@@ -28,9 +29,14 @@ def _gpt2():
 
 def _llama():
     torch.manual_seed(1)
-    cfg = transformers.LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=20,
-                                   num_hidden_layers=3, num_attention_heads=2,
-                                   num_key_value_heads=2)
+    cfg = transformers.LlamaConfig(
+        vocab_size=40,
+        hidden_size=16,
+        intermediate_size=20,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
     model = transformers.LlamaForCausalLM(cfg).eval().requires_grad_(False)
     with torch.no_grad():
         for block in model.model.layers:
@@ -57,8 +63,9 @@ def test_gpt2_connections_follow_openai_definition():
     assert mags == sorted(mags, reverse=True)
     up = W.connections(weights, 2, 3, k=5)["upstream"]
     b, j, w = up[0]
-    manual = float((h[b].mlp.c_proj.weight[j] * h[2].ln_2.weight * h[2].mlp.c_fc.weight[:, 3])
-                   .sum())
+    manual = float(
+        (h[b].mlp.c_proj.weight[j] * h[2].ln_2.weight * h[2].mlp.c_fc.weight[:, 3]).sum()
+    )
     assert w == pytest.approx(manual, rel=1e-4, abs=1e-6) and b < 2
 
 
@@ -78,8 +85,13 @@ def test_gated_models_use_gate_proj_and_down_proj():
     layers = model.model.layers
     got = W.connections(weights, 0, 2, k=1)["downstream"][0]
     b, j, w = got
-    manual = float((layers[0].mlp.down_proj.weight[:, 2] * layers[b].post_attention_layernorm
-                    .weight * layers[b].mlp.gate_proj.weight[j]).sum())
+    manual = float(
+        (
+            layers[0].mlp.down_proj.weight[:, 2]
+            * layers[b].post_attention_layernorm.weight
+            * layers[b].mlp.gate_proj.weight[j]
+        ).sum()
+    )
     assert w == pytest.approx(manual, rel=1e-4, abs=1e-6)
 
 

@@ -21,13 +21,20 @@ from neuronatlas.store.migrations import available, current_version
 
 def _neuron(layer=0, neuron=1, scale=1.0, explanation=" dogs"):
     return NeuronData(
-        layer=layer, neuron=neuron, source="openai",
+        layer=layer,
+        neuron=neuron,
+        source="openai",
         records={
-            "top": [Record([" a", " dog"], [0.1 * scale, 2.5 * scale]),
-                    Record([" the", " cat"], [1.5 * scale, -0.01])],
+            "top": [
+                Record([" a", " dog"], [0.1 * scale, 2.5 * scale]),
+                Record([" the", " cat"], [1.5 * scale, -0.01]),
+            ],
             "random": [Record([" a", " dog"], [0.2, None])],
         },
-        mean=0.01, variance=0.2, skewness=None, kurtosis=3.0,
+        mean=0.01,
+        variance=0.2,
+        skewness=None,
+        kurtosis=3.0,
         explanations=[Explanation(explanation, 0.5, 0.25, 0.125)],
     )
 
@@ -38,10 +45,18 @@ def test_seed_relations_have_the_seed_columns(db_path):
     conn = sqlite3.connect(db_path)
     cols = [d[0] for d in conn.execute("SELECT * FROM neurons").description]
     assert cols == [
-        "id", "layer_index", "neuron_index", "explanation_text",
-        "explanation_ev_correlation_score", "explanation_rsquared_score",
-        "explanation_absolute_dev_explained_score", "activation_mean", "activation_variance",
-        "activation_skewness", "activation_kurtosis", "explanation_embedding",
+        "id",
+        "layer_index",
+        "neuron_index",
+        "explanation_text",
+        "explanation_ev_correlation_score",
+        "explanation_rsquared_score",
+        "explanation_absolute_dev_explained_score",
+        "activation_mean",
+        "activation_variance",
+        "activation_skewness",
+        "activation_kurtosis",
+        "explanation_embedding",
     ]
     row = conn.execute("SELECT * FROM neurons WHERE id = 'L00N0001'").fetchone()
     assert row[:11] == ("L00N0001", 0, 1, " dogs", 0.5, 0.25, 0.125, 0.01, 0.2, None, 3.0)

@@ -72,15 +72,20 @@ def _view_values(db, neuron_id="L00N0000") -> list[list]:
 
 
 def _write(db, recs: list[list[float | None]]) -> None:
-    data = NeuronData(layer=0, neuron=0, source="scrape", records={
-        "top": [Record([f"t{i}" for i in range(len(v))], v) for v in recs]})
+    data = NeuronData(
+        layer=0,
+        neuron=0,
+        source="scrape",
+        records={"top": [Record([f"t{i}" for i in range(len(v))], v) for v in recs]},
+    )
     with AtlasWriter(db) as w:
         w.write_neurons([prepare(data)])
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=70),
-                min_size=1, max_size=5))
+@given(
+    st.lists(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=70), min_size=1, max_size=5)
+)
 def test_the_view_decodes_any_float32_bit_pattern_exactly(tmp_path_factory, patterns):
     """Every exponent, subnormals, ±0, NaN and ±inf (null), through plain SQL."""
     db = tmp_path_factory.mktemp("v") / "a.db"
@@ -107,16 +112,22 @@ def test_an_atlas_from_before_float32_storage_keeps_its_json_values(tmp_path):
     """Migration 005 rebuilds `records`; rows written as JSON text by schema 4 read back."""
     db = tmp_path / "old.db"
     conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-                 " applied_at TEXT NOT NULL)")
+    conn.execute(
+        "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+        " applied_at TEXT NOT NULL)"
+    )
     for version, name, sql in [m for m in available() if m[0] < 5]:
-        conn.executescript(f"BEGIN; {sql}; INSERT INTO schema_version VALUES"
-                           f" ({version}, '{name}', 'then'); COMMIT;")
-    conn.execute("INSERT INTO neuron_info(id, layer, neuron, source) VALUES"
-                 " ('L00N0000', 0, 0, 'openai')")
-    conn.execute("INSERT INTO excerpts VALUES (7, '[\" a\",\" b\"]')")
+        conn.executescript(
+            f"BEGIN; {sql}; INSERT INTO schema_version VALUES"
+            f" ({version}, '{name}', 'then'); COMMIT;"
+        )
+    conn.execute(
+        "INSERT INTO neuron_info(id, layer, neuron, source) VALUES ('L00N0000', 0, 0, 'openai')"
+    )
+    conn.execute('INSERT INTO excerpts VALUES (7, \'[" a"," b"]\')')
     conn.execute("INSERT INTO records VALUES ('L00N0000', 'top', 0, 7, '[0.1,null]', 0.1, 0)")
     assert migrate(conn) == [v for v, _, _ in available() if v >= 5]
     assert conn.execute("SELECT tokens, activation_values FROM activations").fetchall() == [
-        ('[" a"," b"]', "[0.1,null]")]
+        ('[" a"," b"]', "[0.1,null]")
+    ]
     conn.close()

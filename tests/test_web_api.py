@@ -19,8 +19,14 @@ HTML = {"accept": "text/html"}
 
 @pytest.fixture(scope="module")
 def atlas_path(tmp_path_factory):
-    return build_synthetic_atlas(tmp_path_factory.mktemp("web") / "atlas.db",
-                                 layers=2, per_layer=8, n_top=5, n_random=4, length=12)
+    return build_synthetic_atlas(
+        tmp_path_factory.mktemp("web") / "atlas.db",
+        layers=2,
+        per_layer=8,
+        n_top=5,
+        n_random=4,
+        length=12,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +86,9 @@ def test_unknown_neurons_are_404(client):
     error_of(client.get("/api/neurons/L00N0099/next"), 404, "not_found")
 
 
-@pytest.mark.parametrize("query", ["q=dog&k=0", "q=dog&k=101", "q=&k=5", "k=5",
-                                   "q=dog&mode=magic", "q=" + "x" * 501])
+@pytest.mark.parametrize(
+    "query", ["q=dog&k=0", "q=dog&k=101", "q=&k=5", "k=5", "q=dog&mode=magic", "q=" + "x" * 501]
+)
 def test_search_parameters_are_bounded(client, query):
     error_of(client.get("/api/search?" + query), 422, "invalid")
 
@@ -90,8 +97,10 @@ def test_substring_search_finds_the_neuron(client):
     body = client.get("/api/search?q=river&mode=substring&k=5").json()
     assert body["mode"] == "substring"
     ids = [r["id"] for r in body["results"]]
-    assert ids and all(set(r) >= {"id", "layer", "neuron", "explanation", "score", "similarity"}
-                       for r in body["results"])
+    assert ids and all(
+        set(r) >= {"id", "layer", "neuron", "explanation", "score", "similarity"}
+        for r in body["results"]
+    )
     for r in body["results"]:
         assert "river" in r["explanation"]
     assert len(ids) == len(set(ids))
@@ -134,9 +143,21 @@ def test_map_without_embedding_stage_is_the_layer_grid(client, monkeypatch):
 
 def _fake_stage(feature):
     """Test doubles for the embed/n2g stages' read functions (their own tests cover them)."""
+
     def map_points(conn):
-        return [{"id": f"L00N000{i}", "layer": 0, "neuron": i, "x": i * 0.5, "y": -i,
-                 "cluster": i % 2, "explanation": f"e{i}", "score": None} for i in range(3)]
+        return [
+            {
+                "id": f"L00N000{i}",
+                "layer": 0,
+                "neuron": i,
+                "x": i * 0.5,
+                "y": -i,
+                "cluster": i % 2,
+                "explanation": f"e{i}",
+                "score": None,
+            }
+            for i in range(3)
+        ]
 
     def cluster_labels(conn):
         return [{"cluster": 0, "label": "animals", "size": 2, "x": 0.0, "y": 0.0}]
@@ -144,18 +165,29 @@ def _fake_stage(feature):
     def neuron_graph(conn, nid, svg=True):
         if nid != "L00N0001":
             return None
-        return {"neuron_id": nid, "metrics": {"f1": 0.8, "baseline_token_f1": 0.5,
-                                              "precision": 0.9, "recall": 0.7},
-                "explanation": "cat", "graph": {"nodes": [], "edges": []}, "dot": "digraph {}",
-                "svg": "<svg xmlns='http://www.w3.org/2000/svg'><text>cat</text></svg>"
-                if svg else None}
+        return {
+            "neuron_id": nid,
+            "metrics": {"f1": 0.8, "baseline_token_f1": 0.5, "precision": 0.9, "recall": 0.7},
+            "explanation": "cat",
+            "graph": {"nodes": [], "edges": []},
+            "dot": "digraph {}",
+            "svg": "<svg xmlns='http://www.w3.org/2000/svg'><text>cat</text></svg>"
+            if svg
+            else None,
+        }
 
     def similar_neurons(conn, nid, k):
-        return {"by_embedding": [{"id": "L01N0001", "explanation": "x", "similarity": 0.9}],
-                "by_tokens": []}
+        return {
+            "by_embedding": [{"id": "L01N0001", "explanation": "x", "similarity": 0.9}],
+            "by_tokens": [],
+        }
 
-    return {"map": map_points, "clusters": cluster_labels, "graph": neuron_graph,
-            "similar": similar_neurons}.get(feature)
+    return {
+        "map": map_points,
+        "clusters": cluster_labels,
+        "graph": neuron_graph,
+        "similar": similar_neurons,
+    }.get(feature)
 
 
 def test_map_columns_and_sections_from_stage_functions(client, monkeypatch):
@@ -170,8 +202,7 @@ def test_map_columns_and_sections_from_stage_functions(client, monkeypatch):
     assert graph["metrics"]["f1"] == 0.8
     svg = client.get("/api/neurons/L00N0001/graph.svg")
     assert svg.headers["content-type"].startswith("image/svg+xml") and "<text>cat" in svg.text
-    assert "no N2G graph" in error_of(client.get("/api/neurons/L00N0002/graph"), 409,
-                                      "not_built")
+    assert "no N2G graph" in error_of(client.get("/api/neurons/L00N0002/graph"), 409, "not_built")
     detail = client.get("/api/neurons/L00N0001").json()
     assert detail["n2g"]["metrics"]["baseline_token_f1"] == 0.5
     assert detail["similar"]["by_embedding"][0]["id"] == "L01N0001"
@@ -181,13 +212,13 @@ def test_map_columns_and_sections_from_stage_functions(client, monkeypatch):
 
 
 def test_activate_without_a_model_is_503(client):
-    msg = error_of(client.post("/api/activate", json={"text": "the cat"}), 503,
-                   "model_unavailable")
+    msg = error_of(client.post("/api/activate", json={"text": "the cat"}), 503, "model_unavailable")
     assert "--model" in msg
 
 
-@pytest.mark.parametrize("body", [{"text": "x" * 2001}, {"text": ""}, {},
-                                  {"text": "a", "k": 0}, {"text": "a", "k": 101}])
+@pytest.mark.parametrize(
+    "body", [{"text": "x" * 2001}, {"text": ""}, {}, {"text": "a", "k": 0}, {"text": "a", "k": 101}]
+)
 def test_activate_input_is_bounded(client, body):
     error_of(client.post("/api/activate", json=body), 422, "invalid")
 
@@ -195,8 +226,15 @@ def test_activate_input_is_bounded(client, body):
 def test_openapi_and_local_docs(client):
     spec = client.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.")
-    for path in ["/healthz", "/api/neurons/{neuron_id}", "/api/search", "/api/tokens",
-                 "/api/activate", "/api/neurons/{neuron_id}/graph", "/api/map"]:
+    for path in [
+        "/healthz",
+        "/api/neurons/{neuron_id}",
+        "/api/search",
+        "/api/tokens",
+        "/api/activate",
+        "/api/neurons/{neuron_id}/graph",
+        "/api/map",
+    ]:
         assert path in spec["paths"], path
     docs = client.get("/docs").text
     assert "/vendor/swagger/swagger-ui-bundle.js" in docs
@@ -234,8 +272,10 @@ def test_reads_are_read_only_and_time_limited(atlas_path):
     conn = open_reader(atlas_path)
     with pytest.raises(sqlite3.OperationalError):
         conn.execute("DELETE FROM neuron_info")
-    slow = ("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) "
-            "SELECT count(*) FROM (SELECT i FROM c LIMIT 100000000)")
+    slow = (
+        "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) "
+        "SELECT count(*) FROM (SELECT i FROM c LIMIT 100000000)"
+    )
     with pytest.raises(QueryTimeout), store_web.time_limit(conn, 0.05) as c:
         c.execute(slow).fetchone()
     assert conn.execute("SELECT count(*) FROM neuron_info").fetchone()[0] == 16

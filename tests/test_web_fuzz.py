@@ -18,8 +18,14 @@ from neuronatlas.web.synthetic import build_synthetic_atlas
 
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory):
-    path = build_synthetic_atlas(tmp_path_factory.mktemp("fuzz") / "atlas.db",
-                                 layers=2, per_layer=4, n_top=2, n_random=2, length=6)
+    path = build_synthetic_atlas(
+        tmp_path_factory.mktemp("fuzz") / "atlas.db",
+        layers=2,
+        per_layer=4,
+        n_top=2,
+        n_random=2,
+        length=6,
+    )
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(path))
 
 
@@ -45,9 +51,11 @@ def test_every_operation_survives_generated_input(api_schema):
     assert len(operations) >= 10
     seen: list[int] = []
     for op in operations:
+
         @given(case=op.as_strategy())
-        @settings(max_examples=30, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def fuzz(case):
             check(case, seen)
 

@@ -17,8 +17,14 @@ from neuronatlas.web.synthetic import build_synthetic_atlas
 @pytest.fixture(scope="module")
 def atlas_path(tmp_path_factory):
     # The tiny model has 2 layers × 256 neurons; the atlas stores the first 8 of each layer.
-    return build_synthetic_atlas(tmp_path_factory.mktemp("live") / "atlas.db",
-                                 layers=2, per_layer=8, n_top=3, n_random=2, length=8)
+    return build_synthetic_atlas(
+        tmp_path_factory.mktemp("live") / "atlas.db",
+        layers=2,
+        per_layer=8,
+        n_top=3,
+        n_random=2,
+        length=8,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +43,7 @@ def test_strongest_neurons_per_token(client, tiny_gpt2_dir):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["tokens"] == ["A", " dog", " and", " the", " cat"] and body["truncated"] is False
-    tops = {tok: top for tok, top in zip(body["tokens"], body["top"])}
+    tops = {tok: top for tok, top in zip(body["tokens"], body["top"], strict=False)}
     want = peaks(tiny_gpt2_dir)
     for tok, nid in [(" dog", "L01N0005"), (" the", "L01N0007"), (" cat", "L00N0003")]:
         first = tops[tok][0]
@@ -51,7 +57,7 @@ def test_one_neuron_per_token(client, tiny_gpt2_dir):
     r = client.post("/api/activate", json={"text": "my cat, your cat", "neuron": "0:3"})
     body = r.json()
     assert body["neuron"] == "L00N0003"
-    acts = dict(zip(range(len(body["tokens"])), body["activations"]))
+    acts = dict(zip(range(len(body["tokens"])), body["activations"], strict=False))
     on_cat = [acts[i] for i, t in enumerate(body["tokens"]) if t == " cat"]
     off_cat = [acts[i] for i, t in enumerate(body["tokens"]) if t != " cat"]
     assert len(on_cat) == 2 and min(on_cat) > 5 and max(off_cat) < 0.5
@@ -69,8 +75,20 @@ def test_neuron_page_offers_the_live_box(client):
 
 
 def test_cli_activate_json(atlas_path, tiny_gpt2_dir):
-    result = CliRunner().invoke(cli_app, ["activate", " the dog", "--db", str(atlas_path),
-                                          "--model", str(tiny_gpt2_dir), "--k", "2", "--json"])
+    result = CliRunner().invoke(
+        cli_app,
+        [
+            "activate",
+            " the dog",
+            "--db",
+            str(atlas_path),
+            "--model",
+            str(tiny_gpt2_dir),
+            "--k",
+            "2",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert body["tokens"] == [" the", " dog"]
@@ -78,8 +96,10 @@ def test_cli_activate_json(atlas_path, tiny_gpt2_dir):
 
 
 def test_cli_activate_table_and_missing_model(atlas_path, tiny_gpt2_dir):
-    result = CliRunner().invoke(cli_app, ["activate", "cat", "--db", str(atlas_path),
-                                          "--model", str(tiny_gpt2_dir), "--k", "1"])
+    result = CliRunner().invoke(
+        cli_app,
+        ["activate", "cat", "--db", str(atlas_path), "--model", str(tiny_gpt2_dir), "--k", "1"],
+    )
     assert result.exit_code == 0 and "L00N0003" not in result.stdout  # "cat" ≠ " cat"
     assert "'cat'" in result.stdout
     missing = CliRunner().invoke(cli_app, ["activate", "cat", "--db", str(atlas_path)])

@@ -21,13 +21,29 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    db = build_synthetic_atlas(tmp_path_factory.mktemp("serve") / "atlas.db",
-                               layers=2, per_layer=5, n_top=3, n_random=2, length=8)
+    db = build_synthetic_atlas(
+        tmp_path_factory.mktemp("serve") / "atlas.db",
+        layers=2,
+        per_layer=5,
+        n_top=3,
+        n_random=2,
+        length=8,
+    )
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from neuronatlas.cli import main; main()", "serve",
-         "--db", str(db), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "from neuronatlas.cli import main; main()",
+            "serve",
+            "--db",
+            str(db),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -69,7 +85,18 @@ def test_served_atlas_answers_over_http(served):
 
 
 def test_serve_refuses_a_missing_atlas(tmp_path):
-    r = subprocess.run([sys.executable, "-c", "from neuronatlas.cli import main; main()",
-                        "serve", "--db", str(tmp_path / "none.db")],
-                       capture_output=True, text=True, timeout=60, check=False)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from neuronatlas.cli import main; main()",
+            "serve",
+            "--db",
+            str(tmp_path / "none.db"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert r.returncode == 1 and "no such atlas" in r.stderr

@@ -62,8 +62,13 @@ def build_token_detector_gpt2(
     tok = gpt2_tokenizer()
     torch.manual_seed(seed)
     config = GPT2Config(
-        vocab_size=len(tok), n_positions=1024, n_embd=d_model, n_layer=n_layer, n_head=n_head,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        vocab_size=len(tok),
+        n_positions=1024,
+        n_embd=d_model,
+        n_layer=n_layer,
+        n_head=n_head,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
     )
     model = GPT2LMHeadModel(config).eval()
     d_mlp = 4 * d_model

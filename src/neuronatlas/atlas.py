@@ -21,7 +21,9 @@ from neuronatlas.web import data
 from neuronatlas.web.live import LiveModel, default_spec
 from neuronatlas.web.render import HEATMAP_CSS, category_order, histogram_svg, record_row
 
-_NOTEBOOK_CSS = HEATMAP_CSS + """
+_NOTEBOOK_CSS = (
+    HEATMAP_CSS
+    + """
 .na-card{font-family:system-ui,sans-serif;font-size:14px;max-width:980px}
 .na-card h3{margin:4px 0;font-family:ui-monospace,monospace}
 .na-card table{border-collapse:collapse;font-size:13px;margin:6px 0}
@@ -29,6 +31,7 @@ _NOTEBOOK_CSS = HEATMAP_CSS + """
 .na-card .hist .bar{fill:#ff8c00}.na-card .hist .axis{fill:#888;font-size:11px}
 .na-card .hist{max-width:560px}
 """
+)
 
 
 class Neuron:
@@ -68,18 +71,25 @@ class Neuron:
             for e in d["explanations"]
         )
         scale = d["stats"]["max_activation"]
-        parts = [f"<style>{_NOTEBOOK_CSS}</style><div class='na-card'>",
-                 f"<h3>{escape(d['id'])}</h3>",
-                 f"<table><tr><th>source</th><th>explanation</th><th>score</th></tr>{rows}</table>",
-                 "<div>" + " · ".join(f"{k} {_num(d['stats'][k])}" for k in
-                                      ("max_activation", "mean", "variance", "skewness",
-                                       "kurtosis")) + "</div>",
-                 histogram_svg(d["histogram"])]
+        parts = [
+            f"<style>{_NOTEBOOK_CSS}</style><div class='na-card'>",
+            f"<h3>{escape(d['id'])}</h3>",
+            f"<table><tr><th>source</th><th>explanation</th><th>score</th></tr>{rows}</table>",
+            "<div>"
+            + " · ".join(
+                f"{k} {_num(d['stats'][k])}"
+                for k in ("max_activation", "mean", "variance", "skewness", "kurtosis")
+            )
+            + "</div>",
+            histogram_svg(d["histogram"]),
+        ]
         n2g = d.get("n2g")
         if n2g:
             m = n2g["metrics"]
-            parts.append(f"<div>N2G F1 {_num(m.get('f1'))} (baseline "
-                         f"{_num(m.get('baseline_token_f1'))})</div>")
+            parts.append(
+                f"<div>N2G F1 {_num(m.get('f1'))} (baseline "
+                f"{_num(m.get('baseline_token_f1'))})</div>"
+            )
         for cat in category_order(d["records"]):
             parts.append(f"<div><b>{escape(cat)}</b></div>")
             parts.extend(record_row(r, scale) for r in d["records"][cat][:records_per_category])
@@ -96,8 +106,10 @@ class Results(list):
             f"<td>{_num(r.get('similarity'))}</td><td>{_num(r.get('score'))}</td></tr>"
             for r in self
         )
-        return (f"<style>{_NOTEBOOK_CSS}</style><div class='na-card'><table><tr><th>id</th>"
-                f"<th>explanation</th><th>similarity</th><th>score</th></tr>{rows}</table></div>")
+        return (
+            f"<style>{_NOTEBOOK_CSS}</style><div class='na-card'><table><tr><th>id</th>"
+            f"<th>explanation</th><th>similarity</th><th>score</th></tr>{rows}</table></div>"
+        )
 
 
 def _num(x: float | None) -> str:

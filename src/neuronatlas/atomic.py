@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def write_atomic(path: str | Path, write: Callable[[BinaryIO], object],
-                 durable: bool = True) -> None:
+def write_atomic(
+    path: str | Path, write: Callable[[BinaryIO], object], durable: bool = True
+) -> None:
     """Call `write(file)` on a temporary `*.part` file beside `path`, then rename it over `path`.
 
     durable: fsync before the rename, so a power cut cannot leave an empty file (checkpoints,

@@ -50,8 +50,7 @@ class BuildSettings:
     """Sentence embedder for the map and search. MiniLM embeds the demo's 36,864 explanations
     ~5x faster than the seed's all-mpnet-base-v2 (~40 texts/s on 2 cores, 15 minutes);
     pass `--embedder all-mpnet-base-v2` for the seed's model."""
-    stages: tuple[str, ...] = field(
-        default=("scrape", "index", "explain", "n2g", "embed", "map"))
+    stages: tuple[str, ...] = field(default=("scrape", "index", "explain", "n2g", "embed", "map"))
 
 
 StageProgress = Callable[[str, float, str], None]
@@ -69,19 +68,36 @@ class StageResult:
 def _scrape(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str]:
     from neuronatlas.scrape import ScrapeSettings, run_scrape
 
-    wanted = {"model": s.model, "corpus": s.corpus, "tokens": s.tokens, "context": s.context,
-              "top_k": s.top_k, "random_k": s.random_k}
+    wanted = {
+        "model": s.model,
+        "corpus": s.corpus,
+        "tokens": s.tokens,
+        "context": s.context,
+        "top_k": s.top_k,
+        "random_k": s.random_k,
+    }
     if db.exists():
         conn = open_reader(db)
         last = reader.last_run(conn, "scrape")
         count = reader.neuron_count(conn)
         conn.close()
-        if last and last["status"] == "done" and count and all(
-                last["config"].get(k) == v for k, v in wanted.items()):
+        if (
+            last
+            and last["status"] == "done"
+            and count
+            and all(last["config"].get(k) == v for k, v in wanted.items())
+        ):
             return True, f"{count:,} neurons already scraped"
-    settings = ScrapeSettings(model=s.model, corpus=s.corpus, tokens=s.tokens,
-                              context=s.context, top_k=s.top_k, random_k=s.random_k,
-                              batch_size=s.batch_size, dtype=s.dtype)
+    settings = ScrapeSettings(
+        model=s.model,
+        corpus=s.corpus,
+        tokens=s.tokens,
+        context=s.context,
+        top_k=s.top_k,
+        random_k=s.random_k,
+        batch_size=s.batch_size,
+        dtype=s.dtype,
+    )
 
     def on_event(ev) -> None:
         if ev.total:
@@ -102,8 +118,10 @@ def _index(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, s
         if not stale:
             return True, "token index and excerpt full text are current"
         counts = rebuild_search_indexes(writer.conn)
-    return False, (f"{counts['token_rows']:,} token rows, "
-                   f"{counts.get('excerpt_documents', 0):,} excerpt documents")
+    return False, (
+        f"{counts['token_rows']:,} token rows, "
+        f"{counts.get('excerpt_documents', 0):,} excerpt documents"
+    )
 
 
 def _explain(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str]:
@@ -136,10 +154,13 @@ def _n2g(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str
     for nid in todo:
         by_layer.setdefault(parse_id(nid)[0], []).append(nid)
     session = open_session(db, s.model)
-    for i, (layer, ids) in enumerate(sorted(by_layer.items())):
+    for i, (_layer, ids) in enumerate(sorted(by_layer.items())):
         if time.monotonic() - started > s.n2g_seconds:
-            log.info("N2G time budget of %.0f s reached; %d layers left", s.n2g_seconds,
-                     len(by_layer) - i)
+            log.info(
+                "N2G time budget of %.0f s reached; %d layers left",
+                s.n2g_seconds,
+                len(by_layer) - i,
+            )
             break
         report = run_n2g(db, neurons=ids, session=session)
         built += len(report.done)
@@ -155,8 +176,11 @@ def _n2g(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str
 def _embed(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str]:
     from neuronatlas.embed.embed import EmbedConfig, embed_atlas
 
-    res = embed_atlas(db, EmbedConfig(embedder=s.embedder),
-                      progress=lambda d, t: progress("embed", d / max(t, 1), f"{d:,}/{t:,}"))
+    res = embed_atlas(
+        db,
+        EmbedConfig(embedder=s.embedder),
+        progress=lambda d, t: progress("embed", d / max(t, 1), f"{d:,}/{t:,}"),
+    )
     return res.embedded == 0, f"{res.embedded:,} embedded, {res.unchanged:,} unchanged"
 
 
@@ -166,15 +190,20 @@ def _map(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str
     conn = open_reader(db)
     last_map, last_embed = reader.last_run(conn, "map"), reader.last_run(conn, "embed")
     conn.close()
-    if last_map and last_map["status"] == "done" and (
-            last_embed is None or last_map["id"] > last_embed["id"]):
+    if (
+        last_map
+        and last_map["status"] == "done"
+        and (last_embed is None or last_map["id"] > last_embed["id"])
+    ):
         return True, "map is up to date"
     progress("map", 0.1, "UMAP")
     res = build_map(db)
     return False, f"{res.points:,} points, {res.clusters} clusters"
 
 
-STAGES: dict[str, tuple[Callable[[Path, BuildSettings, StageProgress], tuple[bool, str]], float]] = {
+STAGES: dict[
+    str, tuple[Callable[[Path, BuildSettings, StageProgress], tuple[bool, str]], float]
+] = {
     # name: (function, share of a fresh demo's time, for the overall progress bar)
     "scrape": (_scrape, 0.51),
     "index": (_index, 0.04),
@@ -185,8 +214,9 @@ STAGES: dict[str, tuple[Callable[[Path, BuildSettings, StageProgress], tuple[boo
 }
 
 
-def build_atlas(db: str | Path, settings: BuildSettings | None = None,
-                progress: StageProgress | None = None) -> list[StageResult]:
+def build_atlas(
+    db: str | Path, settings: BuildSettings | None = None, progress: StageProgress | None = None
+) -> list[StageResult]:
     """Run every stage of `settings.stages` on `db`, skipping work already done."""
     settings = settings or BuildSettings()
     db = Path(db)

@@ -21,9 +21,7 @@ app = typer.Typer(
 console = Console()
 console_err = Console(stderr=True)
 
-DbOption = Annotated[
-    Path, typer.Option("--db", help="The atlas file (SQLite).", dir_okay=False)
-]
+DbOption = Annotated[Path, typer.Option("--db", help="The atlas file (SQLite).", dir_okay=False)]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document to stdout and nothing else.")
 ]

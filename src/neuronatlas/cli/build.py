@@ -21,20 +21,29 @@ def _run_with_progress(db: Path, settings: BuildSettings, silent: bool) -> None:
     else:
         weights = {name: STAGES[name][1] for name in settings.stages}
         total = sum(weights.values())
-        columns = (TextColumn("{task.description:<10}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("[dim]{task.fields[detail]}"))
+        columns = (
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("[dim]{task.fields[detail]}"),
+        )
         with Progress(*columns, console=console_err) as bars:
             overall = bars.add_task("atlas", total=total, detail="")
             tasks: dict[str, int] = {}
-            base = {name: sum(weights[n] for n in settings.stages[:i])
-                    for i, name in enumerate(settings.stages)}
+            base = {
+                name: sum(weights[n] for n in settings.stages[:i])
+                for i, name in enumerate(settings.stages)
+            }
 
             def on_progress(stage: str, fraction: float, detail: str) -> None:
                 if stage not in tasks:
                     tasks[stage] = bars.add_task(stage, total=1.0, detail="")
                 bars.update(tasks[stage], completed=fraction, detail=detail)
-                bars.update(overall, completed=base[stage] + weights[stage] * fraction,
-                            detail=stage)
+                bars.update(
+                    overall, completed=base[stage] + weights[stage] * fraction, detail=stage
+                )
 
             results = build_atlas(db, settings, on_progress)
     for r in results:
@@ -44,24 +53,35 @@ def _run_with_progress(db: Path, settings: BuildSettings, silent: bool) -> None:
 
 @app.command()
 def demo(
-    db: Annotated[Path, typer.Option("--db", help="The atlas file to build or reuse.",
-                                     dir_okay=False)] = Path("atlas.db"),
+    db: Annotated[
+        Path, typer.Option("--db", help="The atlas file to build or reuse.", dir_okay=False)
+    ] = Path("atlas.db"),
     port: Annotated[int, typer.Option(help="Port to serve on.", min=0, max=65535)] = 8000,
-    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")]
-    = "127.0.0.1",
-    no_serve: Annotated[bool, typer.Option("--no-serve", help="Build only; do not serve.")]
-    = False,
-    model: Annotated[str, typer.Option(help="Model: `default` (offline Gemma-3-270M), a hub "
-                                            "id or a local folder.")] = "default",
-    corpus: Annotated[str, typer.Option(help="Corpus: `default` (offline Wikipedia "
-                                             "extracts), a file or hf:NAME[:SPLIT].")]
-    = "default",
+    host: Annotated[
+        str, typer.Option(help="Interface to bind (loopback by default).")
+    ] = "127.0.0.1",
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Build only; do not serve.")] = False,
+    model: Annotated[
+        str,
+        typer.Option(help="Model: `default` (offline Gemma-3-270M), a hub id or a local folder."),
+    ] = "default",
+    corpus: Annotated[
+        str,
+        typer.Option(
+            help="Corpus: `default` (offline Wikipedia extracts), a file or hf:NAME[:SPLIT]."
+        ),
+    ] = "default",
     tokens: Annotated[int, typer.Option(help="Tokens to scrape.", min=64)] = DEMO_TOKENS,
-    embedder: Annotated[str, typer.Option(help="Sentence embedder for the map and search "
-                                               "(all-mpnet-base-v2 is the seed's, ~5x slower).")]
-    = "all-MiniLM-L6-v2",
-    n2g_per_layer: Annotated[int, typer.Option(help="N2G graphs per layer (strongest "
-                                                    "neurons).", min=0)] = 8,
+    embedder: Annotated[
+        str,
+        typer.Option(
+            help="Sentence embedder for the map and search "
+            "(all-mpnet-base-v2 is the seed's, ~5x slower)."
+        ),
+    ] = "all-MiniLM-L6-v2",
+    n2g_per_layer: Annotated[
+        int, typer.Option(help="N2G graphs per layer (strongest neurons).", min=0)
+    ] = 8,
     n2g_seconds: Annotated[float, typer.Option(help="Time budget for N2G, seconds.")] = 240.0,
     silent: SilentOption = False,
 ) -> None:
@@ -71,8 +91,14 @@ def demo(
 
     Example: neuronatlas demo --db atlas.db --port 8000
     """
-    settings = BuildSettings(model=model, corpus=corpus, tokens=tokens, embedder=embedder,
-                             n2g_per_layer=n2g_per_layer, n2g_seconds=n2g_seconds)
+    settings = BuildSettings(
+        model=model,
+        corpus=corpus,
+        tokens=tokens,
+        embedder=embedder,
+        n2g_per_layer=n2g_per_layer,
+        n2g_seconds=n2g_seconds,
+    )
     started = time.monotonic()
     _run_with_progress(db, settings, silent)
     console_err.print(f"atlas {db} ready in {time.monotonic() - started:,.0f} s", highlight=False)
@@ -82,10 +108,13 @@ def demo(
 
 @app.command()
 def build(
-    model: Annotated[str, typer.Option(help="Model: a hub id (e.g. gpt2), a local folder, or "
-                                            "`default`.")],
-    corpus: Annotated[str, typer.Option(help="Corpus: hf:NAME[:SPLIT], a .txt/.jsonl/.parquet "
-                                             "file, or `default`.")],
+    model: Annotated[
+        str, typer.Option(help="Model: a hub id (e.g. gpt2), a local folder, or `default`.")
+    ],
+    corpus: Annotated[
+        str,
+        typer.Option(help="Corpus: hf:NAME[:SPLIT], a .txt/.jsonl/.parquet file, or `default`."),
+    ],
     db: Annotated[Path, typer.Option("--db", help="The atlas file.", dir_okay=False)],
     tokens: Annotated[int, typer.Option(help="Tokens to scrape.", min=64)] = 1_000_000,
     context: Annotated[int, typer.Option(help="Tokens per excerpt.")] = 64,
@@ -99,7 +128,14 @@ def build(
 
     Example: neuronatlas build --model gpt2 --corpus hf:Skylion007/openwebtext --db gpt2.db
     """
-    settings = BuildSettings(model=model, corpus=corpus, tokens=tokens, context=context,
-                             batch_size=batch_size, embedder=embedder,
-                             n2g_per_layer=n2g_per_layer, n2g_seconds=n2g_seconds)
+    settings = BuildSettings(
+        model=model,
+        corpus=corpus,
+        tokens=tokens,
+        context=context,
+        batch_size=batch_size,
+        embedder=embedder,
+        n2g_per_layer=n2g_per_layer,
+        n2g_seconds=n2g_seconds,
+    )
     _run_with_progress(db, settings, silent)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -35,9 +35,16 @@ def _bar(label: str, silent: bool):
             speed = task.finished_speed or task.speed
             return super().render(task) if speed is None else f"{speed:,.0f} neurons/s"
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TaskProgressColumn(), _Rate(""), TimeElapsedColumn(), TextColumn("ETA"),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        _Rate(""),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console_err, transient=False) as bar:
         task = bar.add_task(label, total=None)
 
@@ -49,21 +56,35 @@ def _bar(label: str, silent: bool):
 
 @app.command("import-openai")
 def import_openai(
-    source: Annotated[str, typer.Argument(
-        help="A folder (seed layout explanations/ + activations/, or OpenAI's explanations/ + "
-             "collated-activations/, maybe under gpt2-small/ or data/), an https base URL, "
-             "or openai:gpt2-small / openai:gpt2-xl.")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A folder (seed layout explanations/ + activations/, or OpenAI's explanations/ + "
+            "collated-activations/, maybe under gpt2-small/ or data/), an https base URL, "
+            "or openai:gpt2-small / openai:gpt2-xl."
+        ),
+    ],
     db: DbOption,
-    model: Annotated[str | None, typer.Option(
-        help="gpt2-small (12 x 3072) or gpt2-xl (48 x 6400): the shape when the source "
-             "cannot tell (https URLs), and the model id recorded in the atlas.")] = None,
-    layers: Annotated[str | None, typer.Option(help="Only these layers, e.g. 0-3 or 0,5.")]
-    = None,
-    workers: Annotated[int | None, typer.Option(
-        help="Parser processes (default: one per CPU core; 0 parses in this process).")] = None,
-    overwrite: Annotated[bool, typer.Option(
-        help="Re-import neurons already imported (default: skip them, so reruns resume).")]
-    = False,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="gpt2-small (12 x 3072) or gpt2-xl (48 x 6400): the shape when the source "
+            "cannot tell (https URLs), and the model id recorded in the atlas."
+        ),
+    ] = None,
+    layers: Annotated[str | None, typer.Option(help="Only these layers, e.g. 0-3 or 0,5.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Parser processes (default: one per CPU core; 0 parses in this process)."
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Re-import neurons already imported (default: skip them, so reruns resume)."
+        ),
+    ] = False,
     silent: SilentOption = False,
 ) -> None:
     """Import OpenAI neuron-explainer explanations and activation records into an atlas.
@@ -75,11 +96,17 @@ def import_openai(
     """
     from neuronatlas.openai.importer import ImportConfig, plan_import, run_import
 
-    plan = plan_import(ImportConfig(source=source, model=model, layers=layers, workers=workers,
-                                    overwrite=overwrite))
+    plan = plan_import(
+        ImportConfig(
+            source=source, model=model, layers=layers, workers=workers, overwrite=overwrite
+        )
+    )
     if not silent:
-        console_err.print(f"Found {escape(plan.description)}; {len(plan.neurons):,} neurons "
-                          "to visit.", highlight=False, soft_wrap=True)
+        console_err.print(
+            f"Found {escape(plan.description)}; {len(plan.neurons):,} neurons to visit.",
+            highlight=False,
+            soft_wrap=True,
+        )
     with _bar("import", silent) as progress:
         result = run_import(plan, db, progress)
     for skipped in result.skipped:
@@ -88,12 +115,15 @@ def import_openai(
         console_err.print(
             f"Imported {result.imported:,} neurons into {escape(str(db))}"
             f" ({result.already_done:,} already there, {len(result.skipped):,} skipped"
-            f", {result.requests:,} HTTP requests).", highlight=False, soft_wrap=True)
+            f", {result.requests:,} HTTP requests).",
+            highlight=False,
+            soft_wrap=True,
+        )
     if result.skipped:
         raise typer.Exit(EXIT_PARTIAL)
 
 
-class ExportFormat(str, Enum):
+class ExportFormat(StrEnum):
     openai = "openai"
     parquet = "parquet"
 
@@ -102,9 +132,14 @@ class ExportFormat(str, Enum):
 def export(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to write into.")],
     db: DbOption,
-    format: Annotated[ExportFormat, typer.Option(
-        "--format", help="openai: explanations/ + collated-activations/ that import-openai "
-                         "reads back; parquet: one table per relation.")],
+    format: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            help="openai: explanations/ + collated-activations/ that import-openai "
+            "reads back; parquet: one table per relation.",
+        ),
+    ],
     silent: SilentOption = False,
 ) -> None:
     """Export an atlas as OpenAI neuron-explainer files or Parquet tables.
@@ -117,13 +152,17 @@ def export(
         counts = export_parquet(db, out)
         if not silent:
             shown = ", ".join(f"{n:,} {t}" for t, n in counts.items())
-            console_err.print(f"Wrote {shown} rows under {escape(str(out))}.", highlight=False,
-                              soft_wrap=True)
+            console_err.print(
+                f"Wrote {shown} rows under {escape(str(out))}.", highlight=False, soft_wrap=True
+            )
         return
     from neuronatlas.openai.export import export_openai
 
     with _bar("export", silent) as progress:
         result = export_openai(db, out, progress)
     if not silent:
-        console_err.print(f"Wrote {result.neurons:,} neurons ({result.files:,} files) under "
-                          f"{escape(str(out))}.", highlight=False, soft_wrap=True)
+        console_err.print(
+            f"Wrote {result.neurons:,} neurons ({result.files:,} files) under {escape(str(out))}.",
+            highlight=False,
+            soft_wrap=True,
+        )

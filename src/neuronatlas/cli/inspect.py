@@ -48,8 +48,12 @@ def show(
     table = Table(show_header=True, header_style="bold")
     for key in ("max_activation", "mean", "variance", "skewness", "kurtosis"):
         table.add_column(key)
-    table.add_row(*["—" if stats[k] is None else f"{stats[k]:.4g}" for k in
-                    ("max_activation", "mean", "variance", "skewness", "kurtosis")])
+    table.add_row(
+        *[
+            "—" if stats[k] is None else f"{stats[k]:.4g}"
+            for k in ("max_activation", "mean", "variance", "skewness", "kurtosis")
+        ]
+    )
     console.print(table)
     if "n2g" in data:
         console.print(_n2g_line(data["n2g"]), highlight=False)
@@ -66,12 +70,15 @@ def show(
 
 def _n2g_line(m: dict) -> str:
     """N2G's held-out firing F1 beside the token-lookup baseline's, and its score."""
+
     def num(x: float | None) -> str:
         return "—" if x is None else f"{x:.3f}"
 
-    return (f"[bold]N2G[/] F1 {num(m.get('f1'))} (token lookup {num(m.get('baseline_token_f1'))}),"
-            f" precision {num(m.get('precision'))}, recall {num(m.get('recall'))},"
-            f" ev_correlation {num(m.get('ev_correlation_score'))}")
+    return (
+        f"[bold]N2G[/] F1 {num(m.get('f1'))} (token lookup {num(m.get('baseline_token_f1'))}),"
+        f" precision {num(m.get('precision'))}, recall {num(m.get('recall'))},"
+        f" ev_correlation {num(m.get('ev_correlation_score'))}"
+    )
 
 
 def _extra_sections(conn, neuron_id: str) -> dict:

@@ -12,34 +12,68 @@ from neuronatlas.cli.app import EXIT_PARTIAL, DbOption, SilentOption, app, conso
 @app.command()
 def n2g(
     db: DbOption,
-    neurons: Annotated[str | None, typer.Option(
-        "--neurons", help="Comma-separated neuron ids (L05N0123, L5N123 or 5:123).")] = None,
-    layer: Annotated[int | None, typer.Option("--layer", help="Every stored neuron of layer L."
-                                              )] = None,
+    neurons: Annotated[
+        str | None,
+        typer.Option("--neurons", help="Comma-separated neuron ids (L05N0123, L5N123 or 5:123)."),
+    ] = None,
+    layer: Annotated[
+        int | None, typer.Option("--layer", help="Every stored neuron of layer L.")
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every stored neuron.")] = False,
-    model: Annotated[str | None, typer.Option(
-        "--model", help="Model hub id or folder; default: the model the atlas names.")] = None,
-    reference_settings: Annotated[bool, typer.Option(
-        "--reference-settings", help="The reference code's thresholds and choices.")] = False,
-    substitutes: Annotated[str | None, typer.Option(
-        "--substitutes", help="Substitute sources in order: model, embedding, casing, "
-        "distilbert (comma-separated). Default: model.")] = None,
-    casings: Annotated[str | None, typer.Option(
-        "--casings", help="word_to_casings.json (lowercase word → [[casing, count], ...]) for "
-        "the casing source; default: spaCy's en_lexeme_prob table.")] = None,
-    overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Rebuild neurons that already have a graph.")] = False,
-    batch_neurons: Annotated[int, typer.Option(
-        "--batch-neurons", help="Neurons of one layer that share forward passes.")] = 16,
-    engine: Annotated[str, typer.Option(
-        "--engine", help="local (this process) or ray (an actor pool on a Ray cluster; needs "
-        "the optional ray extra).")] = "local",
-    ray_address: Annotated[str | None, typer.Option(
-        "--ray-address", help="--engine ray: join this cluster; default: a local Ray.",
-        metavar="ADDR")] = None,
-    shards: Annotated[int | None, typer.Option(
-        "--shards", help="--engine ray: number of actors (default: one per free CPU).",
-        metavar="N")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Model hub id or folder; default: the model the atlas names."),
+    ] = None,
+    reference_settings: Annotated[
+        bool,
+        typer.Option("--reference-settings", help="The reference code's thresholds and choices."),
+    ] = False,
+    substitutes: Annotated[
+        str | None,
+        typer.Option(
+            "--substitutes",
+            help="Substitute sources in order: model, embedding, casing, "
+            "distilbert (comma-separated). Default: model.",
+        ),
+    ] = None,
+    casings: Annotated[
+        str | None,
+        typer.Option(
+            "--casings",
+            help="word_to_casings.json (lowercase word → [[casing, count], ...]) for "
+            "the casing source; default: spaCy's en_lexeme_prob table.",
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Rebuild neurons that already have a graph.")
+    ] = False,
+    batch_neurons: Annotated[
+        int, typer.Option("--batch-neurons", help="Neurons of one layer that share forward passes.")
+    ] = 16,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local (this process) or ray (an actor pool on a Ray cluster; needs "
+            "the optional ray extra).",
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="--engine ray: join this cluster; default: a local Ray.",
+            metavar="ADDR",
+        ),
+    ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            "--shards",
+            help="--engine ray: number of actors (default: one per free CPU).",
+            metavar="N",
+        ),
+    ] = None,
     silent: SilentOption = False,
 ) -> None:
     """Build, evaluate and store a Neuron2Graph graph per neuron (resumable).
@@ -59,8 +93,9 @@ def n2g(
         raise BadInput(f"--engine {engine!r}: choose local or ray")
     settings = ref() if reference_settings else N2GSettings()
     if substitutes:
-        settings = settings.with_(substitute_sources=tuple(
-            s.strip() for s in substitutes.split(",") if s.strip()))
+        settings = settings.with_(
+            substitute_sources=tuple(s.strip() for s in substitutes.split(",") if s.strip())
+        )
     wanted = [n.strip() for n in neurons.split(",") if n.strip()] if neurons else None
     if engine == "local" and (ray_address or shards):
         raise BadInput("--ray-address and --shards need --engine ray")
@@ -70,10 +105,13 @@ def n2g(
         from neuronatlas.scale import engine as ray_engine
 
         ray = ray_engine()
-        run_n2g = partial(ray.n2g_on_ray, options=ray.RayOptions(
-            address=ray_address, workers=shards, quiet=silent))
-    report = _run(run_n2g, db, wanted, layer, all_, model, settings, casings, overwrite,
-                  batch_neurons, silent)
+        run_n2g = partial(
+            ray.n2g_on_ray,
+            options=ray.RayOptions(address=ray_address, workers=shards, quiet=silent),
+        )
+    report = _run(
+        run_n2g, db, wanted, layer, all_, model, settings, casings, overwrite, batch_neurons, silent
+    )
     for nid, why in report.failed:
         console_err.print(f"skipped {nid}: {why}", highlight=False)
     if not silent:
@@ -82,16 +120,17 @@ def n2g(
             f"n2g: {len(report.done)} built, {len(report.already)} already had a graph, "
             f"{len(report.failed)} skipped in {report.seconds:.1f}s"
             + (f"; {c.get('tokens', 0)} model tokens in {c.get('passes', 0)} passes" if c else ""),
-            highlight=False)
+            highlight=False,
+        )
     if report.failed:
         raise typer.Exit(EXIT_PARTIAL)
 
 
-def _run(run_n2g, db, wanted, layer, all_, model, settings, casings, overwrite, batch_neurons,
-         silent):
+def _run(
+    run_n2g, db, wanted, layer, all_, model, settings, casings, overwrite, batch_neurons, silent
+):
     if silent:
-        return run_n2g(db, wanted, layer, all_, model, settings, casings, overwrite,
-                       batch_neurons)
+        return run_n2g(db, wanted, layer, all_, model, settings, casings, overwrite, batch_neurons)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -101,8 +140,15 @@ def _run(run_n2g, db, wanted, layer, all_, model, settings, casings, overwrite, 
         TimeRemainingColumn,
     )
 
-    with Progress(TextColumn("n2g"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=console_err) as bar:
+    with Progress(
+        TextColumn("n2g"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console_err,
+    ) as bar:
         task = bar.add_task("n2g", total=None, last="loading model")
 
         def progress(nid: str, _done: int) -> None:
@@ -111,5 +157,16 @@ def _run(run_n2g, db, wanted, layer, all_, model, settings, casings, overwrite, 
         def total(n: int) -> None:
             bar.update(task, total=n, last="")
 
-        return run_n2g(db, wanted, layer, all_, model, settings, casings, overwrite,
-                       batch_neurons, progress=progress, on_total=total)
+        return run_n2g(
+            db,
+            wanted,
+            layer,
+            all_,
+            model,
+            settings,
+            casings,
+            overwrite,
+            batch_neurons,
+            progress=progress,
+            on_total=total,
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -12,18 +12,18 @@ from rich.markup import escape
 from neuronatlas.cli.app import DbOption, JsonOption, SilentOption, app, console_err, print_json
 
 
-class Dtype(str, Enum):
+class Dtype(StrEnum):
     float32 = "float32"
     bfloat16 = "bfloat16"
 
 
-class Bos(str, Enum):
+class Bos(StrEnum):
     auto = "auto"
     prepend = "prepend"
     none = "none"
 
 
-class Engine(str, Enum):
+class Engine(StrEnum):
     local = "local"
     ray = "ray"
 
@@ -56,8 +56,16 @@ def _bars(silent: bool):
             total = "?" if task.total is None else f"{int(task.total):,}"
             return Text(f"{int(task.completed):,}/{total} {task.fields.get('unit', '')}")
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
-               Count(), Rate(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        Count(),
+        Rate(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console_err) as bar:
         tasks: dict[str, int] = {}
 
@@ -68,14 +76,14 @@ def _bars(silent: bool):
                 task = tasks.get("scrape")
                 total = None if event.total is None else event.total * context
                 if task is None:
-                    task = tasks["scrape"] = bar.add_task("scrape", total=total, unit="tokens",
-                                                          completed=event.done * context)
+                    task = tasks["scrape"] = bar.add_task(
+                        "scrape", total=total, unit="tokens", completed=event.done * context
+                    )
                 bar.update(task, completed=event.done * context, total=total)
             else:
                 task = tasks.get("write")
                 if task is None:
-                    task = tasks["write"] = bar.add_task("write", total=event.total,
-                                                         unit="neurons")
+                    task = tasks["write"] = bar.add_task("write", total=event.total, unit="neurons")
                 bar.update(task, completed=event.done, total=event.total)
 
         update.context = 64
@@ -84,46 +92,84 @@ def _bars(silent: bool):
 
 @app.command()
 def scrape(
-    model: Annotated[str, typer.Option(
-        help="'default' (offline Gemma-3-270M), a Hugging Face hub id such as gpt2, or a "
-             "local folder saved with save_pretrained.", metavar="ID_OR_DIR")],
-    corpus: Annotated[str, typer.Option(
-        help="'default' (offline Wikipedia extracts), a .txt (one document per line, or "
-             "blank-line separated), .jsonl or .parquet file, or hf:NAME[:SPLIT].",
-        metavar="SOURCE")],
+    model: Annotated[
+        str,
+        typer.Option(
+            help="'default' (offline Gemma-3-270M), a Hugging Face hub id such as gpt2, or a "
+            "local folder saved with save_pretrained.",
+            metavar="ID_OR_DIR",
+        ),
+    ],
+    corpus: Annotated[
+        str,
+        typer.Option(
+            help="'default' (offline Wikipedia extracts), a .txt (one document per line, or "
+            "blank-line separated), .jsonl or .parquet file, or hf:NAME[:SPLIT].",
+            metavar="SOURCE",
+        ),
+    ],
     db: DbOption,
-    tokens: Annotated[int | None, typer.Option(
-        help="Stop after this many tokens (default: the whole corpus).")] = None,
+    tokens: Annotated[
+        int | None, typer.Option(help="Stop after this many tokens (default: the whole corpus).")
+    ] = None,
     context: Annotated[int, typer.Option(help="Tokens per window.")] = 64,
     top_k: Annotated[int, typer.Option(help="Top windows kept per neuron.")] = 20,
     random_k: Annotated[int, typer.Option(help="Random windows kept per neuron.")] = 20,
-    quantile_k: Annotated[int, typer.Option(
-        help="Windows per quantile bucket (OpenAI's buckets 0-0.5-0.9-0.99-0.999-1).")] = 5,
+    quantile_k: Annotated[
+        int,
+        typer.Option(help="Windows per quantile bucket (OpenAI's buckets 0-0.5-0.9-0.99-0.999-1)."),
+    ] = 5,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 16,
-    layers: Annotated[str | None, typer.Option(
-        help="Layers to scrape, e.g. 0-5 or 0,3 (default: all).", metavar="A-B")] = None,
+    layers: Annotated[
+        str | None,
+        typer.Option(help="Layers to scrape, e.g. 0-5 or 0,3 (default: all).", metavar="A-B"),
+    ] = None,
     dtype: Annotated[Dtype, typer.Option(help="Model weights' dtype.")] = Dtype.float32,
-    bos: Annotated[Bos, typer.Option(
-        help="Prepend BOS to every window (auto: when the tokenizer adds BOS itself, e.g. "
-             "Gemma/Llama; never for GPT-2). The BOS position is never scored.")] = Bos.auto,
-    text_field: Annotated[str, typer.Option(
-        help="Field/column with the text in .jsonl, .parquet and hf: sources.")] = "text",
-    checkpoint_every: Annotated[int, typer.Option(
-        help="Save a resumable checkpoint every N batches (0: never).")] = 100,
+    bos: Annotated[
+        Bos,
+        typer.Option(
+            help="Prepend BOS to every window (auto: when the tokenizer adds BOS itself, e.g. "
+            "Gemma/Llama; never for GPT-2). The BOS position is never scored."
+        ),
+    ] = Bos.auto,
+    text_field: Annotated[
+        str, typer.Option(help="Field/column with the text in .jsonl, .parquet and hf: sources.")
+    ] = "text",
+    checkpoint_every: Annotated[
+        int, typer.Option(help="Save a resumable checkpoint every N batches (0: never).")
+    ] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the random and quantile samples.")] = 0,
-    engine: Annotated[Engine, typer.Option(
-        help="Where to run: local (this process) or ray (actors on a Ray cluster; needs the "
-             "optional ray extra).")] = Engine.local,
-    ray_address: Annotated[str | None, typer.Option(
-        help="--engine ray: join this cluster (e.g. auto, head:6379); default: start a local "
-             "Ray with 2 CPUs.", metavar="ADDR")] = None,
-    shards: Annotated[int | None, typer.Option(
-        help="--engine ray: cut the corpus into N shards (default: ≈2^20 tokens each, at "
-             "least 8).", metavar="N")] = None,
-    work_dir: Annotated[str | None, typer.Option(
-        help="--engine ray: folder for shards and per-shard states, seen by every node "
-             "(default: DB.ray/ beside the atlas). A rerun resumes from it.",
-        metavar="DIR")] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="Where to run: local (this process) or ray (actors on a Ray cluster; needs the "
+            "optional ray extra)."
+        ),
+    ] = Engine.local,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="--engine ray: join this cluster (e.g. auto, head:6379); default: start a local "
+            "Ray with 2 CPUs.",
+            metavar="ADDR",
+        ),
+    ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            help="--engine ray: cut the corpus into N shards (default: ≈2^20 tokens each, at "
+            "least 8).",
+            metavar="N",
+        ),
+    ] = None,
+    work_dir: Annotated[
+        str | None,
+        typer.Option(
+            help="--engine ray: folder for shards and per-shard states, seen by every node "
+            "(default: DB.ray/ beside the atlas). A rerun resumes from it.",
+            metavar="DIR",
+        ),
+    ] = None,
     silent: SilentOption = False,
     json: JsonOption = False,
 ) -> None:
@@ -143,10 +189,21 @@ def scrape(
     except ValueError as exc:
         raise BadInput(str(exc)) from exc
     settings = ScrapeSettings(
-        model=model, corpus=corpus, text_field=text_field, tokens=tokens, context=context,
-        top_k=top_k, random_k=random_k, quantile_k=quantile_k, batch_size=batch_size,
-        layers=layer_list, dtype=dtype.value, bos=bos.value, checkpoint_every=checkpoint_every,
-        seed=seed, engine=engine.value,
+        model=model,
+        corpus=corpus,
+        text_field=text_field,
+        tokens=tokens,
+        context=context,
+        top_k=top_k,
+        random_k=random_k,
+        quantile_k=quantile_k,
+        batch_size=batch_size,
+        layers=layer_list,
+        dtype=dtype.value,
+        bos=bos.value,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+        engine=engine.value,
     )
     if engine is Engine.local and (ray_address or shards or work_dir):
         raise BadInput("--ray-address, --shards and --work-dir need --engine ray")
@@ -162,17 +219,35 @@ def scrape(
             from neuronatlas.scale import engine as ray_engine
 
             ray = ray_engine()
-            result = ray.scrape_on_ray(settings, db, progress, ray.RayOptions(
-                address=ray_address, shards=shards, quiet=silent or json,
-                work_dir=Path(work_dir) if work_dir else None))
+            result = ray.scrape_on_ray(
+                settings,
+                db,
+                progress,
+                ray.RayOptions(
+                    address=ray_address,
+                    shards=shards,
+                    quiet=silent or json,
+                    work_dir=Path(work_dir) if work_dir else None,
+                ),
+            )
         else:
             result = run_scrape(settings, db, progress)
     if json:
-        print_json({"db": str(result.db), "neurons": result.neurons, "windows": result.windows,
-                    "tokens": result.tokens, "resumed_from_window": result.resumed_from,
-                    "model": result.meta.get("model_id"), "layers": result.meta.get(
-                        "scraped_layers")})
+        print_json(
+            {
+                "db": str(result.db),
+                "neurons": result.neurons,
+                "windows": result.windows,
+                "tokens": result.tokens,
+                "resumed_from_window": result.resumed_from,
+                "model": result.meta.get("model_id"),
+                "layers": result.meta.get("scraped_layers"),
+            }
+        )
     elif not silent:
         console_err.print(
             f"Scraped {result.neurons:,} neurons over {result.tokens:,} tokens into "
-            f"{escape(str(db))}.", highlight=False, soft_wrap=True)
+            f"{escape(str(db))}.",
+            highlight=False,
+            soft_wrap=True,
+        )

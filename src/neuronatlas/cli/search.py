@@ -37,16 +37,26 @@ def _contract(rows: list[dict]) -> list[dict]:
 @app.command()
 def embed(
     db: DbOption,
-    embedder: Annotated[str | None, typer.Option(
-        "--embedder", help="all-mpnet-base-v2 (offline), all-MiniLM-L6-v2 (offline), a local "
-        "sentence-transformers folder or a hub id (online). Default: the atlas's embedder, "
-        "else all-mpnet-base-v2.")] = None,
+    embedder: Annotated[
+        str | None,
+        typer.Option(
+            "--embedder",
+            help="all-mpnet-base-v2 (offline), all-MiniLM-L6-v2 (offline), a local "
+            "sentence-transformers folder or a hub id (online). Default: the atlas's embedder, "
+            "else all-mpnet-base-v2.",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Texts per batch.")] = 64,
-    all_explanations: Annotated[bool, typer.Option(
-        "--all-explanations", help="Embed every explanation, not only each neuron's primary.")
+    all_explanations: Annotated[
+        bool,
+        typer.Option(
+            "--all-explanations", help="Embed every explanation, not only each neuron's primary."
+        ),
     ] = False,
-    reembed: Annotated[bool, typer.Option(
-        "--reembed", help="Replace every stored vector (needed to switch embedders).")] = False,
+    reembed: Annotated[
+        bool,
+        typer.Option("--reembed", help="Replace every stored vector (needed to switch embedders)."),
+    ] = False,
     silent: SilentOption = False,
 ) -> None:
     """Embed new or changed explanations (unit float32 vectors tagged with the embedder).
@@ -57,16 +67,19 @@ def embed(
 
     from neuronatlas.embed.embed import EmbedConfig, embed_atlas
 
-    config = EmbedConfig(embedder=embedder, batch_size=batch_size,
-                         all_explanations=all_explanations, reembed=reembed)
+    config = EmbedConfig(
+        embedder=embedder, batch_size=batch_size, all_explanations=all_explanations, reembed=reembed
+    )
     open_reader(db).close()  # a clear error for a missing file
     with Progress(console=console, disable=silent, transient=True) as bar:
         task = bar.add_task("embedding", total=None)
-        result = embed_atlas(db, config, lambda done, total: bar.update(
-            task, completed=done, total=total))
+        result = embed_atlas(
+            db, config, lambda done, total: bar.update(task, completed=done, total=total)
+        )
     if not silent:
-        console.print(f"{result.embedder}: embedded {result.embedded}, "
-                      f"{result.unchanged} already current")
+        console.print(
+            f"{result.embedder}: embedded {result.embedded}, {result.unchanged} already current"
+        )
 
 
 @app.command("map")
@@ -75,10 +88,14 @@ def map_(
     neighbors: Annotated[int, typer.Option("--neighbors", help="UMAP n_neighbors.")] = 15,
     min_dist: Annotated[float, typer.Option("--min-dist", help="UMAP min_dist.")] = 0.1,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (fixes the layout).")] = 42,
-    clusterer: Annotated[str, typer.Option(
-        "--clusterer", help="hdbscan (on the 2-D map) or kmeans (on the vectors).")] = "hdbscan",
-    min_cluster_size: Annotated[int | None, typer.Option(
-        "--min-cluster-size", help="HDBSCAN's smallest cluster (default ≈ √n / 2).")] = None,
+    clusterer: Annotated[
+        str,
+        typer.Option("--clusterer", help="hdbscan (on the 2-D map) or kmeans (on the vectors)."),
+    ] = "hdbscan",
+    min_cluster_size: Annotated[
+        int | None,
+        typer.Option("--min-cluster-size", help="HDBSCAN's smallest cluster (default ≈ √n / 2)."),
+    ] = None,
     silent: SilentOption = False,
 ) -> None:
     """Lay out embedded neurons in 2-D (UMAP, cosine), cluster and label them; store the map.
@@ -87,14 +104,21 @@ def map_(
     """
     from neuronatlas.embed.map import MapConfig, build_map
 
-    config = MapConfig(neighbors=neighbors, min_dist=min_dist, seed=seed, clusterer=clusterer,
-                       min_cluster_size=min_cluster_size)
+    config = MapConfig(
+        neighbors=neighbors,
+        min_dist=min_dist,
+        seed=seed,
+        clusterer=clusterer,
+        min_cluster_size=min_cluster_size,
+    )
     open_reader(db).close()
     with console.status("mapping", spinner="dots") if not silent else _nothing():
         result = build_map(db, config)
     if not silent:
-        console.print(f"map of {result.points} neurons: {result.clusters} clusters, "
-                      f"{result.noise} unclustered ({result.embedder})")
+        console.print(
+            f"map of {result.points} neurons: {result.clusters} clusters, "
+            f"{result.noise} unclustered ({result.embedder})"
+        )
 
 
 class _nothing:
@@ -108,9 +132,13 @@ class _nothing:
 @app.command()
 def index(
     db: DbOption,
-    excerpts: Annotated[bool, typer.Option(
-        "--excerpts/--no-excerpts", help="Also (re)build the excerpt full-text index (slow: "
-        "about as long as the import).")] = True,
+    excerpts: Annotated[
+        bool,
+        typer.Option(
+            "--excerpts/--no-excerpts",
+            help="Also (re)build the excerpt full-text index (slow: about as long as the import).",
+        ),
+    ] = True,
     silent: SilentOption = False,
 ) -> None:
     """Rebuild the token index and the excerpt full-text index from the stored records.
@@ -129,9 +157,10 @@ def index(
     finally:
         conn.close()
     if not silent:
-        console.print(f"token index: {counts['token_rows']} rows"
-                      + (f"; excerpt full text: {counts['excerpt_documents']} neurons"
-                         if excerpts else ""))
+        console.print(
+            f"token index: {counts['token_rows']} rows"
+            + (f"; excerpt full text: {counts['excerpt_documents']} neurons" if excerpts else "")
+        )
 
 
 @app.command()
@@ -140,11 +169,17 @@ def search(
     db: DbOption,
     k: KOption = 10,
     json: JsonOption = False,
-    fulltext: Annotated[bool, typer.Option(
-        "--fulltext", help="FTS5 word search over explanations and top excerpts instead.")
+    fulltext: Annotated[
+        bool,
+        typer.Option(
+            "--fulltext", help="FTS5 word search over explanations and top excerpts instead."
+        ),
     ] = False,
-    embedder: Annotated[str | None, typer.Option(
-        "--embedder", help="Query embedder (default: the one the atlas was embedded with).")
+    embedder: Annotated[
+        str | None,
+        typer.Option(
+            "--embedder", help="Query embedder (default: the one the atlas was embedded with)."
+        ),
     ] = None,
 ) -> None:
     """Semantic search over explanations: neurons whose explanation means QUERY.
@@ -183,7 +218,7 @@ def tokens(
 
     rows = token_search(open_reader(db), text, k)
     if json:
-        print_json([{**r2, "token": r["token"]} for r, r2 in zip(rows, _contract(rows))])
+        print_json([{**r2, "token": r["token"]} for r, r2 in zip(rows, _contract(rows), strict=False)])
         return
     _results_table(rows, f"tokens: {text!r}", extra="token")
 
@@ -193,9 +228,13 @@ def similar(
     neuron_id: Annotated[str, typer.Argument(metavar="ID", help="L05N0123, L5N123 or 5:123.")],
     db: DbOption,
     k: KOption = 10,
-    model: Annotated[str | None, typer.Option(
-        "--model", help="Also relate by weights and show logit effects (hub id, folder or "
-        "'default').")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Also relate by weights and show logit effects (hub id, folder or 'default').",
+        ),
+    ] = None,
     json: JsonOption = False,
 ) -> None:
     """Neurons similar to ID: by explanation embedding, by shared peak tokens (weighted

@@ -13,8 +13,11 @@ from neuronatlas.store import open_reader
 
 ModelOption = Annotated[
     str | None,
-    typer.Option("--model", help="Model for live activations: a hub id or a local folder "
-                 "(default: the atlas's meta model_id)."),
+    typer.Option(
+        "--model",
+        help="Model for live activations: a hub id or a local folder "
+        "(default: the atlas's meta model_id).",
+    ),
 ]
 
 
@@ -26,16 +29,27 @@ def _check_db(db) -> None:
 @app.command()
 def serve(
     db: DbOption,
-    host: Annotated[str, typer.Option(help="Interface to bind. The default serves this "
-                                           "machine only; 0.0.0.0 exposes it to the network.")]
-    = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Interface to bind. The default serves this "
+            "machine only; 0.0.0.0 exposes it to the network."
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.", min=0, max=65535)] = 8000,
     model: ModelOption = None,
-    time_limit: Annotated[float, typer.Option(help="Seconds one request's reads may take.",
-                                              min=0.05)] = 2.0,
-    workers: Annotated[int, typer.Option(help="Server processes (one per core scales "
-                                              "throughput; each loads its own live model).",
-                                         min=1, max=64)] = 1,
+    time_limit: Annotated[
+        float, typer.Option(help="Seconds one request's reads may take.", min=0.05)
+    ] = 2.0,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Server processes (one per core scales "
+            "throughput; each loads its own live model).",
+            min=1,
+            max=64,
+        ),
+    ] = 1,
 ) -> None:
     """Serve the explorer (map, neuron pages, search, JSON API) over one atlas, read-only.
 
@@ -49,9 +63,12 @@ def serve(
     web_app = create_app(db, model=model, time_limit_s=time_limit)  # fail here, not per worker
     scope = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else "the network"
     shown = f"[{host}]" if ":" in host else host
-    console_err.print(f"neuronatlas: serving {db} read-only on {scope} at "
-                      f"[bold]http://{shown}:{port}/[/]  (API docs at /docs; Ctrl-C stops)",
-                      highlight=False, soft_wrap=True)
+    console_err.print(
+        f"neuronatlas: serving {db} read-only on {scope} at "
+        f"[bold]http://{shown}:{port}/[/]  (API docs at /docs; Ctrl-C stops)",
+        highlight=False,
+        soft_wrap=True,
+    )
     if workers == 1:
         uvicorn.run(web_app, host=host, port=port, log_level="warning")
         return
@@ -62,8 +79,14 @@ def serve(
     os.environ[ENV_PREFIX + "DB"] = str(db.resolve())
     os.environ[ENV_PREFIX + "MODEL"] = model or ""
     os.environ[ENV_PREFIX + "TIME_LIMIT"] = str(time_limit)
-    uvicorn.run("neuronatlas.web.app:app_from_env", factory=True, workers=workers,
-                host=host, port=port, log_level="warning")
+    uvicorn.run(
+        "neuronatlas.web.app:app_from_env",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="warning",
+    )
 
 
 @app.command()
@@ -91,7 +114,7 @@ def activate(
     table = Table(show_header=True, header_style="bold")
     table.add_column("token")
     table.add_column("strongest neurons (activation, explanation)")
-    for tok, top in zip(result["tokens"], result["top"]):
+    for tok, top in zip(result["tokens"], result["top"], strict=False):
         lines = [
             f"[cyan]{n['id']}[/] {n['activation']:7.3f}  "
             f"[dim]{escape(n.get('explanation') or '')}[/]"

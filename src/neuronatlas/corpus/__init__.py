@@ -11,5 +11,14 @@ from neuronatlas.corpus.windows import (
     resolve_bos,
 )
 
-__all__ = ["BOS_CHOICES", "BosPolicy", "Source", "WindowBatch", "batch_windows",
-           "default_corpus_path", "iter_windows", "open_source", "resolve_bos"]
+__all__ = [
+    "BOS_CHOICES",
+    "BosPolicy",
+    "Source",
+    "WindowBatch",
+    "batch_windows",
+    "default_corpus_path",
+    "iter_windows",
+    "open_source",
+    "resolve_bos",
+]

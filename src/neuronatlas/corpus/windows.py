@@ -69,19 +69,21 @@ def resolve_bos(tokenizer, requested: str = "auto") -> BosPolicy:
         requested = "prepend" if bos is not None and ids and ids[0] == bos else "none"
     if requested == "prepend" and bos is None:
         raise BadInput("--bos prepend: this tokenizer has no BOS token")
-    return BosPolicy(requested, None if bos is None else int(bos),
-                     None if sep is None else int(sep))
+    return BosPolicy(
+        requested, None if bos is None else int(bos), None if sep is None else int(sep)
+    )
 
 
-def _token_stream(documents: Iterable[str], tokenizer, separator: int | None,
-                  doc_batch: int) -> Iterator[list[int]]:
+def _token_stream(
+    documents: Iterable[str], tokenizer, separator: int | None, doc_batch: int
+) -> Iterator[list[int]]:
     """Token lists of documents (with the separator appended), tokenized in batches."""
     pending: list[str] = []
 
     def flush() -> Iterator[list[int]]:
         encoded = tokenizer(pending, add_special_tokens=False, verbose=False)["input_ids"]
         for ids in encoded:
-            yield ids + [separator] if separator is not None else ids
+            yield [*ids, separator] if separator is not None else ids
 
     for doc in documents:
         pending.append(doc)
@@ -113,14 +115,15 @@ def iter_windows(
             if stop is not None and wid >= stop:
                 return
             if wid >= start:
-                yield wid, buf[i * context:(i + 1) * context]
+                yield wid, buf[i * context : (i + 1) * context]
             wid += 1
-        buf = buf[n_full * context:]
+        buf = buf[n_full * context :]
     return
 
 
-def batch_windows(windows: Iterable[tuple[int, np.ndarray]],
-                  batch_size: int) -> Iterator[WindowBatch]:
+def batch_windows(
+    windows: Iterable[tuple[int, np.ndarray]], batch_size: int
+) -> Iterator[WindowBatch]:
     """Group windows into `WindowBatch`es of `batch_size` (the last may be smaller)."""
     ids: list[int] = []
     toks: list[np.ndarray] = []

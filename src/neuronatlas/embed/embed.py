@@ -90,11 +90,12 @@ def embed_atlas(
             todo.sort(key=lambda row: row[2])
             chunk = max(config.batch_size * 8, 256)
             for start in range(0, len(todo), chunk):
-                part = todo[start:start + chunk]
+                part = todo[start : start + chunk]
                 distinct = list(dict.fromkeys(text for _, text, _ in part))
-                encoded = dict(zip(distinct, embedder.encode(distinct, config.batch_size)))
+                encoded = dict(zip(distinct, embedder.encode(distinct, config.batch_size), strict=False))
                 store.write_embeddings(
-                    conn, embedder.name,
+                    conn,
+                    embedder.name,
                     [(eid, digest, encoded[text]) for eid, text, digest in part],
                 )
                 done += len(part)

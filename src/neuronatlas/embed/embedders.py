@@ -84,12 +84,18 @@ class SentenceTransformerEmbedder(Embedder):
     @property
     def dim(self) -> int:
         model = self.model()
-        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        get = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
+        )
         return int(get())
 
     def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         return self.model().encode(
-            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+            texts,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
             show_progress_bar=False,
         )
 

@@ -47,7 +47,10 @@ def _run(conn: sqlite3.Connection, fn, expressions: list[str], limit: int) -> li
 
 
 def fulltext_search(
-    conn: sqlite3.Connection, query: str, k: int = 10, field: Field = "both",
+    conn: sqlite3.Connection,
+    query: str,
+    k: int = 10,
+    field: Field = "both",
     raw: bool = False,
 ) -> list[dict]:
     """Neurons whose explanation or top-record text contains the query's words.
@@ -67,8 +70,9 @@ def fulltext_search(
             if row is not None and row["id"] not in out:
                 out[row["id"]] = {**row, "similarity": -bm25, "field": "explanation"}
     if field == "excerpts" and not store.excerpt_fulltext_built(conn):
-        raise BadInput("the excerpt full-text index is not built: run `neuronatlas index --db "
-                       "PATH`")
+        raise BadInput(
+            "the excerpt full-text index is not built: run `neuronatlas index --db PATH`"
+        )
     if field in ("both", "excerpts") and len(out) < k and store.excerpt_fulltext_built(conn):
         hits = _run(conn, store.fulltext_excerpts, expressions, k * 2)
         info = store_embed.describe_neurons(conn, [nid for nid, _ in hits])

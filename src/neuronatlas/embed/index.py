@@ -74,7 +74,9 @@ def matrix_digest(matrix: np.ndarray) -> str:
 
 
 def build_index(
-    matrix: np.ndarray, exact_max: int | None = None, cache: Path | None = None,
+    matrix: np.ndarray,
+    exact_max: int | None = None,
+    cache: Path | None = None,
     threads: int = 0,
 ) -> VectorIndex:
     """Exact for small matrices; otherwise an HNSW graph, loaded from `cache` when present."""
@@ -84,19 +86,34 @@ def build_index(
     try:
         from usearch.index import Index
     except ImportError:
-        log.warning("usearch is not installed: exact search over %d vectors will be slow "
-                    "(pip install usearch)", matrix.shape[0])
+        log.warning(
+            "usearch is not installed: exact search over %d vectors will be slow "
+            "(pip install usearch)",
+            matrix.shape[0],
+        )
         return VectorIndex(matrix)
     digest = matrix_digest(matrix)
     path = None if cache is None else cache / f"{digest}.usearch"
-    index = Index(ndim=matrix.shape[1], metric="ip", dtype="i8", connectivity=16,
-                  expansion_add=64, expansion_search=128)
+    index = Index(
+        ndim=matrix.shape[1],
+        metric="ip",
+        dtype="i8",
+        connectivity=16,
+        expansion_add=64,
+        expansion_search=128,
+    )
     if path is not None and path.exists():
         index.load(str(path))
         if len(index) == matrix.shape[0]:
             return VectorIndex(matrix, index, digest=digest)
-        index = Index(ndim=matrix.shape[1], metric="ip", dtype="i8", connectivity=16,
-                      expansion_add=64, expansion_search=128)
+        index = Index(
+            ndim=matrix.shape[1],
+            metric="ip",
+            dtype="i8",
+            connectivity=16,
+            expansion_add=64,
+            expansion_search=128,
+        )
     log.info("building an HNSW index over %d vectors", matrix.shape[0])
     index.add(np.arange(matrix.shape[0], dtype=np.uint64), matrix, threads=threads)
     if path is not None:

@@ -17,16 +17,75 @@ from collections.abc import Iterable, Mapping
 _WORD = re.compile(r"[a-z][a-z0-9'-]*[a-z0-9]|[a-z]")
 
 #: Words explanations use about every neuron; they say nothing about one cluster.
-EXPLANATION_STOPWORDS = frozenset({
-    "word", "words", "token", "tokens", "phrase", "phrases", "term", "terms", "text", "texts",
-    "mention", "mentions", "mentioned", "reference", "references", "referring", "related",
-    "relating", "context", "contexts", "usage", "use", "used", "using", "including", "includes",
-    "especially", "particularly", "specific", "various", "different", "like", "e.g", "ie", "etc",
-    "fires", "activates", "activation", "activations", "neuron", "neurons", "instance",
-    "instances", "occurrence", "occurrences", "appear", "appears", "appearing", "following",
-    "preceding", "followed", "beginning", "end", "ending", "particular", "certain", "form",
-    "forms", "type", "types", "kind", "kinds", "part", "parts", "s",
-})
+EXPLANATION_STOPWORDS = frozenset(
+    {
+        "word",
+        "words",
+        "token",
+        "tokens",
+        "phrase",
+        "phrases",
+        "term",
+        "terms",
+        "text",
+        "texts",
+        "mention",
+        "mentions",
+        "mentioned",
+        "reference",
+        "references",
+        "referring",
+        "related",
+        "relating",
+        "context",
+        "contexts",
+        "usage",
+        "use",
+        "used",
+        "using",
+        "including",
+        "includes",
+        "especially",
+        "particularly",
+        "specific",
+        "various",
+        "different",
+        "like",
+        "e.g",
+        "ie",
+        "etc",
+        "fires",
+        "activates",
+        "activation",
+        "activations",
+        "neuron",
+        "neurons",
+        "instance",
+        "instances",
+        "occurrence",
+        "occurrences",
+        "appear",
+        "appears",
+        "appearing",
+        "following",
+        "preceding",
+        "followed",
+        "beginning",
+        "end",
+        "ending",
+        "particular",
+        "certain",
+        "form",
+        "forms",
+        "type",
+        "types",
+        "kind",
+        "kinds",
+        "part",
+        "parts",
+        "s",
+    }
+)
 
 
 def _stopwords() -> frozenset[str]:
@@ -45,8 +104,9 @@ def class_tfidf(
 ) -> dict[int, list[tuple[str, float]]]:
     """cluster -> its `top` most characteristic words with their c-TF-IDF weights."""
     stop = _stopwords()
-    counts = {c: Counter(w for text in texts for w in words(text, stop)) for c, texts in
-              docs.items()}
+    counts = {
+        c: Counter(w for text in texts for w in words(text, stop)) for c, texts in docs.items()
+    }
     overall: Counter[str] = Counter()
     for ctr in counts.values():
         overall.update(ctr)

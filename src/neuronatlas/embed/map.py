@@ -85,9 +85,7 @@ def cluster(coords: np.ndarray, matrix: np.ndarray, config: MapConfig) -> np.nda
         from sklearn.cluster import KMeans
 
         k = config.n_clusters or max(1, round(math.sqrt(n / 2)))
-        return KMeans(n_clusters=min(k, n), random_state=config.seed, n_init=4).fit_predict(
-            matrix
-        )
+        return KMeans(n_clusters=min(k, n), random_state=config.seed, n_init=4).fit_predict(matrix)
     from sklearn.cluster import HDBSCAN
 
     size = config.min_cluster_size or max(3, round(math.sqrt(n) / 2))
@@ -99,7 +97,7 @@ def describe_clusters(
 ) -> list[tuple[int, str, list[tuple[str, float]], int, float, float]]:
     """(cluster, label, words, size, x, y) per cluster; noise is labelled "unclustered"."""
     docs: dict[int, list[str]] = {}
-    for c, text in zip(labels.tolist(), texts):
+    for c, text in zip(labels.tolist(), texts, strict=False):
         docs.setdefault(int(c), []).append(text)
     tfidf = class_tfidf({c: t for c, t in docs.items() if c != NOISE})
     out = []
@@ -122,8 +120,9 @@ def build_map(db: str | Path, config: MapConfig | None = None) -> MapResult:
             raise BadInput(f"{db}: nothing is embedded yet: run `neuronatlas embed --db {db}`")
         neuron_ids, explanation_ids, matrix = store.neuron_vectors(conn)
         if len(neuron_ids) < 3:
-            raise BadInput(f"the map needs at least 3 embedded neurons, this atlas has "
-                           f"{len(neuron_ids)}")
+            raise BadInput(
+                f"the map needs at least 3 embedded neurons, this atlas has {len(neuron_ids)}"
+            )
         run = writer.begin_run("map", asdict(config))
         try:
             coords = layout(matrix, config)
@@ -132,8 +131,9 @@ def build_map(db: str | Path, config: MapConfig | None = None) -> MapResult:
             clusters = describe_clusters(labels, coords, texts)
             points = [
                 (nid, eid, float(x), float(y), int(c))
-                for nid, eid, (x, y), c in zip(neuron_ids, explanation_ids, coords.tolist(),
-                                              labels.tolist())
+                for nid, eid, (x, y), c in zip(
+                    neuron_ids, explanation_ids, coords.tolist(), labels.tolist(), strict=False
+                )
             ]
             store.write_map(conn, points, clusters, names[0], asdict(config), run)
         except BaseException:

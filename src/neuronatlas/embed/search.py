@@ -85,8 +85,11 @@ def _load(conn: sqlite3.Connection, key: tuple) -> LoadedVectors:
         )
     meta = reader.meta(conn)
     loaded = LoadedVectors(
-        ids, neuron_ids, build_index(matrix, cache=index_cache_dir()),
-        names[0] if names else None, meta.get("embedder_spec"),
+        ids,
+        neuron_ids,
+        build_index(matrix, cache=index_cache_dir()),
+        names[0] if names else None,
+        meta.get("embedder_spec"),
     )
     with _CACHE_LOCK:
         _CACHE[key] = loaded
@@ -99,8 +102,9 @@ def query_embedder(vectors: LoadedVectors, embedder: str | Embedder | None) -> E
     """The embedder that made the stored vectors (or the given one, if it is the same)."""
     if vectors.embedder is None:
         raise BadInput("this atlas has no embeddings yet: run `neuronatlas embed --db PATH`")
-    chosen = get_embedder(embedder if embedder is not None
-                          else vectors.embedder_spec or vectors.embedder)
+    chosen = get_embedder(
+        embedder if embedder is not None else vectors.embedder_spec or vectors.embedder
+    )
     if chosen.name != vectors.embedder:
         raise MixedEmbedders(
             f"the atlas was embedded with {vectors.embedder}, the query with {chosen.name}: "
@@ -111,8 +115,11 @@ def query_embedder(vectors: LoadedVectors, embedder: str | Embedder | None) -> E
 
 
 def search_vector(
-    conn: sqlite3.Connection, vector: np.ndarray, k: int = 10,
-    vectors: LoadedVectors | None = None, exclude: str | None = None,
+    conn: sqlite3.Connection,
+    vector: np.ndarray,
+    k: int = 10,
+    vectors: LoadedVectors | None = None,
+    exclude: str | None = None,
 ) -> list[dict]:
     """Top-k neurons for a unit query vector (no encoding): the timed part of a search."""
     vectors = vectors or load_vectors(conn)
@@ -123,7 +130,7 @@ def search_vector(
     while True:
         rows, sims = vectors.index.search(np.asarray(vector, dtype=np.float32), want)
         best: dict[str, tuple[int, float]] = {}
-        for row, sim in zip(rows.tolist(), sims.tolist()):
+        for row, sim in zip(rows.tolist(), sims.tolist(), strict=False):
             nid = vectors.neuron_ids[row]
             if nid != exclude and nid not in best:
                 best[nid] = (int(vectors.explanation_ids[row]), float(sim))
@@ -155,4 +162,3 @@ def clear_cache() -> None:
     """Forget loaded matrices (tests; a server that must drop memory)."""
     with _CACHE_LOCK:
         _CACHE.clear()
-

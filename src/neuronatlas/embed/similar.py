@@ -36,9 +36,13 @@ def by_tokens(conn: sqlite3.Connection, neuron_id: str, k: int = 10) -> list[dic
     rows = store_search.token_overlap(conn, neuron_id, k)
     info = store_embed.describe_neurons(conn, [r[0] for r in rows])
     return [
-        {**info[nid], "similarity": round(m / (2.0 - m), 6),
-         "shared_tokens": sorted(set(toks.split("\x1f")))[:10]}
-        for nid, m, toks in rows if nid in info
+        {
+            **info[nid],
+            "similarity": round(m / (2.0 - m), 6),
+            "shared_tokens": sorted(set(toks.split("\x1f")))[:10],
+        }
+        for nid, m, toks in rows
+        if nid in info
     ]
 
 
@@ -74,9 +78,13 @@ def by_weights(conn: sqlite3.Connection, neuron_id: str, model, k: int = 10) -> 
         ids = [format_id(a, b) for a, b, _ in rows]
         info = store_embed.describe_neurons(conn, ids)
         out[side] = [
-            {**info.get(nid, {"id": nid, "layer": a, "neuron": b, "explanation": None,
-                              "score": None}), "similarity": w}
-            for nid, (a, b, w) in zip(ids, rows)
+            {
+                **info.get(
+                    nid, {"id": nid, "layer": a, "neuron": b, "explanation": None, "score": None}
+                ),
+                "similarity": w,
+            }
+            for nid, (a, b, w) in zip(ids, rows, strict=False)
         ]
     return out
 
@@ -97,14 +105,12 @@ def logit_effects(neuron_id: str, model, k: int = 10) -> dict:
 
     def rows(pairs):
         names = strings([i for i, _ in pairs])
-        return [{"token": t, "token_id": i, "effect": v} for t, (i, v) in zip(names, pairs)]
+        return [{"token": t, "token_id": i, "effect": v} for t, (i, v) in zip(names, pairs, strict=False)]
 
     return {"promoted": rows(promoted), "suppressed": rows(suppressed)}
 
 
-def similar_neurons(
-    conn: sqlite3.Connection, neuron_id: str, k: int = 10, model=None
-) -> dict:
+def similar_neurons(conn: sqlite3.Connection, neuron_id: str, k: int = 10, model=None) -> dict:
     """Similar neurons of every kind available.
 
     Always: by_embedding, by_tokens (lists of result rows). With `model` (a

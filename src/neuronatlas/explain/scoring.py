@@ -19,8 +19,9 @@ def _flatten(seqs: Sequence[Sequence[float | None]]) -> np.ndarray:
     return np.asarray(flat, dtype=np.float64)
 
 
-def ev_correlation_score(true: Sequence[Sequence[float | None]],
-                         predicted: Sequence[Sequence[float | None]]) -> float | None:
+def ev_correlation_score(
+    true: Sequence[Sequence[float | None]], predicted: Sequence[Sequence[float | None]]
+) -> float | None:
     """Pearson correlation over every token of every sequence; None if either is constant."""
     r, p = _flatten(true), _flatten(predicted)
     if r.size < 2 or r.size != p.size:
@@ -32,8 +33,9 @@ def ev_correlation_score(true: Sequence[Sequence[float | None]],
     return float((r * p).sum() / denom)
 
 
-def rsquared_score(true: Sequence[Sequence[float | None]],
-                   predicted: Sequence[Sequence[float | None]]) -> float | None:
+def rsquared_score(
+    true: Sequence[Sequence[float | None]], predicted: Sequence[Sequence[float | None]]
+) -> float | None:
     r, p = _flatten(true), _flatten(predicted)
     denom = float(np.mean(r * r)) if r.size else 0.0
     if denom == 0.0 or r.size != p.size:
@@ -41,8 +43,9 @@ def rsquared_score(true: Sequence[Sequence[float | None]],
     return 1.0 - float(np.mean((r - p) ** 2)) / denom
 
 
-def absolute_dev_explained_score(true: Sequence[Sequence[float | None]],
-                                 predicted: Sequence[Sequence[float | None]]) -> float | None:
+def absolute_dev_explained_score(
+    true: Sequence[Sequence[float | None]], predicted: Sequence[Sequence[float | None]]
+) -> float | None:
     r, p = _flatten(true), _flatten(predicted)
     denom = float(np.mean(np.abs(r))) if r.size else 0.0
     if denom == 0.0 or r.size != p.size:
@@ -50,8 +53,9 @@ def absolute_dev_explained_score(true: Sequence[Sequence[float | None]],
     return 1.0 - float(np.mean(np.abs(r - p))) / denom
 
 
-def all_scores(true: Sequence[Sequence[float | None]],
-               predicted: Sequence[Sequence[float | None]]) -> tuple[float | None, ...]:
+def all_scores(
+    true: Sequence[Sequence[float | None]], predicted: Sequence[Sequence[float | None]]
+) -> tuple[float | None, ...]:
     """(ev_correlation_score, rsquared_score, absolute_dev_explained_score)."""
     return (
         ev_correlation_score(true, predicted),

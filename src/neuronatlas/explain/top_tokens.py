@@ -54,14 +54,15 @@ def _lookup(train: list[dict]) -> dict[str, float]:
     """Largest activation seen for each token string in training records."""
     table: dict[str, float] = {}
     for rec in train:
-        for tok, act in zip(rec["tokens"], rec["activations"]):
+        for tok, act in zip(rec["tokens"], rec["activations"], strict=False):
             if act is not None and act > table.get(tok, float("-inf")):
                 table[tok] = act
     return table
 
 
-def explain_records(recs: dict[str, list[dict]],
-                    settings: TopTokenSettings = TopTokenSettings()) -> TopTokenResult | None:
+def explain_records(
+    recs: dict[str, list[dict]], settings: TopTokenSettings = TopTokenSettings()
+) -> TopTokenResult | None:
     """Explain one neuron from its records; None when it has no records.
 
     A neuron that never activates positively in its training records gets a plain statement
@@ -112,15 +113,24 @@ def explain_atlas(
     with AtlasWriter(db) as writer:
         run = writer.begin_run("explain-top-tokens", settings.__dict__)
         for start in range(0, len(todo), batch):
-            chunk = todo[start:start + batch]
+            chunk = todo[start : start + batch]
             with writer.transaction():
                 for nid in chunk:
                     res = explain_records(reader.records(conn, nid), settings)
                     if res is None:
                         continue
-                    writer.write_explanations(nid, SOURCE, [(
-                        res.text, res.ev_correlation_score, res.rsquared_score,
-                        res.absolute_dev_explained_score)])
+                    writer.write_explanations(
+                        nid,
+                        SOURCE,
+                        [
+                            (
+                                res.text,
+                                res.ev_correlation_score,
+                                res.rsquared_score,
+                                res.absolute_dev_explained_score,
+                            )
+                        ],
+                    )
                     written += 1
             if progress:
                 progress(min(start + batch, len(todo)), len(todo))

@@ -10,5 +10,12 @@ from neuronatlas.models.architectures import ARCHITECTURES, Architecture, archit
 from neuronatlas.models.load import DTYPES, load_model, wrap_model
 from neuronatlas.models.loaded import LoadedModel
 
-__all__ = ["ARCHITECTURES", "DTYPES", "Architecture", "LoadedModel", "architecture_for",
-           "load_model", "wrap_model"]
+__all__ = [
+    "ARCHITECTURES",
+    "DTYPES",
+    "Architecture",
+    "LoadedModel",
+    "architecture_for",
+    "load_model",
+    "wrap_model",
+]

@@ -68,8 +68,14 @@ def load_model(spec: str, dtype: str = "float32", device: str = "cpu") -> Loaded
     return wrap_model(model, tokenizer, name, revision, dtype=dtype, device=device)
 
 
-def wrap_model(model, tokenizer, name: str, revision: str | None = None,
-               dtype: str = "float32", device: str = "cpu") -> LoadedModel:
+def wrap_model(
+    model,
+    tokenizer,
+    name: str,
+    revision: str | None = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+) -> LoadedModel:
     """A `LoadedModel` around an already built causal LM and tokenizer (benchmarks, workers
     that build their model themselves). Puts the model in eval mode on `device`."""
     model.eval()
@@ -84,7 +90,15 @@ def wrap_model(model, tokenizer, name: str, revision: str | None = None,
     bos = tokenizer.bos_token_id
     log.info("loaded %s (%s, %d layers × %d neurons, %s)", name, arch.name, n_layers, d_mlp, dtype)
     return LoadedModel(
-        name=name, revision=revision, model=model, tokenizer=tokenizer, n_layers=n_layers,
-        d_mlp=d_mlp, architecture=arch.name, bos_token_id=None if bos is None else int(bos),
-        arch=arch, dtype=dtype, device=device,
+        name=name,
+        revision=revision,
+        model=model,
+        tokenizer=tokenizer,
+        n_layers=n_layers,
+        d_mlp=d_mlp,
+        architecture=arch.name,
+        bos_token_id=None if bos is None else int(bos),
+        arch=arch,
+        dtype=dtype,
+        device=device,
     )

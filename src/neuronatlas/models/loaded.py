@@ -71,13 +71,17 @@ class LoadedModel:
     ) -> dict[int, torch.Tensor]:
         """float32 [batch, seq, d_mlp] per requested layer, from one truncated forward pass."""
         out: dict[int, torch.Tensor] = {}
-        self.stream_activations(input_ids, lambda layer, acts: out.__setitem__(layer, acts),
-                                layers, attention_mask)
+        self.stream_activations(
+            input_ids, lambda layer, acts: out.__setitem__(layer, acts), layers, attention_mask
+        )
         return out
 
     def stream_activations(
-        self, input_ids, consume: Callable[[int, torch.Tensor], None],
-        layers: Iterable[int] | None = None, attention_mask=None,
+        self,
+        input_ids,
+        consume: Callable[[int, torch.Tensor], None],
+        layers: Iterable[int] | None = None,
+        attention_mask=None,
     ) -> None:
         """Call `consume(layer, float32 [batch, seq, d_mlp])` for each requested layer, from
         inside the forward pass, in layer order; the pass stops after the highest layer.
@@ -97,14 +101,16 @@ class LoadedModel:
                 consume(layer, args[0].float())
                 if layer == last:
                     raise _StopForward
+
             return hook
 
         handles = [self.projection(L).register_forward_pre_hook(make_hook(L)) for L in wanted]
         ids = torch.as_tensor(input_ids, device=self.device)
         if ids.dim() == 1:
             ids = ids.unsqueeze(0)
-        mask = (None if attention_mask is None
-                else torch.as_tensor(attention_mask, device=self.device))
+        mask = (
+            None if attention_mask is None else torch.as_tensor(attention_mask, device=self.device)
+        )
         try:
             with torch.inference_mode():
                 self.model(input_ids=ids, attention_mask=mask, use_cache=False)

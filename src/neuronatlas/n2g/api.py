@@ -26,8 +26,9 @@ def load_trie(conn: sqlite3.Connection, neuron_id: str) -> tuple[Trie, float] | 
     return Trie.from_json(row["trie"]), float(row["a_max"])
 
 
-def neuron_graph(conn: sqlite3.Connection, neuron_id: str, svg: bool = True,
-                 max_nodes: int = 150) -> dict | None:
+def neuron_graph(
+    conn: sqlite3.Connection, neuron_id: str, svg: bool = True, max_nodes: int = 150
+) -> dict | None:
     """{"neuron_id", "metrics", "explanation", "graph": {"nodes", "edges", "truncated"},
     "svg", "dot", "settings", "mask_token", "stats", "a_max"}; None when there is no graph."""
     nid = canonical(neuron_id)

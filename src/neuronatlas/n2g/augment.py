@@ -173,7 +173,7 @@ class CasingVariants(SubstituteSource):
             s = strings[orig]
             core = s.strip()
             lead = s[: len(s) - len(s.lstrip())]
-            forms = table.variants(core) + [core.lower(), core.title(), core.upper()]
+            forms = [*table.variants(core), core.lower(), core.title(), core.upper()]
             cands = [vocab.unique.get(lead + f) for f in forms if f and f != core]
             # Casings are exactly what normalisation may merge; keep those the trie can tell apart.
             out.append(self._filter(orig, [c for c in cands if c is not None], n))
@@ -209,7 +209,7 @@ class MaskedLM(SubstituteSource):
         for ids, pos in requests:
             orig = strings[ids[pos]]
             left = "".join(strings[i] for i in ids[:pos])
-            right = "".join(strings[i] for i in ids[pos + 1:])
+            right = "".join(strings[i] for i in ids[pos + 1 :])
             lead = orig[: len(orig) - len(orig.lstrip())]
             text = f"{left}{lead}{self.mlm_tok.mask_token}{right}"
             enc = self.mlm_tok(text, return_tensors="pt", truncation=True)
@@ -221,7 +221,7 @@ class MaskedLM(SubstituteSource):
                 probs = self.mlm(**enc).logits[0, int(where[0])].softmax(-1)
             top = torch.topk(probs, 64)
             cands = []
-            for p, i in zip(top.values.tolist(), top.indices.tolist()):
+            for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=False):
                 if p < 1e-5:
                     break
                 word = self.mlm_tok.convert_ids_to_tokens(i)
@@ -282,8 +282,14 @@ def merge(per_source: list[list[int]], n: int) -> list[int]:
     return out[:n]
 
 
-def augment(runner: Runner, layer: int, requests: Sequence[AugmentRequest],
-            sources: Sequence[SubstituteSource], n: int, keep: float) -> list[AugmentResult]:
+def augment(
+    runner: Runner,
+    layer: int,
+    requests: Sequence[AugmentRequest],
+    sources: Sequence[SubstituteSource],
+    n: int,
+    keep: float,
+) -> list[AugmentResult]:
     """Propose, run (one batched set of passes for all requests) and judge substitutes."""
     flat = [(r.ids, p) for r in requests for p in r.positions]
     results = [AugmentResult() for _ in requests]
@@ -305,7 +311,7 @@ def augment(runner: Runner, layer: int, requests: Sequence[AugmentRequest],
     neurons = sorted({r.neuron for r in requests})
     col = {nn: c for c, nn in enumerate(neurons)}
     acts = runner.activations(layer, seqs, neurons)
-    for (ri, p, tid), a in zip(owners, acts):
+    for (ri, p, tid), a in zip(owners, acts, strict=False):
         r = requests[ri]
         values = a[:, col[r.neuron]].astype(np.float64)
         kept = r.clean_pivot > 0 and values[r.pivot] >= keep * r.clean_pivot

@@ -42,8 +42,13 @@ class NeuronBuild:
 
 
 def make_lines(
-    strings: Sequence[str], clean: np.ndarray, importance: np.ndarray, scale: float,
-    a_max: float, settings: N2GSettings, evidence: dict[int, tuple[int, int]] | None = None,
+    strings: Sequence[str],
+    clean: np.ndarray,
+    importance: np.ndarray,
+    scale: float,
+    a_max: float,
+    settings: N2GSettings,
+    evidence: dict[int, tuple[int, int]] | None = None,
 ) -> list[tuple[list[tuple[str, float]], float, list[tuple[int, int]]]]:
     """(line, normalised activation, per-item evidence) for every activating position."""
     out = []
@@ -75,8 +80,9 @@ class _Job:
     post_fires: list[bool]
 
 
-def _jobs(builds: Sequence[NeuronBuild], vocab, settings: N2GSettings, stored_full: bool
-          ) -> list[_Job]:
+def _jobs(
+    builds: Sequence[NeuronBuild], vocab, settings: N2GSettings, stored_full: bool
+) -> list[_Job]:
     """Prune jobs: one per pivot. pivots="max": the record's most activating token; "firing":
     every token above the trie threshold (each then needs no post-pivot context, since every
     firing token after it is a pivot of its own)."""
@@ -91,8 +97,11 @@ def _jobs(builds: Sequence[NeuronBuild], vocab, settings: N2GSettings, stored_fu
             ids = vocab.to_ids(rec.tokens)
             if ids is None:
                 b.skipped_examples += 1
-                log.info("%s: a %s record has tokens this tokenizer cannot map back exactly",
-                         ex.neuron_id, rec.category)
+                log.info(
+                    "%s: a %s record has tokens this tokenizer cannot map back exactly",
+                    ex.neuron_id,
+                    rec.category,
+                )
                 continue
             if settings.pivots == "firing":
                 pivots = [i for i, a in enumerate(rec.acts) if a is not None and a > limit]
@@ -102,55 +111,79 @@ def _jobs(builds: Sequence[NeuronBuild], vocab, settings: N2GSettings, stored_fu
                 if settings.pivots == "firing":
                     post = [False] * (len(rec.acts) - pivot - 1)
                 else:
-                    post = [a is not None and a > limit for a in rec.acts[pivot + 1:]]
+                    post = [a is not None and a > limit for a in rec.acts[pivot + 1 :]]
                 full = rec.acts[pivot] if stored_full else None
                 jobs.append(_Job(b, ids, rec.tokens, pivot, full, post))
     return jobs
 
 
 def build_layer(
-    runner: Runner, layer: int, examples: Sequence[NeuronExamples], vocab,
-    sources: Sequence[aug.SubstituteSource], mask: sal.MaskChoice, settings: N2GSettings,
+    runner: Runner,
+    layer: int,
+    examples: Sequence[NeuronExamples],
+    vocab,
+    sources: Sequence[aug.SubstituteSource],
+    mask: sal.MaskChoice,
+    settings: N2GSettings,
     stored_full: bool,
 ) -> list[NeuronBuild]:
     """Build every given neuron's trie (all neurons must be in `layer`)."""
-    builds = [NeuronBuild(ex, Trie(settings.normalize_tokens, settings.aggregate))
-              for ex in examples]
+    builds = [
+        NeuronBuild(ex, Trie(settings.normalize_tokens, settings.aggregate)) for ex in examples
+    ]
     if any(ex.layer != layer for ex in examples):
         raise ValueError("build_layer: all neurons must belong to the layer given")
     jobs = _jobs(builds, vocab, settings, stored_full)
     if not jobs:
         return builds
-    pruned = prn.prune(runner, layer, [
-        prn.PruneJob(j.build.examples.neuron, j.ids, j.strings, j.pivot, j.full, j.post_fires)
-        for j in jobs
-    ], settings)
-    cut = [(j.ids[p.start:p.end], j.strings[p.start:p.end]) for j, p in zip(jobs, pruned)]
-    saliencies = sal.measure(runner, layer, [(ids, j.build.examples.neuron)
-                                             for (ids, _), j in zip(cut, jobs)], mask.token_id)
+    pruned = prn.prune(
+        runner,
+        layer,
+        [
+            prn.PruneJob(j.build.examples.neuron, j.ids, j.strings, j.pivot, j.full, j.post_fires)
+            for j in jobs
+        ],
+        settings,
+    )
+    cut = [(j.ids[p.start : p.end], j.strings[p.start : p.end]) for j, p in zip(jobs, pruned, strict=False)]
+    saliencies = sal.measure(
+        runner,
+        layer,
+        [(ids, j.build.examples.neuron) for (ids, _), j in zip(cut, jobs, strict=False)],
+        mask.token_id,
+    )
     requests = []
-    for (ids, _), j, p, s in zip(cut, jobs, pruned, saliencies):
-        positions = [k for k in range(p.pivot + 1)
-                     if s.importance[k, p.pivot] >= settings.important_for_augment]
-        requests.append(aug.AugmentRequest(ids, j.build.examples.neuron, p.pivot, positions,
-                                           float(s.clean[p.pivot])))
-    results = aug.augment(runner, layer, requests, sources, settings.substitutes,
-                          settings.augment_keep)
+    for (ids, _), j, p, s in zip(cut, jobs, pruned, saliencies, strict=False):
+        positions = [
+            k
+            for k in range(p.pivot + 1)
+            if s.importance[k, p.pivot] >= settings.important_for_augment
+        ]
+        requests.append(
+            aug.AugmentRequest(
+                ids, j.build.examples.neuron, p.pivot, positions, float(s.clean[p.pivot])
+            )
+        )
+    results = aug.augment(
+        runner, layer, requests, sources, settings.substitutes, settings.augment_keep
+    )
     extra = _augmented_saliency(runner, layer, requests, results, saliencies, mask, settings)
-    for (ids, strings), j, p, s, res, ext in zip(cut, jobs, pruned, saliencies, results, extra):
+    for (ids, strings), j, p, s, res, ext in zip(cut, jobs, pruned, saliencies, results, extra, strict=False):
         b, a_max = j.build, j.build.examples.a_max
         evidence = res.evidence()
         b.used_examples += 1
         b.pruned_lengths.append(p.pivot + 1)
-        for line, act, ev in make_lines(strings, s.clean, s.importance, p.scale, a_max,
-                                        settings, evidence):
+        for line, act, ev in make_lines(
+            strings, s.clean, s.importance, p.scale, a_max, settings, evidence
+        ):
             b.trie.insert(line, act, ev)
             b.lines += 1
-        for sub, imp in zip([x for x in res.substitutes if x.kept], ext):
+        for sub, imp in zip([x for x in res.substitutes if x.kept], ext, strict=False):
             new_strings = list(strings)
             new_strings[sub.position] = vocab.strings[sub.token_id]
-            for line, act, ev in make_lines(new_strings, sub.activations, imp, p.scale,
-                                            a_max, settings):
+            for line, act, ev in make_lines(
+                new_strings, sub.activations, imp, p.scale, a_max, settings
+            ):
                 b.trie.insert(line, act, ev)
                 b.lines += 1
         b.substitutes_tried += len(res.substitutes)
@@ -158,8 +191,15 @@ def build_layer(
     return builds
 
 
-def _augmented_saliency(runner: Runner, layer: int, requests, results, saliencies,
-                        mask: sal.MaskChoice, settings: N2GSettings) -> list[list[np.ndarray]]:
+def _augmented_saliency(
+    runner: Runner,
+    layer: int,
+    requests,
+    results,
+    saliencies,
+    mask: sal.MaskChoice,
+    settings: N2GSettings,
+) -> list[list[np.ndarray]]:
     """Importance matrices of each request's kept substitutes.
 
     reuse: the original's matrix stands for every kept substitute (one token differs; the
@@ -167,15 +207,16 @@ def _augmented_saliency(runner: Runner, layer: int, requests, results, saliencie
     reference does (L+1 more rows per kept substitute).
     """
     if settings.augment_saliency != "recompute":
-        return [[s.importance for sub in res.substitutes if sub.kept]
-                for res, s in zip(results, saliencies)]
+        return [
+            [s.importance for sub in res.substitutes if sub.kept]
+            for res, s in zip(results, saliencies, strict=False)
+        ]
     todo = []
-    for r, res in zip(requests, results):
+    for r, res in zip(requests, results, strict=False):
         for sub in res.substitutes:
             if sub.kept:
                 row = list(r.ids)
                 row[sub.position] = sub.token_id
                 todo.append((row, r.neuron))
     measured = iter(sal.measure(runner, layer, todo, mask.token_id)) if todo else iter(())
-    return [[next(measured).importance for sub in res.substitutes if sub.kept]
-            for res in results]
+    return [[next(measured).importance for sub in res.substitutes if sub.kept] for res in results]

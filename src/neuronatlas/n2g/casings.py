@@ -66,8 +66,9 @@ def load_word_to_casings(path: str | Path) -> CasingTable:
         try:
             rows = [(str(c), float(n)) for c, n in pairs]
         except (TypeError, ValueError) as exc:
-            raise BadInput(f"--casings {path}: entry {word!r} is not [[casing, count], ...]"
-                           ) from exc
+            raise BadInput(
+                f"--casings {path}: entry {word!r} is not [[casing, count], ...]"
+            ) from exc
         table[str(word).lower()] = sorted(rows, key=lambda x: -x[1])
     return CasingTable(table, f"word_to_casings:{path}")
 
@@ -85,8 +86,10 @@ def from_spacy(path: Path | None = None) -> CasingTable:
     """Group spaCy's case-sensitive log-probabilities by lowercase form."""
     path = path or spacy_lexeme_path()
     if path is None:
-        raise BadInput("casings: package spacy-lookups-data is not installed; "
-                       "pip install spacy-lookups-data or pass --casings PATH")
+        raise BadInput(
+            "casings: package spacy-lookups-data is not installed; "
+            "pip install spacy-lookups-data or pass --casings PATH"
+        )
     with gzip.open(path, "rt", encoding="utf-8") as f:
         data = json.load(f)
     return CasingTable(_grouped((k, math.exp(v)) for k, v in data.items()), f"spacy:{path.name}")
@@ -94,12 +97,14 @@ def from_spacy(path: Path | None = None) -> CasingTable:
 
 def from_tokens(tokens: Iterable[str]) -> CasingTable:
     """Count casings among token strings (e.g. every stored excerpt of the atlas)."""
-    return CasingTable(_grouped((t.strip(), 1.0) for t in tokens if t.strip().isalpha()),
-                       "corpus tokens")
+    return CasingTable(
+        _grouped((t.strip(), 1.0) for t in tokens if t.strip().isalpha()), "corpus tokens"
+    )
 
 
-def default_table(path: str | Path | None = None,
-                  corpus_tokens: Iterable[str] | None = None) -> CasingTable:
+def default_table(
+    path: str | Path | None = None, corpus_tokens: Iterable[str] | None = None
+) -> CasingTable:
     """--casings PATH if given, else spaCy's table if installed, else the corpus tokens."""
     if path is not None:
         return load_word_to_casings(path)

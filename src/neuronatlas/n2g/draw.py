@@ -50,18 +50,25 @@ def graph_json(trie: Trie, a_max: float, max_nodes: int = 150) -> dict:
         if n not in keep:
             continue
         key = trie.key[n]
-        kind = "activating" if trie.depth[n] == 1 else ("wildcard" if key == WILDCARD else
-                                                         "context")
-        nodes.append({
-            "id": n, "label": "*" if key == WILDCARD else key, "kind": kind,
-            "depth": trie.depth[n],
-            "activation": best[n] if kind == "activating" else None,
-            "activation_value": best[n] * a_max if kind == "activating" else None,
-            "importance": trie.importance(n), "end": bool(trie.end_n[n]),
-            "end_activation": trie.end_value(n) if trie.end_n[n] else None,
-            "count": weight[n], "substitutes_tried": trie.subs_tried[n],
-            "substitutes_failed": trie.subs_failed[n],
-        })
+        kind = (
+            "activating" if trie.depth[n] == 1 else ("wildcard" if key == WILDCARD else "context")
+        )
+        nodes.append(
+            {
+                "id": n,
+                "label": "*" if key == WILDCARD else key,
+                "kind": kind,
+                "depth": trie.depth[n],
+                "activation": best[n] if kind == "activating" else None,
+                "activation_value": best[n] * a_max if kind == "activating" else None,
+                "importance": trie.importance(n),
+                "end": bool(trie.end_n[n]),
+                "end_activation": trie.end_value(n) if trie.end_n[n] else None,
+                "count": weight[n],
+                "substitutes_tried": trie.subs_tried[n],
+                "substitutes_failed": trie.subs_failed[n],
+            }
+        )
         if trie.parent[n] != 0:
             edges.append({"source": n, "target": trie.parent[n]})
     return {"nodes": nodes, "edges": edges, "truncated": len(keep) < len(trie)}
@@ -90,23 +97,27 @@ def to_dot(graph: dict, title: str = "") -> str:
     """Graphviz DOT of `graph_json` output."""
     lines = [
         "digraph n2g {",
-        ('  rankdir=RL; bgcolor="white"; node [shape=box, style="rounded,filled",'
-         ' fontname="Helvetica", fontsize=12, penwidth=1]; edge [color="#888888", dir=back];'),
+        (
+            '  rankdir=RL; bgcolor="white"; node [shape=box, style="rounded,filled",'
+            ' fontname="Helvetica", fontsize=12, penwidth=1]; edge [color="#888888", dir=back];'
+        ),
     ]
     if title:
         lines.append(f"  label={_quote(title)}; labelloc=t;")
     for node in graph["nodes"]:
         fill = _fill(node["kind"], node["activation"], node["importance"])
         outline = ', penwidth=3, color="#222222"' if node["end"] else ', color="#999999"'
-        tip = f'{node["kind"]}; importance {node["importance"]:.2f}'
+        tip = f"{node['kind']}; importance {node['importance']:.2f}"
         if node["end_activation"] is not None:
-            tip += f'; ends at {node["end_activation"]:.2f} of max'
-        lines.append(f'  n{node["id"]} [label={_quote(node["label"])}, fillcolor="{fill}"'
-                     f'{outline}, tooltip={_quote(tip)}];')
+            tip += f"; ends at {node['end_activation']:.2f} of max"
+        lines.append(
+            f'  n{node["id"]} [label={_quote(node["label"])}, fillcolor="{fill}"'
+            f"{outline}, tooltip={_quote(tip)}];"
+        )
     for edge in graph["edges"]:
         # edge from the token to the right to its left context; dir=back draws the arrow
         # pointing right, toward the activating token.
-        lines.append(f'  n{edge["target"]} -> n{edge["source"]};')
+        lines.append(f"  n{edge['target']} -> n{edge['source']};")
     lines.append("}")
     return "\n".join(lines) + "\n"
 

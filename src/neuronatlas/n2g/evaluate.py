@@ -42,7 +42,7 @@ def fire_scores(truth: Sequences, predicted: Sequences, threshold: float) -> Fir
     for t_seq, p_seq in zip(truth, predicted, strict=True):
         if len(t_seq) != len(p_seq):
             raise ValueError(f"truth has {len(t_seq)} tokens, prediction {len(p_seq)}")
-        for t, p in zip(t_seq, p_seq):
+        for t, p in zip(t_seq, p_seq, strict=False):
             if t is None:
                 continue
             fires, said = t >= threshold, (p or 0.0) >= threshold
@@ -67,7 +67,7 @@ class TokenLookup:
     def fit(self, records: Sequence[tuple[Sequence[str], Sequence[float | None]]]) -> TokenLookup:
         table = self.table
         for tokens, acts in records:
-            for tok, a in zip(tokens, acts):
+            for tok, a in zip(tokens, acts, strict=False):
                 if a is not None and a > table.get(tok, float("-inf")):
                     table[tok] = a
         return self
@@ -93,7 +93,7 @@ class NgramLookup:
                 for k in range(self.n):  # k tokens of left context
                     if i - k < 0:
                         break
-                    key = tuple(tokens[i - k:i + 1])
+                    key = tuple(tokens[i - k : i + 1])
                     table = self.tables[k]
                     if a > table.get(key, float("-inf")):
                         table[key] = a
@@ -104,7 +104,7 @@ class NgramLookup:
         for i in range(len(tokens)):
             value = 0.0
             for k in range(min(self.n - 1, i), -1, -1):  # longest context first
-                hit = self.tables[k].get(tuple(tokens[i - k:i + 1]))
+                hit = self.tables[k].get(tuple(tokens[i - k : i + 1]))
                 if hit is not None:
                     value = hit
                     break
@@ -151,14 +151,18 @@ def evaluate(
     tok_s = fire_scores(truth, [tok.predict(t) for t, _ in test], threshold)
     ngr_s = fire_scores(truth, [ngr.predict(t) for t, _ in test], threshold)
     kept_t, kept_p = [], []
-    for t_seq, p_seq in zip(truth, predicted):
+    for t_seq, p_seq in zip(truth, predicted, strict=False):
         kept_t.append([t for t in t_seq if t is not None])
-        kept_p.append([p for t, p in zip(t_seq, p_seq) if t is not None])
+        kept_p.append([p for t, p in zip(t_seq, p_seq, strict=False) if t is not None])
     return Evaluation(
-        precision=ours.precision, recall=ours.recall, f1=ours.f1,
-        baseline_token_precision=tok_s.precision, baseline_token_recall=tok_s.recall,
+        precision=ours.precision,
+        recall=ours.recall,
+        f1=ours.f1,
+        baseline_token_precision=tok_s.precision,
+        baseline_token_recall=tok_s.recall,
         baseline_token_f1=tok_s.f1,
-        baseline_ngram_precision=ngr_s.precision, baseline_ngram_recall=ngr_s.recall,
+        baseline_ngram_precision=ngr_s.precision,
+        baseline_ngram_recall=ngr_s.recall,
         baseline_ngram_f1=ngr_s.f1,
         ev_correlation_score=ev_correlation_score(kept_t, kept_p),
         n_test_records=len(test),

@@ -87,8 +87,11 @@ def near_duplicate_groups(records: Sequence[Rec], shingle: int) -> list[list[int
     first: dict[tuple[str, ...], int] = {}
     for i, rec in enumerate(records):
         toks = rec.tokens
-        keys = ([tuple(toks)] if len(toks) < shingle
-                else [tuple(toks[j:j + shingle]) for j in range(len(toks) - shingle + 1)])
+        keys = (
+            [tuple(toks)]
+            if len(toks) < shingle
+            else [tuple(toks[j : j + shingle]) for j in range(len(toks) - shingle + 1)]
+        )
         for key in keys:
             seen = first.setdefault(key, i)
             if seen != i:
@@ -99,8 +102,9 @@ def near_duplicate_groups(records: Sequence[Rec], shingle: int) -> list[list[int
     return list(groups.values())
 
 
-def split(records: Sequence[Rec], settings: N2GSettings, neuron_id: str
-          ) -> tuple[list[Rec], list[Rec]]:
+def split(
+    records: Sequence[Rec], settings: N2GSettings, neuron_id: str
+) -> tuple[list[Rec], list[Rec]]:
     """(train, test): near-duplicate groups never straddle the split; seeded per neuron."""
     groups = near_duplicate_groups(records, settings.shingle)
     rng = random.Random(f"{settings.seed}:{neuron_id}")
@@ -113,10 +117,7 @@ def split(records: Sequence[Rec], settings: N2GSettings, neuron_id: str
     train_idx: set[int] = set()
     for group in groups:
         tops = sum(records[i].category == "top" for i in group)
-        if tops:
-            goes = got_top < want_top
-        else:
-            goes = got_rest < want_rest
+        goes = got_top < want_top if tops else got_rest < want_rest
         if goes:
             train_idx.update(group)
             got_top += tops
@@ -126,13 +127,15 @@ def split(records: Sequence[Rec], settings: N2GSettings, neuron_id: str
     return train, test
 
 
-def load_examples(conn: sqlite3.Connection, neuron_id: str, settings: N2GSettings
-                  ) -> NeuronExamples:
+def load_examples(
+    conn: sqlite3.Connection, neuron_id: str, settings: N2GSettings
+) -> NeuronExamples:
     """Read a neuron's records and split them (see module docstring)."""
     data = reader.neuron(conn, neuron_id)
     a_max = data["stats"]["max_activation"]
-    out = NeuronExamples(data["id"], data["layer"], data["neuron"],
-                         float(a_max) if a_max is not None else 0.0)
+    out = NeuronExamples(
+        data["id"], data["layer"], data["neuron"], float(a_max) if a_max is not None else 0.0
+    )
     pool: list[Rec] = []
     for category, recs in data["records"].items():
         if category == "top":
@@ -145,8 +148,11 @@ def load_examples(conn: sqlite3.Connection, neuron_id: str, settings: N2GSetting
     out.train = train
     out.test = [r for r in test if r.category in ("top", "random")]
     limit = settings.activation_threshold * out.a_max
-    out.build = [r for r in train if r.category == "top"
-                 or (r.category.startswith("quantile") and r.peak[0] > limit)]
+    out.build = [
+        r
+        for r in train
+        if r.category == "top" or (r.category.startswith("quantile") and r.peak[0] > limit)
+    ]
     return out
 
 

@@ -24,8 +24,9 @@ def _subtree_best(trie: Trie) -> list[float]:
     return best
 
 
-def describe(trie: Trie, max_tokens: int = 6, max_contexts: int = 3, max_context_len: int = 5
-             ) -> str:
+def describe(
+    trie: Trie, max_tokens: int = 6, max_contexts: int = 3, max_context_len: int = 5
+) -> str:
     """E.g. 'Fires on "cat", "dog" (strongest "cat"); context: "the … cat", "a dog".'"""
     if len(trie) == 0:
         return "No firing pattern found in the training excerpts."

@@ -34,8 +34,9 @@ class Counters:
 class Runner:
     """Runs a LoadedModel for N2G. prepend_bos: put the model's BOS before every sequence."""
 
-    def __init__(self, loaded, prepend_bos: bool, max_batch_tokens: int = 8192,
-                 full_depth: bool = False):
+    def __init__(
+        self, loaded, prepend_bos: bool, max_batch_tokens: int = 8192, full_depth: bool = False
+    ):
         self.loaded = loaded
         self.bos = loaded.bos_token_id if prepend_bos else None
         self.max_batch_tokens = max_batch_tokens
@@ -84,8 +85,9 @@ class Runner:
         self.count.passes += 1
         self.count.rows += len(batch)
 
-    def activations(self, layer: int, seqs: Sequence[Sequence[int]], neurons: Sequence[int]
-                    ) -> list[np.ndarray]:
+    def activations(
+        self, layer: int, seqs: Sequence[Sequence[int]], neurons: Sequence[int]
+    ) -> list[np.ndarray]:
         """Per sequence, float32 [len(seq), len(neurons)] (BOS position dropped)."""
         import torch
 
@@ -107,7 +109,7 @@ class Runner:
             acts = self.loaded.neuron_activations(ids, layers=layers, attention_mask=mask)[layer]
             picked = acts[:, :, cols].cpu().numpy()
             for r, i in enumerate(batch):
-                results[i] = picked[r, offset: len(rows[i])]
+                results[i] = picked[r, offset : len(rows[i])]
             self._count(rows, batch, ids.shape[1], max(layers) + 1)
         return [results[w] for w in where]
 
@@ -121,8 +123,9 @@ class Runner:
         for batch in self._batches(rows):
             ids, mask = self._padded(rows, batch)
             with torch.inference_mode():
-                logits = self.loaded.model(input_ids=ids, attention_mask=mask,
-                                           use_cache=False).logits
+                logits = self.loaded.model(
+                    input_ids=ids, attention_mask=mask, use_cache=False
+                ).logits
             top = torch.topk(logits.float(), k, dim=-1).indices.cpu().numpy()
             for r, i in enumerate(batch):
                 # row position p (after BOS shift) predicts the token at p + 1 - offset

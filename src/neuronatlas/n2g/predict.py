@@ -71,6 +71,5 @@ def predict(trie: Trie, tokens: Sequence[str], a_max: float) -> list[float]:
     return [v * a_max for v in predict_normalized(trie, tokens)]
 
 
-def predict_many(trie: Trie, sequences: Sequence[Sequence[str]], a_max: float
-                 ) -> list[list[float]]:
+def predict_many(trie: Trie, sequences: Sequence[Sequence[str]], a_max: float) -> list[list[float]]:
     return [predict(trie, seq, a_max) for seq in sequences]

@@ -81,12 +81,13 @@ def measure_full(runner: Runner, layer: int, jobs: Sequence[PruneJob], neurons: 
         return
     col = {n: c for c, n in enumerate(neurons)}
     acts = runner.activations(layer, [j.ids[: j.pivot + 1] for j in todo], neurons)
-    for job, a in zip(todo, acts):
+    for job, a in zip(todo, acts, strict=False):
         job.full = float(a[job.pivot, col[job.neuron]])
 
 
-def prune(runner: Runner, layer: int, jobs: Sequence[PruneJob], settings: N2GSettings
-          ) -> list[Pruned]:
+def prune(
+    runner: Runner, layer: int, jobs: Sequence[PruneJob], settings: N2GSettings
+) -> list[Pruned]:
     """Prune every job (see module docstring); returns one Pruned per job, in order."""
     neurons = sorted({j.neuron for j in jobs})
     col = {n: c for c, n in enumerate(neurons)}
@@ -99,13 +100,13 @@ def prune(runner: Runner, layer: int, jobs: Sequence[PruneJob], settings: N2GSet
         asks: list[tuple[int, int]] = []  # (job index, length)
         for i, job in enumerate(jobs):
             if found[i] is None:
-                asks.extend((i, n) for n in lengths[i][lo:lo + width])
+                asks.extend((i, n) for n in lengths[i][lo : lo + width])
         lo, width = lo + width, width * settings.prune_growth
         if not asks:
             break
-        seqs = [jobs[i].ids[jobs[i].pivot + 1 - n: jobs[i].pivot + 1] for i, n in asks]
+        seqs = [jobs[i].ids[jobs[i].pivot + 1 - n : jobs[i].pivot + 1] for i, n in asks]
         acts = runner.activations(layer, seqs, neurons)
-        for (i, n), a in zip(asks, acts):
+        for (i, n), a in zip(asks, acts, strict=False):
             if found[i] is not None:
                 continue
             job = jobs[i]
@@ -123,6 +124,5 @@ def prune(runner: Runner, layer: int, jobs: Sequence[PruneJob], settings: N2GSet
         if settings.trim_post_context and job.post_fires is not None:
             fires = job.post_fires[: end - job.pivot - 1]
             end = job.pivot + 1 + (max((k + 1 for k, f in enumerate(fires) if f), default=0))
-        out.append(Pruned(start, end, job.pivot - start, float(job.full or 0.0), at_pivot,
-                          passed))
+        out.append(Pruned(start, end, job.pivot - start, float(job.full or 0.0), at_pivot, passed))
     return out

@@ -37,21 +37,34 @@ def build_reference(session, ex: NeuronExamples, stored_full: bool = False) -> N
     for job in _jobs([build], vocab, settings, stored_full=False):
         full_acts = runner.activations(layer, [job.ids], [neuron])[0][:, 0]  # pass 1
         job.full = float(full_acts[job.pivot])
-        p = prn.prune(runner, layer, [prn.PruneJob(neuron, job.ids, job.strings, job.pivot,
-                                                   job.full)], settings)[0]  # pass 2
-        ids, strings = job.ids[p.start:p.end], job.strings[p.start:p.end]
+        p = prn.prune(
+            runner,
+            layer,
+            [prn.PruneJob(neuron, job.ids, job.strings, job.pivot, job.full)],
+            settings,
+        )[0]  # pass 2
+        ids, strings = job.ids[p.start : p.end], job.strings[p.start : p.end]
         s = sal.measure(runner, layer, [(ids, neuron)], mask)[0]  # pass 3
         runner.activations(layer, [ids], [neuron])  # pass 4a: the augmenter's baseline
-        positions = [k for k in range(p.pivot + 1)
-                     if s.importance[k, p.pivot] >= settings.important_for_augment]
-        res = aug.augment(runner, layer, [aug.AugmentRequest(ids, neuron, p.pivot, positions,
-                                                             float(s.clean[p.pivot]))],
-                          session.sources, settings.substitutes, settings.augment_keep)[0]
+        positions = [
+            k
+            for k in range(p.pivot + 1)
+            if s.importance[k, p.pivot] >= settings.important_for_augment
+        ]
+        res = aug.augment(
+            runner,
+            layer,
+            [aug.AugmentRequest(ids, neuron, p.pivot, positions, float(s.clean[p.pivot]))],
+            session.sources,
+            settings.substitutes,
+            settings.augment_keep,
+        )[0]
         s_again = sal.measure(runner, layer, [(ids, neuron)], mask)[0]  # pass 5: duplicate
         build.used_examples += 1
         build.pruned_lengths.append(p.pivot + 1)
-        for line, act, ev in make_lines(strings, s_again.clean, s_again.importance, p.scale,
-                                        ex.a_max, settings, res.evidence()):
+        for line, act, ev in make_lines(
+            strings, s_again.clean, s_again.importance, p.scale, ex.a_max, settings, res.evidence()
+        ):
             build.trie.insert(line, act, ev)
             build.lines += 1
         for sub in res.substitutes:  # pass 5: every returned prompt, kept or not
@@ -62,8 +75,9 @@ def build_reference(session, ex: NeuronExamples, stored_full: bool = False) -> N
                 continue
             new_strings = list(strings)
             new_strings[sub.position] = vocab.strings[sub.token_id]
-            for line, act, ev in make_lines(new_strings, s_sub.clean, s_sub.importance, p.scale,
-                                            ex.a_max, settings):
+            for line, act, ev in make_lines(
+                new_strings, s_sub.clean, s_sub.importance, p.scale, ex.a_max, settings
+            ):
                 build.trie.insert(line, act, ev)
                 build.lines += 1
         build.substitutes_tried += len(res.substitutes)

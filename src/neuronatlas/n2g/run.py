@@ -41,8 +41,7 @@ class RunReport:
     mask: dict | None = None
 
 
-def select_neurons(conn, neurons: Sequence[str] | None, layer: int | None, all_: bool
-                   ) -> list[str]:
+def select_neurons(conn, neurons: Sequence[str] | None, layer: int | None, all_: bool) -> list[str]:
     """The neurons asked for, canonical, in (layer, neuron) order."""
     if neurons:
         ids = [canonical(n) for n in neurons]
@@ -94,27 +93,53 @@ def _same_model(meta: dict[str, str], spec: str, loaded) -> bool:
     return any(meta.get(k) in names for k in ("model_path", "model_id", "model"))
 
 
-def finish_neuron(writer: AtlasWriter, build: NeuronBuild, settings: N2GSettings,
-                  mask: MaskChoice, model: str, run_id: int | None, extra_stats: dict) -> dict:
+def finish_neuron(
+    writer: AtlasWriter,
+    build: NeuronBuild,
+    settings: N2GSettings,
+    mask: MaskChoice,
+    model: str,
+    run_id: int | None,
+    extra_stats: dict,
+) -> dict:
     """Evaluate one built neuron, write graph + metrics + explanation; return the metrics."""
     ex = build.examples
     predicted = [predict(build.trie, r.tokens, ex.a_max) for r in ex.test]
-    ev = evaluate(predicted, [r.pair() for r in ex.test], [r.pair() for r in ex.train],
-                  ex.a_max, settings.fire_threshold, settings.ngram)
+    ev = evaluate(
+        predicted,
+        [r.pair() for r in ex.test],
+        [r.pair() for r in ex.train],
+        ex.a_max,
+        settings.fire_threshold,
+        settings.ngram,
+    )
     metrics = ev.to_json()
     text = describe(build.trie)
     stats = {
-        "used_examples": build.used_examples, "skipped_examples": build.skipped_examples,
-        "train_records": len(ex.train), "build_records": len(ex.build),
-        "test_records": len(ex.test), "lines": build.lines, "nodes": len(build.trie),
+        "used_examples": build.used_examples,
+        "skipped_examples": build.skipped_examples,
+        "train_records": len(ex.train),
+        "build_records": len(ex.build),
+        "test_records": len(ex.test),
+        "lines": build.lines,
+        "nodes": len(build.trie),
         "substitutes_tried": build.substitutes_tried,
         "substitutes_kept": build.substitutes_kept,
-        "pruned_lengths": build.pruned_lengths, **extra_stats,
+        "pruned_lengths": build.pruned_lengths,
+        **extra_stats,
     }
     store.write_graph(
-        writer, ex.neuron_id, run_id=run_id, a_max=ex.a_max, trie=build.trie.to_json(),
-        settings=settings.to_json(), mask_token=mask.to_json(), model=model, stats=stats,
-        metrics=metrics, explanation=(text, ev.ev_correlation_score),
+        writer,
+        ex.neuron_id,
+        run_id=run_id,
+        a_max=ex.a_max,
+        trie=build.trie.to_json(),
+        settings=settings.to_json(),
+        mask_token=mask.to_json(),
+        model=model,
+        stats=stats,
+        metrics=metrics,
+        explanation=(text, ev.ev_correlation_score),
     )
     return metrics
 
@@ -122,31 +147,54 @@ def finish_neuron(writer: AtlasWriter, build: NeuronBuild, settings: N2GSettings
 class Session:
     """A loaded model with everything N2G needs from it, reusable across runs (and the bench)."""
 
-    def __init__(self, loaded, settings: N2GSettings, prepend_bos: bool,
-                 casings_path: str | None = None,
-                 corpus_tokens: Callable[[], Iterable[str]] | None = None):
+    def __init__(
+        self,
+        loaded,
+        settings: N2GSettings,
+        prepend_bos: bool,
+        casings_path: str | None = None,
+        corpus_tokens: Callable[[], Iterable[str]] | None = None,
+    ):
         self.loaded = loaded
         self.settings = settings
         self.vocab = VocabIndex(loaded)
         self.mask = choose_mask(loaded.tokenizer, settings.mask_token)
-        self.runner = Runner(loaded, prepend_bos, settings.max_batch_tokens,
-                             full_depth=settings.pass_structure == "reference")
-        ctx = aug.AugmentContext(self.runner, self.vocab, casings_path,
-                                 settings.normalize_tokens, corpus_tokens)
+        self.runner = Runner(
+            loaded,
+            prepend_bos,
+            settings.max_batch_tokens,
+            full_depth=settings.pass_structure == "reference",
+        )
+        ctx = aug.AugmentContext(
+            self.runner, self.vocab, casings_path, settings.normalize_tokens, corpus_tokens
+        )
         self.sources = aug.make_sources(settings.substitute_sources, ctx)
 
-    def build(self, layer: int, examples: Sequence[NeuronExamples], stored_full: bool
-              ) -> list[NeuronBuild]:
+    def build(
+        self, layer: int, examples: Sequence[NeuronExamples], stored_full: bool
+    ) -> list[NeuronBuild]:
         if self.settings.pass_structure == "reference":
             from neuronatlas.n2g.reference import build_reference
 
             return [build_reference(self, ex, stored_full=False) for ex in examples]
-        return build_layer(self.runner, layer, examples, self.vocab, self.sources, self.mask,
-                           self.settings, stored_full)
+        return build_layer(
+            self.runner,
+            layer,
+            examples,
+            self.vocab,
+            self.sources,
+            self.mask,
+            self.settings,
+            stored_full,
+        )
 
 
-def open_session(db: str | Path, model: str | None = None, settings: N2GSettings | None = None,
-                 casings: str | None = None) -> Session:
+def open_session(
+    db: str | Path,
+    model: str | None = None,
+    settings: N2GSettings | None = None,
+    casings: str | None = None,
+) -> Session:
     """Load the atlas's model (or `model`) once for several `run_n2g` calls."""
     from neuronatlas.models import load_model
 
@@ -154,8 +202,13 @@ def open_session(db: str | Path, model: str | None = None, settings: N2GSettings
     meta = reader.meta(conn)
     conn.close()
     loaded = load_model(model_spec(meta, model))
-    return Session(loaded, settings or N2GSettings(), prepend_bos(meta, loaded.tokenizer),
-                   casings, corpus_tokens=lambda: store.excerpt_tokens(open_reader(db)))
+    return Session(
+        loaded,
+        settings or N2GSettings(),
+        prepend_bos(meta, loaded.tokenizer),
+        casings,
+        corpus_tokens=lambda: store.excerpt_tokens(open_reader(db)),
+    )
 
 
 def run_n2g(
@@ -197,21 +250,39 @@ def run_n2g(
         session = open_session(db, model, settings, casings)
     settings = session.settings
     stored_full = settings.full_activation == "stored" or (
-        settings.full_activation == "auto" and _same_model(meta, spec, session.loaded))
+        settings.full_activation == "auto" and _same_model(meta, spec, session.loaded)
+    )
     report.mask = session.mask.to_json()
     with AtlasWriter(db) as writer:
-        run_id = writer.begin_run("n2g", {"settings": settings.to_json(), "model": spec,
-                                          "mask_token": session.mask.to_json(),
-                                          "prepend_bos": session.runner.bos is not None,
-                                          "stored_full_activation": stored_full})
+        run_id = writer.begin_run(
+            "n2g",
+            {
+                "settings": settings.to_json(),
+                "model": spec,
+                "mask_token": session.mask.to_json(),
+                "prepend_bos": session.runner.bos is not None,
+                "stored_full_activation": stored_full,
+            },
+        )
         by_layer: dict[int, list[str]] = {}
         for t in targets:
             by_layer.setdefault(parse_id(t)[0], []).append(t)
         for lay, ids in by_layer.items():
             for at in range(0, len(ids), batch_neurons):
-                chunk = ids[at: at + batch_neurons]
-                _run_chunk(conn, writer, session, lay, chunk, settings, spec, run_id,
-                           stored_full, report, progress)
+                chunk = ids[at : at + batch_neurons]
+                _run_chunk(
+                    conn,
+                    writer,
+                    session,
+                    lay,
+                    chunk,
+                    settings,
+                    spec,
+                    run_id,
+                    stored_full,
+                    report,
+                    progress,
+                )
         report.counters = session.runner.count.snapshot()
         writer.end_run(run_id, "partial" if report.failed else "done")
     conn.close()
@@ -229,8 +300,9 @@ def buildable_examples(conn, neuron_id: str, settings: N2GSettings) -> NeuronExa
     return ex
 
 
-def _run_chunk(conn, writer, session, layer, ids, settings, spec, run_id, stored_full, report,
-               progress) -> None:
+def _run_chunk(
+    conn, writer, session, layer, ids, settings, spec, run_id, stored_full, report, progress
+) -> None:
     examples = []
     for nid in ids:
         try:
@@ -244,21 +316,33 @@ def _run_chunk(conn, writer, session, layer, ids, settings, spec, run_id, stored
         builds = session.build(layer, examples, stored_full)
         per = (session.runner.count.tokens - before) / len(examples)
         pairs = [(b, per) for b in builds]
-    except Exception as exc:  # noqa: BLE001 - isolate the failing neuron, retry one by one
+    except Exception as exc:
         if len(examples) == 1:
             _fail(report, examples[0].neuron_id, exc, progress)
             return
         log.warning("layer %d batch failed (%s); retrying its neurons one by one", layer, exc)
         for ex in examples:
-            _run_chunk(conn, writer, session, layer, [ex.neuron_id], settings, spec, run_id,
-                       stored_full, report, progress)
+            _run_chunk(
+                conn,
+                writer,
+                session,
+                layer,
+                [ex.neuron_id],
+                settings,
+                spec,
+                run_id,
+                stored_full,
+                report,
+                progress,
+            )
         return
     for build, per in pairs:
         nid = build.examples.neuron_id
         try:
-            finish_neuron(writer, build, settings, session.mask, spec, run_id,
-                          {"model_tokens_share": per})
-        except Exception as exc:  # noqa: BLE001 - reported and skipped (exit 3), never hidden
+            finish_neuron(
+                writer, build, settings, session.mask, spec, run_id, {"model_tokens_share": per}
+            )
+        except Exception as exc:
             _fail(report, nid, exc, progress)
             continue
         report.done.append(nid)

@@ -37,26 +37,35 @@ class MaskChoice:
 def choose_mask(tokenizer, forced: int | None = None) -> MaskChoice:
     """The masking token for this tokenizer (see module docstring)."""
     if forced is not None:
-        return MaskChoice(int(forced), str(tokenizer.convert_ids_to_tokens(int(forced))),
-                          "set explicitly (reference: id 1)")
+        return MaskChoice(
+            int(forced),
+            str(tokenizer.convert_ids_to_tokens(int(forced))),
+            "set explicitly (reference: id 1)",
+        )
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
     for attr in ("pad_token_id", "unk_token_id"):
         tid = getattr(tokenizer, attr, None)
         if tid is not None and tid in special:
-            return MaskChoice(int(tid), str(tokenizer.convert_ids_to_tokens(int(tid))),
-                              f"the tokenizer's {attr[:-3]} token, a special (non-text) token")
+            return MaskChoice(
+                int(tid),
+                str(tokenizer.convert_ids_to_tokens(int(tid))),
+                f"the tokenizer's {attr[:-3]} token, a special (non-text) token",
+            )
     for attr in ("bos_token_id", "eos_token_id"):
         tid = getattr(tokenizer, attr, None)
         if tid is not None:
-            return MaskChoice(int(tid), str(tokenizer.convert_ids_to_tokens(int(tid))),
-                              f"no special pad/unk token: the {attr[:3]} token")
+            return MaskChoice(
+                int(tid),
+                str(tokenizer.convert_ids_to_tokens(int(tid))),
+                f"no special pad/unk token: the {attr[:3]} token",
+            )
     raise ValueError("the tokenizer has no pad, unk, bos or eos token to mask with: set mask_token")
 
 
 @dataclass
 class Saliency:
-    clean: np.ndarray        # [L] activation at each position
-    importance: np.ndarray   # [L, L]: importance[k, j] of token k for position j
+    clean: np.ndarray  # [L] activation at each position
+    importance: np.ndarray  # [L, L]: importance[k, j] of token k for position j
 
 
 def importance_matrix(clean: np.ndarray, masked: np.ndarray) -> np.ndarray:
@@ -79,8 +88,12 @@ def masked_rows(ids: Sequence[int], mask_id: int) -> list[list[int]]:
     return rows
 
 
-def measure(runner: Runner, layer: int, jobs: Sequence[tuple[list[int], int]], mask_id: int,
-            ) -> list[Saliency]:
+def measure(
+    runner: Runner,
+    layer: int,
+    jobs: Sequence[tuple[list[int], int]],
+    mask_id: int,
+) -> list[Saliency]:
     """Saliency of many (ids, neuron) jobs of one layer from one batched set of passes."""
     neurons = sorted({n for _, n in jobs})
     col = {n: c for c, n in enumerate(neurons)}
@@ -91,7 +104,7 @@ def measure(runner: Runner, layer: int, jobs: Sequence[tuple[list[int], int]], m
     out, at = [], 0
     for ids, neuron in jobs:
         L = len(ids)
-        block = acts[at: at + L + 1]
+        block = acts[at : at + L + 1]
         at += L + 1
         c = col[neuron]
         clean = block[0][:, c].astype(np.float64)

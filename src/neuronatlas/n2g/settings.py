@@ -86,21 +86,36 @@ class N2GSettings:
     """Free-form provenance (model id, mask choice) recorded with the run."""
 
     def __post_init__(self) -> None:
-        for name in ("train_fraction", "prune_keep", "important_for_augment", "augment_keep",
-                     "activation_threshold", "importance_threshold", "fire_threshold"):
+        for name in (
+            "train_fraction",
+            "prune_keep",
+            "important_for_augment",
+            "augment_keep",
+            "activation_threshold",
+            "importance_threshold",
+            "fire_threshold",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise BadInput(f"n2g setting {name}={value}: must be between 0 and 1")
-        for name in ("examples", "max_context", "prune_step", "prune_chunk", "prune_growth",
-                     "shingle", "ngram",
-                     "max_batch_tokens"):
+        for name in (
+            "examples",
+            "max_context",
+            "prune_step",
+            "prune_chunk",
+            "prune_growth",
+            "shingle",
+            "ngram",
+            "max_batch_tokens",
+        ):
             if getattr(self, name) < 1:
                 raise BadInput(f"n2g setting {name}: must be at least 1")
         if self.substitutes < 0 or self.post_pivot_tokens < 0:
             raise BadInput("n2g settings substitutes and post_pivot_tokens must be ≥ 0")
         if self.normalize_tokens not in ("none", "space", "space_title"):
-            raise BadInput(f"n2g normalize_tokens={self.normalize_tokens!r}: none, space or "
-                           "space_title")
+            raise BadInput(
+                f"n2g normalize_tokens={self.normalize_tokens!r}: none, space or space_title"
+            )
         if self.pivots not in ("max", "firing"):
             raise BadInput(f"n2g pivots={self.pivots!r}: max or firing")
         if self.aggregate not in ("mean", "max"):
@@ -129,11 +144,26 @@ def reference_settings(**changes) -> N2GSettings:
     """The reference code's choices: 20 examples split 10/10, prefixes 5…30 in steps of 5,
     mask token 1, max aggregation, saliency re-measured for every augmented prompt."""
     base = N2GSettings(
-        examples=20, train_fraction=0.5, seed=0, use_quantile_records=False,
-        prune_keep=0.5, max_context=30, prune_step=5, prune_chunk=4, prune_growth=1,
-        post_pivot_tokens=5, trim_post_context=False,
-        mask_token=1, important_for_augment=0.8, substitutes=5, augment_keep=0.5,
-        augment_saliency="recompute", activation_threshold=0.5, importance_threshold=0.75,
-        fire_threshold=0.5, aggregate="max", normalize_tokens="space_title",
+        examples=20,
+        train_fraction=0.5,
+        seed=0,
+        use_quantile_records=False,
+        prune_keep=0.5,
+        max_context=30,
+        prune_step=5,
+        prune_chunk=4,
+        prune_growth=1,
+        post_pivot_tokens=5,
+        trim_post_context=False,
+        mask_token=1,
+        important_for_augment=0.8,
+        substitutes=5,
+        augment_keep=0.5,
+        augment_saliency="recompute",
+        activation_threshold=0.5,
+        importance_threshold=0.75,
+        fire_threshold=0.5,
+        aggregate="max",
+        normalize_tokens="space_title",
     )
     return replace(base, **changes)

@@ -157,12 +157,26 @@ class Trie:
         """Plain JSON: one row per node [parent, key, imp_sum, imp_n, end_max, end_sum, end_n,
         subs_tried, subs_failed], parents before children."""
         nodes = [
-            [self.parent[i], self.key[i], self.imp_sum[i], self.imp_n[i], self.end_max[i],
-             self.end_sum[i], self.end_n[i], self.subs_tried[i], self.subs_failed[i]]
+            [
+                self.parent[i],
+                self.key[i],
+                self.imp_sum[i],
+                self.imp_n[i],
+                self.end_max[i],
+                self.end_sum[i],
+                self.end_n[i],
+                self.subs_tried[i],
+                self.subs_failed[i],
+            ]
             for i in range(1, len(self.key))
         ]
-        return {"version": FORMAT_VERSION, "normalize": self.normalize,
-                "aggregate": self.aggregate, "wildcard": WILDCARD, "nodes": nodes}
+        return {
+            "version": FORMAT_VERSION,
+            "normalize": self.normalize,
+            "aggregate": self.aggregate,
+            "wildcard": WILDCARD,
+            "nodes": nodes,
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> Trie:

@@ -14,5 +14,11 @@ from neuronatlas.openai.importer import (
     run_import,
 )
 
-__all__ = ["ImportConfig", "ImportPlan", "ImportResult", "import_openai", "plan_import",
-           "run_import"]
+__all__ = [
+    "ImportConfig",
+    "ImportPlan",
+    "ImportResult",
+    "import_openai",
+    "plan_import",
+    "run_import",
+]

@@ -92,8 +92,9 @@ class Downloader:
         s = self.settings
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(s.timeout),
-            limits=httpx.Limits(max_connections=s.concurrency,
-                                max_keepalive_connections=s.concurrency),
+            limits=httpx.Limits(
+                max_connections=s.concurrency, max_keepalive_connections=s.concurrency
+            ),
             follow_redirects=True,
             headers={"User-Agent": f"neuronatlas/{__version__}"},
         )
@@ -150,14 +151,19 @@ class NeuronFetch:
     activations: Fetched
 
 
-async def _fetch_neuron(dl: Downloader, layer: int, neuron: int,
-                        urls: tuple[str, str]) -> NeuronFetch:
+async def _fetch_neuron(
+    dl: Downloader, layer: int, neuron: int, urls: tuple[str, str]
+) -> NeuronFetch:
     exp, act = await asyncio.gather(dl.fetch(urls[0]), dl.fetch(urls[1]))
     return NeuronFetch(layer, neuron, exp, act)
 
 
-async def _stream(items: list[tuple[int, int, str, str]], settings: DownloadSettings,
-                  out: queue.Queue, stop: threading.Event) -> None:
+async def _stream(
+    items: list[tuple[int, int, str, str]],
+    settings: DownloadSettings,
+    out: queue.Queue,
+    stop: threading.Event,
+) -> None:
     window = asyncio.Semaphore(settings.concurrency * 4)  # neurons resolved ahead of use
 
     async def one(dl: Downloader, item: tuple[int, int, str, str]) -> None:
@@ -194,14 +200,15 @@ class NeuronStream:
         self.requests = 0
         self._error: BaseException | None = None
         work = list(items)
-        self._thread = threading.Thread(target=self._run, args=(work, settings),
-                                        name="neuronatlas-download", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(work, settings), name="neuronatlas-download", daemon=True
+        )
         self._thread.start()
 
     def _run(self, work: list, settings: DownloadSettings) -> None:
         try:
             asyncio.run(_stream(work, settings, self._queue, self._stop))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the consuming thread
+        except BaseException as exc:
             self._error = exc
             self._queue.put(("error", 0))
 

@@ -75,12 +75,17 @@ def neuron_record(info: dict, rows: list[tuple], dropped: dict[str, int]) -> Neu
     by_cat: dict[str, list[ActivationRecord]] = {}
     for _, category, _, tokens, acts in rows:
         by_cat.setdefault(category, []).append(
-            ActivationRecord(tokens=_tokens.decode(tokens), activations=acts))
-    buckets = {int(c.split("_", 1)[1]): v for c, v in by_cat.items()
-               if c.startswith("quantile_") and c.split("_", 1)[1].isdigit()}
+            ActivationRecord(tokens=_tokens.decode(tokens), activations=acts)
+        )
+    buckets = {
+        int(c.split("_", 1)[1]): v
+        for c, v in by_cat.items()
+        if c.startswith("quantile_") and c.split("_", 1)[1].isdigit()
+    }
     for c in by_cat:
-        if c not in ("top", "random") and not (c.startswith("quantile_")
-                                              and c.split("_", 1)[1].isdigit()):
+        if c not in ("top", "random") and not (
+            c.startswith("quantile_") and c.split("_", 1)[1].isdigit()
+        ):
             dropped[c] = dropped.get(c, 0) + 1
     qb = info["quantile_boundaries"]
     n_buckets = max([*(k + 1 for k in buckets), 0 if qb is None else len(qb) + 1])
@@ -92,7 +97,9 @@ def neuron_record(info: dict, rows: list[tuple], dropped: dict[str, int]) -> Neu
         random_sample=by_cat.get("random", []),
         random_sample_by_quantile=by_quantile,
         quantile_boundaries=qb,
-        mean=info["mean"], variance=info["variance"], skewness=info["skewness"],
+        mean=info["mean"],
+        variance=info["variance"],
+        skewness=info["skewness"],
         kurtosis=info["kurtosis"],
         most_positive_activation_records=by_cat.get("top", []),
     )
@@ -103,15 +110,20 @@ def simulation_results(info: dict, rows: list[tuple]) -> NeuronSimulationResults
     return NeuronSimulationResults(
         neuron_id=NeuronId(layer_index=info["layer"], neuron_index=info["neuron"]),
         scored_explanations=[
-            ScoredExplanation(explanation=text, scored_simulation=ScoredSimulation(
-                ev_correlation_score=ev, rsquared_score=r2, absolute_dev_explained_score=ad))
+            ScoredExplanation(
+                explanation=text,
+                scored_simulation=ScoredSimulation(
+                    ev_correlation_score=ev, rsquared_score=r2, absolute_dev_explained_score=ad
+                ),
+            )
             for _, _, _, text, ev, r2, ad in rows
         ],
     )
 
 
-def export_openai(db: str | Path, out: str | Path, progress: Progress | None = None
-                  ) -> ExportResult:
+def export_openai(
+    db: str | Path, out: str | Path, progress: Progress | None = None
+) -> ExportResult:
     """Write every neuron of `db` under `out` in OpenAI's layout."""
     out = Path(out)
     conn = open_reader(db)
@@ -133,17 +145,22 @@ def _export_openai(conn, out: Path, progress: Progress | None) -> ExportResult:
                 d.mkdir(parents=True, exist_ok=True)
                 made.add(d)
         n = info["neuron"]
-        _write(out / "collated-activations" / layer / f"{n}.json",
-               encode(neuron_record(info, recs, result.dropped_categories)))
-        _write(out / "explanations" / layer / f"{n}.jsonl",
-               encode_explanations_file(simulation_results(info, exps)))
+        _write(
+            out / "collated-activations" / layer / f"{n}.json",
+            encode(neuron_record(info, recs, result.dropped_categories)),
+        )
+        _write(
+            out / "explanations" / layer / f"{n}.jsonl",
+            encode_explanations_file(simulation_results(info, exps)),
+        )
         result.neurons += 1
         result.files += 2
         if progress:
             progress(result.neurons, total)
     for cat, count in result.dropped_categories.items():
-        log.warning("category %r of %d neuron(s) has no place in OpenAI's format: not exported",
-                    cat, count)
+        log.warning(
+            "category %r of %d neuron(s) has no place in OpenAI's format: not exported", cat, count
+        )
     return result
 
 
@@ -152,20 +169,38 @@ def _arrow_schemas():
 
     f, i, s = pa.float64(), pa.int64(), pa.string()
     return {
-        "neurons": pa.schema([
-            ("id", s), ("layer_index", i), ("neuron_index", i), ("explanation_text", s),
-            ("explanation_ev_correlation_score", f), ("explanation_rsquared_score", f),
-            ("explanation_absolute_dev_explained_score", f), ("activation_mean", f),
-            ("activation_variance", f), ("activation_skewness", f), ("activation_kurtosis", f),
-            ("explanation_embedding", pa.binary()),
-        ]),
-        "activations": pa.schema([("neuron_id", s), ("category", s), ("tokens", s),
-                                  ("activation_values", s)]),
-        "explanations": pa.schema([
-            ("id", i), ("neuron_id", s), ("source", s), ("position", i), ("text", s),
-            ("ev_correlation_score", f), ("rsquared_score", f),
-            ("absolute_dev_explained_score", f), ("created_at", s),
-        ]),
+        "neurons": pa.schema(
+            [
+                ("id", s),
+                ("layer_index", i),
+                ("neuron_index", i),
+                ("explanation_text", s),
+                ("explanation_ev_correlation_score", f),
+                ("explanation_rsquared_score", f),
+                ("explanation_absolute_dev_explained_score", f),
+                ("activation_mean", f),
+                ("activation_variance", f),
+                ("activation_skewness", f),
+                ("activation_kurtosis", f),
+                ("explanation_embedding", pa.binary()),
+            ]
+        ),
+        "activations": pa.schema(
+            [("neuron_id", s), ("category", s), ("tokens", s), ("activation_values", s)]
+        ),
+        "explanations": pa.schema(
+            [
+                ("id", i),
+                ("neuron_id", s),
+                ("source", s),
+                ("position", i),
+                ("text", s),
+                ("ev_correlation_score", f),
+                ("rsquared_score", f),
+                ("absolute_dev_explained_score", f),
+                ("created_at", s),
+            ]
+        ),
     }
 
 
@@ -177,8 +212,7 @@ def export_parquet(db: str | Path, out: str | Path) -> dict[str, int]:
     try:
         import pyarrow.parquet  # noqa: F401
     except ImportError:
-        raise BadInput("--format parquet needs pyarrow: pip install 'neuronatlas[model]'"
-                       ) from None
+        raise BadInput("--format parquet needs pyarrow: pip install 'neuronatlas[model]'") from None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     conn = open_reader(db)
@@ -201,9 +235,12 @@ def _export_parquet(conn, out: Path) -> dict[str, int]:
             for names, rows in reader.iter_relation(conn, relation):
                 if names != schema.names:
                     raise BadInput(f"{relation}: columns {names} differ from {schema.names}")
-                cols = list(zip(*rows))
-                w.write_table(pa.Table.from_arrays(
-                    [pa.array(c, type=t.type) for c, t in zip(cols, schema)], schema=schema))
+                cols = list(zip(*rows, strict=False))
+                w.write_table(
+                    pa.Table.from_arrays(
+                        [pa.array(c, type=t.type) for c, t in zip(cols, schema, strict=False)], schema=schema
+                    )
+                )
                 counts[relation] += len(rows)
         os.replace(tmp, path)
     return counts

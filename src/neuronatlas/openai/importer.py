@@ -105,8 +105,14 @@ def plan_import(config: ImportConfig) -> ImportPlan:
 
 
 def _with_shape(src: layout.Source, shape: layout.ModelShape) -> layout.Source:
-    return layout.Source(src.kind, src.root, src.activations_dir, src.data_source, shape,
-                         f"{src.description} ({shape.name}: {shape.n_layers} x {shape.d_mlp})")
+    return layout.Source(
+        src.kind,
+        src.root,
+        src.activations_dir,
+        src.data_source,
+        shape,
+        f"{src.description} ({shape.name}: {shape.n_layers} x {shape.d_mlp})",
+    )
 
 
 def _plan_remote(config: ImportConfig) -> ImportPlan:
@@ -124,22 +130,29 @@ def _plan_remote(config: ImportConfig) -> ImportPlan:
         raise BadInput(str(exc)) from None
     if config.source in layout.ALIASES:  # the public blob's layout is known: no probe
         src = layout.Source(
-            kind="http", root=bases[0], activations_dir="collated-activations",
-            data_source=config.source, shape=shape,
+            kind="http",
+            root=bases[0],
+            activations_dir="collated-activations",
+            data_source=config.source,
+            shape=shape,
             description=f"OpenAI's public blob {bases[0]} "
-                        f"({shape.name}: {shape.n_layers} x {shape.d_mlp})")
+            f"({shape.name}: {shape.n_layers} x {shape.d_mlp})",
+        )
     else:
         src = _probe_layout(config, bases, shape, layers[0])
     neurons = [
-        layout.NeuronFiles(layer, n, src.url("explanations", layer, n),
-                           src.url("activations", layer, n))
-        for layer in layers for n in range(shape.d_mlp)
+        layout.NeuronFiles(
+            layer, n, src.url("explanations", layer, n), src.url("activations", layer, n)
+        )
+        for layer in layers
+        for n in range(shape.d_mlp)
     ]
     return ImportPlan(config, src, neurons, shape.n_layers, shape.d_mlp)
 
 
-def _probe_layout(config: ImportConfig, bases: list[str], shape: layout.ModelShape,
-                  layer: int) -> layout.Source:
+def _probe_layout(
+    config: ImportConfig, bases: list[str], shape: layout.ModelShape, layer: int
+) -> layout.Source:
     """Find which base URL and activations folder hold the first neuron of `layer`."""
     tried = []
     for base in bases:
@@ -148,15 +161,18 @@ def _probe_layout(config: ImportConfig, bases: list[str], shape: layout.ModelSha
     got = probe(tried, config.download)
     if got is None:
         raise BadInput(f"{config.source}: no neuron file found (tried {', '.join(tried)})")
-    base, acts = next((b, a) for b in bases for a in layout.ACTIVATION_DIRS
-                      if got.url == f"{b}{a}/{layer}/0.json")
+    base, acts = next(
+        (b, a) for b in bases for a in layout.ACTIVATION_DIRS if got.url == f"{b}{a}/{layer}/0.json"
+    )
     kind = "OpenAI layout" if acts == "collated-activations" else "seed layout"
     return layout.Source(
-        kind="http", root=base, activations_dir=acts,
+        kind="http",
+        root=base,
+        activations_dir=acts,
         data_source=base,
         shape=shape,
         description=f"{kind} at {base}: explanations/ and {acts}/ "
-                    f"({shape.name}: {shape.n_layers} x {shape.d_mlp})",
+        f"({shape.name}: {shape.n_layers} x {shape.d_mlp})",
     )
 
 
@@ -165,8 +181,7 @@ def _probe_layout(config: ImportConfig, bases: list[str], shape: layout.ModelSha
 Progress = Callable[[int, int], None]  # (neurons finished so far incl. skipped, total)
 
 
-def run_import(plan: ImportPlan, db: str | Path, progress: Progress | None = None
-               ) -> ImportResult:
+def run_import(plan: ImportPlan, db: str | Path, progress: Progress | None = None) -> ImportResult:
     """Import the planned neurons into `db`; bad ones end up in `result.skipped`."""
     cfg = plan.config
     result = ImportResult()
@@ -174,8 +189,10 @@ def run_import(plan: ImportPlan, db: str | Path, progress: Progress | None = Non
         _check_model(writer, plan)
         _write_meta(writer, plan)
         cache = cfg.download.cache
-        run_config = {**asdict(cfg), "download": {**asdict(cfg.download),
-                                                  "cache": None if cache is None else str(cache)}}
+        run_config = {
+            **asdict(cfg),
+            "download": {**asdict(cfg.download), "cache": None if cache is None else str(cache)},
+        }
         result.run_id = writer.begin_run("import-openai", run_config)
         done = set() if cfg.overwrite else writer.done_neurons(SOURCE)
         todo = [f for f in plan.neurons if format_id(f.layer, f.neuron) not in done]
@@ -213,15 +230,20 @@ def _write_meta(writer: AtlasWriter, plan: ImportPlan) -> None:
     if plan.source.shape is not None:
         items["model_id"] = plan.source.shape.model_id
     else:
-        log.warning("%s: shape %d x %d is no known model; pass --model to record the model id",
-                    plan.config.source, plan.n_layers, plan.d_mlp)
+        log.warning(
+            "%s: shape %d x %d is no known model; pass --model to record the model id",
+            plan.config.source,
+            plan.n_layers,
+            plan.d_mlp,
+        )
     if "created_at" not in writer.meta():
         items["created_at"] = now()
     writer.set_meta(items)
 
 
-def _jobs(plan: ImportPlan, todo: list[layout.NeuronFiles], result: ImportResult
-          ) -> Iterator[Job | Skipped]:
+def _jobs(
+    plan: ImportPlan, todo: list[layout.NeuronFiles], result: ImportResult
+) -> Iterator[Job | Skipped]:
     """Local: jobs straight from the file list. Remote: jobs as downloads finish."""
     if plan.source.kind == "local":
         for f in todo:
@@ -236,8 +258,14 @@ def _jobs(plan: ImportPlan, todo: list[layout.NeuronFiles], result: ImportResult
             if bad:
                 yield Skipped(nid, [x.url for x in bad], "; ".join(x.error or "" for x in bad))
             else:
-                yield Job(got.layer, got.neuron, got.explanations.path, got.activations.path,
-                          got.explanations.url, got.activations.url)
+                yield Job(
+                    got.layer,
+                    got.neuron,
+                    got.explanations.path,
+                    got.activations.path,
+                    got.explanations.url,
+                    got.activations.url,
+                )
     finally:
         stream.close()
         result.requests = stream.requests
@@ -245,17 +273,16 @@ def _jobs(plan: ImportPlan, todo: list[layout.NeuronFiles], result: ImportResult
 
 def _local_job(src: layout.Source, f: layout.NeuronFiles) -> Job | Skipped:
     if f.explanations is not None and f.activations is not None:
-        return Job(f.layer, f.neuron, f.explanations, f.activations,
-                   f.explanations, f.activations)
+        return Job(f.layer, f.neuron, f.explanations, f.activations, f.explanations, f.activations)
     there = f.explanations or f.activations or ""
     kind = "explanations" if f.explanations is None else "activations"
     missing = src.url(kind, f.layer, f.neuron)
-    return Skipped(format_id(f.layer, f.neuron), [there],
-                   f"missing counterpart file {missing}")
+    return Skipped(format_id(f.layer, f.neuron), [there], f"missing counterpart file {missing}")
 
 
-def _chunks(items: Iterable[Job | Skipped], size: int, result: ImportResult,
-            on_skip: Callable[[], None]) -> Iterator[list[Job]]:
+def _chunks(
+    items: Iterable[Job | Skipped], size: int, result: ImportResult, on_skip: Callable[[], None]
+) -> Iterator[list[Job]]:
     chunk: list[Job] = []
     for item in items:
         if isinstance(item, Skipped):
@@ -279,8 +306,14 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
 
 
-def _run(plan: ImportPlan, todo: list[layout.NeuronFiles], writer: AtlasWriter,
-         result: ImportResult, total: int, progress: Progress | None) -> None:
+def _run(
+    plan: ImportPlan,
+    todo: list[layout.NeuronFiles],
+    writer: AtlasWriter,
+    result: ImportResult,
+    total: int,
+    progress: Progress | None,
+) -> None:
     cfg = plan.config
     finished = 0
     batch: list[PreparedNeuron] = []
@@ -326,11 +359,19 @@ def _run(plan: ImportPlan, todo: list[layout.NeuronFiles], writer: AtlasWriter,
     result.skipped.sort(key=lambda s: s.neuron_id)
 
 
-def import_openai(config: ImportConfig, db: str | Path, progress: Progress | None = None
-                  ) -> ImportResult:
+def import_openai(
+    config: ImportConfig, db: str | Path, progress: Progress | None = None
+) -> ImportResult:
     """Plan and run an import in one call (the library entry point)."""
     return run_import(plan_import(config), db, progress)
 
 
-__all__ = ["ImportConfig", "ImportPlan", "ImportResult", "cache_path", "import_openai",
-           "plan_import", "run_import"]
+__all__ = [
+    "ImportConfig",
+    "ImportPlan",
+    "ImportResult",
+    "cache_path",
+    "import_openai",
+    "plan_import",
+    "run_import",
+]

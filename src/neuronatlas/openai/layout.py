@@ -114,8 +114,11 @@ def resolve_local(folder: str | Path, model: str | None) -> Source:
         extra = "" if len(found) == 1 else f" (ignoring {found[1]}/)"
         shape = model_shape(model) if model else None
         return Source(
-            kind="local", root=str(root.resolve()) + "/", activations_dir=acts,
-            data_source=str(root.resolve()), shape=shape,
+            kind="local",
+            root=str(root.resolve()) + "/",
+            activations_dir=acts,
+            data_source=str(root.resolve()),
+            shape=shape,
             description=f"{layout} in {root}: explanations/ and {acts}/{extra}",
         )
     tried = ", ".join(str(base / s) if s else str(base) for s in SUBFOLDERS)
@@ -155,7 +158,9 @@ def _layer_dirs(folder: Path) -> dict[int, Path]:
     return {int(p.name): p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()}
 
 
-def local_neurons(src: Source, layers: list[int] | None) -> tuple[list[NeuronFiles], tuple[int, int]]:
+def local_neurons(
+    src: Source, layers: list[int] | None
+) -> tuple[list[NeuronFiles], tuple[int, int]]:
     """Every neuron with at least one file, in (layer, neuron) order, and the inferred shape.
 
     A neuron with only one of its two files is listed with the other as None so the import
@@ -174,7 +179,8 @@ def local_neurons(src: Source, layers: list[int] | None) -> tuple[list[NeuronFil
         for n in sorted(set(exp) | set(act)):
             max_neuron = max(max_neuron, n)
             e, a = exp.get(n), act.get(n)
-            files.append(NeuronFiles(layer, n, None if e is None else str(e),
-                                     None if a is None else str(a)))
+            files.append(
+                NeuronFiles(layer, n, None if e is None else str(e), None if a is None else str(a))
+            )
     inferred = (max(all_layers) + 1 if all_layers else 0, max_neuron + 1)
     return files, inferred

@@ -99,11 +99,21 @@ def parse_neuron(job: Job, source: str = "openai") -> PreparedNeuron:
         raise BadFile(exp_name, _why(exc)) from None
     _check_id(exp_name, (nid.layer_index, nid.neuron_index), expected)
     data = NeuronData(
-        layer=job.layer, neuron=job.neuron, source=source, records=_records(rec),
-        mean=rec.mean, variance=rec.variance, skewness=rec.skewness, kurtosis=rec.kurtosis,
+        layer=job.layer,
+        neuron=job.neuron,
+        source=source,
+        records=_records(rec),
+        mean=rec.mean,
+        variance=rec.variance,
+        skewness=rec.skewness,
+        kurtosis=rec.kurtosis,
         quantile_boundaries=rec.quantile_boundaries,
-        explanations=[Explanation(s.text, s.ev_correlation_score, s.rsquared_score,
-                                  s.absolute_dev_explained_score) for s in summaries],
+        explanations=[
+            Explanation(
+                s.text, s.ev_correlation_score, s.rsquared_score, s.absolute_dev_explained_score
+            )
+            for s in summaries
+        ],
         explanation_source=source,
     )
     try:

@@ -127,11 +127,13 @@ class _WireSequenceSimulation(_Wire, kw_only=True):
         return SequenceSimulation(
             tokens=self.tokens,
             expected_activations=self.expected_activations,
-            activation_scale=self.activation_scale if self.activation_scale is not None
+            activation_scale=self.activation_scale
+            if self.activation_scale is not None
             else self.unit,
             distribution_values=self.distribution_values,
             distribution_probabilities=self.distribution_probabilities,
-            uncalibrated_simulation=None if self.uncalibrated_simulation is None
+            uncalibrated_simulation=None
+            if self.uncalibrated_simulation is None
             else self.uncalibrated_simulation.canonical(),
         )
 
@@ -177,8 +179,7 @@ class _WireScoredSimulation(_Wire, kw_only=True):
 class _WireScoredExplanation(_Wire, kw_only=True):
     explanation: str | None = None
     explanation_or_baseline: str | None = None
-    scored_simulation: _WireScoredSimulation = msgspec.field(
-        default_factory=_WireScoredSimulation)
+    scored_simulation: _WireScoredSimulation = msgspec.field(default_factory=_WireScoredSimulation)
 
     def text(self) -> str:
         text = self.explanation if self.explanation is not None else self.explanation_or_baseline
@@ -189,8 +190,9 @@ class _WireScoredExplanation(_Wire, kw_only=True):
         return text
 
     def canonical(self) -> ScoredExplanation:
-        return ScoredExplanation(explanation=self.text(),
-                                 scored_simulation=self.scored_simulation.canonical())
+        return ScoredExplanation(
+            explanation=self.text(), scored_simulation=self.scored_simulation.canonical()
+        )
 
 
 class _WireResults(_Wire, kw_only=True):
@@ -204,8 +206,9 @@ class _WireResults(_Wire, kw_only=True):
         return self.scored_explanation_or_baseline_list or []
 
     def canonical(self) -> NeuronSimulationResults:
-        return NeuronSimulationResults(neuron_id=self.neuron_id,
-                                       scored_explanations=[e.canonical() for e in self.items()])
+        return NeuronSimulationResults(
+            neuron_id=self.neuron_id, scored_explanations=[e.canonical() for e in self.items()]
+        )
 
 
 # The importer's slim view of an explanations line: text and scores only. Fields not declared
@@ -301,8 +304,11 @@ def decode_explanation_summaries(data: bytes | str) -> tuple[NeuronId, list[Expl
                 f"scored explanation {i} has neither `explanation` nor `explanation_or_baseline`"
             )
         s = e.scored_simulation
-        out.append(ExplanationSummary(text, s.ev_correlation_score, s.rsquared_score,
-                                      s.absolute_dev_explained_score))
+        out.append(
+            ExplanationSummary(
+                text, s.ev_correlation_score, s.rsquared_score, s.absolute_dev_explained_score
+            )
+        )
     return raw.neuron_id, out
 
 

@@ -20,6 +20,7 @@ def engine() -> ModuleType:
     except ImportError as exc:
         if getattr(exc, "name", "") and not str(exc.name).startswith("ray"):
             raise
-        raise BadInput("--engine ray needs Ray: pip install 'neuronatlas[ray]' "
-                       f"(import failed: {exc})") from exc
+        raise BadInput(
+            f"--engine ray needs Ray: pip install 'neuronatlas[ray]' (import failed: {exc})"
+        ) from exc
     return ray_engine

@@ -100,8 +100,10 @@ def ray_session(address: str | None, quiet: bool = False) -> Iterator[None]:
         else:
             ray.init(**LOCAL_RAY, log_to_driver=not quiet)
     except ConnectionError as exc:
-        raise BadInput(f"--ray-address {address}: cannot connect ({exc}); start the head with "
-                       "`ray start --head` or omit --ray-address for a local instance") from exc
+        raise BadInput(
+            f"--ray-address {address}: cannot connect ({exc}); start the head with "
+            "`ray start --head` or omit --ray-address for a local instance"
+        ) from exc
     try:
         yield
     finally:
@@ -132,13 +134,22 @@ def model_header(spec: str, dtype: str = "float32") -> tuple:
     n_layers = int(getattr(text_config, "num_hidden_layers", None) or text_config.n_layer)
     bos = tokenizer.bos_token_id
     header = LoadedModel(
-        name=name, revision=revision, model=None, tokenizer=tokenizer, n_layers=n_layers,
-        d_mlp=d_mlp_of(arch, text_config), architecture=arch.name,
-        bos_token_id=None if bos is None else int(bos), arch=arch, dtype=dtype)
+        name=name,
+        revision=revision,
+        model=None,
+        tokenizer=tokenizer,
+        n_layers=n_layers,
+        d_mlp=d_mlp_of(arch, text_config),
+        architecture=arch.name,
+        bos_token_id=None if bos is None else int(bos),
+        arch=arch,
+        dtype=dtype,
+    )
     return header, source
 
 
 # -- scrape --------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ShardTask:
@@ -167,8 +178,9 @@ class _HostActivations:
         return getattr(self._loaded, name)
 
     def stream_activations(self, input_ids, consume, layers=None, attention_mask=None) -> None:
-        self._loaded.stream_activations(input_ids, lambda layer, acts: consume(layer, acts.cpu()),
-                                        layers, attention_mask)
+        self._loaded.stream_activations(
+            input_ids, lambda layer, acts: consume(layer, acts.cpu()), layers, attention_mask
+        )
 
 
 class ScrapeWorker:
@@ -193,7 +205,7 @@ class ScrapeWorker:
         shard = task.shard
         tokens = read_shard(Path(task.manifest_folder), shard, task.context)
         ids = range(shard.first_window, shard.first_window + shard.n_windows)
-        batches = batch_windows(zip(ids, tokens), task.batch_size)
+        batches = batch_windows(zip(ids, tokens, strict=False), task.batch_size)
         n_batches = math.ceil(shard.n_windows / task.batch_size)
         seen = 0
 
@@ -203,18 +215,28 @@ class ScrapeWorker:
             if task.crash_once and task.crash_once[0] == shard.index and seen >= n_batches / 2:
                 marker = Path(task.crash_once[1])
                 if not marker.exists():
-                    marker.write_text(f"pid {self.pid} exited half-way through shard "
-                                      f"{shard.index}\n")
+                    marker.write_text(
+                        f"pid {self.pid} exited half-way through shard {shard.index}\n"
+                    )
                     os._exit(17)
 
-        state = scrape_shard(self.model, batches, task.config, task.policy, list(task.layers),
-                             on_batch=on_batch)
-        state.meta = {"job": task.job, "shard": shard.index, "first_window": shard.first_window,
-                      "n_windows": shard.n_windows}
+        state = scrape_shard(
+            self.model, batches, task.config, task.policy, list(task.layers), on_batch=on_batch
+        )
+        state.meta = {
+            "job": task.job,
+            "shard": shard.index,
+            "first_window": shard.first_window,
+            "n_windows": shard.n_windows,
+        }
         save(state, task.state_file)
-        return {"shard": shard.index, "windows": shard.n_windows, "pid": self.pid,
-                "seconds": time.perf_counter() - started,
-                "node": ray.get_runtime_context().get_node_id()}
+        return {
+            "shard": shard.index,
+            "windows": shard.n_windows,
+            "pid": self.pid,
+            "seconds": time.perf_counter() - started,
+            "node": ray.get_runtime_context().get_node_id(),
+        }
 
 
 @dataclass
@@ -252,8 +274,12 @@ def _worker_count(options: RayOptions, todo: int) -> int:
 
 
 def _actors(cls, options: RayOptions, n: int, *args) -> list:
-    remote = ray.remote(num_cpus=options.cpus_per_worker, num_gpus=_gpus(options),
-                        max_restarts=-1, max_task_retries=-1)(cls)
+    remote = ray.remote(
+        num_cpus=options.cpus_per_worker,
+        num_gpus=_gpus(options),
+        max_restarts=-1,
+        max_task_retries=-1,
+    )(cls)
     return [remote.remote(*args) for _ in range(n)]
 
 
@@ -279,9 +305,12 @@ def _pool(actors: list, tasks: Iterator, submit: Callable, per_actor: int = 2) -
         yield task, ray.get(ready[0])
 
 
-def scrape_on_ray(settings: ScrapeSettings, db: str | Path,
-                  progress: Callable[[Progress], None] | None = None,
-                  options: RayOptions | None = None) -> RayScrapeResult:
+def scrape_on_ray(
+    settings: ScrapeSettings,
+    db: str | Path,
+    progress: Callable[[Progress], None] | None = None,
+    options: RayOptions | None = None,
+) -> RayScrapeResult:
     """`run_scrape` on Ray: same settings, same atlas (see the module docstring)."""
     from neuronatlas.corpus import iter_windows, open_source, resolve_bos
     from neuronatlas.scrape.output import provenance, write_atlas
@@ -298,20 +327,40 @@ def scrape_on_ray(settings: ScrapeSettings, db: str | Path,
     corpus = source.describe()
     work = Path(options.work_dir or db.with_name(db.name + ".ray"))
     ident = model_identity(header.name, header.revision, source_dir)
-    windows = iter_windows(source.documents(), header.tokenizer, config.context, policy,
-                           stop=settings.max_windows)
+    windows = iter_windows(
+        source.documents(), header.tokenizer, config.context, policy, stop=settings.max_windows
+    )
     log.info("pre-tokenising %s into shards under %s", settings.corpus, work)
-    manifest = prepare_shards(windows, config.context, {
-        "corpus": corpus, "tokenizer": ident, "context": config.context,
-        "bos": policy.describe(), "max_windows": settings.max_windows}, work, options.shards)
+    manifest = prepare_shards(
+        windows,
+        config.context,
+        {
+            "corpus": corpus,
+            "tokenizer": ident,
+            "context": config.context,
+            "bos": policy.describe(),
+            "max_windows": settings.max_windows,
+        },
+        work,
+        options.shards,
+    )
     if manifest.windows == 0:
         raise BadInput(f"--corpus {settings.corpus}: no full window of {config.context} tokens")
     job = job_id(ident, manifest, config, layers, settings.dtype, __version__)
     _write_job(work, job, settings, ident, manifest, layers)
     todo = missing_shards(work, job, manifest)
     done_ids = {s.index for s in manifest.shards} - {s.index for s in todo}
-    result = RayScrapeResult(db, 0, 0, 0, 0, job=job, work_dir=work,
-                             shards=len(manifest.shards), skipped=sorted(done_ids))
+    result = RayScrapeResult(
+        db,
+        0,
+        0,
+        0,
+        0,
+        job=job,
+        work_dir=work,
+        shards=len(manifest.shards),
+        skipped=sorted(done_ids),
+    )
     merger = TreeMerger()
     done = 0
     for shard in manifest.shards:
@@ -326,9 +375,21 @@ def scrape_on_ray(settings: ScrapeSettings, db: str | Path,
             result.workers = n
             device = "cuda" if _gpus(options) > 0 else "cpu"
             actors = _actors(ScrapeWorker, options, n, settings.model, settings.dtype, device)
-            tasks = (ShardTask(job, str(manifest.folder), s, config.context,
-                               str(state_path(work, job, s)), config, policy, tuple(layers),
-                               settings.batch_size, options.crash_once) for s in todo)
+            tasks = (
+                ShardTask(
+                    job,
+                    str(manifest.folder),
+                    s,
+                    config.context,
+                    str(state_path(work, job, s)),
+                    config,
+                    policy,
+                    tuple(layers),
+                    settings.batch_size,
+                    options.crash_once,
+                )
+                for s in todo
+            )
             fresh = 0
             for task, meta in _pool(actors, tasks, lambda a, t: a.run_shard.remote(t)):
                 merger.add(_load_state(work, job, task.shard))
@@ -342,10 +403,16 @@ def scrape_on_ray(settings: ScrapeSettings, db: str | Path,
     state = merger.result()
     result.merge_seconds, result.merges = merger.merge_seconds, merger.merges
     prov = provenance(settings, header, corpus, policy, layers, state)
-    run_config = {**settings_json(settings), "engine": "ray", "job": job,
-                  "shards": len(manifest.shards), "work_dir": str(work)}
-    result.neurons = write_atlas(state, header, db, prov, run_config,
-                                 lambda d, t: notify(Progress("write", d, t)))
+    run_config = {
+        **settings_json(settings),
+        "engine": "ray",
+        "job": job,
+        "shards": len(manifest.shards),
+        "work_dir": str(work),
+    }
+    result.neurons = write_atlas(
+        state, header, db, prov, run_config, lambda d, t: notify(Progress("write", d, t))
+    )
     result.windows = state.windows_seen
     result.tokens = state.windows_seen * config.context
     result.meta = prov
@@ -355,34 +422,53 @@ def scrape_on_ray(settings: ScrapeSettings, db: str | Path,
 def _load_state(work: Path, job: str, shard: Shard):
     """A shard's state, checked to be the one this job asked for."""
     state = load(state_path(work, job, shard))
-    if state.meta.get("job") != job or state.meta.get("shard") != shard.index \
-            or state.windows_seen != shard.n_windows:
-        raise BadInput(f"{state_path(work, job, shard)} is not shard {shard.index} of job {job}; "
-                       "delete it to recompute it")
+    if (
+        state.meta.get("job") != job
+        or state.meta.get("shard") != shard.index
+        or state.windows_seen != shard.n_windows
+    ):
+        raise BadInput(
+            f"{state_path(work, job, shard)} is not shard {shard.index} of job {job}; "
+            "delete it to recompute it"
+        )
     return state
 
 
-def _write_job(work: Path, job: str, settings: ScrapeSettings, ident: dict, manifest: Manifest,
-               layers: list[int]) -> None:
+def _write_job(
+    work: Path,
+    job: str,
+    settings: ScrapeSettings,
+    ident: dict,
+    manifest: Manifest,
+    layers: list[int],
+) -> None:
     import json
     from dataclasses import asdict
 
     path = states_dir(work, job) / "job.json"
     if path.exists():
         return
-    doc = {"job": job, "settings": asdict(settings), "model": ident, "layers": layers,
-           "manifest": str(manifest.folder), "manifest_key": manifest.key,
-           "code_version": __version__}
+    doc = {
+        "job": job,
+        "settings": asdict(settings),
+        "model": ident,
+        "layers": layers,
+        "manifest": str(manifest.folder),
+        "manifest_key": manifest.key,
+        "code_version": __version__,
+    }
     write_atomic(path, lambda f: f.write(json.dumps(doc, indent=1, default=str).encode()))
 
 
 # -- N2G -----------------------------------------------------------------------------------------
 
+
 class N2GWorker:
     """A Ray actor holding an N2G `Session` (model loaded in the constructor)."""
 
-    def __init__(self, spec: str, settings, meta: dict, casings: str | None,
-                 device: str = "cpu") -> None:
+    def __init__(
+        self, spec: str, settings, meta: dict, casings: str | None, device: str = "cpu"
+    ) -> None:
         from transformers.utils import logging as hf_logging
 
         from neuronatlas.models import load_model
@@ -393,11 +479,16 @@ class N2GWorker:
         self.session = Session(loaded, settings, prepend_bos(meta, loaded.tokenizer), casings)
         s = self.session.settings
         self.stored_full = s.full_activation == "stored" or (
-            s.full_activation == "auto" and _same_model(meta, spec, loaded))
+            s.full_activation == "auto" and _same_model(meta, spec, loaded)
+        )
 
     def info(self) -> dict:
-        return {"mask": self.session.mask, "prepend_bos": self.session.runner.bos is not None,
-                "stored_full": self.stored_full, "pid": os.getpid()}
+        return {
+            "mask": self.session.mask,
+            "prepend_bos": self.session.runner.bos is not None,
+            "stored_full": self.stored_full,
+            "pid": os.getpid(),
+        }
 
     def counters(self) -> dict:
         return self.session.runner.count.snapshot()
@@ -409,18 +500,22 @@ class N2GWorker:
         before = count.tokens
         try:
             builds = self.session.build(layer, examples, self.stored_full)
-        except Exception as exc:  # noqa: BLE001 - isolate the failing neuron (as run_n2g does)
+        except Exception as exc:
             if len(examples) == 1:
-                why = str(exc) if isinstance(exc, NeuronAtlasError) else \
-                    f"{type(exc).__name__}: {exc}"
+                why = (
+                    str(exc)
+                    if isinstance(exc, NeuronAtlasError)
+                    else f"{type(exc).__name__}: {exc}"
+                )
                 return [(examples[0].neuron_id, None, 0.0, why)]
             return [r for ex in examples for r in self.build(layer, [ex])]
         per = (count.tokens - before) / len(examples)
         return [(b.examples.neuron_id, b, per, None) for b in builds]
 
 
-def _n2g_chunks(conn, targets: Sequence[str], settings, batch_neurons: int, report, fail
-                ) -> Iterator[tuple[int, list]]:
+def _n2g_chunks(
+    conn, targets: Sequence[str], settings, batch_neurons: int, report, fail
+) -> Iterator[tuple[int, list]]:
     """(layer, examples) batches, read lazily so the driver holds only what is in flight."""
     from neuronatlas.ids import parse_id
     from neuronatlas.n2g.run import buildable_examples
@@ -431,7 +526,7 @@ def _n2g_chunks(conn, targets: Sequence[str], settings, batch_neurons: int, repo
     for layer, ids in by_layer.items():
         for at in range(0, len(ids), batch_neurons):
             examples = []
-            for nid in ids[at:at + batch_neurons]:
+            for nid in ids[at : at + batch_neurons]:
                 try:
                     examples.append(buildable_examples(conn, nid, settings))
                 except NeuronAtlasError as exc:
@@ -440,12 +535,20 @@ def _n2g_chunks(conn, targets: Sequence[str], settings, batch_neurons: int, repo
                 yield layer, examples
 
 
-def n2g_on_ray(db: str | Path, neurons: Sequence[str] | None = None, layer: int | None = None,
-               all_: bool = False, model: str | None = None, settings=None,
-               casings: str | None = None, overwrite: bool = False, batch_neurons: int = 16,
-               progress: Callable[[str, int], None] | None = None,
-               on_total: Callable[[int], None] | None = None,
-               options: RayOptions | None = None):
+def n2g_on_ray(
+    db: str | Path,
+    neurons: Sequence[str] | None = None,
+    layer: int | None = None,
+    all_: bool = False,
+    model: str | None = None,
+    settings=None,
+    casings: str | None = None,
+    overwrite: bool = False,
+    batch_neurons: int = 16,
+    progress: Callable[[str, int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+    options: RayOptions | None = None,
+):
     """`run_n2g` with the graph builds fanned out over an actor pool; returns its RunReport."""
     from neuronatlas.n2g.run import RunReport, model_spec, select_neurons
     from neuronatlas.n2g.settings import N2GSettings
@@ -479,17 +582,40 @@ def n2g_on_ray(db: str | Path, neurons: Sequence[str] | None = None, layer: int 
         if targets:
             spec = model_spec(meta, model)
             with ray_session(options.address, options.quiet):
-                _n2g_fan_out(db, conn, spec, meta, targets, settings, casings, batch_neurons,
-                             options, report, fail, progress)
+                _n2g_fan_out(
+                    db,
+                    conn,
+                    spec,
+                    meta,
+                    targets,
+                    settings,
+                    casings,
+                    batch_neurons,
+                    options,
+                    report,
+                    fail,
+                    progress,
+                )
     finally:
         conn.close()
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _n2g_fan_out(db, conn, spec: str, meta: dict, targets: list[str], settings,
-                 casings: str | None, batch_neurons: int, options: RayOptions, report, fail,
-                 progress) -> None:
+def _n2g_fan_out(
+    db,
+    conn,
+    spec: str,
+    meta: dict,
+    targets: list[str],
+    settings,
+    casings: str | None,
+    batch_neurons: int,
+    options: RayOptions,
+    report,
+    fail,
+    progress,
+) -> None:
     """Start the actors, fan the batches out, write each graph as it comes back."""
     from neuronatlas.n2g.run import finish_neuron
     from neuronatlas.store import AtlasWriter
@@ -500,10 +626,18 @@ def _n2g_fan_out(db, conn, spec: str, meta: dict, targets: list[str], settings,
     info = ray.get(actors[0].info.remote())
     written: set[str] = set()
     with AtlasWriter(db) as writer:
-        run_id = writer.begin_run("n2g", {
-            "settings": settings.to_json(), "model": spec, "mask_token": info["mask"].to_json(),
-            "prepend_bos": info["prepend_bos"], "stored_full_activation": info["stored_full"],
-            "engine": "ray", "workers": n})
+        run_id = writer.begin_run(
+            "n2g",
+            {
+                "settings": settings.to_json(),
+                "model": spec,
+                "mask_token": info["mask"].to_json(),
+                "prepend_bos": info["prepend_bos"],
+                "stored_full_activation": info["stored_full"],
+                "engine": "ray",
+                "workers": n,
+            },
+        )
         chunks = _n2g_chunks(conn, targets, settings, batch_neurons, report, fail)
         try:
             for _task, rows in _pool(actors, chunks, lambda a, c: a.build.remote(*c)):
@@ -514,9 +648,16 @@ def _n2g_fan_out(db, conn, spec: str, meta: dict, targets: list[str], settings,
                     if nid in written:  # a retried task's duplicate: each graph is written once
                         continue
                     try:
-                        finish_neuron(writer, build, settings, info["mask"], spec, run_id,
-                                      {"model_tokens_share": per})
-                    except Exception as exc:  # noqa: BLE001 - reported and skipped (exit 3)
+                        finish_neuron(
+                            writer,
+                            build,
+                            settings,
+                            info["mask"],
+                            spec,
+                            run_id,
+                            {"model_tokens_share": per},
+                        )
+                    except Exception as exc:
                         fail(nid, f"{type(exc).__name__}: {exc}")
                         continue
                     written.add(nid)

@@ -78,22 +78,37 @@ class Manifest:
     @property
     def key(self) -> str:
         """Identity of the tokenised corpus (the shard hashes included)."""
-        return digest({"context": self.context, "windows": self.windows, "source": self.source,
-                       "shards": [asdict(s) for s in self.shards]})
+        return digest(
+            {
+                "context": self.context,
+                "windows": self.windows,
+                "source": self.source,
+                "shards": [asdict(s) for s in self.shards],
+            }
+        )
 
     def tokens(self, shard: Shard) -> np.ndarray:
         return read_shard(self.folder, shard, self.context)
 
     def save(self) -> None:
-        doc = {"context": self.context, "windows": self.windows, "source": self.source,
-               "shards": [asdict(s) for s in self.shards]}
+        doc = {
+            "context": self.context,
+            "windows": self.windows,
+            "source": self.source,
+            "shards": [asdict(s) for s in self.shards],
+        }
         write_atomic(self.folder / MANIFEST, lambda f: f.write(json.dumps(doc, indent=1).encode()))
 
     @classmethod
     def load(cls, folder: Path) -> Manifest:
         doc = json.loads((folder / MANIFEST).read_text())
-        return cls(folder, int(doc["context"]), int(doc["windows"]),
-                   [Shard(**s) for s in doc["shards"]], doc["source"])
+        return cls(
+            folder,
+            int(doc["context"]),
+            int(doc["windows"]),
+            [Shard(**s) for s in doc["shards"]],
+            doc["source"],
+        )
 
 
 def read_shard(folder: Path, shard: Shard, context: int) -> np.ndarray:
@@ -120,8 +135,13 @@ def shard_windows(total: int, context: int, n_shards: int | None) -> int:
     return max(1, min(TOKENS_PER_SHARD // context, math.ceil(total / MIN_SHARDS)))
 
 
-def prepare_shards(windows: Iterator[tuple[int, np.ndarray]], context: int, source: dict,
-                   root: Path, n_shards: int | None = None) -> Manifest:
+def prepare_shards(
+    windows: Iterator[tuple[int, np.ndarray]],
+    context: int,
+    source: dict,
+    root: Path,
+    n_shards: int | None = None,
+) -> Manifest:
     """Pre-tokenise once: reuse `root/shards/{key}` if its manifest exists, else stream the
     windows to disk (constant memory), cut them into shards and write the manifest last.
 
@@ -144,7 +164,7 @@ def prepare_shards(windows: Iterator[tuple[int, np.ndarray]], context: int, sour
     per = shard_windows(total, context, n_shards)
     shards = []
     for index, first in enumerate(range(0, total, per)):
-        block = np.array(flat[first:first + per])
+        block = np.array(flat[first : first + per])
         name = f"{index:05d}.npy"
         write_atomic(folder / name, lambda f, b=block: np.save(f, b, allow_pickle=False))
         shards.append(Shard(index, first, len(block), name, file_sha256(folder / name)))
@@ -170,11 +190,25 @@ def model_identity(name: str, revision: str | None, folder: str | None) -> dict:
     return ident
 
 
-def job_id(model: dict, manifest: Manifest, config: StatsConfig, layers: list[int], dtype: str,
-           code_version: str) -> str:
+def job_id(
+    model: dict,
+    manifest: Manifest,
+    config: StatsConfig,
+    layers: list[int],
+    dtype: str,
+    code_version: str,
+) -> str:
     """hash(model identity, corpus manifest, statistics config, layers, dtype, code version)."""
-    return digest({"model": model, "manifest": manifest.key, "stats": config.to_dict(),
-                   "layers": list(layers), "dtype": dtype, "code_version": code_version})
+    return digest(
+        {
+            "model": model,
+            "manifest": manifest.key,
+            "stats": config.to_dict(),
+            "layers": list(layers),
+            "dtype": dtype,
+            "code_version": code_version,
+        }
+    )
 
 
 def states_dir(root: Path, job: str) -> Path:

@@ -35,7 +35,23 @@ from neuronatlas.scrape.state import (
 )
 
 __all__ = [
-    "OPENAI_QUANTILES", "LayerState", "Progress", "ScrapeResult", "ScrapeSettings", "ScrapeState",
-    "StatsConfig", "WindowTable", "add_windows", "canonical", "checkpoint_path", "load", "merge",
-    "new_state", "run_scrape", "save", "scrape_shard", "update", "update_layer",
+    "OPENAI_QUANTILES",
+    "LayerState",
+    "Progress",
+    "ScrapeResult",
+    "ScrapeSettings",
+    "ScrapeState",
+    "StatsConfig",
+    "WindowTable",
+    "add_windows",
+    "canonical",
+    "checkpoint_path",
+    "load",
+    "merge",
+    "new_state",
+    "run_scrape",
+    "save",
+    "scrape_shard",
+    "update",
+    "update_layer",
 ]

@@ -51,8 +51,9 @@ def add_to_histogram(hist: torch.Tensor, maxima: torch.Tensor) -> None:
     hist.view(-1).index_add_(0, flat.flatten(), torch.ones(flat.numel(), dtype=hist.dtype))
 
 
-def boundaries(hist: torch.Tensor, lowest: torch.Tensor, highest: torch.Tensor,
-               quantiles: tuple[float, ...]) -> torch.Tensor:
+def boundaries(
+    hist: torch.Tensor, lowest: torch.Tensor, highest: torch.Tensor, quantiles: tuple[float, ...]
+) -> torch.Tensor:
     """float32 [neurons, len(quantiles)] estimated quantiles of the window maxima.
 
     lowest/highest: each neuron's smallest/largest window maximum (clamps the open bins).

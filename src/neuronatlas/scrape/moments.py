@@ -41,8 +41,13 @@ class Moments:
         return cls(0.0, z.copy(), z.copy(), z.copy(), z.copy())
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"n": np.array(self.n), "mean": self.mean, "m2": self.m2, "m3": self.m3,
-                "m4": self.m4}
+        return {
+            "n": np.array(self.n),
+            "mean": self.mean,
+            "m2": self.m2,
+            "m3": self.m3,
+            "m4": self.m4,
+        }
 
     @classmethod
     def from_arrays(cls, a: dict[str, np.ndarray]) -> Moments:
@@ -86,8 +91,12 @@ def _combine(c: int, wm, w2, w3, w4) -> Moments:
     delta2 = delta * delta
     m2 = w2.sum(0) + c * delta2.sum(0)
     m3 = w3.sum(0) + 3 * (delta * w2).sum(0) + c * (delta2 * delta).sum(0)
-    m4 = (w4.sum(0) + 4 * (delta * w3).sum(0) + 6 * (delta2 * w2).sum(0)
-          + c * (delta2 * delta2).sum(0))
+    m4 = (
+        w4.sum(0)
+        + 4 * (delta * w3).sum(0)
+        + 6 * (delta2 * w2).sum(0)
+        + c * (delta2 * delta2).sum(0)
+    )
     return Moments(float(b * c), mean.numpy(), m2.numpy(), m3.numpy(), m4.numpy())
 
 
@@ -108,10 +117,14 @@ def merge_moments(a: Moments, b: Moments) -> Moments:
     d_n = delta / n
     mean = a.mean + nb * d_n
     m2 = a.m2 + b.m2 + delta * d_n * na * nb
-    m3 = (a.m3 + b.m3 + delta * d_n * d_n * na * nb * (na - nb)
-          + 3 * d_n * (na * b.m2 - nb * a.m2))
-    m4 = (a.m4 + b.m4 + delta * d_n ** 3 * na * nb * (na * na - na * nb + nb * nb)
-          + 6 * d_n * d_n * (na * na * b.m2 + nb * nb * a.m2) + 4 * d_n * (na * b.m3 - nb * a.m3))
+    m3 = a.m3 + b.m3 + delta * d_n * d_n * na * nb * (na - nb) + 3 * d_n * (na * b.m2 - nb * a.m2)
+    m4 = (
+        a.m4
+        + b.m4
+        + delta * d_n**3 * na * nb * (na * na - na * nb + nb * nb)
+        + 6 * d_n * d_n * (na * na * b.m2 + nb * nb * a.m2)
+        + 4 * d_n * (na * b.m3 - nb * a.m3)
+    )
     return Moments(n, mean, m2, m3, m4)
 
 
@@ -122,5 +135,9 @@ def statistics(m: Moments) -> dict[str, np.ndarray]:
         variance = m.m2 / n
         skew = np.sqrt(n) * m.m3 / np.power(m.m2, 1.5)
         kurt = n * m.m4 / (m.m2 * m.m2) - 3.0
-    return {"mean": m.mean if m.n else np.full_like(m.mean, np.nan), "variance": variance,
-            "skewness": skew, "kurtosis": kurt}
+    return {
+        "mean": m.mean if m.n else np.full_like(m.mean, np.nan),
+        "variance": variance,
+        "skewness": skew,
+        "kurtosis": kurt,
+    }

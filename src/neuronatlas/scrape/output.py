@@ -24,21 +24,35 @@ if TYPE_CHECKING:
 SOURCE = "scrape"
 
 
-def neuron_data(state: ScrapeState, layer: int,
-                token_strings: Callable[[list[int]], list[str]]) -> Iterator[NeuronData]:
+def neuron_data(
+    state: ScrapeState, layer: int, token_strings: Callable[[list[int]], list[str]]
+) -> Iterator[NeuronData]:
     """The store's view of every neuron of `layer` in the state."""
     for r in neuron_results(state, layer, token_strings):
         yield NeuronData(
-            layer=layer, neuron=r["neuron"], source=SOURCE,
-            records={cat: [Record(tokens, acts) for tokens, acts in recs]
-                     for cat, recs in r["records"].items()},
-            mean=r["mean"], variance=r["variance"], skewness=r["skewness"],
-            kurtosis=r["kurtosis"], quantile_boundaries=r["quantile_boundaries"],
+            layer=layer,
+            neuron=r["neuron"],
+            source=SOURCE,
+            records={
+                cat: [Record(tokens, acts) for tokens, acts in recs]
+                for cat, recs in r["records"].items()
+            },
+            mean=r["mean"],
+            variance=r["variance"],
+            skewness=r["skewness"],
+            kurtosis=r["kurtosis"],
+            quantile_boundaries=r["quantile_boundaries"],
         )
 
 
-def provenance(settings: ScrapeSettings, model: LoadedModel, corpus: dict, policy: BosPolicy,
-               layers: list[int], state: ScrapeState) -> dict:
+def provenance(
+    settings: ScrapeSettings,
+    model: LoadedModel,
+    corpus: dict,
+    policy: BosPolicy,
+    layers: list[int],
+    state: ScrapeState,
+) -> dict:
     """Atlas-wide facts of a scrape (stored in `meta`)."""
     from pathlib import Path as _P
 
@@ -64,14 +78,20 @@ def provenance(settings: ScrapeSettings, model: LoadedModel, corpus: dict, polic
         "bos_policy": policy.describe(),
         "stats": state.config.to_dict(),
         "moments_note": "population variance and skewness, excess kurtosis, over all scored "
-                        "tokens (BOS positions excluded)",
+        "tokens (BOS positions excluded)",
         "code_version": __version__,
     }
 
 
-def write_atlas(state: ScrapeState, model: LoadedModel, db: str | Path, meta: dict,
-                run_config: dict, on_progress: Callable[[int, int], None] | None = None,
-                chunk: int = 1024) -> int:
+def write_atlas(
+    state: ScrapeState,
+    model: LoadedModel,
+    db: str | Path,
+    meta: dict,
+    run_config: dict,
+    on_progress: Callable[[int, int], None] | None = None,
+    chunk: int = 1024,
+) -> int:
     """Write every neuron of the state into `db`; returns the number of neurons written."""
     from neuronatlas.store.writer import now
 

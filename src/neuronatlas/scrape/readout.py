@@ -38,11 +38,15 @@ def canonical(ls: LayerState) -> dict[str, np.ndarray]:
     rnd = _order(ls.rnd_key, ls.rnd_wid)
     take = np.take_along_axis
     return {
-        "top_val": take(ls.top_val, top, 1), "top_wid": take(ls.top_wid, top, 1),
+        "top_val": take(ls.top_val, top, 1),
+        "top_wid": take(ls.top_wid, top, 1),
         "top_vec": take(ls.top_vec, top[:, :, None], 1),
-        "rnd_key": take(ls.rnd_key, rnd, 1), "rnd_wid": take(ls.rnd_wid, rnd, 1),
+        "rnd_key": take(ls.rnd_key, rnd, 1),
+        "rnd_wid": take(ls.rnd_wid, rnd, 1),
         "rnd_vec": take(ls.rnd_vec, rnd[:, :, None], 1),
-        "hist": ls.hist, "lowest": ls.lowest, "highest": ls.highest,
+        "hist": ls.hist,
+        "lowest": ls.lowest,
+        "highest": ls.highest,
     }
 
 
@@ -50,12 +54,17 @@ def quantile_boundaries(ls: LayerState, cfg: StatsConfig) -> np.ndarray:
     """float32 [N, len(quantiles)] final boundaries of the window maxima."""
     import torch
 
-    return histogram.boundaries(torch.from_numpy(ls.hist), torch.from_numpy(ls.lowest),
-                                torch.from_numpy(ls.highest), cfg.quantiles).numpy()
+    return histogram.boundaries(
+        torch.from_numpy(ls.hist),
+        torch.from_numpy(ls.lowest),
+        torch.from_numpy(ls.highest),
+        cfg.quantiles,
+    ).numpy()
 
 
-def quantile_picks(ls: LayerState, cfg: StatsConfig, neuron: int,
-                   bounds: np.ndarray) -> list[list[tuple[int, int]]]:
+def quantile_picks(
+    ls: LayerState, cfg: StatsConfig, neuron: int, bounds: np.ndarray
+) -> list[list[tuple[int, int]]]:
     """Per final bucket, the (bucket slot, index) of the reported windows, smallest keys first."""
     q, s = cfg.n_buckets, cfg.quantile_k
     wid = ls.q_wid[neuron].ravel()
@@ -90,9 +99,12 @@ class TokenCache:
         return got
 
 
-def neuron_results(state: ScrapeState, layer: int,
-                   token_strings: Callable[[list[int]], list[str]],
-                   neurons: range | None = None) -> Iterator[dict]:
+def neuron_results(
+    state: ScrapeState,
+    layer: int,
+    token_strings: Callable[[list[int]], list[str]],
+    neurons: range | None = None,
+) -> Iterator[dict]:
     """Per neuron: {'neuron', 'records': {category: [(tokens, activations)]}, stats...}.
 
     Activations are the state's float32 values (the store keeps them exactly).
@@ -107,11 +119,13 @@ def neuron_results(state: ScrapeState, layer: int,
     for n in neurons or range(ls.d_mlp):
         records: dict[str, list[tuple[list[str], list[float]]]] = {}
         top_w, top_v = can["top_wid"][n], can["top_vec"][n]
-        records["top"] = [(strings(int(w)), top_v[i].tolist())
-                          for i, w in enumerate(top_w) if w >= 0]
+        records["top"] = [
+            (strings(int(w)), top_v[i].tolist()) for i, w in enumerate(top_w) if w >= 0
+        ]
         rnd_w, rnd_v = can["rnd_wid"][n], can["rnd_vec"][n]
-        records["random"] = [(strings(int(w)), rnd_v[i].tolist())
-                             for i, w in enumerate(rnd_w) if w >= 0]
+        records["random"] = [
+            (strings(int(w)), rnd_v[i].tolist()) for i, w in enumerate(rnd_w) if w >= 0
+        ]
         if cfg.quantile_k:
             for b, picks in enumerate(quantile_picks(ls, cfg, n, bounds[n])):
                 records[f"quantile_{b}"] = [
@@ -119,8 +133,11 @@ def neuron_results(state: ScrapeState, layer: int,
                     for qb, j in picks
                 ]
         yield {
-            "neuron": n, "records": records,
-            "mean": float(stats["mean"][n]), "variance": float(stats["variance"][n]),
-            "skewness": float(stats["skewness"][n]), "kurtosis": float(stats["kurtosis"][n]),
+            "neuron": n,
+            "records": records,
+            "mean": float(stats["mean"][n]),
+            "variance": float(stats["variance"][n]),
+            "skewness": float(stats["skewness"][n]),
+            "kurtosis": float(stats["kurtosis"][n]),
             "quantile_boundaries": [float(x) for x in bounds[n]],
         }

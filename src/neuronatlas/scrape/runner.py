@@ -74,8 +74,13 @@ class ScrapeSettings:
             raise BadInput(f"--layers: {exc}") from exc
 
     def stats_config(self) -> StatsConfig:
-        return StatsConfig(top_k=self.top_k, random_k=self.random_k, quantile_k=self.quantile_k,
-                           context=self.context, seed=self.seed)
+        return StatsConfig(
+            top_k=self.top_k,
+            random_k=self.random_k,
+            quantile_k=self.quantile_k,
+            context=self.context,
+            seed=self.seed,
+        )
 
     @property
     def max_windows(self) -> int | None:
@@ -102,11 +107,15 @@ class ScrapeResult:
     meta: dict = field(default_factory=dict)
 
 
-def scrape_shard(model: LoadedModel, batches: Iterable[WindowBatch], config: StatsConfig,
-                 policy: BosPolicy, layers: list[int] | None = None,
-                 state: ScrapeState | None = None,
-                 on_batch: Callable[[ScrapeState, WindowBatch], None] | None = None
-                 ) -> ScrapeState:
+def scrape_shard(
+    model: LoadedModel,
+    batches: Iterable[WindowBatch],
+    config: StatsConfig,
+    policy: BosPolicy,
+    layers: list[int] | None = None,
+    state: ScrapeState | None = None,
+    on_batch: Callable[[ScrapeState, WindowBatch], None] | None = None,
+) -> ScrapeState:
     """Fold window batches into a state (a new one unless given): one forward pass per batch,
     statistics taken inside the hooks, the pass stopped after the last scraped layer."""
     layers = model.check_layers(layers)
@@ -114,6 +123,7 @@ def scrape_shard(model: LoadedModel, batches: Iterable[WindowBatch], config: Sta
         state = new_state(config, layers, model.d_mlp)
     skip = 1 if policy.mode == "prepend" else 0
     for batch in batches:
+
         def consume(layer: int, acts, ids=batch.ids) -> None:
             update_layer(state, layer, ids, acts[:, skip:, :])
 
@@ -129,19 +139,26 @@ def checkpoint_path(db: Path) -> Path:
     return db.with_name(db.name + ".scrape-checkpoint.npz")
 
 
-def fingerprint(settings: ScrapeSettings, model: LoadedModel, corpus: dict, policy: BosPolicy,
-                layers: list[int]) -> dict:
+def fingerprint(
+    settings: ScrapeSettings, model: LoadedModel, corpus: dict, policy: BosPolicy, layers: list[int]
+) -> dict:
     """What must match for a checkpoint to be resumed."""
     s = asdict(settings)
     for key in ("checkpoint_every", "engine", "model"):
         s.pop(key)
     s["layers"] = layers
-    return {"settings": s, "model": model.name, "revision": model.revision, "corpus": corpus,
-            "bos": policy.describe()}
+    return {
+        "settings": s,
+        "model": model.name,
+        "revision": model.revision,
+        "corpus": corpus,
+        "bos": policy.describe(),
+    }
 
 
-def run_scrape(settings: ScrapeSettings, db: str | Path,
-               progress: Callable[[Progress], None] | None = None) -> ScrapeResult:
+def run_scrape(
+    settings: ScrapeSettings, db: str | Path, progress: Callable[[Progress], None] | None = None
+) -> ScrapeResult:
     """Scrape `settings.model` over `settings.corpus` into the atlas `db`, resuming from a
     checkpoint left by an interrupted run with the same settings."""
     from neuronatlas.corpus import batch_windows, iter_windows, open_source, resolve_bos
@@ -165,8 +182,9 @@ def run_scrape(settings: ScrapeSettings, db: str | Path,
 
     total = settings.max_windows
     if total is None and corpus["kind"] != "hf":
-        total = sum(1 for _ in iter_windows(source.documents(), model.tokenizer, config.context,
-                                            policy))
+        total = sum(
+            1 for _ in iter_windows(source.documents(), model.tokenizer, config.context, policy)
+        )
     n_batches = 0
     done = start
 
@@ -180,18 +198,32 @@ def run_scrape(settings: ScrapeSettings, db: str | Path,
         notify(Progress("scrape", done, total, (done - start) * config.context))
 
     notify(Progress("scrape", start, total, 0))
-    windows = iter_windows(source.documents(), model.tokenizer, config.context, policy,
-                           start=start, stop=settings.max_windows)
-    scrape_shard(model, batch_windows(windows, settings.batch_size), config, policy, layers,
-                 state, on_batch)
+    windows = iter_windows(
+        source.documents(),
+        model.tokenizer,
+        config.context,
+        policy,
+        start=start,
+        stop=settings.max_windows,
+    )
+    scrape_shard(
+        model, batch_windows(windows, settings.batch_size), config, policy, layers, state, on_batch
+    )
     if state.windows_seen == 0:
         raise BadInput(f"--corpus {settings.corpus}: no full window of {config.context} tokens")
     prov = provenance(settings, model, corpus, policy, layers, state)
-    written = write_atlas(state, model, db, prov, settings_json(settings),
-                          lambda d, t: notify(Progress("write", d, t)))
+    written = write_atlas(
+        state,
+        model,
+        db,
+        prov,
+        settings_json(settings),
+        lambda d, t: notify(Progress("write", d, t)),
+    )
     ckpt.unlink(missing_ok=True)
-    return ScrapeResult(db, written, state.windows_seen, state.windows_seen * config.context,
-                        start, prov)
+    return ScrapeResult(
+        db, written, state.windows_seen, state.windows_seen * config.context, start, prov
+    )
 
 
 def settings_json(settings: ScrapeSettings) -> dict:

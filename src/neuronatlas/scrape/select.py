@@ -28,8 +28,9 @@ def top_keys(values: torch.Tensor, wids: torch.Tensor) -> torch.Tensor:
     return sortable * 4294967296 + (wids + 1)
 
 
-def select_entries(slot_key: torch.Tensor, new_key: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def select_entries(
+    slot_key: torch.Tensor, new_key: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(rows, slots, columns): candidate `new[row, column]` replaces `slot[row, slot]`.
 
     slot_key [R, S], new_key [R, M], int64, keys distinct per row except for empty/masked

@@ -38,8 +38,23 @@ if TYPE_CHECKING:
     import torch
 
 FORMAT_VERSION = 1
-_SLOT_ARRAYS = ("top_val", "top_wid", "top_vec", "rnd_key", "rnd_wid", "rnd_val", "rnd_vec",
-                "q_key", "q_wid", "q_val", "q_vec", "q_bounds", "hist", "lowest", "highest")
+_SLOT_ARRAYS = (
+    "top_val",
+    "top_wid",
+    "top_vec",
+    "rnd_key",
+    "rnd_wid",
+    "rnd_val",
+    "rnd_vec",
+    "q_key",
+    "q_wid",
+    "q_val",
+    "q_vec",
+    "q_bounds",
+    "hist",
+    "lowest",
+    "highest",
+)
 
 
 @dataclass
@@ -47,21 +62,21 @@ class LayerState:
     """One layer's per-neuron arrays (see the module docstring)."""
 
     layer: int
-    top_val: np.ndarray   # float32 [N, k]       window maximum, -inf = empty
-    top_wid: np.ndarray   # int64   [N, k]       window id, -1 = empty
-    top_vec: np.ndarray   # [N, k, C]
-    rnd_key: np.ndarray   # int64   [N, r]       sample key, EMPTY_KEY = empty
-    rnd_wid: np.ndarray   # int64   [N, r]
-    rnd_val: np.ndarray   # float32 [N, r]       window maximum
-    rnd_vec: np.ndarray   # [N, r, C]
-    q_key: np.ndarray     # int64   [N, Q, s]
-    q_wid: np.ndarray     # int64   [N, Q, s]
-    q_val: np.ndarray     # float32 [N, Q, s]
-    q_vec: np.ndarray     # [N, Q, s, C]
+    top_val: np.ndarray  # float32 [N, k]       window maximum, -inf = empty
+    top_wid: np.ndarray  # int64   [N, k]       window id, -1 = empty
+    top_vec: np.ndarray  # [N, k, C]
+    rnd_key: np.ndarray  # int64   [N, r]       sample key, EMPTY_KEY = empty
+    rnd_wid: np.ndarray  # int64   [N, r]
+    rnd_val: np.ndarray  # float32 [N, r]       window maximum
+    rnd_vec: np.ndarray  # [N, r, C]
+    q_key: np.ndarray  # int64   [N, Q, s]
+    q_wid: np.ndarray  # int64   [N, Q, s]
+    q_val: np.ndarray  # float32 [N, Q, s]
+    q_vec: np.ndarray  # [N, Q, s, C]
     q_bounds: np.ndarray  # float32 [N, Q-1]     boundaries new windows are bucketed by
-    hist: np.ndarray      # int64   [N, bins]    counts of window maxima
-    lowest: np.ndarray    # float32 [N]          smallest window maximum (+inf before any)
-    highest: np.ndarray   # float32 [N]          largest window maximum (-inf before any)
+    hist: np.ndarray  # int64   [N, bins]    counts of window maxima
+    lowest: np.ndarray  # float32 [N]          smallest window maximum (+inf before any)
+    highest: np.ndarray  # float32 [N]          largest window maximum (-inf before any)
     moments: Moments
 
     @property
@@ -74,25 +89,32 @@ class LayerState:
         vdt = np.dtype(cfg.vector_dtype)
         return cls(
             layer=layer,
-            top_val=np.full((d, k), -np.inf, np.float32), top_wid=np.full((d, k), -1, np.int64),
+            top_val=np.full((d, k), -np.inf, np.float32),
+            top_wid=np.full((d, k), -1, np.int64),
             top_vec=np.full((d, k, c), 0, vdt),
             rnd_key=np.full((d, r), hashing.EMPTY_KEY, np.int64),
-            rnd_wid=np.full((d, r), -1, np.int64), rnd_val=np.full((d, r), np.nan, np.float32),
+            rnd_wid=np.full((d, r), -1, np.int64),
+            rnd_val=np.full((d, r), np.nan, np.float32),
             rnd_vec=np.full((d, r, c), 0, vdt),
             q_key=np.full((d, q, s), hashing.EMPTY_KEY, np.int64),
-            q_wid=np.full((d, q, s), -1, np.int64), q_val=np.full((d, q, s), np.nan, np.float32),
+            q_wid=np.full((d, q, s), -1, np.int64),
+            q_val=np.full((d, q, s), np.nan, np.float32),
             q_vec=np.full((d, q, s, c), 0, vdt),
             q_bounds=np.full((d, q - 1), np.nan, np.float32),
             hist=np.zeros((d, histogram.n_bins()), np.int64),
-            lowest=np.full(d, np.inf, np.float32), highest=np.full(d, -np.inf, np.float32),
+            lowest=np.full(d, np.inf, np.float32),
+            highest=np.full(d, -np.inf, np.float32),
             moments=Moments.empty(d),
         )
 
     def copy(self) -> LayerState:
         arrays = {name: getattr(self, name).copy() for name in _SLOT_ARRAYS}
         m = self.moments
-        return LayerState(self.layer, **arrays, moments=Moments(
-            m.n, m.mean.copy(), m.m2.copy(), m.m3.copy(), m.m4.copy()))
+        return LayerState(
+            self.layer,
+            **arrays,
+            moments=Moments(m.n, m.mean.copy(), m.m2.copy(), m.m3.copy(), m.m4.copy()),
+        )
 
     def referenced(self) -> np.ndarray:
         ids = np.concatenate([self.top_wid.ravel(), self.rnd_wid.ravel(), self.q_wid.ravel()])
@@ -102,8 +124,9 @@ class LayerState:
 class WindowTable:
     """Token ids of windows, by window id; pruned to the windows some slot references."""
 
-    def __init__(self, context: int, ids: np.ndarray | None = None,
-                 tokens: np.ndarray | None = None):
+    def __init__(
+        self, context: int, ids: np.ndarray | None = None, tokens: np.ndarray | None = None
+    ):
         self.context = context
         self.ids = np.empty(0, np.int64) if ids is None else ids
         self.tokens = np.empty((0, context), np.int32) if tokens is None else tokens
@@ -176,18 +199,23 @@ class ScrapeState:
 
 def new_state(config: StatsConfig, layers: Sequence[int], d_mlp: int) -> ScrapeState:
     """An empty state (the monoid's identity) for `layers` of `d_mlp` neurons."""
-    return ScrapeState(config, {int(L): LayerState.empty(int(L), d_mlp, config) for L in layers},
-                       WindowTable(config.context))
+    return ScrapeState(
+        config,
+        {int(L): LayerState.empty(int(L), d_mlp, config) for L in layers},
+        WindowTable(config.context),
+    )
 
 
 # -- update --------------------------------------------------------------------------------------
+
 
 def _salts(cfg: StatsConfig, stream: int, layer: int, d: int) -> np.ndarray:
     return hashing.neuron_salts(cfg.seed, stream, layer, d)
 
 
-def update_layer(state: ScrapeState, layer: int, window_ids: np.ndarray,
-                 acts: torch.Tensor) -> None:
+def update_layer(
+    state: ScrapeState, layer: int, window_ids: np.ndarray, acts: torch.Tensor
+) -> None:
     """Fold one batch of one layer into the state: acts float32 [batch, context, neurons]."""
     import torch
 
@@ -195,8 +223,10 @@ def update_layer(state: ScrapeState, layer: int, window_ids: np.ndarray,
     ls = state.layers[layer]
     b, c, d = acts.shape
     if c != cfg.context or d != ls.d_mlp or b != len(window_ids):
-        raise ValueError(f"activations {tuple(acts.shape)} do not fit the state "
-                         f"({len(window_ids)} windows × {cfg.context} × {ls.d_mlp})")
+        raise ValueError(
+            f"activations {tuple(acts.shape)} do not fit the state "
+            f"({len(window_ids)} windows × {cfg.context} × {ls.d_mlp})"
+        )
     t = {name: torch.from_numpy(getattr(ls, name)) for name in _SLOT_ARRAYS}
     wids = np.asarray(window_ids, np.int64)
     if len(wids) and (wids.min() < 0 or wids.max() > MAX_WINDOW_ID):
@@ -208,8 +238,9 @@ def update_layer(state: ScrapeState, layer: int, window_ids: np.ndarray,
     mx = torch.nan_to_num(maxima, nan=-np.inf).T  # [N, B]
     windows_before = round(ls.moments.n) // c
 
-    rows, slots, cols = select_entries(top_keys(t["top_val"], t["top_wid"]),
-                                       top_keys(mx, wid_t[None, :]))
+    rows, slots, cols = select_entries(
+        top_keys(t["top_val"], t["top_wid"]), top_keys(mx, wid_t[None, :])
+    )
     if rows.numel():
         t["top_val"][rows, slots] = mx[rows, cols]
         t["top_wid"][rows, slots] = wid_t[cols]
@@ -231,8 +262,9 @@ def update_layer(state: ScrapeState, layer: int, window_ids: np.ndarray,
 
     if cfg.quantile_k:
         if _refresh_epoch(windows_before) != _refresh_epoch(windows_before + b):
-            t["q_bounds"].copy_(histogram.boundaries(t["hist"], t["lowest"], t["highest"],
-                                                     cfg.quantiles))
+            t["q_bounds"].copy_(
+                histogram.boundaries(t["hist"], t["lowest"], t["highest"], cfg.quantiles)
+            )
         _update_quantiles(ls, t, cfg, layer, wids, wid_t, mx, vectors)
 
     ls.moments = merge_moments(ls.moments, moments)
@@ -264,15 +296,24 @@ def _refresh_epoch(windows: int) -> int:
     return windows.bit_length() if windows < 1024 else 10 + windows // 1024
 
 
-def _update_quantiles(ls: LayerState, t: dict, cfg: StatsConfig, layer: int, wids: np.ndarray,
-                      wid_t, mx, vectors: _Vectors) -> None:
+def _update_quantiles(
+    ls: LayerState,
+    t: dict,
+    cfg: StatsConfig,
+    layer: int,
+    wids: np.ndarray,
+    wid_t,
+    mx,
+    vectors: _Vectors,
+) -> None:
     """Admit windows to the reservoir of their bucket (by the current `q_bounds`)."""
     import torch
 
     d, q, s = ls.q_key.shape
     bucket = torch.searchsorted(t["q_bounds"], mx.contiguous(), right=True)  # [N, B]
     keys = torch.from_numpy(
-        hashing.window_keys(_salts(cfg, hashing.STREAM_QUANTILE, layer, d), wids))
+        hashing.window_keys(_salts(cfg, hashing.STREAM_QUANTILE, layer, d), wids)
+    )
     qk, qw = t["q_key"].view(d * q, s), t["q_wid"].view(d * q, s)
     # each window competes only in its own bucket: compare it with that bucket's worst entry
     row_of = bucket + torch.arange(d)[:, None] * q  # [N, B] reservoir row of each candidate
@@ -292,8 +333,9 @@ def _update_quantiles(ls: LayerState, t: dict, cfg: StatsConfig, layer: int, wid
         t["q_vec"].view(d * q, s, -1)[r, slots] = vectors(cols, n).to(t["q_vec"].dtype)
 
 
-def add_windows(state: ScrapeState, window_ids: np.ndarray, tokens: np.ndarray,
-                prune_factor: float = 2.0) -> None:
+def add_windows(
+    state: ScrapeState, window_ids: np.ndarray, tokens: np.ndarray, prune_factor: float = 2.0
+) -> None:
     """Record a batch's window tokens (after all its layers are folded in); prune when the
     table holds more than `prune_factor` × the referenced windows."""
     state.windows.add(window_ids, tokens)
@@ -303,8 +345,9 @@ def add_windows(state: ScrapeState, window_ids: np.ndarray, tokens: np.ndarray,
         state.prune_windows()
 
 
-def update(state: ScrapeState, window_ids: np.ndarray, tokens: np.ndarray,
-           acts: Mapping[int, torch.Tensor]) -> None:
+def update(
+    state: ScrapeState, window_ids: np.ndarray, tokens: np.ndarray, acts: Mapping[int, torch.Tensor]
+) -> None:
     """Fold one batch (all its layers' activations) into the state, in place."""
     for layer, a in acts.items():
         update_layer(state, layer, window_ids, a)
@@ -313,8 +356,16 @@ def update(state: ScrapeState, window_ids: np.ndarray, tokens: np.ndarray,
 
 # -- merge ---------------------------------------------------------------------------------------
 
-def _merge_slots(dst: dict, src: dict, prim: str, wid: str, rest: Sequence[str],
-                 is_top: bool, rows_shape: tuple[int, int]) -> None:
+
+def _merge_slots(
+    dst: dict,
+    src: dict,
+    prim: str,
+    wid: str,
+    rest: Sequence[str],
+    is_top: bool,
+    rows_shape: tuple[int, int],
+) -> None:
     """Move `src` entries that beat `dst` entries into `dst` (all torch views, rows flattened)."""
     r, s = rows_shape
     if s == 0:
@@ -328,8 +379,8 @@ def _merge_slots(dst: dict, src: dict, prim: str, wid: str, rest: Sequence[str],
     if rows.numel() == 0:
         return
     for name in (prim, wid, *rest):
-        dv = dst[name].reshape((r, s) + tuple(dst[name].shape[dst[name].dim() - _tail(name):]))
-        sv = src[name].reshape((r, s) + tuple(src[name].shape[src[name].dim() - _tail(name):]))
+        dv = dst[name].reshape((r, s, *tuple(dst[name].shape[dst[name].dim() - _tail(name):])))
+        sv = src[name].reshape((r, s, *tuple(src[name].shape[src[name].dim() - _tail(name):])))
         dv[rows, slots] = sv[rows, cols]
 
 
@@ -347,16 +398,20 @@ def merge_layer(a: LayerState, b: LayerState, cfg: StatsConfig) -> LayerState:
     d = a.d_mlp
     _merge_slots(dst, src, "top_val", "top_wid", ("top_vec",), True, (d, cfg.top_k))
     _merge_slots(dst, src, "rnd_key", "rnd_wid", ("rnd_val", "rnd_vec"), False, (d, cfg.random_k))
-    _merge_slots(dst, src, "q_key", "q_wid", ("q_val", "q_vec"), False,
-                 (d * cfg.n_buckets, cfg.quantile_k))
+    _merge_slots(
+        dst, src, "q_key", "q_wid", ("q_val", "q_vec"), False, (d * cfg.n_buckets, cfg.quantile_k)
+    )
     out.hist += b.hist
     np.minimum(out.lowest, b.lowest, out=out.lowest)
     np.maximum(out.highest, b.highest, out=out.highest)
     out.moments = merge_moments(a.moments, b.moments)
     if cfg.quantile_k:
         out.q_bounds[:] = histogram.boundaries(
-            torch.from_numpy(out.hist), torch.from_numpy(out.lowest),
-            torch.from_numpy(out.highest), cfg.quantiles).numpy()
+            torch.from_numpy(out.hist),
+            torch.from_numpy(out.lowest),
+            torch.from_numpy(out.highest),
+            cfg.quantiles,
+        ).numpy()
     return out
 
 
@@ -367,13 +422,19 @@ def merge(a: ScrapeState, b: ScrapeState) -> ScrapeState:
     if set(a.layers) != set(b.layers):
         raise ValueError(f"cannot merge states of layers {sorted(a.layers)} and {sorted(b.layers)}")
     layers = {L: merge_layer(a.layers[L], b.layers[L], a.config) for L in a.layers}
-    out = ScrapeState(a.config, layers, a.windows.union(b.windows),
-                      a.windows_seen + b.windows_seen, {**b.meta, **a.meta})
+    out = ScrapeState(
+        a.config,
+        layers,
+        a.windows.union(b.windows),
+        a.windows_seen + b.windows_seen,
+        {**b.meta, **a.meta},
+    )
     out.prune_windows()
     return out
 
 
 # -- save / load ---------------------------------------------------------------------------------
+
 
 def save(state: ScrapeState, path: str | Path) -> None:
     """Write the state as one .npz, atomically (temporary file in the same folder + rename)."""
@@ -406,9 +467,11 @@ def load(path: str | Path) -> ScrapeState:
         layers = {}
         for L in (int(x) for x in z["layers"]):
             arrays = {name: np.array(z[f"l{L}.{name}"]) for name in _SLOT_ARRAYS}
-            m = Moments.from_arrays({k: np.array(z[f"l{L}.moments.{k}"])
-                                     for k in ("n", "mean", "m2", "m3", "m4")})
+            m = Moments.from_arrays(
+                {k: np.array(z[f"l{L}.moments.{k}"]) for k in ("n", "mean", "m2", "m3", "m4")}
+            )
             layers[L] = LayerState(L, **arrays, moments=m)
         windows = WindowTable(config.context, np.array(z["win_ids"]), np.array(z["win_tokens"]))
-        return ScrapeState(config, layers, windows, int(z["windows_seen"]),
-                           json.loads(str(z["meta_json"])))
+        return ScrapeState(
+            config, layers, windows, int(z["windows_seen"]), json.loads(str(z["meta_json"]))
+        )

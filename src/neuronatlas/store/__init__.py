@@ -9,6 +9,12 @@ from neuronatlas.store.rows import Explanation, NeuronData, PreparedNeuron, Reco
 from neuronatlas.store.writer import AtlasWriter
 
 __all__ = [
-    "AtlasWriter", "Explanation", "NeuronData", "PreparedNeuron", "Record",
-    "open_reader", "open_writer", "prepare",
+    "AtlasWriter",
+    "Explanation",
+    "NeuronData",
+    "PreparedNeuron",
+    "Record",
+    "open_reader",
+    "open_writer",
+    "prepare",
 ]

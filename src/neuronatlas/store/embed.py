@@ -35,6 +35,7 @@ def from_blob(blob: bytes) -> np.ndarray:
 
 # -- embeddings ------------------------------------------------------------------------------
 
+
 def stored_embedders(conn: sqlite3.Connection) -> list[str]:
     """Names of the embedders whose vectors are stored (at most one in a consistent atlas)."""
     return [r[0] for r in conn.execute("SELECT DISTINCT embedder FROM embeddings ORDER BY 1")]
@@ -147,7 +148,7 @@ def _rows_in(conn: sqlite3.Connection, sql: str, ids: Sequence) -> Iterator[tupl
     """Rows of `sql` (whose `{marks}` is an IN list) for all `ids`, 500 at a time: SQLite
     caps the number of bound parameters."""
     for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
+        chunk = ids[start : start + 500]
         yield from conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
 
 
@@ -166,9 +167,16 @@ def describe_explanations(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[
         " FROM explanations e JOIN neuron_info n ON n.id = e.neuron_id WHERE e.id IN ({marks})",
         [int(i) for i in ids],
     )
-    return {eid: {"id": nid, "layer": layer, "neuron": neuron, "explanation": text.strip(),
-                  "score": score}
-            for eid, nid, layer, neuron, text, score in rows}
+    return {
+        eid: {
+            "id": nid,
+            "layer": layer,
+            "neuron": neuron,
+            "explanation": text.strip(),
+            "score": score,
+        }
+        for eid, nid, layer, neuron, text, score in rows
+    }
 
 
 def describe_neurons(conn: sqlite3.Connection, neuron_ids: Sequence[str]) -> dict[str, dict]:
@@ -179,9 +187,16 @@ def describe_neurons(conn: sqlite3.Connection, neuron_ids: Sequence[str]) -> dic
         " LEFT JOIN primary_explanations e ON e.neuron_id = n.id WHERE n.id IN ({marks})",
         list(neuron_ids),
     )
-    return {nid: {"id": nid, "layer": layer, "neuron": neuron,
-                  "explanation": None if text is None else text.strip(), "score": score}
-            for nid, layer, neuron, text, score in rows}
+    return {
+        nid: {
+            "id": nid,
+            "layer": layer,
+            "neuron": neuron,
+            "explanation": None if text is None else text.strip(),
+            "score": score,
+        }
+        for nid, layer, neuron, text, score in rows
+    }
 
 
 def database_path(conn: sqlite3.Connection) -> str:
@@ -201,6 +216,7 @@ def data_version(conn: sqlite3.Connection) -> tuple:
 
 
 # -- the map ---------------------------------------------------------------------------------
+
 
 def _clear_map(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM map_points")
@@ -223,14 +239,22 @@ def write_map(
         conn.executemany("INSERT INTO map_points VALUES (?, ?, ?, ?, ?)", points)
         conn.executemany(
             "INSERT INTO map_clusters VALUES (?, ?, ?, ?, ?, ?)",
-            [(c, label, msgspec.json.encode(words).decode(), size, x, y)
-             for c, label, words, size, x, y in clusters],
+            [
+                (c, label, msgspec.json.encode(words).decode(), size, x, y)
+                for c, label, words, size, x, y in clusters
+            ],
         )
         conn.execute(
             "INSERT INTO map_config(id, embedder, config, n_points, n_clusters, run_id,"
             " created_at) VALUES (1, ?, ?, ?, ?, ?, ?)",
-            (embedder, msgspec.json.encode(config).decode(), len(points),
-             sum(1 for c in clusters if c[0] >= 0), run_id, now()),
+            (
+                embedder,
+                msgspec.json.encode(config).decode(),
+                len(points),
+                sum(1 for c in clusters if c[0] >= 0),
+                run_id,
+                now(),
+            ),
         )
 
 
@@ -244,8 +268,16 @@ def map_points(conn: sqlite3.Connection) -> list[dict]:
         " ORDER BY n.layer, n.neuron"
     )
     return [
-        {"id": r[0], "layer": r[1], "neuron": r[2], "x": r[3], "y": r[4], "cluster": r[5],
-         "explanation": None if r[6] is None else r[6].strip(), "score": r[7]}
+        {
+            "id": r[0],
+            "layer": r[1],
+            "neuron": r[2],
+            "x": r[3],
+            "y": r[4],
+            "cluster": r[5],
+            "explanation": None if r[6] is None else r[6].strip(),
+            "score": r[7],
+        }
         for r in rows
     ]
 
@@ -257,8 +289,14 @@ def cluster_labels(conn: sqlite3.Connection) -> list[dict]:
         " ORDER BY cluster < 0, size DESC, cluster"
     )
     return [
-        {"cluster": r[0], "label": r[1], "size": r[2], "x": r[3], "y": r[4],
-         "words": [w for w, _ in msgspec.json.decode(r[5])]}
+        {
+            "cluster": r[0],
+            "label": r[1],
+            "size": r[2],
+            "x": r[3],
+            "y": r[4],
+            "words": [w for w, _ in msgspec.json.decode(r[5])],
+        }
         for r in rows
     ]
 
@@ -270,5 +308,11 @@ def map_info(conn: sqlite3.Connection) -> dict | None:
     ).fetchone()
     if row is None:
         return None
-    return {"embedder": row[0], "config": msgspec.json.decode(row[1]), "n_points": row[2],
-            "n_clusters": row[3], "run_id": row[4], "created_at": row[5]}
+    return {
+        "embedder": row[0],
+        "config": msgspec.json.decode(row[1]),
+        "n_points": row[2],
+        "n_clusters": row[3],
+        "run_id": row[4],
+        "created_at": row[5],
+    }

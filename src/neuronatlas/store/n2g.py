@@ -13,10 +13,19 @@ from neuronatlas.store.writer import AtlasWriter, now
 _decode = msgspec.json.decode
 
 METRIC_COLUMNS = (
-    "precision", "recall", "f1",
-    "baseline_token_precision", "baseline_token_recall", "baseline_token_f1",
-    "baseline_ngram_precision", "baseline_ngram_recall", "baseline_ngram_f1",
-    "ev_correlation_score", "n_test_records", "n_test_tokens", "n_firing_tokens",
+    "precision",
+    "recall",
+    "f1",
+    "baseline_token_precision",
+    "baseline_token_recall",
+    "baseline_token_f1",
+    "baseline_ngram_precision",
+    "baseline_ngram_recall",
+    "baseline_ngram_f1",
+    "ev_correlation_score",
+    "n_test_records",
+    "n_test_tokens",
+    "n_firing_tokens",
 )
 
 
@@ -47,8 +56,17 @@ def write_graph(
         c.execute(
             "INSERT OR REPLACE INTO n2g_graphs(neuron_id, run_id, a_max, trie, settings,"
             " mask_token, model, stats, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (neuron_id, run_id, float(a_max), encode_json(trie), encode_json(settings),
-             encode_json(mask_token), model, encode_json(stats), now()),
+            (
+                neuron_id,
+                run_id,
+                float(a_max),
+                encode_json(trie),
+                encode_json(settings),
+                encode_json(mask_token),
+                model,
+                encode_json(stats),
+                now(),
+            ),
         )
         marks = ", ".join("?" * (len(METRIC_COLUMNS) + 1))
         c.execute(
@@ -80,9 +98,15 @@ def read_graph(conn: sqlite3.Connection, neuron_id: str) -> dict | None:
     if row is None:
         return None
     return {
-        "neuron_id": row[0], "run_id": row[1], "a_max": row[2], "trie": _decode(row[3]),
-        "settings": _decode(row[4]), "mask_token": _decode(row[5]), "model": row[6],
-        "stats": _decode(row[7]), "created_at": row[8],
+        "neuron_id": row[0],
+        "run_id": row[1],
+        "a_max": row[2],
+        "trie": _decode(row[3]),
+        "settings": _decode(row[4]),
+        "mask_token": _decode(row[5]),
+        "model": row[6],
+        "stats": _decode(row[7]),
+        "created_at": row[8],
     }
 
 
@@ -93,7 +117,7 @@ def read_metrics(conn: sqlite3.Connection, neuron_id: str) -> dict | None:
         f"SELECT {', '.join(METRIC_COLUMNS)} FROM n2g_metrics WHERE neuron_id = ?",
         (neuron_id,),
     ).fetchone()
-    return None if row is None else dict(zip(METRIC_COLUMNS, row))
+    return None if row is None else dict(zip(METRIC_COLUMNS, row, strict=False))
 
 
 def n2g_explanation(conn: sqlite3.Connection, neuron_id: str) -> str | None:
@@ -119,4 +143,4 @@ def all_metrics(conn: sqlite3.Connection) -> list[dict]:
         f"SELECT n.id, n.layer, n.neuron, {', '.join('m.' + c for c in METRIC_COLUMNS)}"
         " FROM n2g_metrics m JOIN neuron_info n ON n.id = m.neuron_id ORDER BY n.layer, n.neuron"
     )
-    return [dict(zip(("neuron_id", "layer", "neuron", *METRIC_COLUMNS), r)) for r in rows]
+    return [dict(zip(("neuron_id", "layer", "neuron", *METRIC_COLUMNS), r, strict=False)) for r in rows]

@@ -37,9 +37,7 @@ def neuron_ids(conn: sqlite3.Connection, layer: int | None = None) -> list[str]:
     if layer is None:
         rows = conn.execute("SELECT id FROM neuron_info ORDER BY layer, neuron")
     else:
-        rows = conn.execute(
-            "SELECT id FROM neuron_info WHERE layer = ? ORDER BY neuron", (layer,)
-        )
+        rows = conn.execute("SELECT id FROM neuron_info WHERE layer = ? ORDER BY neuron", (layer,))
     return [r[0] for r in rows]
 
 
@@ -61,8 +59,13 @@ def explanations(conn: sqlite3.Connection, neuron_id: str) -> list[dict]:
     )
     return [
         {
-            "id": r[0], "source": r[1], "position": r[2], "text": r[3].strip(), "raw_text": r[3],
-            "ev_correlation_score": r[4], "rsquared_score": r[5],
+            "id": r[0],
+            "source": r[1],
+            "position": r[2],
+            "text": r[3].strip(),
+            "raw_text": r[3],
+            "ev_correlation_score": r[4],
+            "rsquared_score": r[5],
             "absolute_dev_explained_score": r[6],
         }
         for r in rows
@@ -84,15 +87,19 @@ def records(
         (neuron_id,),
     )
     wanted = None if categories is None else set(categories)
-    for cat, rank, tokens, f32, text, top, where in rows:
+    for cat, _rank, tokens, f32, text, top, where in rows:
         if wanted is not None and cat not in wanted:
             continue
         bucket = out.setdefault(cat, [])
         if limit_per_category is not None and len(bucket) >= limit_per_category:
             continue
         bucket.append(
-            {"tokens": _decode(tokens), "activations": values.decode(f32, text),
-             "max_activation": top, "peak_index": where}
+            {
+                "tokens": _decode(tokens),
+                "activations": values.decode(f32, text),
+                "max_activation": top,
+                "peak_index": where,
+            }
         )
     return out
 
@@ -115,8 +122,9 @@ def iter_records(
             yield nid, cat, rank, _decode(tokens), values.decode(f32, text)
 
 
-def neuron(conn: sqlite3.Connection, neuron_id: str, records_per_category: int | None = None
-           ) -> dict:
+def neuron(
+    conn: sqlite3.Connection, neuron_id: str, records_per_category: int | None = None
+) -> dict:
     """Everything about one neuron: stats, explanations, records. Raises NeuronNotFound."""
     nid = canonical(neuron_id)
     row = conn.execute(
@@ -131,7 +139,10 @@ def neuron(conn: sqlite3.Connection, neuron_id: str, records_per_category: int |
         "layer": row[1],
         "neuron": row[2],
         "stats": {
-            "mean": row[3], "variance": row[4], "skewness": row[5], "kurtosis": row[6],
+            "mean": row[3],
+            "variance": row[4],
+            "skewness": row[5],
+            "kurtosis": row[6],
             "max_activation": row[7],
             "quantile_boundaries": None if row[8] is None else _decode(row[8]),
         },
@@ -158,14 +169,20 @@ def iter_neuron_info(conn: sqlite3.Connection) -> Iterator[dict]:
     )
     for r in rows:
         yield {
-            "id": r[0], "layer": r[1], "neuron": r[2], "mean": r[3], "variance": r[4],
-            "skewness": r[5], "kurtosis": r[6],
+            "id": r[0],
+            "layer": r[1],
+            "neuron": r[2],
+            "mean": r[3],
+            "variance": r[4],
+            "skewness": r[5],
+            "kurtosis": r[6],
             "quantile_boundaries": None if r[7] is None else _decode(r[7]),
         }
 
 
-def iter_record_rows(conn: sqlite3.Connection
-                     ) -> Iterator[tuple[str, str, int, str, list[float | None]]]:
+def iter_record_rows(
+    conn: sqlite3.Connection,
+) -> Iterator[tuple[str, str, int, str, list[float | None]]]:
     """(neuron_id, category, rank, tokens JSON, activation values) of every record, ordered
     by neuron id, category, rank (the primary key's order: no sort needed)."""
     rows = conn.execute(
@@ -189,8 +206,9 @@ def iter_explanation_rows(conn: sqlite3.Connection) -> Iterator[tuple]:
 EXPORTABLE_RELATIONS = ("neurons", "activations", "explanations")
 
 
-def iter_relation(conn: sqlite3.Connection, relation: str, batch_size: int = 4096
-                  ) -> Iterator[tuple[list[str], list[tuple]]]:
+def iter_relation(
+    conn: sqlite3.Connection, relation: str, batch_size: int = 4096
+) -> Iterator[tuple[list[str], list[tuple]]]:
     """(column names, rows) batches of one of EXPORTABLE_RELATIONS, in a stable order."""
     if relation not in EXPORTABLE_RELATIONS:
         raise ValueError(f"{relation!r}: expected one of {EXPORTABLE_RELATIONS}")
@@ -207,8 +225,9 @@ def iter_relation(conn: sqlite3.Connection, relation: str, batch_size: int = 409
         yield names, [tuple(r) for r in rows]
 
 
-def _activation_batches(conn: sqlite3.Connection, batch_size: int
-                        ) -> Iterator[tuple[list[str], list[tuple]]]:
+def _activation_batches(
+    conn: sqlite3.Connection, batch_size: int
+) -> Iterator[tuple[list[str], list[tuple]]]:
     """The `activations` relation's rows, decoded here rather than by the view's SQL
     (which spends ~0.2 ms a record taking float32 BLOBs apart with string functions)."""
     names = ["neuron_id", "category", "tokens", "activation_values"]
@@ -231,8 +250,13 @@ def last_run(conn: sqlite3.Connection, stage: str) -> dict | None:
     ).fetchone()
     if row is None:
         return None
-    return {"id": row[0], "config": _decode(row[1]), "status": row[2],
-            "started_at": row[3], "finished_at": row[4]}
+    return {
+        "id": row[0],
+        "config": _decode(row[1]),
+        "status": row[2],
+        "started_at": row[3],
+        "finished_at": row[4],
+    }
 
 
 def strongest_neurons(conn: sqlite3.Connection, per_layer: int) -> list[str]:

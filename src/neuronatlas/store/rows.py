@@ -92,8 +92,11 @@ def prepare(data: NeuronData) -> PreparedNeuron:
     excerpts: dict[int, str] = {}
     records: list[tuple] = []
     overall: float | None = None
-    flat = [(category, rank, rec) for category, recs in data.records.items()
-            for rank, rec in enumerate(recs)]
+    flat = [
+        (category, rank, rec)
+        for category, recs in data.records.items()
+        for rank, rec in enumerate(recs)
+    ]
     for category, rank, rec in flat:
         if len(rec.tokens) != len(rec.activations):
             raise ValueError(
@@ -101,7 +104,7 @@ def prepare(data: NeuronData) -> PreparedNeuron:
                 f"{len(rec.activations)} activations"
             )
     stored = values.encode([rec.activations for _, _, rec in flat])
-    for (category, rank, rec), v in zip(flat, stored):
+    for (category, rank, rec), v in zip(flat, stored, strict=False):
         tokens_json = _encode(rec.tokens)
         eid = excerpt_digest(tokens_json)
         excerpts[eid] = tokens_json.decode("utf-8")
@@ -110,16 +113,31 @@ def prepare(data: NeuronData) -> PreparedNeuron:
         records.append((nid, category, rank, eid, *v))
     qb = None if data.quantile_boundaries is None else encode_json(data.quantile_boundaries)
     info = (
-        nid, data.layer, data.neuron,
-        _clean(data.mean), _clean(data.variance), _clean(data.skewness), _clean(data.kurtosis),
-        overall, qb, data.source,
+        nid,
+        data.layer,
+        data.neuron,
+        _clean(data.mean),
+        _clean(data.variance),
+        _clean(data.skewness),
+        _clean(data.kurtosis),
+        overall,
+        qb,
+        data.source,
     )
     explanations = None
     if data.explanations is not None:
         explanations = [
-            (nid, data.explanation_source, pos, e.text, _clean(e.ev_correlation_score),
-             _clean(e.rsquared_score), _clean(e.absolute_dev_explained_score))
+            (
+                nid,
+                data.explanation_source,
+                pos,
+                e.text,
+                _clean(e.ev_correlation_score),
+                _clean(e.rsquared_score),
+                _clean(e.absolute_dev_explained_score),
+            )
             for pos, e in enumerate(data.explanations)
         ]
-    return PreparedNeuron(nid, info, list(excerpts.items()), records, explanations,
-                          data.explanation_source)
+    return PreparedNeuron(
+        nid, info, list(excerpts.items()), records, explanations, data.explanation_source
+    )

@@ -103,8 +103,10 @@ def rebuild_excerpt_fulltext(conn: sqlite3.Connection) -> int:
 
 
 def excerpt_fulltext_built(conn: sqlite3.Connection) -> bool:
-    return conn.execute(
-        "SELECT 1 FROM search_index_state WHERE name = 'excerpts_fts'").fetchone() is not None
+    return (
+        conn.execute("SELECT 1 FROM search_index_state WHERE name = 'excerpts_fts'").fetchone()
+        is not None
+    )
 
 
 def rebuild_explanation_fulltext(conn: sqlite3.Connection) -> None:
@@ -134,6 +136,7 @@ def token_index_size(conn: sqlite3.Connection) -> int:
 
 
 # -- queries ---------------------------------------------------------------------------------
+
 
 def token_matches(conn: sqlite3.Connection, tokens: Sequence[str], limit: int) -> list[tuple]:
     """(neuron id, token, activation, hits, share) rows for neurons peaking on any of `tokens`,

@@ -47,7 +47,7 @@ def encode(records: Sequence[Sequence[float | None]]) -> list[StoredValues]:
             continue
         # None becomes NaN; one array per record length keeps this a few numpy calls.
         block = records if len(rows) == len(records) else [records[i] for i in rows]
-        for i, stored in zip(rows, _encode_block(np.array(block, dtype=np.float64))):
+        for i, stored in zip(rows, _encode_block(np.array(block, dtype=np.float64)), strict=False):
             out[i] = stored
     return out  # type: ignore[return-value]
 
@@ -75,9 +75,9 @@ def _encode_block(wide: np.ndarray) -> list[StoredValues]:
         if top == -math.inf:
             top, peak = None, None
         if ok:
-            out.append(StoredValues(raw[row * step:(row + 1) * step], None, top, peak))
+            out.append(StoredValues(raw[row * step : (row + 1) * step], None, top, peak))
         else:
-            vals = [v if f else None for v, f in zip(wide[row].tolist(), finite[row].tolist())]
+            vals = [v if f else None for v, f in zip(wide[row].tolist(), finite[row].tolist(), strict=False)]
             out.append(StoredValues(None, encode_json(vals), top, peak))
     return out
 
@@ -89,7 +89,7 @@ def decode(f32: bytes | None, json: str | bytes | None) -> list[float | None]:
     wide = np.frombuffer(f32, dtype=F32).astype(np.float64)
     missing = np.isnan(wide)
     if missing.any():
-        return [None if m else v for v, m in zip(wide.tolist(), missing.tolist())]
+        return [None if m else v for v, m in zip(wide.tolist(), missing.tolist(), strict=False)]
     return wide.tolist()
 
 

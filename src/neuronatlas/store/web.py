@@ -21,9 +21,7 @@ from neuronatlas.ids import canonical, parse_id
 _PROGRESS_STEPS = 2_000
 
 # The order in which a neuron's explanations are shown (same as the `primary_explanations` view).
-_SOURCE_RANK = (
-    "CASE source WHEN 'openai' THEN 0 WHEN 'llm' THEN 1 WHEN 'n2g' THEN 2 ELSE 3 END"
-)
+_SOURCE_RANK = "CASE source WHEN 'openai' THEN 0 WHEN 'llm' THEN 1 WHEN 'n2g' THEN 2 ELSE 3 END"
 
 
 @contextmanager
@@ -98,12 +96,16 @@ def neighbour(conn: sqlite3.Connection, neuron_id: str, step: int) -> str:
     """
     layer, neuron = parse_id(neuron_id)
     if step >= 0:
-        sql_next = ("SELECT id FROM neuron_info WHERE (layer, neuron) > (?, ?)"
-                    " ORDER BY layer, neuron LIMIT 1")
+        sql_next = (
+            "SELECT id FROM neuron_info WHERE (layer, neuron) > (?, ?)"
+            " ORDER BY layer, neuron LIMIT 1"
+        )
         sql_wrap = "SELECT id FROM neuron_info ORDER BY layer, neuron LIMIT 1"
     else:
-        sql_next = ("SELECT id FROM neuron_info WHERE (layer, neuron) < (?, ?)"
-                    " ORDER BY layer DESC, neuron DESC LIMIT 1")
+        sql_next = (
+            "SELECT id FROM neuron_info WHERE (layer, neuron) < (?, ?)"
+            " ORDER BY layer DESC, neuron DESC LIMIT 1"
+        )
         sql_wrap = "SELECT id FROM neuron_info ORDER BY layer DESC, neuron DESC LIMIT 1"
     row = conn.execute(sql_next, (layer, neuron)).fetchone()
     if row is None:
@@ -145,9 +147,13 @@ def summaries(conn: sqlite3.Connection, neuron_ids: list[str]) -> dict[str, dict
             (nid,),
         ).fetchone()
         if row is not None:
-            out[nid] = {"id": row[0], "layer": row[1], "neuron": row[2],
-                        "explanation": None if row[3] is None else row[3].strip(),
-                        "score": row[4]}
+            out[nid] = {
+                "id": row[0],
+                "layer": row[1],
+                "neuron": row[2],
+                "explanation": None if row[3] is None else row[3].strip(),
+                "score": row[4],
+            }
     return out
 
 
@@ -192,8 +198,16 @@ def explanation_substring(conn: sqlite3.Connection, query: str, k: int) -> list[
             continue
         seen.add(nid)
         layer, neuron = parse_id(nid)
-        out.append({"id": nid, "layer": layer, "neuron": neuron, "explanation": text.strip(),
-                    "score": score, "similarity": None})
+        out.append(
+            {
+                "id": nid,
+                "layer": layer,
+                "neuron": neuron,
+                "explanation": text.strip(),
+                "score": score,
+                "similarity": None,
+            }
+        )
         if len(out) >= k:
             break
     return out

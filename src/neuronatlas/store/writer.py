@@ -98,8 +98,10 @@ class AtlasWriter:
         c = self.conn
         with self.transaction():
             c.executemany("DELETE FROM records WHERE neuron_id = ?", [(n,) for n in latest])
-            c.executemany("INSERT OR IGNORE INTO excerpts(digest, tokens) VALUES (?, ?)",
-                          chain.from_iterable(p.excerpts for p in todo))
+            c.executemany(
+                "INSERT OR IGNORE INTO excerpts(digest, tokens) VALUES (?, ?)",
+                chain.from_iterable(p.excerpts for p in todo),
+            )
             c.executemany(
                 "INSERT INTO records(neuron_id, category, rank, excerpt_digest, activation_f32,"
                 " activation_json, max_activation, peak_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

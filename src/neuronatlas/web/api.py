@@ -26,8 +26,9 @@ from neuronatlas.web.live import MAX_TEXT_CHARS
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
-NeuronId = Annotated[str, Path(max_length=40, description="L05N0123, L5N123 or 5:123",
-                               examples=["L00N0001"])]
+NeuronId = Annotated[
+    str, Path(max_length=40, description="L05N0123, L5N123 or 5:123", examples=["L00N0001"])
+]
 K = Annotated[int, Query(ge=1, le=data.MAX_K, description="How many results (1-100).")]
 Q = Annotated[str, Query(min_length=1, max_length=500, description="The query text.")]
 _encode = msgspec.json.Encoder().encode
@@ -67,40 +68,59 @@ async def healthz(request: Request) -> Response:
     cached = state.health_cache
     if cached is None or now - cached[0] > 10.0:
         with loop_reads(request) as conn:
-            body = {"ok": True, **store_web.counts(conn),
-                    "stages": store_web.finished_stages(conn),
-                    "model_id": reader.meta(conn).get("model_id")}
+            body = {
+                "ok": True,
+                **store_web.counts(conn),
+                "stages": store_web.finished_stages(conn),
+                "model_id": reader.meta(conn).get("model_id"),
+            }
         state.health_cache = cached = (now, body)
     return json_bytes({**cached[1], "version": __version__, "live_model": state.live.status()})
 
 
-@router.get("/api/neurons/{neuron_id}", tags=["neurons"],
-            summary="One neuron: explanations, scores, stats, records, N2G metrics, similar")
-def get_neuron(request: Request, neuron_id: NeuronId,
-               records: Annotated[int, Query(ge=0, le=data.MAX_RECORDS,
-                                             description="Records per category.")] = 20,
-               ) -> Response:
+@router.get(
+    "/api/neurons/{neuron_id}",
+    tags=["neurons"],
+    summary="One neuron: explanations, scores, stats, records, N2G metrics, similar",
+)
+def get_neuron(
+    request: Request,
+    neuron_id: NeuronId,
+    records: Annotated[
+        int, Query(ge=0, le=data.MAX_RECORDS, description="Records per category.")
+    ] = 20,
+) -> Response:
     with reads(request) as conn:
         return json_bytes(data.neuron_detail(conn, neuron_id, records=records))
 
 
-@router.get("/api/neurons/{neuron_id}/summary", tags=["neurons"],
-            summary="A neuron's id and primary explanation (for tooltips)")
+@router.get(
+    "/api/neurons/{neuron_id}/summary",
+    tags=["neurons"],
+    summary="A neuron's id and primary explanation (for tooltips)",
+)
 async def get_summary(request: Request, neuron_id: NeuronId) -> Response:
     with loop_reads(request) as conn:
         nid = store_web.require_neuron(conn, neuron_id)
         return json_bytes(store_web.summaries(conn, [nid])[nid])
 
 
-@router.get("/api/neurons/{neuron_id}/graph", tags=["neurons"],
-            summary="The neuron's N2G graph: nodes, edges, metrics and an SVG drawing")
+@router.get(
+    "/api/neurons/{neuron_id}/graph",
+    tags=["neurons"],
+    summary="The neuron's N2G graph: nodes, edges, metrics and an SVG drawing",
+)
 def get_graph(request: Request, neuron_id: NeuronId) -> Response:
     with reads(request) as conn:
         return json_bytes(data.neuron_graph(conn, neuron_id))
 
 
-@router.get("/api/neurons/{neuron_id}/graph.svg", tags=["neurons"],
-            summary="The N2G graph drawing alone", response_class=Response)
+@router.get(
+    "/api/neurons/{neuron_id}/graph.svg",
+    tags=["neurons"],
+    summary="The N2G graph drawing alone",
+    response_class=Response,
+)
 def get_graph_svg(request: Request, neuron_id: NeuronId) -> Response:
     with reads(request) as conn:
         graph = data.neuron_graph(conn, neuron_id)
@@ -109,8 +129,11 @@ def get_graph_svg(request: Request, neuron_id: NeuronId) -> Response:
     return Response(graph["svg"], media_type="image/svg+xml")
 
 
-@router.get("/api/neurons/{neuron_id}/logit_effects", tags=["live"],
-            summary="Tokens the neuron's output promotes / suppresses most (needs the model)")
+@router.get(
+    "/api/neurons/{neuron_id}/logit_effects",
+    tags=["live"],
+    summary="Tokens the neuron's output promotes / suppresses most (needs the model)",
+)
 def get_logit_effects(request: Request, neuron_id: NeuronId, k: K = 10) -> Response:
     live = request.app.state.live
     with reads(request) as conn:
@@ -120,16 +143,22 @@ def get_logit_effects(request: Request, neuron_id: NeuronId, k: K = 10) -> Respo
         return json_bytes(data.logit_effects(conn, live, nid, k))
 
 
-@router.get("/api/neurons/{neuron_id}/next", tags=["navigation"],
-            summary="The next stored neuron (by layer, then index; wraps around)")
+@router.get(
+    "/api/neurons/{neuron_id}/next",
+    tags=["navigation"],
+    summary="The next stored neuron (by layer, then index; wraps around)",
+)
 async def get_next(request: Request, neuron_id: NeuronId) -> Response:
     with loop_reads(request) as conn:
         nid = store_web.require_neuron(conn, neuron_id)
         return json_bytes({"id": store_web.neighbour(conn, nid, +1)})
 
 
-@router.get("/api/neurons/{neuron_id}/prev", tags=["navigation"],
-            summary="The previous stored neuron (wraps around)")
+@router.get(
+    "/api/neurons/{neuron_id}/prev",
+    tags=["navigation"],
+    summary="The previous stored neuron (wraps around)",
+)
 async def get_prev(request: Request, neuron_id: NeuronId) -> Response:
     with loop_reads(request) as conn:
         nid = store_web.require_neuron(conn, neuron_id)
@@ -143,17 +172,27 @@ async def get_random(request: Request) -> Response:
 
 
 @router.get("/api/search", tags=["search"], summary="Search neurons by their explanations")
-def get_search(request: Request, q: Q, k: K = 10,
-               mode: Annotated[data.SearchMode, Query(
-                   description="semantic (embeddings), tokens (stored records), fulltext, "
-                               "substring, or auto (the best this atlas has)")] = "auto",
-               ) -> Response:
+def get_search(
+    request: Request,
+    q: Q,
+    k: K = 10,
+    mode: Annotated[
+        data.SearchMode,
+        Query(
+            description="semantic (embeddings), tokens (stored records), fulltext, "
+            "substring, or auto (the best this atlas has)"
+        ),
+    ] = "auto",
+) -> Response:
     with reads(request, request.app.state.settings.search_time_limit_s) as conn:
         return json_bytes(data.search(conn, q, k, mode))
 
 
-@router.get("/api/tokens", tags=["search"],
-            summary="Neurons whose stored records fire on the tokens of a text")
+@router.get(
+    "/api/tokens",
+    tags=["search"],
+    summary="Neurons whose stored records fire on the tokens of a text",
+)
 def get_tokens(request: Request, q: Q, k: K = 10) -> Response:
     with reads(request, request.app.state.settings.search_time_limit_s) as conn:
         return json_bytes(data.search(conn, q, k, "tokens"))
@@ -162,16 +201,23 @@ def get_tokens(request: Request, q: Q, k: K = 10) -> Response:
 class ActivateRequest(BaseModel):
     """Text to run through the model live, and optionally one neuron to follow."""
 
-    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS,
-                      description=f"At most {MAX_TEXT_CHARS} characters.")
-    neuron: str | None = Field(None, max_length=40,
-                               description="A neuron id: its activation per token (+ N2G "
-                                           "prediction) instead of the strongest neurons.")
+    text: str = Field(
+        min_length=1, max_length=MAX_TEXT_CHARS, description=f"At most {MAX_TEXT_CHARS} characters."
+    )
+    neuron: str | None = Field(
+        None,
+        max_length=40,
+        description="A neuron id: its activation per token (+ N2G "
+        "prediction) instead of the strongest neurons.",
+    )
     k: int = Field(10, ge=1, le=data.MAX_K, description="Neurons per token (without `neuron`).")
 
 
-@router.post("/api/activate", tags=["live"],
-             summary="Run the model on text: strongest neurons per token, or one neuron")
+@router.post(
+    "/api/activate",
+    tags=["live"],
+    summary="Run the model on text: strongest neurons per token, or one neuron",
+)
 def post_activate(request: Request, body: Annotated[ActivateRequest, Body()]) -> Response:
     live = request.app.state.live
     if body.neuron is not None:
@@ -186,12 +232,17 @@ def post_activate(request: Request, body: Annotated[ActivateRequest, Body()]) ->
         return json_bytes(data.live_neuron(conn, live, body.text, body.neuron))
 
 
-@router.get("/api/map", tags=["map"],
-            summary="Every neuron as a point, in compact columns, with cluster labels")
-def get_map(request: Request,
-            explanations: Annotated[bool | None, Query(
-                description="Include explanation texts (default: when ≤ 60,000 points)")] = None,
-            ) -> Response:
+@router.get(
+    "/api/map",
+    tags=["map"],
+    summary="Every neuron as a point, in compact columns, with cluster labels",
+)
+def get_map(
+    request: Request,
+    explanations: Annotated[
+        bool | None, Query(description="Include explanation texts (default: when ≤ 60,000 points)")
+    ] = None,
+) -> Response:
     state = request.app.state
     key = (explanations, state.settings.db_stamp())
     cached = state.map_cache.get(key)

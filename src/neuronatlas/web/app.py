@@ -73,8 +73,12 @@ def _lifespan(settings: Settings, has_embeddings: bool, *pools):
 
     @asynccontextmanager
     async def lifespan(_app):
-        threading.Thread(target=stages.warm, args=(str(settings.db), has_embeddings),
-                         name="neuronatlas-warm", daemon=True).start()
+        threading.Thread(
+            target=stages.warm,
+            args=(str(settings.db), has_embeddings),
+            name="neuronatlas-warm",
+            daemon=True,
+        ).start()
         yield
         for pool in pools:
             pool.close()
@@ -82,8 +86,9 @@ def _lifespan(settings: Settings, has_embeddings: bool, *pools):
     return lifespan
 
 
-def create_app(db: str | Path, model: str | None = None, time_limit_s: float = 2.0,
-               pool_size: int = 8):
+def create_app(
+    db: str | Path, model: str | None = None, time_limit_s: float = 2.0, pool_size: int = 8
+):
     """The explorer app for one atlas. `model` overrides the atlas's meta `model_id`."""
     from fastapi import FastAPI
     from fastapi.middleware.gzip import GZipMiddleware
@@ -102,8 +107,7 @@ def create_app(db: str | Path, model: str | None = None, time_limit_s: float = 2
         with_code,
     )
 
-    settings = Settings(db=Path(db), model=model, time_limit_s=time_limit_s,
-                        pool_size=pool_size)
+    settings = Settings(db=Path(db), model=model, time_limit_s=time_limit_s, pool_size=pool_size)
     pool = ReaderPool(settings.db, size=pool_size)
     loop_pool = ReaderPool(settings.db, size=1)
     with pool.borrow(settings.time_limit_s) as conn:
@@ -116,8 +120,10 @@ def create_app(db: str | Path, model: str | None = None, time_limit_s: float = 2
         title="neuronatlas",
         version=__version__,
         summary="Explore every MLP neuron of one language model: explanations, activations, "
-                "N2G graphs, semantic map and search.",
-        docs_url=None, redoc_url=None, lifespan=_lifespan(settings, has_embeddings, pool, loop_pool),
+        "N2G graphs, semantic map and search.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=_lifespan(settings, has_embeddings, pool, loop_pool),
     )
     app.state.settings = settings
     app.state.pool = pool
@@ -145,18 +151,24 @@ def create_app(db: str | Path, model: str | None = None, time_limit_s: float = 2
 
     @app.get("/vendor/plotly.min.js", include_in_schema=False)
     def _plotly() -> Response:
-        return FileResponse(plotly_js(), media_type="text/javascript",
-                            headers={"Cache-Control": "public, max-age=86400"})
+        return FileResponse(
+            plotly_js(),
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
 
     @app.get("/docs", include_in_schema=False)
     def _docs() -> Response:
         if swagger is None:
             from neuronatlas.errors import StageNotBuilt
 
-            raise StageNotBuilt("the API docs page needs `pip install swagger-ui-bundle-v2`; "
-                                "the schema itself is at /openapi.json")
+            raise StageNotBuilt(
+                "the API docs page needs `pip install swagger-ui-bundle-v2`; "
+                "the schema itself is at /openapi.json"
+            )
         return get_swagger_ui_html(
-            openapi_url="/openapi.json", title="neuronatlas API",
+            openapi_url="/openapi.json",
+            title="neuronatlas API",
             swagger_js_url="/vendor/swagger/swagger-ui-bundle.js",
             swagger_css_url="/vendor/swagger/swagger-ui.css",
             swagger_favicon_url="/static/favicon.svg",
@@ -176,5 +188,8 @@ def app_from_env():
     (`serve --workers N`): each worker process imports this factory and builds its own app
     with its own read connections, so N workers use N cores."""
     env = os.environ
-    return create_app(env[ENV_PREFIX + "DB"], model=env.get(ENV_PREFIX + "MODEL") or None,
-                      time_limit_s=float(env.get(ENV_PREFIX + "TIME_LIMIT", "2.0")))
+    return create_app(
+        env[ENV_PREFIX + "DB"],
+        model=env.get(ENV_PREFIX + "MODEL") or None,
+        time_limit_s=float(env.get(ENV_PREFIX + "TIME_LIMIT", "2.0")),
+    )

@@ -25,8 +25,9 @@ MAP_CAP = 2_000_000
 SearchMode = Literal["auto", "semantic", "tokens", "fulltext", "substring"]
 
 
-def neuron_detail(conn: sqlite3.Connection, neuron_id: str, records: int = 20,
-                  similar_k: int = 10) -> dict:
+def neuron_detail(
+    conn: sqlite3.Connection, neuron_id: str, records: int = 20, similar_k: int = 10
+) -> dict:
     """Everything the neuron page shows: explanations, stats, records, N2G, similar, nav."""
     nid = canonical(neuron_id)
     data = reader.neuron(conn, nid, records_per_category=records)
@@ -34,8 +35,10 @@ def neuron_detail(conn: sqlite3.Connection, neuron_id: str, records: int = 20,
     data["record_counts"] = counts
     data["truncated"] = any(n > len(data["records"].get(c, [])) for c, n in counts.items())
     data["histogram"] = histogram(all_values(data["records"]))
-    data["nav"] = {"prev": store_web.neighbour(conn, nid, -1),
-                   "next": store_web.neighbour(conn, nid, +1)}
+    data["nav"] = {
+        "prev": store_web.neighbour(conn, nid, -1),
+        "next": store_web.neighbour(conn, nid, +1),
+    }
     unavailable: dict[str, str] = {}
     data["n2g"] = None
     try:
@@ -44,13 +47,16 @@ def neuron_detail(conn: sqlite3.Connection, neuron_id: str, records: int = 20,
         unavailable["n2g"] = str(exc)
     else:
         if graph is None:
-            unavailable["n2g"] = f"no N2G graph stored for {nid}: run `neuronatlas n2g " \
-                                 f"--db ATLAS --neurons {nid}`"
+            unavailable["n2g"] = (
+                f"no N2G graph stored for {nid}: run `neuronatlas n2g --db ATLAS --neurons {nid}`"
+            )
         else:
-            data["n2g"] = {"metrics": graph.get("metrics") or {},
-                           "explanation": graph.get("explanation"),
-                           # drawable: the graph route renders its DOT to SVG on demand
-                           "has_svg": bool(graph.get("dot") or graph.get("svg"))}
+            data["n2g"] = {
+                "metrics": graph.get("metrics") or {},
+                "explanation": graph.get("explanation"),
+                # drawable: the graph route renders its DOT to SVG on demand
+                "has_svg": bool(graph.get("dot") or graph.get("svg")),
+            }
     data["similar"] = None
     try:
         data["similar"] = stages.call("similar", conn, nid, similar_k)
@@ -58,8 +64,10 @@ def neuron_detail(conn: sqlite3.Connection, neuron_id: str, records: int = 20,
         unavailable["similar"] = str(exc)
     except QueryTimeout:
         # the section, not the page: the vector index may still be loading after start-up
-        unavailable["similar"] = "similar neurons took too long (the vector index may still " \
-                                 "be loading): reload the page in a moment"
+        unavailable["similar"] = (
+            "similar neurons took too long (the vector index may still "
+            "be loading): reload the page in a moment"
+        )
     data["unavailable"] = unavailable
     return data
 
@@ -69,8 +77,9 @@ def neuron_graph(conn: sqlite3.Connection, neuron_id: str) -> dict:
     nid = store_web.require_neuron(conn, neuron_id)
     graph = stages.call("graph", conn, nid)
     if graph is None:
-        raise StageNotBuilt(f"no N2G graph stored for {nid}: run "
-                            f"`neuronatlas n2g --db ATLAS --neurons {nid}`")
+        raise StageNotBuilt(
+            f"no N2G graph stored for {nid}: run `neuronatlas n2g --db ATLAS --neurons {nid}`"
+        )
     return graph
 
 
@@ -87,12 +96,15 @@ def search(conn: sqlite3.Connection, query: str, k: int = 10, mode: SearchMode =
     if mode == "substring":
         results = store_web.explanation_substring(conn, query, k)
     elif mode == "tokens" and not stages.call("token_index", conn):
-        raise StageNotBuilt("token search needs the token index of the stored records: run "
-                            f"`{stages.how_to_build('token_index')}`")
+        raise StageNotBuilt(
+            "token search needs the token index of the stored records: run "
+            f"`{stages.how_to_build('token_index')}`"
+        )
     else:
         if mode == "semantic" and not store_web.has_embeddings(conn):
-            raise StageNotBuilt("semantic search needs explanation embeddings: run "
-                                "`neuronatlas embed --db ATLAS`")
+            raise StageNotBuilt(
+                "semantic search needs explanation embeddings: run `neuronatlas embed --db ATLAS`"
+            )
         feature = {"semantic": "semantic", "tokens": "tokens", "fulltext": "fulltext"}[mode]
         results = stages.call(feature, conn, query, k)
     return {"query": query, "mode": mode, "k": k, "results": list(results)[:k]}
@@ -129,9 +141,14 @@ def map_data(conn: sqlite3.Connection, with_text: bool, limit: int = MAP_CAP) ->
         }
         if with_text:
             cols["explanation"] = [(p.get("explanation") or "")[:160] for p in points]
-        return {"built": True, "count": len(points), "truncated": truncated,
-                "columns": cols, "clusters": clusters,
-                "message": None}
+        return {
+            "built": True,
+            "count": len(points),
+            "truncated": truncated,
+            "columns": cols,
+            "clusters": clusters,
+            "message": None,
+        }
     rows, truncated = store_web.grid_points(conn, limit)
     cols = {
         "layer": [r[0] for r in rows],
@@ -142,11 +159,16 @@ def map_data(conn: sqlite3.Connection, with_text: bool, limit: int = MAP_CAP) ->
     }
     if with_text:
         cols["explanation"] = [r[2][:160] for r in rows]
-    return {"built": False, "count": len(rows), "truncated": truncated, "columns": cols,
-            "clusters": [],
-            "message": "The semantic map is not built for this atlas yet: neurons are laid "
-                       "out by layer (y) and index (x). Build it with "
-                       "`neuronatlas embed --db ATLAS` then `neuronatlas map --db ATLAS`."}
+    return {
+        "built": False,
+        "count": len(rows),
+        "truncated": truncated,
+        "columns": cols,
+        "clusters": [],
+        "message": "The semantic map is not built for this atlas yet: neurons are laid "
+        "out by layer (y) and index (x). Build it with "
+        "`neuronatlas embed --db ATLAS` then `neuronatlas map --db ATLAS`.",
+    }
 
 
 def predict(conn: sqlite3.Connection, neuron_id: str, tokens: list[str]) -> list[float] | None:

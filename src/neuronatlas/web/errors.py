@@ -38,8 +38,14 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (ModelUnavailable, 503, "model_unavailable"),
     (QueryTimeout, 503, "timeout"),
 ]
-HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
-              413: "too_large", 422: "invalid", 503: "unavailable"}
+HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    422: "invalid",
+    503: "unavailable",
+}
 
 
 class ErrorDetail(BaseModel):
@@ -55,9 +61,13 @@ class ErrorBody(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict] = {
     s: {"model": ErrorBody, "description": d}
-    for s, d in [(400, "Bad id or parameter"), (404, "Unknown neuron"),
-                 (409, "The atlas lacks the stage this needs"),
-                 (422, "Invalid request"), (503, "Model unavailable or query too slow")]
+    for s, d in [
+        (400, "Bad id or parameter"),
+        (404, "Unknown neuron"),
+        (409, "The atlas lacks the stage this needs"),
+        (422, "Invalid request"),
+        (503, "Model unavailable or query too slow"),
+    ]
 }
 
 
@@ -73,7 +83,9 @@ def error_response(request: Request, status: int, code: str, message: str) -> Re
     if wants_html(request):
         templates = request.app.state.templates
         return templates.TemplateResponse(
-            request, "error.html", {"status": status, "code": code, "message": message},
+            request,
+            "error.html",
+            {"status": status, "code": code, "message": message},
             status_code=status,
         )
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
@@ -109,5 +121,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s", request.url.path)
-        return error_response(request, 500, "internal",
-                              f"internal error ({type(exc).__name__}); see the server log")
+        return error_response(
+            request, 500, "internal", f"internal error ({type(exc).__name__}); see the server log"
+        )

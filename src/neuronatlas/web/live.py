@@ -107,14 +107,18 @@ class LiveModel:
         layer, neuron = parse_id(neuron_id)
         model = self.get()
         if layer >= model.n_layers or neuron >= model.d_mlp:
-            raise BadInput(f"{format_id(layer, neuron)} is outside the model "
-                           f"({model.n_layers} layers × {model.d_mlp} neurons)")
+            raise BadInput(
+                f"{format_id(layer, neuron)} is outside the model "
+                f"({model.n_layers} layers × {model.d_mlp} neurons)"
+            )
         ids, hidden, truncated = self._tokenize(model, text)
         with self.run_lock:
             acts = model.neuron_activations(ids, layers=[layer])[layer][0, :, neuron]
-        return {"tokens": model.token_strings(ids[hidden:]),
-                "activations": [round(float(a), 5) for a in acts[hidden:].tolist()],
-                "truncated": truncated}
+        return {
+            "tokens": model.token_strings(ids[hidden:]),
+            "activations": [round(float(a), 5) for a in acts[hidden:].tolist()],
+            "truncated": truncated,
+        }
 
     def strongest(self, text: str, k: int) -> dict:
         """For every token of `text`, the k neurons (over all layers) that fire most on it."""
@@ -133,10 +137,15 @@ class LiveModel:
         v, pick = joined.topk(min(k, joined.shape[-1]), dim=-1)
         flat = torch.cat(where, dim=-1).gather(-1, pick)
         per_token = []
-        for vals, idx in zip(v.tolist(), flat.tolist()):
-            per_token.append([
-                {"id": format_id(*divmod(n, model.d_mlp)), "activation": round(a, 5)}
-                for a, n in zip(vals, idx)
-            ])
-        return {"tokens": model.token_strings(ids[hidden:]), "top": per_token,
-                "truncated": truncated}
+        for vals, idx in zip(v.tolist(), flat.tolist(), strict=False):
+            per_token.append(
+                [
+                    {"id": format_id(*divmod(n, model.d_mlp)), "activation": round(a, 5)}
+                    for a, n in zip(vals, idx, strict=False)
+                ]
+            )
+        return {
+            "tokens": model.token_strings(ids[hidden:]),
+            "top": per_token,
+            "truncated": truncated,
+        }

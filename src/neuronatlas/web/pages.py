@@ -25,8 +25,9 @@ router = APIRouter(include_in_schema=False)
 def _page(request: Request, template: str, context: dict, status: int = 200) -> Response:
     state = request.app.state
     base = {"atlas_name": state.settings.title, "model_id": state.settings.model_id}
-    return state.templates.TemplateResponse(request, template, {**base, **context},
-                                            status_code=status)
+    return state.templates.TemplateResponse(
+        request, template, {**base, **context}, status_code=status
+    )
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -43,10 +44,16 @@ def neuron_page(request: Request, neuron_id: NeuronId) -> Response:
         return RedirectResponse(f"/neurons/{nid}", status_code=308)
     with reads(request) as conn:
         detail = data.neuron_detail(conn, nid, records=data.MAX_RECORDS)
-    return _page(request, "neuron.html", {
-        "n": detail, "json_twin": f"/api/neurons/{nid}", "max_text": MAX_TEXT_CHARS,
-        "live": request.app.state.live.status(),
-    })
+    return _page(
+        request,
+        "neuron.html",
+        {
+            "n": detail,
+            "json_twin": f"/api/neurons/{nid}",
+            "max_text": MAX_TEXT_CHARS,
+            "live": request.app.state.live.status(),
+        },
+    )
 
 
 @router.get("/neurons/{neuron_id}/next")
@@ -85,7 +92,15 @@ def search_page(
         except (StageNotBuilt, BadInput) as exc:
             problem = str(exc)
     twin = "/api/search?" + urlencode({"q": q, "k": k, "mode": mode})
-    return _page(request, "search.html", {
-        "q": q, "k": k, "mode": mode, "result": result, "problem": problem,
-        "json_twin": twin,
-    })
+    return _page(
+        request,
+        "search.html",
+        {
+            "q": q,
+            "k": k,
+            "mode": mode,
+            "result": result,
+            "problem": problem,
+            "json_twin": twin,
+        },
+    )

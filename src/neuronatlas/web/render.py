@@ -45,8 +45,12 @@ def _shown(token: str) -> str:
     return escape(token.replace("\n", "⏎\n").replace("\t", "⇥"))
 
 
-def heatmap_html(tokens: Sequence[str], values: Sequence[float | None],
-                 scale: float | None = None, peak: int | None = None) -> str:
+def heatmap_html(
+    tokens: Sequence[str],
+    values: Sequence[float | None],
+    scale: float | None = None,
+    peak: int | None = None,
+) -> str:
     """One excerpt as coloured token spans; hovering a token shows its value.
 
     scale: the activation drawn at full colour (the neuron's max, so excerpts compare);
@@ -56,7 +60,7 @@ def heatmap_html(tokens: Sequence[str], values: Sequence[float | None],
     if scale is None:
         scale = max(finite, default=0.0)
     spans = []
-    for i, (tok, v) in enumerate(zip(tokens, values)):
+    for i, (tok, v) in enumerate(zip(tokens, values, strict=False)):
         label = "NaN" if v is None else f"{v:.3f}"
         cls = "na-tok na-peak" if i == peak else "na-tok"
         spans.append(
@@ -114,8 +118,10 @@ def histogram_svg(hist: dict, width: int = 560, height: int = 140) -> str:
         f'<text x="{pad_l}" y="{height - 4}" class="axis">{edges[0]:.3g}</text>'
         f'<text x="{width}" y="{height - 4}" text-anchor="end" class="axis">{edges[-1]:.3g}</text>'
     )
-    return (f'<svg class="hist" viewBox="0 0 {width} {height}" role="img" '
-            f'aria-label="histogram of stored activations">{"".join(bars)}{labels}</svg>')
+    return (
+        f'<svg class="hist" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="histogram of stored activations">{"".join(bars)}{labels}</svg>'
+    )
 
 
 def category_order(categories) -> list[str]:

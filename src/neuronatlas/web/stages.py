@@ -29,10 +29,12 @@ FEATURES: dict[str, tuple[str, str, str]] = {
     "graph": ("neuronatlas.n2g.api", "neuron_graph", "neuronatlas n2g --db ATLAS --all"),
     "predict": ("neuronatlas.n2g.api", "predict_text", "neuronatlas n2g --db ATLAS --all"),
     "vectors": ("neuronatlas.embed.search", "load_vectors", "neuronatlas embed --db ATLAS"),
-    "token_index": ("neuronatlas.store.search", "token_index_size",
-                    "neuronatlas index --db ATLAS"),
-    "logit_effects": ("neuronatlas.embed.similar", "logit_effects",
-                      "neuronatlas serve --model SPEC"),
+    "token_index": ("neuronatlas.store.search", "token_index_size", "neuronatlas index --db ATLAS"),
+    "logit_effects": (
+        "neuronatlas.embed.similar",
+        "logit_effects",
+        "neuronatlas serve --model SPEC",
+    ),
 }
 
 

@@ -14,14 +14,95 @@ from pathlib import Path
 
 from neuronatlas.store import AtlasWriter, Explanation, NeuronData, Record, prepare
 
-WORDS = ["dog", "cat", "house", "river", "music", "France", "money", "king", "queen", "water", "fire", "tree", "computer", "science", "blood", "war", "peace", "city", "train", "ship", "bread", "wine", "summer", "winter", "mountain", "ocean", "book", "letter", "doctor", "court", "church", "school", "garden", "horse", "star", "moon", "sun", "rain", "snow", "gold", "iron", "glass", "paper", "stone", "road", "bridge", "army", "law", "market", "bank", "film", "song", "game", "team", "coffee", "tea", "milk"]
-FILLER = ["the", "a", "of", "and", "to", "in", "is", "was", "for", "on", "that", "with", "as", "by", "at", "from", "it", "an", "be", "this"]
+WORDS = [
+    "dog",
+    "cat",
+    "house",
+    "river",
+    "music",
+    "France",
+    "money",
+    "king",
+    "queen",
+    "water",
+    "fire",
+    "tree",
+    "computer",
+    "science",
+    "blood",
+    "war",
+    "peace",
+    "city",
+    "train",
+    "ship",
+    "bread",
+    "wine",
+    "summer",
+    "winter",
+    "mountain",
+    "ocean",
+    "book",
+    "letter",
+    "doctor",
+    "court",
+    "church",
+    "school",
+    "garden",
+    "horse",
+    "star",
+    "moon",
+    "sun",
+    "rain",
+    "snow",
+    "gold",
+    "iron",
+    "glass",
+    "paper",
+    "stone",
+    "road",
+    "bridge",
+    "army",
+    "law",
+    "market",
+    "bank",
+    "film",
+    "song",
+    "game",
+    "team",
+    "coffee",
+    "tea",
+    "milk",
+]
+FILLER = [
+    "the",
+    "a",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "was",
+    "for",
+    "on",
+    "that",
+    "with",
+    "as",
+    "by",
+    "at",
+    "from",
+    "it",
+    "an",
+    "be",
+    "this",
+]
 
 
 def _excerpt(rng: random.Random, length: int, word: str | None) -> tuple[list[str], int]:
     """A token list of `length` (leading-space tokens, GPT-2 style) and where `word` sits."""
-    toks = [" " + (rng.choice(WORDS) if rng.random() < 0.3 else rng.choice(FILLER))
-            for _ in range(length)]
+    toks = [
+        " " + (rng.choice(WORDS) if rng.random() < 0.3 else rng.choice(FILLER))
+        for _ in range(length)
+    ]
     where = -1
     if word is not None:
         where = rng.randrange(length)
@@ -29,8 +110,9 @@ def _excerpt(rng: random.Random, length: int, word: str | None) -> tuple[list[st
     return toks, where
 
 
-def synthetic_neuron(layer: int, neuron: int, n_top: int, n_random: int, length: int,
-                     seed: int = 0) -> NeuronData:
+def synthetic_neuron(
+    layer: int, neuron: int, n_top: int, n_random: int, length: int, seed: int = 0
+) -> NeuronData:
     """One deterministic neuron: a word detector with scored explanations."""
     rng = random.Random(seed * 1_000_003 + layer * 100_003 + neuron)
     word = WORDS[(layer * 7 + neuron) % len(WORDS)]
@@ -48,26 +130,41 @@ def synthetic_neuron(layer: int, neuron: int, n_top: int, n_random: int, length:
         rand.append(Record(toks, [round(rng.gauss(0.0, 0.1), 3) for _ in toks]))
     score = round(rng.uniform(-0.1, 0.9), 3)
     return NeuronData(
-        layer=layer, neuron=neuron, source="scrape",
+        layer=layer,
+        neuron=neuron,
+        source="scrape",
         records={"top": top, "random": rand},
-        mean=0.01, variance=0.05 + rng.random() * 0.1, skewness=3.0 + rng.random(),
+        mean=0.01,
+        variance=0.05 + rng.random() * 0.1,
+        skewness=3.0 + rng.random(),
         kurtosis=20.0 + 10 * rng.random(),
-        explanations=[Explanation(f" the word \"{word}\"", score, score * score, score / 2),
-                      Explanation(f" {word} and related words", score / 2, None, None)],
+        explanations=[
+            Explanation(f' the word "{word}"', score, score * score, score / 2),
+            Explanation(f" {word} and related words", score / 2, None, None),
+        ],
         explanation_source="openai",
     )
 
 
-def iter_neurons(layers: int, per_layer: int, n_top: int, n_random: int, length: int,
-                 seed: int = 0) -> Iterator[NeuronData]:
+def iter_neurons(
+    layers: int, per_layer: int, n_top: int, n_random: int, length: int, seed: int = 0
+) -> Iterator[NeuronData]:
     for layer in range(layers):
         for neuron in range(per_layer):
             yield synthetic_neuron(layer, neuron, n_top, n_random, length, seed)
 
 
-def build_synthetic_atlas(path: str | Path, layers: int = 2, per_layer: int = 8,
-                          n_top: int = 5, n_random: int = 5, length: int = 16, seed: int = 0,
-                          model_id: str | None = None, batch: int = 256) -> Path:
+def build_synthetic_atlas(
+    path: str | Path,
+    layers: int = 2,
+    per_layer: int = 8,
+    n_top: int = 5,
+    n_random: int = 5,
+    length: int = 16,
+    seed: int = 0,
+    model_id: str | None = None,
+    batch: int = 256,
+) -> Path:
     """Write a synthetic atlas through the store writer (as an importer would)."""
     path = Path(path)
     with AtlasWriter(path) as writer:
