@@ -219,7 +219,14 @@ def topk_agreement(state_a, state_b) -> tuple[float, float]:
         b = canonical(state_b.layers[L])["top_wid"]
         top1.append(float(np.mean(a[:, 0] == b[:, 0])))
         overlap.append(
-            float(np.mean([len(set(x) & set(y)) / len(x) for x, y in zip(a.tolist(), b.tolist(), strict=False)]))
+            float(
+                np.mean(
+                    [
+                        len(set(x) & set(y)) / len(x)
+                        for x, y in zip(a.tolist(), b.tolist(), strict=False)
+                    ]
+                )
+            )
         )
     return float(np.mean(top1)), float(np.mean(overlap))
 

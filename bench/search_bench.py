@@ -127,7 +127,9 @@ def main() -> None:
         build_s = time.perf_counter() - t
         found, ours_ms = timed(lambda q: index.search(q, 10)[0], queries)
     kind = "HNSW(int8)+exact rescoring" if index.approximate else "exact"
-    recall = np.mean([len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(found, exact, strict=False)])
+    recall = np.mean(
+        [len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(found, exact, strict=False)]
+    )
     print(
         describe(f"neuronatlas ({kind}) @ {n:,}", ours_ms)
         + f"   recall@10 {recall:.3f}   build {build_s:.1f} s"

@@ -20,7 +20,6 @@ from neuronatlas.errors import BadInput
 
 @pytest.fixture(scope="module")
 def gpt2_tok():
-    pytest.importorskip("transformers")
     from tiny_models import gpt2_tokenizer
 
     return gpt2_tokenizer()
@@ -55,7 +54,7 @@ def test_jsonl_text_field_and_errors(tmp_path):
 
 
 def test_parquet_column(tmp_path):
-    pa = pytest.importorskip("pyarrow")
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     p = tmp_path / "c.parquet"
@@ -68,7 +67,7 @@ def test_parquet_column(tmp_path):
 def test_hf_source_fails_clearly_offline():
     src = open_source("hf:stas/openwebtext-10k")
     assert src.describe()["location"] == "stas/openwebtext-10k:train"
-    with pytest.raises(BadInput, match="datasets|online only"):
+    with pytest.raises(BadInput, match=r"datasets|online only"):
         next(iter(src.documents()))
 
 

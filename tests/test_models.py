@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-torch = pytest.importorskip("torch")
+import torch
 
 from neuronatlas.errors import ModelUnavailable
 from neuronatlas.models import ARCHITECTURES, architecture_for, load_model

@@ -8,10 +8,7 @@ import json
 import shutil
 
 import pytest
-
-pytestmark = pytest.mark.ray
-ray = pytest.importorskip("ray")
-pytest.importorskip("torch")
+import ray
 
 from n2g_atlas import build_atlas, sentences
 from neuronatlas.scale.ray_engine import (
@@ -23,6 +20,8 @@ from neuronatlas.scale.ray_engine import (
 from neuronatlas.scrape import ScrapeSettings, run_scrape
 from neuronatlas.store import n2g as n2g_store
 from neuronatlas.store import open_reader, reader
+
+pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module", autouse=True)

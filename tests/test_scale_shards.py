@@ -108,7 +108,8 @@ def test_model_identity_of_a_local_folder_changes_with_its_files(tmp_path):
 
 
 def test_tree_merge_equals_one_pass_and_holds_log_states():
-    torch = pytest.importorskip("torch")
+    import torch
+
     from neuronatlas.scale.merge import TreeMerger
     from neuronatlas.scrape import canonical, new_state, update
 

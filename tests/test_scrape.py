@@ -12,9 +12,6 @@ import sys
 from dataclasses import asdict
 
 import pytest
-
-pytest.importorskip("torch")
-
 from typer.testing import CliRunner
 
 from neuronatlas.cli import app

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import torch
+import transformers
 
 from embed_fixtures import build_atlas
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
 from neuronatlas.embed import weights as W
 from neuronatlas.embed.similar import similar_neurons
 from neuronatlas.store import AtlasWriter, open_reader

@@ -218,7 +218,9 @@ def tokens(
 
     rows = token_search(open_reader(db), text, k)
     if json:
-        print_json([{**r2, "token": r["token"]} for r, r2 in zip(rows, _contract(rows), strict=False)])
+        print_json(
+            [{**r2, "token": r["token"]} for r, r2 in zip(rows, _contract(rows), strict=False)]
+        )
         return
     _results_table(rows, f"tokens: {text!r}", extra="token")
 

@@ -92,7 +92,9 @@ def embed_atlas(
             for start in range(0, len(todo), chunk):
                 part = todo[start : start + chunk]
                 distinct = list(dict.fromkeys(text for _, text, _ in part))
-                encoded = dict(zip(distinct, embedder.encode(distinct, config.batch_size), strict=False))
+                encoded = dict(
+                    zip(distinct, embedder.encode(distinct, config.batch_size), strict=False)
+                )
                 store.write_embeddings(
                     conn,
                     embedder.name,

@@ -105,7 +105,10 @@ def logit_effects(neuron_id: str, model, k: int = 10) -> dict:
 
     def rows(pairs):
         names = strings([i for i, _ in pairs])
-        return [{"token": t, "token_id": i, "effect": v} for t, (i, v) in zip(names, pairs, strict=False)]
+        return [
+            {"token": t, "token_id": i, "effect": v}
+            for t, (i, v) in zip(names, pairs, strict=False)
+        ]
 
     return {"promoted": rows(promoted), "suppressed": rows(suppressed)}
 

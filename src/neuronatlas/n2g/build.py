@@ -145,7 +145,10 @@ def build_layer(
         ],
         settings,
     )
-    cut = [(j.ids[p.start : p.end], j.strings[p.start : p.end]) for j, p in zip(jobs, pruned, strict=False)]
+    cut = [
+        (j.ids[p.start : p.end], j.strings[p.start : p.end])
+        for j, p in zip(jobs, pruned, strict=False)
+    ]
     saliencies = sal.measure(
         runner,
         layer,
@@ -168,7 +171,9 @@ def build_layer(
         runner, layer, requests, sources, settings.substitutes, settings.augment_keep
     )
     extra = _augmented_saliency(runner, layer, requests, results, saliencies, mask, settings)
-    for (ids, strings), j, p, s, res, ext in zip(cut, jobs, pruned, saliencies, results, extra, strict=False):
+    for (_ids, strings), j, p, s, res, ext in zip(
+        cut, jobs, pruned, saliencies, results, extra, strict=False
+    ):
         b, a_max = j.build, j.build.examples.a_max
         evidence = res.evidence()
         b.used_examples += 1

@@ -5,11 +5,12 @@ neuron's activation at its last token is at least `prune_keep ×` the full-conte
 and that token is still the prefix's argmax. We try every length (every `prune_step`-th; the
 reference tries 5, 10, … 30) from the shortest up: `prune_chunk` lengths in the first batched
 pass, `prune_growth` times more in each later one, which runs only for the examples that found
-nothing yet (most contexts are short, so most examples need only the first, cheap pass). All examples of all neurons of
-a layer share those passes (see forward.Runner). If no length passes, the longest tried is kept,
-as the reference does. After the pivot up to `post_pivot_tokens` tokens are kept, never past the
-end of the pivot's sentence, and (`trim_post_context`) none after the last one that fires in the
-stored record; they need no pass (a causal model's pivot does not see them).
+nothing yet (most contexts are short, so most examples need only the first, cheap pass). All
+examples of all neurons of a layer share those passes (see forward.Runner). If no length
+passes, the longest tried is kept, as the reference does. After the pivot up to
+`post_pivot_tokens` tokens are kept, never past the end of the pivot's sentence, and
+(`trim_post_context`) none after the last one that fires in the stored record; they need no
+pass (a causal model's pivot does not see them).
 
 `scale = full / pruned` rescales the pruned example's activations back to full-context strength.
 """
@@ -98,9 +99,9 @@ def prune(
     lo, width = 0, settings.prune_chunk
     while True:
         asks: list[tuple[int, int]] = []  # (job index, length)
-        for i, job in enumerate(jobs):
+        for i, lens in enumerate(lengths):
             if found[i] is None:
-                asks.extend((i, n) for n in lengths[i][lo : lo + width])
+                asks.extend((i, n) for n in lens[lo : lo + width])
         lo, width = lo + width, width * settings.prune_growth
         if not asks:
             break

@@ -30,7 +30,8 @@ class N2GSettings:
     use_quantile_records: bool = True
     """Add quantile records that reach the trie threshold to the training pool."""
     shingle: int = 8
-    """Two records sharing any run of this many tokens are near-duplicates: same side of the split."""
+    """Two records sharing any run of this many tokens are near-duplicates: they go to the same
+    side of the split."""
     pivots: Literal["max", "firing"] = "max"
     """Pivots per training record: its most activating token (the paper), or every token above
     the trie threshold (more lines, more recall, more passes)."""

@@ -238,7 +238,8 @@ def _export_parquet(conn, out: Path) -> dict[str, int]:
                 cols = list(zip(*rows, strict=False))
                 w.write_table(
                     pa.Table.from_arrays(
-                        [pa.array(c, type=t.type) for c, t in zip(cols, schema, strict=False)], schema=schema
+                        [pa.array(c, type=t.type) for c, t in zip(cols, schema, strict=False)],
+                        schema=schema,
                     )
                 )
                 counts[relation] += len(rows)

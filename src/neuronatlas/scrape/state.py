@@ -379,8 +379,8 @@ def _merge_slots(
     if rows.numel() == 0:
         return
     for name in (prim, wid, *rest):
-        dv = dst[name].reshape((r, s, *tuple(dst[name].shape[dst[name].dim() - _tail(name):])))
-        sv = src[name].reshape((r, s, *tuple(src[name].shape[src[name].dim() - _tail(name):])))
+        dv = dst[name].reshape((r, s, *tuple(dst[name].shape[dst[name].dim() - _tail(name) :])))
+        sv = src[name].reshape((r, s, *tuple(src[name].shape[src[name].dim() - _tail(name) :])))
         dv[rows, slots] = sv[rows, cols]
 
 

@@ -143,4 +143,6 @@ def all_metrics(conn: sqlite3.Connection) -> list[dict]:
         f"SELECT n.id, n.layer, n.neuron, {', '.join('m.' + c for c in METRIC_COLUMNS)}"
         " FROM n2g_metrics m JOIN neuron_info n ON n.id = m.neuron_id ORDER BY n.layer, n.neuron"
     )
-    return [dict(zip(("neuron_id", "layer", "neuron", *METRIC_COLUMNS), r, strict=False)) for r in rows]
+    return [
+        dict(zip(("neuron_id", "layer", "neuron", *METRIC_COLUMNS), r, strict=False)) for r in rows
+    ]

@@ -82,7 +82,8 @@ def records(
     out: dict[str, list[dict]] = {}
     rows = conn.execute(
         "SELECT r.category, r.rank, x.tokens, r.activation_f32, r.activation_json,"
-        " r.max_activation, r.peak_index FROM records r JOIN excerpts x ON x.digest = r.excerpt_digest"
+        " r.max_activation, r.peak_index"
+        " FROM records r JOIN excerpts x ON x.digest = r.excerpt_digest"
         " WHERE r.neuron_id = ? ORDER BY r.category, r.rank",
         (neuron_id,),
     )

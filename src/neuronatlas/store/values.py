@@ -77,7 +77,10 @@ def _encode_block(wide: np.ndarray) -> list[StoredValues]:
         if ok:
             out.append(StoredValues(raw[row * step : (row + 1) * step], None, top, peak))
         else:
-            vals = [v if f else None for v, f in zip(wide[row].tolist(), finite[row].tolist(), strict=False)]
+            vals = [
+                v if f else None
+                for v, f in zip(wide[row].tolist(), finite[row].tolist(), strict=False)
+            ]
             out.append(StoredValues(None, encode_json(vals), top, peak))
     return out
 
