@@ -38,9 +38,12 @@ system-deps:
 	  else echo "install graphviz and chromium (sudo apt-get install graphviz chromium)"; exit 1; fi; \
 	fi
 
+# Every test, in a random order (pytest-randomly prints the seed at the top of the run; replay
+# an order with `pytest -p randomly --randomly-seed=N`, or keep file order with -p no:randomly).
 test: install system-deps
 	$(BIN)/python -m pytest -q
 
+# The unit tier: no packaged model, no Ray, no browser (markers in pyproject).
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not browser and not ray"
 

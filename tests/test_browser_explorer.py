@@ -5,74 +5,29 @@ Screenshots land in test-output/ (gitignored) for a person to look at.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from pathlib import Path
-
 import pytest
 
-from neuronatlas.web.synthetic import build_synthetic_atlas
+from browser_fixtures import SHOTS, launch_chromium, serve_in_thread
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parent.parent / "test-output"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(synthetic_atlas, free_port):
     """uvicorn on a free loopback port in a thread, serving a small synthetic atlas."""
-    import uvicorn
-
     from neuronatlas.web import create_app
 
-    path = build_synthetic_atlas(
-        tmp_path_factory.mktemp("browser") / "atlas.db",
-        layers=4,
-        per_layer=48,
-        n_top=6,
-        n_random=4,
-        length=24,
-    )
-    port = free_port()
-    config = uvicorn.Config(create_app(path), host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    path = synthetic_atlas("browser", layers=4, per_layer=48, n_top=6, n_random=4, length=24)
+    with serve_in_thread(create_app(path), free_port()) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    assert CHROMIUM.exists(), (
-        "Debian chromium is missing: `make test` installs it (apt-get install chromium)"
-    )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        b = launch_chromium(p)
         yield b
         b.close()
 

@@ -3,20 +3,15 @@ GPT-2), embeddings, the map with clusters, and the live model behind the test bo
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 
-from test_browser_explorer import ARGS, CHROMIUM, SHOTS, free_port
+from browser_fixtures import SHOTS, launch_chromium, serve_in_thread
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_gpt2_dir):
-    import uvicorn
-
+def server(tmp_path_factory, tiny_gpt2_dir, free_port):
     import embed_fixtures  # noqa: F401  (registers the instant "test-hashing" embedder)
     from n2g_atlas import build_atlas
     from neuronatlas.embed.embed import EmbedConfig, embed_atlas
@@ -29,36 +24,17 @@ def server(tmp_path_factory, tiny_gpt2_dir):
     assert run_n2g(db, all_=True).failed == []
     embed_atlas(db, EmbedConfig(embedder="test-hashing"))
     build_map(db, MapConfig(neighbors=3, clusterer="kmeans", n_clusters=2, seed=1))
-    port = free_port()
-    srv = uvicorn.Server(
-        uvicorn.Config(
-            create_app(db, model=str(tiny_gpt2_dir)),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(create_app(db, model=str(tiny_gpt2_dir)), free_port()) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    assert CHROMIUM.exists(), (
-        "Debian chromium is missing: `make test` installs it (apt-get install chromium)"
-    )
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = launch_chromium(p)
         pg = browser.new_page(viewport={"width": 1280, "height": 860})
         pg.on("pageerror", lambda e: errors.append(str(e)))
         yield pg

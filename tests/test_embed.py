@@ -23,6 +23,7 @@ def minilm_atlas(tmp_path_factory):
     return path, result
 
 
+@pytest.mark.slow
 def test_minilm_vectors_are_unit_float32_blobs_tagged_with_the_embedder(minilm_atlas):
     path, result = minilm_atlas
     assert result.embedded == len(NEURONS) and result.unchanged == 0
@@ -41,6 +42,7 @@ def test_minilm_vectors_are_unit_float32_blobs_tagged_with_the_embedder(minilm_a
     assert len(blob) == 384 * 4
 
 
+@pytest.mark.slow
 def test_embedding_again_embeds_nothing_and_keeps_the_atlas_embedder(minilm_atlas):
     path, _ = minilm_atlas
     again = embed_atlas(path, EmbedConfig())  # no --embedder: the atlas's own
@@ -71,14 +73,15 @@ def test_a_second_embedder_is_refused_until_reembed(db_path):
     build_atlas(db_path)
     embed_atlas(db_path, EmbedConfig(embedder="test-hashing"))
     with pytest.raises(MixedEmbedders, match="--reembed"):
-        embed_atlas(db_path, EmbedConfig(embedder="all-MiniLM-L6-v2"))
+        embed_atlas(db_path, EmbedConfig(embedder="test-hashing-b"))
     with AtlasWriter(db_path) as w, pytest.raises(MixedEmbedders):
         store.write_embeddings(w.conn, "other", [(1, "x", np.ones(4, dtype=np.float32))])
-    result = embed_atlas(db_path, EmbedConfig(embedder="all-MiniLM-L6-v2", reembed=True))
+    result = embed_atlas(db_path, EmbedConfig(embedder="test-hashing-b", reembed=True))
     assert result.embedded == len(NEURONS)
-    assert store.stored_embedders(open_reader(db_path)) == ["all-MiniLM-L6-v2"]
+    assert store.stored_embedders(open_reader(db_path)) == ["test-hashing-b"]
 
 
+@pytest.mark.slow
 def test_embedder_names_folders_and_cache(tmp_path):
     assert resolve_embedder("sentence-transformers/all-MiniLM-L6-v2").name == "all-MiniLM-L6-v2"
     assert get_embedder("all-minilm-l6-v2") is get_embedder("all-MiniLM-L6-v2")

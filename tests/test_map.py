@@ -13,6 +13,7 @@ from neuronatlas.store import open_reader
 from neuronatlas.store.embed import cluster_labels, map_info, map_points
 
 
+@pytest.mark.slow
 def test_every_embedded_neuron_gets_a_point_a_cluster_and_a_label(db_path):
     build_atlas(db_path)
     with pytest.raises(BadInput, match="embed"):
@@ -60,6 +61,7 @@ def test_map_parameters_are_checked():
         MapConfig(min_dist=2.0)
 
 
+@pytest.mark.slow  # UMAP's first fit in a process compiles for ~15 s of CPU
 def test_kmeans_clusters_on_vectors(db_path):
     build_atlas(db_path)
     embed_atlas(db_path, EmbedConfig(embedder="test-hashing"))

@@ -153,6 +153,7 @@ def test_cli_is_resumable_and_reports_skips(built):
     assert isinstance(none.exception, BadInput) and "--all" in str(none.exception)
 
 
+@pytest.mark.slow
 def test_batched_schedule_needs_far_fewer_model_tokens_than_reference(atlas, loaded):
     from neuronatlas.n2g.examples import load_examples
     from neuronatlas.n2g.run import Session

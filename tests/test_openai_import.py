@@ -139,6 +139,7 @@ def test_a_folder_without_the_layout_is_a_one_line_error(tmp_path, db_path):
     assert proc.returncode == 1 and "--model" in proc.stderr
 
 
+@pytest.mark.slow
 def test_sigkill_mid_import_then_rerun_equals_a_clean_import(tmp_path):
     src = write_source(
         tmp_path / "big", n_layers=2, n_neurons=1500, broken=False, nan_literal=False, n_tokens=4

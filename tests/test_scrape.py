@@ -21,6 +21,8 @@ from neuronatlas.store import (
     reader,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SENTENCES = [
     "The cat sat on the mat while a dog slept near the door.",
     "My dog likes long walks, but the cat prefers a warm window.",
@@ -31,17 +33,6 @@ SENTENCES = [
     "She fed the cat, then took the dog out into the rain.",
     "Old maps show roads that no longer exist.",
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread wake-ups on a shared 2-core box cost more than the work."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _run_killed(settings: ScrapeSettings, db, kill_at: int) -> subprocess.CompletedProcess:
@@ -198,6 +189,7 @@ def _dump(db):
     return info, recs
 
 
+@pytest.mark.slow
 def test_killed_scrape_resumes_to_the_same_atlas(tiny_gpt2_dir, corpus, tmp_path):
     settings = _settings(tiny_gpt2_dir, corpus, checkpoint_every=2, batch_size=3)
     killed_db = tmp_path / "killed.db"

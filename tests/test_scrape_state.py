@@ -21,18 +21,11 @@ from neuronatlas.scrape.hashing import STREAM_RANDOM, neuron_salts, window_keys
 from neuronatlas.scrape.moments import statistics
 from neuronatlas.scrape.readout import neuron_results
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 CFG = StatsConfig(top_k=3, random_k=2, quantile_k=2, context=4, seed=7)
 LAYERS = (0, 3)
 N = 5
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread wake-ups on a shared 2-core box cost more than the work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _data(n_windows: int, seed: int, ties: bool):

@@ -1,4 +1,7 @@
-"""Semantic, token and full-text search, and similar neurons (no model)."""
+"""Semantic, token and full-text search, and similar neurons.
+
+Token, full-text and cache tests run on an atlas embedded by the instant hashing embedder; the
+semantic ones need the real MiniLM (slow tier)."""
 
 from __future__ import annotations
 
@@ -23,15 +26,27 @@ from neuronatlas.store.search import rebuild_search_indexes, stale_search_indexe
 KEYS = ["id", "layer", "neuron", "explanation", "score", "similarity"]
 
 
-@pytest.fixture(scope="module")
-def atlas(tmp_path_factory):
-    path = build_atlas(tmp_path_factory.mktemp("search") / "atlas.db")
-    embed_atlas(path, EmbedConfig(embedder="all-MiniLM-L6-v2"))
+def _indexed_atlas(folder, embedder: str):
+    path = build_atlas(folder / "atlas.db")
+    embed_atlas(path, EmbedConfig(embedder=embedder))
     with AtlasWriter(path) as w:
         rebuild_search_indexes(w.conn)
     return path
 
 
+@pytest.fixture(scope="module")
+def atlas(tmp_path_factory):
+    """Embedded by MiniLM: for the tests that need real semantics (mark them slow)."""
+    return _indexed_atlas(tmp_path_factory.mktemp("search"), "all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="module")
+def hashed(tmp_path_factory):
+    """Embedded by the hashing test embedder: vectors and indexes, no model."""
+    return _indexed_atlas(tmp_path_factory.mktemp("hashed"), "test-hashing")
+
+
+@pytest.mark.slow
 def test_paraphrases_sharing_no_content_word_find_their_neuron_first(atlas):
     explained = set().union(*(content_words(text) for text, _ in NEURONS.values()))
     conn = open_reader(atlas)
@@ -43,6 +58,7 @@ def test_paraphrases_sharing_no_content_word_find_their_neuron_first(atlas):
         assert top[0]["similarity"] >= top[1]["similarity"]
 
 
+@pytest.mark.slow
 def test_search_results_carry_the_explanation_and_its_score(atlas):
     conn = open_reader(atlas)
     hit = S.semantic_search(conn, "canine companions", k=1)[0]
@@ -56,18 +72,18 @@ def test_search_results_carry_the_explanation_and_its_score(atlas):
     assert len(S.semantic_search(conn, "anything", k=50)) == len(NEURONS)
 
 
-def test_matrix_is_cached_until_the_file_changes(atlas):
-    conn = open_reader(atlas)
+def test_matrix_is_cached_until_the_file_changes(hashed):
+    conn = open_reader(hashed)
     first = S.load_vectors(conn)
     assert S.load_vectors(conn) is first
-    with AtlasWriter(atlas) as w:
+    with AtlasWriter(hashed) as w:
         w.set_meta({"touched": "1"})
     assert S.load_vectors(conn) is not first
 
 
-def test_a_query_embedder_other_than_the_atlas_one_is_refused(atlas):
+def test_a_query_embedder_other_than_the_atlas_one_is_refused(hashed):
     with pytest.raises(MixedEmbedders):
-        S.semantic_search(open_reader(atlas), "dogs", embedder="test-hashing")
+        S.semantic_search(open_reader(hashed), "dogs", embedder="test-hashing-b")
 
 
 def test_hnsw_index_returns_exact_similarities_and_finds_near_duplicates(tmp_path):
@@ -87,8 +103,8 @@ def test_hnsw_index_returns_exact_similarities_and_finds_near_duplicates(tmp_pat
         assert len(set(rows.tolist()) & set(want_rows.tolist())) >= 8
 
 
-def test_token_index_and_token_search(atlas):
-    conn = open_reader(atlas)
+def test_token_index_and_token_search(hashed):
+    conn = open_reader(hashed)
     assert stale_search_indexes(conn) == []
     rows = token_search(conn, "Paris", k=5)
     assert rows[0]["id"] == "L03N0008" and rows[0]["token"] == " Paris"
@@ -112,8 +128,8 @@ def test_token_pieces_follow_gpt2_pre_tokenization():
     assert " Paris" in query_tokens("Paris") and "Paris" in query_tokens("Paris")
 
 
-def test_fulltext_over_explanations_and_excerpts(atlas):
-    conn = open_reader(atlas)
+def test_fulltext_over_explanations_and_excerpts(hashed):
+    conn = open_reader(hashed)
     hits = fulltext_search(conn, "lawsuits", k=5)
     assert hits[0]["id"] == "L04N0010" and hits[0]["field"] == "explanation"
     excerpt_hits = fulltext_search(conn, "piano", k=5)
@@ -146,6 +162,7 @@ def test_fulltext_follows_explanation_edits(db_path):
     assert token_search(conn, "piano")[0]["id"] == "L04N0009"
 
 
+@pytest.mark.slow
 def test_similar_by_tokens_is_symmetric_and_by_embedding_excludes_self(atlas):
     conn = open_reader(atlas)
     a = similar_neurons(conn, "L00N0001", k=10)
@@ -160,6 +177,7 @@ def test_similar_by_tokens_is_symmetric_and_by_embedding_excludes_self(atlas):
     assert a["by_embedding"][0]["id"] == "L05N0012"  # "pets" is nearest to "dogs and puppies"
 
 
+@pytest.mark.slow
 def test_cli_search_json_has_exactly_the_contract_keys(atlas):
     runner = CliRunner()
     out = runner.invoke(
@@ -175,6 +193,7 @@ def test_cli_search_json_has_exactly_the_contract_keys(atlas):
     assert json.loads(out.stdout)[0]["id"] == "L04N0010"
 
 
+@pytest.mark.slow
 def test_imported_openai_atlas_end_to_end(tmp_path):
     source = write_openai_source(tmp_path / "src")
     db = tmp_path / "gpt2.db"

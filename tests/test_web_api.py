@@ -12,21 +12,14 @@ from neuronatlas.errors import QueryTimeout
 from neuronatlas.store import open_reader
 from neuronatlas.store import web as store_web
 from neuronatlas.web import create_app, stages
-from neuronatlas.web.synthetic import WORDS, build_synthetic_atlas
+from neuronatlas.web.synthetic import WORDS
 
 HTML = {"accept": "text/html"}
 
 
 @pytest.fixture(scope="module")
-def atlas_path(tmp_path_factory):
-    return build_synthetic_atlas(
-        tmp_path_factory.mktemp("web") / "atlas.db",
-        layers=2,
-        per_layer=8,
-        n_top=5,
-        n_random=4,
-        length=12,
-    )
+def atlas_path(synthetic_atlas):
+    return synthetic_atlas("web", layers=2, per_layer=8, n_top=5, n_random=4, length=12)
 
 
 @pytest.fixture(scope="module")

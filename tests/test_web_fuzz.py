@@ -13,19 +13,11 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from neuronatlas.web import create_app
-from neuronatlas.web.synthetic import build_synthetic_atlas
 
 
 @pytest.fixture(scope="module")
-def api_schema(tmp_path_factory):
-    path = build_synthetic_atlas(
-        tmp_path_factory.mktemp("fuzz") / "atlas.db",
-        layers=2,
-        per_layer=4,
-        n_top=2,
-        n_random=2,
-        length=6,
-    )
+def api_schema(synthetic_atlas):
+    path = synthetic_atlas("fuzz", layers=2, per_layer=4, n_top=2, length=6)
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(path))
 
 
@@ -46,6 +38,7 @@ def check(case, seen: list) -> None:
         assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
 
 
+@pytest.mark.slow
 def test_every_operation_survives_generated_input(api_schema):
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 10

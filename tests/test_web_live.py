@@ -11,20 +11,12 @@ from typer.testing import CliRunner
 
 from neuronatlas.cli import app as cli_app
 from neuronatlas.web import create_app
-from neuronatlas.web.synthetic import build_synthetic_atlas
 
 
 @pytest.fixture(scope="module")
-def atlas_path(tmp_path_factory):
+def atlas_path(synthetic_atlas):
     # The tiny model has 2 layers × 256 neurons; the atlas stores the first 8 of each layer.
-    return build_synthetic_atlas(
-        tmp_path_factory.mktemp("live") / "atlas.db",
-        layers=2,
-        per_layer=8,
-        n_top=3,
-        n_random=2,
-        length=8,
-    )
+    return synthetic_atlas("live", layers=2, per_layer=8)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -10,25 +9,10 @@ import time
 import httpx
 import pytest
 
-from neuronatlas.web.synthetic import build_synthetic_atlas
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    db = build_synthetic_atlas(
-        tmp_path_factory.mktemp("serve") / "atlas.db",
-        layers=2,
-        per_layer=5,
-        n_top=3,
-        n_random=2,
-        length=8,
-    )
+def served(synthetic_atlas, free_port):
+    db = synthetic_atlas("serve", layers=2, per_layer=5)
     port = free_port()
     proc = subprocess.Popen(
         [

@@ -17,13 +17,25 @@ HTML = {"accept": "text/html"}
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
+def embedded(tmp_path_factory):
     path = build_atlas(tmp_path_factory.mktemp("stages") / "atlas.db")
     embed_atlas(path, EmbedConfig(embedder="test-hashing"))
-    build_map(path, MapConfig(neighbors=4, clusterer="kmeans", n_clusters=3, seed=1))
     with AtlasWriter(path) as w:
         rebuild_search_indexes(w.conn)
-    with TestClient(create_app(path)) as c:
+    return path
+
+
+@pytest.fixture(scope="module")
+def client(embedded):
+    with TestClient(create_app(embedded)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def mapped_client(embedded):
+    """With the map built: UMAP's first fit in a process compiles for ~15 s of CPU (slow)."""
+    build_map(embedded, MapConfig(neighbors=4, clusterer="kmeans", n_clusters=3, seed=1))
+    with TestClient(create_app(embedded)) as c:
         yield c
 
 
@@ -41,8 +53,9 @@ def test_fulltext_and_token_search(client):
     assert tokens["mode"] == "tokens" and tokens["results"][0]["id"] == "L04N0009"
 
 
-def test_map_is_built_with_clusters(client):
-    body = client.get("/api/map").json()
+@pytest.mark.slow
+def test_map_is_built_with_clusters(mapped_client):
+    body = mapped_client.get("/api/map").json()
     assert body["built"] is True and body["message"] is None
     assert body["count"] == len(NEURONS)
     assert len({c for c in body["columns"]["cluster"]}) == 3

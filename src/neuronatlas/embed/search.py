@@ -43,7 +43,10 @@ _CACHE_SIZE = 2
 
 
 def _file_key(conn: sqlite3.Connection) -> tuple:
-    """(path, mtime, size) of the file and its WAL: changes whenever a writer commits."""
+    """(path, mtime, size) of the file and its WAL: changes whenever a writer commits.
+
+    An empty WAL counts as none: the first reader of a checkpointed atlas creates one, and
+    that must not look like a change (the first two searches would each load the vectors)."""
     path = store.database_path(conn)
     if not path:
         return ("memory", id(conn), store.data_version(conn))
@@ -51,9 +54,9 @@ def _file_key(conn: sqlite3.Connection) -> tuple:
     for p in (Path(path), Path(path + "-wal")):
         try:
             st = p.stat()
-            key += [st.st_mtime_ns, st.st_size]
         except FileNotFoundError:
-            key += [None, None]
+            st = None
+        key += [st.st_mtime_ns, st.st_size] if st and st.st_size else [None, None]
     return tuple(key)
 
 
