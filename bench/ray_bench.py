@@ -94,7 +94,8 @@ def main() -> None:
     import ray
 
     from neuronatlas.ids import parse_layers
-    from neuronatlas.scale.ray_engine import LOCAL_RAY, RayOptions, scrape_on_ray
+    from neuronatlas.scale.ray_pool import LOCAL_RAY, RayOptions
+    from neuronatlas.scale.ray_scrape import scrape_on_ray
     from neuronatlas.scrape import ScrapeSettings, run_scrape
 
     work = Path(args.work or tempfile.mkdtemp(prefix="ray_bench_"))
@@ -140,7 +141,7 @@ def main() -> None:
     finally:
         ray.shutdown()
 
-    shard_seconds = [m["seconds"] for m in res.shard_metadata]
+    shard_seconds = [m.seconds for m in res.shard_metadata]
     d_small = 3072
     u = update_cost(d_small, args.batch_size, args.context, repeats=3)
     m = merge_cost(d_small, args.batch_size, args.context, repeats=3)

@@ -5,18 +5,17 @@ shard states, and N2G writes every graph once."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 import ray
 
 from n2g_atlas import build_atlas, sentences
-from neuronatlas.scale.ray_engine import (
-    LOCAL_RAY,
-    RayOptions,
-    n2g_on_ray,
-    scrape_on_ray,
-)
+from neuronatlas.scale.ray_n2g import n2g_on_ray
+from neuronatlas.scale.ray_pool import LOCAL_RAY, RayOptions
+from neuronatlas.scale.ray_scrape import ScrapeWorker, scrape_on_ray
 from neuronatlas.scrape import ScrapeSettings, run_scrape
 from neuronatlas.store import n2g as n2g_store
 from neuronatlas.store import open_reader, reader
@@ -83,19 +82,34 @@ def assert_same_atlas(local, other):
     }
 
 
+def crash_once_worker(shard_index: int, marker: Path) -> type[ScrapeWorker]:
+    """A ScrapeWorker whose process exits half-way through shard `shard_index`, the first
+    time only (the marker file records it). Defined in a function, so Ray ships the class by
+    value and the actors need not import this test module."""
+
+    class CrashOnceWorker(ScrapeWorker):
+        def after_batch(self, shard, batch: int, n_batches: int) -> None:
+            if shard.index == shard_index and batch >= n_batches / 2 and not marker.exists():
+                marker.write_text(f"pid {self.pid} exited half-way through shard {shard.index}\n")
+                os._exit(17)
+
+    return CrashOnceWorker
+
+
 def test_ray_scrape_with_a_killed_actor_equals_local(settings, local_db, work, tmp_path):
     marker = tmp_path / "crashed"
     db = tmp_path / "ray.db"
     res = scrape_on_ray(
         settings,
         db,
-        options=RayOptions(shards=8, workers=2, work_dir=work, crash_once=(3, str(marker))),
+        options=RayOptions(shards=8, workers=2, work_dir=work),
+        worker_class=crash_once_worker(3, marker),
     )
     assert marker.exists()  # the actor running shard 3 really died half-way through it
     crashed_pid = int(marker.read_text().split()[1])
     assert res.shards == 8 and sorted(res.computed) == list(range(8)) and res.skipped == []
-    by_shard = {m["shard"]: m for m in res.shard_metadata}
-    assert by_shard[3]["pid"] != crashed_pid  # finished by the restarted actor
+    by_shard = {m.shard: m for m in res.shard_metadata}
+    assert by_shard[3].pid != crashed_pid  # finished by the restarted actor
     assert res.merges == 7 and res.workers == 2
     assert_same_atlas(local_db, db)
     conn = open_reader(db)
@@ -113,7 +127,7 @@ def test_resume_recomputes_only_deleted_states(settings, local_db, work, tmp_pat
     res = scrape_on_ray(settings, db, options=RayOptions(shards=8, workers=2, work_dir=work))
     assert sorted(res.computed) == [2, 5]
     assert res.skipped == [0, 1, 3, 4, 6, 7]
-    recomputed = sum(m["windows"] for m in res.shard_metadata)
+    recomputed = sum(m.windows for m in res.shard_metadata)
     assert 0 < recomputed < res.windows and res.resumed_from == res.windows - recomputed
     assert_same_atlas(local_db, db)
 

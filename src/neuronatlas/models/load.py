@@ -68,6 +68,24 @@ def load_model(spec: str, dtype: str = "float32", device: str = "cpu") -> Loaded
     return wrap_model(model, tokenizer, name, revision, dtype=dtype, device=device)
 
 
+def load_header(spec: str, dtype: str = "float32") -> tuple[LoadedModel, str]:
+    """(a `LoadedModel` without weights (`model=None`), the folder or hub id it came from).
+
+    Name, revision, shape and tokenizer by the same rules as `load_model`, for a process that
+    plans work but never runs the model (a Ray driver: the head node should not hold a model
+    that only the workers run)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    _torch_dtype(dtype)  # the same --dtype check as load_model
+    source, name, revision = _source(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailable(f"cannot load model {spec!r}: {exc}") from exc
+    return _describe(None, config, tokenizer, name, revision, dtype, "cpu"), source
+
+
 def wrap_model(
     model,
     tokenizer,
@@ -80,22 +98,35 @@ def wrap_model(
     that build their model themselves). Puts the model in eval mode on `device`."""
     model.eval()
     model.to(device)
-    config = model.config
+    loaded = _describe(model, model.config, tokenizer, name, revision, dtype, device)
+    log.info(
+        "loaded %s (%s, %d layers × %d neurons, %s)",
+        name,
+        loaded.architecture,
+        loaded.n_layers,
+        loaded.d_mlp,
+        dtype,
+    )
+    return loaded
+
+
+def _describe(
+    model, config, tokenizer, name: str, revision: str | None, dtype: str, device: str
+) -> LoadedModel:
+    """The LoadedModel for a config (and model, or None for a header)."""
     text_config = getattr(config, "text_config", None) or config
     arch = architecture_for(config.model_type)
     if revision is None:
         revision = getattr(config, "_commit_hash", None)
     n_layers = int(getattr(text_config, "num_hidden_layers", None) or text_config.n_layer)
-    d_mlp = d_mlp_of(arch, text_config)
     bos = tokenizer.bos_token_id
-    log.info("loaded %s (%s, %d layers × %d neurons, %s)", name, arch.name, n_layers, d_mlp, dtype)
     return LoadedModel(
         name=name,
         revision=revision,
         model=model,
         tokenizer=tokenizer,
         n_layers=n_layers,
-        d_mlp=d_mlp,
+        d_mlp=d_mlp_of(arch, text_config),
         architecture=arch.name,
         bos_token_id=None if bos is None else int(bos),
         arch=arch,

@@ -86,7 +86,9 @@ def prepend_bos(meta: dict[str, str], tokenizer) -> bool:
     return resolve_bos(tokenizer, "auto").mode == "prepend"
 
 
-def _same_model(meta: dict[str, str], spec: str, loaded) -> bool:
+def same_model(meta: dict[str, str], spec: str, loaded) -> bool:
+    """Whether the atlas was scraped with this model (then its stored activations are the
+    model's own full-context activations)."""
     names = {spec, loaded.name}
     if Path(spec).expanduser().is_dir():
         names.add(str(Path(spec).expanduser().resolve()))
@@ -250,7 +252,7 @@ def run_n2g(
         session = open_session(db, model, settings, casings)
     settings = session.settings
     stored_full = settings.full_activation == "stored" or (
-        settings.full_activation == "auto" and _same_model(meta, spec, session.loaded)
+        settings.full_activation == "auto" and same_model(meta, spec, session.loaded)
     )
     report.mask = session.mask.to_json()
     with AtlasWriter(db) as writer:
