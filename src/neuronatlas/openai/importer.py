@@ -11,11 +11,10 @@ Rewriting a neuron replaces it, so reruns are idempotent. Bad neurons are return
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from neuronatlas.openai.parse import Job, Skipped, parse_chunk
 from neuronatlas.store import AtlasWriter, PreparedNeuron
 from neuronatlas.store.search import rebuild_token_index
 from neuronatlas.store.writer import now
+from neuronatlas.workers import worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -297,15 +297,6 @@ def _chunks(
         yield chunk
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    # forkserver: the download thread may be running, and forking a threaded process is unsafe.
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    ctx = multiprocessing.get_context(method)
-    if method == "forkserver":
-        ctx.set_forkserver_preload(["neuronatlas.openai.parse"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-
-
 def _run(
     plan: ImportPlan,
     todo: list[layout.NeuronFiles],
@@ -345,7 +336,7 @@ def _run(
         for chunk in chunks:
             take(parse_chunk(chunk))
     else:
-        with _pool(workers) as pool:
+        with worker_pool(workers) as pool:
             pending: deque[Future] = deque()
             # Enough chunks in flight that the workers keep parsing while a batch is written.
             window = 2 * workers + max(1, cfg.batch_size // cfg.chunk_size)
