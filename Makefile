@@ -17,7 +17,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install system-deps test test-fast demo docs clean
+.PHONY: install system-deps lint test test-fast demo docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq graphviz chromium >/dev/null; \
 	  else echo "install graphviz and chromium (sudo apt-get install graphviz chromium)"; exit 1; fi; \
 	fi
+
+# Quality gates (CI runs them before the tests): lint rules, formatting, types (pyproject).
+LINTED := src tests bench scripts
+lint: install
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
 
 # Every test, in a random order (pytest-randomly prints the seed at the top of the run; replay
 # an order with `pytest -p randomly --randomly-seed=N`, or keep file order with -p no:randomly).

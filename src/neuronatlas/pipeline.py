@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from neuronatlas.ids import parse_id
 from neuronatlas.store import AtlasWriter, open_reader, reader
@@ -41,7 +42,7 @@ class BuildSettings:
     top_k: int = 20
     random_k: int = 20
     batch_size: int = 16
-    dtype: str = "float32"
+    dtype: Literal["float32", "bfloat16"] = "float32"
     n2g_per_layer: int = 8
     """N2G graphs for this many neurons per layer: those with the highest max activation."""
     n2g_seconds: float = 240.0

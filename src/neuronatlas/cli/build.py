@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from neuronatlas.cli.app import SilentOption, app, console_err
 from neuronatlas.cli.serve import serve
@@ -31,7 +38,7 @@ def _run_with_progress(db: Path, settings: BuildSettings, silent: bool) -> None:
         )
         with Progress(*columns, console=console_err) as bars:
             overall = bars.add_task("atlas", total=total, detail="")
-            tasks: dict[str, int] = {}
+            tasks: dict[str, TaskID] = {}
             base = {
                 name: sum(weights[n] for n in settings.stages[:i])
                 for i, name in enumerate(settings.stages)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from neuronatlas.cli.app import DbOption, JsonOption, SilentOption, app, console_err, print_json
+
+if TYPE_CHECKING:
+    from neuronatlas.scrape import Progress as ScrapeProgress
 
 
 class Dtype(StrEnum):
@@ -29,8 +33,9 @@ class Engine(StrEnum):
 
 
 @contextmanager
-def _bars(silent: bool):
-    """Rich progress on stderr: tokens/s and ETA while scraping, neurons while writing."""
+def _bars(silent: bool, context: int) -> Iterator[Callable[[ScrapeProgress], None] | None]:
+    """Rich progress on stderr: tokens/s and ETA while scraping, neurons while writing
+    (`context` tokens per window: progress events count windows)."""
     if silent:
         yield None
         return
@@ -38,6 +43,7 @@ def _bars(silent: bool):
         BarColumn,
         Progress,
         ProgressColumn,
+        TaskID,
         TaskProgressColumn,
         TextColumn,
         TimeElapsedColumn,
@@ -67,12 +73,11 @@ def _bars(silent: bool):
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console_err) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
-        def update(event) -> None:
+        def update(event: ScrapeProgress) -> None:
             if event.phase == "scrape":
                 # progress counts tokens, so speed is tokens/s; resumed windows count as done
-                context = update.context
                 task = tasks.get("scrape")
                 total = None if event.total is None else event.total * context
                 if task is None:
@@ -86,7 +91,6 @@ def _bars(silent: bool):
                     task = tasks["write"] = bar.add_task("write", total=event.total, unit="neurons")
                 bar.update(task, completed=event.done, total=event.total)
 
-        update.context = 64
         yield update
 
 
@@ -210,9 +214,7 @@ def scrape(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    with _bars(silent or json) as progress:
-        if progress is not None:
-            progress.context = context
+    with _bars(silent or json, context) as progress:
         if engine is Engine.ray:
             from pathlib import Path
 

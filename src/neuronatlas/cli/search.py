@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal, cast
 
 import typer
 from rich.markup import escape
@@ -10,6 +10,8 @@ from rich.table import Table
 
 from neuronatlas.cli.app import DbOption, JsonOption, SilentOption, app, console, print_json
 from neuronatlas.store import open_reader
+
+Clusterer = Literal["hdbscan", "kmeans"]
 
 KOption = Annotated[int, typer.Option("--k", min=1, max=1000, help="How many results.")]
 
@@ -108,7 +110,7 @@ def map_(
         neighbors=neighbors,
         min_dist=min_dist,
         seed=seed,
-        clusterer=clusterer,
+        clusterer=cast(Clusterer, clusterer),  # MapConfig checks the value
         min_cluster_size=min_cluster_size,
     )
     open_reader(db).close()

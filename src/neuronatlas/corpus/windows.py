@@ -69,9 +69,8 @@ def resolve_bos(tokenizer, requested: str = "auto") -> BosPolicy:
         requested = "prepend" if bos is not None and ids and ids[0] == bos else "none"
     if requested == "prepend" and bos is None:
         raise BadInput("--bos prepend: this tokenizer has no BOS token")
-    return BosPolicy(
-        requested, None if bos is None else int(bos), None if sep is None else int(sep)
-    )
+    mode: Literal["prepend", "none"] = "prepend" if requested == "prepend" else "none"
+    return BosPolicy(mode, None if bos is None else int(bos), None if sep is None else int(sep))
 
 
 def _token_stream(

@@ -54,7 +54,7 @@ class Embedder(ABC):
 class SentenceTransformerEmbedder(Embedder):
     """A sentence-transformers model from a folder or hub id, loaded on first use, on CPU."""
 
-    def __init__(self, name: str, source: str | Callable[[], str | Path], spec: str):
+    def __init__(self, name: str, source: str | Path | Callable[[], str | Path], spec: str) -> None:
         self.name = name
         self.spec = spec
         self._source = source

@@ -75,8 +75,8 @@ def fulltext_search(
         )
     if field in ("both", "excerpts") and len(out) < k and store.excerpt_fulltext_built(conn):
         hits = _run(conn, store.fulltext_excerpts, expressions, k * 2)
-        info = store_embed.describe_neurons(conn, [nid for nid, _ in hits])
+        neurons = store_embed.describe_neurons(conn, [nid for nid, _ in hits])
         for nid, bm25 in hits:
-            if nid in info and nid not in out:
-                out[nid] = {**info[nid], "similarity": -bm25, "field": "excerpts"}
+            if nid in neurons and nid not in out:
+                out[nid] = {**neurons[nid], "similarity": -bm25, "field": "excerpts"}
     return list(out.values())[:k]

@@ -16,6 +16,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,8 @@ class VectorIndex:
     """A searchable matrix; `hnsw` is set when the matrix is large enough to need it."""
 
     matrix: np.ndarray
-    hnsw: object | None = None
+    hnsw: Any | None = None
+    """A usearch Index (untyped package)."""
     oversample: int = 4
     expansion: int = 128
     digest: str = field(default="")

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from neuronatlas.explain.scoring import all_scores
 from neuronatlas.store import AtlasWriter, open_reader, reader
@@ -43,7 +44,8 @@ class TopTokenResult:
 
 def _split(recs: dict[str, list[dict]], categories: Iterable[str]):
     """Even ranks train, odd ranks test, within each category (top records interleave)."""
-    train, test = [], []
+    train: list[dict[str, Any]] = []
+    test: list[dict[str, Any]] = []
     for cat in categories:
         for i, rec in enumerate(recs.get(cat, [])):
             (train if i % 2 == 0 else test).append(rec)

@@ -10,6 +10,7 @@ pre-hook on the projection reads it without touching the model's code.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from neuronatlas.errors import ModelUnavailable
 
@@ -29,7 +30,7 @@ class Architecture:
     d_mlp: tuple[str, ...] = ("intermediate_size",)
 
 
-_GATED = {"projection": "mlp.down_proj", "d_mlp": ("intermediate_size",)}
+_GATED = "mlp.down_proj"  # gated MLPs: act(gate_proj x) * up_proj x feeds down_proj
 
 # model_type (from config.json) → architecture. Add a family by adding a row.
 ARCHITECTURES: dict[str, Architecture] = {
@@ -38,16 +39,16 @@ ARCHITECTURES: dict[str, Architecture] = {
     "gptj": Architecture("gptj", "transformer.h", "mlp.fc_out", ("n_inner",)),
     "gpt_neox": Architecture("gpt_neox", "gpt_neox.layers", "mlp.dense_4h_to_h"),
     "opt": Architecture("opt", "model.decoder.layers", "fc2", ("ffn_dim",)),
-    "llama": Architecture("llama", "model.layers", **_GATED),
-    "mistral": Architecture("mistral", "model.layers", **_GATED),
-    "qwen2": Architecture("qwen2", "model.layers", **_GATED),
-    "qwen3": Architecture("qwen3", "model.layers", **_GATED),
-    "gemma": Architecture("gemma", "model.layers", **_GATED),
-    "gemma2": Architecture("gemma2", "model.layers", **_GATED),
-    "gemma3_text": Architecture("gemma3", "model.layers", **_GATED),
-    "gemma3": Architecture("gemma3", "model.language_model.layers", **_GATED),
-    "olmo": Architecture("olmo", "model.layers", **_GATED),
-    "olmo2": Architecture("olmo2", "model.layers", **_GATED),
+    "llama": Architecture("llama", "model.layers", _GATED),
+    "mistral": Architecture("mistral", "model.layers", _GATED),
+    "qwen2": Architecture("qwen2", "model.layers", _GATED),
+    "qwen3": Architecture("qwen3", "model.layers", _GATED),
+    "gemma": Architecture("gemma", "model.layers", _GATED),
+    "gemma2": Architecture("gemma2", "model.layers", _GATED),
+    "gemma3_text": Architecture("gemma3", "model.layers", _GATED),
+    "gemma3": Architecture("gemma3", "model.language_model.layers", _GATED),
+    "olmo": Architecture("olmo", "model.layers", _GATED),
+    "olmo2": Architecture("olmo2", "model.layers", _GATED),
     "phi3": Architecture("phi3", "model.layers", "mlp.down_proj"),
 }
 
@@ -63,7 +64,7 @@ def architecture_for(model_type: str) -> Architecture:
         ) from None
 
 
-def resolve(root: object, dotted: str) -> object:
+def resolve(root: Any, dotted: str) -> Any:
     """Follow a dotted attribute path (`model.layers`) from `root`."""
     obj = root
     for part in dotted.split("."):

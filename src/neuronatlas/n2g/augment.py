@@ -26,13 +26,16 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from neuronatlas.errors import BadInput, ModelUnavailable
 from neuronatlas.n2g.forward import Runner
 from neuronatlas.n2g.trie import normalize_token
+
+if TYPE_CHECKING:
+    from neuronatlas.n2g.examples import VocabIndex
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ class AugmentContext:
     for the casing/DistilBERT sources, a lazily built casing table."""
 
     runner: Runner
-    vocab: object  # examples.VocabIndex
+    vocab: VocabIndex
     casings_path: str | None = None
     normalize: str = "space"
     corpus_tokens: Callable[[], Iterable[str]] | None = None

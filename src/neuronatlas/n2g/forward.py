@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -52,7 +53,9 @@ class Runner:
     def _batches(self, seqs: list[list[int]]) -> list[list[int]]:
         """Row indices grouped so each batch's padded size stays under the budget."""
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-        batches, cur, longest = [], [], 0
+        batches: list[list[int]] = []
+        cur: list[int] = []
+        longest = 0
         for i in order:
             longest_if = max(longest, len(seqs[i]))
             if cur and longest_if * (len(cur) + 1) > self.max_batch_tokens:
@@ -111,7 +114,7 @@ class Runner:
             for r, i in enumerate(batch):
                 results[i] = picked[r, offset : len(rows[i])]
             self._count(rows, batch, ids.shape[1], max(layers) + 1)
-        return [results[w] for w in where]
+        return cast(list[np.ndarray], [results[w] for w in where])  # every row was filled
 
     def next_token_top(self, seqs: Sequence[Sequence[int]], k: int) -> list[np.ndarray]:
         """Per sequence, int64 [len(seq), k]: the model's top-k next tokens after each position

@@ -119,7 +119,8 @@ def prune(
                 found[i] = (n, at_pivot, True)
     out = []
     for i, job in enumerate(jobs):
-        n, at_pivot, passed = found[i] if found[i] is not None else (*last_seen[i], False)
+        hit = found[i]
+        n, at_pivot, passed = hit if hit is not None else (*last_seen[i], False)
         start = job.pivot + 1 - n
         end = post_pivot_end(job.strings, job.pivot, settings.post_pivot_tokens)
         if settings.trim_post_context and job.post_fires is not None:

@@ -87,8 +87,8 @@ class Trie:
         self.depth.append(self.depth[node] + 1)
         for arr in (self.imp_sum, self.end_max, self.end_sum):
             arr.append(0.0)
-        for arr in (self.imp_n, self.end_n, self.subs_tried, self.subs_failed):
-            arr.append(0)
+        for counts in (self.imp_n, self.end_n, self.subs_tried, self.subs_failed):
+            counts.append(0)
         return new
 
     def insert(

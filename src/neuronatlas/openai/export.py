@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -53,7 +55,18 @@ def _write(path: Path, body: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _merge(conn) -> Iterator[tuple[dict, list[tuple], list[tuple]]]:
+RecordRow = tuple[str, str, int, str, list[float | None]]
+
+
+def _merge(
+    conn: sqlite3.Connection,
+) -> Iterator[
+    tuple[
+        dict[str, Any],
+        list[tuple[str, str, int, str, list[float | None]]],
+        list[reader.ExplanationRow],
+    ]
+]:
     """Each neuron's info with its records and explanations (three ordered scans, zipped)."""
     recs = groupby(reader.iter_record_rows(conn), key=lambda r: r[0])
     exps = groupby(reader.iter_explanation_rows(conn), key=lambda r: r[0])
@@ -105,7 +118,9 @@ def neuron_record(info: dict, rows: list[tuple], dropped: dict[str, int]) -> Neu
     )
 
 
-def simulation_results(info: dict, rows: list[tuple]) -> NeuronSimulationResults:
+def simulation_results(
+    info: dict[str, Any], rows: list[reader.ExplanationRow]
+) -> NeuronSimulationResults:
     """A stored neuron's explanations (primary first) as OpenAI NeuronSimulationResults."""
     return NeuronSimulationResults(
         neuron_id=NeuronId(layer_index=info["layer"], neuron_index=info["neuron"]),

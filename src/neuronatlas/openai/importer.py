@@ -241,6 +241,13 @@ def _write_meta(writer: AtlasWriter, plan: ImportPlan) -> None:
     writer.set_meta(items)
 
 
+def _remote_urls(f: layout.NeuronFiles) -> tuple[int, int, str, str]:
+    """A remote neuron's two file URLs (a remote listing always names both)."""
+    if f.explanations is None or f.activations is None:
+        raise BadInput(f"{format_id(f.layer, f.neuron)}: a remote source must list both files")
+    return f.layer, f.neuron, f.explanations, f.activations
+
+
 def _jobs(
     plan: ImportPlan, todo: list[layout.NeuronFiles], result: ImportResult
 ) -> Iterator[Job | Skipped]:
@@ -249,7 +256,7 @@ def _jobs(
         for f in todo:
             yield _local_job(plan.source, f)
         return
-    items = [(f.layer, f.neuron, f.explanations, f.activations) for f in todo]
+    items = [_remote_urls(f) for f in todo]
     stream = NeuronStream(items, plan.config.download)
     try:
         for got in stream:

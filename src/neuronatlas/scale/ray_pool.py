@@ -23,7 +23,11 @@ from neuronatlas.errors import BadInput
 
 T = TypeVar("T")
 
-LOCAL_RAY = {"num_cpus": 2, "include_dashboard": False, "object_store_memory": 1 << 30}
+LOCAL_RAY: dict[str, Any] = {
+    "num_cpus": 2,
+    "include_dashboard": False,
+    "object_store_memory": 1 << 30,
+}
 """How a local Ray instance is started when no address is given: capped, or Ray would reserve
 30 % of the machine's memory for its object store."""
 
@@ -107,7 +111,7 @@ def worker_count(options: RayOptions, todo: int) -> int:
 
 def start_actors(cls: type, options: RayOptions, n: int, *args: Any) -> list:
     """`n` restartable actors of `cls`, each constructed with `args`."""
-    remote = ray.remote(
+    remote: Any = ray.remote(
         num_cpus=options.cpus_per_worker,
         num_gpus=gpus_per_actor(options),
         max_restarts=-1,

@@ -25,6 +25,7 @@ import ray
 
 from neuronatlas import __version__
 from neuronatlas.atomic import write_atomic
+from neuronatlas.corpus.windows import BosPolicy
 from neuronatlas.errors import BadInput
 from neuronatlas.scale.merge import TreeMerger
 from neuronatlas.scale.ray_pool import (
@@ -47,7 +48,7 @@ from neuronatlas.scale.shards import (
     state_path,
     states_dir,
 )
-from neuronatlas.scrape import Progress, ScrapeResult, ScrapeSettings, load
+from neuronatlas.scrape import Progress, ScrapeResult, ScrapeSettings, StatsConfig, load
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,8 @@ class ShardTask:
     shard: Shard
     context: int
     state_file: str
-    config: object
-    policy: object
+    config: StatsConfig
+    policy: BosPolicy
     layers: tuple[int, ...]
     batch_size: int
 
@@ -107,7 +108,8 @@ class ScrapeWorker:
 
         hf_logging.disable_progress_bar()
         loaded = load_model(model, dtype=dtype, device=device)
-        self.model = loaded if device == "cpu" else HostActivations(loaded)
+        # HostActivations stands in for a LoadedModel (same interface, host-memory output)
+        self.model: Any = loaded if device == "cpu" else HostActivations(loaded)
         self.pid = os.getpid()
 
     def after_batch(self, shard: Shard, batch: int, n_batches: int) -> None:

@@ -25,7 +25,9 @@ import json
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -123,6 +125,10 @@ def read_shard(folder: Path, shard: Shard, context: int) -> np.ndarray:
     return tokens
 
 
+def _save_array(block: np.ndarray, f: BinaryIO) -> None:
+    np.save(f, block, allow_pickle=False)
+
+
 def shard_windows(total: int, context: int, n_shards: int | None) -> int:
     """Windows per shard: ⌈total / n_shards⌉ when asked for n shards (a few small corpora get
     fewer), else ≈ TOKENS_PER_SHARD tokens but at most ⌈total / MIN_SHARDS⌉."""
@@ -160,13 +166,17 @@ def prepare_shards(
                 raise ValueError(f"window ids must run 0, 1, 2, ...; got {wid} at {expected}")
             f.write(np.ascontiguousarray(tokens, np.int32).tobytes())
             total += 1
-    flat = np.memmap(raw, np.int32, "r", shape=(total, context)) if total else None
+    flat = (
+        np.memmap(raw, np.int32, "r", shape=(total, context))
+        if total
+        else np.zeros((0, context), np.int32)
+    )
     per = shard_windows(total, context, n_shards)
     shards = []
     for index, first in enumerate(range(0, total, per)):
         block = np.array(flat[first : first + per])
         name = f"{index:05d}.npy"
-        write_atomic(folder / name, lambda f, b=block: np.save(f, b, allow_pickle=False))
+        write_atomic(folder / name, partial(_save_array, block))
         shards.append(Shard(index, first, len(block), name, file_sha256(folder / name)))
     del flat
     raw.unlink()

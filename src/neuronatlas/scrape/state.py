@@ -454,7 +454,8 @@ def save(state: ScrapeState, path: str | Path) -> None:
             arrays[f"l{L}.{name}"] = getattr(ls, name)
         for name, value in ls.moments.arrays().items():
             arrays[f"l{L}.moments.{name}"] = value
-    write_atomic(path, lambda f: np.savez(f, **arrays))
+    # numpy's stub takes the first ** key for its allow_pickle flag; arrays holds only arrays
+    write_atomic(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
 def load(path: str | Path) -> ScrapeState:

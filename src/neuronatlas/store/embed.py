@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -96,21 +97,29 @@ def delete_embeddings(conn: sqlite3.Connection) -> int:
     return n
 
 
-def load_vectors(
-    conn: sqlite3.Connection, primary_only: bool = False
-) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """(explanation ids int64, neuron ids, float32 matrix n×d) of every stored vector."""
+class StoredVectors(NamedTuple):
+    """Every stored vector, row i of `matrix` for explanation `explanation_ids[i]`."""
+
+    explanation_ids: np.ndarray
+    """int64, one per row."""
+    neuron_ids: list[str]
+    matrix: np.ndarray
+    """float32, n × d, unit rows."""
+
+
+def load_vectors(conn: sqlite3.Connection, primary_only: bool = False) -> StoredVectors:
+    """The explanation ids, neuron ids and float32 matrix of every stored vector."""
     table = "primary_explanations" if primary_only else "explanations"
     rows = conn.execute(
         f"SELECT e.id, e.neuron_id, b.vector FROM {table} e"
         " JOIN embeddings b ON b.explanation_id = e.id ORDER BY e.id"
     ).fetchall()
     if not rows:
-        return np.zeros(0, dtype=np.int64), [], np.zeros((0, 0), dtype=np.float32)
+        return StoredVectors(np.zeros(0, dtype=np.int64), [], np.zeros((0, 0), dtype=np.float32))
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     dim = len(rows[0][2]) // 4
     matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), dim)
-    return ids, [r[1] for r in rows], matrix.astype(np.float32, copy=False)
+    return StoredVectors(ids, [r[1] for r in rows], matrix.astype(np.float32, copy=False))
 
 
 def neuron_vectors(conn: sqlite3.Connection) -> tuple[list[str], list[int], np.ndarray]:
@@ -131,7 +140,7 @@ def neuron_vectors(conn: sqlite3.Connection) -> tuple[list[str], list[int], np.n
 
 
 def embedded_count(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT count(*) FROM embeddings").fetchone()[0]
+    return int(conn.execute("SELECT count(*) FROM embeddings").fetchone()[0])
 
 
 def explanation_vector(conn: sqlite3.Connection, neuron_id: str) -> tuple[int, np.ndarray] | None:
@@ -144,7 +153,7 @@ def explanation_vector(conn: sqlite3.Connection, neuron_id: str) -> tuple[int, n
     return None if row is None else (row[0], from_blob(row[1]))
 
 
-def _rows_in(conn: sqlite3.Connection, sql: str, ids: Sequence) -> Iterator[tuple]:
+def _rows_in(conn: sqlite3.Connection, sql: str, ids: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
     """Rows of `sql` (whose `{marks}` is an IN list) for all `ids`, 500 at a time: SQLite
     caps the number of bound parameters."""
     for start in range(0, len(ids), 500):
@@ -159,7 +168,9 @@ def explanation_texts(conn: sqlite3.Connection, ids: Sequence[int]) -> list[str]
     return [found[i] for i in ids]
 
 
-def describe_explanations(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, dict]:
+def describe_explanations(
+    conn: sqlite3.Connection, ids: Sequence[int]
+) -> dict[int, dict[str, Any]]:
     """Search-result fields for explanation ids: id, layer, neuron, explanation, score."""
     rows = _rows_in(
         conn,
@@ -179,7 +190,9 @@ def describe_explanations(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[
     }
 
 
-def describe_neurons(conn: sqlite3.Connection, neuron_ids: Sequence[str]) -> dict[str, dict]:
+def describe_neurons(
+    conn: sqlite3.Connection, neuron_ids: Sequence[str]
+) -> dict[str, dict[str, Any]]:
     """Search-result fields for neurons, with their primary explanation (or null)."""
     rows = _rows_in(
         conn,
@@ -207,12 +220,13 @@ def database_path(conn: sqlite3.Connection) -> str:
     return ""
 
 
-def data_version(conn: sqlite3.Connection) -> tuple:
+def data_version(conn: sqlite3.Connection) -> tuple[Any, ...]:
     """A cheap fingerprint of the stored vectors (for databases without a file to stat)."""
-    return conn.execute(
+    row: tuple[Any, ...] = conn.execute(
         "SELECT count(*), max(explanation_id), min(embedder), max(embedder),"
         " total(length(vector)) FROM embeddings"
     ).fetchone()
+    return row
 
 
 # -- the map ---------------------------------------------------------------------------------
@@ -258,7 +272,7 @@ def write_map(
         )
 
 
-def map_points(conn: sqlite3.Connection) -> list[dict]:
+def map_points(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Every map point: id, layer, neuron, x, y, cluster, explanation, score."""
     rows = conn.execute(
         "SELECT p.neuron_id, n.layer, n.neuron, p.x, p.y, p.cluster, e.text,"
@@ -282,7 +296,7 @@ def map_points(conn: sqlite3.Connection) -> list[dict]:
     ]
 
 
-def cluster_labels(conn: sqlite3.Connection) -> list[dict]:
+def cluster_labels(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Every cluster: cluster, label, size, x, y (its centre), words; noise (-1) last."""
     rows = conn.execute(
         "SELECT cluster, label, size, x, y, words FROM map_clusters"
@@ -301,7 +315,7 @@ def cluster_labels(conn: sqlite3.Connection) -> list[dict]:
     ]
 
 
-def map_info(conn: sqlite3.Connection) -> dict | None:
+def map_info(conn: sqlite3.Connection) -> dict[str, Any] | None:
     """The stored map's parameters (None when there is no map)."""
     row = conn.execute(
         "SELECT embedder, config, n_points, n_clusters, run_id, created_at FROM map_config"

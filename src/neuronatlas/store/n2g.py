@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import msgspec
 
@@ -43,12 +44,12 @@ def write_graph(
     *,
     run_id: int | None,
     a_max: float,
-    trie: Mapping,
-    settings: Mapping,
-    mask_token: Mapping,
+    trie: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    mask_token: Mapping[str, Any],
     model: str | None,
-    stats: Mapping,
-    metrics: Mapping,
+    stats: Mapping[str, Any],
+    metrics: Mapping[str, Any],
     explanation: tuple[str, float | None] | None,
 ) -> None:
     """Replace one neuron's graph, metrics and N2G explanation in one transaction."""
@@ -86,7 +87,7 @@ def graph_ids(conn: sqlite3.Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT neuron_id FROM n2g_graphs")}
 
 
-def read_graph(conn: sqlite3.Connection, neuron_id: str) -> dict | None:
+def read_graph(conn: sqlite3.Connection, neuron_id: str) -> dict[str, Any] | None:
     """The stored graph of a neuron (trie/settings/mask/stats decoded), or None."""
     if not has_tables(conn):
         return None
@@ -110,7 +111,7 @@ def read_graph(conn: sqlite3.Connection, neuron_id: str) -> dict | None:
     }
 
 
-def read_metrics(conn: sqlite3.Connection, neuron_id: str) -> dict | None:
+def read_metrics(conn: sqlite3.Connection, neuron_id: str) -> dict[str, Any] | None:
     if not has_tables(conn):
         return None
     row = conn.execute(
@@ -135,7 +136,7 @@ def excerpt_tokens(conn: sqlite3.Connection) -> Iterator[str]:
         yield from _decode(tokens)
 
 
-def all_metrics(conn: sqlite3.Connection) -> list[dict]:
+def all_metrics(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Every neuron's metrics with its layer, in (layer, neuron) order."""
     if not has_tables(conn):
         return []

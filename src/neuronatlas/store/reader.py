@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -29,7 +30,7 @@ def meta(conn: sqlite3.Connection) -> dict[str, str]:
 
 
 def neuron_count(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT count(*) FROM neuron_info").fetchone()[0]
+    return int(conn.execute("SELECT count(*) FROM neuron_info").fetchone()[0])
 
 
 def neuron_ids(conn: sqlite3.Connection, layer: int | None = None) -> list[str]:
@@ -49,7 +50,7 @@ def layers(conn: sqlite3.Connection) -> list[tuple[int, int]]:
     ]
 
 
-def explanations(conn: sqlite3.Connection, neuron_id: str) -> list[dict]:
+def explanations(conn: sqlite3.Connection, neuron_id: str) -> list[dict[str, Any]]:
     """All explanations of a neuron, the primary one first."""
     rows = conn.execute(
         "SELECT id, source, position, text, ev_correlation_score, rsquared_score,"
@@ -77,9 +78,9 @@ def records(
     neuron_id: str,
     categories: Iterable[str] | None = None,
     limit_per_category: int | None = None,
-) -> dict[str, list[dict]]:
+) -> dict[str, list[dict[str, Any]]]:
     """A neuron's records by category, each {tokens, activations, max_activation, peak_index}."""
-    out: dict[str, list[dict]] = {}
+    out: dict[str, list[dict[str, Any]]] = {}
     rows = conn.execute(
         "SELECT r.category, r.rank, x.tokens, r.activation_f32, r.activation_json,"
         " r.max_activation, r.peak_index"
@@ -125,7 +126,7 @@ def iter_records(
 
 def neuron(
     conn: sqlite3.Connection, neuron_id: str, records_per_category: int | None = None
-) -> dict:
+) -> dict[str, Any]:
     """Everything about one neuron: stats, explanations, records. Raises NeuronNotFound."""
     nid = canonical(neuron_id)
     row = conn.execute(
@@ -162,7 +163,7 @@ def neurons_with_explanation(conn: sqlite3.Connection, source: str) -> set[str]:
 # -- bulk reads for exporters (ordered scans, streamed) --------------------------------------
 
 
-def iter_neuron_info(conn: sqlite3.Connection) -> Iterator[dict]:
+def iter_neuron_info(conn: sqlite3.Connection) -> Iterator[dict[str, Any]]:
     """Every neuron's stored statistics, in id order (= layer, neuron order)."""
     rows = conn.execute(
         "SELECT id, layer, neuron, mean, variance, skewness, kurtosis, quantile_boundaries"
@@ -195,13 +196,25 @@ def iter_record_rows(
         yield nid, cat, rank, tokens, values.decode(f32, text)
 
 
-def iter_explanation_rows(conn: sqlite3.Connection) -> Iterator[tuple]:
-    """(neuron_id, source, position, text, ev_correlation, rsquared, absolute_dev) of every
-    explanation, by neuron id with each neuron's primary explanation first."""
-    yield from conn.execute(
+class ExplanationRow(NamedTuple):
+    """One stored explanation with its three OpenAI scores."""
+
+    neuron_id: str
+    source: str
+    position: int
+    text: str
+    ev_correlation_score: float | None
+    rsquared_score: float | None
+    absolute_dev_explained_score: float | None
+
+
+def iter_explanation_rows(conn: sqlite3.Connection) -> Iterator[ExplanationRow]:
+    """Every explanation, by neuron id with each neuron's primary explanation first."""
+    rows = conn.execute(
         "SELECT neuron_id, source, position, text, ev_correlation_score, rsquared_score,"
         f" absolute_dev_explained_score FROM explanations ORDER BY neuron_id, {PRIMARY_ORDER}"
     )
+    return map(ExplanationRow._make, rows)
 
 
 EXPORTABLE_RELATIONS = ("neurons", "activations", "explanations")
@@ -209,7 +222,7 @@ EXPORTABLE_RELATIONS = ("neurons", "activations", "explanations")
 
 def iter_relation(
     conn: sqlite3.Connection, relation: str, batch_size: int = 4096
-) -> Iterator[tuple[list[str], list[tuple]]]:
+) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
     """(column names, rows) batches of one of EXPORTABLE_RELATIONS, in a stable order."""
     if relation not in EXPORTABLE_RELATIONS:
         raise ValueError(f"{relation!r}: expected one of {EXPORTABLE_RELATIONS}")
@@ -228,11 +241,11 @@ def iter_relation(
 
 def _activation_batches(
     conn: sqlite3.Connection, batch_size: int
-) -> Iterator[tuple[list[str], list[tuple]]]:
+) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
     """The `activations` relation's rows, decoded here rather than by the view's SQL
     (which spends ~0.2 ms a record taking float32 BLOBs apart with string functions)."""
     names = ["neuron_id", "category", "tokens", "activation_values"]
-    batch: list[tuple] = []
+    batch: list[tuple[Any, ...]] = []
     for nid, cat, _, tokens, acts in iter_record_rows(conn):
         batch.append((nid, cat, tokens, values.encode_json(acts)))
         if len(batch) == batch_size:
@@ -242,7 +255,7 @@ def _activation_batches(
         yield names, batch
 
 
-def last_run(conn: sqlite3.Connection, stage: str) -> dict | None:
+def last_run(conn: sqlite3.Connection, stage: str) -> dict[str, Any] | None:
     """The most recent run of a stage: {id, config, status, started_at, finished_at}."""
     row = conn.execute(
         "SELECT id, config, status, started_at, finished_at FROM runs WHERE stage = ?"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from typing import Any
 
 import msgspec
 
@@ -58,10 +59,10 @@ class PreparedNeuron(msgspec.Struct, array_like=True):
     """SQL-ready rows for one neuron; see `prepare`."""
 
     neuron_id: str
-    info: tuple
+    info: tuple[Any, ...]
     excerpts: list[tuple[int, str]]
-    records: list[tuple]
-    explanations: list[tuple] | None
+    records: list[tuple[Any, ...]]
+    explanations: list[tuple[Any, ...]] | None
     explanation_source: str
 
 
@@ -90,7 +91,7 @@ def prepare(data: NeuronData) -> PreparedNeuron:
     """Turn one neuron's data into rows for `neuron_info`, `excerpts`, `records`, `explanations`."""
     nid = format_id(data.layer, data.neuron)
     excerpts: dict[int, str] = {}
-    records: list[tuple] = []
+    records: list[tuple[Any, ...]] = []
     overall: float | None = None
     flat = [
         (category, rank, rec)

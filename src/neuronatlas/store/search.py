@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import msgspec
 
@@ -59,7 +60,7 @@ def rebuild_token_index(conn: sqlite3.Connection) -> int:
             "  WHERE r.category = 'top' AND r.peak_index IS NOT NULL AND r.max_activation > 0"
             " ) WHERE token IS NOT NULL GROUP BY token, neuron_id"
         )
-        count = conn.execute("SELECT count(*) FROM token_index").fetchone()[0]
+        count = int(conn.execute("SELECT count(*) FROM token_index").fetchone()[0])
         _mark_built(conn, "token_index", fingerprint)
     return count
 
@@ -75,7 +76,7 @@ def _neuron_documents(conn: sqlite3.Connection) -> Iterator[tuple[int, str]]:
         " JOIN records r ON r.neuron_id = n.id AND r.category = 'top'"
         " JOIN excerpts x ON x.digest = r.excerpt_digest ORDER BY n.layer, n.neuron, r.rank"
     )
-    current, lines = None, []
+    current, lines = -1, list[str]()
     for rowid, tokens in rows:
         if rowid != current:
             if lines:
@@ -132,13 +133,49 @@ def stale_search_indexes(conn: sqlite3.Connection) -> list[str]:
 
 
 def token_index_size(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT count(*) FROM token_index").fetchone()[0]
+    return int(conn.execute("SELECT count(*) FROM token_index").fetchone()[0])
 
 
 # -- queries ---------------------------------------------------------------------------------
 
 
-def token_matches(conn: sqlite3.Connection, tokens: Sequence[str], limit: int) -> list[tuple]:
+class TokenMatch(NamedTuple):
+    """A neuron peaking on some of the query tokens (summed over them)."""
+
+    neuron_id: str
+    token: str
+    """The best-sharing of the query tokens."""
+    activation: float
+    hits: int
+    share: float
+    """Summed share of the neuron's top-record peak mass on the query tokens."""
+
+
+class TokenOverlap(NamedTuple):
+    """A neuron sharing peak tokens with another one."""
+
+    neuron_id: str
+    shared_mass: float
+    """Σ min(share) over the shared tokens (weighted Jaccard = m / (2 − m))."""
+    tokens: str
+    """The shared tokens joined by \\x1f."""
+
+
+class ExplanationHit(NamedTuple):
+    """A full-text match in explanation text (lower bm25 is better)."""
+
+    explanation_id: int
+    bm25: float
+
+
+class ExcerptHit(NamedTuple):
+    """A full-text match in a neuron's top-record text (lower bm25 is better)."""
+
+    neuron_id: str
+    bm25: float
+
+
+def token_matches(conn: sqlite3.Connection, tokens: Sequence[str], limit: int) -> list[TokenMatch]:
     """(neuron id, token, activation, hits, share) rows for neurons peaking on any of `tokens`,
     summed per neuron over the tokens, strongest first: (neuron, best token, max activation,
     hits, summed share)."""
@@ -146,13 +183,14 @@ def token_matches(conn: sqlite3.Connection, tokens: Sequence[str], limit: int) -
     if not toks:
         return []
     marks = ",".join("?" * len(toks))
-    return conn.execute(
+    rows = conn.execute(
         "SELECT neuron_id, token, max(activation), sum(hits), sum(share) FROM ("
         f" SELECT * FROM token_index WHERE token IN ({marks}) ORDER BY share DESC"
         ") GROUP BY neuron_id ORDER BY sum(share) DESC, max(activation) DESC, neuron_id"
         " LIMIT ?",
         (*toks, limit),
-    ).fetchall()
+    )
+    return [TokenMatch._make(r) for r in rows]
 
 
 def neuron_tokens(conn: sqlite3.Connection, neuron_id: str) -> list[tuple[str, float, int]]:
@@ -163,7 +201,7 @@ def neuron_tokens(conn: sqlite3.Connection, neuron_id: str) -> list[tuple[str, f
     ).fetchall()
 
 
-def token_overlap(conn: sqlite3.Connection, neuron_id: str, limit: int) -> list[tuple]:
+def token_overlap(conn: sqlite3.Connection, neuron_id: str, limit: int) -> list[TokenOverlap]:
     """(neuron id, weighted Jaccard, shared tokens joined by \\x1f) of neurons sharing peak
     tokens with `neuron_id`, best first.
 
@@ -171,25 +209,27 @@ def token_overlap(conn: sqlite3.Connection, neuron_id: str, limit: int) -> list[
     (see `rebuild_token_index`), so Σ max = 2 − Σ min and one indexed join suffices.
     Symmetric by construction.
     """
-    return conn.execute(
+    rows = conn.execute(
         "SELECT t.neuron_id, sum(min(t.share, a.share)) AS m, group_concat(t.token, char(31))"
         " FROM token_index a JOIN token_index t ON t.token = a.token AND t.neuron_id != a.neuron_id"
         " WHERE a.neuron_id = ? GROUP BY t.neuron_id"
         " ORDER BY m DESC, t.neuron_id LIMIT ?",
         (neuron_id, limit),
-    ).fetchall()
+    )
+    return [TokenOverlap._make(r) for r in rows]
 
 
-def fulltext_explanations(conn: sqlite3.Connection, match: str, limit: int) -> list[tuple]:
+def fulltext_explanations(conn: sqlite3.Connection, match: str, limit: int) -> list[ExplanationHit]:
     """(explanation id, bm25) for an FTS5 MATCH expression over explanation text, best first."""
-    return conn.execute(
+    rows = conn.execute(
         "SELECT rowid, bm25(explanations_fts) FROM explanations_fts"
         " WHERE explanations_fts MATCH ? ORDER BY rank LIMIT ?",
         (match, limit),
-    ).fetchall()
+    )
+    return [ExplanationHit._make(r) for r in rows]
 
 
-def fulltext_excerpts(conn: sqlite3.Connection, match: str, limit: int) -> list[tuple]:
+def fulltext_excerpts(conn: sqlite3.Connection, match: str, limit: int) -> list[ExcerptHit]:
     """(neuron id, bm25) for an FTS5 MATCH expression over neurons' top-record text."""
     rows = conn.execute(
         "SELECT rowid, bm25(excerpts_fts) FROM excerpts_fts"
@@ -197,4 +237,6 @@ def fulltext_excerpts(conn: sqlite3.Connection, match: str, limit: int) -> list[
         (match, limit),
     ).fetchall()
     mask = (1 << NEURON_SHIFT) - 1
-    return [(format_id(rowid >> NEURON_SHIFT, rowid & mask), score) for rowid, score in rows]
+    return [
+        ExcerptHit(format_id(rowid >> NEURON_SHIFT, rowid & mask), score) for rowid, score in rows
+    ]

@@ -93,7 +93,8 @@ def decode(f32: bytes | None, json: str | bytes | None) -> list[float | None]:
     missing = np.isnan(wide)
     if missing.any():
         return [None if m else v for v, m in zip(wide.tolist(), missing.tolist(), strict=False)]
-    return wide.tolist()
+    out: list[float | None] = wide.tolist()
+    return out
 
 
 def encode_json(values: Sequence[float | None]) -> str:

@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, NamedTuple
 
 from neuronatlas.errors import NeuronNotFound, QueryTimeout
 from neuronatlas.ids import canonical, parse_id
@@ -112,7 +113,7 @@ def neighbour(conn: sqlite3.Connection, neuron_id: str, step: int) -> str:
         row = conn.execute(sql_wrap).fetchone()
     if row is None:
         raise NeuronNotFound("this atlas holds no neurons")
-    return row[0]
+    return str(row[0])
 
 
 def random_neuron(conn: sqlite3.Connection, rng: random.Random | None = None) -> str:
@@ -129,17 +130,17 @@ def random_neuron(conn: sqlite3.Connection, rng: random.Random | None = None) ->
                 "SELECT id FROM neuron_info WHERE layer = ? ORDER BY neuron LIMIT 1 OFFSET ?",
                 (layer, pick),
             ).fetchone()
-            return row[0]
+            return str(row[0])
         pick -= size
     raise AssertionError("unreachable: pick is below the total")
 
 
-def summaries(conn: sqlite3.Connection, neuron_ids: list[str]) -> dict[str, dict]:
+def summaries(conn: sqlite3.Connection, neuron_ids: list[str]) -> dict[str, dict[str, Any]]:
     """id → {id, layer, neuron, explanation, score} of the stored ones (primary explanation).
 
     One index seek per id; callers keep the list short (a page of results, a live run).
     """
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, Any]] = {}
     for nid in dict.fromkeys(neuron_ids):
         row = conn.execute(
             "SELECT n.id, n.layer, n.neuron, e.text, e.ev_correlation_score FROM neuron_info n"
@@ -157,7 +158,15 @@ def summaries(conn: sqlite3.Connection, neuron_ids: list[str]) -> dict[str, dict
     return out
 
 
-def grid_points(conn: sqlite3.Connection, limit: int) -> tuple[list[tuple], bool]:
+class GridPoint(NamedTuple):
+    """A neuron on the stand-in map: its place and primary explanation."""
+
+    layer: int
+    neuron: int
+    explanation: str
+
+
+def grid_points(conn: sqlite3.Connection, limit: int) -> tuple[list[GridPoint], bool]:
     """(layer, neuron, primary explanation) of up to `limit` neurons, and whether it truncated.
 
     The map's stand-in before `neuronatlas map` ran: neurons laid out by (layer, neuron).
@@ -175,10 +184,11 @@ def grid_points(conn: sqlite3.Connection, limit: int) -> tuple[list[tuple], bool
         "SELECT id, layer, neuron FROM neuron_info ORDER BY layer, neuron LIMIT ?", (limit + 1,)
     ).fetchall()
     truncated = len(rows) > limit
-    return [(r[1], r[2], (texts.get(r[0]) or "").strip()) for r in rows[:limit]], truncated
+    points = [GridPoint(r[1], r[2], (texts.get(r[0]) or "").strip()) for r in rows[:limit]]
+    return points, truncated
 
 
-def explanation_substring(conn: sqlite3.Connection, query: str, k: int) -> list[dict]:
+def explanation_substring(conn: sqlite3.Connection, query: str, k: int) -> list[dict[str, Any]]:
     """Neurons whose explanation contains `query` (case-insensitive), best scored first.
 
     Works on every atlas with explanations, with no index to build; a plain scan bounded by
@@ -191,7 +201,7 @@ def explanation_substring(conn: sqlite3.Connection, query: str, k: int) -> list[
         " ev_correlation_score DESC LIMIT ?",
         (pattern, k * 4),
     )
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     seen: set[str] = set()
     for nid, text, score in rows:
         if nid in seen:

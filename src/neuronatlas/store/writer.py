@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import msgspec
 
@@ -64,7 +64,10 @@ class AtlasWriter:
                 "INSERT INTO runs(stage, config, code_version, started_at) VALUES (?, ?, ?, ?)",
                 (stage, cfg, __version__, now()),
             )
-        return int(cur.lastrowid)
+        run_id = cur.lastrowid
+        if run_id is None:  # an INSERT sets it; None would mean SQLite changed its contract
+            raise RuntimeError("SQLite returned no id for the new run")
+        return run_id
 
     def end_run(self, run_id: int, status: str = "done") -> None:
         with self.transaction():
@@ -118,10 +121,12 @@ class AtlasWriter:
                 if p.explanations is not None:
                     by_source.setdefault(p.explanation_source, []).append(p)
             for source, group in by_source.items():
-                self._replace_explanations(source, {p.neuron_id: p.explanations for p in group})
+                self._replace_explanations(
+                    source, {p.neuron_id: p.explanations or [] for p in group}
+                )
         return len(todo)
 
-    def write_explanations(self, neuron_id: str, source: str, rows: list[tuple]) -> None:
+    def write_explanations(self, neuron_id: str, source: str, rows: list[tuple[Any, ...]]) -> None:
         """Replace one neuron's explanations from `source`.
 
         rows: (text, ev_correlation_score, rsquared_score, absolute_dev_explained_score).
@@ -130,7 +135,7 @@ class AtlasWriter:
         with self.transaction():
             self._replace_explanations(source, {neuron_id: full})
 
-    def _replace_explanations(self, source: str, rows: Mapping[str, list[tuple]]) -> None:
+    def _replace_explanations(self, source: str, rows: Mapping[str, list[tuple[Any, ...]]]) -> None:
         """rows: neuron id → its full explanation rows from `source`, in position order."""
         # Upsert keeps each explanation's id (and so its embedding) when the text is unchanged.
         created = now()

@@ -110,7 +110,7 @@ def search(conn: sqlite3.Connection, query: str, k: int = 10, mode: SearchMode =
     return {"query": query, "mode": mode, "k": k, "results": list(results)[:k]}
 
 
-def _best_mode(conn: sqlite3.Connection) -> str:
+def _best_mode(conn: sqlite3.Connection) -> SearchMode:
     """semantic when embeddings exist and the code is there, else fulltext, else substring."""
     if store_web.has_embeddings(conn) and stages.lookup("semantic") is not None:
         return "semantic"

@@ -57,7 +57,7 @@ class LiveModel:
                     self._error = f"the model stage is not installed ({exc})"
                 else:
                     try:
-                        self._model = load_model(self.spec)
+                        self._model = load_model(self.spec or "default")
                     except (ModelUnavailable, BadInput) as exc:
                         log.warning("%s", exc)
                         self._error = str(exc).rstrip(".")

@@ -121,7 +121,7 @@ def synthetic_neuron(
     for rank in range(n_top):
         toks, where = _excerpt(rng, length, word)
         value = peak * (1.0 - 0.6 * rank / max(n_top, 1))
-        acts = [round(rng.gauss(0.0, 0.05), 3) for _ in toks]
+        acts: list[float | None] = [round(rng.gauss(0.0, 0.05), 3) for _ in toks]
         acts[where] = round(value, 3)
         top.append(Record(toks, acts))
     rand = []
@@ -168,7 +168,7 @@ def build_synthetic_atlas(
     """Write a synthetic atlas through the store writer (as an importer would)."""
     path = Path(path)
     with AtlasWriter(path) as writer:
-        meta = {"n_layers": layers, "d_mlp": per_layer}
+        meta: dict[str, int | str] = {"n_layers": layers, "d_mlp": per_layer}
         if model_id is not None:
             meta["model_id"] = model_id
         writer.set_meta(meta)
