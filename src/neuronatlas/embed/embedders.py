@@ -14,6 +14,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ class SentenceTransformerEmbedder(Embedder):
         self.name = name
         self.spec = spec
         self._source = source
-        self._model = None
+        self._model: Any = None  # a SentenceTransformer once loaded
         self._lock = threading.Lock()
 
     def model(self):

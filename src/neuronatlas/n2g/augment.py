@@ -123,7 +123,7 @@ class ModelPredictions(SubstituteSource):
             distinct.setdefault(tuple(ids), len(distinct))
         tops = runner.next_token_top([list(k) for k in distinct], k=4 * n + 8)
         has_bos = runner.bos is not None
-        out = []
+        out: list[list[int]] = []
         for ids, pos in requests:
             row = pos if has_bos else pos - 1
             if row < 0:
@@ -208,7 +208,7 @@ class MaskedLM(SubstituteSource):
         import torch
 
         strings, vocab, table = self.ctx.vocab.strings, self.ctx.vocab, self.ctx.casings()
-        out = []
+        out: list[list[int]] = []
         for ids, pos in requests:
             orig = strings[ids[pos]]
             left = "".join(strings[i] for i in ids[:pos])
@@ -227,7 +227,7 @@ class MaskedLM(SubstituteSource):
             for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=False):
                 if p < 1e-5:
                     break
-                word = self.mlm_tok.convert_ids_to_tokens(i)
+                word = str(self.mlm_tok.convert_ids_to_tokens(i))  # one id gives one token
                 if word.startswith("##") or not word.isalpha():
                     continue
                 cased = word.title() if orig.strip().istitle() else table.commonest(word)

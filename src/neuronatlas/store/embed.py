@@ -122,9 +122,18 @@ def load_vectors(conn: sqlite3.Connection, primary_only: bool = False) -> Stored
     return StoredVectors(ids, [r[1] for r in rows], matrix.astype(np.float32, copy=False))
 
 
-def neuron_vectors(conn: sqlite3.Connection) -> tuple[list[str], list[int], np.ndarray]:
-    """(neuron ids, explanation ids, matrix): per neuron, its first embedded explanation in
-    primary order (so a neuron whose primary explanation is not embedded yet still counts)."""
+class NeuronVectors(NamedTuple):
+    """One vector per neuron: row i of `matrix` is neuron `neuron_ids[i]`'s explanation
+    `explanation_ids[i]`."""
+
+    neuron_ids: list[str]
+    explanation_ids: list[int]
+    matrix: np.ndarray
+
+
+def neuron_vectors(conn: sqlite3.Connection) -> NeuronVectors:
+    """Per neuron, its first embedded explanation in primary order (so a neuron whose
+    primary explanation is not embedded yet still counts)."""
     rows = conn.execute(
         "SELECT neuron_id, id, vector FROM ("
         " SELECT e.neuron_id, e.id, b.vector, row_number() OVER ("
@@ -133,10 +142,10 @@ def neuron_vectors(conn: sqlite3.Connection) -> tuple[list[str], list[int], np.n
         ") WHERE rn = 1 ORDER BY neuron_id"
     ).fetchall()
     if not rows:
-        return [], [], np.zeros((0, 0), dtype=np.float32)
+        return NeuronVectors([], [], np.zeros((0, 0), dtype=np.float32))
     dim = len(rows[0][2]) // 4
     matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), dim)
-    return [r[0] for r in rows], [r[1] for r in rows], matrix.astype(np.float32)
+    return NeuronVectors([r[0] for r in rows], [r[1] for r in rows], matrix.astype(np.float32))
 
 
 def embedded_count(conn: sqlite3.Connection) -> int:
