@@ -42,8 +42,9 @@ def steer_gpt2_dir(tmp_path_factory):
 def steer_atlas_path(tmp_path_factory, steer_gpt2_dir):
     """A real atlas of the steering GPT-2 (its meta names the model folder, BOS first) storing
     the " Paris" detector L00N0009 and a few ordinary neurons."""
-    from n2g_atlas import build_atlas
+    from n2g_atlas import WORDS, build_atlas
 
     neurons = [(0, 9), (0, 1), (0, 2), (1, 1), (1, 2)]
     path = tmp_path_factory.mktemp("steer_atlas") / "atlas.db"
-    return build_atlas(path, steer_gpt2_dir, neurons, n_sentences=60)
+    words = [*WORDS, "Paris", "Rome"]
+    return build_atlas(path, steer_gpt2_dir, neurons, n_sentences=60, words=words)

@@ -9,7 +9,7 @@
   const value = document.getElementById("steer-value");
   const msg = document.getElementById("steer-msg");
   const out = document.getElementById("steer-out");
-  const DEFAULTS = { clamp: Number(form.dataset.max || 0), scale: 2 };
+  const DEFAULTS = { clamp: Number(form.dataset.max || 0) || 1, scale: 2 };
 
   function esc(s) {
     return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
@@ -17,7 +17,7 @@
   function shown(tok) {
     return esc(String(tok).replace(/\n/g, "⏎\n").replace(/\t/g, "⇥"));
   }
-  function fmt(p) { return p >= 0.001 || p === 0 ? p.toFixed(3) : p.toExponential(1); }
+  function fmt(p) { return Math.abs(p) >= 0.001 || p === 0 ? p.toFixed(3) : p.toExponential(1); }
 
   mode.addEventListener("change", function () {
     const needs = mode.value !== "ablate";
