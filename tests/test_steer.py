@@ -77,6 +77,30 @@ def test_continuation_after_paris_loses_france(model):
     assert r.continuation.before.text == "".join(r.continuation.before.tokens)
 
 
+def _generate(hf_model, ids, n):
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(max_new_tokens=n, do_sample=False, num_beams=1, eos_token_id=None)
+    batch = torch.tensor([ids])
+    with torch.inference_mode():
+        out = hf_model.generate(
+            input_ids=batch, attention_mask=torch.ones_like(batch), generation_config=config
+        )
+    return out[0, len(ids) :].tolist()
+
+
+def test_continuations_are_what_generate_gives(model):
+    """The greedy loop on the comparison pass's cache decodes what `generate` decodes, with
+    and without the edit (the edit as weights: row 9 of c_proj zeroed)."""
+    ids = [model.bos_token_id, *model.tokenizer("We flew from Rome to Paris")["input_ids"]]
+    r = steer(model, "We flew from Rome to Paris", DETECTOR, "ablate", prepend_bos=True)
+    m = copy.deepcopy(model.model)
+    with torch.no_grad():
+        m.transformer.h[0].mlp.c_proj.weight[9] = 0
+    for got, hf in [(r.continuation.before, model.model), (r.continuation.after, m)]:
+        assert got.tokens == model.token_strings(_generate(hf, ids, 20))
+
+
 def _log_probs(hf_model, ids):
     with torch.inference_mode():
         return hf_model(input_ids=torch.tensor([ids])).logits[0].float().log_softmax(-1)
@@ -159,6 +183,7 @@ def test_gated_mlp_edits_the_input_of_down_proj(tmp_path):
         assert_matches(r, base, _log_probs(m, ids))
         assert max(abs(c.change) for top in r.top for c in top) > 0.01
         assert len(r.continuation.after.tokens) == 3
+        assert r.continuation.after.tokens == loaded.token_strings(_generate(m, ids, 3))
 
 
 def test_identity_edits_change_nothing(model):

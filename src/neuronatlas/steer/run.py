@@ -2,13 +2,14 @@
 
 Two forward passes over the same tokens (unedited, then with the edit at every position)
 give the next-token distribution after each token; their KL divergence and top tokens say
-where and how the neuron matters. Two greedy continuations (without and with the edit) show
-what it does to generated text. The caller holds whatever lock guards the shared model: the
-edit is a hook on it while the run lasts.
+where and how the neuron matters. Each pass then continues greedily from its own cache, so
+the two continuations show what the edit does to generated text. The caller holds whatever
+lock guards the shared model: the edit is a hook on it while the run lasts.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING
 
 from neuronatlas.errors import BadInput
@@ -58,41 +59,49 @@ def _check_counts(k: int, new_tokens: int) -> None:
         raise BadInput(f"new_tokens={new_tokens}: a continuation is 0-{MAX_NEW_TOKENS} tokens")
 
 
-def _log_probs(model: LoadedModel, ids: list[int], skip: int) -> torch.Tensor:
-    """float32 [len(ids) - skip, vocab] next-token log-probabilities after each token."""
+def _stop_ids(model: LoadedModel) -> set[int]:
+    """The end-of-text ids that end a continuation (a config may list several)."""
+    eos = model.model.generation_config.eos_token_id
+    if eos is None:
+        eos = model.tokenizer.eos_token_id
+    if eos is None:
+        return set()
+    return {int(e) for e in (eos if isinstance(eos, list) else [eos])}
+
+
+def _cache_name(model: LoadedModel) -> str:
+    """The forward argument and output field of the key/value cache: transformers 5 renamed
+    `past_key_values` to `cache` (the old name warns, then goes away)."""
+    params = inspect.signature(model.model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _run(
+    model: LoadedModel, ids: list[int], skip: int, new_tokens: int
+) -> tuple[torch.Tensor, Continuation]:
+    """float32 [len(ids) - skip, vocab] next-token log-probabilities after each token, and
+    the greedy continuation of `ids` (ending early at end-of-text).
+
+    The continuation starts from this pass's own key/value cache, so the text is run once per
+    side, not once for the comparison and again by `generate`: that prefill is most of the
+    cost. Greedy decoding from a cache is argmax and one token per step, so it is written
+    out here rather than configured through `generate`.
+    """
     import torch
 
-    batch = torch.tensor([ids], device=model.device)
+    stop, cache = _stop_ids(model), _cache_name(model)
     with torch.inference_mode():
-        logits = model.model(input_ids=batch, use_cache=False).logits[0, skip:]
-        return logits.float().log_softmax(dim=-1)
-
-
-def _greedy(model: LoadedModel, ids: list[int], new_tokens: int) -> Continuation:
-    """The greedy continuation of `ids` (stops early at the end-of-text token)."""
-    if new_tokens == 0:
-        return Continuation(text="", tokens=[])
-    import torch
-    from transformers import GenerationConfig
-
-    own = model.model.generation_config
-    eos = own.eos_token_id if own.eos_token_id is not None else model.tokenizer.eos_token_id
-    pad = model.tokenizer.pad_token_id
-    config = GenerationConfig(
-        max_new_tokens=new_tokens,
-        do_sample=False,
-        num_beams=1,
-        eos_token_id=eos,
-        pad_token_id=pad if pad is not None else (eos[0] if isinstance(eos, list) else eos),
-    )
-    batch = torch.tensor([ids], device=model.device)
-    with torch.inference_mode():
-        out = model.model.generate(
-            input_ids=batch, attention_mask=torch.ones_like(batch), generation_config=config
-        )
-    new = [int(i) for i in out[0, len(ids) :].tolist()]
+        out = model.model(input_ids=torch.tensor([ids], device=model.device), use_cache=True)
+        log_probs = out.logits[0, skip:].float().log_softmax(dim=-1)
+        new: list[int] = []
+        while len(new) < new_tokens:
+            new.append(int(out.logits[0, -1].argmax()))
+            if new[-1] in stop or len(new) == new_tokens:
+                break
+            step = torch.tensor([[new[-1]]], device=model.device)
+            out = model.model(input_ids=step, use_cache=True, **{cache: out[cache]})
     text = model.tokenizer.decode(new, skip_special_tokens=False)
-    return Continuation(text=text, tokens=model.token_strings(new))
+    return log_probs, Continuation(text=text, tokens=model.token_strings(new))
 
 
 def steer(
@@ -116,14 +125,11 @@ def steer(
     edit = make_edit(model, layer, neuron, mode, value)
     _check_counts(k, new_tokens)
     ids, skip = encode_text(model, text, prepend_bos)
-    seen: list = []
+    seen: list = []  # the neuron's unedited activations: the first pass's, then one per step
     with recorded(model, layer, neuron, seen):
-        before = _log_probs(model, ids, skip)
+        before, continuation_before = _run(model, ids, skip, new_tokens)
     with applied(model, edit):
-        after = _log_probs(model, ids, skip)
-    continuation_before = _greedy(model, ids, new_tokens)
-    with applied(model, edit):
-        continuation_after = _greedy(model, ids, new_tokens)
+        after, continuation_after = _run(model, ids, skip, new_tokens)
     return SteerResult(
         neuron=edit.id,
         mode=edit.mode,
