@@ -350,3 +350,26 @@ def test_neuron_page_offers_the_steering_panel(client):
     assert 'id="steer-form"' in page and f'data-neuron="{DETECTOR}"' in page
     assert "/static/steer.js" in page
     assert client.get("/static/steer.js").status_code == 200
+
+
+@pytest.mark.slow
+def test_default_gemma_ablation_is_the_down_proj_column_removed():
+    """On the offline default Gemma-3-270M (gated MLP): ablating L05N0100 predicts exactly
+    what the model predicts with column 100 of layer 5's down_proj zeroed."""
+    m = load_model("default")
+    text = "The Eiffel Tower is in Paris, the capital of France."
+    r = steer(m, text, "L05N0100", "ablate", prepend_bos=True, new_tokens=4)
+    ids = [m.bos_token_id, *m.tokenizer(text, add_special_tokens=False)["input_ids"]]
+    assert len(r.tokens) == len(r.kl) == len(ids) - 1
+    before = _log_probs(m.model, ids)[1:]
+    weight = m.model.model.layers[5].mlp.down_proj.weight
+    saved = weight[:, 100].clone()
+    try:
+        with torch.no_grad():
+            weight[:, 100] = 0
+        after = _log_probs(m.model, ids)[1:]
+    finally:
+        with torch.no_grad():
+            weight[:, 100] = saved
+    assert_matches(r, before, after)
+    assert max(r.kl) > 0 and len(r.continuation.before.tokens) == 4
