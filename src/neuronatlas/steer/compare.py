@@ -34,27 +34,25 @@ def top_changes(
     (before or after) first, each with both probabilities and the change."""
     import torch
 
-    p_before, p_after = before.exp(), after.exp()
     k = min(k, before.shape[-1])
-    ids_before = p_before.topk(k, dim=-1).indices
-    ids_after = p_after.topk(k, dim=-1).indices
+    candidates = torch.cat(
+        [before.topk(k, dim=-1).indices, after.topk(k, dim=-1).indices], dim=-1
+    )  # [seq, 2k], one gather and one tolist for the whole text
+    p_before = before.gather(-1, candidates).exp().tolist()
+    p_after = after.gather(-1, candidates).exp().tolist()
     out: list[list[TokenChange]] = []
-    for pos in range(before.shape[0]):
-        ids = torch.unique(torch.cat([ids_before[pos], ids_after[pos]]))
-        pb, pa = p_before[pos, ids], p_after[pos, ids]
-        order = torch.maximum(pb, pa).argsort(descending=True)
-        ids, pb, pa = ids[order].tolist(), pb[order].tolist(), pa[order].tolist()
-        strings = token_strings(ids)
+    for ids, pb, pa in zip(candidates.tolist(), p_before, p_after, strict=True):
+        rows = sorted(
+            {i: (b, a) for i, b, a in zip(ids, pb, pa, strict=True)}.items(),
+            key=lambda row: (-max(row[1]), row[0]),
+        )
+        strings = token_strings([i for i, _ in rows])
         out.append(
             [
                 TokenChange(
-                    token=s,
-                    token_id=i,
-                    before=_short(b),
-                    after=_short(a),
-                    change=_short(a - b),
+                    token=s, token_id=i, before=_short(b), after=_short(a), change=_short(a - b)
                 )
-                for s, i, b, a in zip(strings, ids, pb, pa, strict=True)
+                for s, (i, (b, a)) in zip(strings, rows, strict=True)
             ]
         )
     return out
