@@ -11,28 +11,31 @@ from rich.table import Table
 from neuronatlas.cli.app import DbOption, JsonOption, app, console, print_json
 from neuronatlas.cli.serve import ModelOption
 from neuronatlas.errors import BadInput
-from neuronatlas.steer import DEFAULT_K, DEFAULT_NEW_TOKENS, MAX_K, MAX_NEW_TOKENS, SteerResult
+from neuronatlas.steer import (
+    DEFAULT_K,
+    DEFAULT_NEW_TOKENS,
+    MAX_K,
+    MAX_NEW_TOKENS,
+    SteerResult,
+    TokenChange,
+)
 
 SHOWN_CHANGES = 3  # per token in the table; --json has all
 
 
 def _mode(clamp: float | None, scale: float | None, ablate: bool) -> tuple[str, float | None]:
     """(mode, value) from the three exclusive flags; none of them means --ablate."""
-    chosen = [
-        (m, v)
-        for m, v, on in [
-            ("clamp", clamp, clamp is not None),
-            ("scale", scale, scale is not None),
-            ("ablate", None, ablate),
-        ]
-        if on
+    chosen: list[tuple[str, float | None]] = [
+        (mode, value) for mode, value in [("clamp", clamp), ("scale", scale)] if value is not None
     ]
+    if ablate:
+        chosen.append(("ablate", None))
     if len(chosen) > 1:
         raise BadInput("choose one of --clamp V, --scale S and --ablate")
     return chosen[0] if chosen else ("ablate", None)
 
 
-def _change(c) -> str:
+def _change(c: TokenChange) -> str:
     sign = "[green]+" if c.change > 0 else "[red]" if c.change < 0 else "[dim]"
     return f"{escape(repr(c.token))} {c.before:.3f}→{c.after:.3f} {sign}{c.change:.3f}[/]"
 

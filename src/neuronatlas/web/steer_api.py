@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from neuronatlas import steer
 from neuronatlas.store import web as store_web
+from neuronatlas.web.api import reads
 from neuronatlas.web.errors import ERROR_RESPONSES
 
 router = APIRouter(responses=ERROR_RESPONSES)
@@ -94,9 +95,9 @@ _encode = msgspec.json.Encoder().encode
     },
 )
 def post_steer(request: Request, body: Annotated[SteerRequest, Body()]) -> Response:
-    live = request.app.state.live
-    state = request.app.state
-    with state.pool.borrow(state.settings.time_limit_s) as conn:
+    with reads(request) as conn:
         nid = store_web.require_neuron(conn, body.neuron)  # 400 / 404 before any 503
-    result = live.steer(body.text, nid, body.mode, body.value, k=body.k, new_tokens=body.new_tokens)
+    result = request.app.state.live.steer(
+        body.text, nid, body.mode, body.value, k=body.k, new_tokens=body.new_tokens
+    )
     return Response(_encode(result), media_type="application/json")
