@@ -1,8 +1,10 @@
 """What to do to one neuron, and a context manager that does it inside the model.
 
 The edit applies at the neuron's hook point (the input of the MLP's output projection, see
-`models.architectures`), at every position of every forward pass while the context is open,
-generated tokens included. Modes:
+`models.architectures`), at every position of every forward pass while the context is open:
+a leading BOS and generated tokens included, as an ablation study's hook does. Attention is
+causal, so an edit can change the prediction at the positions where the neuron's value
+changes and at later ones, never at earlier ones. Modes:
 
 - `ablate`: set the activation to 0 (zero ablation). For mean ablation, clamp to the
   neuron's mean, which its page and `neuronatlas show` list.
