@@ -36,8 +36,8 @@ def _mode(clamp: float | None, scale: float | None, ablate: bool) -> tuple[str, 
 
 
 def _change(c: TokenChange) -> str:
-    sign = "[green]+" if c.change > 0 else "[red]" if c.change < 0 else "[dim]"
-    return f"{escape(repr(c.token))} {c.before:.3f}→{c.after:.3f} {sign}{c.change:.3f}[/]"
+    colour = "green" if c.change > 0 else "red"
+    return f"{escape(repr(c.token))} {c.before:.3f}→{c.after:.3f} [{colour}]{c.change:+.2g}[/]"
 
 
 def _print(result: SteerResult) -> None:
