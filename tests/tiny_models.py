@@ -52,13 +52,56 @@ def build_token_detector_gpt2(
     detectors: (layer, neuron) → token string (must be one GPT-2 token, e.g. " cat").
     Returns the folder; `detectors.json` in it maps "L00N0003" → {token, token_id, peak}.
     """
+    detectors = DEFAULT_DETECTORS if detectors is None else detectors
+    model, tok, table = _planted(detectors, n_layer, d_model, n_head, seed)
+    return _save(path, model, tok, table)
+
+
+# The steering model: one detector at layer 0 that *writes* a token's unembedding into the
+# residual stream, attention that mixes positions in layer 1, and a sharpened final norm.
+STEER_DETECTOR = (0, 9)
+STEER_TOKEN = " Paris"
+STEER_PROMOTES = " France"
+WRITE_GAIN = 1.0
+FINAL_NORM_GAIN = 10.0
+
+
+def build_steering_gpt2(path: str | Path, seed: int = 0) -> Path:
+    """Save a 2-layer GPT-2 whose neuron L00N0009 fires on " Paris" and, through its output
+    weights, makes " France" the likely next token there; every other neuron writes nothing.
+
+    Unlike `build_token_detector_gpt2`, the model's predictions depend on that neuron:
+    its output row is `WRITE_GAIN` × the unit unembedding of " France" (GPT-2 ties input and
+    output embeddings), and the final LayerNorm's gain is `FINAL_NORM_GAIN`, so the logits
+    are sharp enough for a change to show. Layer 1's attention keeps its random output
+    projection, so a change at one position reaches *later* positions (never earlier ones:
+    attention is causal). `detectors.json` also records `promotes` for the detector.
+    """
+    import torch
+
+    from neuronatlas.ids import format_id
+
+    model, tok, table = _planted({STEER_DETECTOR: STEER_TOKEN}, 2, 64, 2, seed)
+    layer, neuron = STEER_DETECTOR
+    (target,) = tok.encode(STEER_PROMOTES)
+    with torch.no_grad():
+        unembed = model.transformer.wte.weight[target]
+        model.transformer.h[layer].mlp.c_proj.weight[neuron] = unembed / unembed.norm() * WRITE_GAIN
+        model.transformer.h[1].attn.c_proj.weight.normal_(0.0, 0.02)
+        model.transformer.ln_f.weight.mul_(FINAL_NORM_GAIN)
+    table[format_id(layer, neuron)]["promotes"] = {"token": STEER_PROMOTES, "token_id": target}
+    return _save(path, model, tok, table)
+
+
+def _planted(
+    detectors: dict[tuple[int, int], str], n_layer: int, d_model: int, n_head: int, seed: int
+):
+    """The detector model in memory: (model, tokenizer, detectors table)."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from neuronatlas.ids import format_id
 
-    detectors = DEFAULT_DETECTORS if detectors is None else detectors
-    path = Path(path)
     tok = gpt2_tokenizer()
     torch.manual_seed(seed)
     config = GPT2Config(
@@ -95,6 +138,11 @@ def build_token_detector_gpt2(
             pre = (normed * normed).sum() * (GAIN / d_model) - OFFSET
             peak = float(block.mlp.act(pre))
             table[format_id(layer, neuron)] = {"token": token, "token_id": ids[0], "peak": peak}
+    return model, tok, table
+
+
+def _save(path: str | Path, model, tok, table: dict[str, dict]) -> Path:
+    path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(path))
     tok.save_pretrained(str(path))

@@ -15,8 +15,9 @@ from html import escape
 from pathlib import Path
 from typing import Any, Self
 
+from neuronatlas.steer import DEFAULT_K, DEFAULT_NEW_TOKENS, SteerResult
 from neuronatlas.store import open_reader, reader
-from neuronatlas.store.web import time_limit
+from neuronatlas.store.web import require_neuron, time_limit
 from neuronatlas.web import data
 from neuronatlas.web.live import LiveModel, default_spec
 from neuronatlas.web.render import HEATMAP_CSS, category_order, histogram_svg, record_row
@@ -173,3 +174,19 @@ class Atlas:
         self._live.get()
         with time_limit(self._conn, self.time_limit_s) as c:
             return data.live_neuron(c, self._live, text, neuron_id)
+
+    def steer(
+        self,
+        neuron_id: str,
+        text: str,
+        mode: str = "ablate",
+        value: float | None = None,
+        k: int = DEFAULT_K,
+        new_tokens: int = DEFAULT_NEW_TOKENS,
+    ) -> SteerResult:
+        """Run the model live with one stored neuron ablated, clamped or scaled at every
+        position: a `neuronatlas.steer.SteerResult` (per-token KL and top-token changes, and
+        greedy continuations without and with the edit)."""
+        with time_limit(self._conn, self.time_limit_s) as c:
+            nid = require_neuron(c, neuron_id)
+        return self._live.steer(text, nid, mode, value, k=k, new_tokens=new_tokens)

@@ -97,7 +97,7 @@ def create_app(
     from fastapi.staticfiles import StaticFiles
     from fastapi.templating import Jinja2Templates
 
-    from neuronatlas.web import api, errors, pages
+    from neuronatlas.web import api, errors, pages, steer_api
     from neuronatlas.web.pool import ReaderPool
     from neuronatlas.web.render import (
         HEATMAP_CSS,
@@ -139,6 +139,7 @@ def create_app(
     templates.env.globals["histogram_svg"] = histogram_svg
     templates.env.filters["code"] = with_code
     templates.env.globals["category_order"] = category_order
+    templates.env.globals["steer_limits"] = steer_api.LIMITS
     app.state.templates = templates
 
     errors.install(app)
@@ -175,6 +176,7 @@ def create_app(
         )
 
     app.include_router(api.router)
+    app.include_router(steer_api.router)
     app.include_router(pages.router)
 
     return app

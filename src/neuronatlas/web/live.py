@@ -149,3 +149,24 @@ class LiveModel:
             "top": per_token,
             "truncated": truncated,
         }
+
+    def steer(
+        self,
+        text: str,
+        neuron_id: str,
+        mode: str,
+        value: float | None = None,
+        *,
+        k: int,
+        new_tokens: int,
+    ):
+        """`neuronatlas.steer.steer` on this model, BOS placed as the atlas's records were
+        taken, under the run lock (the edit is a hook on the shared model while it runs)."""
+        from neuronatlas.steer import steer
+
+        model = self.get()
+        with self.run_lock:
+            bos = self._bos_rule(model)
+            return steer(
+                model, text, neuron_id, mode, value, prepend_bos=bos, k=k, new_tokens=new_tokens
+            )
