@@ -79,11 +79,17 @@ def centroids(matrix: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
 
 def fine_kmeans(matrix: np.ndarray, k: int, seed: int) -> np.ndarray:
     """k-means on the vectors themselves: what the explanations mean, not where UMAP put them.
-    Best of four k-means++ starts: one start can leave two topics in one cluster."""
+    Best of four k-means++ starts (one start can leave two topics in one cluster), Elkan's
+    exact algorithm, on one thread: on a busy machine OpenMP threads that wait for each other
+    made it 8× slower here (6,144 × 384 vectors: 6 s on one thread, 46 s on two)."""
     from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
 
     k = max(1, min(k, matrix.shape[0]))
-    return KMeans(n_clusters=k, random_state=seed, n_init=4).fit_predict(matrix)
+    with threadpool_limits(1):
+        return KMeans(n_clusters=k, random_state=seed, n_init=4, algorithm="elkan").fit_predict(
+            matrix
+        )
 
 
 def fine_hdbscan(
@@ -117,12 +123,14 @@ def nest(matrix: np.ndarray, fine: np.ndarray, k_coarse: int, seed: int) -> np.n
     if k_coarse <= 1:
         return np.zeros(n_fine, dtype=np.int64)
     from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
 
     cents = centroids(matrix, fine, n_fine)
     sizes = np.bincount(fine, minlength=n_fine).astype(np.float64)
-    return KMeans(n_clusters=k_coarse, random_state=seed, n_init=4).fit_predict(
-        cents, sample_weight=sizes
-    )
+    with threadpool_limits(1):
+        return KMeans(n_clusters=k_coarse, random_state=seed, n_init=4).fit_predict(
+            cents, sample_weight=sizes
+        )
 
 
 def build_hierarchy(

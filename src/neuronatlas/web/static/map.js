@@ -12,6 +12,7 @@
     "#ff9da7", "#9c755f", "#86bcb6", "#d37295", "#8cd17d", "#b6992d", "#499894", "#f1ce63", "#a0cbe8"];
   let ids = [], index = new Map(), cols = null, summaries = new Map();
   let fine = [], coarse = [], fineById = new Map(), coarseById = new Map(), full = null, level = "";
+  let colourBy = "layer";
   const FINE_BELOW = 0.25;  // show fine labels once the view covers less than this share of the map
   const MAX_FINE_LABELS = 60;
 
@@ -26,8 +27,9 @@
     if (c < PALETTE.length) return PALETTE[c];
     return "hsl(" + Math.round((c * 137.508) % 360) + "," + (dark ? "60%,62%)" : "55%,48%)");
   }
+  // Points take the colours of the level whose labels are shown.
   function clusterColours() {
-    const by = coarse.length ? cols.coarse : cols.cluster;
+    const by = coarse.length && !level.startsWith("fine") ? cols.coarse : cols.cluster;
     return { color: by.map((c) => (c == null || c < 0 ? "#9aa1ad" : colourOf(c))), showscale: false };
   }
 
@@ -58,7 +60,11 @@
     const got = labelsFor(L.xaxis.range, L.yaxis.range);
     const key = got.level + ":" + got.notes.map((a) => a.text).join("|");
     if (key === level) return;
+    const changed = got.level !== level.split(":")[0];
     level = key;
+    if (changed && colourBy === "cluster") {
+      Plotly.restyle(div, { "marker.color": [clusterColours().color] }, [0]);
+    }
     div.dataset.level = got.level;
     const note = $("#map-level");
     if (note) {
@@ -104,6 +110,7 @@
       full = { w: extent(cols.x) || 1, h: extent(cols.y) || 1 };
     }
     const byCluster = m.built && fine.length > 0;
+    if (byCluster) colourBy = "cluster";
     ids = cols.layer.map((l, i) => window.naFormatId(l, cols.neuron[i]));
     ids.forEach((id, i) => index.set(id, i));
     const size = n > 150000 ? 2 : n > 30000 ? 3 : n > 3000 ? 4 : n > 500 ? 6 : 9;
@@ -154,7 +161,8 @@
     btn.addEventListener("click", function () {
       if (!cols) return;
       document.querySelectorAll(".toggle button").forEach((b) => b.classList.toggle("on", b === btn));
-      const c = btn.dataset.colour === "cluster" ? clusterColours() : layerColours();
+      colourBy = btn.dataset.colour;
+      const c = colourBy === "cluster" ? clusterColours() : layerColours();
       Plotly.restyle(div, { "marker.color": [c.color], "marker.showscale": [c.showscale],
         "marker.colorscale": [c.colorscale || null] }, [0]);
     });
