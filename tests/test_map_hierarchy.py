@@ -8,10 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from scipy.sparse import csr_matrix
 
-from embed_fixtures import build_atlas
+from map_fixtures import topical_atlas
 from neuronatlas.embed.coherence import coherence, pair_means, word_vectors
-from neuronatlas.embed.embed import EmbedConfig, embed_atlas
-from neuronatlas.embed.embedders import Embedder, register_embedder, registered_names
 from neuronatlas.embed.hierarchy import build_hierarchy, default_counts
 from neuronatlas.embed.labels import distinct_labels, stopwords, words
 from neuronatlas.embed.map import MapConfig, build_map
@@ -26,60 +24,10 @@ from neuronatlas.store.embed import (
 )
 from neuronatlas.web import create_app
 
-# six topics in three themes (living things, everyday life, society)
-TOPICS = {
-    "animals": ["dogs", "cats", "puppies", "kittens", "horses", "pets"],
-    "plants": ["trees", "flowers", "leaves", "roots", "seeds", "gardens"],
-    "cooking": ["recipes", "baking", "kitchens", "ovens", "flour", "soup"],
-    "weather": ["rain", "snow", "storms", "forecasts", "clouds", "wind"],
-    "law": ["courts", "lawsuits", "judges", "attorneys", "trials", "verdicts"],
-    "sports": ["football", "goals", "teams", "referees", "matches", "stadiums"],
-}
-PER_TOPIC = 10
-VOCAB = [w for vocab in TOPICS.values() for w in vocab]
-
-
-class TopicWordsEmbedder(Embedder):
-    """Counts of the topic words, one dimension each: an exact bag of words (no hashing
-    collisions), so how well the map recovers the topics depends on the map alone."""
-
-    name = "test-topic-words"
-    spec = "test-topic-words"
-
-    @property
-    def dim(self) -> int:
-        return len(VOCAB)
-
-    def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, text in enumerate(texts):
-            for w in words(text, stopwords()):
-                out[i, VOCAB.index(w)] += 1.0
-        return out
-
-
-if TopicWordsEmbedder.name not in registered_names():
-    register_embedder(TopicWordsEmbedder.name, TopicWordsEmbedder)
-
-
-def topical_neurons() -> tuple[dict, dict[str, str]]:
-    """(build_atlas neurons, neuron id -> its topic): each explanation names three words of
-    its topic, so neurons of one topic share words and other topics' neurons share none."""
-    neurons, topic_of = {}, {}
-    for t, (topic, vocab) in enumerate(TOPICS.items()):
-        for j in range(PER_TOPIC):
-            layer, neuron = t, j + 1
-            text = f"{vocab[j % 6]}, {vocab[(j + 1) % 6]} and {vocab[(j + 3) % 6]}"
-            neurons[(layer, neuron)] = (text, [" x", " y"])
-            topic_of[f"L{layer:02d}N{neuron:04d}"] = topic
-    return neurons, topic_of
-
 
 @pytest.fixture(scope="module")
 def mapped(tmp_path_factory):
-    neurons, topic_of = topical_neurons()
-    path = build_atlas(tmp_path_factory.mktemp("hier") / "atlas.db", neurons)
-    embed_atlas(path, EmbedConfig(embedder=TopicWordsEmbedder.name))
+    path, topic_of = topical_atlas(tmp_path_factory.mktemp("hier") / "atlas.db")
     result = build_map(path, MapConfig(neighbors=5, seed=3, n_clusters=6, n_coarse=3))
     return path, topic_of, result
 
