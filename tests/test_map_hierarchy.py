@@ -199,3 +199,19 @@ def test_map_api_carries_both_levels(mapped):
     assert [c["cluster"] for c in body["coarse"]] and all(c["label"] for c in body["coarse"])
     assert all(c["coherence"] is not None for c in body["clusters"])
     assert len(body["coherence"]) == 4
+
+
+def test_map_command_builds_both_levels_and_prints_coherence(tmp_path):
+    from typer.testing import CliRunner
+
+    from neuronatlas.cli import app
+
+    path, _ = topical_atlas(tmp_path / "atlas.db")
+    args = ["map", "--db", str(path), "--clusters", "6", "--coarse", "3", "--neighbors", "5"]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert "3 coarse clusters of 6 fine ones, every neuron in one" in out.output
+    assert "fine coherence (words): within" in out.output
+    assert len(coarse_clusters(open_reader(path))) == 3
+    bad = CliRunner().invoke(app, ["map", "--db", str(path), "--clusters", "0"])
+    assert isinstance(bad.exception, BadInput) and "--clusters must be ≥ 1" in str(bad.exception)
