@@ -199,7 +199,7 @@ def _map(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str
         return True, "map is up to date"
     progress("map", 0.1, "UMAP")
     res = build_map(db)
-    return False, f"{res.points:,} points, {res.clusters} clusters"
+    return False, f"{res.points:,} points, {res.coarse} coarse clusters of {res.clusters} fine"
 
 
 STAGES: dict[

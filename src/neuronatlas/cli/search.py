@@ -89,20 +89,36 @@ def map_(
     db: DbOption,
     neighbors: Annotated[int, typer.Option("--neighbors", help="UMAP n_neighbors.")] = 15,
     min_dist: Annotated[float, typer.Option("--min-dist", help="UMAP min_dist.")] = 0.1,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (fixes the layout).")] = 42,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed (fixes layout and clusters).")
+    ] = 42,
     clusterer: Annotated[
         str,
-        typer.Option("--clusterer", help="hdbscan (on the 2-D map) or kmeans (on the vectors)."),
-    ] = "hdbscan",
+        typer.Option(
+            "--clusterer",
+            help="Fine clusters: kmeans (on the vectors) or hdbscan (leaf clusters on the 2-D "
+            "map, outliers given to the nearest cluster).",
+        ),
+    ] = "kmeans",
+    clusters: Annotated[
+        int | None,
+        typer.Option("--clusters", help="Fine (k-means) cluster count (default ≈ √n, ≤ 300)."),
+    ] = None,
+    coarse: Annotated[
+        int | None,
+        typer.Option("--coarse", help="Coarse cluster count (default ≈ fine / 6)."),
+    ] = None,
     min_cluster_size: Annotated[
         int | None,
-        typer.Option("--min-cluster-size", help="HDBSCAN's smallest cluster (default ≈ √n / 2)."),
+        typer.Option("--min-cluster-size", help="HDBSCAN's smallest cluster (default n / 400)."),
     ] = None,
     silent: SilentOption = False,
 ) -> None:
-    """Lay out embedded neurons in 2-D (UMAP, cosine), cluster and label them; store the map.
+    """Lay out embedded neurons in 2-D (UMAP, cosine), cluster them at two levels (coarse
+    clusters made of whole fine ones, every neuron in one), label each cluster with its
+    distinctive explanation words and measure how coherent the clusters are; store the map.
 
-    Example: neuronatlas map --db atlas.db --neighbors 30 --seed 1
+    Example: neuronatlas map --db atlas.db --clusters 200 --coarse 30
     """
     from neuronatlas.embed.map import MapConfig, build_map
 
@@ -112,15 +128,22 @@ def map_(
         seed=seed,
         clusterer=cast(Clusterer, clusterer),  # MapConfig checks the value
         min_cluster_size=min_cluster_size,
+        n_clusters=clusters,
+        n_coarse=coarse,
     )
     open_reader(db).close()
     with console.status("mapping", spinner="dots") if not silent else _nothing():
         result = build_map(db, config)
     if not silent:
         console.print(
-            f"map of {result.points} neurons: {result.clusters} clusters, "
-            f"{result.noise} unclustered ({result.embedder})"
+            f"map of {result.points} neurons: {result.coarse} coarse clusters of "
+            f"{result.clusters} fine ones, every neuron in one ({result.embedder})"
         )
+        for q in result.coherence:
+            console.print(
+                f"  {q.level} coherence ({q.measure}): within {q.within:.3f} "
+                f"[{q.within_low:.3f}, {q.within_high:.3f}] vs random pairs {q.random:.3f}"
+            )
 
 
 class _nothing:

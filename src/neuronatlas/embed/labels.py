@@ -14,7 +14,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-_WORD = re.compile(r"[a-z][a-z0-9'-]*[a-z0-9]|[a-z]")
+#: A word: letters (any script), then letters, digits, ' or -, ending on a letter or digit.
+_WORD = re.compile(r"[^\W\d_][\w'-]*[^\W_]|[^\W\d_]")
 
 #: Words explanations use about every neuron; they say nothing about one cluster.
 EXPLANATION_STOPWORDS = frozenset(
@@ -88,7 +89,7 @@ EXPLANATION_STOPWORDS = frozenset(
 )
 
 
-def _stopwords() -> frozenset[str]:
+def stopwords() -> frozenset[str]:
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     return frozenset(ENGLISH_STOP_WORDS) | EXPLANATION_STOPWORDS
@@ -103,7 +104,7 @@ def class_tfidf(
     docs: Mapping[int, Iterable[str]], top: int = 5
 ) -> dict[int, list[tuple[str, float]]]:
     """cluster -> its `top` most characteristic words with their c-TF-IDF weights."""
-    stop = _stopwords()
+    stop = stopwords()
     counts = {
         c: Counter(w for text in texts for w in words(text, stop)) for c, texts in docs.items()
     }
@@ -125,3 +126,27 @@ def class_tfidf(
 def label_of(top_words: list[tuple[str, float]], n: int = 3) -> str:
     """A short label: the n best words, comma-separated."""
     return ", ".join(w for w, _ in top_words[:n]) or "(no words)"
+
+
+def distinct_labels(top: Mapping[int, list[tuple[str, float]]], n: int = 3) -> dict[int, str]:
+    """A label per cluster from its n best words. Clusters that would share a label each take
+    their next word until the labels differ; two clusters with the very same word list (or
+    none) are told apart by their number, so no two clusters on a map read the same."""
+    used = {c: min(n, len(w)) for c, w in top.items()}
+    while True:
+        labels = {c: label_of(top[c], used[c]) for c in top}
+        groups: dict[str, list[int]] = {}
+        for c, label in labels.items():
+            groups.setdefault(label, []).append(c)
+        grew = False
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            for c in members:
+                if used[c] < len(top[c]):
+                    used[c] += 1
+                    grew = True
+        if not grew:
+            break
+    counts = Counter(labels.values())
+    return {c: f"{label} (#{c})" if counts[label] > 1 else label for c, label in labels.items()}

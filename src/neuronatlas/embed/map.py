@@ -1,30 +1,34 @@
-"""The neuron map: UMAP of explanation embeddings to 2-D, clusters, and a label per cluster.
+"""The neuron map: UMAP of explanation embeddings to 2-D, a two-level cluster hierarchy, labels.
 
 One point per embedded neuron (its primary explanation's vector, or its first embedded one).
 UMAP uses the cosine metric and a fixed seed, so the same vectors and parameters give the same
-map. Clusters come from HDBSCAN on the 2-D layout (what the user sees as islands) or k-means on
-the full vectors; each gets a c-TF-IDF label (`labels.py`). The whole map is replaced at once,
-stored with its parameters.
+map. Every point gets a fine cluster, and each fine cluster sits in one coarse cluster
+(`hierarchy.py`): the page shows the coarse labels zoomed out and the fine ones zoomed in. Each
+cluster gets a c-TF-IDF label from its explanations' words (`labels.py`), distinct across its
+level, and a coherence (`coherence.py`). The whole map is replaced at once, stored with its
+parameters and the coherence of both levels.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from neuronatlas.embed.labels import class_tfidf, label_of
+from neuronatlas.embed.coherence import Coherence, coherence, word_vectors
+from neuronatlas.embed.hierarchy import Hierarchy, build_hierarchy
+from neuronatlas.embed.labels import class_tfidf, distinct_labels
 from neuronatlas.errors import BadInput
 from neuronatlas.store import AtlasWriter
 from neuronatlas.store import embed as store
 
 log = logging.getLogger(__name__)
 
-NOISE = -1
+#: Words kept per cluster (the label uses the first few; more break ties between labels).
+LABEL_WORDS = 8
 
 
 @dataclass(frozen=True)
@@ -35,14 +39,17 @@ class MapConfig:
     neighbors: int = 15
     #: UMAP minimum distance between points in the layout (0 … 1).
     min_dist: float = 0.1
-    #: Random seed: fixes the layout (UMAP then runs single-threaded).
+    #: Random seed: fixes the layout and the clusters (UMAP then runs single-threaded).
     seed: int = 42
-    #: 'hdbscan' on the 2-D layout, or 'kmeans' on the embedding vectors.
-    clusterer: Literal["hdbscan", "kmeans"] = "hdbscan"
-    #: HDBSCAN's smallest cluster; None = about √n / 2 (at least 3).
+    #: Fine clusters from 'kmeans' on the embedding vectors, or 'hdbscan' (leaf clusters on
+    #: the 2-D layout, each outlier given to the nearest cluster).
+    clusterer: Literal["kmeans", "hdbscan"] = "kmeans"
+    #: HDBSCAN's smallest cluster; None = n / 400 (at least 5).
     min_cluster_size: int | None = None
-    #: k-means cluster count; None = about √(n / 2).
+    #: Fine (k-means) cluster count; None = about √n, at most 300.
     n_clusters: int | None = None
+    #: Coarse cluster count; None = about a sixth of the fine count (at least 2).
+    n_coarse: int | None = None
 
     def __post_init__(self) -> None:
         if self.neighbors < 2:
@@ -50,15 +57,20 @@ class MapConfig:
         if not 0.0 <= self.min_dist <= 1.0:
             raise BadInput(f"--min-dist must be in [0, 1], not {self.min_dist}")
         if self.clusterer not in ("hdbscan", "kmeans"):
-            raise BadInput(f"--clusterer must be hdbscan or kmeans, not {self.clusterer!r}")
+            raise BadInput(f"--clusterer must be kmeans or hdbscan, not {self.clusterer!r}")
+        for name, value in (("--clusters", self.n_clusters), ("--coarse", self.n_coarse)):
+            if value is not None and value < 1:
+                raise BadInput(f"{name} must be ≥ 1, not {value}")
 
 
 @dataclass
 class MapResult:
     points: int
+    #: fine clusters (every point is in one)
     clusters: int
-    noise: int
+    coarse: int
     embedder: str
+    coherence: list[Coherence] = field(default_factory=list)
 
 
 def layout(matrix: np.ndarray, config: MapConfig) -> np.ndarray:
@@ -78,40 +90,59 @@ def layout(matrix: np.ndarray, config: MapConfig) -> np.ndarray:
     return np.asarray(reducer.fit_transform(matrix), dtype=np.float64)
 
 
-def cluster(coords: np.ndarray, matrix: np.ndarray, config: MapConfig) -> np.ndarray:
-    """A cluster number per point (NOISE for HDBSCAN's outliers)."""
-    n = coords.shape[0]
-    if config.clusterer == "kmeans":
-        from sklearn.cluster import KMeans
+@dataclass
+class Level:
+    """One level of the hierarchy as stored: a row per cluster, and the level's coherence."""
 
-        k = config.n_clusters or max(1, round(math.sqrt(n / 2)))
-        return KMeans(n_clusters=min(k, n), random_state=config.seed, n_init=4).fit_predict(matrix)
-    from sklearn.cluster import HDBSCAN
-
-    size = config.min_cluster_size or max(3, round(math.sqrt(n) / 2))
-    return HDBSCAN(min_cluster_size=max(2, min(size, n)), copy=True).fit_predict(coords)
+    #: (cluster, label, words, size, x, y, coherence) per cluster
+    clusters: list[tuple[int, str, list[tuple[str, float]], int, float, float, float | None]]
+    coherence: list[Coherence]
 
 
-def describe_clusters(
-    labels: np.ndarray, coords: np.ndarray, texts: list[str]
-) -> list[tuple[int, str, list[tuple[str, float]], int, float, float]]:
-    """(cluster, label, words, size, x, y) per cluster; noise is labelled "unclustered"."""
-    docs: dict[int, list[str]] = {}
-    for c, text in zip(labels.tolist(), texts, strict=False):
-        docs.setdefault(int(c), []).append(text)
-    tfidf = class_tfidf({c: t for c, t in docs.items() if c != NOISE})
-    out = []
-    for c in sorted(docs):
+def label_position(coords: np.ndarray) -> tuple[float, float]:
+    """Where a cluster's label goes: the member nearest the members' median, so the label
+    sits on the cluster even when its points form a crescent or two islands."""
+    median = np.median(coords, axis=0)
+    x, y = coords[np.argmin(((coords - median) ** 2).sum(axis=1))].tolist()
+    return float(x), float(y)
+
+
+def describe_level(
+    name: str, labels: np.ndarray, coords: np.ndarray, texts: list[str], vectors: dict
+) -> Level:
+    """Labels, sizes, label positions and coherence of one level's clusters."""
+    k = int(labels.max()) + 1
+    docs: dict[int, list[str]] = {c: [] for c in range(k)}
+    for c, text in zip(labels.tolist(), texts, strict=True):
+        docs[c].append(text)
+    top = class_tfidf(docs, top=LABEL_WORDS)
+    names = distinct_labels(top)
+    scores = []
+    per_cluster = None
+    for measure, vecs in vectors.items():
+        score, sims = coherence(vecs, labels, name, measure)
+        scores.append(score)
+        if measure == "embedding":
+            per_cluster = sims
+    rows = []
+    for c in range(k):
         mask = labels == c
-        x, y = np.median(coords[mask], axis=0).tolist()
-        top = tfidf.get(c, [])
-        label = "unclustered" if c == NOISE else label_of(top)
-        out.append((c, label, top, int(mask.sum()), float(x), float(y)))
-    return out
+        x, y = label_position(coords[mask])
+        sim = None if per_cluster is None or np.isnan(per_cluster[c]) else float(per_cluster[c])
+        rows.append((c, names[c], top[c], int(mask.sum()), x, y, sim))
+    return Level(rows, scores)
+
+
+def describe(hierarchy: Hierarchy, coords: np.ndarray, matrix: np.ndarray, texts: list[str]):
+    """(fine level, coarse level) of a hierarchy, coherence by embedding and by words."""
+    vectors = {"embedding": matrix, "words": word_vectors(texts)}
+    fine = describe_level("fine", hierarchy.fine, coords, texts, vectors)
+    coarse = describe_level("coarse", hierarchy.coarse, coords, texts, vectors)
+    return fine, coarse
 
 
 def build_map(db: str | Path, config: MapConfig | None = None) -> MapResult:
-    """Lay out, cluster and label every embedded neuron; replace the stored map."""
+    """Lay out, cluster (two levels) and label every embedded neuron; replace the stored map."""
     config = config or MapConfig()
     with AtlasWriter(db) as writer:
         conn = writer.conn
@@ -126,19 +157,48 @@ def build_map(db: str | Path, config: MapConfig | None = None) -> MapResult:
         run = writer.begin_run("map", asdict(config))
         try:
             coords = layout(matrix, config)
-            labels = cluster(coords, matrix, config)
+            hierarchy = build_hierarchy(
+                matrix,
+                coords,
+                config.clusterer,
+                n_fine=config.n_clusters,
+                n_coarse=config.n_coarse,
+                min_cluster_size=config.min_cluster_size,
+                seed=config.seed,
+            )
             texts = store.explanation_texts(conn, explanation_ids)
-            clusters = describe_clusters(labels, coords, texts)
+            fine, coarse = describe(hierarchy, coords, matrix, texts)
             points = [
                 (nid, eid, float(x), float(y), int(c))
                 for nid, eid, (x, y), c in zip(
-                    neuron_ids, explanation_ids, coords.tolist(), labels.tolist(), strict=False
+                    neuron_ids,
+                    explanation_ids,
+                    coords.tolist(),
+                    hierarchy.fine.tolist(),
+                    strict=True,
                 )
             ]
-            store.write_map(conn, points, clusters, names[0], asdict(config), run)
+            store.write_map(
+                conn,
+                points,
+                [row[:6] for row in fine.clusters],
+                names[0],
+                asdict(config),
+                run,
+                coarse=coarse.clusters,
+                parents=[
+                    (c, int(hierarchy.parent[c]), row[6]) for c, row in enumerate(fine.clusters)
+                ],
+                quality=[q.as_dict() for q in fine.coherence + coarse.coherence],
+            )
         except BaseException:
             writer.end_run(run, "failed")
             raise
         writer.end_run(run, "done")
-    noise = int((labels == NOISE).sum())
-    return MapResult(len(points), sum(1 for c in clusters if c[0] != NOISE), noise, names[0])
+    return MapResult(
+        len(points),
+        hierarchy.n_fine,
+        hierarchy.n_coarse,
+        names[0],
+        fine.coherence + coarse.coherence,
+    )

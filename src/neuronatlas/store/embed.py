@@ -242,9 +242,15 @@ def data_version(conn: sqlite3.Connection) -> tuple[Any, ...]:
 
 
 def _clear_map(conn: sqlite3.Connection) -> None:
-    conn.execute("DELETE FROM map_points")
-    conn.execute("DELETE FROM map_clusters")
-    conn.execute("DELETE FROM map_config")
+    for table in (
+        "map_points",
+        "map_clusters",
+        "map_config",
+        "map_coarse_clusters",
+        "map_cluster_parents",
+        "map_coherence",
+    ):
+        conn.execute(f"DELETE FROM {table}")
 
 
 def write_map(
@@ -254,9 +260,17 @@ def write_map(
     embedder: str,
     config: object,
     run_id: int | None = None,
+    *,
+    coarse: Sequence[
+        tuple[int, str, list[tuple[str, float]], int, float, float, float | None]
+    ] = (),
+    parents: Sequence[tuple[int, int, float | None]] = (),
+    quality: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """Replace the map: points (neuron id, explanation id, x, y, cluster), clusters
-    (cluster, label, words, size, x, y) and the parameters, in one transaction."""
+    """Replace the map in one transaction: points (neuron id, explanation id, x, y, fine
+    cluster), fine clusters (cluster, label, words, size, x, y), the parameters, and the
+    hierarchy: coarse clusters (… as fine, plus coherence), parents (fine cluster, coarse
+    cluster, fine coherence) and the coherence of each level (`Coherence.as_dict()` rows)."""
     with transaction(conn):
         _clear_map(conn)
         conn.executemany("INSERT INTO map_points VALUES (?, ?, ?, ?, ?)", points)
@@ -266,6 +280,19 @@ def write_map(
                 (c, label, msgspec.json.encode(words).decode(), size, x, y)
                 for c, label, words, size, x, y in clusters
             ],
+        )
+        conn.executemany(
+            "INSERT INTO map_coarse_clusters VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (c, label, msgspec.json.encode(words).decode(), size, x, y, sim)
+                for c, label, words, size, x, y, sim in coarse
+            ],
+        )
+        conn.executemany("INSERT INTO map_cluster_parents VALUES (?, ?, ?)", parents)
+        conn.executemany(
+            "INSERT INTO map_coherence VALUES"
+            " (:level, :measure, :clusters, :within, :within_low, :within_high, :random)",
+            [{k: _finite(v) for k, v in q.items()} for q in quality],
         )
         conn.execute(
             "INSERT INTO map_config(id, embedder, config, n_points, n_clusters, run_id,"
@@ -322,6 +349,57 @@ def cluster_labels(conn: sqlite3.Connection) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
+
+
+def _finite(value: object) -> object:
+    """NaN (an undefined mean) is stored as NULL."""
+    return None if isinstance(value, float) and value != value else value
+
+
+def coarse_clusters(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """The coarse level: cluster, label, size, x, y, words, coherence, and `children` (its
+    fine clusters, largest first); [] for a map made before the hierarchy existed."""
+    children: dict[int, list[int]] = {}
+    for fine, parent in conn.execute(
+        "SELECT p.cluster, p.parent FROM map_cluster_parents p"
+        " JOIN map_clusters c ON c.cluster = p.cluster ORDER BY c.size DESC, p.cluster"
+    ):
+        children.setdefault(parent, []).append(fine)
+    rows = conn.execute(
+        "SELECT cluster, label, size, x, y, words, coherence FROM map_coarse_clusters"
+        " ORDER BY size DESC, cluster"
+    )
+    return [
+        {
+            "cluster": r[0],
+            "label": r[1],
+            "size": r[2],
+            "x": r[3],
+            "y": r[4],
+            "words": [w for w, _ in msgspec.json.decode(r[5])],
+            "coherence": r[6],
+            "children": children.get(r[0], []),
+        }
+        for r in rows
+    ]
+
+
+def cluster_parents(conn: sqlite3.Connection) -> dict[int, dict[str, Any]]:
+    """Fine cluster -> {parent: its coarse cluster, coherence}; {} for a flat (older) map."""
+    return {
+        r[0]: {"parent": r[1], "coherence": r[2]}
+        for r in conn.execute("SELECT cluster, parent, coherence FROM map_cluster_parents")
+    }
+
+
+def map_coherence(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """The stored coherence of each level under each similarity, coarse first."""
+    rows = conn.execute(
+        "SELECT level, measure, clusters, within, within_low, within_high, random"
+        " FROM map_coherence ORDER BY level, measure"
+    )
+    keys = ("level", "measure", "clusters", "within", "within_low", "within_high", "random")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
 def map_info(conn: sqlite3.Connection) -> dict[str, Any] | None:

@@ -123,6 +123,18 @@ def _best_mode(conn: sqlite3.Connection) -> SearchMode:
     return "substring"
 
 
+def _cluster_levels(conn: sqlite3.Connection) -> tuple[list[dict], list[dict], dict]:
+    """(fine clusters, each with its `parent` and `coherence`; coarse clusters; fine cluster
+    -> coarse cluster). A map made before the hierarchy has fine clusters only."""
+    parents = stages.call_or_none("cluster_parents", conn) or {}
+    fine = [
+        {**c, **parents.get(c["cluster"], {"parent": None, "coherence": None})}
+        for c in stages.call_or_none("clusters", conn) or []
+    ]
+    coarse = stages.call_or_none("coarse_clusters", conn) or []
+    return fine, coarse, {c: p["parent"] for c, p in parents.items()}
+
+
 def map_data(conn: sqlite3.Connection, with_text: bool, limit: int = MAP_CAP) -> dict:
     """Every neuron as a point, in compact columns (one array per field, not one object per
     point) so 307,200 points stay a few MB. Falls back to a (layer, neuron) grid before
@@ -131,13 +143,14 @@ def map_data(conn: sqlite3.Connection, with_text: bool, limit: int = MAP_CAP) ->
     if points:
         truncated = len(points) > limit
         points = points[:limit]
-        clusters = stages.call_or_none("clusters", conn) or []
+        clusters, coarse, parent = _cluster_levels(conn)
         cols = {
             "layer": [p["layer"] for p in points],
             "neuron": [p["neuron"] for p in points],
             "x": [round(float(p["x"]), 4) for p in points],
             "y": [round(float(p["y"]), 4) for p in points],
             "cluster": [p.get("cluster") for p in points],
+            "coarse": [parent.get(p.get("cluster")) for p in points],
         }
         if with_text:
             cols["explanation"] = [(p.get("explanation") or "")[:160] for p in points]
@@ -147,6 +160,8 @@ def map_data(conn: sqlite3.Connection, with_text: bool, limit: int = MAP_CAP) ->
             "truncated": truncated,
             "columns": cols,
             "clusters": clusters,
+            "coarse": coarse,
+            "coherence": stages.call_or_none("map_coherence", conn) or [],
             "message": None,
         }
     rows, truncated = store_web.grid_points(conn, limit)
@@ -156,6 +171,7 @@ def map_data(conn: sqlite3.Connection, with_text: bool, limit: int = MAP_CAP) ->
         "x": [r[1] for r in rows],
         "y": [r[0] for r in rows],
         "cluster": [None] * len(rows),
+        "coarse": [None] * len(rows),
     }
     if with_text:
         cols["explanation"] = [r[2][:160] for r in rows]
@@ -165,6 +181,8 @@ def map_data(conn: sqlite3.Connection, with_text: bool, limit: int = MAP_CAP) ->
         "truncated": truncated,
         "columns": cols,
         "clusters": [],
+        "coarse": [],
+        "coherence": [],
         "message": "The semantic map is not built for this atlas yet: neurons are laid "
         "out by layer (y) and index (x). Build it with "
         "`neuronatlas embed --db ATLAS` then `neuronatlas map --db ATLAS`.",

@@ -1,5 +1,7 @@
 // The map page: every neuron as a WebGL point (plotly scattergl), coloured by layer or
-// cluster, with a hover card, click-through to the neuron and search highlighting.
+// cluster, with a hover card, click-through to the neuron and search highlighting. Cluster
+// labels come in two levels: the coarse clusters' zoomed out, the fine clusters' (those in
+// view, largest first) once the view is zoomed in.
 (function () {
   "use strict";
   const $ = (s) => document.querySelector(s);
@@ -9,6 +11,10 @@
   const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
     "#ff9da7", "#9c755f", "#86bcb6", "#d37295", "#8cd17d", "#b6992d", "#499894", "#f1ce63", "#a0cbe8"];
   let ids = [], index = new Map(), cols = null, summaries = new Map();
+  let fine = [], coarse = [], fineById = new Map(), coarseById = new Map(), full = null, level = "";
+  let colourBy = "layer";
+  const FINE_BELOW = 0.25;  // show fine labels once the view covers less than this share of the map
+  const MAX_FINE_LABELS = 60;
 
   // Viridis-like, without the end that vanishes into the page background of each theme.
   const LAYER_SCALE = dark
@@ -16,9 +22,64 @@
     : [[0, "#3b0f70"], [0.3, "#3e4a89"], [0.55, "#21918c"], [0.8, "#5ec962"], [1, "#c99400"]];
   function layerColours() { return { color: cols.layer, colorscale: LAYER_SCALE, showscale: true,
     colorbar: { title: { text: "layer", font: { color: ink } }, tickfont: { color: ink }, thickness: 10, len: 0.5 } }; }
+  // Colour per cluster: the 16-colour palette, then hues spaced by the golden angle.
+  function colourOf(c) {
+    if (c < PALETTE.length) return PALETTE[c];
+    return "hsl(" + Math.round((c * 137.508) % 360) + "," + (dark ? "60%,62%)" : "55%,48%)");
+  }
+  // Points take the colours of the level whose labels are shown.
   function clusterColours() {
-    return { color: cols.cluster.map((c) => (c == null || c < 0 ? "#9aa1ad" : PALETTE[c % PALETTE.length])),
-      showscale: false };
+    const by = coarse.length && !level.startsWith("fine") ? cols.coarse : cols.cluster;
+    return { color: by.map((c) => (c == null || c < 0 ? "#9aa1ad" : colourOf(c))), showscale: false };
+  }
+
+  function extent(v) {  // max − min without spreading 300,000 arguments
+    let lo = Infinity, hi = -Infinity;
+    for (const a of v) { if (a < lo) lo = a; if (a > hi) hi = a; }
+    return hi - lo;
+  }
+
+  function annotation(c, big) {
+    return { x: c.x, y: c.y, text: big ? "<b>" + esc(c.label) + "</b>" : esc(c.label), showarrow: false,
+      font: { size: big ? 12 : 11, color: ink }, borderpad: 2,
+      bgcolor: dark ? "rgba(20,22,27,.72)" : "rgba(255,255,255,.78)" };
+  }
+
+  // The labels for the current view: coarse when most of the map is in view, else fine.
+  function labelsFor(xr, yr) {
+    const share = full ? ((xr[1] - xr[0]) / full.w) * ((yr[1] - yr[0]) / full.h) : 1;
+    if (coarse.length && share >= FINE_BELOW) return { level: "coarse", notes: coarse.map((c) => annotation(c, true)) };
+    const inside = fine.filter((c) => c.x >= xr[0] && c.x <= xr[1] && c.y >= yr[0] && c.y <= yr[1]);
+    inside.sort((a, b) => b.size - a.size);
+    return { level: "fine", notes: inside.slice(0, MAX_FINE_LABELS).map((c) => annotation(c, false)) };
+  }
+
+  function relabel() {
+    const L = div._fullLayout;
+    if (!L || !L.xaxis) return;
+    const got = labelsFor(L.xaxis.range, L.yaxis.range);
+    const key = got.level + ":" + got.notes.map((a) => a.text).join("|");
+    if (key === level) return;
+    const changed = got.level !== level.split(":")[0];
+    level = key;
+    if (changed && colourBy === "cluster") {
+      Plotly.restyle(div, { "marker.color": [clusterColours().color] }, [0]);
+    }
+    div.dataset.level = got.level;
+    const note = $("#map-level");
+    if (note) {
+      note.textContent = !fine.length ? "" : got.level === "coarse"
+        ? coarse.length + " coarse clusters · zoom in for " + fine.length + " fine ones"
+        : got.notes.length + " of " + fine.length + " fine clusters labelled" + (coarse.length ? " · zoom out for coarse" : "");
+    }
+    Plotly.relayout(div, { annotations: got.notes });
+  }
+
+  function clusterLine(i) {
+    const f = fineById.get(cols.cluster[i]);
+    if (!f) return "";
+    const c = coarseById.get(cols.coarse ? cols.coarse[i] : null);
+    return '<div class="muted">' + (c ? esc(c.label) + " › " : "") + esc(f.label) + "</div>";
   }
 
   function esc(s) { return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c])); }
@@ -42,12 +103,20 @@
 
   async function draw(m) {
     cols = m.columns;
+    fine = m.clusters || []; coarse = m.coarse || [];
+    fine.forEach((c) => fineById.set(c.cluster, c)); coarse.forEach((c) => coarseById.set(c.cluster, c));
     const n = cols.layer.length;
+    if (m.built && n) {
+      full = { w: extent(cols.x) || 1, h: extent(cols.y) || 1 };
+    }
+    const byCluster = m.built && fine.length > 0;
+    if (byCluster) colourBy = "cluster";
     ids = cols.layer.map((l, i) => window.naFormatId(l, cols.neuron[i]));
     ids.forEach((id, i) => index.set(id, i));
     const size = n > 150000 ? 2 : n > 30000 ? 3 : n > 3000 ? 4 : n > 500 ? 6 : 9;
     const base = { type: "scattergl", mode: "markers", x: cols.x, y: cols.y, hoverinfo: "none",
-      marker: Object.assign({ size: size, opacity: 0.8 }, layerColours()), name: "neurons" };
+      marker: Object.assign({ size: size, opacity: 0.8 }, byCluster ? clusterColours() : layerColours()),
+      name: "neurons" };
     const hi = { type: "scattergl", mode: "markers", x: [], y: [], hoverinfo: "none", name: "matches",
       marker: { size: Math.max(8, size * 3), color: "rgba(0,0,0,0)", line: { color: dark ? "#ffffff" : "#d00000", width: 2 } } };
     const axis = { showgrid: false, zeroline: false, showticklabels: !m.built, color: ink,
@@ -58,12 +127,16 @@
       dragmode: "zoom", font: { color: ink },
       xaxis: Object.assign({ title: m.built ? "" : { text: "neuron" } }, axis),
       yaxis: Object.assign({ title: m.built ? "" : { text: "layer" } }, axis),
-      annotations: (m.clusters || []).map((c) => ({ x: c.x, y: c.y, text: esc(c.label), showarrow: false,
-        font: { size: 11, color: ink }, bgcolor: dark ? "rgba(20,22,27,.7)" : "rgba(255,255,255,.75)", borderpad: 2 })),
+      annotations: [],
     };
     await Plotly.newPlot(div, [base, hi], layout, { responsive: true, displaylogo: false, scrollZoom: true,
       modeBarButtonsToRemove: ["select2d", "lasso2d", "toImage"] });
     $("#map-loading").remove();
+    if (byCluster) {
+      document.querySelectorAll(".toggle button").forEach((b) => b.classList.toggle("on", b.dataset.colour === "cluster"));
+    }
+    relabel();
+    div.on("plotly_relayout", function (ev) { if (!ev || !("annotations" in ev)) relabel(); });
     div.dataset.ready = String(n);
 
     div.on("plotly_hover", async function (ev) {
@@ -73,7 +146,7 @@
       tip.innerHTML = "<b>" + ids[i] + "</b>";
       const text = await explanationOf(i);
       if (!tip.hidden && tip.firstChild && tip.firstChild.textContent === ids[i]) {
-        tip.innerHTML = "<b>" + ids[i] + "</b><br>" + esc(text || "(no explanation)");
+        tip.innerHTML = "<b>" + ids[i] + "</b>" + clusterLine(i) + esc(text || "(no explanation)");
       }
     });
     div.on("plotly_unhover", function () { tip.hidden = true; });
@@ -88,7 +161,8 @@
     btn.addEventListener("click", function () {
       if (!cols) return;
       document.querySelectorAll(".toggle button").forEach((b) => b.classList.toggle("on", b === btn));
-      const c = btn.dataset.colour === "cluster" ? clusterColours() : layerColours();
+      colourBy = btn.dataset.colour;
+      const c = colourBy === "cluster" ? clusterColours() : layerColours();
       Plotly.restyle(div, { "marker.color": [c.color], "marker.showscale": [c.showscale],
         "marker.colorscale": [c.colorscale || null] }, [0]);
     });
