@@ -47,6 +47,7 @@ from neuronatlas.scrape.moments import Moments, merge_moments, window_stats
 from neuronatlas.scrape.select import (
     MAX_WINDOW_ID,
     admit,
+    empty_top_key,
     select_entries,
     sparse_writes,
     take_dense,
@@ -298,11 +299,10 @@ class _Candidates:
     """What each window of the batch brings to a slot, per neuron: its maximum ('val'), id
     ('wid'), sample key ('key', set per kept set) and activation vector ('vec').
 
-    `sparse(kind, cols, neurons)` gives the values of listed (window, neuron) pairs; `dense(
-    kind)` all of them as [neurons, windows, ...]. For vectors the sparse form gathers from the
-    [window, context, neuron] tensor directly while few pairs are asked for, and from one
-    transposed copy [neuron, window, context] once many are (the first batches of a scrape;
-    the dense form always uses the copy)."""
+    `sparse(kind, cols, neurons)` gives the values of listed (window, neuron) pairs (vectors
+    gathered with strided reads from the [window, context, neuron] tensor: on the CPU even a
+    quarter of all pairs costs less than one transposed copy); `dense(kind)` all of them as
+    [neurons, windows, ...] (vectors from one transposed copy, cheap on an accelerator)."""
 
     def __init__(self, acts: torch.Tensor, mx: torch.Tensor, wids: torch.Tensor, vdt) -> None:
         self.acts, self.mx, self.wids, self.vdt = acts, mx, wids, vdt
@@ -315,17 +315,15 @@ class _Candidates:
         return self._by_neuron
 
     def sparse(self, kind: str, cols: torch.Tensor, neurons: torch.Tensor) -> torch.Tensor:
-        if kind == "val":
-            return self.mx[neurons, cols]
+        b = self.acts.shape[0]
         if kind == "wid":
-            return self.wids[cols]
-        if kind == "key":
-            assert self.key is not None
-            return self.key[neurons, cols]
-        b, _, n = self.acts.shape
-        if self._by_neuron is None and cols.numel() * 2 <= b * n:
+            return self.wids.index_select(0, cols)
+        if kind == "vec":  # strided reads: cheaper than a transposed copy (measured)
             return self.acts[cols, :, neurons].to(self.vdt)
-        return self.by_neuron()[neurons, cols]
+        pos = neurons * b + cols
+        source = self.mx if kind == "val" else self.key
+        assert source is not None
+        return source.view(-1).index_select(0, pos)
 
     def dense(self, kind: str) -> torch.Tensor:
         if kind == "val":
@@ -356,19 +354,26 @@ def _fold(
     if s == 0:
         return
     if sparse_writes(ls.device):
-        rows, slots, cols = select_entries(slot_key, new_key)
+        rows, slots, cols = select_entries(slot_key, new_key, _empty_of(arrays))
         if rows.numel() == 0:
             return
-        neurons, flat = rows // groups, (rows % groups) * s + slots
+        neurons = rows // groups
+        pos = rows * s + slots  # = neuron × (groups × s) + slot within the neuron's slots
         for name, kind in arrays:
-            view = _by_neuron_rows(getattr(ls, name), name, d)
-            view[neurons, flat] = cand.sparse(kind, cols, neurons).to(view.dtype)
+            dst = getattr(ls, name)
+            flat = dst.view(-1, dst.shape[-1]) if _is_vec_name(name) else dst.view(-1)
+            flat.index_copy_(0, pos, cand.sparse(kind, cols, neurons).to(dst.dtype))
         return
-    taken = admit(slot_key, new_key).view(d, groups * s)
+    taken = admit(slot_key, new_key, _empty_of(arrays)).view(d, groups * s)
     for name, kind in arrays:
         old = getattr(ls, name)
         new = take_dense(_by_neuron_rows(old, name, d), taken, cand.dense(kind).to(old.dtype))
         setattr(ls, name, new.view(old.shape))
+
+
+def _empty_of(arrays: tuple[tuple[str, str], ...]) -> int:
+    """The key of an empty slot of a kept set."""
+    return empty_top_key() if arrays is _TOP else hashing.EMPTY_KEY
 
 
 def _by_neuron_rows(t: torch.Tensor, name: str, d: int) -> torch.Tensor:
@@ -393,7 +398,7 @@ def update_layer(state: ScrapeState, layer: int, window_ids, acts: torch.Tensor)
     wid_t = window_id_tensor(window_ids, dev)
     acts = acts.to(device=dev, dtype=torch.float32)
     maxima, moments = window_stats(acts)
-    mx = torch.nan_to_num(maxima, nan=-float("inf")).T  # [N, B]
+    mx = torch.nan_to_num(maxima, nan=-float("inf")).T.contiguous()  # [N, B]
     cand = _Candidates(acts, mx, wid_t, ls.top_vec.dtype)
     windows_before = round(ls.moments.n) // c
 
@@ -477,7 +482,7 @@ def _merge_set(
     r, s = slot_key.shape
     if s == 0:
         return
-    taken = admit(slot_key, new_key)
+    taken = admit(slot_key, new_key, _empty_of(arrays))
     for name, _kind in arrays:
         dst, cand = getattr(out, name), getattr(src, name)
         tail = dst.shape[dst.dim() - (1 if _is_vec_name(name) else 0) :]
