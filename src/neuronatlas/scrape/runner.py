@@ -56,6 +56,9 @@ class ScrapeSettings:
     layers: list[int] | None = None
     """Layers to scrape; None = all."""
     dtype: Literal["float32", "bfloat16"] = "float32"
+    """The forward pass's dtype; the statistics are float32 (and float64 sums) either way."""
+    device: str = "auto"
+    """Where the model and the scrape state live: auto (CUDA when available), cpu, cuda[:N]."""
     bos: Literal["auto", "prepend", "none"] = "auto"
     checkpoint_every: int = 100
     """Save the state every this many batches (0 = never)."""
@@ -154,7 +157,7 @@ def fingerprint(
 ) -> dict:
     """What must match for a checkpoint to be resumed."""
     s = asdict(settings)
-    for key in ("checkpoint_every", "engine", "model"):
+    for key in ("checkpoint_every", "engine", "model", "device"):  # device: same result
         s.pop(key)
     s["layers"] = layers
     return {
@@ -178,7 +181,7 @@ def run_scrape(
     db = Path(db)
     notify = progress or (lambda _e: None)
     source = open_source(settings.corpus, settings.text_field)
-    model = load_model(settings.model, dtype=settings.dtype)
+    model = load_model(settings.model, dtype=settings.dtype, device=settings.device)
     policy = resolve_bos(model.tokenizer, settings.bos)
     layers = settings.layers_on(model)
     config = settings.stats_config()
