@@ -327,9 +327,9 @@ def test_device_choice_is_checked():
 
 
 def test_cli_scrape_refuses_a_device_it_lacks(tiny_gpt2_dir, corpus, tmp_path):
-    from neuronatlas.errors import BadInput
-
     import torch
+
+    from neuronatlas.errors import BadInput
 
     out = CliRunner().invoke(
         app,
