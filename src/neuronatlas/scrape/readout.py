@@ -38,28 +38,34 @@ def canonical(ls: LayerState | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     Two states of the same windows have equal canonical arrays whatever the shards or the order
     they were folded and merged in (the equality the property and Ray tests check).
     """
-    ls = _Host(ls.host() if isinstance(ls, LayerState) else ls)
-    top = _order(-ls.top_val, ls.top_wid)
-    rnd = _order(ls.rnd_key, ls.rnd_wid)
+    h = _Host(ls.host() if isinstance(ls, LayerState) else ls)
+    top = _order(-h.top_val, h.top_wid)
+    rnd = _order(h.rnd_key, h.rnd_wid)
     take = np.take_along_axis
     return {
-        "top_val": take(ls.top_val, top, 1),
-        "top_wid": take(ls.top_wid, top, 1),
-        "top_vec": take(ls.top_vec, top[:, :, None], 1),
-        "rnd_key": take(ls.rnd_key, rnd, 1),
-        "rnd_wid": take(ls.rnd_wid, rnd, 1),
-        "rnd_vec": take(ls.rnd_vec, rnd[:, :, None], 1),
-        "hist": ls.hist,
-        "lowest": ls.lowest,
-        "highest": ls.highest,
+        "top_val": take(h.top_val, top, 1),
+        "top_wid": take(h.top_wid, top, 1),
+        "top_vec": take(h.top_vec, top[:, :, None], 1),
+        "rnd_key": take(h.rnd_key, rnd, 1),
+        "rnd_wid": take(h.rnd_wid, rnd, 1),
+        "rnd_vec": take(h.rnd_vec, rnd[:, :, None], 1),
+        "hist": h.hist,
+        "lowest": h.lowest,
+        "highest": h.highest,
     }
 
 
 class _Host:
-    """Attribute access to a layer's host arrays."""
+    """Attribute access to a layer's host arrays (`LayerState.host`)."""
 
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
-        self.__dict__.update(arrays)
+        self.arrays = arrays
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        try:
+            return self.__dict__["arrays"][name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 def quantile_boundaries(ls: LayerState, cfg: StatsConfig) -> np.ndarray:
@@ -121,7 +127,7 @@ def neuron_results(
     bounds = quantile_boundaries(layer_state, cfg)
     stats = statistics(layer_state.moments)
     ls = _Host(layer_state.host())
-    can = canonical(ls.__dict__)
+    can = canonical(ls.arrays)
     strings = TokenCache(state, token_strings)
     for n in neurons or range(layer_state.d_mlp):
         records: dict[str, list[tuple[list[str], list[float]]]] = {}

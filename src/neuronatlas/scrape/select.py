@@ -94,8 +94,8 @@ def select_entries(
     worst = slot_key.max(dim=1, keepdim=True).values
     rows = torch.nonzero((new_key < worst).any(dim=1)).flatten()
     if rows.numel() == 0:
-        empty = rows.new_empty(0)
-        return empty, empty, empty
+        none = rows.new_empty(0)
+        return none, none, none
     taken = admit(slot_key.index_select(0, rows), new_key.index_select(0, rows), empty)
     taken = taken.view(-1)
     flat = torch.nonzero(taken >= 0).flatten()

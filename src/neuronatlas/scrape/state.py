@@ -564,7 +564,7 @@ def save(state: ScrapeState, path: str | Path) -> None:
             arrays[f"l{L}.{name}"] = value
         for name, value in ls.moments.arrays().items():
             arrays[f"l{L}.moments.{name}"] = value
-    write_atomic(path, lambda f: np.savez(f, **arrays))
+    write_atomic(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
 def load(path: str | Path, device="cpu") -> ScrapeState:
