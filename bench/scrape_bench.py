@@ -11,9 +11,13 @@ tokenizer) over windows of the offline corpus, in one run:
 3. the naive way (the seed's TransformerLens style): one full forward per layer caching every
    activation, all windows' activations of that layer kept, top-k at the end; timed on
    `--naive-layers` layers and scaled to all layers (each layer is an independent pass).
-4. bfloat16 against float32: forward and scrape speed, and how far the top-k lists agree.
-5. TransformerLens 4 (TransformerBridge) hooks against plain forward hooks, when
+4. the statistics update alone, this version (torch state) against the previous one (numpy
+   state, kept in tests/scrape_state_v1.py) on the same captured activations and states.
+5. bfloat16 against float32: forward and scrape speed, and how far the top-k lists agree.
+6. TransformerLens 4 (TransformerBridge) hooks against plain forward hooks, when
    `transformer_lens` can be imported (set PYTHONPATH to a folder holding it).
+
+`--model gemma` runs 1-4 on the offline Gemma-3-270M (the default model) instead.
 
 Usage: python bench/scrape_bench.py            (--quick: T = 4096 tokens)
        python bench/scrape_bench.py --threads 1 --clock cpu   (on a shared machine)
@@ -39,7 +43,14 @@ sys.path.insert(0, str(ROOT / "tests"))  # tiny_models.gpt2_tokenizer: the offli
 CONTEXT = 64
 
 
+MODEL = "gpt2"  # --model
+
+
 def build_model(dtype: str = "float32", seed: int = 0):
+    if MODEL == "gemma":
+        from neuronatlas.models import load_model
+
+        return load_model("default", dtype=dtype, device="cpu")
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -69,7 +80,7 @@ CLOCK = time.perf_counter  # --clock cpu switches to process CPU time (robust on
 def bare(lm, batches, policy) -> float:
     import torch
 
-    body = lm.model.transformer
+    body = lm.model.base_model
     t = CLOCK()
     with torch.inference_mode():
         for b in batches:
@@ -140,6 +151,8 @@ def rss(n_tokens: int, batch_size: int) -> dict:
             str(batch_size),
             "--threads",
             str(torch.get_num_threads()),
+            "--model",
+            MODEL,
         ],
         capture_output=True,
         text=True,
@@ -188,6 +201,50 @@ def naive(lm, batches, policy, layers: list[int], top_k: int = 20) -> dict:
         "seconds_per_layer": per_layer,
         "kept_bytes_per_layer": kept_bytes,
         "seconds_all_layers_est": float(np.mean(per_layer)) * lm.n_layers,
+    }
+
+
+def update_vs_v1(lm, batches, policy, reps: int = 3) -> dict:
+    """Seconds of the statistics update of one batch (all layers), this version against the
+    numpy state it replaced, each from a state that has seen `batches[:-1]`."""
+    import scrape_state_v1 as v1
+    from neuronatlas.scrape import StatsConfig, new_state, scrape_shard, update
+
+    config = StatsConfig(context=CONTEXT)
+    warm = scrape_shard(lm, batches[:-1], config, policy)
+    last = batches[-1]
+    skip = 1 if policy.mode == "prepend" else 0
+    acts = {
+        L: a[:, skip:, :].contiguous()
+        for L, a in lm.neuron_activations(last.model_input(policy)).items()
+    }
+    old = v1.new_state(config, list(warm.layers), lm.d_mlp)
+    for L, ls in warm.layers.items():  # the same state, in the old layout
+        h = ls.host()
+        for name, value in h.items():
+            setattr(old.layers[L], name, value.copy())
+        m = ls.moments.arrays()
+        old.layers[L].moments = v1.Moments(float(m["n"]), m["mean"], m["m2"], m["m3"], m["m4"])
+    old.windows_seen = warm.windows_seen
+    times = {"new_s": [], "v1_s": []}
+    for _ in range(reps):
+        fresh = new_state(config, list(warm.layers), lm.d_mlp)
+        fresh.layers = {L: ls.copy() for L, ls in warm.layers.items()}
+        t = CLOCK()
+        update(fresh, last.ids, last.tokens, acts)
+        times["new_s"].append(CLOCK() - t)
+        before = v1.new_state(config, list(old.layers), lm.d_mlp)
+        before.layers = {L: ls.copy() for L, ls in old.layers.items()}
+        t = CLOCK()
+        v1.update(before, last.ids, last.tokens, acts)
+        times["v1_s"].append(CLOCK() - t)
+    new, prev = min(times["new_s"]), min(times["v1_s"])
+    return {
+        "windows_before": warm.windows_seen,
+        "update_new_s": new,
+        "update_v1_s": prev,
+        "v1_over_new": prev / new,
+        "runs": times,
     }
 
 
@@ -312,7 +369,13 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--naive-layers", type=int, default=2)
-    ap.add_argument("--skip", default="", help="comma list of: rss,naive,bf16,tl")
+    ap.add_argument("--skip", default="", help="comma list of: rss,naive,update,bf16,tl")
+    ap.add_argument(
+        "--model",
+        choices=("gpt2", "gemma"),
+        default="gpt2",
+        help="gpt2: GPT-2-small-shaped, random weights; gemma: the offline Gemma-3-270M",
+    )
     ap.add_argument(
         "--gemma",
         type=int,
@@ -332,8 +395,9 @@ def main() -> None:
     ap.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    global CLOCK
+    global CLOCK, MODEL
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    MODEL = args.model
     if args.threads:
         import torch
 
@@ -357,7 +421,9 @@ def main() -> None:
     }
     lm = build_model()
     batches, policy = batches_for(lm.tokenizer, 2 * T, args.batch_size)
-    print(f"GPT-2-small-shaped, {len(batches)} batches for 2T = {2 * T} tokens", flush=True)
+    name = "Gemma-3-270M" if MODEL == "gemma" else "GPT-2-small-shaped"
+    report["model"] = name
+    print(f"{name}, {len(batches)} batches for 2T = {2 * T} tokens", flush=True)
     report["marginal"] = m = marginal(lm, batches, policy, args.reps)
     print(
         f"marginal cost ratio (min of {args.reps}): {m['ratio_marginal_min']:.3f}  "
@@ -373,6 +439,14 @@ def main() -> None:
             flush=True,
         )
     half = batches[: len(batches) // 2]
+    if "update" not in skip:
+        report["update"] = up = update_vs_v1(lm, batches, policy)
+        print(
+            f"statistics update of batch {len(batches)} (after {up['windows_before']} windows, "
+            f"all layers): {up['update_new_s'] * 1e3:.0f} ms, previous numpy state "
+            f"{up['update_v1_s'] * 1e3:.0f} ms: ×{up['v1_over_new']:.2f}",
+            flush=True,
+        )
     if "naive" not in skip:
         layers = list(range(min(args.naive_layers, lm.n_layers)))
         report["naive"] = nv = naive(lm, half, policy, layers)

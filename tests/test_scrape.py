@@ -11,6 +11,7 @@ import subprocess
 import sys
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -252,3 +253,83 @@ def test_default_model_over_default_corpus(tmp_path):
     assert len(top) == 16 and all(len(r["tokens"]) == 32 for r in top)
     assert "<bos>" not in top[0]["tokens"]
     assert all(math.isfinite(n["stats"][k]) for k in ("mean", "variance", "kurtosis"))
+
+
+def _crashed_checkpoint(model_dir, corpus, db, **kw):
+    """A scrape of `db` that crashed after 6 windows, leaving its checkpoint."""
+
+    class Crash(Exception):
+        pass
+
+    def crash(event):
+        if event.phase == "scrape" and event.done >= 6:
+            raise Crash
+
+    with pytest.raises(Crash):
+        run_scrape(_settings(model_dir, corpus, checkpoint_every=1, batch_size=3, **kw), db, crash)
+    assert checkpoint_path(db).exists()
+
+
+def test_checkpoint_resumes_on_another_device_setting(tiny_gpt2_dir, corpus, tmp_path):
+    db = tmp_path / "atlas.db"
+    _crashed_checkpoint(tiny_gpt2_dir, corpus, db, device="cpu")
+    resumed = run_scrape(_settings(tiny_gpt2_dir, corpus, batch_size=3, device="auto"), db)
+    assert resumed.resumed_from == 6
+    clean_db = tmp_path / "clean.db"
+    run_scrape(_settings(tiny_gpt2_dir, corpus, batch_size=3, device="cpu"), clean_db)
+    assert _dump(db) == _dump(clean_db)
+
+
+def test_checkpoint_of_an_unknown_format_is_refused_with_what_to_do(
+    tiny_gpt2_dir, corpus, tmp_path
+):
+    from neuronatlas.errors import StateFormatError
+
+    db = tmp_path / "atlas.db"
+    _crashed_checkpoint(tiny_gpt2_dir, corpus, db)
+    ckpt = checkpoint_path(db)
+    with np.load(ckpt) as z:
+        arrays = dict(z)
+    arrays["format_version"] = np.array(99)
+    with ckpt.open("wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(StateFormatError, match=r"format 99.*Delete the file"):
+        run_scrape(_settings(tiny_gpt2_dir, corpus, checkpoint_every=1, batch_size=3), db)
+    assert ckpt.exists()  # the user's work is not thrown away
+
+
+def test_device_choice_is_checked():
+    import torch
+
+    from neuronatlas.errors import BadInput
+    from neuronatlas.models import resolve_device
+
+    has_cuda = torch.cuda.is_available()
+    assert resolve_device("auto") == ("cuda" if has_cuda else "cpu")
+    assert resolve_device("CPU") == "cpu"
+    for bad in ("tpu", "cuda:x", "cuda:99"):
+        with pytest.raises(BadInput, match="--device"):
+            resolve_device(bad)
+    if not has_cuda:
+        with pytest.raises(BadInput, match="no CUDA GPU here; use --device cpu"):
+            resolve_device("cuda")
+
+
+def test_cli_scrape_refuses_a_device_it_lacks(tiny_gpt2_dir, corpus, tmp_path):
+    import torch
+
+    from neuronatlas.errors import BadInput
+
+    out = CliRunner().invoke(
+        app,
+        [
+            "scrape",
+            *("--model", str(tiny_gpt2_dir), "--corpus", str(corpus)),
+            *("--db", str(tmp_path / "a.db"), "--context", "12", "--silent"),
+            *("--device", "cuda:99"),
+        ],
+    )
+    assert out.exit_code == 1 and isinstance(out.exception, BadInput), out.output
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    assert ("no CUDA GPU" if count == 0 else "only GPUs") in str(out.exception)
+    assert not (tmp_path / "a.db").exists()

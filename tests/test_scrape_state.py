@@ -54,10 +54,10 @@ def _assert_same(x, y):
         cx, cy = canonical(x.layers[L]), canonical(y.layers[L])
         for key in cx:
             np.testing.assert_array_equal(cx[key], cy[key], err_msg=key)
-        mx, my = x.layers[L].moments, y.layers[L].moments
-        assert mx.n == my.n
+        mx, my = x.layers[L].moments.arrays(), y.layers[L].moments.arrays()
+        assert mx["n"] == my["n"]
         for key in ("mean", "m2", "m3", "m4"):
-            a, b = getattr(mx, key), getattr(my, key)
+            a, b = mx[key], my[key]
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(a).max()))
     for s in (x, y):
         ref = s.referenced()
@@ -106,7 +106,8 @@ def test_state_matches_brute_force():
         x = acts[L].numpy()
         wmax = x.max(axis=1)  # [window, neuron]
         can = canonical(state.layers[L])
-        keys = window_keys(neuron_salts(CFG.seed, STREAM_RANDOM, L, N), np.arange(n))
+        salts = neuron_salts(CFG.seed, STREAM_RANDOM, L, N)
+        keys = window_keys(salts, torch.arange(n)).numpy()
         for j in range(N):
             top = sorted(range(n), key=lambda w: (-wmax[w, j], w))[: CFG.top_k]
             assert can["top_wid"][j].tolist() == top

@@ -120,12 +120,18 @@ def _num(x: float | None) -> str:
 class Atlas:
     """An atlas file opened read-only. `model` overrides its meta model_id for live runs."""
 
-    def __init__(self, path: str | Path, model: str | None = None, time_limit_s: float = 30.0):
+    def __init__(
+        self,
+        path: str | Path,
+        model: str | None = None,
+        time_limit_s: float = 30.0,
+        device: str = "auto",
+    ):
         self.path = Path(path)
         self.time_limit_s = time_limit_s
         self._conn: sqlite3.Connection = open_reader(self.path, check_same_thread=False)
         self.meta = reader.meta(self._conn)
-        self._live = LiveModel(model or default_spec(self.meta), self.meta)
+        self._live = LiveModel(model or default_spec(self.meta), self.meta, device)
 
     def __enter__(self) -> Self:
         return self

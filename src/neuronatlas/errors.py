@@ -43,3 +43,7 @@ class StageNotBuilt(NeuronAtlasError):
 
 class QueryTimeout(NeuronAtlasError):
     """A bounded read ran past its time limit and was interrupted."""
+
+
+class StateFormatError(BadInput):
+    """A scrape state or checkpoint file in a format this version cannot read."""

@@ -43,6 +43,8 @@ class BuildSettings:
     random_k: int = 20
     batch_size: int = 16
     dtype: Literal["float32", "bfloat16"] = "float32"
+    device: str = "auto"
+    """Where the model runs for the scrape and N2G: auto (CUDA when available), cpu, cuda[:N]."""
     n2g_per_layer: int = 8
     """N2G graphs for this many neurons per layer: those with the highest max activation."""
     n2g_seconds: float = 240.0
@@ -98,6 +100,7 @@ def _scrape(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, 
         random_k=s.random_k,
         batch_size=s.batch_size,
         dtype=s.dtype,
+        device=s.device,
     )
 
     def on_event(ev) -> None:
@@ -154,7 +157,7 @@ def _n2g(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str
     by_layer: dict[int, list[str]] = {}
     for nid in todo:
         by_layer.setdefault(parse_id(nid)[0], []).append(nid)
-    session = open_session(db, s.model)
+    session = open_session(db, s.model, device=s.device)
     for i, (_layer, ids) in enumerate(sorted(by_layer.items())):
         if time.monotonic() - started > s.n2g_seconds:
             log.info(

@@ -26,6 +26,15 @@ JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document to stdout and nothing else.")
 ]
 SilentOption = Annotated[bool, typer.Option("--silent", help="No progress bars.")]
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        help="Where the model runs: auto (CUDA when torch sees a GPU, else CPU), cpu, cuda, "
+        "cuda:N or mps.",
+        metavar="auto|cpu|cuda[:N]",
+    ),
+]
 
 EXIT_PARTIAL = 3
 

@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from neuronatlas.cli.app import SilentOption, app, console_err
+from neuronatlas.cli.app import DeviceOption, SilentOption, app, console_err
 from neuronatlas.cli.serve import serve
 from neuronatlas.pipeline import DEMO_TOKENS, STAGES, BuildSettings, build_atlas
 
@@ -90,6 +90,7 @@ def demo(
         int, typer.Option(help="N2G graphs per layer (strongest neurons).", min=0)
     ] = 8,
     n2g_seconds: Annotated[float, typer.Option(help="Time budget for N2G, seconds.")] = 240.0,
+    device: DeviceOption = "auto",
     silent: SilentOption = False,
 ) -> None:
     """Build the atlas of the offline default model over the offline corpus, then serve it.
@@ -105,12 +106,19 @@ def demo(
         embedder=embedder,
         n2g_per_layer=n2g_per_layer,
         n2g_seconds=n2g_seconds,
+        device=device,
     )
     started = time.monotonic()
     _run_with_progress(db, settings, silent)
     console_err.print(f"atlas {db} ready in {time.monotonic() - started:,.0f} s", highlight=False)
     if not no_serve:
-        serve(db=db, host=host, port=port, model=None if model == "default" else model)
+        serve(
+            db=db,
+            host=host,
+            port=port,
+            model=None if model == "default" else model,
+            device=device,
+        )
 
 
 @app.command()
@@ -129,6 +137,7 @@ def build(
     embedder: Annotated[str, typer.Option(help="Sentence embedder.")] = "all-mpnet-base-v2",
     n2g_per_layer: Annotated[int, typer.Option(help="N2G graphs per layer.", min=0)] = 8,
     n2g_seconds: Annotated[float, typer.Option(help="Time budget for N2G, seconds.")] = 600.0,
+    device: DeviceOption = "auto",
     silent: SilentOption = False,
 ) -> None:
     """Build a full atlas (scrape, explanations, N2G, embeddings, map) of any causal LM.
@@ -144,5 +153,6 @@ def build(
         embedder=embedder,
         n2g_per_layer=n2g_per_layer,
         n2g_seconds=n2g_seconds,
+        device=device,
     )
     _run_with_progress(db, settings, silent)

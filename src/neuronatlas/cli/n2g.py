@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from neuronatlas.cli.app import EXIT_PARTIAL, DbOption, SilentOption, app, console_err
+from neuronatlas.cli.app import EXIT_PARTIAL, DbOption, DeviceOption, SilentOption, app, console_err
 
 
 @app.command()
@@ -74,6 +74,7 @@ def n2g(
             metavar="N",
         ),
     ] = None,
+    device: DeviceOption = "auto",
     silent: SilentOption = False,
 ) -> None:
     """Build, evaluate and store a Neuron2Graph graph per neuron (resumable).
@@ -99,9 +100,9 @@ def n2g(
     wanted = [n.strip() for n in neurons.split(",") if n.strip()] if neurons else None
     if engine == "local" and (ray_address or shards):
         raise BadInput("--ray-address and --shards need --engine ray")
-    if engine == "ray":
-        from functools import partial
+    from functools import partial
 
+    if engine == "ray":
         from neuronatlas.scale import engine as ray_engine
 
         ray = ray_engine()
@@ -109,6 +110,8 @@ def n2g(
             ray.n2g_on_ray,
             options=ray.RayOptions(address=ray_address, workers=shards, quiet=silent),
         )
+    else:
+        run_n2g = partial(run_n2g, device=device)
     report = _run(
         run_n2g, db, wanted, layer, all_, model, settings, casings, overwrite, batch_neurons, silent
     )

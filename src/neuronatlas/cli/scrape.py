@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from neuronatlas.cli.app import DbOption, JsonOption, SilentOption, app, console_err, print_json
+from neuronatlas.cli.app import (
+    DbOption,
+    DeviceOption,
+    JsonOption,
+    SilentOption,
+    app,
+    console_err,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from neuronatlas.scrape import Progress as ScrapeProgress
@@ -128,7 +136,11 @@ def scrape(
         str | None,
         typer.Option(help="Layers to scrape, e.g. 0-5 or 0,3 (default: all).", metavar="A-B"),
     ] = None,
-    dtype: Annotated[Dtype, typer.Option(help="Model weights' dtype.")] = Dtype.float32,
+    dtype: Annotated[
+        Dtype,
+        typer.Option(help="The forward pass's dtype (statistics are float32 either way)."),
+    ] = Dtype.float32,
+    device: DeviceOption = "auto",
     bos: Annotated[
         Bos,
         typer.Option(
@@ -204,6 +216,7 @@ def scrape(
         batch_size=batch_size,
         layers=layer_list,
         dtype=dtype.value,
+        device=device,
         bos=bos.value,
         checkpoint_every=checkpoint_every,
         seed=seed,

@@ -8,7 +8,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from neuronatlas.cli.app import DbOption, JsonOption, app, console, console_err, print_json
+from neuronatlas.cli.app import (
+    DbOption,
+    DeviceOption,
+    JsonOption,
+    app,
+    console,
+    console_err,
+    print_json,
+)
 from neuronatlas.store import open_reader
 
 ModelOption = Annotated[
@@ -24,6 +32,14 @@ ModelOption = Annotated[
 def _check_db(db) -> None:
     """Fail with the store's own message (and fix) before starting a server."""
     open_reader(db).close()
+
+
+def _check_device(device: str) -> None:
+    """Fail on a --device this machine lacks before serving (auto always works)."""
+    if device != "auto":
+        from neuronatlas.models import resolve_device
+
+        resolve_device(device)
 
 
 @app.command()
@@ -50,6 +66,7 @@ def serve(
             max=64,
         ),
     ] = 1,
+    device: DeviceOption = "auto",
 ) -> None:
     """Serve the explorer (map, neuron pages, search, JSON API) over one atlas, read-only.
 
@@ -60,7 +77,9 @@ def serve(
     from neuronatlas.web import create_app
 
     _check_db(db)
-    web_app = create_app(db, model=model, time_limit_s=time_limit)  # fail here, not per worker
+    _check_device(device)
+    # fail here, not per worker
+    web_app = create_app(db, model=model, time_limit_s=time_limit, device=device)
     scope = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else "the network"
     shown = f"[{host}]" if ":" in host else host
     console_err.print(
@@ -79,6 +98,7 @@ def serve(
     os.environ[ENV_PREFIX + "DB"] = str(db.resolve())
     os.environ[ENV_PREFIX + "MODEL"] = model or ""
     os.environ[ENV_PREFIX + "TIME_LIMIT"] = str(time_limit)
+    os.environ[ENV_PREFIX + "DEVICE"] = device
     uvicorn.run(
         "neuronatlas.web.app:app_from_env",
         factory=True,
@@ -96,6 +116,7 @@ def activate(
     k: Annotated[int, typer.Option("--k", help="Neurons per token.", min=1, max=100)] = 10,
     json: JsonOption = False,
     model: ModelOption = None,
+    device: DeviceOption = "auto",
 ) -> None:
     """Run the model live on TEXT and list the strongest neurons on each token.
 
@@ -106,7 +127,8 @@ def activate(
     from neuronatlas.atlas import Atlas
 
     _check_db(db)
-    atlas = Atlas(db, model=model)
+    _check_device(device)
+    atlas = Atlas(db, model=model, device=device)
     result = atlas.activate(text, k=k)
     if json:
         print_json(result)

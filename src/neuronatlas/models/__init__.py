@@ -7,7 +7,7 @@ requested layer. Hook points per architecture are one table (`architectures.ARCH
 """
 
 from neuronatlas.models.architectures import ARCHITECTURES, Architecture, architecture_for
-from neuronatlas.models.load import DTYPES, load_header, load_model, wrap_model
+from neuronatlas.models.load import DTYPES, load_header, load_model, resolve_device, wrap_model
 from neuronatlas.models.loaded import LoadedModel
 
 __all__ = [
@@ -18,5 +18,6 @@ __all__ = [
     "architecture_for",
     "load_header",
     "load_model",
+    "resolve_device",
     "wrap_model",
 ]

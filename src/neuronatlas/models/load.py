@@ -26,6 +26,34 @@ def _torch_dtype(dtype: str):
     return getattr(torch, dtype)
 
 
+def resolve_device(device: str = "auto") -> str:
+    """The torch device for `--device`: "auto" is CUDA (device 0) when torch sees a GPU, else
+    the CPU; "cpu", "cuda", "cuda:N" and "mps" are checked to exist here (BadInput naming the
+    flag and what is available when they do not)."""
+    import torch
+
+    spec = (device or "auto").strip().lower()
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cpu":
+        return "cpu"
+    if spec == "mps":
+        if not torch.backends.mps.is_available():
+            raise BadInput("--device mps: this torch sees no Apple GPU; use --device cpu")
+        return "mps"
+    if spec == "cuda" or spec.startswith("cuda:"):
+        index = spec.partition(":")[2]
+        if index and not index.isdigit():
+            raise BadInput(f"--device {device!r}: write cuda or cuda:N with N a GPU index")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise BadInput(f"--device {device}: torch sees no CUDA GPU here; use --device cpu")
+        if index and int(index) >= count:
+            raise BadInput(f"--device {device}: only GPUs 0-{count - 1} exist here")
+        return spec
+    raise BadInput(f"--device {device!r}: choose auto, cpu, cuda, cuda:N or mps")
+
+
 def _source(spec: str) -> tuple[str, str, str | None]:
     """(what to pass to from_pretrained, display name, revision) for a spec."""
     if spec == "default":
@@ -47,7 +75,8 @@ def _source(spec: str) -> tuple[str, str, str | None]:
 
 
 def load_model(spec: str, dtype: str = "float32", device: str = "cpu") -> LoadedModel:
-    """Load a causal LM for neuron reading: eval mode, no grad, on `device` in `dtype`.
+    """Load a causal LM for neuron reading: eval mode, no grad, on `device` (see
+    `resolve_device`: "auto", "cpu", "cuda[:N]", "mps") in `dtype`.
 
     spec: "default" (the offline Gemma-3-270M, built and cached on first use), a Hugging Face
     hub id such as "gpt2" (needs the network or a filled HF cache), or a local folder written
@@ -58,6 +87,7 @@ def load_model(spec: str, dtype: str = "float32", device: str = "cpu") -> Loaded
 
     hf_logging.disable_progress_bar()  # our CLI draws its own; theirs floods logs and pipes
     torch_dtype = _torch_dtype(dtype)
+    device = resolve_device(device)
     source, name, revision = _source(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
@@ -106,6 +136,7 @@ def wrap_model(
 ) -> LoadedModel:
     """A `LoadedModel` around an already built causal LM and tokenizer (benchmarks, workers
     that build their model themselves). Puts the model in eval mode on `device`."""
+    device = resolve_device(device)
     model.eval()
     model.to(device)
     loaded = _describe(model, model.config, tokenizer, name, revision, dtype, device)

@@ -110,7 +110,7 @@ class Runner:
         for batch in self._batches(rows):
             ids, mask = self._padded(rows, batch)
             acts = self.loaded.neuron_activations(ids, layers=layers, attention_mask=mask)[layer]
-            picked = acts[:, :, cols].cpu().numpy()
+            picked = acts[:, :, cols.to(acts.device)].cpu().numpy()
             for r, i in enumerate(batch):
                 results[i] = picked[r, offset : len(rows[i])]
             self._count(rows, batch, ids.shape[1], max(layers) + 1)
@@ -126,8 +126,9 @@ class Runner:
         for batch in self._batches(rows):
             ids, mask = self._padded(rows, batch)
             with torch.inference_mode():
+                dev = self.loaded.device
                 logits = self.loaded.model(
-                    input_ids=ids, attention_mask=mask, use_cache=False
+                    input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=False
                 ).logits
             top = torch.topk(logits.float(), k, dim=-1).indices.cpu().numpy()
             for r, i in enumerate(batch):

@@ -196,14 +196,15 @@ def open_session(
     model: str | None = None,
     settings: N2GSettings | None = None,
     casings: str | None = None,
+    device: str = "auto",
 ) -> Session:
-    """Load the atlas's model (or `model`) once for several `run_n2g` calls."""
+    """Load the atlas's model (or `model`) once, on `device`, for several `run_n2g` calls."""
     from neuronatlas.models import load_model
 
     conn = open_reader(db)
     meta = reader.meta(conn)
     conn.close()
-    loaded = load_model(model_spec(meta, model))
+    loaded = load_model(model_spec(meta, model), device=device)
     return Session(
         loaded,
         settings or N2GSettings(),
@@ -226,6 +227,7 @@ def run_n2g(
     progress: Callable[[str, int], None] | None = None,
     session: Session | None = None,
     on_total: Callable[[int], None] | None = None,
+    device: str = "auto",
 ) -> RunReport:
     """Build, evaluate and store graphs. progress(neuron_id, n_done_so_far) after each neuron."""
     settings = settings or N2GSettings()
@@ -249,7 +251,7 @@ def run_n2g(
         return report
     spec = model_spec(meta, model)
     if session is None:
-        session = open_session(db, model, settings, casings)
+        session = open_session(db, model, settings, casings, device)
     settings = session.settings
     stored_full = settings.full_activation == "stored" or (
         settings.full_activation == "auto" and same_model(meta, spec, session.loaded)

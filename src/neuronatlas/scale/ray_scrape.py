@@ -79,22 +79,6 @@ class ShardMetadata:
     node: str
 
 
-class HostActivations:
-    """A LoadedModel on an accelerator whose activations reach `scrape_shard` in host memory:
-    the scrape state is numpy arrays, and its update mixes them with the activations."""
-
-    def __init__(self, loaded) -> None:
-        self._loaded = loaded
-
-    def __getattr__(self, name: str):
-        return getattr(self._loaded, name)
-
-    def stream_activations(self, input_ids, consume, layers=None, attention_mask=None) -> None:
-        self._loaded.stream_activations(
-            input_ids, lambda layer, acts: consume(layer, acts.cpu()), layers, attention_mask
-        )
-
-
 class ScrapeWorker:
     """A Ray actor: loads the model once, then scrapes shards into state files.
 
@@ -108,8 +92,7 @@ class ScrapeWorker:
 
         hf_logging.disable_progress_bar()
         loaded = load_model(model, dtype=dtype, device=device)
-        # HostActivations stands in for a LoadedModel (same interface, host-memory output)
-        self.model: Any = loaded if device == "cpu" else HostActivations(loaded)
+        self.model: Any = loaded  # the shard's state lives on the model's device
         self.pid = os.getpid()
 
     def after_batch(self, shard: Shard, batch: int, n_batches: int) -> None:

@@ -12,6 +12,10 @@ windows), then the windows are combined in float64 with the exact shift identiti
 so a window contributes the same numbers whatever batch or shard it lands in, and merged
 shards equal one pass up to float64 rounding. Reported statistics are population moments:
 variance M2/n, skewness √n M3 / M2^1.5, excess kurtosis n M4 / M2² − 3.
+
+The sums are torch tensors on the state's device and are combined and merged there, in
+float64 — except on devices without float64 (Apple MPS), where they are float32 and the
+moments of long scrapes lose precision (relative error growing like √n × 6e-8).
 """
 
 from __future__ import annotations
@@ -21,56 +25,74 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from neuronatlas.scrape.histogram import wide_float
+
 if TYPE_CHECKING:
     import torch
 
 
 @dataclass
 class Moments:
-    """n (tokens, same for every neuron) and float64 [neurons] mean, M2, M3, M4."""
+    """n (tokens, same for every neuron: a Python number, so no device read is needed to
+    know it) and [neurons] mean, M2, M3, M4 on the state's device (float64 where it has it)."""
 
     n: float
-    mean: np.ndarray
-    m2: np.ndarray
-    m3: np.ndarray
-    m4: np.ndarray
+    mean: torch.Tensor
+    m2: torch.Tensor
+    m3: torch.Tensor
+    m4: torch.Tensor
 
     @classmethod
-    def empty(cls, d: int) -> Moments:
-        z = np.zeros(d, dtype=np.float64)
-        return cls(0.0, z.copy(), z.copy(), z.copy(), z.copy())
+    def empty(cls, d: int, device="cpu") -> Moments:
+        import torch
+
+        z = torch.zeros(d, dtype=wide_float(device), device=device)
+        return cls(0.0, z, z.clone(), z.clone(), z.clone())
+
+    def copy(self) -> Moments:
+        return Moments(self.n, self.mean.clone(), self.m2.clone(), self.m3.clone(), self.m4.clone())
+
+    def to(self, device) -> Moments:
+        wide = wide_float(device)
+        return Moments(self.n, *(getattr(self, k).to(device=device, dtype=wide) for k in _SUMS))
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {
-            "n": np.array(self.n),
-            "mean": self.mean,
-            "m2": self.m2,
-            "m3": self.m3,
-            "m4": self.m4,
-        }
+        """Host copies (float64), for saving."""
+        out = {"n": np.array(self.n)}
+        for k in _SUMS:
+            out[k] = getattr(self, k).detach().cpu().double().numpy()
+        return out
 
     @classmethod
-    def from_arrays(cls, a: dict[str, np.ndarray]) -> Moments:
-        return cls(float(a["n"]), a["mean"], a["m2"], a["m3"], a["m4"])
+    def from_arrays(cls, a: dict[str, np.ndarray], device="cpu") -> Moments:
+        import torch
+
+        wide = wide_float(device)
+        sums = (torch.from_numpy(np.asarray(a[k], np.float64)).to(device, wide) for k in _SUMS)
+        return cls(float(a["n"]), *sums)
 
 
-_CHUNK = 512  # neurons per pass: [batch, context, 512] float32 stays in L2 cache
+_SUMS = ("mean", "m2", "m3", "m4")
+_CHUNK = 512  # CPU: neurons per pass, so [batch, context, 512] float32 stays in L2 cache
 
 
 def window_stats(acts: torch.Tensor) -> tuple[torch.Tensor, Moments]:
     """(window maxima float32 [batch, neurons], moments) of a [batch, context, neurons] tensor.
 
-    Works through the neurons in chunks so that the several passes the central sums need
-    read from cache rather than memory; per-window results do not depend on the chunking.
+    On the CPU, works through the neurons in chunks so that the several passes the central
+    sums need read from cache rather than memory (on an accelerator, in one piece); per-window
+    results do not depend on the chunking.
     """
     import torch
 
     b, c, n = acts.shape
-    mx = torch.empty((b, n), dtype=torch.float32)
-    wm = torch.empty((b, n), dtype=torch.float32)
-    w2, w3, w4 = (torch.empty((b, n), dtype=torch.float32) for _ in range(3))
-    for lo in range(0, n, _CHUNK):
-        hi = min(n, lo + _CHUNK)
+    dev = acts.device
+    chunk = _CHUNK if dev.type == "cpu" else n
+    mx = torch.empty((b, n), dtype=torch.float32, device=dev)
+    sums = torch.empty((4, b, n), dtype=torch.float32, device=dev)
+    wm, w2, w3, w4 = sums
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
         a = acts[:, :, lo:hi]
         torch.amax(a, dim=1, out=mx[:, lo:hi])
         mean = a.mean(dim=1, keepdim=True)
@@ -80,7 +102,8 @@ def window_stats(acts: torch.Tensor) -> tuple[torch.Tensor, Moments]:
         torch.sum(d2, dim=1, out=w2[:, lo:hi])
         torch.sum(d2 * d2, dim=1, out=w4[:, lo:hi])
         torch.sum(d2.mul_(d), dim=1, out=w3[:, lo:hi])
-    return mx, _combine(c, wm.double(), w2.double(), w3.double(), w4.double())
+    wide = sums.to(wide_float(dev))
+    return mx, _combine(c, *wide)
 
 
 def _combine(c: int, wm, w2, w3, w4) -> Moments:
@@ -97,7 +120,7 @@ def _combine(c: int, wm, w2, w3, w4) -> Moments:
         + 6 * (delta2 * w2).sum(0)
         + c * (delta2 * delta2).sum(0)
     )
-    return Moments(float(b * c), mean.numpy(), m2.numpy(), m3.numpy(), m4.numpy())
+    return Moments(float(b * c), mean, m2, m3, m4)
 
 
 def batch_moments(acts: torch.Tensor) -> Moments:
@@ -106,11 +129,12 @@ def batch_moments(acts: torch.Tensor) -> Moments:
 
 
 def merge_moments(a: Moments, b: Moments) -> Moments:
-    """Pébay's pairwise update: the moments of the union of two disjoint samples."""
+    """Pébay's pairwise update: the moments of the union of two disjoint samples (elementwise
+    on the device; the counts are Python numbers, so nothing is read back)."""
     if a.n == 0:
-        return Moments(b.n, b.mean.copy(), b.m2.copy(), b.m3.copy(), b.m4.copy())
+        return b.copy()
     if b.n == 0:
-        return Moments(a.n, a.mean.copy(), a.m2.copy(), a.m3.copy(), a.m4.copy())
+        return a.copy()
     na, nb = a.n, b.n
     n = na + nb
     delta = b.mean - a.mean
@@ -129,14 +153,16 @@ def merge_moments(a: Moments, b: Moments) -> Moments:
 
 
 def statistics(m: Moments) -> dict[str, np.ndarray]:
-    """mean, variance, skewness, excess kurtosis (NaN where undefined: n = 0 or M2 = 0)."""
+    """mean, variance, skewness, excess kurtosis as float64 host arrays (NaN where undefined:
+    n = 0 or M2 = 0). Read-out only: copies the sums to the host."""
+    a = m.arrays()
     with np.errstate(divide="ignore", invalid="ignore"):
         n = m.n if m.n else np.nan
-        variance = m.m2 / n
-        skew = np.sqrt(n) * m.m3 / np.power(m.m2, 1.5)
-        kurt = n * m.m4 / (m.m2 * m.m2) - 3.0
+        variance = a["m2"] / n
+        skew = np.sqrt(n) * a["m3"] / np.power(a["m2"], 1.5)
+        kurt = n * a["m4"] / (a["m2"] * a["m2"]) - 3.0
     return {
-        "mean": m.mean if m.n else np.full_like(m.mean, np.nan),
+        "mean": a["mean"] if m.n else np.full_like(a["mean"], np.nan),
         "variance": variance,
         "skewness": skew,
         "kurtosis": kurt,

@@ -7,6 +7,9 @@ its maximum falls in under the *final* boundaries (from the full histogram); per
 bucket's reservoir with the boundaries known when they arrived, so early windows may be missing
 from a bucket whose final range differs; on corpora much larger than a few batches the
 boundaries settle early and the effect is small. Top, random and moments are exact.
+
+Read-out works on host (numpy) copies: each layer's tensors are copied from the state's device
+once (`LayerState.host`).
 """
 
 from __future__ import annotations
@@ -28,42 +31,51 @@ def _order(prim: np.ndarray, wid: np.ndarray) -> np.ndarray:
     return np.take_along_axis(by_wid, by_prim, 1)
 
 
-def canonical(ls: LayerState) -> dict[str, np.ndarray]:
-    """Slot arrays in their canonical order: top by (value desc, id asc), random by (key, id).
+def canonical(ls: LayerState | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Slot arrays in their canonical order (numpy): top by (value desc, id asc), random by
+    (key, id). Takes a layer state or its `host()` arrays.
 
     Two states of the same windows have equal canonical arrays whatever the shards or the order
     they were folded and merged in (the equality the property and Ray tests check).
     """
-    top = _order(-ls.top_val, ls.top_wid)
-    rnd = _order(ls.rnd_key, ls.rnd_wid)
+    h = _Host(ls.host() if isinstance(ls, LayerState) else ls)
+    top = _order(-h.top_val, h.top_wid)
+    rnd = _order(h.rnd_key, h.rnd_wid)
     take = np.take_along_axis
     return {
-        "top_val": take(ls.top_val, top, 1),
-        "top_wid": take(ls.top_wid, top, 1),
-        "top_vec": take(ls.top_vec, top[:, :, None], 1),
-        "rnd_key": take(ls.rnd_key, rnd, 1),
-        "rnd_wid": take(ls.rnd_wid, rnd, 1),
-        "rnd_vec": take(ls.rnd_vec, rnd[:, :, None], 1),
-        "hist": ls.hist,
-        "lowest": ls.lowest,
-        "highest": ls.highest,
+        "top_val": take(h.top_val, top, 1),
+        "top_wid": take(h.top_wid, top, 1),
+        "top_vec": take(h.top_vec, top[:, :, None], 1),
+        "rnd_key": take(h.rnd_key, rnd, 1),
+        "rnd_wid": take(h.rnd_wid, rnd, 1),
+        "rnd_vec": take(h.rnd_vec, rnd[:, :, None], 1),
+        "hist": h.hist,
+        "lowest": h.lowest,
+        "highest": h.highest,
     }
 
 
-def quantile_boundaries(ls: LayerState, cfg: StatsConfig) -> np.ndarray:
-    """float32 [N, len(quantiles)] final boundaries of the window maxima."""
-    import torch
+class _Host:
+    """Attribute access to a layer's host arrays (`LayerState.host`)."""
 
-    return histogram.boundaries(
-        torch.from_numpy(ls.hist),
-        torch.from_numpy(ls.lowest),
-        torch.from_numpy(ls.highest),
-        cfg.quantiles,
-    ).numpy()
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.arrays = arrays
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        try:
+            return self.__dict__["arrays"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def quantile_boundaries(ls: LayerState, cfg: StatsConfig) -> np.ndarray:
+    """float32 [N, len(quantiles)] final boundaries of the window maxima (computed on the
+    state's device, returned on the host)."""
+    return histogram.boundaries(ls.hist, ls.lowest, ls.highest, cfg.quantiles).cpu().numpy()
 
 
 def quantile_picks(
-    ls: LayerState, cfg: StatsConfig, neuron: int, bounds: np.ndarray
+    ls: _Host, cfg: StatsConfig, neuron: int, bounds: np.ndarray
 ) -> list[list[tuple[int, int]]]:
     """Per final bucket, the (bucket slot, index) of the reported windows, smallest keys first."""
     q, s = cfg.n_buckets, cfg.quantile_k
@@ -111,12 +123,13 @@ def neuron_results(
     """
     cfg = state.config
 
-    ls = state.layers[layer]
-    can = canonical(ls)
-    bounds = quantile_boundaries(ls, cfg)
-    stats = statistics(ls.moments)
+    layer_state = state.layers[layer]
+    bounds = quantile_boundaries(layer_state, cfg)
+    stats = statistics(layer_state.moments)
+    ls = _Host(layer_state.host())
+    can = canonical(ls.arrays)
     strings = TokenCache(state, token_strings)
-    for n in neurons or range(ls.d_mlp):
+    for n in neurons or range(layer_state.d_mlp):
         records: dict[str, list[tuple[list[str], list[float]]]] = {}
         top_w, top_v = can["top_wid"][n], can["top_vec"][n]
         records["top"] = [

@@ -16,9 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from neuronatlas import __version__
-from neuronatlas.errors import BadInput
+from neuronatlas.errors import BadInput, StateFormatError
 from neuronatlas.scrape.config import StatsConfig
-from neuronatlas.scrape.state import ScrapeState, add_windows, load, new_state, save, update_layer
+from neuronatlas.scrape.state import (
+    ScrapeState,
+    add_windows,
+    load,
+    new_state,
+    save,
+    update_layer,
+    window_id_tensor,
+)
 
 if TYPE_CHECKING:
     from neuronatlas.corpus import BosPolicy, WindowBatch
@@ -48,6 +56,9 @@ class ScrapeSettings:
     layers: list[int] | None = None
     """Layers to scrape; None = all."""
     dtype: Literal["float32", "bfloat16"] = "float32"
+    """The forward pass's dtype; the statistics are float32 (and float64 sums) either way."""
+    device: str = "auto"
+    """Where the model and the scrape state live: auto (CUDA when available), cpu, cuda[:N]."""
     bos: Literal["auto", "prepend", "none"] = "auto"
     checkpoint_every: int = 100
     """Save the state every this many batches (0 = never)."""
@@ -116,15 +127,17 @@ def scrape_shard(
     state: ScrapeState | None = None,
     on_batch: Callable[[ScrapeState, WindowBatch], None] | None = None,
 ) -> ScrapeState:
-    """Fold window batches into a state (a new one unless given): one forward pass per batch,
-    statistics taken inside the hooks, the pass stopped after the last scraped layer."""
+    """Fold window batches into a state (a new one, on the model's device, unless given): one
+    forward pass per batch, statistics taken inside the hooks where the activations are (the
+    state's device), the pass stopped after the last scraped layer."""
     layers = model.check_layers(layers)
     if state is None:
-        state = new_state(config, layers, model.d_mlp)
+        state = new_state(config, layers, model.d_mlp, model.device)
     skip = 1 if policy.mode == "prepend" else 0
     for batch in batches:
+        ids = window_id_tensor(batch.ids, state.device)
 
-        def consume(layer: int, acts, ids=batch.ids) -> None:
+        def consume(layer: int, acts, ids=ids) -> None:
             update_layer(state, layer, ids, acts[:, skip:, :])
 
         model.stream_activations(batch.model_input(policy), consume, layers)
@@ -144,7 +157,7 @@ def fingerprint(
 ) -> dict:
     """What must match for a checkpoint to be resumed."""
     s = asdict(settings)
-    for key in ("checkpoint_every", "engine", "model"):
+    for key in ("checkpoint_every", "engine", "model", "device"):  # device: same result
         s.pop(key)
     s["layers"] = layers
     return {
@@ -168,16 +181,16 @@ def run_scrape(
     db = Path(db)
     notify = progress or (lambda _e: None)
     source = open_source(settings.corpus, settings.text_field)
-    model = load_model(settings.model, dtype=settings.dtype)
+    model = load_model(settings.model, dtype=settings.dtype, device=settings.device)
     policy = resolve_bos(model.tokenizer, settings.bos)
     layers = settings.layers_on(model)
     config = settings.stats_config()
     corpus = source.describe()
     fp = fingerprint(settings, model, corpus, policy, layers)
     ckpt = checkpoint_path(db)
-    state, start = _resume(ckpt, fp)
+    state, start = _resume(ckpt, fp, model.device)
     if state is None:
-        state = new_state(config, layers, model.d_mlp)
+        state = new_state(config, layers, model.d_mlp, model.device)
         state.meta = {"fingerprint": fp, "next_window": 0}
 
     total = settings.max_windows
@@ -230,11 +243,13 @@ def settings_json(settings: ScrapeSettings) -> dict:
     return {**asdict(settings), "code_version": __version__}
 
 
-def _resume(ckpt: Path, fp: dict) -> tuple[ScrapeState | None, int]:
+def _resume(ckpt: Path, fp: dict, device) -> tuple[ScrapeState | None, int]:
     if not ckpt.exists():
         return None, 0
     try:
-        state = load(ckpt)
+        state = load(ckpt, device)
+    except StateFormatError:
+        raise  # the message says what to do; silently starting afresh would discard the work
     except (OSError, ValueError, KeyError) as exc:
         log.warning("ignoring unreadable checkpoint %s (%s)", ckpt, exc)
         return None, 0

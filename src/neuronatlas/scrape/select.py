@@ -4,8 +4,15 @@ Top-k lists and reservoirs are all "keep the S smallest keys per row", with int6
 unique per window: the top-k uses an order-preserving integer image of (−max activation,
 window id) (`top_keys`), the reservoirs a hash with the window id in its low bits (see
 `hashing`). The slots of a row are an *unordered* set: an entering candidate overwrites the
-slot of an entry it pushes out, so per batch only the entering entries (few, once the sets
-fill) are written, not whole [neurons, S, context] arrays. Read-out sorts once.
+slot of an entry it pushes out (the i-th freed slot, by slot index, takes the i-th entering
+candidate, by column), so only the entering entries need writing. Read-out sorts once.
+
+`admit` decides with fixed-shape tensor operations only (a k-th value selection, cumulative
+sums, a scatter and a gather), so on an accelerator it never waits for the device. How the
+decision is applied depends on the device (`sparse_writes`): on the CPU the few entering entries are
+found with `nonzero` and written one by one; on an accelerator, where `nonzero` would make the
+host wait, every slot array is rewritten with `torch.where` (state-sized work at memory
+bandwidth, which costs less than the wait).
 """
 
 from __future__ import annotations
@@ -18,6 +25,20 @@ if TYPE_CHECKING:
 MAX_WINDOW_ID = 2**31 - 2  # window ids must fit the low bits of the keys
 
 
+def sparse_writes(device) -> bool:
+    """Whether slot updates on `device` use host-side index lists (CPU) or dense rewrites."""
+    import torch
+
+    return torch.device(device).type == "cpu"
+
+
+def empty_top_key() -> int:
+    """The top key of an empty slot (value −inf, window id −1)."""
+    import torch
+
+    return int(top_keys(torch.tensor([-float("inf")]), torch.tensor([-1])))
+
+
 def top_keys(values: torch.Tensor, wids: torch.Tensor) -> torch.Tensor:
     """int64 keys ordering by (value descending, window id ascending); wid −1 (empty) first
     among equal values. `values` float32 (NaN not allowed), `wids` broadcastable int64."""
@@ -28,30 +49,69 @@ def top_keys(values: torch.Tensor, wids: torch.Tensor) -> torch.Tensor:
     return sortable * 4294967296 + (wids + 1)
 
 
-def select_entries(
-    slot_key: torch.Tensor, new_key: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(rows, slots, columns): candidate `new[row, column]` replaces `slot[row, slot]`.
+def admit(slot_key: torch.Tensor, new_key: torch.Tensor, empty: int) -> torch.Tensor:
+    """int64 [R, S]: for each slot, the column of the candidate that replaces it (−1: kept).
 
-    slot_key [R, S], new_key [R, M], int64, keys distinct per row except for empty/masked
-    placeholders (equal keys keep the slot: slots come first in a stable sort). Only rows where
-    some candidate beats the row's worst slot are sorted.
+    slot_key [R, S], new_key [R, M], int64, keys distinct per row except for the `empty`
+    placeholder (of empty slots, and of masked candidates, which then never enter). The kept
+    set is the S smallest keys, ties between empty slots broken by slot index (what a stable
+    sort with the slots first gives): empty slots are given the distinct keys `empty − S + j`,
+    which lie between every real key and the placeholder, so a k-th-value threshold (a
+    selection, cheaper than a sort) decides the set exactly.
     """
     import torch
 
-    n_slots = slot_key.shape[1]
+    r, s = slot_key.shape
+    m = new_key.shape[1]
+    dev = slot_key.device
+    ranks = torch.arange(s, device=dev) + (empty - s)
+    slot_key = torch.where(slot_key == empty, ranks, slot_key)
+    key = torch.cat([slot_key, new_key], dim=1)
+    threshold = torch.kthvalue(key, s, dim=1, keepdim=True).values
+    kept = key <= threshold
+    freed = ~kept[:, :s]
+    enters = kept[:, s:]
+    # the i-th entering candidate (by column) takes the i-th freed slot (by slot index)
+    rank_in = torch.cumsum(enters, dim=1) - 1
+    col_of_rank = torch.full((r, m + 1), -1, dtype=torch.int64, device=dev)
+    cols = torch.arange(m, device=dev).expand(r, m)
+    col_of_rank.scatter_(1, torch.where(enters, rank_in, m), cols)
+    rank_out = torch.cumsum(freed, dim=1) - 1
+    taken = torch.gather(col_of_rank, 1, torch.where(freed, rank_out, m).clamp(max=m))
+    return torch.where(freed, taken, -1)
+
+
+def select_entries(
+    slot_key: torch.Tensor, new_key: torch.Tensor, empty: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows, slots, columns): candidate `new[row, column]` replaces `slot[row, slot]`.
+
+    The CPU form of `admit`: only rows where some candidate beats the row's worst slot are
+    decided, and the result is a list of entries (data-dependent sizes, fine on the host).
+    """
+    import torch
+
     worst = slot_key.max(dim=1, keepdim=True).values
     rows = torch.nonzero((new_key < worst).any(dim=1)).flatten()
     if rows.numel() == 0:
-        empty = rows.new_empty(0)
-        return empty, empty, empty
-    key = torch.cat([slot_key[rows], new_key[rows]], dim=1)
-    order = torch.argsort(key, dim=1, stable=True)
-    kept = torch.zeros_like(key, dtype=torch.bool)
-    kept.scatter_(1, order[:, :n_slots], True)
-    out_r, out_s = torch.nonzero(~kept[:, :n_slots], as_tuple=True)
-    in_r, in_c = torch.nonzero(kept[:, n_slots:], as_tuple=True)
-    # per row, as many enter as leave; nonzero is row-major, so the pairs line up
-    if not torch.equal(out_r, in_r):
-        raise RuntimeError("a window id occurs twice in one row: are the shards disjoint?")
-    return rows[in_r], out_s, in_c
+        none = rows.new_empty(0)
+        return none, none, none
+    taken = admit(slot_key.index_select(0, rows), new_key.index_select(0, rows), empty)
+    taken = taken.view(-1)
+    flat = torch.nonzero(taken >= 0).flatten()
+    s = slot_key.shape[1]
+    return rows.index_select(0, flat // s), flat % s, taken.index_select(0, flat)
+
+
+def take_dense(dst: torch.Tensor, taken: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """`dst` [R, S, ...] with slot (r, s) replaced by `candidates[r, taken[r, s]]` where
+    taken ≥ 0: candidates [R, M, ...]. Fixed shapes only (see the module docstring)."""
+    import torch
+
+    idx = taken.clamp(min=0)
+    tail = dst.shape[2:]
+    mask = taken >= 0
+    if tail:
+        idx = idx.reshape(*idx.shape, *([1] * len(tail))).expand(*idx.shape, *tail)
+        mask = mask.reshape(*mask.shape, *([1] * len(tail)))
+    return torch.where(mask, torch.gather(candidates, 1, idx), dst)

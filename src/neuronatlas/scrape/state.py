@@ -1,4 +1,5 @@
-"""The scrape state: a monoid of numpy arrays (`new_state`, `update`, `merge`, `save`, `load`).
+"""The scrape state: a monoid of torch tensors on the model's device (`new_state`, `update`,
+`merge`, `save`, `load`).
 
 Per layer (`LayerState`, neurons N, context C):
 
@@ -16,6 +17,16 @@ Slots within a row are unordered (see `select`); `canonical` gives the sorted vi
 tokens referenced by any slot are kept in a `WindowTable`, so read-out needs no re-tokenizing.
 Memory is O(layers × N × (top_k + random_k + buckets × quantile_k) × C), independent of the
 corpus length. Shards must hold disjoint windows.
+
+Where the tensors live: every per-neuron array is created on the device the model runs on
+(`new_state(..., device=)`), each batch's activations are folded in there, and merges run on
+the device of their first argument. Nothing in the per-batch update reads a value back to the
+host (on CUDA it only queues kernels; the window ids go to the device once per batch, like the
+model's input ids). The host sees the state at checkpoints and shard saves (`save`), at merges
+of states from different devices, at read-out (`readout`), and — to keep the token table
+bounded — when the `WindowTable` is pruned, once every few thousand windows, which copies the
+referenced window ids. The saved format is the same as before the tensors moved (format 1):
+states saved by earlier versions load and resume unchanged.
 """
 
 from __future__ import annotations
@@ -29,10 +40,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from neuronatlas.atomic import write_atomic
+from neuronatlas.errors import StateFormatError
 from neuronatlas.scrape import hashing, histogram
 from neuronatlas.scrape.config import StatsConfig
 from neuronatlas.scrape.moments import Moments, merge_moments, window_stats
-from neuronatlas.scrape.select import MAX_WINDOW_ID, select_entries, top_keys
+from neuronatlas.scrape.select import (
+    MAX_WINDOW_ID,
+    admit,
+    empty_top_key,
+    select_entries,
+    sparse_writes,
+    take_dense,
+    top_keys,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -55,74 +75,108 @@ _SLOT_ARRAYS = (
     "lowest",
     "highest",
 )
+# the slot arrays of each kept set, with what a candidate brings to each
+_TOP = (("top_val", "val"), ("top_wid", "wid"), ("top_vec", "vec"))
+_RND = (("rnd_key", "key"), ("rnd_wid", "wid"), ("rnd_val", "val"), ("rnd_vec", "vec"))
+_QNT = (("q_key", "key"), ("q_wid", "wid"), ("q_val", "val"), ("q_vec", "vec"))
 
 
 @dataclass
 class LayerState:
-    """One layer's per-neuron arrays (see the module docstring)."""
+    """One layer's per-neuron tensors, all on one device (see the module docstring)."""
 
     layer: int
-    top_val: np.ndarray  # float32 [N, k]       window maximum, -inf = empty
-    top_wid: np.ndarray  # int64   [N, k]       window id, -1 = empty
-    top_vec: np.ndarray  # [N, k, C]
-    rnd_key: np.ndarray  # int64   [N, r]       sample key, EMPTY_KEY = empty
-    rnd_wid: np.ndarray  # int64   [N, r]
-    rnd_val: np.ndarray  # float32 [N, r]       window maximum
-    rnd_vec: np.ndarray  # [N, r, C]
-    q_key: np.ndarray  # int64   [N, Q, s]
-    q_wid: np.ndarray  # int64   [N, Q, s]
-    q_val: np.ndarray  # float32 [N, Q, s]
-    q_vec: np.ndarray  # [N, Q, s, C]
-    q_bounds: np.ndarray  # float32 [N, Q-1]     boundaries new windows are bucketed by
-    hist: np.ndarray  # int64   [N, bins]    counts of window maxima
-    lowest: np.ndarray  # float32 [N]          smallest window maximum (+inf before any)
-    highest: np.ndarray  # float32 [N]          largest window maximum (-inf before any)
+    top_val: torch.Tensor  # float32 [N, k]       window maximum, -inf = empty
+    top_wid: torch.Tensor  # int64   [N, k]       window id, -1 = empty
+    top_vec: torch.Tensor  # [N, k, C]
+    rnd_key: torch.Tensor  # int64   [N, r]       sample key, EMPTY_KEY = empty
+    rnd_wid: torch.Tensor  # int64   [N, r]
+    rnd_val: torch.Tensor  # float32 [N, r]       window maximum
+    rnd_vec: torch.Tensor  # [N, r, C]
+    q_key: torch.Tensor  # int64   [N, Q, s]
+    q_wid: torch.Tensor  # int64   [N, Q, s]
+    q_val: torch.Tensor  # float32 [N, Q, s]
+    q_vec: torch.Tensor  # [N, Q, s, C]
+    q_bounds: torch.Tensor  # float32 [N, Q-1]     boundaries new windows are bucketed by
+    hist: torch.Tensor  # int64   [N, bins]    counts of window maxima
+    lowest: torch.Tensor  # float32 [N]          smallest window maximum (+inf before any)
+    highest: torch.Tensor  # float32 [N]          largest window maximum (-inf before any)
     moments: Moments
 
     @property
     def d_mlp(self) -> int:
         return self.top_val.shape[0]
 
+    @property
+    def device(self) -> torch.device:
+        return self.top_val.device
+
     @classmethod
-    def empty(cls, layer: int, d: int, cfg: StatsConfig) -> LayerState:
+    def empty(cls, layer: int, d: int, cfg: StatsConfig, device="cpu") -> LayerState:
+        import torch
+
         k, r, q, s, c = cfg.top_k, cfg.random_k, cfg.n_buckets, cfg.quantile_k, cfg.context
-        vdt = np.dtype(cfg.vector_dtype)
+        vdt = getattr(torch, cfg.vector_dtype)
+        f32, i64, inf, nan = torch.float32, torch.int64, float("inf"), float("nan")
+
+        def full(shape, value, dtype):
+            return torch.full(shape, value, dtype=dtype, device=device)
+
         return cls(
             layer=layer,
-            top_val=np.full((d, k), -np.inf, np.float32),
-            top_wid=np.full((d, k), -1, np.int64),
-            top_vec=np.full((d, k, c), 0, vdt),
-            rnd_key=np.full((d, r), hashing.EMPTY_KEY, np.int64),
-            rnd_wid=np.full((d, r), -1, np.int64),
-            rnd_val=np.full((d, r), np.nan, np.float32),
-            rnd_vec=np.full((d, r, c), 0, vdt),
-            q_key=np.full((d, q, s), hashing.EMPTY_KEY, np.int64),
-            q_wid=np.full((d, q, s), -1, np.int64),
-            q_val=np.full((d, q, s), np.nan, np.float32),
-            q_vec=np.full((d, q, s, c), 0, vdt),
-            q_bounds=np.full((d, q - 1), np.nan, np.float32),
-            hist=np.zeros((d, histogram.n_bins()), np.int64),
-            lowest=np.full(d, np.inf, np.float32),
-            highest=np.full(d, -np.inf, np.float32),
-            moments=Moments.empty(d),
+            top_val=full((d, k), -inf, f32),
+            top_wid=full((d, k), -1, i64),
+            top_vec=full((d, k, c), 0, vdt),
+            rnd_key=full((d, r), hashing.EMPTY_KEY, i64),
+            rnd_wid=full((d, r), -1, i64),
+            rnd_val=full((d, r), nan, f32),
+            rnd_vec=full((d, r, c), 0, vdt),
+            q_key=full((d, q, s), hashing.EMPTY_KEY, i64),
+            q_wid=full((d, q, s), -1, i64),
+            q_val=full((d, q, s), nan, f32),
+            q_vec=full((d, q, s, c), 0, vdt),
+            q_bounds=full((d, q - 1), nan, f32),
+            hist=full((d, histogram.n_bins()), 0, i64),
+            lowest=full((d,), inf, f32),
+            highest=full((d,), -inf, f32),
+            moments=Moments.empty(d, device),
         )
 
     def copy(self) -> LayerState:
-        arrays = {name: getattr(self, name).copy() for name in _SLOT_ARRAYS}
-        m = self.moments
-        return LayerState(
-            self.layer,
-            **arrays,
-            moments=Moments(m.n, m.mean.copy(), m.m2.copy(), m.m3.copy(), m.m4.copy()),
-        )
+        arrays = {name: getattr(self, name).clone() for name in _SLOT_ARRAYS}
+        return LayerState(self.layer, **arrays, moments=self.moments.copy())
 
-    def referenced(self) -> np.ndarray:
-        ids = np.concatenate([self.top_wid.ravel(), self.rnd_wid.ravel(), self.q_wid.ravel()])
+    def to(self, device) -> LayerState:
+        """This layer's state on `device` (itself when already there)."""
+        import torch
+
+        if self.device == torch.device(device):
+            return self
+        arrays = {name: getattr(self, name).to(device) for name in _SLOT_ARRAYS}
+        return LayerState(self.layer, **arrays, moments=self.moments.to(device))
+
+    def host(self) -> dict[str, np.ndarray]:
+        """numpy copies of the slot arrays (read-out, saving)."""
+        return {name: getattr(self, name).detach().cpu().numpy() for name in _SLOT_ARRAYS}
+
+    @classmethod
+    def from_host(cls, layer: int, arrays: Mapping[str, np.ndarray], moments: Moments, device):
+        import torch
+
+        tensors = {n: torch.from_numpy(np.array(arrays[n])).to(device) for n in _SLOT_ARRAYS}
+        return cls(layer, **tensors, moments=moments)
+
+    def referenced(self) -> torch.Tensor:
+        """Window ids some slot holds (on the device, with repeats)."""
+        import torch
+
+        ids = torch.cat([self.top_wid.ravel(), self.rnd_wid.ravel(), self.q_wid.ravel()])
         return ids[ids >= 0]
 
 
 class WindowTable:
-    """Token ids of windows, by window id; pruned to the windows some slot references."""
+    """Token ids of windows, by window id (host memory: the tokens come from the host and are
+    only read at read-out); pruned to the windows some slot references."""
 
     def __init__(
         self, context: int, ids: np.ndarray | None = None, tokens: np.ndarray | None = None
@@ -188,20 +242,36 @@ class ScrapeState:
     windows_seen: int = 0
     meta: dict = field(default_factory=dict)
 
+    @property
+    def device(self) -> torch.device:
+        import torch
+
+        first = next(iter(self.layers.values()), None)
+        return torch.device("cpu") if first is None else first.device
+
     def referenced(self) -> np.ndarray:
+        """Sorted unique window ids held by any slot (copied to the host)."""
+        import torch
+
         if not self.layers:
             return np.empty(0, np.int64)
-        return np.unique(np.concatenate([s.referenced() for s in self.layers.values()]))
+        ids = torch.cat([s.referenced() for s in self.layers.values()])
+        return torch.unique(ids).cpu().numpy()
 
     def prune_windows(self) -> None:
         self.windows.prune(self.referenced())
 
+    def to(self, device) -> ScrapeState:
+        """The same state with its tensors on `device` (shares the window table)."""
+        layers = {L: ls.to(device) for L, ls in self.layers.items()}
+        return ScrapeState(self.config, layers, self.windows, self.windows_seen, self.meta)
 
-def new_state(config: StatsConfig, layers: Sequence[int], d_mlp: int) -> ScrapeState:
-    """An empty state (the monoid's identity) for `layers` of `d_mlp` neurons."""
+
+def new_state(config: StatsConfig, layers: Sequence[int], d_mlp: int, device="cpu") -> ScrapeState:
+    """An empty state (the monoid's identity) for `layers` of `d_mlp` neurons on `device`."""
     return ScrapeState(
         config,
-        {int(L): LayerState.empty(int(L), d_mlp, config) for L in layers},
+        {int(L): LayerState.empty(int(L), d_mlp, config, device) for L in layers},
         WindowTable(config.context),
     )
 
@@ -209,14 +279,111 @@ def new_state(config: StatsConfig, layers: Sequence[int], d_mlp: int) -> ScrapeS
 # -- update --------------------------------------------------------------------------------------
 
 
-def _salts(cfg: StatsConfig, stream: int, layer: int, d: int) -> np.ndarray:
-    return hashing.neuron_salts(cfg.seed, stream, layer, d)
+def window_id_tensor(window_ids, device) -> torch.Tensor:
+    """int64 window ids on `device`, checked on the host first (once per batch: the layers of a
+    batch share it)."""
+    import torch
+
+    if isinstance(window_ids, torch.Tensor):
+        return window_ids.to(device=device, dtype=torch.int64)
+    wids = np.asarray(window_ids, np.int64)
+    if len(wids) and (wids.min() < 0 or wids.max() > MAX_WINDOW_ID):
+        raise ValueError(f"window ids must be in [0, {MAX_WINDOW_ID}]")
+    t = torch.from_numpy(wids)
+    if torch.device(device).type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
-def update_layer(
-    state: ScrapeState, layer: int, window_ids: np.ndarray, acts: torch.Tensor
+class _Candidates:
+    """What each window of the batch brings to a slot, per neuron: its maximum ('val'), id
+    ('wid'), sample key ('key', set per kept set) and activation vector ('vec').
+
+    `sparse(kind, cols, neurons)` gives the values of listed (window, neuron) pairs (vectors
+    gathered with strided reads from the [window, context, neuron] tensor: on the CPU even a
+    quarter of all pairs costs less than one transposed copy); `dense(kind)` all of them as
+    [neurons, windows, ...] (vectors from one transposed copy, cheap on an accelerator)."""
+
+    def __init__(self, acts: torch.Tensor, mx: torch.Tensor, wids: torch.Tensor, vdt) -> None:
+        self.acts, self.mx, self.wids, self.vdt = acts, mx, wids, vdt
+        self.key: torch.Tensor | None = None
+        self._by_neuron: torch.Tensor | None = None
+
+    def by_neuron(self) -> torch.Tensor:
+        if self._by_neuron is None:
+            self._by_neuron = self.acts.permute(2, 0, 1).contiguous().to(self.vdt)
+        return self._by_neuron
+
+    def sparse(self, kind: str, cols: torch.Tensor, neurons: torch.Tensor) -> torch.Tensor:
+        b = self.acts.shape[0]
+        if kind == "wid":
+            return self.wids.index_select(0, cols)
+        if kind == "vec":  # strided reads: cheaper than a transposed copy (measured)
+            return self.acts[cols, :, neurons].to(self.vdt)
+        pos = neurons * b + cols
+        source = self.mx if kind == "val" else self.key
+        assert source is not None
+        return source.view(-1).index_select(0, pos)
+
+    def dense(self, kind: str) -> torch.Tensor:
+        if kind == "val":
+            return self.mx
+        if kind == "wid":
+            return self.wids[None, :].expand(self.mx.shape)
+        if kind == "key":
+            assert self.key is not None
+            return self.key
+        return self.by_neuron()
+
+
+def _fold(
+    ls: LayerState,
+    arrays: tuple[tuple[str, str], ...],
+    slot_key: torch.Tensor,
+    new_key: torch.Tensor,
+    cand: _Candidates,
+    groups: int = 1,
 ) -> None:
-    """Fold one batch of one layer into the state: acts float32 [batch, context, neurons]."""
+    """Let the batch's windows into one kept set of every neuron.
+
+    slot_key [N × groups, S] and new_key [N × groups, B] are the keys per reservoir row (a
+    neuron has `groups` rows: its quantile buckets); the slot arrays are [N, groups, S, ...]
+    or [N, S, ...]."""
+    d = ls.d_mlp
+    s = slot_key.shape[1]
+    if s == 0:
+        return
+    if sparse_writes(ls.device):
+        rows, slots, cols = select_entries(slot_key, new_key, _empty_of(arrays))
+        if rows.numel() == 0:
+            return
+        neurons = rows // groups
+        pos = rows * s + slots  # = neuron × (groups × s) + slot within the neuron's slots
+        for name, kind in arrays:
+            dst = getattr(ls, name)
+            flat = dst.view(-1, dst.shape[-1]) if _is_vec_name(name) else dst.view(-1)
+            flat.index_copy_(0, pos, cand.sparse(kind, cols, neurons).to(dst.dtype))
+        return
+    taken = admit(slot_key, new_key, _empty_of(arrays)).view(d, groups * s)
+    for name, kind in arrays:
+        old = getattr(ls, name)
+        new = take_dense(_by_neuron_rows(old, name, d), taken, cand.dense(kind).to(old.dtype))
+        setattr(ls, name, new.view(old.shape))
+
+
+def _empty_of(arrays: tuple[tuple[str, str], ...]) -> int:
+    """The key of an empty slot of a kept set."""
+    return empty_top_key() if arrays is _TOP else hashing.EMPTY_KEY
+
+
+def _by_neuron_rows(t: torch.Tensor, name: str, d: int) -> torch.Tensor:
+    """[N, ...slots..., C?] → [N, all slots, C?] view (vectors keep their context axis)."""
+    return t.view(d, -1, t.shape[-1]) if _is_vec_name(name) else t.view(d, -1)
+
+
+def update_layer(state: ScrapeState, layer: int, window_ids, acts: torch.Tensor) -> None:
+    """Fold one batch of one layer into the state: acts float32 [batch, context, neurons] (moved
+    to the state's device if elsewhere); window ids as numpy or a tensor (`window_id_tensor`)."""
     import torch
 
     cfg = state.config
@@ -227,66 +394,31 @@ def update_layer(
             f"activations {tuple(acts.shape)} do not fit the state "
             f"({len(window_ids)} windows × {cfg.context} × {ls.d_mlp})"
         )
-    t = {name: torch.from_numpy(getattr(ls, name)) for name in _SLOT_ARRAYS}
-    wids = np.asarray(window_ids, np.int64)
-    if len(wids) and (wids.min() < 0 or wids.max() > MAX_WINDOW_ID):
-        raise ValueError(f"window ids must be in [0, {MAX_WINDOW_ID}]")
-    wid_t = torch.from_numpy(wids)
-    vdt = t["top_vec"].dtype
-    vectors = _Vectors(acts)
+    dev = ls.device
+    wid_t = window_id_tensor(window_ids, dev)
+    acts = acts.to(device=dev, dtype=torch.float32)
     maxima, moments = window_stats(acts)
-    mx = torch.nan_to_num(maxima, nan=-np.inf).T  # [N, B]
+    mx = torch.nan_to_num(maxima, nan=-float("inf")).T.contiguous()  # [N, B]
+    cand = _Candidates(acts, mx, wid_t, ls.top_vec.dtype)
     windows_before = round(ls.moments.n) // c
 
-    rows, slots, cols = select_entries(
-        top_keys(t["top_val"], t["top_wid"]), top_keys(mx, wid_t[None, :])
-    )
-    if rows.numel():
-        t["top_val"][rows, slots] = mx[rows, cols]
-        t["top_wid"][rows, slots] = wid_t[cols]
-        t["top_vec"][rows, slots] = vectors(cols, rows).to(vdt)
+    _fold(ls, _TOP, top_keys(ls.top_val, ls.top_wid), top_keys(mx, wid_t[None, :]), cand)
 
     if cfg.random_k:
-        salts = _salts(cfg, hashing.STREAM_RANDOM, layer, d)
-        keys = torch.from_numpy(hashing.window_keys(salts, wids))
-        rows, slots, cols = select_entries(t["rnd_key"], keys)
-        if rows.numel():
-            t["rnd_key"][rows, slots] = keys[rows, cols]
-            t["rnd_wid"][rows, slots] = wid_t[cols]
-            t["rnd_val"][rows, slots] = mx[rows, cols]
-            t["rnd_vec"][rows, slots] = vectors(cols, rows).to(vdt)
+        salts = hashing.neuron_salts(cfg.seed, hashing.STREAM_RANDOM, layer, d, str(dev))
+        cand.key = hashing.window_keys(salts, wid_t)
+        _fold(ls, _RND, ls.rnd_key, cand.key, cand)
 
-    histogram.add_to_histogram(t["hist"], mx)
-    torch.minimum(t["lowest"], mx.min(dim=1).values, out=t["lowest"])
-    torch.maximum(t["highest"], mx.max(dim=1).values, out=t["highest"])
+    histogram.add_to_histogram(ls.hist, mx)
+    torch.minimum(ls.lowest, mx.min(dim=1).values, out=ls.lowest)
+    torch.maximum(ls.highest, mx.max(dim=1).values, out=ls.highest)
 
     if cfg.quantile_k:
         if _refresh_epoch(windows_before) != _refresh_epoch(windows_before + b):
-            t["q_bounds"].copy_(
-                histogram.boundaries(t["hist"], t["lowest"], t["highest"], cfg.quantiles)
-            )
-        _update_quantiles(ls, t, cfg, layer, wids, wid_t, mx, vectors)
+            ls.q_bounds.copy_(histogram.boundaries(ls.hist, ls.lowest, ls.highest, cfg.quantiles))
+        _update_quantiles(ls, cfg, layer, wid_t, mx, cand)
 
     ls.moments = merge_moments(ls.moments, moments)
-
-
-class _Vectors:
-    """Activation vectors acts[window, :, neuron] for many (window, neuron) pairs.
-
-    A strided gather touches one cache line per value; when a batch admits many entries (the
-    first batches of a scrape) one transposed copy [window, neuron, context] is cheaper."""
-
-    def __init__(self, acts):
-        self.acts = acts
-        self.by_neuron = None
-
-    def __call__(self, windows, neurons):
-        b, _, n = self.acts.shape
-        if self.by_neuron is None and windows.numel() * 2 > b * n:
-            self.by_neuron = self.acts.permute(0, 2, 1).contiguous()
-        if self.by_neuron is not None:
-            return self.by_neuron[windows, neurons]
-        return self.acts[windows, :, neurons]
 
 
 def _refresh_epoch(windows: int) -> int:
@@ -297,40 +429,21 @@ def _refresh_epoch(windows: int) -> int:
 
 
 def _update_quantiles(
-    ls: LayerState,
-    t: dict,
-    cfg: StatsConfig,
-    layer: int,
-    wids: np.ndarray,
-    wid_t,
-    mx,
-    vectors: _Vectors,
+    ls: LayerState, cfg: StatsConfig, layer: int, wid_t, mx, cand: _Candidates
 ) -> None:
-    """Admit windows to the reservoir of their bucket (by the current `q_bounds`)."""
+    """Admit windows to the reservoir of their bucket (by the current `q_bounds`): each window
+    competes only in its own bucket's row (its key elsewhere is the empty key, which never
+    enters)."""
     import torch
 
     d, q, s = ls.q_key.shape
-    bucket = torch.searchsorted(t["q_bounds"], mx.contiguous(), right=True)  # [N, B]
-    keys = torch.from_numpy(
-        hashing.window_keys(_salts(cfg, hashing.STREAM_QUANTILE, layer, d), wids)
-    )
-    qk, qw = t["q_key"].view(d * q, s), t["q_wid"].view(d * q, s)
-    # each window competes only in its own bucket: compare it with that bucket's worst entry
-    row_of = bucket + torch.arange(d)[:, None] * q  # [N, B] reservoir row of each candidate
-    beats = keys < qk.max(dim=1).values[row_of]
-    if not bool(beats.any()):
-        return
-    rows = torch.unique(row_of[beats])
-    neuron = rows // q
-    cand = torch.where(bucket[neuron] == (rows % q)[:, None], keys[neuron], hashing.EMPTY_KEY)
-    sub_r, slots, cols = select_entries(qk[rows], cand)
-    if sub_r.numel():
-        r = rows[sub_r]
-        n = r // q
-        qk[r, slots] = cand[sub_r, cols]
-        qw[r, slots] = wid_t[cols]
-        t["q_val"].view(d * q, s)[r, slots] = mx[n, cols]
-        t["q_vec"].view(d * q, s, -1)[r, slots] = vectors(cols, n).to(t["q_vec"].dtype)
+    dev = ls.device
+    bucket = torch.searchsorted(ls.q_bounds, mx.contiguous(), right=True)  # [N, B]
+    salts = hashing.neuron_salts(cfg.seed, hashing.STREAM_QUANTILE, layer, d, str(dev))
+    cand.key = hashing.window_keys(salts, wid_t)
+    mine = bucket[:, None, :] == torch.arange(q, device=dev)[None, :, None]  # [N, Q, B]
+    new_key = torch.where(mine, cand.key[:, None, :], hashing.EMPTY_KEY).view(d * q, -1)
+    _fold(ls, _QNT, ls.q_key.view(d * q, s), new_key, cand, groups=q)
 
 
 def add_windows(
@@ -349,74 +462,70 @@ def update(
     state: ScrapeState, window_ids: np.ndarray, tokens: np.ndarray, acts: Mapping[int, torch.Tensor]
 ) -> None:
     """Fold one batch (all its layers' activations) into the state, in place."""
+    ids = window_id_tensor(window_ids, state.device)
     for layer, a in acts.items():
-        update_layer(state, layer, window_ids, a)
+        update_layer(state, layer, ids, a)
     add_windows(state, window_ids, tokens)
 
 
 # -- merge ---------------------------------------------------------------------------------------
 
 
-def _merge_slots(
-    dst: dict,
-    src: dict,
-    prim: str,
-    wid: str,
-    rest: Sequence[str],
-    is_top: bool,
-    rows_shape: tuple[int, int],
+def _merge_set(
+    out: LayerState,
+    src: LayerState,
+    arrays: tuple[tuple[str, str], ...],
+    slot_key: torch.Tensor,
+    new_key: torch.Tensor,
 ) -> None:
-    """Move `src` entries that beat `dst` entries into `dst` (all torch views, rows flattened)."""
-    r, s = rows_shape
+    """Move `src` entries that beat `out` entries into `out` (rows: [R, S] reservoir rows)."""
+    r, s = slot_key.shape
     if s == 0:
         return
-    dp, dw = dst[prim].reshape(r, s), dst[wid].reshape(r, s)
-    sp, sw = src[prim].reshape(r, s), src[wid].reshape(r, s)
-    if is_top:
-        rows, slots, cols = select_entries(top_keys(dp, dw), top_keys(sp, sw))
-    else:
-        rows, slots, cols = select_entries(dp, sp)
-    if rows.numel() == 0:
-        return
-    for name in (prim, wid, *rest):
-        dv = dst[name].reshape((r, s, *tuple(dst[name].shape[dst[name].dim() - _tail(name) :])))
-        sv = src[name].reshape((r, s, *tuple(src[name].shape[src[name].dim() - _tail(name) :])))
-        dv[rows, slots] = sv[rows, cols]
+    taken = admit(slot_key, new_key, _empty_of(arrays))
+    for name, _kind in arrays:
+        dst, cand = getattr(out, name), getattr(src, name)
+        tail = dst.shape[dst.dim() - (1 if _is_vec_name(name) else 0) :]
+        new = take_dense(dst.reshape(r, s, *tail), taken, cand.reshape(r, s, *tail))
+        setattr(out, name, new.reshape(dst.shape))
 
 
-def _tail(name: str) -> int:
-    return 1 if name.endswith("vec") else 0
+def _is_vec_name(name: str) -> bool:
+    return name.endswith("vec")
+
+
+def _check_disjoint(ls: LayerState) -> None:
+    """A window held twice in one neuron's top-k means the shards overlapped."""
+    import torch
+
+    w = torch.sort(ls.top_wid, dim=1).values
+    if bool(((w[:, 1:] == w[:, :-1]) & (w[:, 1:] >= 0)).any()):
+        raise ValueError("a window id occurs in both states: are the shards disjoint?")
 
 
 def merge_layer(a: LayerState, b: LayerState, cfg: StatsConfig) -> LayerState:
-    """The state of the union of two disjoint shards' windows, for one layer."""
+    """The state of the union of two disjoint shards' windows, for one layer (on a's device)."""
     import torch
 
+    b = b.to(a.device)
     out = a.copy()
-    dst = {n: torch.from_numpy(getattr(out, n)) for n in _SLOT_ARRAYS}
-    src = {n: torch.from_numpy(np.ascontiguousarray(getattr(b, n))) for n in _SLOT_ARRAYS}
-    d = a.d_mlp
-    _merge_slots(dst, src, "top_val", "top_wid", ("top_vec",), True, (d, cfg.top_k))
-    _merge_slots(dst, src, "rnd_key", "rnd_wid", ("rnd_val", "rnd_vec"), False, (d, cfg.random_k))
-    _merge_slots(
-        dst, src, "q_key", "q_wid", ("q_val", "q_vec"), False, (d * cfg.n_buckets, cfg.quantile_k)
-    )
+    d, q = a.d_mlp, cfg.n_buckets
+    _merge_set(out, b, _TOP, top_keys(a.top_val, a.top_wid), top_keys(b.top_val, b.top_wid))
+    _merge_set(out, b, _RND, a.rnd_key, b.rnd_key)
+    _merge_set(out, b, _QNT, a.q_key.view(d * q, -1), b.q_key.view(d * q, -1))
+    _check_disjoint(out)
     out.hist += b.hist
-    np.minimum(out.lowest, b.lowest, out=out.lowest)
-    np.maximum(out.highest, b.highest, out=out.highest)
+    torch.minimum(out.lowest, b.lowest, out=out.lowest)
+    torch.maximum(out.highest, b.highest, out=out.highest)
     out.moments = merge_moments(a.moments, b.moments)
     if cfg.quantile_k:
-        out.q_bounds[:] = histogram.boundaries(
-            torch.from_numpy(out.hist),
-            torch.from_numpy(out.lowest),
-            torch.from_numpy(out.highest),
-            cfg.quantiles,
-        ).numpy()
+        out.q_bounds.copy_(histogram.boundaries(out.hist, out.lowest, out.highest, cfg.quantiles))
     return out
 
 
 def merge(a: ScrapeState, b: ScrapeState) -> ScrapeState:
-    """merge(scrape(A), scrape(B)) = scrape(A ∪ B) for disjoint window sets A and B."""
+    """merge(scrape(A), scrape(B)) = scrape(A ∪ B) for disjoint window sets A and B; the result
+    lives on a's device."""
     if a.config != b.config:
         raise ValueError("cannot merge states with different configs")
     if set(a.layers) != set(b.layers):
@@ -437,7 +546,8 @@ def merge(a: ScrapeState, b: ScrapeState) -> ScrapeState:
 
 
 def save(state: ScrapeState, path: str | Path) -> None:
-    """Write the state as one .npz, atomically (temporary file in the same folder + rename)."""
+    """Write the state as one .npz (host copies of the tensors), atomically (temporary file in
+    the same folder + rename)."""
     path = Path(path)
     state.prune_windows()
     arrays: dict[str, np.ndarray] = {
@@ -450,28 +560,31 @@ def save(state: ScrapeState, path: str | Path) -> None:
         "win_tokens": state.windows.tokens,
     }
     for L, ls in state.layers.items():
-        for name in _SLOT_ARRAYS:
-            arrays[f"l{L}.{name}"] = getattr(ls, name)
+        for name, value in ls.host().items():
+            arrays[f"l{L}.{name}"] = value
         for name, value in ls.moments.arrays().items():
             arrays[f"l{L}.moments.{name}"] = value
-    # numpy's stub takes the first ** key for its allow_pickle flag; arrays holds only arrays
     write_atomic(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
-def load(path: str | Path) -> ScrapeState:
-    """Read a state written by `save` (arrays are fresh, writable copies)."""
+def load(path: str | Path, device="cpu") -> ScrapeState:
+    """Read a state written by `save` onto `device` (fresh tensors)."""
     with np.load(Path(path), allow_pickle=False) as z:
         version = int(z["format_version"])
         if version != FORMAT_VERSION:
-            raise ValueError(f"{path}: scrape state format {version}, expected {FORMAT_VERSION}")
+            raise StateFormatError(
+                f"{path}: scrape state format {version}, but this neuronatlas reads format "
+                f"{FORMAT_VERSION}. Delete the file to start that scrape afresh, or finish it "
+                "with the neuronatlas version that wrote it."
+            )
         config = StatsConfig.from_dict(json.loads(str(z["config_json"])))
         layers = {}
         for L in (int(x) for x in z["layers"]):
-            arrays = {name: np.array(z[f"l{L}.{name}"]) for name in _SLOT_ARRAYS}
+            arrays = {name: z[f"l{L}.{name}"] for name in _SLOT_ARRAYS}
             m = Moments.from_arrays(
-                {k: np.array(z[f"l{L}.moments.{k}"]) for k in ("n", "mean", "m2", "m3", "m4")}
+                {k: z[f"l{L}.moments.{k}"] for k in ("n", "mean", "m2", "m3", "m4")}, device
             )
-            layers[L] = LayerState(L, **arrays, moments=m)
+            layers[L] = LayerState.from_host(L, arrays, m, device)
         windows = WindowTable(config.context, np.array(z["win_ids"]), np.array(z["win_tokens"]))
         return ScrapeState(
             config, layers, windows, int(z["windows_seen"]), json.loads(str(z["meta_json"]))

@@ -87,9 +87,14 @@ def _lifespan(settings: Settings, has_embeddings: bool, *pools):
 
 
 def create_app(
-    db: str | Path, model: str | None = None, time_limit_s: float = 2.0, pool_size: int = 8
+    db: str | Path,
+    model: str | None = None,
+    time_limit_s: float = 2.0,
+    pool_size: int = 8,
+    device: str = "auto",
 ):
-    """The explorer app for one atlas. `model` overrides the atlas's meta `model_id`."""
+    """The explorer app for one atlas. `model` overrides the atlas's meta `model_id`; live
+    activations run on `device`."""
     from fastapi import FastAPI
     from fastapi.middleware.gzip import GZipMiddleware
     from fastapi.openapi.docs import get_swagger_ui_html
@@ -128,7 +133,7 @@ def create_app(
     app.state.settings = settings
     app.state.pool = pool
     app.state.loop_pool = loop_pool
-    app.state.live = LiveModel(model or default_spec(meta), meta)
+    app.state.live = LiveModel(model or default_spec(meta), meta, device)
     app.state.map_cache = {}
     app.state.health_cache = None
     pkg = files("neuronatlas.web")
@@ -194,4 +199,5 @@ def app_from_env():
         env[ENV_PREFIX + "DB"],
         model=env.get(ENV_PREFIX + "MODEL") or None,
         time_limit_s=float(env.get(ENV_PREFIX + "TIME_LIMIT", "2.0")),
+        device=env.get(ENV_PREFIX + "DEVICE") or "auto",
     )

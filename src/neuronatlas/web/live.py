@@ -33,8 +33,9 @@ def default_spec(meta: dict[str, str]) -> str | None:
 class LiveModel:
     """The model behind live features, loaded lazily from a spec (hub id or local folder)."""
 
-    def __init__(self, spec: str | None, meta: dict[str, str] | None = None):
+    def __init__(self, spec: str | None, meta: dict[str, str] | None = None, device: str = "auto"):
         self.spec = spec
+        self.device = device
         self.meta = meta or {}
         self._prepend_bos: bool | None = None
         self._model: Any = None
@@ -57,7 +58,7 @@ class LiveModel:
                     self._error = f"the model stage is not installed ({exc})"
                 else:
                     try:
-                        self._model = load_model(self.spec or "default")
+                        self._model = load_model(self.spec or "default", device=self.device)
                     except (ModelUnavailable, BadInput) as exc:
                         log.warning("%s", exc)
                         self._error = str(exc).rstrip(".")
