@@ -182,7 +182,8 @@ def _arrow_schemas():
                 ("activation_variance", f),
                 ("activation_skewness", f),
                 ("activation_kurtosis", f),
-                ("explanation_embedding", pa.binary()),
+                ("explanation_embedding", s),
+                ("explanation_embedding_f32", pa.binary()),
             ]
         ),
         "activations": pa.schema(
@@ -238,7 +239,8 @@ def _export_parquet(conn, out: Path) -> dict[str, int]:
                 cols = list(zip(*rows, strict=False))
                 w.write_table(
                     pa.Table.from_arrays(
-                        [pa.array(c, type=t.type) for c, t in zip(cols, schema, strict=False)], schema=schema
+                        [pa.array(c, type=t.type) for c, t in zip(cols, schema, strict=False)],
+                        schema=schema,
                     )
                 )
                 counts[relation] += len(rows)
