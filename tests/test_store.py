@@ -144,7 +144,11 @@ def test_activations_come_in_key_order_with_no_sort_and_no_decoding(db_path):
     ):
         plan = " / ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {query}"))
         assert "TEMP B-TREE" not in plan and "CO-ROUTINE" not in plan, (query, plan)
-        assert plan.startswith("SCAN r"), plan
+        assert plan.startswith(("SCAN r", "SEARCH r USING INDEX records_category")), plan
+    count = conn.execute("EXPLAIN QUERY PLAN SELECT count(*) FROM activations").fetchall()
+    assert [r[3] for r in count] == ["SCAN records USING COVERING INDEX records_category"]
+    top = conn.execute("SELECT neuron_id, tokens FROM activations WHERE category = 'top'")
+    assert top.fetchall() == [(n, t) for n, c, t in want if c == "top"]
     plan = [
         r[3]
         for r in conn.execute("EXPLAIN QUERY PLAN SELECT * FROM activations WHERE neuron_id = 'x'")

@@ -28,6 +28,10 @@ FROM records ORDER BY neuron_id, category, rank;
 DROP VIEW activations;
 DROP TABLE records;
 ALTER TABLE records_v6 RENAME TO records;
+-- ~24 bytes a record (category, neuron_id, rank): count(*) reads this instead of every page of
+-- `records`, and a category's rows are found without a full scan, still in key order. Writers
+-- add neurons in id order, so its inserts land at a few ends, not all over it.
+CREATE INDEX records_category ON records(category);
 DROP TABLE float32_scales;
 
 -- Embeddings keep the library's float32 BLOB and gain the JSON text the seed's
@@ -68,8 +72,8 @@ LEFT JOIN embeddings b ON b.explanation_id = e.id;
 
 -- The seed notebook's `activations` relation: one table in FROM, the excerpt's tokens a
 -- lookup evaluated only when `tokens` is read. So `count(*)` is SQLite's b-tree count of
--- `records` (a join would have it look up every excerpt), and the other columns cost a plain
--- scan. No ORDER BY: one in a view hides the order from the outer query, which then sorts
+-- `records_category` (a join would have it look up every excerpt), and the other columns cost
+-- a plain scan. No ORDER BY: one in a view hides the order from the outer query, which then sorts
 -- again for GROUP BY neuron_id and runs the view in full for count(*). Rows come in the
 -- records table's key order (neuron_id, category, rank): a scan follows it, and an outer
 -- ORDER BY neuron_id, category or GROUP BY neuron_id is satisfied by that key, with no sort.
