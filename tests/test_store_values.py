@@ -208,3 +208,15 @@ def test_an_atlas_with_float32_blobs_migrates_in_place(tmp_path):
     want = [None if math.isnan(v) else v for v in vals.astype(np.float64).tolist()]
     assert recs["top"][0]["activations"] == want
     assert recs["random"][0]["activations"] == [0.1, None, 1.0, 2.0]
+
+
+def test_a_spelling_that_does_not_read_back_falls_back_to_exact_doubles(monkeypatch):
+    """Should a shortest spelling not round back to its float32 (double rounding), the record
+    is spelled with its exact doubles, which do."""
+    vals = [_wide(0.3), _wide(-1.7)]
+    monkeypatch.setattr(values, "spell_f32", lambda v: "[0.3000001,-1.7]")  # 0.3 three ulps up
+    (stored,) = values.encode([vals])
+    assert stored.f32 and stored.json == "[0.30000001192092896,-1.7000000476837158]"
+    assert values.decode(stored.json, stored.f32) == vals
+    monkeypatch.undo()
+    assert values.encode([vals])[0].json == "[0.3,-1.7]"
