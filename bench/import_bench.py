@@ -340,8 +340,10 @@ def check_same_values(seed_db: Path, ours: Path, sample: int = 50) -> None:
             "SELECT category, tokens, activation_values FROM activations WHERE neuron_id = ?",
             (nid,),
         ).fetchall()
+
         def norm(rows):  # values as float32: ours are spelled with float32's shortest digits
             return [(c, json.loads(t), _f32(json.loads(v))) for c, t, v in rows]
+
         if norm(sa) != norm(sb):
             raise SystemExit(f"{nid}: activations differ between the two imports")
         na = a.execute("SELECT * FROM neurons WHERE id = ?", (nid,)).fetchone()[:11]
