@@ -322,6 +322,10 @@ def column_bytes(db: Path, sql: str) -> int:
     return sqlite3.connect(db).execute(sql).fetchone()[0] or 0
 
 
+def _f32(values: list) -> list:
+    return [None if v is None else float(np.float32(v)) for v in values]
+
+
 def check_same_values(seed_db: Path, ours: Path, sample: int = 50) -> None:
     """Both databases hold the same values (JSON text may differ in float spelling)."""
     a, b = sqlite3.connect(seed_db), sqlite3.connect(ours)
@@ -337,8 +341,8 @@ def check_same_values(seed_db: Path, ours: Path, sample: int = 50) -> None:
             (nid,),
         ).fetchall()
 
-        def norm(rows):
-            return [(c, json.loads(t), json.loads(v)) for c, t, v in rows]
+        def norm(rows):  # values as float32: ours are spelled with float32's shortest digits
+            return [(c, json.loads(t), _f32(json.loads(v))) for c, t, v in rows]
 
         if norm(sa) != norm(sb):
             raise SystemExit(f"{nid}: activations differ between the two imports")
@@ -484,9 +488,7 @@ def main() -> None:
 def _explain_size(seed_db: Path, our_db: Path) -> None:
     seed_vals = column_bytes(seed_db, "SELECT sum(length(activation_values)) FROM activations")
     seed_toks = column_bytes(seed_db, "SELECT sum(length(CAST(tokens AS BLOB))) FROM activations")
-    our_vals = column_bytes(
-        our_db, "SELECT sum(length(activation_f32)) + total(length(activation_json)) FROM records"
-    )
+    our_vals = column_bytes(our_db, "SELECT sum(length(activation_values)) FROM records")
     our_toks = column_bytes(our_db, "SELECT sum(length(CAST(tokens AS BLOB))) FROM excerpts")
     buf = io.StringIO()
     buf.write("what the bytes are (payload, MiB):\n")

@@ -281,3 +281,18 @@ def expected_neurons(folder: Path, acts_dir: str, skip: set[str]) -> list[tuple]
         )
     rows.sort()
     return rows
+
+
+def as_float32(rows: list[tuple]) -> list[tuple]:
+    """(id, category, tokens, values) rows with each value rounded to float32: how values that
+    are float32 compare when read as SQL text (their shortest float32 spellings)."""
+    return [
+        (
+            *r[:3],
+            [
+                None if v is None else float(struct.unpack("f", struct.pack("f", v))[0])
+                for v in r[3]
+            ],
+        )
+        for r in rows
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 
@@ -35,11 +36,13 @@ def test_minilm_vectors_are_unit_float32_blobs_tagged_with_the_embedder(minilm_a
         vec = np.frombuffer(blob, dtype="<f4")
         assert vec.shape == (384,)
         assert abs(float(np.linalg.norm(vec)) - 1.0) < 1e-5
-    # the seed's `neurons` view exposes the primary explanation's vector
-    blob = conn.execute(
-        "SELECT explanation_embedding FROM neurons WHERE id = 'L00N0001'"
-    ).fetchone()[0]
-    assert len(blob) == 384 * 4
+    # the seed's `neurons` view exposes the primary explanation's vector: compact JSON text
+    # (shortest float32 spellings), and the float32 BLOB beside it
+    text, blob = conn.execute(
+        "SELECT explanation_embedding, explanation_embedding_f32 FROM neurons WHERE id = 'L00N0001'"
+    ).fetchone()
+    assert len(blob) == 384 * 4 and ", " not in text
+    assert np.array(json.loads(text), dtype="<f4").tobytes() == blob
 
 
 @pytest.mark.slow

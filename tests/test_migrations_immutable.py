@@ -17,6 +17,7 @@ SHIPPED = {
     "003_n2g.sql": "cda6a0b270cb410ae0298ea05f160404022ed018170df9a35a5015236b4f3281",
     "004_embed.sql": "b5b50f74f325e31ec8eac79f0e0292a942ec9e167aa48cf27c2a75572e5bf629",
     "005_float32_values.sql": "063026fbbdffdb74acb135341d802b66c43e281cbe70647ae5a2b54a44767b57",
+    "006_sql_relations.sql": "45fb9d93e10f12edfd511d9db7b79da22cae3c295aec6d4de9d77ebd5cbf1b91",
     "010_map_hierarchy.sql": "8e544693350d90db7b1f76c612789d03e72f6ea1e2b1a6da667bc72c6044533b",
 }
 

@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from neuronatlas.openai import ImportConfig, import_openai, plan_import
-from openai_fixtures import BROKEN, expected_activations, expected_neurons, write_source
+from neuronatlas.store import open_reader, reader
+from openai_fixtures import (
+    BROKEN,
+    as_float32,
+    expected_activations,
+    expected_neurons,
+    write_source,
+)
 
 CLI = [sys.executable, "-c", "from neuronatlas.cli import main; main()"]
 
@@ -65,7 +72,10 @@ def test_import_is_exact_names_the_broken_and_exits_3(source, db_path):
     assert all(r[11] is None for r in neurons)
     want_a = expected_activations(source, "collated-activations", set(BROKEN))
     got_a = [(r[0], r[1], json.loads(r[2]), json.loads(r[3])) for r in acts]
-    assert got_a == want_a
+    assert as_float32(got_a) == as_float32(want_a)  # SQL text: shortest float32 spellings
+    with open_reader(db_path) as conn:  # the library reads the identical doubles
+        exact = [(n, c, json.loads(t), v) for n, c, _, t, v in reader.iter_record_rows(conn)]
+    assert exact == want_a
     cats = {r[1] for r in acts}
     assert {"top", "random", "quantile_0", "quantile_2"} <= cats
     # tokens are stored as compact JSON with the characters themselves

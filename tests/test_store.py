@@ -57,6 +57,7 @@ def test_seed_relations_have_the_seed_columns(db_path):
         "activation_skewness",
         "activation_kurtosis",
         "explanation_embedding",
+        "explanation_embedding_f32",  # the library's float32 BLOB of the same vector
     ]
     row = conn.execute("SELECT * FROM neurons WHERE id = 'L00N0001'").fetchone()
     assert row[:11] == ("L00N0001", 0, 1, " dogs", 0.5, 0.25, 0.125, 0.01, 0.2, None, 3.0)
@@ -114,3 +115,42 @@ def test_migrations_are_recorded_and_newer_databases_refused(db_path):
 def test_wal_mode(db_path):
     with AtlasWriter(db_path) as w:
         assert w.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_activations_come_in_key_order_with_no_sort_and_no_decoding(db_path):
+    """Rows in (neuron_id, category, rank) order, from a plain scan: GROUP BY neuron_id,
+    ORDER BY neuron_id, category and count(*) need no temporary b-tree or subquery."""
+    with AtlasWriter(db_path) as w:
+        w.write_neurons([prepare(_neuron(0, n)) for n in (5, 2, 9)])
+        w.write_neurons([prepare(_neuron(0, 1))])
+    conn = sqlite3.connect(db_path)
+    rows = conn.execute("SELECT neuron_id, category, tokens FROM activations").fetchall()
+    want = [
+        (nid, cat, tokens)
+        for nid in ("L00N0001", "L00N0002", "L00N0005", "L00N0009")
+        for cat, tokens in [
+            ("random", '[" a"," dog"]'),
+            ("top", '[" a"," dog"]'),
+            ("top", '[" the"," cat"]'),
+        ]
+    ]
+    assert rows == want
+    for query in (
+        "SELECT count(*) FROM activations",
+        "SELECT * FROM activations ORDER BY neuron_id, category",
+        "SELECT neuron_id, count(*), max(length(activation_values)) FROM activations"
+        " GROUP BY neuron_id",
+        "SELECT * FROM activations WHERE category = 'top'",
+    ):
+        plan = " / ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {query}"))
+        assert "TEMP B-TREE" not in plan and "CO-ROUTINE" not in plan, (query, plan)
+        assert plan.startswith(("SCAN r", "SEARCH r USING INDEX records_category")), plan
+    count = conn.execute("EXPLAIN QUERY PLAN SELECT count(*) FROM activations").fetchall()
+    assert [r[3] for r in count] == ["SCAN records USING COVERING INDEX records_category"]
+    top = conn.execute("SELECT neuron_id, tokens FROM activations WHERE category = 'top'")
+    assert top.fetchall() == [(n, t) for n, c, t in want if c == "top"]
+    plan = [
+        r[3]
+        for r in conn.execute("EXPLAIN QUERY PLAN SELECT * FROM activations WHERE neuron_id = 'x'")
+    ]
+    assert plan[0].startswith("SEARCH r USING PRIMARY KEY (neuron_id=?)")

@@ -1,5 +1,6 @@
-"""Activation values: float32 BLOBs when exact, JSON otherwise; the `activations` view
-decodes the BLOBs in plain SQL to the identical doubles."""
+"""Activation values: JSON text with shortest float32 spellings when every value is a float32
+(the library rounds them back to the identical doubles), exact doubles otherwise; the
+`activations` view shows the stored text as it is."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from neuronatlas.store import (
     AtlasWriter,
     NeuronData,
     Record,
+    embed,
     open_reader,
     prepare,
     reader,
@@ -30,35 +32,41 @@ def _wide(x: float) -> float:
     return float(F32(x))
 
 
-def test_float32_values_are_stored_as_four_bytes_each():
-    vals = [_wide(-0.16994381), _wide(2.5), 0.0, _wide(1e-40)]
+def test_float32_values_are_stored_with_their_shortest_float32_spelling():
+    vals = [_wide(-0.16994381), _wide(2.5), 0.0, _wide(1e-40), _wide(3e38), -0.0]
     (stored,) = values.encode([vals])
-    assert stored.json is None and len(stored.f32) == 16
-    assert values.decode(stored.f32, stored.json) == vals
-    assert (stored.max_activation, stored.peak_index) == (2.5, 1)
+    assert stored.f32 and stored.json == "[-0.16994381,2.5,0.0,1e-40,3e+38,-0.0]"
+    assert repr(_wide(-0.16994381)) == "-0.16994380950927734"  # what the seed would store
+    got = values.decode(stored.json, stored.f32)
+    assert got == vals and math.copysign(1, got[-1]) == -1
+    assert (stored.max_activation, stored.peak_index) == (_wide(3e38), 4)
 
 
-def test_a_value_float32_cannot_hold_keeps_the_record_as_json():
+def test_a_value_float32_cannot_hold_keeps_the_record_as_exact_doubles():
     a, b = values.encode([[0.1, 0.5], [_wide(0.1), 0.5]])
-    assert a.f32 is None and a.json == "[0.1,0.5]"
-    assert values.decode(a.f32, a.json) == [0.1, 0.5]
-    assert b.json is None and values.decode(b.f32, None) == [_wide(0.1), 0.5]
-    (big,) = values.encode([[1e300]])  # beyond float32's range: JSON, not inf
-    assert big.json == "[1e300]"
+    assert not a.f32 and a.json == "[0.1,0.5]"
+    assert values.decode(a.json, a.f32) == [0.1, 0.5]
+    assert b.f32 and b.json == "[0.1,0.5]"
+    assert values.decode(b.json, b.f32) == [_wide(0.1), 0.5]
+    (big,) = values.encode([[1e300]])  # beyond float32's range: exact double, not inf
+    assert (big.json, big.f32) == ("[1e300]", False)
 
 
 def test_missing_values_read_back_as_none_and_do_not_count_for_the_peak():
     (x,) = values.encode([[None, math.nan, 1.5, math.inf, -math.inf]])
-    assert values.decode(x.f32, x.json) == [None, None, 1.5, None, None]
+    assert x.json == "[null,null,1.5,null,null]"
+    assert values.decode(x.json, x.f32) == [None, None, 1.5, None, None]
     assert (x.max_activation, x.peak_index) == (1.5, 2)
     (empty,) = values.encode([[None, None]])
     assert (empty.max_activation, empty.peak_index) == (None, None)
-    assert values.decode(empty.f32, empty.json) == [None, None]
+    assert values.decode(empty.json, empty.f32) == [None, None]
+    (mixed,) = values.encode([[None, 0.1]])
+    assert values.decode(mixed.json, mixed.f32) == [None, 0.1]
 
 
 def test_records_of_different_lengths_and_empty_ones():
     out = values.encode([[1.0, 2.0], [], [3.0], [4.0, 0.25]])
-    assert [values.decode(v.f32, v.json) for v in out] == [[1.0, 2.0], [], [3.0], [4.0, 0.25]]
+    assert [values.decode(v.json, v.f32) for v in out] == [[1.0, 2.0], [], [3.0], [4.0, 0.25]]
     assert [v.peak_index for v in out] == [1, None, 0, 0]
 
 
@@ -82,30 +90,41 @@ def _write(db, recs: list[list[float | None]]) -> None:
         w.write_neurons([prepare(data)])
 
 
+def _as_f32(rows: list[list]) -> list[list]:
+    """Values read as SQL text, rounded to float32 (what the shortest spellings promise)."""
+    return [[None if v is None else float(F32(v)) for v in r] for r in rows]
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     st.lists(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=70), min_size=1, max_size=5)
 )
-def test_the_view_decodes_any_float32_bit_pattern_exactly(tmp_path_factory, patterns):
-    """Every exponent, subnormals, ±0, NaN and ±inf (null), through plain SQL."""
+def test_any_float32_bit_pattern_reads_back_as_the_same_float32(tmp_path_factory, patterns):
+    """Every exponent, subnormals, ±0, NaN and ±inf (null): the view's text parses to the
+    same float32, and the library reads the identical doubles."""
     db = tmp_path_factory.mktemp("v") / "a.db"
     recs = []
     for bits in patterns:
         f = np.array(bits, dtype=np.uint32).view(F32).astype(np.float64)
         recs.append([None if not math.isfinite(v) else v for v in f.tolist()])
     _write(db, recs)
-    assert _view_values(db) == recs
+    assert _as_f32(_view_values(db)) == recs
     conn = open_reader(db)
     got = reader.records(conn, "L00N0000")["top"]
     conn.close()
     assert [r["activations"] for r in got] == recs
 
 
-def test_scraped_float32_activations_are_exact_in_the_view(tmp_path):
+def test_scraped_float32_activations_are_short_and_exact(tmp_path):
     rng = np.random.default_rng(0)
     recs = [rng.normal(0, 2, 64).astype(F32).astype(np.float64).tolist() for _ in range(20)]
     _write(tmp_path / "a.db", recs)
-    assert _view_values(tmp_path / "a.db") == recs
+    seen = _view_values(tmp_path / "a.db")
+    assert _as_f32(seen) == recs
+    conn = sqlite3.connect(tmp_path / "a.db")
+    stored = conn.execute("SELECT total(length(activation_values)) FROM activations").fetchone()
+    conn.close()
+    assert stored[0] < 0.6 * sum(len(json.dumps(r, separators=(",", ":"))) for r in recs)
 
 
 def test_an_atlas_from_before_float32_storage_keeps_its_json_values(tmp_path):
@@ -131,3 +150,73 @@ def test_an_atlas_from_before_float32_storage_keeps_its_json_values(tmp_path):
         ('[" a"," b"]', "[0.1,null]")
     ]
     conn.close()
+
+
+def _schema(conn: sqlite3.Connection, below: int) -> None:
+    """Bring an empty database to the schema of migrations < `below`, as older code did."""
+    conn.execute(
+        "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+        " applied_at TEXT NOT NULL)"
+    )
+    for version, name, sql in [m for m in available() if m[0] < below]:
+        conn.executescript(
+            f"BEGIN; {sql}; INSERT INTO schema_version VALUES"
+            f" ({version}, '{name}', 'then'); COMMIT;"
+        )
+
+
+def test_an_atlas_with_float32_blobs_migrates_in_place(tmp_path):
+    """Migration 006 turns schema 5's float32 BLOBs (values and embeddings) into JSON text:
+    the view shows short spellings, the library reads the identical doubles and vector."""
+    db = tmp_path / "v5.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    _schema(conn, 6)
+    vals = np.array([-0.16994381, 2.5, np.nan, 1e-40], dtype=F32)
+    vector = np.array([0.6, -0.8], dtype=F32)
+    conn.execute(
+        "INSERT INTO neuron_info(id, layer, neuron, source) VALUES ('L00N0000', 0, 0, 'scrape')"
+    )
+    conn.execute('INSERT INTO excerpts(digest, tokens) VALUES (7, \'[" a"," b"," c"," d"]\')')
+    conn.executemany(
+        "INSERT INTO records VALUES ('L00N0000', ?, 0, 7, ?, ?, 2.5, 1)",
+        [("top", vals.tobytes(), None), ("random", None, "[0.1,null,1,2]")],
+    )
+    conn.execute(
+        "INSERT INTO explanations(neuron_id, source, position, text, created_at)"
+        " VALUES ('L00N0000', 'top-tokens', 0, 'b', 'then')"
+    )
+    conn.execute("INSERT INTO embeddings VALUES (1, 'mini', 'd', ?)", (vector.tobytes(),))
+    assert migrate(conn) == [v for v, _, _ in available() if v >= 6]
+    conn.close()
+
+    plain = sqlite3.connect(db)  # no custom functions: any client
+    assert plain.execute("SELECT category, activation_values FROM activations").fetchall() == [
+        ("random", "[0.1,null,1,2]"),
+        ("top", "[-0.16994381,2.5,null,1e-40]"),
+    ]
+    emb, blob = plain.execute(
+        "SELECT explanation_embedding, explanation_embedding_f32 FROM neurons"
+    ).fetchone()
+    assert (emb, blob) == ("[0.6,-0.8]", vector.tobytes())
+    gone = "SELECT count(*) FROM sqlite_master WHERE name = 'float32_scales'"
+    assert plain.execute(gone).fetchone() == (0,)
+    plain.close()
+    r = open_reader(db)
+    recs = reader.records(r, "L00N0000")
+    assert embed.load_vectors(r)[2].tolist() == [vector.tolist()]
+    r.close()
+    want = [None if math.isnan(v) else v for v in vals.astype(np.float64).tolist()]
+    assert recs["top"][0]["activations"] == want
+    assert recs["random"][0]["activations"] == [0.1, None, 1.0, 2.0]
+
+
+def test_a_spelling_that_does_not_read_back_falls_back_to_exact_doubles(monkeypatch):
+    """Should a shortest spelling not round back to its float32 (double rounding), the record
+    is spelled with its exact doubles, which do."""
+    vals = [_wide(0.3), _wide(-1.7)]
+    monkeypatch.setattr(values, "spell_f32", lambda v: "[0.3000001,-1.7]")  # 0.3 three ulps up
+    (stored,) = values.encode([vals])
+    assert stored.f32 and stored.json == "[0.30000001192092896,-1.7000000476837158]"
+    assert values.decode(stored.json, stored.f32) == vals
+    monkeypatch.undo()
+    assert values.encode([vals])[0].json == "[0.3,-1.7]"

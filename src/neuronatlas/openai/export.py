@@ -197,7 +197,8 @@ def _arrow_schemas():
                 ("activation_variance", f),
                 ("activation_skewness", f),
                 ("activation_kurtosis", f),
-                ("explanation_embedding", pa.binary()),
+                ("explanation_embedding", s),
+                ("explanation_embedding_f32", pa.binary()),
             ]
         ),
         "activations": pa.schema(

@@ -1,8 +1,11 @@
 """SQL of the embed stage: explanation vectors, the map (points, clusters, parameters).
 
 Vectors are little-endian float32 unit vectors in `embeddings.vector`, tagged with the
-embedder's name. Writers take a connection from `open_writer` (autocommit; each function opens
-its own transaction); readers take any connection, including `open_reader`'s.
+embedder's name, with their JSON text (shortest float32 spellings) in `vector_json` for the
+seed's `neurons.explanation_embedding`. A vector written through that SQL column (embedder
+'external') has only the JSON text; readers here decode it. Writers take a connection from
+`open_writer` (autocommit; each function opens its own transaction); readers take any
+connection, including `open_reader`'s.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import msgspec
 import numpy as np
 
 from neuronatlas.errors import MixedEmbedders
+from neuronatlas.store import values
 from neuronatlas.store.connection import transaction
 from neuronatlas.store.reader import PRIMARY_ORDER
 from neuronatlas.store.writer import now
@@ -32,6 +36,21 @@ def to_blob(vector: np.ndarray) -> bytes:
 
 def from_blob(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f4")
+
+
+def _vector(blob: bytes | None, text: str) -> np.ndarray:
+    """A stored vector: its BLOB, or its JSON text when written through SQL (no BLOB)."""
+    return from_blob(blob) if blob is not None else values.decode_f32(text)
+
+
+def _matrix(vectors: Sequence[np.ndarray]) -> np.ndarray:
+    dims = sorted({len(v) for v in vectors})
+    if len(dims) > 1:
+        raise MixedEmbedders(
+            f"stored vectors have different lengths ({', '.join(map(str, dims))}): some were "
+            "written by another program; run `neuronatlas embed --reembed` to replace them all"
+        )
+    return np.stack(vectors).astype(np.float32, copy=False)
 
 
 # -- embeddings ------------------------------------------------------------------------------
@@ -78,12 +97,15 @@ def write_embeddings(
     conn: sqlite3.Connection, embedder: str, rows: Iterable[tuple[int, str, np.ndarray]]
 ) -> int:
     """Store (explanation id, text digest, unit vector) rows from `embedder`, one transaction."""
-    data = [(eid, embedder, digest, to_blob(vec)) for eid, digest, vec in rows]
+    data = []
+    for eid, digest, vec in rows:
+        blob = to_blob(vec)
+        data.append((eid, embedder, digest, blob, values.blob_to_json(blob)))
     with transaction(conn):
         check_embedder(conn, embedder)
         conn.executemany(
-            "INSERT OR REPLACE INTO embeddings(explanation_id, embedder, text_digest, vector)"
-            " VALUES (?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO embeddings(explanation_id, embedder, text_digest, vector,"
+            " vector_json) VALUES (?, ?, ?, ?, ?)",
             data,
         )
     return len(data)
@@ -111,14 +133,17 @@ def load_vectors(conn: sqlite3.Connection, primary_only: bool = False) -> Stored
     """The explanation ids, neuron ids and float32 matrix of every stored vector."""
     table = "primary_explanations" if primary_only else "explanations"
     rows = conn.execute(
-        f"SELECT e.id, e.neuron_id, b.vector FROM {table} e"
+        f"SELECT e.id, e.neuron_id, b.vector, b.vector_json FROM {table} e"
         " JOIN embeddings b ON b.explanation_id = e.id ORDER BY e.id"
     ).fetchall()
     if not rows:
         return StoredVectors(np.zeros(0, dtype=np.int64), [], np.zeros((0, 0), dtype=np.float32))
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    dim = len(rows[0][2]) // 4
-    matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), dim)
+    if all(r[2] is not None for r in rows):  # the usual case: one join of the BLOBs
+        dim = len(rows[0][2]) // 4
+        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), dim)
+    else:
+        matrix = _matrix([_vector(r[2], r[3]) for r in rows])
     return StoredVectors(ids, [r[1] for r in rows], matrix.astype(np.float32, copy=False))
 
 
@@ -135,17 +160,16 @@ def neuron_vectors(conn: sqlite3.Connection) -> NeuronVectors:
     """Per neuron, its first embedded explanation in primary order (so a neuron whose
     primary explanation is not embedded yet still counts)."""
     rows = conn.execute(
-        "SELECT neuron_id, id, vector FROM ("
-        " SELECT e.neuron_id, e.id, b.vector, row_number() OVER ("
+        "SELECT neuron_id, id, vector, vector_json FROM ("
+        " SELECT e.neuron_id, e.id, b.vector, b.vector_json, row_number() OVER ("
         f"  PARTITION BY e.neuron_id ORDER BY {PRIMARY_ORDER}) AS rn"
         " FROM explanations e JOIN embeddings b ON b.explanation_id = e.id"
         ") WHERE rn = 1 ORDER BY neuron_id"
     ).fetchall()
     if not rows:
         return NeuronVectors([], [], np.zeros((0, 0), dtype=np.float32))
-    dim = len(rows[0][2]) // 4
-    matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), dim)
-    return NeuronVectors([r[0] for r in rows], [r[1] for r in rows], matrix.astype(np.float32))
+    matrix = _matrix([_vector(r[2], r[3]) for r in rows])
+    return NeuronVectors([r[0] for r in rows], [r[1] for r in rows], matrix)
 
 
 def embedded_count(conn: sqlite3.Connection) -> int:
@@ -155,11 +179,12 @@ def embedded_count(conn: sqlite3.Connection) -> int:
 def explanation_vector(conn: sqlite3.Connection, neuron_id: str) -> tuple[int, np.ndarray] | None:
     """(explanation id, vector) of the neuron's first embedded explanation in primary order."""
     row = conn.execute(
-        "SELECT e.id, b.vector FROM explanations e JOIN embeddings b ON b.explanation_id = e.id"
+        "SELECT e.id, b.vector, b.vector_json FROM explanations e"
+        " JOIN embeddings b ON b.explanation_id = e.id"
         f" WHERE e.neuron_id = ? ORDER BY {PRIMARY_ORDER} LIMIT 1",
         (neuron_id,),
     ).fetchone()
-    return None if row is None else (row[0], from_blob(row[1]))
+    return None if row is None else (row[0], _vector(row[1], row[2]))
 
 
 def _rows_in(conn: sqlite3.Connection, sql: str, ids: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
@@ -233,7 +258,7 @@ def data_version(conn: sqlite3.Connection) -> tuple[Any, ...]:
     """A cheap fingerprint of the stored vectors (for databases without a file to stat)."""
     row: tuple[Any, ...] = conn.execute(
         "SELECT count(*), max(explanation_id), min(embedder), max(embedder),"
-        " total(length(vector)) FROM embeddings"
+        " total(length(vector_json)) FROM embeddings"
     ).fetchone()
     return row
 

@@ -3,6 +3,10 @@
 Each migration is a file `sql/NNN_name.sql`; NNN is its version. Opening a database for writing
 applies the missing ones in order, each in its own transaction, and records it in
 `schema_version`. A database newer than this code is refused rather than misread.
+
+Some data conversions need Python (e.g. the shortest float32 spellings of 006): the functions
+in `MIGRATION_FUNCTIONS` are callable from the migration scripts, and only there — the schema's
+views and triggers use built-in SQL alone, so any SQLite client can use them.
 """
 
 from __future__ import annotations
@@ -13,8 +17,12 @@ from datetime import UTC, datetime
 from importlib import resources
 
 from neuronatlas.errors import SchemaTooNew
+from neuronatlas.store import values
 
 _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+#: SQL name → (number of arguments, Python function), registered while migrating.
+MIGRATION_FUNCTIONS = {"blob_to_json": (1, values.blob_to_json)}
 
 
 def available() -> list[tuple[int, str, str]]:
@@ -57,6 +65,9 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
             f"(knows up to {newest}): upgrade neuronatlas"
         )
     done = []
+    if any(v not in applied for v, _, _ in shipped):
+        for fname, (nargs, fn) in MIGRATION_FUNCTIONS.items():
+            conn.create_function(fname, nargs, fn, deterministic=True)
     for version, name, sql in shipped:
         if version in applied:
             continue
@@ -73,4 +84,16 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
                 conn.execute("ROLLBACK")
             raise
         done.append(version)
+    if done:
+        _reclaim(conn)
     return done
+
+
+def _reclaim(conn: sqlite3.Connection) -> None:
+    """Give back the pages of tables a migration rebuilt (006 rewrites `records`, most of an
+    atlas): without this the file keeps their size as free pages."""
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    if free > 1024 and free > pages // 8:
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -82,14 +82,14 @@ def records(
     """A neuron's records by category, each {tokens, activations, max_activation, peak_index}."""
     out: dict[str, list[dict[str, Any]]] = {}
     rows = conn.execute(
-        "SELECT r.category, r.rank, x.tokens, r.activation_f32, r.activation_json,"
-        " r.max_activation, r.peak_index"
-        " FROM records r JOIN excerpts x ON x.digest = r.excerpt_digest"
+        "SELECT r.category, r.rank, x.tokens, r.activation_values, r.values_f32,"
+        " r.max_activation, r.peak_index FROM records r"
+        " JOIN excerpts x ON x.digest = r.excerpt_digest"
         " WHERE r.neuron_id = ? ORDER BY r.category, r.rank",
         (neuron_id,),
     )
     wanted = None if categories is None else set(categories)
-    for cat, _rank, tokens, f32, text, top, where in rows:
+    for cat, _rank, tokens, text, f32, top, where in rows:
         if wanted is not None and cat not in wanted:
             continue
         bucket = out.setdefault(cat, [])
@@ -98,7 +98,7 @@ def records(
         bucket.append(
             {
                 "tokens": _decode(tokens),
-                "activations": values.decode(f32, text),
+                "activations": values.decode(text, f32),
                 "max_activation": top,
                 "peak_index": where,
             }
@@ -114,14 +114,14 @@ def iter_records(
     marks = ",".join("?" * len(cats))
     for nid in neuron_ids:
         rows = conn.execute(
-            "SELECT r.category, r.rank, x.tokens, r.activation_f32, r.activation_json"
+            "SELECT r.category, r.rank, x.tokens, r.activation_values, r.values_f32"
             " FROM records r"
             " JOIN excerpts x ON x.digest = r.excerpt_digest"
             f" WHERE r.neuron_id = ? AND r.category IN ({marks}) ORDER BY r.category, r.rank",
             (nid, *cats),
         )
-        for cat, rank, tokens, f32, text in rows:
-            yield nid, cat, rank, _decode(tokens), values.decode(f32, text)
+        for cat, rank, tokens, text, f32 in rows:
+            yield nid, cat, rank, _decode(tokens), values.decode(text, f32)
 
 
 def neuron(
@@ -188,12 +188,12 @@ def iter_record_rows(
     """(neuron_id, category, rank, tokens JSON, activation values) of every record, ordered
     by neuron id, category, rank (the primary key's order: no sort needed)."""
     rows = conn.execute(
-        "SELECT r.neuron_id, r.category, r.rank, x.tokens, r.activation_f32, r.activation_json"
+        "SELECT r.neuron_id, r.category, r.rank, x.tokens, r.activation_values, r.values_f32"
         " FROM records r JOIN excerpts x ON x.digest = r.excerpt_digest"
         " ORDER BY r.neuron_id, r.category, r.rank"
     )
-    for nid, cat, rank, tokens, f32, text in rows:
-        yield nid, cat, rank, tokens, values.decode(f32, text)
+    for nid, cat, rank, tokens, text, f32 in rows:
+        yield nid, cat, rank, tokens, values.decode(text, f32)
 
 
 class ExplanationRow(NamedTuple):
@@ -226,33 +226,19 @@ def iter_relation(
     """(column names, rows) batches of one of EXPORTABLE_RELATIONS, in a stable order."""
     if relation not in EXPORTABLE_RELATIONS:
         raise ValueError(f"{relation!r}: expected one of {EXPORTABLE_RELATIONS}")
-    if relation == "activations":
-        yield from _activation_batches(conn, batch_size)
-        return
-    order = {"neurons": "id", "explanations": "neuron_id, source, position"}[relation]
-    cur = conn.execute(f"SELECT * FROM {relation} ORDER BY {order}")
+    # activations: the view's own order (neuron_id, category, rank), which needs no sort
+    order = {
+        "neurons": " ORDER BY id",
+        "activations": "",
+        "explanations": " ORDER BY neuron_id, source, position",
+    }[relation]
+    cur = conn.execute(f"SELECT * FROM {relation}{order}")
     names = [d[0] for d in cur.description]
     while True:
         rows = cur.fetchmany(batch_size)
         if not rows:
             return
         yield names, [tuple(r) for r in rows]
-
-
-def _activation_batches(
-    conn: sqlite3.Connection, batch_size: int
-) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
-    """The `activations` relation's rows, decoded here rather than by the view's SQL
-    (which spends ~0.2 ms a record taking float32 BLOBs apart with string functions)."""
-    names = ["neuron_id", "category", "tokens", "activation_values"]
-    batch: list[tuple[Any, ...]] = []
-    for nid, cat, _, tokens, acts in iter_record_rows(conn):
-        batch.append((nid, cat, tokens, values.encode_json(acts)))
-        if len(batch) == batch_size:
-            yield names, batch
-            batch = []
-    if batch:
-        yield names, batch
 
 
 def last_run(conn: sqlite3.Connection, stage: str) -> dict[str, Any] | None:

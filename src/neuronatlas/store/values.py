@@ -1,13 +1,18 @@
-"""How a record's activation values are stored: float32 BLOBs when exact, JSON text otherwise.
+"""How a record's activation values are stored: compact JSON text, short when float32 allows.
 
-Model activations are float32, and OpenAI's files hold float32 values widened to float64, so
-4 little-endian bytes per value keep them exactly at a fifth of the size of their JSON text
-(sql/005_float32_values.sql). A record holding any finite value that float32 cannot represent
-exactly (e.g. a hand-written 0.1) keeps compact JSON text, so every stored value reads back
-as the identical double. NaN and ±inf mean "no value" (OpenAI writes them as null): in a BLOB
-they are NaN, in JSON null.
+Model activations are float32, and OpenAI's files hold float32 values widened to float64. Such
+a record is stored as JSON with each value's shortest float32 spelling (`0.12345679`, not the
+widened double's `0.12345679104328156`): about 11 characters a value instead of ~20, and text
+that any SQLite client reads as it is, so the seed's `activations` relation is a plain column
+(sql/006_sql_relations.sql). The spelling names the same float32 — parse it and round to
+float32 — and the row's `values_f32` flag tells the library to do that rounding, so every value
+reads back as the identical double. A record holding any finite value that float32 cannot
+represent exactly (e.g. a hand-written 0.1) keeps the shortest spellings of its doubles
+(flag 0). NaN and ±inf mean "no value" (OpenAI writes them as null): JSON null.
 
-Encoding works on a whole neuron's records at once, so the per-value work runs in numpy.
+Encoding works on a whole neuron's records at once, so the per-value work runs in numpy and
+orjson (whose float32 formatting gives the shortest spelling that parses back to the same
+float32).
 """
 
 from __future__ import annotations
@@ -18,18 +23,20 @@ from typing import NamedTuple
 
 import msgspec
 import numpy as np
+import orjson
 
 _encode_json = msgspec.json.Encoder().encode
 _decode_json = msgspec.json.Decoder(list[float | None]).decode
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 F32 = np.dtype("<f4")
 
 
 class StoredValues(NamedTuple):
-    """One record's values as stored: exactly one of `f32` / `json` is set."""
+    """One record's values as stored."""
 
-    f32: bytes | None
-    json: str | None
+    json: str  # compact JSON array: what the `activations` relation shows
+    f32: bool  # every value is a float32, spelled with float32's shortest digits
     max_activation: float | None
     peak_index: int | None
 
@@ -43,11 +50,11 @@ def encode(records: Sequence[Sequence[float | None]]) -> list[StoredValues]:
     for length, rows in by_length.items():
         if length == 0:
             for i in rows:
-                out[i] = StoredValues(None, "[]", None, None)
+                out[i] = StoredValues("[]", True, None, None)
             continue
         # None becomes NaN; one array per record length keeps this a few numpy calls.
         block = records if len(rows) == len(records) else [records[i] for i in rows]
-        for i, stored in zip(rows, _encode_block(np.array(block, dtype=np.float64)), strict=False):
+        for i, stored in zip(rows, _encode_block(np.array(block, dtype=np.float64)), strict=True):
             out[i] = stored
     return out  # type: ignore[return-value]
 
@@ -62,39 +69,75 @@ def _encode_block(wide: np.ndarray) -> list[StoredValues]:
         masked = wide
     else:
         exact = np.where(finite, narrow.astype(np.float64) == wide, True).all(axis=1).tolist()
-        narrow[~finite] = np.nan
+        narrow[~finite] = np.nan  # orjson writes NaN as null
         masked = np.where(finite, wide, -np.inf)
     peaks = masked.argmax(axis=1)
     tops = masked[np.arange(len(wide)), peaks].tolist()
     peaks = peaks.tolist()
-    raw = narrow.tobytes()
-    step = 4 * wide.shape[1]
     out = []
     for row, ok in enumerate(exact):
         top, peak = tops[row], peaks[row]
         if top == -math.inf:
             top, peak = None, None
         if ok:
-            out.append(StoredValues(raw[row * step : (row + 1) * step], None, top, peak))
+            out.append(StoredValues(f32_json(narrow[row]), True, top, peak))
         else:
             vals = [
                 v if f else None
-                for v, f in zip(wide[row].tolist(), finite[row].tolist(), strict=False)
+                for v, f in zip(wide[row].tolist(), finite[row].tolist(), strict=True)
             ]
-            out.append(StoredValues(None, encode_json(vals), top, peak))
+            out.append(StoredValues(encode_json(vals), False, top, peak))
     return out
 
 
-def decode(f32: bytes | None, json: str | bytes | None) -> list[float | None]:
-    """A stored record's values as doubles (None where the source had none)."""
-    if f32 is None:
-        return _decode_json(json) if json is not None else []
-    wide = np.frombuffer(f32, dtype=F32).astype(np.float64)
-    missing = np.isnan(wide)
-    if missing.any():
-        return [None if m else v for v, m in zip(wide.tolist(), missing.tolist(), strict=False)]
-    out: list[float | None] = wide.tolist()
-    return out
+def f32_json(vector: np.ndarray) -> str:
+    """A float32 vector as compact JSON: shortest float32 spellings, NaN as null.
+
+    Checked: each spelling, parsed as a double and rounded to float32, must give the value
+    back (an exhaustive run over all 4.28e9 finite float32 found 2 that do not, through the
+    double rounding). A vector that fails is spelled with its exact doubles instead, which
+    read back through float32 just the same, only longer.
+    """
+    vector = np.ascontiguousarray(vector, dtype=F32)
+    text = spell_f32(vector)
+    if np.array_equal(decode_f32(text), vector, equal_nan=True):
+        return text
+    wide = vector.astype(np.float64).tolist()
+    return encode_json([None if math.isnan(v) else v for v in wide])
+
+
+def spell_f32(vector: np.ndarray) -> str:
+    """orjson's shortest float32 spellings of a contiguous float32 vector (NaN as null)."""
+    return orjson.dumps(vector, option=_NUMPY).decode()
+
+
+def decode(text: str | bytes, f32: bool | int) -> list[float | None]:
+    """A stored record's values as doubles (None where the source had none).
+
+    `f32`: the text spells float32 values; each is rounded back to its float32.
+    """
+    wide = _decode_json(text)
+    if not f32 or not wide:
+        return wide
+    if None in wide:
+        arr = np.array([math.nan if v is None else v for v in wide], dtype=F32)
+        out = arr.astype(np.float64).tolist()
+        return [None if v is None else x for v, x in zip(wide, out, strict=True)]
+    result: list[float | None] = np.array(wide, dtype=F32).astype(np.float64).tolist()
+    return result
+
+
+def decode_f32(text: str | bytes) -> np.ndarray:
+    """A JSON array of float32 spellings (an embedding) as a float32 vector; null = NaN."""
+    wide = _decode_json(text)
+    if None in wide:
+        return np.array([math.nan if v is None else v for v in wide], dtype=F32)
+    return np.array(wide, dtype=F32)
+
+
+def blob_to_json(blob: bytes | None) -> str | None:
+    """Little-endian float32 bytes (the schema-5 and embedding BLOBs) as `f32_json` text."""
+    return None if blob is None else f32_json(np.frombuffer(blob, dtype=F32))
 
 
 def encode_json(values: Sequence[float | None]) -> str:

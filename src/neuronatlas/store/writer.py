@@ -106,8 +106,9 @@ class AtlasWriter:
                 chain.from_iterable(p.excerpts for p in todo),
             )
             c.executemany(
-                "INSERT INTO records(neuron_id, category, rank, excerpt_digest, activation_f32,"
-                " activation_json, max_activation, peak_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO records(neuron_id, category, rank, excerpt_digest,"
+                " activation_values, values_f32, max_activation, peak_index)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 chain.from_iterable(p.records for p in todo),
             )
             c.executemany(
