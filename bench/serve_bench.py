@@ -38,7 +38,8 @@ def free_port() -> int:
 
 
 def build(path: Path, per_layer: int) -> None:
-    from neuronatlas.web.synthetic import build_synthetic_atlas
+    sys.path.insert(0, str(HERE.parent / "tests"))  # the synthetic atlas is a test fixture
+    from synthetic import build_synthetic_atlas
 
     t0 = time.perf_counter()
     build_synthetic_atlas(

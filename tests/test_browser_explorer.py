@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from neuronatlas.web.synthetic import build_synthetic_atlas
+from synthetic import build_synthetic_atlas
 
 pytestmark = pytest.mark.browser
 

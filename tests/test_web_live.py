@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from neuronatlas.cli import app as cli_app
 from neuronatlas.web import create_app
-from neuronatlas.web.synthetic import build_synthetic_atlas
+from synthetic import build_synthetic_atlas
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_cli_activate_table_and_missing_model(atlas_path, tiny_gpt2_dir):
 
 
 def test_long_text_is_cut_at_the_token_cap_and_says_so(client):
-    from neuronatlas.web.live import MAX_TOKENS
+    from neuronatlas.read.live import MAX_TOKENS
 
     body = client.post("/api/activate", json={"text": "1 " * 999, "neuron": "L00N0003"}).json()
     assert body["truncated"] is True and len(body["tokens"]) == MAX_TOKENS

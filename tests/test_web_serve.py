@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from neuronatlas.web.synthetic import build_synthetic_atlas
+from synthetic import build_synthetic_atlas
 
 
 def free_port() -> int:
