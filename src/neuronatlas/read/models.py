@@ -187,6 +187,14 @@ class Graph(Struct):
     truncated: bool
 
 
+class MaskToken(Struct):
+    """The token N2G substituted to hide context, and why that one."""
+
+    id: int | None
+    token: str | None
+    reason: str | None
+
+
 class NeuronGraph(Struct):
     """A neuron's stored N2G graph: nodes, edges, metrics, explanation and its drawing."""
 
@@ -196,9 +204,9 @@ class NeuronGraph(Struct):
     graph: Graph
     dot: str
     svg: str | None
-    settings: Any
-    mask_token: str | None
-    stats: Any
+    settings: dict[str, Any]
+    mask_token: MaskToken | None
+    stats: dict[str, Any]
     a_max: float
     model: str | None
 
