@@ -146,12 +146,15 @@ def index(
     ] = True,
     silent: SilentOption = False,
 ) -> None:
-    """Rebuild the token index and the excerpt full-text index from the stored records.
+    """Rebuild the token index and the excerpt full-text index from the stored records, and
+    each neuron's similar neurons by shared tokens (what neuron pages show).
 
-    Importers and the scraper do this at the end; run it after changing records by hand.
+    Importers and the scraper build the indexes at the end; run it after changing records by
+    hand, or once on an atlas built before similar neurons were stored.
 
     Example: neuronatlas index --db atlas.db
     """
+    from neuronatlas.embed.similar import precompute_similar
     from neuronatlas.store import open_writer
     from neuronatlas.store.search import rebuild_search_indexes
 
@@ -159,12 +162,19 @@ def index(
     conn = open_writer(db)
     try:
         counts = rebuild_search_indexes(conn, excerpts=excerpts)
+        with (
+            console.status("similar neurons by tokens", spinner="dots")
+            if not silent
+            else _nothing()
+        ):
+            similar = precompute_similar(conn, ["tokens"])["tokens"]
     finally:
         conn.close()
     if not silent:
         console.print(
             f"token index: {counts['token_rows']} rows"
             + (f"; excerpt full text: {counts['excerpt_documents']} neurons" if excerpts else "")
+            + f"; similar neurons by tokens: {similar} rows"
         )
 
 

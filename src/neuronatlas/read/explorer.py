@@ -130,15 +130,23 @@ def _n2g_summary(
 def _similar(
     conn: sqlite3.Connection, nid: str, k: int, unavailable: dict[str, str]
 ) -> Similar | None:
-    """Similar neurons: precomputed at build time when the atlas has them (one index range
-    read), else computed now (a vector search and a token-overlap query)."""
-    stored = browse.stored_similar(conn, nid, k, browse.similar_built(conn))
-    if stored is not None:
-        return Similar(by_embedding=_hits(stored["embedding"]), by_tokens=_hits(stored["tokens"]))
+    """Similar neurons: the kinds precomputed at build time come from one index range read;
+    the others are computed now (a vector search, a token-overlap join)."""
+    built = browse.similar_built(conn)
+    ready = [kind for kind in browse.SIMILAR_KINDS if built.get(kind, 0) >= k]
+    stored = browse.stored_similar(conn, nid, k, ready)
     try:
         return Similar(
-            by_embedding=_hits(stages.call("similar_embedding", conn, nid, k)),
-            by_tokens=_hits(stages.call("similar_tokens", conn, nid, k)),
+            by_embedding=_hits(
+                stored["embedding"]
+                if "embedding" in stored
+                else stages.call("similar_embedding", conn, nid, k)
+            ),
+            by_tokens=_hits(
+                stored["tokens"]
+                if "tokens" in stored
+                else stages.call("similar_tokens", conn, nid, k)
+            ),
         )
     except StageNotBuilt as exc:
         unavailable["similar"] = str(exc)

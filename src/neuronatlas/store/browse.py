@@ -233,22 +233,24 @@ def similar_built(conn: sqlite3.Connection) -> dict[str, int]:
 
 
 def stored_similar(
-    conn: sqlite3.Connection, neuron_id: str, k: int, built: dict[str, int]
-) -> dict[str, list[dict]] | None:
+    conn: sqlite3.Connection, neuron_id: str, k: int, kinds: Iterable[str]
+) -> dict[str, list[dict]]:
     """kind → up to k result rows (id, layer, neuron, explanation, score, similarity and, by
-    tokens, shared_tokens) precomputed for this neuron; None unless every kind was
-    precomputed with at least k neighbours. One primary-key range read and one join."""
-    if any(built.get(kind, 0) < k for kind in SIMILAR_KINDS):
-        return None
+    tokens, shared_tokens) precomputed for this neuron, for each of `kinds` (ones
+    `similar_built` lists with at least k). One primary-key range read and one join."""
+    wanted = list(kinds)
+    out: dict[str, list[dict]] = {kind: [] for kind in wanted}
+    if not wanted:
+        return out
+    marks = ",".join("?" * len(wanted))
     rows = conn.execute(
         "SELECT s.kind, s.other_id, n.layer, n.neuron, e.text, e.ev_correlation_score,"
         " s.similarity, s.shared_tokens FROM similar_neurons s"
         " JOIN neuron_info n ON n.id = s.other_id"
         " LEFT JOIN primary_explanations e ON e.neuron_id = s.other_id"
-        " WHERE s.neuron_id = ? AND s.rank < ? ORDER BY s.kind, s.rank",
-        (neuron_id, k),
+        f" WHERE s.neuron_id = ? AND s.kind IN ({marks}) AND s.rank < ? ORDER BY s.kind, s.rank",
+        (neuron_id, *wanted, k),
     )
-    out: dict[str, list[dict]] = {kind: [] for kind in SIMILAR_KINDS}
     for kind, nid, layer, neuron, text, score, sim, shared in rows:
         hit = {
             "id": nid,

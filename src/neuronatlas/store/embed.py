@@ -15,6 +15,7 @@ import msgspec
 import numpy as np
 
 from neuronatlas.errors import MixedEmbedders
+from neuronatlas.store.browse import forget_similar
 from neuronatlas.store.connection import transaction
 from neuronatlas.store.reader import PRIMARY_ORDER
 from neuronatlas.store.writer import now
@@ -80,6 +81,7 @@ def write_embeddings(
     data = [(eid, embedder, digest, to_blob(vec)) for eid, digest, vec in rows]
     with transaction(conn):
         check_embedder(conn, embedder)
+        forget_similar(conn, "embedding")  # new vectors: the stored neighbours are stale
         conn.executemany(
             "INSERT OR REPLACE INTO embeddings(explanation_id, embedder, text_digest, vector)"
             " VALUES (?, ?, ?, ?)",
@@ -93,6 +95,7 @@ def delete_embeddings(conn: sqlite3.Connection) -> int:
     with transaction(conn):
         n = conn.execute("DELETE FROM embeddings").rowcount
         _clear_map(conn)
+        forget_similar(conn, "embedding")
     return n
 
 
