@@ -64,3 +64,17 @@ def test_new_inputs_drop_the_stored_kind(atlas, tmp_path):
     # k above what was stored for tokens: that kind is computed, the other read
     page = explorer.neuron_detail(conn, "L00N0001", similar_k=8)
     assert page.similar is not None and len(page.similar.by_tokens) <= 8
+
+
+def test_served_pages_read_the_stored_neighbours_on_the_loop(atlas):
+    from fastapi.testclient import TestClient
+
+    from neuronatlas.web import create_app
+
+    with TestClient(create_app(atlas)) as client:
+        assert client.app.state.similar_stored is True
+        body = client.get("/api/neurons/L05N0012").json()
+    conn = open_reader(atlas)
+    want = explorer.neuron_detail(conn, "L05N0012").similar
+    assert [h["id"] for h in body["similar"]["by_tokens"]] == [h.id for h in want.by_tokens]
+    assert "L00N0001" in [h["id"] for h in body["similar"]["by_tokens"]]

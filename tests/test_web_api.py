@@ -68,6 +68,7 @@ def test_neuron_has_explanations_records_stats_and_nav(client):
 def test_records_cap_sets_truncated(client):
     body = client.get("/api/neurons/L00N0000?records=2").json()
     assert len(body["records"]["top"]) == 2 and body["truncated"] is True
+    assert sum(body["histogram"]["counts"]) == 9 * 12  # every stored value, not only shown
     error_of(client.get("/api/neurons/L00N0000?records=51"), 422, "invalid")
 
 

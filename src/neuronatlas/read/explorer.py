@@ -12,6 +12,7 @@ import sqlite3
 from typing import Any, Literal
 
 import msgspec
+import numpy as np
 
 from neuronatlas.errors import BadInput, QueryTimeout, StageNotBuilt
 from neuronatlas.ids import canonical
@@ -21,6 +22,7 @@ from neuronatlas.read.models import (
     Cluster,
     Explanation,
     Health,
+    Histogram,
     LiveNeuron,
     LiveStatus,
     LiveStrongest,
@@ -41,42 +43,75 @@ from neuronatlas.read.models import (
     Stats,
 )
 from neuronatlas.read.render import histogram
-from neuronatlas.store import browse, reader
+from neuronatlas.store import browse, reader, values
 
 UsedMode = Literal["semantic", "tokens", "fulltext", "substring"]
 MAX_K = 100
 MAX_RECORDS = 50
 MAP_CAP = 2_000_000
 MAP_TEXT_LIMIT = 60_000
-DEFAULT_RECORDS = 20
+#: Records per category a page sends first (the API's default; `records=` asks for up to 50).
+DEFAULT_RECORDS = 10
 DEFAULT_SIMILAR = 10
 
 
 def neuron_detail(
-    conn: sqlite3.Connection, neuron_id: str, records: int = 20, similar_k: int = DEFAULT_SIMILAR
+    conn: sqlite3.Connection,
+    neuron_id: str,
+    records: int = DEFAULT_RECORDS,
+    similar_k: int = DEFAULT_SIMILAR,
 ) -> NeuronPage:
-    """Everything the neuron page shows: explanations, stats, records, N2G, similar, nav."""
+    """Everything the neuron page shows: explanations, stats, the first `records` records of
+    each category, the histogram of all stored values, N2G, similar neurons, navigation."""
     nid = canonical(neuron_id)
-    data = reader.neuron(conn, nid, records_per_category=records)
-    shown = msgspec.convert(data["records"], dict[str, list[Record]])
-    counts = browse.record_counts(conn, nid)
+    head = reader.neuron_head(conn, nid)
+    shown, counts, hist = _records(reader.record_rows(conn, nid), records)
     unavailable: dict[str, str] = {}
     return NeuronPage(
-        id=data["id"],
-        layer=data["layer"],
-        neuron=data["neuron"],
-        source=data["source"],
-        stats=msgspec.convert(data["stats"], Stats),
-        explanations=msgspec.convert(data["explanations"], list[Explanation]),
+        id=head["id"],
+        layer=head["layer"],
+        neuron=head["neuron"],
+        source=head["source"],
+        stats=msgspec.convert(head["stats"], Stats),
+        explanations=msgspec.convert(head["explanations"], list[Explanation]),
         records=shown,
         record_counts=counts,
         truncated=any(n > len(shown.get(c, ())) for c, n in counts.items()),
-        histogram=histogram(r.activations for recs in shown.values() for r in recs),
+        histogram=hist,
         nav=Nav(prev=browse.neighbour(conn, nid, -1), next=browse.neighbour(conn, nid, +1)),
         n2g=_n2g_summary(conn, nid, unavailable),
         similar=_similar(conn, nid, similar_k, unavailable),
         unavailable=unavailable,
     )
+
+
+_tokens = msgspec.json.Decoder(list[str]).decode
+
+
+def _records(
+    rows: list[tuple[Any, ...]], limit: int
+) -> tuple[dict[str, list[Record]], dict[str, int], Histogram]:
+    """The first `limit` records of each category decoded, the count per category, and the
+    histogram of every stored value (float32 BLOBs joined and read by numpy at once, so the
+    records not shown cost no per-value Python work)."""
+    shown: dict[str, list[Record]] = {}
+    counts: dict[str, int] = {}
+    blobs: list[bytes] = []
+    loose: list[float | None] = []
+    for cat, tokens, f32, text, top, peak in rows:
+        seen = counts.get(cat, 0)
+        counts[cat] = seen + 1
+        bucket = shown.setdefault(cat, [])
+        if f32 is not None:
+            blobs.append(f32)
+        else:
+            loose.extend(values.decode(None, text))
+        if seen < limit:
+            bucket.append(Record(_tokens(tokens), values.decode(f32, text), top, peak))
+    every = np.frombuffer(b"".join(blobs), dtype=values.F32).astype(np.float64)
+    if loose:
+        every = np.concatenate([every, np.array(loose, dtype=np.float64)])
+    return shown, counts, histogram(every)
 
 
 def summary(conn: sqlite3.Connection, neuron_id: str) -> NeuronSummary:

@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable, Sequence
 from html import escape
 
+import numpy as np
+
 from neuronatlas.read.models import Histogram, Record
 
 # Class-prefixed so the rules can be dropped into a notebook without touching its own styles.
@@ -82,24 +84,22 @@ def record_row(record: Record, scale: float | None) -> str:
     return f'<div class="na-row"><span class="na-max">{head}</span>{body}</div>'
 
 
-def histogram(excerpts: Iterable[Sequence[float | None]], bins: int = 40) -> Histogram:
-    """Edges and counts of the finite values of some excerpts: the page's histogram and its
-    JSON twin.
-
-    numpy (None → NaN, dropped): a neuron page holds thousands of values and this runs on
-    every request.
-    """
-    import numpy as np
-
-    xs = np.array([v for values in excerpts for v in values], dtype=np.float64)
-    xs = xs[np.isfinite(xs)]
+def histogram(values: np.ndarray, bins: int = 40) -> Histogram:
+    """Edges and counts of the finite values (NaN means "no value" and is dropped): the
+    page's histogram and its JSON twin. One numpy pass over every stored value."""
+    xs = values[np.isfinite(values)]
     if xs.size == 0:
         return Histogram(edges=[], counts=[])
     lo, hi = float(xs.min()), float(xs.max())
     if hi == lo:
         hi = lo + 1.0
-    counts, edges = np.histogram(xs, bins=bins, range=(lo, hi))
-    return Histogram(edges=[round(float(e), 6) for e in edges], counts=counts.tolist())
+    # equal-width bins by arithmetic (np.histogram's general path costs ~5x more); the top
+    # edge belongs to the last bin, as in np.histogram
+    where = ((xs - lo) * (bins / (hi - lo))).astype(np.int64)
+    np.clip(where, 0, bins - 1, out=where)
+    counts = np.bincount(where, minlength=bins)
+    edges = lo + (hi - lo) * np.arange(bins + 1) / bins
+    return Histogram(edges=[round(e, 6) for e in edges.tolist()], counts=counts.tolist())
 
 
 def histogram_svg(hist: Histogram, width: int = 560, height: int = 140) -> str:

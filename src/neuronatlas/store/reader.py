@@ -126,6 +126,13 @@ def neuron(
     conn: sqlite3.Connection, neuron_id: str, records_per_category: int | None = None
 ) -> dict:
     """Everything about one neuron: stats, explanations, records. Raises NeuronNotFound."""
+    out = neuron_head(conn, neuron_id)
+    out["records"] = records(conn, out["id"], limit_per_category=records_per_category)
+    return out
+
+
+def neuron_head(conn: sqlite3.Connection, neuron_id: str) -> dict:
+    """One neuron's id, layer, index, stats, source and explanations (no records)."""
     nid = canonical(neuron_id)
     row = conn.execute(
         "SELECT id, layer, neuron, mean, variance, skewness, kurtosis, max_activation,"
@@ -148,8 +155,19 @@ def neuron(
         },
         "source": row[9],
         "explanations": explanations(conn, nid),
-        "records": records(conn, nid, limit_per_category=records_per_category),
     }
+
+
+def record_rows(conn: sqlite3.Connection, neuron_id: str) -> list[tuple]:
+    """Every stored record of a neuron as stored, by category then rank: (category, tokens
+    JSON, float32 BLOB or None, values JSON or None, max_activation, peak_index). For readers
+    that decode only what they show (`store.values.decode`) and histogram the rest in bulk."""
+    return conn.execute(
+        "SELECT r.category, x.tokens, r.activation_f32, r.activation_json, r.max_activation,"
+        " r.peak_index FROM records r JOIN excerpts x ON x.digest = r.excerpt_digest"
+        " WHERE r.neuron_id = ? ORDER BY r.category, r.rank",
+        (neuron_id,),
+    ).fetchall()
 
 
 def neurons_with_explanation(conn: sqlite3.Connection, source: str) -> set[str]:

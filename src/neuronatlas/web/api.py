@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from neuronatlas import __version__
 from neuronatlas.errors import StageNotBuilt
@@ -110,13 +111,24 @@ async def healthz(request: Request) -> Response:
     summary="One neuron: explanations, scores, stats, records, N2G metrics, similar",
     responses=returns(NeuronPage),
 )
-def get_neuron(
+async def get_neuron(
     request: Request,
     neuron_id: NeuronId,
     records: Annotated[
         int, Query(ge=0, le=explorer.MAX_RECORDS, description="Records per category.")
     ] = explorer.DEFAULT_RECORDS,
 ) -> Response:
+    if request.app.state.similar_stored:
+        # every read is an index seek or range (similar neurons precomputed): a millisecond
+        # or two on the loop beats the hop to a worker thread and back
+        with loop_reads(request) as conn:
+            return json_bytes(explorer.neuron_detail(conn, neuron_id, records=records))
+    return await run_in_threadpool(_neuron_json, request, neuron_id, records)
+
+
+def _neuron_json(request: Request, neuron_id: str, records: int) -> Response:
+    """The page computed on a worker thread: its similar neurons may need the vector index
+    (loaded on first use) and a token-overlap join."""
     with reads(request) as conn:
         return json_bytes(explorer.neuron_detail(conn, neuron_id, records=records))
 

@@ -96,6 +96,7 @@ def create_app(
     from fastapi.staticfiles import StaticFiles
     from fastapi.templating import Jinja2Templates
 
+    from neuronatlas.read import explorer
     from neuronatlas.read.render import (
         HEATMAP_CSS,
         category_order,
@@ -112,6 +113,7 @@ def create_app(
     with pool.borrow(settings.time_limit_s) as conn:
         meta = reader.meta(conn)
         has_embeddings = browse.has_embeddings(conn)
+        similar = browse.similar_built(conn)
     settings.model_id = meta.get("model_id")
     settings.title = f"neuronatlas · {settings.model_id}" if settings.model_id else "neuronatlas"
 
@@ -129,6 +131,10 @@ def create_app(
     app.state.loop_pool = loop_pool
     app.state.live = LiveModel(model or default_spec(meta), meta)
     app.state.map_cache = {}
+    # neuron pages run on the event loop when none of their reads can be slow
+    app.state.similar_stored = all(
+        similar.get(kind, 0) >= explorer.DEFAULT_SIMILAR for kind in browse.SIMILAR_KINDS
+    )
     app.state.health_cache = None
     pkg = files("neuronatlas.web")
     templates = Jinja2Templates(directory=str(pkg / "templates"))
