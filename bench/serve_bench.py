@@ -118,7 +118,7 @@ def make_url(kind: str, rng: random.Random, ids: list[str], words: list[str]) ->
     if kind.startswith("datasette:"):  # datasette's JSON of the neuron's `activations` rows
         name = kind.split(":", 1)[1]
         return f"/{name}/activations.json?neuron_id={rng.choice(ids)}&_shape=array&_size=max"
-    return f"/api/search?q={rng.choice(words)}&k=10"
+    return f"/api/search?q={rng.choice(words)}&k=10&mode={kind.split(':', 1)[1]}"
 
 
 def phase(
@@ -187,6 +187,15 @@ def main() -> None:
         "measure its JSON of one neuron's `activations` rows",
     )
     ap.add_argument(
+        "--search-mode", default="auto", help="mode= of the search phase (auto, fulltext, ...)"
+    )
+    ap.add_argument(
+        "--map",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure /api/map too (every point: MBs per answer on a large atlas)",
+    )
+    ap.add_argument(
         "--rounds", type=int, default=1, help="interleaved rounds of every phase (pooled)"
     )
     args = ap.parse_args()
@@ -216,7 +225,16 @@ def main() -> None:
     summary = {}
     for workers in args.workers:
         summary[workers] = measure(
-            db, workers, ids, words, args.clients, seconds, args.datasette, args.rounds
+            db,
+            workers,
+            ids,
+            words,
+            args.clients,
+            seconds,
+            args.datasette,
+            args.rounds,
+            args.map,
+            args.search_mode,
         )
     if len(summary) > 1:
         key = "/api/neurons/{id}"
@@ -314,6 +332,8 @@ def measure(
     seconds: float,
     datasette: Path | None = None,
     rounds: int = 1,
+    with_map: bool = True,
+    search_mode: str = "auto",
 ) -> dict:
     """Serve `db` with `workers` processes, run every phase, print and return the figures."""
     port = free_port()
@@ -331,7 +351,12 @@ def measure(
         "--workers",
         str(workers),
     ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_up(base, proc)
@@ -342,13 +367,15 @@ def measure(
         phases = {
             "/healthz (baseline)": "healthz",
             "/api/neurons/{id}": "neuron",
-            "/api/search?q=": "search",
-            "/api/map": "map",
+            f"/api/search ({search_mode})": f"search:{search_mode}",
         }
+        if with_map:
+            phases["/api/map"] = "map"
         # warm every worker: the first search and map build caches; not measured
         for _ in range(4 * workers):
-            httpx.get(base + f"/api/search?q={words[0]}", timeout=120)
-            httpx.get(base + "/api/map", timeout=120)
+            httpx.get(base + f"/api/search?q={words[0]}&mode={search_mode}", timeout=120)
+            if with_map:
+                httpx.get(base + "/api/map", timeout=120)
         size = len(httpx.get(base + f"/api/neurons/{ids[0]}").content)
         print(f"one neuron's JSON: {size / 1000:.1f} kB")
         runs: dict[str, list[dict]] = {}
@@ -371,7 +398,7 @@ def measure(
         results = {name: merged(rs) for name, rs in runs.items()}
         for name, r in results.items():
             report(name, r)
-        mode = httpx.get(base + f"/api/search?q={words[0]}").json()["mode"]
+        mode = httpx.get(base + f"/api/search?q={words[0]}&mode={search_mode}").json()["mode"]
         print(f"search mode: {mode}; load average after: {os.getloadavg()[0]:.2f}")
         verdicts(results)
         return results
