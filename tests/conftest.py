@@ -129,10 +129,10 @@ def steer_atlas_path(tmp_path_factory, steer_gpt2_dir):
 
 @pytest.fixture(scope="session")
 def synthetic_atlas(tmp_path_factory):
-    """Build a synthetic atlas (web.synthetic: no model) in a fresh folder; returns its path.
+    """Build a synthetic atlas (tests/synthetic.py: no model) in a fresh folder; returns its path.
 
     `synthetic_atlas("web", layers=2, per_layer=8)`; the other sizes default small."""
-    from neuronatlas.web.synthetic import build_synthetic_atlas
+    from synthetic import build_synthetic_atlas
 
     def build(name: str, *, layers: int = 2, per_layer: int = 8, **sizes: int) -> Path:
         sizes = {"n_top": 3, "n_random": 2, "length": 8, **sizes}

@@ -40,7 +40,7 @@ def test_neuron_data_matches_the_api_shape(atlas):
     assert n.id == "L01N0002" and n["layer"] == 1
     assert n.explanation.startswith("the word")
     assert len(n.records["top"]) == 4 and len(n.records["random"]) == 3
-    assert n.to_dict()["nav"]["next"] == "L01N0003"
+    assert n.to_dict()["nav"]["next"] == "L01N0003" and n.page.nav.next == "L01N0003"
     with pytest.raises(NeuronNotFound):
         atlas.neuron("L07N0000")
     with pytest.raises(BadNeuronId):
@@ -57,8 +57,8 @@ def test_neuron_html_is_self_contained_heat_maps(atlas):
 
 def test_search_returns_rendered_results(atlas):
     results = atlas.search("river", k=3, mode="substring")
-    assert results and all("river" in r["explanation"] for r in results)
-    assert "<table>" in results._repr_html_() and results[0]["id"] in results._repr_html_()
+    assert results and all("river" in r.explanation for r in results)
+    assert "<table>" in results._repr_html_() and results[0].id in results._repr_html_()
 
 
 def test_live_needs_a_model(atlas):
@@ -67,7 +67,7 @@ def test_live_needs_a_model(atlas):
 
 
 def test_record_categories_read_top_quantiles_random():
-    from neuronatlas.web.render import category_order
+    from neuronatlas.read.render import category_order
 
     got = category_order(["random", "quantile_10", "quantile_2", "top", "quantile_0"])
     assert got == ["top", "quantile_0", "quantile_2", "quantile_10", "random"]

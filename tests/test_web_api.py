@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from neuronatlas.errors import QueryTimeout
-from neuronatlas.store import open_reader
-from neuronatlas.store import web as store_web
-from neuronatlas.web import create_app, stages
-from neuronatlas.web.synthetic import WORDS
+from neuronatlas.read import stages
+from neuronatlas.store import browse, open_reader
+from neuronatlas.web import create_app
+from synthetic import WORDS
 
 HTML = {"accept": "text/html"}
 
@@ -61,6 +61,7 @@ def test_neuron_has_explanations_records_stats_and_nav(client):
 def test_records_cap_sets_truncated(client):
     body = client.get("/api/neurons/L00N0000?records=2").json()
     assert len(body["records"]["top"]) == 2 and body["truncated"] is True
+    assert sum(body["histogram"]["counts"]) == 9 * 12  # every stored value, not only shown
     error_of(client.get("/api/neurons/L00N0000?records=51"), 422, "invalid")
 
 
@@ -153,7 +154,7 @@ def _fake_stage(feature):
         ]
 
     def cluster_labels(conn):
-        return [{"cluster": 0, "label": "animals", "size": 2, "x": 0.0, "y": 0.0}]
+        return [{"cluster": 0, "label": "animals", "size": 2, "x": 0.0, "y": 0.0, "words": ["cat"]}]
 
     def neuron_graph(conn, nid, svg=True):
         if nid != "L00N0001":
@@ -162,24 +163,28 @@ def _fake_stage(feature):
             "neuron_id": nid,
             "metrics": {"f1": 0.8, "baseline_token_f1": 0.5, "precision": 0.9, "recall": 0.7},
             "explanation": "cat",
-            "graph": {"nodes": [], "edges": []},
+            "graph": {"nodes": [], "edges": [], "truncated": False},
             "dot": "digraph {}",
             "svg": "<svg xmlns='http://www.w3.org/2000/svg'><text>cat</text></svg>"
             if svg
             else None,
+            "settings": {},
+            "mask_token": None,
+            "stats": {},
+            "a_max": 1.0,
+            "model": None,
         }
 
-    def similar_neurons(conn, nid, k):
-        return {
-            "by_embedding": [{"id": "L01N0001", "explanation": "x", "similarity": 0.9}],
-            "by_tokens": [],
-        }
+    def by_embedding(conn, nid, k):
+        hit = {"id": "L01N0001", "layer": 1, "neuron": 1, "explanation": "x", "score": None}
+        return [{**hit, "similarity": 0.9}]
 
     return {
         "map": map_points,
         "clusters": cluster_labels,
         "graph": neuron_graph,
-        "similar": similar_neurons,
+        "similar_embedding": by_embedding,
+        "similar_tokens": lambda conn, nid, k: [],
     }.get(feature)
 
 
@@ -269,14 +274,14 @@ def test_reads_are_read_only_and_time_limited(atlas_path):
         "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) "
         "SELECT count(*) FROM (SELECT i FROM c LIMIT 100000000)"
     )
-    with pytest.raises(QueryTimeout), store_web.time_limit(conn, 0.05) as c:
+    with pytest.raises(QueryTimeout), browse.time_limit(conn, 0.05) as c:
         c.execute(slow).fetchone()
     assert conn.execute("SELECT count(*) FROM neuron_info").fetchone()[0] == 16
 
 
 def test_a_slow_request_is_503_not_a_hang(atlas_path, monkeypatch):
     app = create_app(atlas_path, time_limit_s=1e-6)
-    monkeypatch.setattr(store_web, "_PROGRESS_STEPS", 1)  # check the clock on every step
+    monkeypatch.setattr(browse, "_PROGRESS_STEPS", 1)  # check the clock on every step
     with TestClient(app) as c:
         r = c.get("/api/neurons/L00N0001")
     assert "longer than" in error_of(r, 503, "timeout")

@@ -2,8 +2,8 @@
 
 Bounded: 30 generated requests per operation on a tiny atlas with no model, so the live
 routes (activation, logit effects) answer 503 by design (model unavailable); that answer is
-checked for its shape rather than counted as a server error. (schemathesis's pytest plugin does
-not run on pytest 9, so the operations are driven through hypothesis directly.)
+checked for its shape rather than counted as a server error. (schemathesis's pytest plugin
+does not run on pytest 9, so the operations are driven through hypothesis directly.)
 """
 
 from __future__ import annotations

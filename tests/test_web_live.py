@@ -100,7 +100,7 @@ def test_cli_activate_table_and_missing_model(atlas_path, tiny_gpt2_dir):
 
 
 def test_long_text_is_cut_at_the_token_cap_and_says_so(client):
-    from neuronatlas.web.live import MAX_TOKENS
+    from neuronatlas.read.live import MAX_TOKENS
 
     body = client.post("/api/activate", json={"text": "1 " * 999, "neuron": "L00N0003"}).json()
     assert body["truncated"] is True and len(body["tokens"]) == MAX_TOKENS

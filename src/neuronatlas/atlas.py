@@ -4,8 +4,9 @@
     >>> atlas.neuron("L05N0123")        # in a notebook: explanations + token heat-maps
     >>> atlas.search("dogs", k=5)       # same results as /api/search and `neuronatlas search`
 
-The same `web.data` functions as the explorer's pages and JSON API sit behind every method,
-so a notebook shows exactly what the browser shows. Reads are bounded by a time limit.
+The same `neuronatlas.read` functions as the explorer's pages and JSON API sit behind every
+method and return the same typed records (`neuronatlas.read.models`), so a notebook shows
+exactly what the browser shows. Reads are bounded by a time limit.
 """
 
 from __future__ import annotations
@@ -15,12 +16,21 @@ from html import escape
 from pathlib import Path
 from typing import Any, Self
 
+from neuronatlas.read import explorer
+from neuronatlas.read.live import LiveModel, default_spec
+from neuronatlas.read.models import (
+    LiveNeuron,
+    LiveStrongest,
+    NeuronPage,
+    Record,
+    SearchHit,
+    SearchMode,
+    to_builtins,
+)
+from neuronatlas.read.render import HEATMAP_CSS, category_order, histogram_svg, record_row
 from neuronatlas.steer import DEFAULT_K, DEFAULT_NEW_TOKENS, SteerResult
 from neuronatlas.store import open_reader, reader
-from neuronatlas.store.web import require_neuron, time_limit
-from neuronatlas.web import data
-from neuronatlas.web.live import LiveModel, default_spec
-from neuronatlas.web.render import HEATMAP_CSS, category_order, histogram_svg, record_row
+from neuronatlas.store.browse import require_neuron, time_limit
 
 _NOTEBOOK_CSS = (
     HEATMAP_CSS
@@ -36,75 +46,78 @@ _NOTEBOOK_CSS = (
 
 
 class Neuron:
-    """One neuron of an atlas: a dict of everything stored (`.data`) that draws itself."""
+    """One neuron of an atlas: its page record (`.page`, a `read.models.NeuronPage`) that
+    draws itself in a notebook. `neuron["field"]` reads a field of the page."""
 
-    def __init__(self, detail: dict):
-        self.data = detail
+    def __init__(self, page: NeuronPage):
+        self.page = page
 
     def __getitem__(self, key: str) -> Any:
-        return self.data[key]
+        return getattr(self.page, key)
 
     @property
     def id(self) -> str:
-        return self.data["id"]
+        return self.page.id
 
     @property
     def explanation(self) -> str | None:
-        exps = self.data["explanations"]
-        return exps[0]["text"] if exps else None
+        return self.page.explanation
 
     @property
-    def records(self) -> dict[str, list[dict]]:
-        return self.data["records"]
+    def records(self) -> dict[str, list[Record]]:
+        return self.page.records
 
-    def to_dict(self) -> dict:
-        return self.data
+    def to_dict(self) -> dict[str, Any]:
+        """The page as plain dicts and lists (the JSON the API sends)."""
+        out: dict[str, Any] = to_builtins(self.page)
+        return out
 
     def __repr__(self) -> str:
         return f"<Neuron {self.id}: {self.explanation!r}>"
 
     def _repr_html_(self, records_per_category: int = 5) -> str:
         """Self-contained HTML (inline CSS, no scripts): explanations, histogram, heat-maps."""
-        d = self.data
+        d = self.page
         rows = "".join(
-            f"<tr><td>{escape(e['source'])}</td><td>{escape(e['text'])}</td>"
-            f"<td>{_num(e['ev_correlation_score'])}</td></tr>"
-            for e in d["explanations"]
+            f"<tr><td>{escape(e.source)}</td><td>{escape(e.text)}</td>"
+            f"<td>{_num(e.ev_correlation_score)}</td></tr>"
+            for e in d.explanations
         )
-        scale = d["stats"]["max_activation"]
+        stats = d.stats
         parts = [
             f"<style>{_NOTEBOOK_CSS}</style><div class='na-card'>",
-            f"<h3>{escape(d['id'])}</h3>",
+            f"<h3>{escape(d.id)}</h3>",
             f"<table><tr><th>source</th><th>explanation</th><th>score</th></tr>{rows}</table>",
             "<div>"
             + " · ".join(
-                f"{k} {_num(d['stats'][k])}"
+                f"{k} {_num(getattr(stats, k))}"
                 for k in ("max_activation", "mean", "variance", "skewness", "kurtosis")
             )
             + "</div>",
-            histogram_svg(d["histogram"]),
+            histogram_svg(d.histogram),
         ]
-        n2g = d.get("n2g")
-        if n2g:
-            m = n2g["metrics"]
+        if d.n2g:
+            m = d.n2g.metrics
             parts.append(
                 f"<div>N2G F1 {_num(m.get('f1'))} (baseline "
                 f"{_num(m.get('baseline_token_f1'))})</div>"
             )
-        for cat in category_order(d["records"]):
+        for cat in category_order(d.records):
             parts.append(f"<div><b>{escape(cat)}</b></div>")
-            parts.extend(record_row(r, scale) for r in d["records"][cat][:records_per_category])
+            parts.extend(
+                record_row(r, stats.max_activation) for r in d.records[cat][:records_per_category]
+            )
         parts.append("</div>")
         return "".join(parts)
 
 
-class Results(list):
-    """Search results (a list of dicts) that render as a table in notebooks."""
+class Results(list[SearchHit]):
+    """Search results (`read.models.SearchHit`s) that render as a table in notebooks."""
 
     def _repr_html_(self) -> str:
         rows = "".join(
-            f"<tr><td>{escape(r['id'])}</td><td>{escape(r.get('explanation') or '')}</td>"
-            f"<td>{_num(r.get('similarity'))}</td><td>{_num(r.get('score'))}</td></tr>"
+            f"<tr><td>{escape(r.id)}</td><td>{escape(r.explanation or '')}</td>"
+            f"<td>{_num(r.similarity)}</td><td>{_num(r.score)}</td></tr>"
             for r in self
         )
         return (
@@ -131,7 +144,7 @@ class Atlas:
         self.time_limit_s = time_limit_s
         self._conn: sqlite3.Connection = open_reader(self.path, check_same_thread=False)
         self.meta = reader.meta(self._conn)
-        self._live = LiveModel(model or default_spec(self.meta), self.meta, device)
+        self.live = LiveModel(model or default_spec(self.meta), self.meta, device)
 
     def __enter__(self) -> Self:
         return self
@@ -154,32 +167,32 @@ class Atlas:
         with time_limit(self._conn, self.time_limit_s) as c:
             return reader.neuron_ids(c, layer)
 
-    def neuron(self, neuron_id: str, records: int = 20) -> Neuron:
+    def neuron(self, neuron_id: str, records: int = explorer.DEFAULT_RECORDS) -> Neuron:
         """Everything about one neuron (as on its page). NeuronNotFound / BadNeuronId."""
         with time_limit(self._conn, self.time_limit_s) as c:
-            return Neuron(data.neuron_detail(c, neuron_id, records=records))
+            return Neuron(explorer.neuron_detail(c, neuron_id, records=records))
 
-    def search(self, query: str, k: int = 10, mode: data.SearchMode = "auto") -> Results:
-        """Neurons for a query (semantic when the atlas has embeddings; see `data.search`)."""
+    def search(self, query: str, k: int = 10, mode: SearchMode = "auto") -> Results:
+        """Neurons for a query (semantic when the atlas has embeddings; see `explorer.search`)."""
         with time_limit(self._conn, self.time_limit_s) as c:
-            return Results(data.search(c, query, k, mode)["results"])
+            return Results(explorer.search(c, query, k, mode).results)
 
     def tokens(self, text: str, k: int = 10) -> Results:
         """Neurons whose stored records fire on the tokens of `text`."""
         with time_limit(self._conn, self.time_limit_s) as c:
-            return Results(data.search(c, text, k, "tokens")["results"])
+            return Results(explorer.search(c, text, k, "tokens").results)
 
-    def activate(self, text: str, k: int = 10) -> dict:
+    def activate(self, text: str, k: int = 10) -> LiveStrongest:
         """Run the model live: the k strongest neurons on each token of `text`."""
-        self._live.get()  # load first: loading must not count against the read time limit
+        self.live.get()  # load first: loading must not count against the read time limit
         with time_limit(self._conn, self.time_limit_s) as c:
-            return data.live_strongest(c, self._live, text, k)
+            return explorer.live_strongest(c, self.live, text, k)
 
-    def activations(self, text: str, neuron_id: str) -> dict:
+    def activations(self, text: str, neuron_id: str) -> LiveNeuron:
         """Run the model live: one neuron's activation per token (+ its N2G prediction)."""
-        self._live.get()
+        self.live.get()
         with time_limit(self._conn, self.time_limit_s) as c:
-            return data.live_neuron(c, self._live, text, neuron_id)
+            return explorer.live_neuron(c, self.live, text, neuron_id)
 
     def steer(
         self,
@@ -195,4 +208,4 @@ class Atlas:
         greedy continuations without and with the edit)."""
         with time_limit(self._conn, self.time_limit_s) as c:
             nid = require_neuron(c, neuron_id)
-        return self._live.steer(text, nid, mode, value, k=k, new_tokens=new_tokens)
+        return self.live.steer(text, nid, mode, value, k=k, new_tokens=new_tokens)

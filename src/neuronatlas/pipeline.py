@@ -122,10 +122,19 @@ def _index(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, s
         if not stale:
             return True, "token index and excerpt full text are current"
         counts = rebuild_search_indexes(writer.conn)
+        similar = _similar_by_tokens(writer.conn)
     return False, (
         f"{counts['token_rows']:,} token rows, "
-        f"{counts.get('excerpt_documents', 0):,} excerpt documents"
+        f"{counts.get('excerpt_documents', 0):,} excerpt documents, "
+        f"{similar:,} similar-neuron rows"
     )
+
+
+def _similar_by_tokens(conn) -> int:
+    """Every neuron's neighbours by shared peak tokens, stored for the explorer's pages."""
+    from neuronatlas.embed.similar import precompute_similar
+
+    return precompute_similar(conn, ["tokens"])["tokens"]
 
 
 def _explain(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str]:

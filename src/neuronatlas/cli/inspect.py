@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from neuronatlas.cli.app import DbOption, JsonOption, app, console, print_json
-from neuronatlas.store import open_reader, reader
+from neuronatlas.store import open_reader
 
 
 def _excerpt_line(tokens: list[str], acts: list[float | None], peak: int | None) -> str:
@@ -26,49 +26,48 @@ def show(
     neuron_id: Annotated[str, typer.Argument(metavar="ID", help="L05N0123, L5N123 or 5:123.")],
     db: DbOption,
     json: JsonOption = False,
-    records: Annotated[int, typer.Option(help="Records to print per category.")] = 5,
+    records: Annotated[
+        int, typer.Option(help="Records per category (printed, or in the JSON).", min=0, max=50)
+    ] = 5,
 ) -> None:
-    """Print a neuron: explanation, scores, statistics and its top records.
+    """Print a neuron: explanation, scores, statistics, N2G metrics and its top records.
+
+    --json prints the same document as the explorer's /api/neurons/ID.
 
     Example: neuronatlas show L05N0123 --db atlas.db
     """
-    conn = open_reader(db)
-    data = reader.neuron(conn, neuron_id)
-    extra = _extra_sections(conn, data["id"])
-    data.update(extra)
+    from neuronatlas.read.explorer import neuron_detail
+
+    page = neuron_detail(open_reader(db), neuron_id, records=records)
     if json:
-        print_json(data)
+        print_json(page)
         return
-    console.rule(f"[bold]{data['id']}[/]  layer {data['layer']}, neuron {data['neuron']}")
-    for e in data["explanations"]:
-        score = e["ev_correlation_score"]
+    console.rule(f"[bold]{page.id}[/]  layer {page.layer}, neuron {page.neuron}")
+    for e in page.explanations:
+        score = e.ev_correlation_score
         shown = "—" if score is None else f"{score:.3f}"
-        console.print(f"[cyan]{e['source']}[/] {escape(e['text'])}  [dim]score {shown}[/]")
-    stats = data["stats"]
+        console.print(f"[cyan]{e.source}[/] {escape(e.text)}  [dim]score {shown}[/]")
+    keys = ("max_activation", "mean", "variance", "skewness", "kurtosis")
     table = Table(show_header=True, header_style="bold")
-    for key in ("max_activation", "mean", "variance", "skewness", "kurtosis"):
+    for key in keys:
         table.add_column(key)
-    table.add_row(
-        *[
-            "—" if stats[k] is None else f"{stats[k]:.4g}"
-            for k in ("max_activation", "mean", "variance", "skewness", "kurtosis")
-        ]
-    )
+    values = [getattr(page.stats, k) for k in keys]
+    table.add_row(*["—" if v is None else f"{v:.4g}" for v in values])
     console.print(table)
-    if "n2g" in data:
-        console.print(_n2g_line(data["n2g"]), highlight=False)
-    for category in sorted(data["records"], key=lambda c: (c != "top", c)):
+    if page.n2g is not None:
+        console.print(_n2g_line(page.n2g.metrics), highlight=False)
+    for category in sorted(page.records, key=lambda c: (c != "top", c)):
         console.print(f"[bold]{category}[/]")
-        for rec in data["records"][category][:records]:
-            top = rec["max_activation"]
+        for rec in page.records[category]:
+            top = rec.max_activation
             head = "  —   " if top is None else f"{top:6.2f}"
             console.print(
-                f" {head}  " + _excerpt_line(rec["tokens"], rec["activations"], rec["peak_index"]),
+                f" {head}  " + _excerpt_line(rec.tokens, rec.activations, rec.peak_index),
                 highlight=False,
             )
 
 
-def _n2g_line(m: dict) -> str:
+def _n2g_line(m: dict[str, float | int | None]) -> str:
     """N2G's held-out firing F1 beside the token-lookup baseline's, and its score."""
 
     def num(x: float | None) -> str:
@@ -79,14 +78,3 @@ def _n2g_line(m: dict) -> str:
         f" precision {num(m.get('precision'))}, recall {num(m.get('recall'))},"
         f" ev_correlation {num(m.get('ev_correlation_score'))}"
     )
-
-
-def _extra_sections(conn, neuron_id: str) -> dict:
-    """Sections other stages add to `show` (e.g. "n2g"), when their tables exist."""
-    from neuronatlas.store import n2g as n2g_store
-
-    extra: dict = {}
-    metrics = n2g_store.read_metrics(conn, neuron_id)
-    if metrics is not None:
-        extra["n2g"] = {**metrics, "explanation": n2g_store.n2g_explanation(conn, neuron_id)}
-    return extra

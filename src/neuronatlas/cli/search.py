@@ -9,31 +9,36 @@ from rich.markup import escape
 from rich.table import Table
 
 from neuronatlas.cli.app import DbOption, JsonOption, SilentOption, app, console, print_json
+from neuronatlas.read.models import SearchHit, SearchMode
 from neuronatlas.store import open_reader
 
 Clusterer = Literal["hdbscan", "kmeans"]
 
 KOption = Annotated[int, typer.Option("--k", min=1, max=1000, help="How many results.")]
+SearchK = Annotated[int, typer.Option("--k", min=1, max=100, help="How many results (1-100).")]
 
 
-def _results_table(rows: list[dict], title: str, extra: str | None = None) -> None:
+def _results_table(rows: list[SearchHit], title: str, extra: str | None = None) -> None:
     table = Table(title=title, show_header=True, header_style="bold")
     for col in ("id", "similarity", "score", *([extra] if extra else []), "explanation"):
         table.add_column(col)
     for r in rows:
-        score = "—" if r.get("score") is None else f"{r['score']:.3f}"
-        cells = [r["id"], f"{r['similarity']:.3f}", score]
+        cells = [r.id, _num(r.similarity), _num(r.score)]
         if extra:
-            cells.append(escape(repr(r.get(extra))))
-        cells.append(escape(r.get("explanation") or ""))
+            cells.append(escape(repr(getattr(r, extra))))
+        cells.append(escape(r.explanation or ""))
         table.add_row(*cells)
     console.print(table)
 
 
-def _contract(rows: list[dict]) -> list[dict]:
-    """Exactly the documented keys, in order: id, layer, neuron, explanation, score, similarity."""
-    keys = ("id", "layer", "neuron", "explanation", "score", "similarity")
-    return [{k: r.get(k) for k in keys} for r in rows]
+def _num(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
+def _hits(rows: list[dict]) -> list[SearchHit]:
+    import msgspec
+
+    return msgspec.convert(rows, list[SearchHit])
 
 
 @app.command()
@@ -166,12 +171,15 @@ def index(
     ] = True,
     silent: SilentOption = False,
 ) -> None:
-    """Rebuild the token index and the excerpt full-text index from the stored records.
+    """Rebuild the token index and the excerpt full-text index from the stored records, and
+    each neuron's similar neurons by shared tokens (what neuron pages show).
 
-    Importers and the scraper do this at the end; run it after changing records by hand.
+    Importers and the scraper build the indexes at the end; run it after changing records by
+    hand, or once on an atlas built before similar neurons were stored.
 
     Example: neuronatlas index --db atlas.db
     """
+    from neuronatlas.embed.similar import precompute_similar
     from neuronatlas.store import open_writer
     from neuronatlas.store.search import rebuild_search_indexes
 
@@ -179,12 +187,19 @@ def index(
     conn = open_writer(db)
     try:
         counts = rebuild_search_indexes(conn, excerpts=excerpts)
+        with (
+            console.status("similar neurons by tokens", spinner="dots")
+            if not silent
+            else _nothing()
+        ):
+            similar = precompute_similar(conn, ["tokens"])["tokens"]
     finally:
         conn.close()
     if not silent:
         console.print(
             f"token index: {counts['token_rows']} rows"
             + (f"; excerpt full text: {counts['excerpt_documents']} neurons" if excerpts else "")
+            + f"; similar neurons by tokens: {similar} rows"
         )
 
 
@@ -192,7 +207,7 @@ def index(
 def search(
     query: Annotated[str, typer.Argument(metavar="QUERY", help="What the neuron responds to.")],
     db: DbOption,
-    k: KOption = 10,
+    k: SearchK = 10,
     json: JsonOption = False,
     fulltext: Annotated[
         bool,
@@ -209,45 +224,41 @@ def search(
 ) -> None:
     """Semantic search over explanations: neurons whose explanation means QUERY.
 
+    --json prints the hits as /api/search does (its `results`).
+
     Example: neuronatlas search "words about the weather" --db atlas.db --k 5 --json
     """
-    conn = open_reader(db)
-    if fulltext:
-        from neuronatlas.embed.fulltext import fulltext_search
+    from neuronatlas.read.explorer import search as run_search
 
-        rows = fulltext_search(conn, query, k)
-    else:
-        from neuronatlas.embed.search import semantic_search
-
-        rows = semantic_search(conn, query, k, embedder)
+    mode: SearchMode = "fulltext" if fulltext else "semantic"
+    result = run_search(open_reader(db), query, k, mode, embedder=embedder)
     if json:
-        print_json(_contract(rows))
+        print_json(result.results)
         return
-    _results_table(rows, f"{'full-text' if fulltext else 'semantic'} search: {query}")
+    _results_table(result.results, f"{'full-text' if fulltext else 'semantic'} search: {query}")
 
 
 @app.command()
 def tokens(
     text: Annotated[str, typer.Argument(metavar="TEXT", help="Text whose tokens to look up.")],
     db: DbOption,
-    k: KOption = 10,
+    k: SearchK = 10,
     json: JsonOption = False,
 ) -> None:
     """Neurons whose stored top records peak on TEXT's tokens (from the token index).
 
-    similarity = share of the neuron's top-record peak mass on these tokens (0-1).
+    similarity = share of the neuron's top-record peak mass on these tokens (0-1). --json
+    prints the hits as /api/tokens does (its `results`).
 
     Example: neuronatlas tokens " Paris" --db atlas.db --json
     """
-    from neuronatlas.embed.tokens import token_search
+    from neuronatlas.read.explorer import search as run_search
 
-    rows = token_search(open_reader(db), text, k)
+    result = run_search(open_reader(db), text, k, "tokens")
     if json:
-        print_json(
-            [{**r2, "token": r["token"]} for r, r2 in zip(rows, _contract(rows), strict=False)]
-        )
+        print_json(result.results)
         return
-    _results_table(rows, f"tokens: {text!r}", extra="token")
+    _results_table(result.results, f"tokens: {text!r}", extra="token")
 
 
 @app.command()
@@ -275,11 +286,11 @@ def similar(
     if json:
         print_json(data)
         return
-    _results_table(data["by_embedding"], f"{data['id']}: by explanation embedding")
-    _results_table(data["by_tokens"], f"{data['id']}: by shared peak tokens")
+    _results_table(_hits(data["by_embedding"]), f"{data['id']}: by explanation embedding")
+    _results_table(_hits(data["by_tokens"]), f"{data['id']}: by shared peak tokens")
     if "by_weights" in data:
         for side in ("downstream", "upstream"):
-            _results_table(data["by_weights"][side], f"{data['id']}: {side} by weights")
+            _results_table(_hits(data["by_weights"][side]), f"{data['id']}: {side} by weights")
         effects = data["logit_effects"]
         for side in ("promoted", "suppressed"):
             shown = ", ".join(f"{e['token']!r} {e['effect']:+.3f}" for e in effects[side])

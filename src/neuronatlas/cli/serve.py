@@ -136,10 +136,9 @@ def activate(
     table = Table(show_header=True, header_style="bold")
     table.add_column("token")
     table.add_column("strongest neurons (activation, explanation)")
-    for tok, top in zip(result["tokens"], result["top"], strict=False):
+    for tok, top in zip(result.tokens, result.top, strict=True):
         lines = [
-            f"[cyan]{n['id']}[/] {n['activation']:7.3f}  "
-            f"[dim]{escape(n.get('explanation') or '')}[/]"
+            f"[cyan]{n.id}[/] {n.activation:7.3f}  [dim]{escape(n.explanation or '')}[/]"
             for n in top
         ]
         table.add_row(escape(repr(tok)), "\n".join(lines))

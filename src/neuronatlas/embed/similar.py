@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+
+import numpy as np
 
 from neuronatlas.embed import weights as W
 from neuronatlas.embed.search import load_vectors, search_vector
 from neuronatlas.errors import NeuronNotFound
 from neuronatlas.ids import canonical, format_id, parse_id
+from neuronatlas.store import browse, reader
 from neuronatlas.store import embed as store_embed
 from neuronatlas.store import search as store_search
 
@@ -33,17 +37,110 @@ def by_embedding(conn: sqlite3.Connection, neuron_id: str, k: int = 10) -> list[
 
 def by_tokens(conn: sqlite3.Connection, neuron_id: str, k: int = 10) -> list[dict]:
     """Neurons whose top records peak on the same tokens (weighted Jaccard), best first."""
-    rows = store_search.token_overlap(conn, neuron_id, k)
+    rows = _token_neighbours(conn, neuron_id, k)
     info = store_embed.describe_neurons(conn, [r[0] for r in rows])
     return [
-        {
-            **info[nid],
-            "similarity": round(m / (2.0 - m), 6),
-            "shared_tokens": sorted(set(toks.split("\x1f")))[:10],
-        }
-        for nid, m, toks in rows
+        {**info[nid], "similarity": sim, "shared_tokens": shared}
+        for nid, sim, shared in rows
         if nid in info
     ]
+
+
+def _token_neighbours(
+    conn: sqlite3.Connection, neuron_id: str, k: int
+) -> list[tuple[str, float, list[str]]]:
+    """(neuron id, weighted Jaccard, up to 10 shared tokens) of the k best, best first."""
+    return [
+        (nid, round(m / (2.0 - m), 6), sorted(set(toks.split("\x1f")))[:10])
+        for nid, m, toks in store_search.token_overlap(conn, neuron_id, k)
+    ]
+
+
+# -- precomputed at build time (the neuron page reads them with one range read) --------------
+
+#: Neighbours stored per neuron and kind: the page shows 10; the API may ask for up to this.
+PRECOMPUTED_K = 20
+
+Progress = Callable[[str, int, int], None]
+
+
+def precompute_similar(
+    conn: sqlite3.Connection,
+    kinds: Sequence[str] = browse.SIMILAR_KINDS,
+    k: int = PRECOMPUTED_K,
+    progress: Progress | None = None,
+) -> dict[str, int]:
+    """Compute every neuron's k nearest neighbours of each kind once and store them
+    (`store.browse.write_similar`), so neuron pages stop paying a vector search and a
+    token-overlap join per request. Same neighbours as `by_embedding` / `by_tokens` (exact
+    cosine over all vectors, itself excluded, one row per neuron). Returns rows written."""
+    written: dict[str, int] = {}
+    for kind in kinds:
+        rows = _all_by_embedding(conn, k) if kind == "embedding" else _all_by_tokens(conn, k)
+        written[kind] = browse.write_similar(conn, kind, k, _counted(rows, kind, conn, progress))
+    return written
+
+
+def _counted(rows: Iterator[Row], kind: str, conn: sqlite3.Connection, progress: Progress | None):
+    total = reader.neuron_count(conn)
+    done, last = 0, None
+    for row in rows:
+        if row[0] != last:
+            last, done = row[0], done + 1
+            if progress is not None and done % 512 == 0:
+                progress(kind, done, total)
+        yield row
+    if progress is not None:
+        progress(kind, total, total)
+
+
+Row = tuple[str, int, str, float, list[str] | None]
+
+
+def _all_by_embedding(conn: sqlite3.Connection, k: int, chunk: int = 256) -> Iterator[Row]:
+    """Every embedded neuron's k nearest by its first embedded explanation: one matrix product
+    per chunk of neurons instead of one search each."""
+    vectors = load_vectors(conn)
+    matrix = vectors.index.matrix
+    n = matrix.shape[0]
+    if n == 0:
+        return
+    owners = np.asarray(vectors.neuron_ids, dtype=object)
+    ids, _, queries = store_embed.neuron_vectors(conn)
+    want = min(n, 3 * k + 1)
+    for start in range(0, len(ids), chunk):
+        scores = queries[start : start + chunk] @ matrix.T
+        top = np.argpartition(-scores, want - 1, axis=1)[:, :want] if want < n else None
+        for row, nid in enumerate(ids[start : start + chunk]):
+            cand = np.arange(n) if top is None else top[row]
+            order = cand[np.argsort(-scores[row, cand], kind="stable")]
+            picked = _distinct(owners[order], scores[row, order], nid, k)
+            if len(picked) < k and want < n:  # many explanations of few neurons: search on
+                found = search_vector(conn, queries[start + row], k, vectors, exclude=nid)
+                picked = [(r["id"], r["similarity"]) for r in found]
+            for rank, (other, sim) in enumerate(picked):
+                yield nid, rank, other, sim, None
+
+
+def _distinct(
+    owners: np.ndarray, sims: np.ndarray, self_id: str, k: int
+) -> list[tuple[str, float]]:
+    """The first k (neuron, similarity) with each neuron once and `self_id` left out."""
+    seen: set[str] = set()
+    out: list[tuple[str, float]] = []
+    for owner, sim in zip(owners.tolist(), sims.tolist(), strict=True):
+        if owner != self_id and owner not in seen:
+            seen.add(owner)
+            out.append((owner, float(sim)))
+            if len(out) == k:
+                break
+    return out
+
+
+def _all_by_tokens(conn: sqlite3.Connection, k: int) -> Iterator[Row]:
+    for nid in reader.neuron_ids(conn):
+        for rank, (other, sim, shared) in enumerate(_token_neighbours(conn, nid, k)):
+            yield nid, rank, other, sim, shared
 
 
 def _weights_of(model) -> W.NeuronWeights:

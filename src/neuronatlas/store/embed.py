@@ -20,6 +20,7 @@ import numpy as np
 
 from neuronatlas.errors import MixedEmbedders
 from neuronatlas.store import values
+from neuronatlas.store.browse import forget_similar
 from neuronatlas.store.connection import transaction
 from neuronatlas.store.reader import PRIMARY_ORDER
 from neuronatlas.store.writer import now
@@ -103,6 +104,7 @@ def write_embeddings(
         data.append((eid, embedder, digest, blob, values.blob_to_json(blob)))
     with transaction(conn):
         check_embedder(conn, embedder)
+        forget_similar(conn, "embedding")  # new vectors: the stored neighbours are stale
         conn.executemany(
             "INSERT OR REPLACE INTO embeddings(explanation_id, embedder, text_digest, vector,"
             " vector_json) VALUES (?, ?, ?, ?, ?)",
@@ -116,6 +118,7 @@ def delete_embeddings(conn: sqlite3.Connection) -> int:
     with transaction(conn):
         n = conn.execute("DELETE FROM embeddings").rowcount
         _clear_map(conn)
+        forget_similar(conn, "embedding")
     return n
 
 

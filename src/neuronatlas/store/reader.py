@@ -128,6 +128,13 @@ def neuron(
     conn: sqlite3.Connection, neuron_id: str, records_per_category: int | None = None
 ) -> dict[str, Any]:
     """Everything about one neuron: stats, explanations, records. Raises NeuronNotFound."""
+    out = neuron_head(conn, neuron_id)
+    out["records"] = records(conn, out["id"], limit_per_category=records_per_category)
+    return out
+
+
+def neuron_head(conn: sqlite3.Connection, neuron_id: str) -> dict[str, Any]:
+    """One neuron's id, layer, index, stats, source and explanations (no records)."""
     nid = canonical(neuron_id)
     row = conn.execute(
         "SELECT id, layer, neuron, mean, variance, skewness, kurtosis, max_activation,"
@@ -150,8 +157,19 @@ def neuron(
         },
         "source": row[9],
         "explanations": explanations(conn, nid),
-        "records": records(conn, nid, limit_per_category=records_per_category),
     }
+
+
+def record_rows(conn: sqlite3.Connection, neuron_id: str) -> list[tuple[Any, ...]]:
+    """Every stored record of a neuron as stored, by category then rank: (category, tokens
+    JSON, values JSON, float32 flag, max_activation, peak_index). For readers that decode
+    only what they show (`store.values.decode`) and histogram the rest in bulk."""
+    return conn.execute(
+        "SELECT r.category, x.tokens, r.activation_values, r.values_f32, r.max_activation,"
+        " r.peak_index FROM records r JOIN excerpts x ON x.digest = r.excerpt_digest"
+        " WHERE r.neuron_id = ? ORDER BY r.category, r.rank",
+        (neuron_id,),
+    ).fetchall()
 
 
 def neurons_with_explanation(conn: sqlite3.Connection, source: str) -> set[str]:

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import msgspec
 
 from neuronatlas.ids import format_id
+from neuronatlas.store.browse import forget_similar
 from neuronatlas.store.connection import transaction
 from neuronatlas.store.writer import now
 
@@ -50,6 +51,7 @@ def rebuild_token_index(conn: sqlite3.Connection) -> int:
     fingerprint = _fingerprint(conn)
     with transaction(conn):
         conn.execute("DELETE FROM token_index")
+        forget_similar(conn, "tokens")  # the stored neighbours by tokens came from these rows
         conn.execute(
             "INSERT INTO token_index(token, neuron_id, activation, hits, share)"
             " SELECT token, neuron_id, max(act), count(*), sum(act) / max(mass) FROM ("

@@ -13,9 +13,8 @@ from importlib.resources import files
 from pathlib import Path
 
 from neuronatlas import __version__
-from neuronatlas.store import reader
-from neuronatlas.store import web as store_web
-from neuronatlas.web.live import LiveModel, default_spec
+from neuronatlas.read.live import LiveModel, default_spec
+from neuronatlas.store import browse, reader
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ def _lifespan(settings: Settings, has_embeddings: bool, *pools):
     import threading
     from contextlib import asynccontextmanager
 
-    from neuronatlas.web import stages
+    from neuronatlas.read import stages
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -102,22 +101,24 @@ def create_app(
     from fastapi.staticfiles import StaticFiles
     from fastapi.templating import Jinja2Templates
 
-    from neuronatlas.web import api, errors, pages, steer_api
-    from neuronatlas.web.pool import ReaderPool
-    from neuronatlas.web.render import (
+    from neuronatlas.read import explorer
+    from neuronatlas.read.render import (
         HEATMAP_CSS,
         category_order,
         histogram_svg,
         record_row,
         with_code,
     )
+    from neuronatlas.web import api, errors, openapi, pages, steer_api
+    from neuronatlas.web.pool import ReaderPool
 
     settings = Settings(db=Path(db), model=model, time_limit_s=time_limit_s, pool_size=pool_size)
     pool = ReaderPool(settings.db, size=pool_size)
     loop_pool = ReaderPool(settings.db, size=1)
     with pool.borrow(settings.time_limit_s) as conn:
         meta = reader.meta(conn)
-        has_embeddings = store_web.has_embeddings(conn)
+        has_embeddings = browse.has_embeddings(conn)
+        similar = browse.similar_built(conn)
     settings.model_id = meta.get("model_id")
     settings.title = f"neuronatlas · {settings.model_id}" if settings.model_id else "neuronatlas"
 
@@ -135,6 +136,10 @@ def create_app(
     app.state.loop_pool = loop_pool
     app.state.live = LiveModel(model or default_spec(meta), meta, device)
     app.state.map_cache = {}
+    # neuron pages run on the event loop when none of their reads can be slow
+    app.state.similar_stored = all(
+        similar.get(kind, 0) >= explorer.DEFAULT_SIMILAR for kind in browse.SIMILAR_KINDS
+    )
     app.state.health_cache = None
     pkg = files("neuronatlas.web")
     templates = Jinja2Templates(directory=str(pkg / "templates"))
@@ -183,6 +188,7 @@ def create_app(
     app.include_router(api.router)
     app.include_router(steer_api.router)
     app.include_router(pages.router)
+    openapi.install(app)
 
     return app
 

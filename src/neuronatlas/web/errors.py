@@ -8,11 +8,12 @@ message on an error page with the same status.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from neuronatlas.errors import (
@@ -25,6 +26,7 @@ from neuronatlas.errors import (
     QueryTimeout,
     StageNotBuilt,
 )
+from neuronatlas.ids import parse_id
 
 log = logging.getLogger(__name__)
 
@@ -48,25 +50,20 @@ HTTP_CODES = {
 }
 
 
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
+_ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorBody"}  # read.models.ErrorBody
 
-
-class ErrorBody(BaseModel):
-    """The body of every error response."""
-
-    error: ErrorDetail
-
-
-ERROR_RESPONSES: dict[int | str, dict] = {
-    s: {"model": ErrorBody, "description": d}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    s: {"description": d, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
     for s, d in [
         (400, "Bad id or parameter"),
         (404, "Unknown neuron"),
         (409, "The atlas lacks the stage this needs"),
         (422, "Invalid request"),
-        (503, "Model unavailable or query too slow"),
+        (
+            503,
+            "No live model (model_unavailable: start the server with --model SPEC) or a "
+            "query that ran past the time limit (timeout)",
+        ),
     ]
 }
 
@@ -79,7 +76,13 @@ def wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
-def error_response(request: Request, status: int, code: str, message: str) -> Response:
+def error_response(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
     if wants_html(request):
         templates = request.app.state.templates
         return templates.TemplateResponse(
@@ -87,8 +90,11 @@ def error_response(request: Request, status: int, code: str, message: str) -> Re
             "error.html",
             {"status": status, "code": code, "message": message},
             status_code=status,
+            headers=headers,
         )
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -97,6 +103,20 @@ def _validation_message(exc: RequestValidationError) -> str:
         where = ".".join(str(x) for x in err.get("loc", ()) if x not in ("query", "path", "body"))
         parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
+
+
+def _bad_neuron_id(request: Request, exc: RequestValidationError) -> str | None:
+    """The parser's own message when the only fault is a neuron id in the path: a user who
+    types `/neurons/L5` hears what an id looks like, as from every other entry point."""
+    errors = exc.errors()
+    if not errors or any(tuple(e.get("loc", ())) != ("path", "neuron_id") for e in errors):
+        return None
+    text = request.path_params.get("neuron_id", "")
+    try:
+        parse_id(text)
+    except BadNeuronId as bad:
+        return str(bad)
+    return f"{text!r} is not a neuron id: use L05N0123, L5N123 or 5:123"
 
 
 def install(app: FastAPI) -> None:
@@ -111,12 +131,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        bad_id = _bad_neuron_id(request, exc)
+        if bad_id is not None:
+            return error_response(request, 400, "bad_id", bad_id)
         return error_response(request, 422, "invalid", _validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-        return error_response(request, exc.status_code, code, str(exc.detail))
+        # keep the exception's headers: a 405 carries `Allow` (the methods the path takes)
+        return error_response(request, exc.status_code, code, str(exc.detail), exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

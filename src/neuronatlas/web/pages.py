@@ -1,6 +1,6 @@
 """The HTML pages: `/` (map), `/neurons/{id}`, `/search`, and navigation redirects.
 
-Pages are rendered on the server from the same `web.data` functions as their JSON twins
+Pages are rendered on the server from the same `read.explorer` functions as their JSON twins
 (linked from each page), so they work without JavaScript except the map and the live box.
 """
 
@@ -14,10 +14,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from neuronatlas.errors import BadInput, StageNotBuilt
 from neuronatlas.ids import canonical
-from neuronatlas.store import web as store_web
-from neuronatlas.web import data
+from neuronatlas.read import explorer
+from neuronatlas.read.live import MAX_TEXT_CHARS
+from neuronatlas.read.models import SearchMode
+from neuronatlas.store import browse
 from neuronatlas.web.api import NeuronId, reads
-from neuronatlas.web.live import MAX_TEXT_CHARS
 
 router = APIRouter(include_in_schema=False)
 
@@ -33,7 +34,7 @@ def _page(request: Request, template: str, context: dict, status: int = 200) -> 
 @router.get("/", response_class=HTMLResponse)
 def map_page(request: Request) -> Response:
     with reads(request) as conn:
-        counts = store_web.counts(conn)
+        counts = browse.counts(conn)
     return _page(request, "map.html", {"counts": counts, "json_twin": "/api/map"})
 
 
@@ -43,7 +44,7 @@ def neuron_page(request: Request, neuron_id: NeuronId) -> Response:
     if nid != neuron_id:
         return RedirectResponse(f"/neurons/{nid}", status_code=308)
     with reads(request) as conn:
-        detail = data.neuron_detail(conn, nid, records=data.MAX_RECORDS)
+        detail = explorer.neuron_detail(conn, nid, records=explorer.MAX_RECORDS)
     return _page(
         request,
         "neuron.html",
@@ -59,21 +60,21 @@ def neuron_page(request: Request, neuron_id: NeuronId) -> Response:
 @router.get("/neurons/{neuron_id}/next")
 def next_page(request: Request, neuron_id: NeuronId) -> Response:
     with reads(request) as conn:
-        nid = store_web.neighbour(conn, store_web.require_neuron(conn, neuron_id), +1)
+        nid = explorer.step(conn, neuron_id, +1).id
     return RedirectResponse(f"/neurons/{nid}", status_code=303)
 
 
 @router.get("/neurons/{neuron_id}/prev")
 def prev_page(request: Request, neuron_id: NeuronId) -> Response:
     with reads(request) as conn:
-        nid = store_web.neighbour(conn, store_web.require_neuron(conn, neuron_id), -1)
+        nid = explorer.step(conn, neuron_id, -1).id
     return RedirectResponse(f"/neurons/{nid}", status_code=303)
 
 
 @router.get("/random")
 def random_page(request: Request) -> Response:
     with reads(request) as conn:
-        nid = store_web.random_neuron(conn)
+        nid = explorer.random_neuron(conn).id
     return RedirectResponse(f"/neurons/{nid}", status_code=303)
 
 
@@ -81,14 +82,14 @@ def random_page(request: Request) -> Response:
 def search_page(
     request: Request,
     q: Annotated[str, Query(max_length=500)] = "",
-    k: Annotated[int, Query(ge=1, le=data.MAX_K)] = 20,
-    mode: data.SearchMode = "auto",
+    k: Annotated[int, Query(ge=1, le=explorer.MAX_K)] = 20,
+    mode: SearchMode = "auto",
 ) -> Response:
     result, problem = None, None
     if q.strip():
         try:
             with reads(request, request.app.state.settings.search_time_limit_s) as conn:
-                result = data.search(conn, q, k, mode)
+                result = explorer.search(conn, q, k, mode)
         except (StageNotBuilt, BadInput) as exc:
             problem = str(exc)
     twin = "/api/search?" + urlencode({"q": q, "k": k, "mode": mode})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from neuronatlas.errors import QueryTimeout
 from neuronatlas.store import open_reader
-from neuronatlas.store.web import time_limit, tune_reader
+from neuronatlas.store.browse import time_limit, tune_reader
 
 
 class ReaderPool:

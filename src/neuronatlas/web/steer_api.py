@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from neuronatlas import steer
-from neuronatlas.store import web as store_web
+from neuronatlas.store import browse
 from neuronatlas.web.api import reads
 from neuronatlas.web.errors import ERROR_RESPONSES
 
@@ -96,7 +96,7 @@ _encode = msgspec.json.Encoder().encode
 )
 def post_steer(request: Request, body: Annotated[SteerRequest, Body()]) -> Response:
     with reads(request) as conn:
-        nid = store_web.require_neuron(conn, body.neuron)  # 400 / 404 before any 503
+        nid = browse.require_neuron(conn, body.neuron)  # 400 / 404 before any 503
     result = request.app.state.live.steer(
         body.text, nid, body.mode, body.value, k=body.k, new_tokens=body.new_tokens
     )

@@ -1,4 +1,5 @@
-"""Bounded reads for the explorer (web app, Python API): time limits, row caps, navigation.
+"""Bounded reads for the explorer (`neuronatlas.read`): time limits, row caps, navigation,
+summaries, and the similar neurons precomputed at build time (migration 009).
 
 Every read the web layer makes runs under `time_limit` (an SQLite progress handler that
 interrupts a statement past its deadline) and returns at most a capped number of rows, saying
@@ -10,12 +11,16 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
+import msgspec
+
 from neuronatlas.errors import NeuronNotFound, QueryTimeout
 from neuronatlas.ids import canonical, parse_id
+from neuronatlas.store.connection import transaction
+from neuronatlas.store.writer import now
 
 # SQLite calls the progress handler every this many virtual-machine instructions: often enough
 # to stop within a millisecond or so, rarely enough to cost nothing measurable.
@@ -221,3 +226,93 @@ def explanation_substring(conn: sqlite3.Connection, query: str, k: int) -> list[
         if len(out) >= k:
             break
     return out
+
+
+# -- similar neurons, precomputed (migration 009) --------------------------------------------
+
+SIMILAR_KINDS = ("embedding", "tokens")
+
+
+def similar_built(conn: sqlite3.Connection) -> dict[str, int]:
+    """kind → k of the precomputed similar neurons this atlas holds ({} when none)."""
+    try:
+        rows = conn.execute("SELECT kind, k FROM similar_state").fetchall()
+    except sqlite3.OperationalError:  # an atlas from before migration 009
+        return {}
+    return {r[0]: r[1] for r in rows}
+
+
+def stored_similar(
+    conn: sqlite3.Connection, neuron_id: str, k: int, kinds: Iterable[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """kind → up to k result rows (id, layer, neuron, explanation, score, similarity and, by
+    tokens, shared_tokens) precomputed for this neuron, for each of `kinds` (ones
+    `similar_built` lists with at least k). One primary-key range read and one join."""
+    wanted = list(kinds)
+    out: dict[str, list[dict[str, Any]]] = {kind: [] for kind in wanted}
+    if not wanted:
+        return out
+    marks = ",".join("?" * len(wanted))
+    rows = conn.execute(
+        "SELECT s.kind, s.other_id, n.layer, n.neuron, e.text, e.ev_correlation_score,"
+        " s.similarity, s.shared_tokens FROM similar_neurons s"
+        " JOIN neuron_info n ON n.id = s.other_id"
+        " LEFT JOIN primary_explanations e ON e.neuron_id = s.other_id"
+        f" WHERE s.neuron_id = ? AND s.kind IN ({marks}) AND s.rank < ? ORDER BY s.kind, s.rank",
+        (neuron_id, *wanted, k),
+    )
+    for kind, nid, layer, neuron, text, score, sim, shared in rows:
+        hit = {
+            "id": nid,
+            "layer": layer,
+            "neuron": neuron,
+            "explanation": None if text is None else text.strip(),
+            "score": score,
+            "similarity": sim,
+        }
+        if shared is not None:
+            hit["shared_tokens"] = msgspec.json.decode(shared)
+        out[kind].append(hit)
+    return out
+
+
+def write_similar(
+    conn: sqlite3.Connection,
+    kind: str,
+    k: int,
+    rows: Iterable[tuple[str, int, str, float, list[str] | None]],
+) -> int:
+    """Replace the precomputed neighbours of one kind: (neuron id, rank, other id, similarity,
+    shared tokens or None), in one transaction; returns the number of rows written."""
+    if kind not in SIMILAR_KINDS:
+        raise ValueError(f"{kind!r}: expected one of {SIMILAR_KINDS}")
+    n = 0
+    with transaction(conn):
+        conn.execute("DELETE FROM similar_neurons WHERE kind = ?", (kind,))
+        conn.execute("DELETE FROM similar_state WHERE kind = ?", (kind,))
+        batch: list[tuple[object, ...]] = []
+        for nid, rank, other, sim, shared in rows:
+            enc = None if shared is None else msgspec.json.encode(shared).decode()
+            batch.append((nid, kind, rank, other, sim, enc))
+            if len(batch) >= 10_000:
+                conn.executemany("INSERT INTO similar_neurons VALUES (?, ?, ?, ?, ?, ?)", batch)
+                n += len(batch)
+                batch = []
+        conn.executemany("INSERT INTO similar_neurons VALUES (?, ?, ?, ?, ?, ?)", batch)
+        n += len(batch)
+        conn.execute(
+            "INSERT INTO similar_state(kind, k, created_at) VALUES (?, ?, ?)", (kind, k, now())
+        )
+    return n
+
+
+def forget_similar(conn: sqlite3.Connection, kind: str) -> None:
+    """Drop the precomputed neighbours of one kind (their inputs changed): pages compute them
+    per request until they are precomputed again."""
+    try:
+        with transaction(conn):
+            conn.execute("DELETE FROM similar_neurons WHERE kind = ?", (kind,))
+            conn.execute("DELETE FROM similar_state WHERE kind = ?", (kind,))
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise

@@ -8,12 +8,17 @@ reported as ModelUnavailable with the reason instead of retried on every request
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neuronatlas.errors import BadInput, ModelUnavailable
 from neuronatlas.ids import format_id, parse_id
+from neuronatlas.read.models import LiveNeuron, LiveNeuronRef, LiveStatus, LiveStrongest
+
+if TYPE_CHECKING:
+    from neuronatlas.steer import SteerResult
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +36,14 @@ def default_spec(meta: dict[str, str]) -> str | None:
 
 
 class LiveModel:
-    """The model behind live features, loaded lazily from a spec (hub id or local folder)."""
+    """The model behind live features, loaded lazily from a spec (hub id or local folder).
 
-    def __init__(self, spec: str | None, meta: dict[str, str] | None = None, device: str = "auto"):
+    Any route or library call that runs the model (live activations, logit effects, a
+    steering run) gets it from `get()` and holds `run_lock` around its forward passes."""
+
+    def __init__(
+        self, spec: str | None, meta: dict[str, str] | None = None, device: str = "auto"
+    ) -> None:
         self.spec = spec
         self.device = device
         self.meta = meta or {}
@@ -43,15 +53,15 @@ class LiveModel:
         self._load_lock = threading.Lock()
         self.run_lock = threading.Lock()  # one forward pass at a time: CPU-bound anyway
 
-    def status(self) -> dict:
-        return {"spec": self.spec, "loaded": self._model is not None, "error": self._error}
+    def status(self) -> LiveStatus:
+        return LiveStatus(spec=self.spec, loaded=self._model is not None, error=self._error)
 
     def get(self) -> Any:
         """The LoadedModel; ModelUnavailable (with why) when it cannot be loaded here."""
         if self._model is not None:
             return self._model
         with self._load_lock:
-            if self._model is None and self._error is None:
+            if self._model is None and self._error is None and self.spec is not None:
                 try:
                     from neuronatlas.models import load_model
                 except ImportError as exc:
@@ -103,7 +113,12 @@ class LiveModel:
             return [model.bos_token_id, *ids], 1, truncated
         return ids, 0, truncated
 
-    def neuron(self, text: str, neuron_id: str) -> dict:
+    def tokenize(self, text: str) -> tuple[list[int], int, bool]:
+        """The model's token ids for `text` as the atlas's records saw them (BOS first when
+        the scrape put it there), how many leading ids to hide, and whether it was cut."""
+        return self._tokenize(self.get(), text)
+
+    def neuron(self, text: str, neuron_id: str) -> LiveNeuron:
         """One neuron's activation on every token of `text`."""
         layer, neuron = parse_id(neuron_id)
         model = self.get()
@@ -115,13 +130,16 @@ class LiveModel:
         ids, hidden, truncated = self._tokenize(model, text)
         with self.run_lock:
             acts = model.neuron_activations(ids, layers=[layer])[layer][0, :, neuron]
-        return {
-            "tokens": model.token_strings(ids[hidden:]),
-            "activations": [round(float(a), 5) for a in acts[hidden:].tolist()],
-            "truncated": truncated,
-        }
+        return LiveNeuron(
+            text=text,
+            neuron=format_id(layer, neuron),
+            tokens=list(model.token_strings(ids[hidden:])),
+            activations=[_finite(a) for a in acts[hidden:].tolist()],
+            truncated=truncated,
+            n2g_prediction=None,
+        )
 
-    def strongest(self, text: str, k: int) -> dict:
+    def strongest(self, text: str, k: int) -> LiveStrongest:
         """For every token of `text`, the k neurons (over all layers) that fire most on it."""
         import torch
 
@@ -137,19 +155,19 @@ class LiveModel:
         joined = torch.cat(values, dim=-1)
         v, pick = joined.topk(min(k, joined.shape[-1]), dim=-1)
         flat = torch.cat(where, dim=-1).gather(-1, pick)
-        per_token = []
-        for vals, idx in zip(v.tolist(), flat.tolist(), strict=False):
-            per_token.append(
-                [
-                    {"id": format_id(*divmod(n, model.d_mlp)), "activation": round(a, 5)}
-                    for a, n in zip(vals, idx, strict=False)
-                ]
-            )
-        return {
-            "tokens": model.token_strings(ids[hidden:]),
-            "top": per_token,
-            "truncated": truncated,
-        }
+        per_token = [
+            [
+                LiveNeuronRef(id=format_id(*divmod(n, model.d_mlp)), activation=round(a, 5))
+                for a, n in zip(vals, idx, strict=True)
+            ]
+            for vals, idx in zip(v.tolist(), flat.tolist(), strict=True)
+        ]
+        return LiveStrongest(
+            text=text,
+            tokens=list(model.token_strings(ids[hidden:])),
+            top=per_token,
+            truncated=truncated,
+        )
 
     def steer(
         self,
@@ -160,7 +178,7 @@ class LiveModel:
         *,
         k: int,
         new_tokens: int,
-    ):
+    ) -> SteerResult:
         """`neuronatlas.steer.steer` on this model, BOS placed as the atlas's records were
         taken, under the run lock (the edit is a hook on the shared model while it runs)."""
         from neuronatlas.steer import steer
@@ -171,3 +189,8 @@ class LiveModel:
             return steer(
                 model, text, neuron_id, mode, value, prepend_bos=bos, k=k, new_tokens=new_tokens
             )
+
+
+def _finite(value: float) -> float | None:
+    """An activation for JSON: rounded, None for NaN or infinity (JSON has neither)."""
+    return round(value, 5) if math.isfinite(value) else None

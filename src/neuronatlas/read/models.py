@@ -1,0 +1,378 @@
+"""The typed read model: every record the explorer shows, as msgspec Structs.
+
+The HTTP API encodes these, `--json` in the CLI prints them and `neuronatlas.Atlas` returns
+them, so the three can never disagree on a field; /openapi.json carries their JSON schemas
+(`msgspec.json.schema_components`), so what a client is promised is what the encoder writes.
+Fields that may be absent in a stored atlas are `... | None`, never missing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+SearchMode = Literal["auto", "semantic", "tokens", "fulltext", "substring"]
+
+#: The neuron id pattern every route accepts (`L05N0123`, `L5N123`, `5:123`). ASCII digits
+#: only: the schema's promise and the parser's rule must be the same set of strings.
+NEURON_ID_PATTERN = r"^(?:[Ll][0-9]{1,3}[Nn][0-9]{1,6}|[0-9]{1,3}:[0-9]{1,6})$"
+CanonicalId = Annotated[str, Meta(pattern=r"^L[0-9]{2,3}N[0-9]{4,6}$", examples=["L05N0123"])]
+
+
+class Record(Struct):
+    """One stored excerpt: its tokens and the neuron's activation on each (null = NaN)."""
+
+    tokens: list[str]
+    activations: list[float | None]
+    max_activation: float | None
+    peak_index: int | None
+
+
+class Explanation(Struct):
+    """One explanation of a neuron, with its simulation scores where they exist."""
+
+    id: int
+    source: str
+    position: int
+    text: str
+    raw_text: str
+    ev_correlation_score: float | None
+    rsquared_score: float | None
+    absolute_dev_explained_score: float | None
+
+
+class Stats(Struct):
+    """The neuron's activation statistics over the scraped corpus."""
+
+    mean: float | None
+    variance: float | None
+    skewness: float | None
+    kurtosis: float | None
+    max_activation: float | None
+    quantile_boundaries: list[float | None] | None
+
+
+class Histogram(Struct):
+    """Counts of the shown records' activations in equal-width bins (len(edges) = bins + 1)."""
+
+    edges: list[float]
+    counts: list[int]
+
+
+class Nav(Struct):
+    """The stored neurons before and after this one (wrapping around)."""
+
+    prev: CanonicalId
+    next: CanonicalId
+
+
+class NeuronRef(Struct):
+    """A neuron id, the answer of navigation routes."""
+
+    id: CanonicalId
+
+
+class NeuronSummary(Struct):
+    """A neuron's id and primary explanation (tooltips, search hits, live runs)."""
+
+    id: CanonicalId
+    layer: int
+    neuron: int
+    explanation: str | None
+    score: float | None
+
+
+class SearchHit(Struct, omit_defaults=True):
+    """One neuron found by search or similarity. similarity: cosine (semantic, by
+    embedding), the share of peak mass on the tokens (tokens), −bm25 (fulltext), the
+    weighted Jaccard index (by tokens), or null (substring). The other fields come with the
+    modes that have them."""
+
+    id: CanonicalId
+    layer: int
+    neuron: int
+    explanation: str | None
+    score: float | None
+    similarity: float | None
+    token: str | None = None
+    activation: float | None = None
+    hits: int | None = None
+    field: Literal["explanation", "excerpts"] | None = None
+    shared_tokens: list[str] | None = None
+
+
+class SearchResult(Struct):
+    """The answer of a search: the query as run, the mode used and the hits, best first."""
+
+    query: str
+    mode: Literal["semantic", "tokens", "fulltext", "substring"]
+    k: int
+    results: list[SearchHit]
+    message: str | None = None
+
+
+class Similar(Struct):
+    """Neurons near this one by explanation embedding and by shared peak tokens."""
+
+    by_embedding: list[SearchHit]
+    by_tokens: list[SearchHit]
+
+
+class N2GSummary(Struct):
+    """The page's N2G section: the graph's scores and explanation (its drawing is separate)."""
+
+    metrics: dict[str, float | int | None]
+    explanation: str | None
+    has_svg: bool
+
+
+class NeuronPage(Struct):
+    """Everything a neuron page shows. Sections of stages this atlas lacks are null, with the
+    reason and the command that builds them under `unavailable`."""
+
+    id: CanonicalId
+    layer: int
+    neuron: int
+    source: str | None
+    stats: Stats
+    explanations: list[Explanation]
+    records: dict[str, list[Record]]
+    record_counts: dict[str, int]
+    truncated: bool
+    histogram: Histogram
+    nav: Nav
+    n2g: N2GSummary | None
+    similar: Similar | None
+    unavailable: dict[str, str]
+
+    @property
+    def explanation(self) -> str | None:
+        """The primary explanation's text."""
+        return self.explanations[0].text if self.explanations else None
+
+
+class GraphNode(Struct):
+    """One node of an N2G graph as drawn: an activating token (depth 1), a context token to
+    its left, or a wildcard. activation: the best normalised activation beneath (activating
+    nodes); end_activation: the normalised activation a pattern ending here predicts."""
+
+    id: int
+    label: str
+    kind: Literal["activating", "context", "wildcard"]
+    depth: int
+    activation: float | None
+    activation_value: float | None
+    importance: float
+    end: bool
+    end_activation: float | None
+    count: int
+    substitutes_tried: int
+    substitutes_failed: int
+
+
+class GraphEdge(Struct):
+    """An edge from a context node (source) to the token on its right (target)."""
+
+    source: int
+    target: int
+
+
+class Graph(Struct):
+    """The drawn part of a graph: its heaviest nodes (truncated when some were left out)."""
+
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+    truncated: bool
+
+
+class MaskToken(Struct):
+    """The token N2G substituted to hide context, and why that one."""
+
+    id: int | None
+    token: str | None
+    reason: str | None
+
+
+class NeuronGraph(Struct):
+    """A neuron's stored N2G graph: nodes, edges, metrics, explanation and its drawing."""
+
+    neuron_id: CanonicalId
+    metrics: dict[str, float | int | None]
+    explanation: str | None
+    graph: Graph
+    dot: str
+    svg: str | None
+    settings: dict[str, Any]
+    mask_token: MaskToken | None
+    stats: dict[str, Any]
+    a_max: float
+    model: str | None
+
+
+class Cluster(Struct):
+    """One fine cluster of the map: its label, size, centre and top words, the coarse cluster
+    it sits in (`parent`, null on a map made before the hierarchy) and its coherence."""
+
+    cluster: int
+    label: str
+    size: int
+    x: float
+    y: float
+    words: list[str]
+    parent: int | None = None
+    coherence: float | None = None
+
+
+class CoarseCluster(Struct):
+    """One coarse cluster (the zoomed-out level): a union of whole fine clusters (`children`,
+    largest first)."""
+
+    cluster: int
+    label: str
+    size: int
+    x: float
+    y: float
+    words: list[str]
+    coherence: float | None
+    children: list[int]
+
+
+class Coherence(Struct):
+    """How alike a level's clusters are inside: mean similarity of a neuron's explanation to
+    its cluster-mates' (with a 95% interval) against random pairs, under one measure."""
+
+    level: str
+    measure: str
+    clusters: int
+    within: float | None
+    within_low: float | None
+    within_high: float | None
+    random: float | None
+
+
+class MapColumns(Struct, omit_defaults=True):
+    """The map's points in columns (one array per field, aligned), compact for 300k points."""
+
+    layer: list[int]
+    neuron: list[int]
+    x: list[float]
+    y: list[float]
+    cluster: list[int | None]
+    coarse: list[int | None]
+    explanation: list[str] | None = None
+
+
+class MapData(Struct):
+    """Every neuron as a point. built=false: the map stage has not run and the points are a
+    (layer, neuron) grid; `message` says how to build the real one."""
+
+    built: bool
+    count: int
+    truncated: bool
+    columns: MapColumns
+    clusters: list[Cluster]
+    coarse: list[CoarseCluster]
+    coherence: list[Coherence]
+    message: str | None
+
+
+class LiveNeuronRef(Struct):
+    """A neuron that fires strongly on a token in a live run."""
+
+    id: CanonicalId
+    activation: float
+    explanation: str | None = None
+
+
+class LiveStrongest(Struct):
+    """The model's strongest neurons on each token of a text (aligned with `tokens`)."""
+
+    text: str
+    tokens: list[str]
+    top: list[list[LiveNeuronRef]]
+    truncated: bool
+
+
+class LiveNeuron(Struct):
+    """One neuron's live activation on each token of a text, and its N2G prediction."""
+
+    text: str
+    neuron: CanonicalId
+    tokens: list[str]
+    activations: list[float | None]
+    truncated: bool
+    n2g_prediction: list[float] | None
+
+
+class LogitEffect(Struct):
+    """A token the neuron's output pushes up (effect > 0) or down."""
+
+    token: str | None
+    token_id: int
+    effect: float
+
+
+class LogitEffects(Struct):
+    """The tokens a neuron's output promotes and suppresses most (w_out · W_U)."""
+
+    id: CanonicalId
+    promoted: list[LogitEffect]
+    suppressed: list[LogitEffect]
+
+
+class LiveStatus(Struct):
+    """Whether the live model is loaded, and why not when it cannot be."""
+
+    spec: str | None
+    loaded: bool
+    error: str | None
+
+
+class Health(Struct):
+    """Liveness, the atlas's size, which stages are built and the live model's state."""
+
+    ok: bool
+    neurons: int
+    layers: int
+    explanations: int
+    embeddings: int
+    stages: list[str]
+    model_id: str | None
+    version: str
+    live_model: LiveStatus
+
+
+class ErrorDetail(Struct):
+    code: str
+    message: str
+
+
+class ErrorBody(Struct):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+#: Every Struct the API answers with, for the OpenAPI components.
+RESPONSE_MODELS: tuple[type[Struct], ...] = (
+    NeuronPage,
+    NeuronSummary,
+    NeuronRef,
+    NeuronGraph,
+    SearchResult,
+    MapData,
+    LiveStrongest,
+    LiveNeuron,
+    LogitEffects,
+    Health,
+    ErrorBody,
+)
+
+encode = msgspec.json.Encoder().encode
+
+
+def to_builtins(value: object) -> Any:
+    """Plain dicts and lists (for callers that want them: `Atlas(...).neuron(id).to_dict()`)."""
+    return msgspec.to_builtins(value)

@@ -1,0 +1,80 @@
+"""Similar neurons precomputed at build time (migration 009) are the ones a page would compute
+per request, and a stage that changes their inputs drops them."""
+
+from __future__ import annotations
+
+import pytest
+
+from embed_fixtures import NEURONS, build_atlas
+from neuronatlas.embed.embed import EmbedConfig, embed_atlas
+from neuronatlas.embed.similar import precompute_similar
+from neuronatlas.read import explorer
+from neuronatlas.store import AtlasWriter, browse, open_reader
+from neuronatlas.store.search import rebuild_search_indexes
+
+
+@pytest.fixture(scope="module")
+def atlas(tmp_path_factory):
+    path = build_atlas(tmp_path_factory.mktemp("similar") / "atlas.db")
+    with AtlasWriter(path) as w:
+        rebuild_search_indexes(w.conn)
+    embed_atlas(path, EmbedConfig(embedder="test-hashing"))  # stores both kinds
+    return path
+
+
+def test_embed_stores_both_kinds(atlas):
+    conn = open_reader(atlas)
+    assert browse.similar_built(conn) == {"embedding": 20, "tokens": 20}
+    n = conn.execute("SELECT count(DISTINCT neuron_id) FROM similar_neurons").fetchone()[0]
+    assert n == len(NEURONS)
+
+
+@pytest.mark.parametrize("k", [3, 10])
+def test_stored_neighbours_equal_the_computed_ones(atlas, monkeypatch, k):
+    conn = open_reader(atlas)
+    ids = [r[0] for r in conn.execute("SELECT id FROM neuron_info")]
+    stored = {nid: explorer.neuron_detail(conn, nid, similar_k=k).similar for nid in ids}
+    monkeypatch.setattr(browse, "similar_built", lambda conn: {})  # compute per request
+    for nid in ids:
+        live = explorer.neuron_detail(conn, nid, similar_k=k).similar
+        assert stored[nid] is not None and live is not None
+        assert [h.id for h in stored[nid].by_tokens] == [h.id for h in live.by_tokens], nid
+        assert stored[nid].by_tokens == live.by_tokens
+        # the same cosines, best first; neurons tied on a cosine may come in either order
+        got = [round(h.similarity, 5) for h in stored[nid].by_embedding]
+        assert got == [round(h.similarity, 5) for h in live.by_embedding], nid
+        if got:
+            above = {h.id for h in live.by_embedding if round(h.similarity, 5) > got[-1]}
+            assert above <= {h.id for h in stored[nid].by_embedding}, nid
+    assert any(s.by_tokens for s in stored.values())
+    assert all(len(s.by_embedding) == min(k, len(ids) - 1) for s in stored.values())
+
+
+def test_new_inputs_drop_the_stored_kind(atlas, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy.db"
+    shutil.copy(atlas, copy)
+    with AtlasWriter(copy) as w:
+        rebuild_search_indexes(w.conn, excerpts=False)
+        assert browse.similar_built(w.conn) == {"embedding": 20}
+        assert precompute_similar(w.conn, ["tokens"], k=5)["tokens"] > 0
+        assert browse.similar_built(w.conn) == {"embedding": 20, "tokens": 5}
+    conn = open_reader(copy)
+    # k above what was stored for tokens: that kind is computed, the other read
+    page = explorer.neuron_detail(conn, "L00N0001", similar_k=8)
+    assert page.similar is not None and len(page.similar.by_tokens) <= 8
+
+
+def test_served_pages_read_the_stored_neighbours_on_the_loop(atlas):
+    from fastapi.testclient import TestClient
+
+    from neuronatlas.web import create_app
+
+    with TestClient(create_app(atlas)) as client:
+        assert client.app.state.similar_stored is True
+        body = client.get("/api/neurons/L05N0012").json()
+    conn = open_reader(atlas)
+    want = explorer.neuron_detail(conn, "L05N0012").similar
+    assert [h["id"] for h in body["similar"]["by_tokens"]] == [h.id for h in want.by_tokens]
+    assert "L00N0001" in [h["id"] for h in body["similar"]["by_tokens"]]
