@@ -25,3 +25,23 @@ def tiny_gpt2_dir(tmp_path_factory):
     from tiny_models import DEFAULT_DETECTORS, build_token_detector_gpt2
 
     return build_token_detector_gpt2(tmp_path_factory.mktemp("tiny_gpt2"), DEFAULT_DETECTORS)
+
+
+@pytest.fixture(scope="session")
+def paris_atlas_master(tmp_path_factory):
+    """(atlas, model folder) built once: the tiny detector GPT-2 whose L00N0003 detects " Paris"
+    and L01N0005 " guitar", with an atlas of their true activations (tests/llm_fixtures.py).
+    Copy the atlas before writing to it (`paris_atlas`)."""
+    from llm_fixtures import build_paris_atlas
+
+    return build_paris_atlas(tmp_path_factory.mktemp("paris"))
+
+
+@pytest.fixture
+def paris_atlas(paris_atlas_master, tmp_path):
+    """A private copy of the Paris atlas for one test."""
+    import shutil
+
+    db = tmp_path / "paris.db"
+    shutil.copy(paris_atlas_master[0], db)
+    return db

@@ -57,11 +57,12 @@ WORDS = [
 ]
 
 
-def sentences(n: int, seed: int = 0) -> str:
+def sentences(n: int, seed: int = 0, words: list[str] | None = None) -> str:
     rng = random.Random(seed)
+    vocab = WORDS if words is None else words
     out = []
     for _ in range(n):
-        words = [rng.choice(WORDS) for _ in range(rng.randint(5, 12))]
+        words = [rng.choice(vocab) for _ in range(rng.randint(5, 12))]
         s = " ".join(words)
         out.append(s[0].upper() + s[1:] + ".")
     return " ".join(out)
@@ -76,6 +77,7 @@ def build_atlas(
     top_k: int = 12,
     random_k: int = 12,
     seed: int = 0,
+    words: list[str] | None = None,
 ) -> Path:
     import numpy as np
     import torch
@@ -84,7 +86,7 @@ def build_atlas(
     from neuronatlas.store import AtlasWriter, NeuronData, Record, prepare
 
     loaded = load_model(str(model_dir))
-    ids = loaded.tokenizer.encode(sentences(n_sentences, seed))
+    ids = loaded.tokenizer.encode(sentences(n_sentences, seed, words))
     windows = [ids[i : i + context] for i in range(0, len(ids) - context + 1, context)]
     batch = torch.tensor([[loaded.bos_token_id, *w] for w in windows])
     layers = sorted({layer for layer, _ in neurons})

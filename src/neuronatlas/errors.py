@@ -43,3 +43,7 @@ class StageNotBuilt(NeuronAtlasError):
 
 class QueryTimeout(NeuronAtlasError):
     """A bounded read ran past its time limit and was interrupted."""
+
+
+class LLMError(NeuronAtlasError):
+    """An LLM call that failed for good (after its retries) or answered something unusable."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from neuronatlas.errors import MixedEmbedders
 from neuronatlas.store.connection import transaction
-from neuronatlas.store.reader import PRIMARY_ORDER
+from neuronatlas.store.reader import primary_order
 from neuronatlas.store.writer import now
 
 
@@ -119,7 +119,7 @@ def neuron_vectors(conn: sqlite3.Connection) -> tuple[list[str], list[int], np.n
     rows = conn.execute(
         "SELECT neuron_id, id, vector FROM ("
         " SELECT e.neuron_id, e.id, b.vector, row_number() OVER ("
-        f"  PARTITION BY e.neuron_id ORDER BY {PRIMARY_ORDER}) AS rn"
+        f"  PARTITION BY e.neuron_id ORDER BY {primary_order(conn, 'e')}) AS rn"
         " FROM explanations e JOIN embeddings b ON b.explanation_id = e.id"
         ") WHERE rn = 1 ORDER BY neuron_id"
     ).fetchall()
@@ -138,7 +138,7 @@ def explanation_vector(conn: sqlite3.Connection, neuron_id: str) -> tuple[int, n
     """(explanation id, vector) of the neuron's first embedded explanation in primary order."""
     row = conn.execute(
         "SELECT e.id, b.vector FROM explanations e JOIN embeddings b ON b.explanation_id = e.id"
-        f" WHERE e.neuron_id = ? ORDER BY {PRIMARY_ORDER} LIMIT 1",
+        f" WHERE e.neuron_id = ? ORDER BY {primary_order(conn, 'e')} LIMIT 1",
         (neuron_id,),
     ).fetchone()
     return None if row is None else (row[0], from_blob(row[1]))

@@ -15,13 +15,14 @@ from contextlib import contextmanager
 
 from neuronatlas.errors import NeuronNotFound, QueryTimeout
 from neuronatlas.ids import canonical, parse_id
+from neuronatlas.store.reader import SOURCE_RANK
 
 # SQLite calls the progress handler every this many virtual-machine instructions: often enough
 # to stop within a millisecond or so, rarely enough to cost nothing measurable.
 _PROGRESS_STEPS = 2_000
 
 # The order in which a neuron's explanations are shown (same as the `primary_explanations` view).
-_SOURCE_RANK = "CASE source WHEN 'openai' THEN 0 WHEN 'llm' THEN 1 WHEN 'n2g' THEN 2 ELSE 3 END"
+_SOURCE_RANK = SOURCE_RANK.format(t="")
 
 
 @contextmanager
