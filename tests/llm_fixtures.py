@@ -182,3 +182,58 @@ class LoopbackLLM:
 
 def last_user(body: dict) -> str:
     return body["messages"][-1]["content"]
+
+
+class WordEmbedder:
+    """A cheap, real lexical embedder for unit tests: each lowercase word is hashed into one of
+    `dim` buckets (a bag of words), so texts sharing words are similar and others are not."""
+
+    def __new__(cls, dim: int = 512):
+        import hashlib
+        import re
+
+        import numpy as np
+
+        from neuronatlas.embed.embedders import Embedder
+
+        class _Words(Embedder):
+            name = "test-word-hash"
+            spec = "test-word-hash"
+
+            @property
+            def dim(self) -> int:
+                return dim
+
+            def _encode(self, texts: list[str], batch_size: int):
+                out = np.zeros((len(texts), dim), dtype=np.float32)
+                for i, text in enumerate(texts):
+                    for word in re.findall(r"[a-z]+", text.lower()):
+                        h = hashlib.blake2b(word.encode(), digest_size=4).digest()
+                        out[i, int.from_bytes(h, "little") % dim] += 1.0
+                return out
+
+        return _Words()
+
+
+def word_judge(body: dict) -> str:
+    """A loopback LLM that answers the scorers' prompts by word overlap with the explanation:
+    it simulates 10 on tokens named in the explanation, and says 1 for examples (detection) or
+    marked tokens (fuzzing) that contain a word of it."""
+    import json as _json
+    import re
+
+    text = last_user(body)
+    m = re.search(r"does is find (.*?)(?:\.\n|\n)", text)
+    words = {w for w in re.findall(r"[a-z]+", (m.group(1) if m else "").lower()) if len(w) > 3}
+    if "Records, each a JSON list of tokens" in text:
+        lists = [_json.loads(r) for r in re.findall(r"^Record \d+: (.*)$", text, re.M)]
+        values = [[10 if t.strip().lower() in words else 0 for t in toks] for toks in lists]
+        return _json.dumps({"records": values})
+    examples = re.findall(r"^Example \d+: (.*)$", text, re.M)
+    answers = []
+    for ex in examples:
+        marked = re.findall(r"«([^»]*)»", ex)
+        seen = marked if marked else re.findall(r"[A-Za-z]+", ex)
+        hits = [w for w in seen if w.strip().lower() in words]
+        answers.append(1 if hits and (not marked or len(hits) == len(marked)) else 0)
+    return _json.dumps(answers)

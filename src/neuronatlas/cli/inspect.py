@@ -44,6 +44,11 @@ def show(
         score = e["ev_correlation_score"]
         shown = "—" if score is None else f"{score:.3f}"
         console.print(f"[cyan]{e['source']}[/] {escape(e['text'])}  [dim]score {shown}[/]")
+        if e.get("scores"):
+            listed = ", ".join(
+                f"{s['scorer']} {s['score']:.3f} ({escape(s['judge'])})" for s in e["scores"]
+            )
+            console.print(f"    [dim]scorers:[/] {listed}", highlight=False)
     stats = data["stats"]
     table = Table(show_header=True, header_style="bold")
     for key in ("max_activation", "mean", "variance", "skewness", "kurtosis"):

@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from neuronatlas.cli.app import EXIT_PARTIAL, DbOption, SilentOption, app, console_err
+from neuronatlas.cli.app import (
+    EXIT_PARTIAL,
+    DbOption,
+    JsonOption,
+    SilentOption,
+    app,
+    console,
+    console_err,
+    print_json,
+)
 
 NeuronsOption = Annotated[
     str | None,
@@ -162,3 +171,124 @@ def explain(
         )
     if report.failed or report.not_started:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+def score(
+    db: DbOption,
+    scorer: Annotated[
+        str,
+        typer.Option(
+            "--scorer", help="embedding (no LLM), simulation, detection or fuzzing (need --llm)."
+        ),
+    ],
+    neuron_id: Annotated[
+        str | None,
+        typer.Argument(metavar="[ID]", help="Score TEXT as an explanation of this neuron."),
+    ] = None,
+    text: Annotated[
+        str | None, typer.Argument(metavar="[TEXT]", help="The explanation to score (not stored).")
+    ] = None,
+    llm: Annotated[str | None, typer.Option("--llm", help=LlmHelp, metavar="SPEC")] = None,
+    embedder: Annotated[
+        str | None,
+        typer.Option(
+            help="Sentence embedder of the embedding scorer; default: the atlas's own "
+            "(the one its explanations were embedded with), else all-mpnet-base-v2."
+        ),
+    ] = None,
+    neurons: NeuronsOption = None,
+    layer: LayerOption = None,
+    all_: AllOption = False,
+    max_neurons: Annotated[
+        int | None, typer.Option("--max-neurons", help="Score at most N neurons.", min=1)
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="LLM requests in flight at once (HTTP).", min=1)
+    ] = 8,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Score again what this scorer scored.")
+    ] = False,
+    json: JsonOption = False,
+    silent: SilentOption = False,
+) -> None:
+    """Score explanations: every stored explanation of the chosen neurons, or one given TEXT.
+
+    Scores are stored per explanation, scorer and judge (the LLM or embedder) and shown by
+    `show` and the neuron page. An explanation that cannot be scored honestly (too few
+    records, answers that do not parse) is named on stderr and gets no score (exit code 3).
+    With ID and TEXT nothing is stored; --json prints {score, details, ...}.
+
+    Example: neuronatlas score --db atlas.db --layer 3 --scorer embedding
+
+    Example: neuronatlas score L03N0042 "the word Paris" --db atlas.db --scorer embedding --json
+    """
+    from neuronatlas.errors import BadInput
+    from neuronatlas.llm import open_client
+    from neuronatlas.score import get_scorer, score_neurons, score_text
+    from neuronatlas.store import open_reader
+    from neuronatlas.store.llm import ResponseCache, atlas_embedder
+
+    if not db.exists():
+        raise BadInput(f"{db}: no such atlas")
+    if (neuron_id is None) != (text is None):
+        raise BadInput('give both ID and "TEXT" to score a text, or neither to score the atlas')
+    if embedder is None and scorer == "embedding":
+        conn = open_reader(db)
+        embedder = atlas_embedder(conn)
+        conn.close()
+    cache = ResponseCache(db) if llm else None
+    client = open_client(llm, cache, concurrency) if llm else None
+    try:
+        chosen = get_scorer(scorer, llm=client, embedder=embedder)
+        if neuron_id is not None and text is not None:
+            result = score_text(db, neuron_id, text, chosen)
+            if json:
+                print_json(result)
+            else:
+                console.print(
+                    f"{result['neuron_id']} {scorer} ({result['judge']}): {result['score']:.3f}",
+                    highlight=False,
+                )
+            return
+        with _bar(silent, "score") as progress:
+            report = score_neurons(
+                db, chosen, _ids(neurons), layer, all_, max_neurons, overwrite, progress
+            )
+    finally:
+        if client is not None:
+            client.close()
+        if cache is not None:
+            cache.close()
+    for nid, source, why in report.failed:
+        console_err.print(f"skipped {nid} ({source}): {why}", highlight=False, soft_wrap=True)
+    summary = _by_source(report.scored)
+    if json:
+        print_json(
+            {
+                "scorer": scorer,
+                "judge": chosen.judge,
+                "by_source": summary,
+                "failed": len(report.failed),
+                "already": report.already,
+            }
+        )
+    elif not silent:
+        for source, s in summary.items():
+            console_err.print(
+                f"  {source:<24} {s['n']:>6} scored, mean {s['mean']:.3f}", highlight=False
+            )
+        console_err.print(
+            f"score: {len(report.scored)} scored, {report.already} already scored, "
+            f"{len(report.failed)} without a score in {report.seconds:.1f} s",
+            highlight=False,
+        )
+    if report.failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _by_source(scored: list[tuple[str, str, float]]) -> dict[str, dict]:
+    out: dict[str, list[float]] = {}
+    for _, source, value in scored:
+        out.setdefault(source, []).append(value)
+    return {s: {"n": len(v), "mean": sum(v) / len(v)} for s, v in sorted(out.items())}

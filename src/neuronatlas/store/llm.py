@@ -118,6 +118,12 @@ def llm_provenance(conn: sqlite3.Connection, explanation_id: int) -> dict | None
     }
 
 
+def atlas_embedder(conn: sqlite3.Connection) -> str | None:
+    """The embedder the atlas's explanations were embedded with (None before `embed`)."""
+    row = conn.execute("SELECT embedder FROM embeddings LIMIT 1").fetchone()
+    return None if row is None else row[0]
+
+
 def score_table(conn: sqlite3.Connection) -> list[tuple]:
     """(neuron_id, source, scorer, judge, score) of every stored score, for summaries."""
     return conn.execute(
