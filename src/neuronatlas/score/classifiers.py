@@ -6,8 +6,12 @@
   sit on the tokens where the neuron fires (≥ 0.3 of the excerpt's peak), in quiet random
   excerpts on as many random tokens. Does the LLM tell right marks from wrong ones?
 
-Examples go 5 to a prompt, shuffled with a fixed seed; the answer must be a JSON list of 0/1,
-one per example. A batch whose answer does not parse is excluded and counted (never read as
+Examples go 5 to a prompt, shuffled with a fixed seed; the answer is one line per example,
+`Example N<TAB>1` (yes) or `Example N<TAB>0` (no). Two methods, stored with each score:
+`logits` (a local model): the answer lines are written with `unknown` after each TAB and the
+model's exact P(1) / (P(0) + P(1)) at each one decides (above 0.5 = yes; its AUROC is kept
+too); `generation` (an endpoint): the model writes the lines (or a JSON list of 0/1) at
+temperature 0. A batch whose answer does not parse is excluded and counted (never read as
 zeros); fewer than half the examples answered, or a class with no answered example, gives no
 score.
 """
@@ -33,8 +37,15 @@ SEED = 22
 _LIST = re.compile(r"\[[^\[\]]*\]")
 
 
+_LINE = re.compile(r"Example\s*(\d+)\s*[:\t]\s*([01])\b")
+
+
 def parse_labels(answer: str, n: int) -> list[int] | None:
-    """The first JSON list in the answer if it holds exactly n values 0/1, else None."""
+    """n labels 0/1 from `Example N<TAB>v` lines (every N from 1 to n present), else from the
+    first JSON list if it holds exactly n values 0/1; None otherwise."""
+    lines = {int(k): int(v) for k, v in _LINE.findall(answer)}
+    if all(i in lines for i in range(1, n + 1)):
+        return [lines[i] for i in range(1, n + 1)]
     m = _LIST.search(answer)
     if not m:
         return None
@@ -82,39 +93,64 @@ class ClassifierScorer(Scorer):
         random.Random(SEED).shuffle(samples)
         labels: list[int] = []
         predicted: list[int] = []
+        p_yes: list[float] = []
         failed = 0
+        logits = hasattr(self.llm, "value_distributions")
         for start in range(0, len(samples), PER_PROMPT):
             batch = samples[start : start + PER_PROMPT]
-            got = parse_labels(self.llm.chat(self._request(text, batch)).text, len(batch))
+            request = self._request(text, batch)
+            if logits:
+                probs = self._by_logits(request, len(batch))
+                got = None if any(p is None for p in probs) else [int(p > 0.5) for p in probs]
+            else:
+                got = parse_labels(self.llm.chat(request).text, len(batch))
             if got is None:
                 failed += len(batch)
                 continue
             labels += [y for _, y in batch]
             predicted += got
+            if logits:
+                p_yes += probs
         require(
             len(labels) * 2 >= len(samples) and 0 < sum(labels) < len(labels),
             f"{self.name}: only {len(labels)} of {len(samples)} examples answered usably",
         )
-        return ScoreResult(
-            balanced_accuracy(labels, predicted),
-            {
-                "method": "balanced_accuracy",
-                "examples": len(samples),
-                "answered": len(labels),
-                "failed": failed,
-            },
-        )
+        details = {
+            "method": "logits" if logits else "generation",
+            "metric": "balanced_accuracy",
+            "examples": len(samples),
+            "answered": len(labels),
+            "failed": failed,
+        }
+        if logits:
+            from neuronatlas.score.embedding import auroc
+
+            details["auroc"] = auroc(
+                [p for p, y in zip(p_yes, labels, strict=True) if y == 1],
+                [p for p, y in zip(p_yes, labels, strict=True) if y == 0],
+            )
+        return ScoreResult(balanced_accuracy(labels, predicted), details)
+
+    def _by_logits(self, request: ChatRequest, n: int) -> list[float | None]:
+        """P(1) / (P(0) + P(1)) at each answer line, from the local model's logits."""
+        answer = "\n".join(f"Example {i + 1}\tunknown" for i in range(n))
+        slots = [answer.index("\tunknown", answer.index(f"Example {i + 1}")) + 1 for i in range(n)]
+        dists = self.llm.value_distributions(request.as_messages(), answer, slots)  # type: ignore[attr-defined]
+        out: list[float | None] = []
+        for d in dists:
+            out.append(None if d is None or d[0] + d[1] <= 0 else d[1] / (d[0] + d[1]))
+        return out
 
     def _request(self, explanation: str, batch: list[tuple[str, int]]) -> ChatRequest:
         shown = "\n".join(f"Example {i + 1}: {t}" for i, (t, _) in enumerate(batch))
         ask = (
             f"A neuron of a language model was explained: {ANSWER_PREFIX} {explanation}.\n\n"
-            f"{shown}\n\n{self.question} Answer with a JSON list of {len(batch)} numbers, one "
-            "per example in order: 1 for yes, 0 for no. Answer with the list only."
+            f"{shown}\n\n{self.question} Answer with one line per example, in order: "
+            "`Example N`, a TAB, then 1 for yes or 0 for no. Nothing else."
         )
         return ChatRequest(
             messages=(("system", "You check explanations of neurons."), ("user", ask)),
-            max_tokens=8 + 4 * len(batch),
+            max_tokens=8 * len(batch) + 8,
             temperature=0.0,
         )
 
