@@ -49,9 +49,21 @@ def test_embedding_scorer_ranks_right_above_wrong(paris_atlas):
 def test_embedding_scorer_refuses_without_quiet_records(paris_atlas):
     conn = open_reader(paris_atlas)
     recs = reader.records(conn, PARIS)
-    recs["random"] = recs["top"]  # every "random" record fires: no quiet ones
+    recs["random"] = recs["top"][:3]  # every "random" record fires: no quiet ones
     with pytest.raises(ScoringFailed, match="quiet random"):
         EmbeddingScorer(WordEmbedder()).score(RIGHT, split_records(recs))
+
+
+def test_a_dense_neuron_takes_its_quieter_random_half(paris_atlas):
+    conn = open_reader(paris_atlas)
+    recs = reader.records(conn, PARIS)
+    recs["random"] = recs["top"]  # all fire: the quieter half stands in
+    s = split_records(recs)
+    assert s.negative_rule == "quieter half" and len(s.negatives) == 6
+    assert max(e.peak for e in s.negatives) <= min(
+        e.peak for e in s.randoms if e not in s.negatives
+    )
+    assert split_records(reader.records(conn, PARIS)).negative_rule == "below 0.3 of max"
 
 
 def test_score_neurons_stores_and_ranks_primary(paris_atlas):

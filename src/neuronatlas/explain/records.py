@@ -3,10 +3,12 @@ shown to an LLM.
 
 Splits (by rank, so explainer and scorers never share a record): the explainer sees top
 records of even rank (at most 5, strongest first); scorers test on top records of odd rank
-(positives) and on random records (negatives for the classifiers only when their peak stays
-below `NEGATIVE_FRACTION` of the neuron's maximum: GELU-family neurons are rarely exactly 0, so
-"never fires" negatives do not exist). Excerpts are cropped to `WINDOW` tokens around their
-peak to keep prompts short.
+(positives) and on random records (negatives for the classifiers and the embedding scorer
+only when their peak stays below `NEGATIVE_FRACTION` of the neuron's maximum: GELU-family
+neurons are rarely exactly 0, so "never fires" negatives do not exist). A dense neuron with
+fewer than `MIN_NEGATIVES` such records takes the quieter half of its random records instead
+(`Splits.negative_rule` says which rule held; scorers store it). Excerpts are cropped to
+`WINDOW` tokens around their peak to keep prompts short.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 WINDOW = 32
 NEGATIVE_FRACTION = 0.3
+MIN_NEGATIVES = 2
 EXPLAIN_RECORDS = 5
 
 
@@ -60,6 +63,8 @@ class Splits:
     negatives: list[Excerpt]
     """Random records whose peak stays below NEGATIVE_FRACTION of the neuron's max."""
     max_activation: float
+    negative_rule: str = "below 0.3 of max"
+    """How negatives were chosen: "below 0.3 of max", or "quieter half" for dense neurons."""
 
 
 def split_records(recs: dict[str, list[dict]], window: int = WINDOW) -> Splits:
@@ -67,7 +72,11 @@ def split_records(recs: dict[str, list[dict]], window: int = WINDOW) -> Splits:
     randoms = _excerpts(recs.get("random", []), window)
     a_max = max((e.peak for e in top + randoms), default=0.0)
     negatives = [e for e in randoms if e.peak < NEGATIVE_FRACTION * a_max]
-    return Splits(top[0::2][:EXPLAIN_RECORDS], top[1::2], randoms, negatives, a_max)
+    rule = f"below {NEGATIVE_FRACTION:g} of max"
+    if len(negatives) < MIN_NEGATIVES and len(randoms) >= 2 * MIN_NEGATIVES:
+        negatives = sorted(randoms, key=lambda e: e.peak)[: len(randoms) // 2]
+        rule = "quieter half"
+    return Splits(top[0::2][:EXPLAIN_RECORDS], top[1::2], randoms, negatives, a_max, rule)
 
 
 def scaled(acts: list[float], a_max: float) -> list[int]:

@@ -119,6 +119,7 @@ class ClassifierScorer(Scorer):
             "method": "logits" if logits else "generation",
             "metric": "balanced_accuracy",
             "examples": len(samples),
+            "negative_rule": splits.negative_rule,
             "answered": len(labels),
             "failed": failed,
         }

@@ -63,6 +63,7 @@ class EmbeddingScorer(Scorer):
                         "method": "auroc",
                         "positives": len(pos),
                         "negatives": len(neg),
+                        "negative_rule": splits.negative_rule,
                         "mean_similarity_positive": float(s_pos.mean()),
                         "mean_similarity_negative": float(s_neg.mean()),
                     },
