@@ -151,8 +151,6 @@ def _llm_targets(db: Path, s: BuildSettings) -> list[str]:
 
 def _llm(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str]:
     """LLM explanations (source llm:<model>) for the chosen neurons; failures stay to do."""
-    if not s.llm:
-        return True, "no --llm: explanations stay LLM-free"
     from neuronatlas.explain.llm_explainer import explain_neurons
     from neuronatlas.llm import open_client
     from neuronatlas.store.llm import ResponseCache
@@ -180,8 +178,6 @@ def _llm(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str
 def _score(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str]:
     """Embedding scores of every explanation of the LLM-explained neurons, so each of them
     shows (and maps) its best-scored explanation."""
-    if not s.llm:
-        return True, "no --llm: nothing to rank"
     from neuronatlas.score import get_scorer, score_neurons
 
     report = score_neurons(
@@ -281,10 +277,14 @@ STAGES: dict[
 }
 
 
+#: Stages that run only when `BuildSettings.llm` names an LLM.
+LLM_STAGES = ("llm", "score")
+
+
 def stage_weight(name: str, settings: BuildSettings) -> float:
     """A stage's share of the overall progress bar (the LLM stages count only with --llm)."""
-    if name in ("llm", "score") and settings.llm:
-        return {"llm": 0.30, "score": 0.05}[name]
+    if name in LLM_STAGES:
+        return {"llm": 0.30, "score": 0.05}[name] if settings.llm else 0.0
     return STAGES[name][1]
 
 
@@ -301,6 +301,8 @@ def build_atlas(
     log.info("building %s with %s", db, asdict(settings))
     results = []
     for name in settings.stages:
+        if name in LLM_STAGES and not settings.llm:
+            continue  # an LLM-free build: these stages do not exist for it
         fn, _ = STAGES[name]
         started = time.monotonic()
         notify(name, 0.0, "starting")
