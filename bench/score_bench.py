@@ -14,6 +14,11 @@ On a COPY of an atlas (it writes scores and, with --llm, LLM explanations):
    fresh / cached time ratio; the simulation scorer then scores those neurons' explanations
    (seconds per neuron), and the LLM explanations join step 1's table.
 
+--planted DIR builds the tests' tiny GPT-2 with planted detectors (L00N0003 fires on " Paris",
+L01N0005 on " guitar") and its atlas in DIR, and prints, for each scorer, the score of a right
+and a wrong explanation of each neuron ("the word Paris" / "musical instruments") and the
+seconds each score took.
+
 --synthetic-openai DIR writes a synthetic OpenAI-format folder first (tests/openai_fixtures.py:
 random tokens, random activations, template explanations — a null control where no
 explanation can be right, so every scorer should sit at chance) and imports it into --db.
@@ -22,6 +27,7 @@ explanation can be right, so every scorer should sit at chance) and imports it i
     python bench/score_bench.py --db /work/scratch/me/demo.db --sample 40 --llm local:smollm2 \
         --llm-neurons 8
     python bench/score_bench.py --db /tmp/oai.db --synthetic-openai /tmp/oai --sample 200
+    python bench/score_bench.py --planted /tmp/planted --llm local:smollm2
 """
 
 from __future__ import annotations
@@ -147,9 +153,49 @@ def report_agreement(scores: dict) -> None:
 EMBEDDER: list[str] = []
 
 
+def planted(folder: Path, embedder: str, llm_spec: str | None) -> None:
+    """Right vs wrong explanations of the planted Paris and guitar detectors, per scorer."""
+    from llm_fixtures import GUITAR, PARIS, build_paris_atlas
+    from neuronatlas.errors import NeuronAtlasError
+    from neuronatlas.score import get_scorer, score_text
+
+    db, _ = build_paris_atlas(folder)
+    right_wrong = {
+        PARIS: ("the word Paris", "musical instruments"),
+        GUITAR: ("musical instruments", "the word Paris"),
+    }
+    scorers = [get_scorer("embedding", embedder=embedder)]
+    if llm_spec:
+        from neuronatlas.llm import open_client
+
+        client = open_client(llm_spec)
+        scorers += [get_scorer(n, llm=client) for n in ("simulation", "detection", "fuzzing")]
+    print(
+        f"{'scorer':<11} {'judge':<24} {'neuron':<9} {'right':>7} {'wrong':>7}"
+        "  right>wrong  s/score"
+    )
+    for scorer in scorers:
+        for nid, texts in right_wrong.items():
+            got, secs = [], []
+            for text in texts:
+                t = time.monotonic()
+                try:
+                    got.append(score_text(db, nid, text, scorer)["score"])
+                except NeuronAtlasError as exc:
+                    print(f"  {scorer.name} {nid} {text!r}: no score ({exc})")
+                    got.append(float("nan"))
+                secs.append(time.monotonic() - t)
+            print(
+                f"{scorer.name:<11} {scorer.judge:<24} {nid:<9} {got[0]:>7.3f} {got[1]:>7.3f}"
+                f"  {'yes' if got[0] > got[1] else 'no':<11}  {sum(secs) / 2:>6.1f}"
+            )
+    print(load())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--db", type=Path, required=True, help="an atlas COPY (it is written)")
+    ap.add_argument("--db", type=Path, help="an atlas COPY (it is written)")
+    ap.add_argument("--planted", type=Path, default=None)
     ap.add_argument("--sample", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--embedder", default="all-MiniLM-L6-v2")
@@ -163,6 +209,11 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     EMBEDDER.append(args.embedder)
     print(load())
+    if args.planted:
+        planted(args.planted, args.embedder, args.llm)
+        return
+    if args.db is None:
+        ap.error("--db is required (or --planted DIR)")
     if args.synthetic_openai:
         write_synthetic_openai(args.synthetic_openai, args.synthetic_layers, args.synthetic_neurons)
         subprocess.run(
