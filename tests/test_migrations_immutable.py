@@ -18,6 +18,7 @@ SHIPPED = {
     "004_embed.sql": "b5b50f74f325e31ec8eac79f0e0292a942ec9e167aa48cf27c2a75572e5bf629",
     "005_float32_values.sql": "063026fbbdffdb74acb135341d802b66c43e281cbe70647ae5a2b54a44767b57",
     "006_sql_relations.sql": "45fb9d93e10f12edfd511d9db7b79da22cae3c295aec6d4de9d77ebd5cbf1b91",
+    "007_llm_scores.sql": "62989397d01d59c4ebd6a52335f28710c4632c5ad3d3a95961c29248f727b7b0",
     "009_similar_neurons.sql": "218c423f4cd3af1520f32bd259d51a98061b49dfcc4841fcb6e7505a1b6e7969",
     "010_map_hierarchy.sql": "8e544693350d90db7b1f76c612789d03e72f6ea1e2b1a6da667bc72c6044533b",
 }

@@ -47,3 +47,12 @@ class QueryTimeout(NeuronAtlasError):
 
 class StateFormatError(BadInput):
     """A scrape state or checkpoint file in a format this version cannot read."""
+
+
+class LLMError(NeuronAtlasError):
+    """An LLM call that failed for good (after its retries) or answered something unusable."""
+
+
+class ScoringFailed(NeuronAtlasError):
+    """A score that cannot be computed honestly (too few records, answers that did not
+    parse, a constant prediction). It is reported, never stored."""

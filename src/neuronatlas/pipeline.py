@@ -1,4 +1,5 @@
-"""The whole atlas in one call: scrape → top-token explanations → N2G → embed → map.
+"""The whole atlas in one call: scrape → top-token explanations → [LLM explanations → scores]
+→ N2G → embed → map.
 
 `build_atlas` runs the stages in order; each stage skips what is already done, so running it
 again resumes an interrupted build and finishes a complete one in seconds. `neuronatlas demo`
@@ -53,7 +54,14 @@ class BuildSettings:
     """Sentence embedder for the map and search. MiniLM embeds the demo's 36,864 explanations
     ~5x faster than the seed's all-mpnet-base-v2 (~40 texts/s on 2 cores, 15 minutes);
     pass `--embedder all-mpnet-base-v2` for the seed's model."""
-    stages: tuple[str, ...] = field(default=("scrape", "index", "explain", "n2g", "embed", "map"))
+    llm: str | None = None
+    """LLM that writes explanations in words (`--llm SPEC`, see `neuronatlas.llm`); None keeps
+    the atlas LLM-free."""
+    llm_per_layer: int = 8
+    """LLM explanations for this many neurons per layer (the strongest); 0 = every neuron."""
+    stages: tuple[str, ...] = field(
+        default=("scrape", "index", "explain", "llm", "score", "n2g", "embed", "map")
+    )
 
 
 StageProgress = Callable[[str, float, str], None]
@@ -144,6 +152,60 @@ def _explain(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool,
     return n == 0, f"{n:,} top-token explanations written"
 
 
+def _llm_targets(db: Path, s: BuildSettings) -> list[str]:
+    conn = open_reader(db)
+    try:
+        if s.llm_per_layer > 0:
+            return reader.strongest_neurons(conn, s.llm_per_layer)
+        return reader.neuron_ids(conn)
+    finally:
+        conn.close()
+
+
+def _llm(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str]:
+    """LLM explanations (source llm:<model>) for the chosen neurons; failures stay to do."""
+    from neuronatlas.explain.llm_explainer import explain_neurons
+    from neuronatlas.llm import open_client
+    from neuronatlas.store.llm import ResponseCache
+
+    cache = ResponseCache(db)
+    assert s.llm is not None  # the stage runs only when --llm is given
+    client = open_client(s.llm, cache)
+    try:
+        report = explain_neurons(
+            db,
+            client,
+            neurons=_llm_targets(db, s),
+            progress=lambda nid, d, t: progress("llm", d / max(t, 1), f"{d:,}/{t:,} {nid}"),
+        )
+    finally:
+        client.close()
+        cache.close()
+    for nid, why in report.failed:
+        log.warning("LLM explanation of %s failed (left for the next build): %s", nid, why)
+    detail = f"{len(report.done):,} written, {len(report.already):,} already"
+    if report.failed:
+        detail += f", {len(report.failed)} failed (rerun to retry)"
+    return not report.done and not report.failed, detail
+
+
+def _score(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str]:
+    """Embedding scores of every explanation of the LLM-explained neurons, so each of them
+    shows (and maps) its best-scored explanation."""
+    from neuronatlas.score import get_scorer, score_neurons
+
+    report = score_neurons(
+        db,
+        get_scorer("embedding", embedder=s.embedder),
+        neurons=_llm_targets(db, s),
+        progress=lambda nid, d, t: progress("score", d / max(t, 1), f"{d:,}/{t:,}"),
+    )
+    detail = f"{len(report.scored):,} scored, {report.already:,} already"
+    if report.failed:
+        detail += f", {len(report.failed)} without a score"
+    return not report.scored, detail
+
+
 def _n2g(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str]:
     from neuronatlas.n2g.run import open_session, run_n2g
     from neuronatlas.store import n2g as n2g_store
@@ -221,10 +283,23 @@ STAGES: dict[
     "scrape": (_scrape, 0.51),
     "index": (_index, 0.04),
     "explain": (_explain, 0.05),
+    "llm": (_llm, 0.0),
+    "score": (_score, 0.0),
     "n2g": (_n2g, 0.20),
     "embed": (_embed, 0.12),
     "map": (_map, 0.08),
 }
+
+
+#: Stages that run only when `BuildSettings.llm` names an LLM.
+LLM_STAGES = ("llm", "score")
+
+
+def stage_weight(name: str, settings: BuildSettings) -> float:
+    """A stage's share of the overall progress bar (the LLM stages count only with --llm)."""
+    if name in LLM_STAGES:
+        return {"llm": 0.30, "score": 0.05}[name] if settings.llm else 0.0
+    return STAGES[name][1]
 
 
 def build_atlas(
@@ -240,6 +315,8 @@ def build_atlas(
     log.info("building %s with %s", db, asdict(settings))
     results = []
     for name in settings.stages:
+        if name in LLM_STAGES and not settings.llm:
+            continue  # an LLM-free build: these stages do not exist for it
         fn, _ = STAGES[name]
         started = time.monotonic()
         notify(name, 0.0, "starting")

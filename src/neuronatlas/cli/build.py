@@ -18,7 +18,7 @@ from rich.progress import (
 
 from neuronatlas.cli.app import DeviceOption, SilentOption, app, console_err
 from neuronatlas.cli.serve import serve
-from neuronatlas.pipeline import DEMO_TOKENS, STAGES, BuildSettings, build_atlas
+from neuronatlas.pipeline import DEMO_TOKENS, BuildSettings, build_atlas, stage_weight
 
 
 def _run_with_progress(db: Path, settings: BuildSettings, silent: bool) -> None:
@@ -26,7 +26,7 @@ def _run_with_progress(db: Path, settings: BuildSettings, silent: bool) -> None:
     if silent:
         results = build_atlas(db, settings)
     else:
-        weights = {name: STAGES[name][1] for name in settings.stages}
+        weights = {name: stage_weight(name, settings) for name in settings.stages}
         total = sum(weights.values())
         columns = (
             TextColumn("{task.description:<10}"),
@@ -91,6 +91,20 @@ def demo(
     ] = 8,
     n2g_seconds: Annotated[float, typer.Option(help="Time budget for N2G, seconds.")] = 240.0,
     device: DeviceOption = "auto",
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            "--llm",
+            metavar="SPEC",
+            help="Also write explanations in words with this LLM (e.g. local:smollm2, "
+            "openai:MODEL, http(s)://HOST/v1:MODEL) and rank each neuron's explanations by "
+            "the embedding scorer. Default: LLM-free explanations only.",
+        ),
+    ] = None,
+    llm_per_layer: Annotated[
+        int,
+        typer.Option(help="--llm: explain this many strongest neurons per layer; 0 = all.", min=0),
+    ] = 8,
     silent: SilentOption = False,
 ) -> None:
     """Build the atlas of the offline default model over the offline corpus, then serve it.
@@ -98,6 +112,8 @@ def demo(
     Every stage is resumable: run it again and it reuses what is done, serving in seconds.
 
     Example: neuronatlas demo --db atlas.db --port 8000
+
+    Example: neuronatlas demo --db atlas.db --llm local:smollm2 --llm-per-layer 4
     """
     settings = BuildSettings(
         model=model,
@@ -107,6 +123,8 @@ def demo(
         n2g_per_layer=n2g_per_layer,
         n2g_seconds=n2g_seconds,
         device=device,
+        llm=llm,
+        llm_per_layer=llm_per_layer,
     )
     started = time.monotonic()
     _run_with_progress(db, settings, silent)
@@ -138,11 +156,27 @@ def build(
     n2g_per_layer: Annotated[int, typer.Option(help="N2G graphs per layer.", min=0)] = 8,
     n2g_seconds: Annotated[float, typer.Option(help="Time budget for N2G, seconds.")] = 600.0,
     device: DeviceOption = "auto",
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            "--llm",
+            metavar="SPEC",
+            help="Also write explanations in words with this LLM (e.g. local:smollm2, "
+            "openai:MODEL, http(s)://HOST/v1:MODEL) and rank each neuron's explanations by "
+            "the embedding scorer. Default: LLM-free explanations only.",
+        ),
+    ] = None,
+    llm_per_layer: Annotated[
+        int,
+        typer.Option(help="--llm: explain this many strongest neurons per layer; 0 = all.", min=0),
+    ] = 8,
     silent: SilentOption = False,
 ) -> None:
     """Build a full atlas (scrape, explanations, N2G, embeddings, map) of any causal LM.
 
     Example: neuronatlas build --model gpt2 --corpus hf:Skylion007/openwebtext --db gpt2.db
+
+    Example: neuronatlas build --model gpt2 --corpus c.txt --db gpt2.db --llm openai:gpt-4o-mini
     """
     settings = BuildSettings(
         model=model,
@@ -154,5 +188,7 @@ def build(
         n2g_per_layer=n2g_per_layer,
         n2g_seconds=n2g_seconds,
         device=device,
+        llm=llm,
+        llm_per_layer=llm_per_layer,
     )
     _run_with_progress(db, settings, silent)

@@ -47,6 +47,9 @@ def show(
         score = e.ev_correlation_score
         shown = "—" if score is None else f"{score:.3f}"
         console.print(f"[cyan]{e.source}[/] {escape(e.text)}  [dim]score {shown}[/]")
+        if e.scores:
+            listed = ", ".join(f"{s.scorer} {s.score:.3f} ({escape(s.judge)})" for s in e.scores)
+            console.print(f"    [dim]scorers:[/] {listed}", highlight=False)
     keys = ("max_activation", "mean", "variance", "skewness", "kurtosis")
     table = Table(show_header=True, header_style="bold")
     for key in keys:

@@ -9,13 +9,13 @@ from typing import NamedTuple
 
 from neuronatlas.errors import BadInput, ModelUnavailable
 from neuronatlas.models.architectures import architecture_for, d_mlp_of
+from neuronatlas.models.gguf_cache import IDENTITY_FILE
 from neuronatlas.models.loaded import LoadedModel
 
 log = logging.getLogger(__name__)
 
 DTYPES = ("float32", "bfloat16", "float16")
-# A local folder may carry this file to name the model it holds (the default cache does).
-IDENTITY_FILE = "neuronatlas_model.json"
+# A local folder may carry IDENTITY_FILE to name the model it holds (the default cache does).
 
 
 def _torch_dtype(dtype: str):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from neuronatlas.errors import BadInput, NeuronAtlasError
-from neuronatlas.ids import canonical, parse_id
+from neuronatlas.ids import parse_id
 from neuronatlas.n2g import augment as aug
 from neuronatlas.n2g.build import NeuronBuild, build_layer
 from neuronatlas.n2g.evaluate import evaluate
@@ -27,6 +27,7 @@ from neuronatlas.n2g.saliency import MaskChoice, choose_mask
 from neuronatlas.n2g.settings import N2GSettings
 from neuronatlas.store import AtlasWriter, open_reader, reader
 from neuronatlas.store import n2g as store
+from neuronatlas.store.reader import select_neurons
 
 log = logging.getLogger(__name__)
 
@@ -39,23 +40,6 @@ class RunReport:
     counters: dict = field(default_factory=dict)
     seconds: float = 0.0
     mask: dict | None = None
-
-
-def select_neurons(conn, neurons: Sequence[str] | None, layer: int | None, all_: bool) -> list[str]:
-    """The neurons asked for, canonical, in (layer, neuron) order."""
-    if neurons:
-        ids = [canonical(n) for n in neurons]
-        if layer is not None:
-            ids = [i for i in ids if parse_id(i)[0] == layer]
-    elif layer is not None:
-        ids = reader.neuron_ids(conn, layer)
-        if not ids:
-            raise BadInput(f"--layer {layer}: no stored neurons in that layer")
-    elif all_:
-        ids = reader.neuron_ids(conn)
-    else:
-        raise BadInput("say which neurons: --neurons ID,ID,..., --layer L or --all")
-    return sorted(set(ids), key=parse_id)
 
 
 def model_spec(meta: dict[str, str], given: str | None) -> str:

@@ -30,8 +30,19 @@ class Record(Struct):
     peak_index: int | None
 
 
+class ExplanationScore(Struct):
+    """One scorer's verdict on an explanation (`neuronatlas score`): the scorer, the judge
+    that scored it (the embedder or the LLM), the score and the scorer's own details."""
+
+    scorer: str
+    judge: str
+    score: float
+    details: Any = None
+
+
 class Explanation(Struct):
-    """One explanation of a neuron, with its simulation scores where they exist."""
+    """One explanation of a neuron, with its simulation scores where they exist and every
+    stored scorer's score (`scores`)."""
 
     id: int
     source: str
@@ -41,6 +52,7 @@ class Explanation(Struct):
     ev_correlation_score: float | None
     rsquared_score: float | None
     absolute_dev_explained_score: float | None
+    scores: list[ExplanationScore] = msgspec.field(default_factory=list)
 
 
 class Stats(Struct):

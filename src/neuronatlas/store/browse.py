@@ -20,6 +20,7 @@ import msgspec
 from neuronatlas.errors import NeuronNotFound, QueryTimeout
 from neuronatlas.ids import canonical, parse_id
 from neuronatlas.store.connection import transaction
+from neuronatlas.store.reader import SOURCE_RANK
 from neuronatlas.store.writer import now
 
 # SQLite calls the progress handler every this many virtual-machine instructions: often enough
@@ -27,7 +28,7 @@ from neuronatlas.store.writer import now
 _PROGRESS_STEPS = 2_000
 
 # The order in which a neuron's explanations are shown (same as the `primary_explanations` view).
-_SOURCE_RANK = "CASE source WHEN 'openai' THEN 0 WHEN 'llm' THEN 1 WHEN 'n2g' THEN 2 ELSE 3 END"
+_SOURCE_RANK = SOURCE_RANK.format(t="")
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from neuronatlas.errors import MixedEmbedders
 from neuronatlas.store import values
 from neuronatlas.store.browse import forget_similar
 from neuronatlas.store.connection import transaction
-from neuronatlas.store.reader import PRIMARY_ORDER
+from neuronatlas.store.reader import primary_order
 from neuronatlas.store.writer import now
 
 
@@ -165,7 +165,7 @@ def neuron_vectors(conn: sqlite3.Connection) -> NeuronVectors:
     rows = conn.execute(
         "SELECT neuron_id, id, vector, vector_json FROM ("
         " SELECT e.neuron_id, e.id, b.vector, b.vector_json, row_number() OVER ("
-        f"  PARTITION BY e.neuron_id ORDER BY {PRIMARY_ORDER}) AS rn"
+        f"  PARTITION BY e.neuron_id ORDER BY {primary_order(conn, 'e')}) AS rn"
         " FROM explanations e JOIN embeddings b ON b.explanation_id = e.id"
         ") WHERE rn = 1 ORDER BY neuron_id"
     ).fetchall()
@@ -184,7 +184,7 @@ def explanation_vector(conn: sqlite3.Connection, neuron_id: str) -> tuple[int, n
     row = conn.execute(
         "SELECT e.id, b.vector, b.vector_json FROM explanations e"
         " JOIN embeddings b ON b.explanation_id = e.id"
-        f" WHERE e.neuron_id = ? ORDER BY {PRIMARY_ORDER} LIMIT 1",
+        f" WHERE e.neuron_id = ? ORDER BY {primary_order(conn, 'e')} LIMIT 1",
         (neuron_id,),
     ).fetchone()
     return None if row is None else (row[0], _vector(row[1], row[2]))

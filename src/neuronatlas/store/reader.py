@@ -7,22 +7,47 @@ API all show the same thing.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import msgspec
 
-from neuronatlas.errors import NeuronNotFound
-from neuronatlas.ids import canonical
+from neuronatlas.errors import BadInput, NeuronNotFound
+from neuronatlas.ids import canonical, parse_id
 from neuronatlas.store import values
 
 _decode = msgspec.json.decode
 
-#: The order in which a neuron's explanations are shown, primary first (the same order as the
-#: `primary_explanations` view in sql/001_foundation.sql).
-PRIMARY_ORDER = (
-    "CASE source WHEN 'openai' THEN 0 WHEN 'llm' THEN 1 WHEN 'n2g' THEN 2 ELSE 3 END, position"
+#: The order of explanation sources, primary first: OpenAI's, an LLM's ('llm:<model>'), N2G's,
+#: then top tokens (the same order as the `primary_explanations` view).
+SOURCE_RANK = (
+    "CASE WHEN {t}source = 'openai' THEN 0 WHEN {t}source LIKE 'llm%' THEN 1"
+    " WHEN {t}source = 'n2g' THEN 2 ELSE 3 END"
 )
+
+
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    """Whether the atlas has this table (older atlases, opened read-only, may lack one)."""
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    ).fetchone()
+    return row is not None
+
+
+def primary_order(conn: sqlite3.Connection, table: str = "explanations") -> str:
+    """ORDER BY terms that put a neuron's primary explanation first: the best score of the
+    ranking scorer (meta 'primary_scorer', default 'embedding') when the atlas has scores,
+    then the source order and position (see sql/007_llm_scores.sql)."""
+    t = f"{table}."
+    base = f"{SOURCE_RANK.format(t=t)}, {t}position"
+    if not has_table(conn, "explanation_scores"):
+        return base
+    best = (
+        f"(SELECT max(s.score) FROM explanation_scores s WHERE s.explanation_id = {t}id"
+        " AND s.scorer = coalesce((SELECT value FROM meta WHERE key = 'primary_scorer'),"
+        " 'embedding'))"
+    )
+    return f"{best} IS NULL, {best} DESC, {base}"
 
 
 def meta(conn: sqlite3.Connection) -> dict[str, str]:
@@ -42,6 +67,25 @@ def neuron_ids(conn: sqlite3.Connection, layer: int | None = None) -> list[str]:
     return [r[0] for r in rows]
 
 
+def select_neurons(
+    conn: sqlite3.Connection, neurons: Sequence[str] | None, layer: int | None, all_: bool
+) -> list[str]:
+    """The neurons asked for, canonical, in (layer, neuron) order."""
+    if neurons:
+        ids = [canonical(n) for n in neurons]
+        if layer is not None:
+            ids = [i for i in ids if parse_id(i)[0] == layer]
+    elif layer is not None:
+        ids = neuron_ids(conn, layer)
+        if not ids:
+            raise BadInput(f"--layer {layer}: no stored neurons in that layer")
+    elif all_:
+        ids = neuron_ids(conn)
+    else:
+        raise BadInput("say which neurons: --neurons ID,ID,..., --layer L or --all")
+    return sorted(set(ids), key=parse_id)
+
+
 def layers(conn: sqlite3.Connection) -> list[tuple[int, int]]:
     """(layer, number of stored neurons) for every layer."""
     return [
@@ -55,9 +99,10 @@ def explanations(conn: sqlite3.Connection, neuron_id: str) -> list[dict[str, Any
     rows = conn.execute(
         "SELECT id, source, position, text, ev_correlation_score, rsquared_score,"
         f" absolute_dev_explained_score FROM explanations WHERE neuron_id = ?"
-        f" ORDER BY {PRIMARY_ORDER}",
+        f" ORDER BY {primary_order(conn)}",
         (neuron_id,),
-    )
+    ).fetchall()
+    scores = _scores_of(conn, [r[0] for r in rows])
     return [
         {
             "id": r[0],
@@ -68,9 +113,29 @@ def explanations(conn: sqlite3.Connection, neuron_id: str) -> list[dict[str, Any
             "ev_correlation_score": r[4],
             "rsquared_score": r[5],
             "absolute_dev_explained_score": r[6],
+            "scores": scores.get(r[0], []),
         }
         for r in rows
     ]
+
+
+def _scores_of(
+    conn: sqlite3.Connection, explanation_ids: list[int]
+) -> dict[int, list[dict[str, Any]]]:
+    """explanation id → its scores [{scorer, judge, score, details}], by scorer name."""
+    if not explanation_ids or not has_table(conn, "explanation_scores"):
+        return {}
+    marks = ",".join("?" * len(explanation_ids))
+    out: dict[int, list[dict[str, Any]]] = {}
+    for eid, scorer, judge, score, details in conn.execute(
+        "SELECT explanation_id, scorer, judge, score, details FROM explanation_scores"
+        f" WHERE explanation_id IN ({marks}) ORDER BY scorer, judge",
+        explanation_ids,
+    ):
+        out.setdefault(eid, []).append(
+            {"scorer": scorer, "judge": judge, "score": score, "details": _decode(details)}
+        )
+    return out
 
 
 def records(
@@ -230,7 +295,8 @@ def iter_explanation_rows(conn: sqlite3.Connection) -> Iterator[ExplanationRow]:
     """Every explanation, by neuron id with each neuron's primary explanation first."""
     rows = conn.execute(
         "SELECT neuron_id, source, position, text, ev_correlation_score, rsquared_score,"
-        f" absolute_dev_explained_score FROM explanations ORDER BY neuron_id, {PRIMARY_ORDER}"
+        " absolute_dev_explained_score FROM explanations"
+        f" ORDER BY neuron_id, {primary_order(conn)}"
     )
     return map(ExplanationRow._make, rows)
 

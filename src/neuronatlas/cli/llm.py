@@ -1,0 +1,294 @@
+"""`neuronatlas explain` and `neuronatlas score`: LLM explanations and the scorers."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+
+from neuronatlas.cli.app import (
+    EXIT_PARTIAL,
+    DbOption,
+    JsonOption,
+    SilentOption,
+    app,
+    console,
+    console_err,
+    print_json,
+)
+
+NeuronsOption = Annotated[
+    str | None,
+    typer.Option("--neurons", help="Comma-separated neuron ids (L05N0123, L5N123 or 5:123)."),
+]
+LayerOption = Annotated[int | None, typer.Option("--layer", help="Every stored neuron of layer L.")]
+AllOption = Annotated[bool, typer.Option("--all", help="Every stored neuron.")]
+LlmHelp = (
+    "openai:MODEL (key in OPENAI_API_KEY), http(s)://HOST/v1:MODEL (any OpenAI-compatible "
+    "server), local:smollm2 (offline SmolLM2-135M-Instruct) or local:FOLDER_OR_HUB_ID."
+)
+
+
+def _ids(neurons: str | None) -> list[str] | None:
+    return [n.strip() for n in neurons.split(",") if n.strip()] if neurons else None
+
+
+def _prices(value: str | None) -> tuple[float, float] | None:
+    from neuronatlas.errors import BadInput
+
+    if value is None:
+        return None
+    try:
+        usd_in, usd_out = (float(x) for x in value.split(","))
+    except ValueError:
+        raise BadInput(f"--usd-per-mtok {value!r}: expected IN,OUT, e.g. 0.15,0.60") from None
+    return usd_in, usd_out
+
+
+@contextmanager
+def _bar(silent: bool, label: str):
+    """A progress callback (id, done, total) drawn on stderr, or a silent one."""
+    if silent:
+        yield lambda *_: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console_err,
+    ) as bars:
+        task = bars.add_task(label, total=None, last="")
+
+        def update(nid: str, done: int, total: int) -> None:
+            bars.update(task, completed=done, total=total, last=nid)
+
+        yield update
+
+
+def _usage_line(usage) -> str:
+    cost = "" if usage.cost is None else f", ${usage.cost:.4f}"
+    return (
+        f"{usage.calls} calls ({usage.cached_calls} cached), {usage.prompt_tokens:,} prompt + "
+        f"{usage.completion_tokens:,} completion tokens, {usage.seconds:.1f} s of calls{cost}"
+    )
+
+
+@app.command()
+def explain(
+    db: DbOption,
+    llm: Annotated[str, typer.Option("--llm", help=LlmHelp, metavar="SPEC")],
+    neurons: NeuronsOption = None,
+    layer: LayerOption = None,
+    all_: AllOption = False,
+    max_neurons: Annotated[
+        int | None, typer.Option("--max-neurons", help="Explain at most N neurons.", min=1)
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="Requests in flight at once (HTTP).", min=1)
+    ] = 8,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(
+            "--max-cost",
+            help="Stop starting calls once this many USD are spent (needs usage with cost "
+            "from the endpoint, or --usd-per-mtok).",
+        ),
+    ] = None,
+    usd_per_mtok: Annotated[
+        str | None,
+        typer.Option("--usd-per-mtok", help="Prices IN,OUT in USD per million tokens."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds per HTTP request.")] = 60.0,
+    retries: Annotated[
+        int, typer.Option(help="Retries of a request after 429, 5xx or a timeout.", min=0)
+    ] = 5,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Ask again for neurons this model explained.")
+    ] = False,
+    silent: SilentOption = False,
+) -> None:
+    """Write an explanation in words for each neuron with an LLM (source llm:MODEL).
+
+    The prompt follows OpenAI's explainer (top records scaled 0–10, strongest tokens listed, a
+    worked example). Answers are cached in the atlas, so a rerun costs nothing; neurons
+    already explained by this model are skipped. A neuron whose call failed is named on
+    stderr and left for the next run (exit code 3).
+
+    Example: neuronatlas explain --db atlas.db --llm local:smollm2 --layer 3 --max-neurons 20
+    """
+    from neuronatlas.errors import BadInput
+    from neuronatlas.explain.llm_explainer import explain_neurons
+    from neuronatlas.llm import open_client
+    from neuronatlas.store.llm import ResponseCache
+
+    if not db.exists():
+        raise BadInput(f"{db}: no such atlas")
+    cache = ResponseCache(db)
+    client = open_client(llm, cache, concurrency, timeout, _prices(usd_per_mtok), retries)
+    try:
+        with _bar(silent, "explain") as progress:
+            report = explain_neurons(
+                db,
+                client,
+                _ids(neurons),
+                layer,
+                all_,
+                max_neurons,
+                max_cost,
+                overwrite,
+                progress=progress,
+            )
+    finally:
+        client.close()
+        cache.close()
+    for nid, why in report.failed:
+        console_err.print(f"skipped {nid}: {why}", highlight=False, soft_wrap=True)
+    if report.not_started:
+        left = report.not_started
+        named = ", ".join(left[:5]) + (", …" if len(left) > 5 else "")
+        console_err.print(
+            f"budget of ${max_cost} spent: {len(left)} neurons left for the next run ({named})",
+            highlight=False,
+        )
+    if not silent:
+        console_err.print(
+            f"explain: {len(report.done)} written, {len(report.already)} already explained, "
+            f"{len(report.failed)} failed in {report.seconds:.1f} s; {_usage_line(report.usage)}",
+            highlight=False,
+        )
+    if report.failed or report.not_started:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+def score(
+    db: DbOption,
+    scorer: Annotated[
+        str,
+        typer.Option(
+            "--scorer", help="embedding (no LLM), simulation, detection or fuzzing (need --llm)."
+        ),
+    ],
+    neuron_id: Annotated[
+        str | None,
+        typer.Argument(metavar="[ID]", help="Score TEXT as an explanation of this neuron."),
+    ] = None,
+    text: Annotated[
+        str | None, typer.Argument(metavar="[TEXT]", help="The explanation to score (not stored).")
+    ] = None,
+    llm: Annotated[str | None, typer.Option("--llm", help=LlmHelp, metavar="SPEC")] = None,
+    embedder: Annotated[
+        str | None,
+        typer.Option(
+            help="Sentence embedder of the embedding scorer; default: the atlas's own "
+            "(the one its explanations were embedded with), else all-mpnet-base-v2."
+        ),
+    ] = None,
+    neurons: NeuronsOption = None,
+    layer: LayerOption = None,
+    all_: AllOption = False,
+    max_neurons: Annotated[
+        int | None, typer.Option("--max-neurons", help="Score at most N neurons.", min=1)
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="LLM requests in flight at once (HTTP).", min=1)
+    ] = 8,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Score again what this scorer scored.")
+    ] = False,
+    json: JsonOption = False,
+    silent: SilentOption = False,
+) -> None:
+    """Score explanations: every stored explanation of the chosen neurons, or one given TEXT.
+
+    Scores are stored per explanation, scorer and judge (the LLM or embedder) and shown by
+    `show` and the neuron page. An explanation that cannot be scored honestly (too few
+    records, answers that do not parse) is named on stderr and gets no score (exit code 3).
+    With ID and TEXT nothing is stored; --json prints {score, details, ...}.
+
+    Example: neuronatlas score --db atlas.db --layer 3 --scorer embedding
+
+    Example: neuronatlas score L03N0042 "the word Paris" --db atlas.db --scorer embedding --json
+    """
+    from neuronatlas.errors import BadInput
+    from neuronatlas.llm import open_client
+    from neuronatlas.score import get_scorer, score_neurons, score_text
+    from neuronatlas.store import open_reader
+    from neuronatlas.store.llm import ResponseCache, atlas_embedder
+
+    if not db.exists():
+        raise BadInput(f"{db}: no such atlas")
+    if (neuron_id is None) != (text is None):
+        raise BadInput('give both ID and "TEXT" to score a text, or neither to score the atlas')
+    if embedder is None and scorer == "embedding":
+        conn = open_reader(db)
+        embedder = atlas_embedder(conn)
+        conn.close()
+    cache = ResponseCache(db) if llm else None
+    client = open_client(llm, cache, concurrency) if llm else None
+    try:
+        chosen = get_scorer(scorer, llm=client, embedder=embedder)
+        if neuron_id is not None and text is not None:
+            result = score_text(db, neuron_id, text, chosen)
+            if json:
+                print_json(result)
+            else:
+                console.print(
+                    f"{result['neuron_id']} {scorer} ({result['judge']}): {result['score']:.3f}",
+                    highlight=False,
+                )
+            return
+        with _bar(silent, "score") as progress:
+            report = score_neurons(
+                db, chosen, _ids(neurons), layer, all_, max_neurons, overwrite, progress
+            )
+    finally:
+        if client is not None:
+            client.close()
+        if cache is not None:
+            cache.close()
+    for nid, source, why in report.failed:
+        console_err.print(f"skipped {nid} ({source}): {why}", highlight=False, soft_wrap=True)
+    summary = _by_source(report.scored)
+    if json:
+        print_json(
+            {
+                "scorer": scorer,
+                "judge": chosen.judge,
+                "by_source": summary,
+                "failed": len(report.failed),
+                "already": report.already,
+            }
+        )
+    elif not silent:
+        for source, s in summary.items():
+            console_err.print(
+                f"  {source:<24} {s['n']:>6} scored, mean {s['mean']:.3f}", highlight=False
+            )
+        console_err.print(
+            f"score: {len(report.scored)} scored, {report.already} already scored, "
+            f"{len(report.failed)} without a score in {report.seconds:.1f} s",
+            highlight=False,
+        )
+    if report.failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _by_source(scored: list[tuple[str, str, float]]) -> dict[str, dict]:
+    out: dict[str, list[float]] = {}
+    for _, source, value in scored:
+        out.setdefault(source, []).append(value)
+    return {s: {"n": len(v), "mean": sum(v) / len(v)} for s, v in sorted(out.items())}

@@ -1,0 +1,21 @@
+"""Scorers: how well an explanation in words describes what its neuron does, on one scale per
+scorer for every explanation source (imported, top-token, N2G, LLM).
+
+- `embedding`: no LLM; AUROC of explanation–excerpt similarity, activating vs quiet excerpts;
+- `simulation`: OpenAI's simulator and its ev_correlation_score on held-out records;
+- `detection`, `fuzzing`: Delphi-style classification by an LLM, balanced accuracy.
+
+`get_scorer(name, llm=..., embedder=...)`, then `score_neurons` (stores) or `score_text`.
+"""
+
+from neuronatlas.score.base import Scorer, ScoreResult, get_scorer, registered_scorers
+from neuronatlas.score.run import score_neurons, score_text
+
+__all__ = [
+    "ScoreResult",
+    "Scorer",
+    "get_scorer",
+    "registered_scorers",
+    "score_neurons",
+    "score_text",
+]
