@@ -246,31 +246,29 @@ def main(argv: list[str] | None = None) -> int:
             settings = N2GSettings(**BUILDS[bname])
             bkey = key(data_key, seed, plan, asdict(settings))
 
-            def make(settings=settings, bname=bname, chosen=chosen):
+            path = args.work / f"build-{bkey}.pkl"
+            have = cached(path, dict)  # neuron id → build, grown as runs ask for more
+            if isinstance(have, list):
+                have = {b.examples.neuron_id: b for b in have}
+            todo = [s for s in chosen if s.neuron_id not in have]
+            if todo:
                 sess = Session(loaded, settings, bos is not None)
                 sess.runner.memo = memo
                 started = time.perf_counter()
-                out = []
-                for layer in sorted({s.layer for s in chosen}):
-                    exs = [
-                        s.examples(settings.activation_threshold)
-                        for s in chosen
-                        if s.layer == layer
-                    ]
-                    exs = [e for e in exs if e.build]
-                    if exs:
-                        out += sess.build(layer, exs, stored_full=True)
+                for layer in sorted({s.layer for s in todo}):
+                    exs = [s.examples(settings.activation_threshold) for s in todo]
+                    exs = [e for e in exs if e.build and e.layer == layer]
+                    for b in sess.build(layer, exs, stored_full=True) if exs else []:
+                        b.trie = None  # re-assembled per variant
+                        have[b.examples.neuron_id] = b
                 print(
-                    f"  build {bname}: {len(out)} neurons in {time.perf_counter() - started:.0f}s",
+                    f"  build {bname}: {len(todo)} neurons in {time.perf_counter() - started:.0f}s",
                     file=sys.stderr,
                 )
-                for b in out:
-                    b.trie = None  # re-assembled per variant
-                return out
-
-            builds[bname] = {
-                b.examples.neuron_id: b for b in cached(args.work / f"build-{bkey}.pkl", make)
-            }
+                with path.with_suffix(".tmp").open("wb") as f:
+                    pickle.dump(have, f)
+                path.with_suffix(".tmp").replace(path)
+            builds[bname] = have
         # validation: every (build, line variant) pair
         val: dict[str, dict] = {}
         for bname, bmap in builds.items():

@@ -298,3 +298,18 @@ def test_calibrated_build_keeps_detectors_and_stores_calibration(atlas, loaded):
         )
     plain = assemble(build, N2GSettings())  # same sources, no model pass, no calibration
     assert not plain.calibrated and len(plain) == len(build.trie)
+
+
+def test_next_token_top_at_chosen_rows_equals_the_full_head(loaded):
+    import numpy as np
+
+    from neuronatlas.n2g.forward import Runner
+
+    runner = Runner(loaded, prepend_bos=True)
+    seqs = [loaded.tokenizer.encode(" the cat sat on"), loaded.tokenizer.encode(" a dog")]
+    full = runner.next_token_top(seqs, 4)
+    some = runner.next_token_top(seqs, 4, rows=[[1, 3], [2]])
+    assert np.array_equal(some[0][[1, 3]], full[0][[1, 3]])
+    assert np.array_equal(some[1][2], full[1][2])
+    # one batch: the head ran at rows 1-3 of both sequences (the union), never at row 0
+    assert (some[0][0] == -1).all() and (some[1][0] == -1).all()

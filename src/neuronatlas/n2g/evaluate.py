@@ -1,4 +1,4 @@
-"""Evaluation of a graph on held-out records, against two lookup baselines.
+"""Evaluation of a graph on held-out records, against lookup baselines.
 
 A token *fires* when its activation is at least `fire_threshold × a_max` (a_max = the neuron's
 maximum stored activation), for the truth and for a prediction alike. Precision, recall and F1
@@ -7,10 +7,20 @@ precision = TP / (TP + FP), recall = TP / (TP + FN), F1 = 2PR / (P + R). A preci
 with a zero denominator is 0 (scikit-learn's zero_division=0), except that F1 is None when the
 held-out text has no firing token and nothing is predicted to fire (nothing to score).
 
-Baselines, fitted on the same train records the graph was built from:
-- token lookup: the highest activation seen for each exact token string; unseen tokens 0;
-- n-gram lookup: the highest activation seen after the same n−1 preceding tokens, backing off
-  to shorter contexts and finally to the token lookup.
+Baselines, fitted on the same train records the graph was built from (stored per graph: the
+token lookup by max activation and the 2-gram lookup with back-off; the evaluation protocol
+adds the rest, see `baselines`):
+- token lookup by max: the highest activation seen for each token string; unseen tokens 0;
+- token lookup by rate: the share of the token's train occurrences that fired, × a_max;
+- n-gram lookup: the highest activation seen for the same n−1 preceding tokens and token,
+  strict (unseen n-gram → 0) or backing off to shorter contexts and finally the token;
+- each exact or keyed with N2G's token normalisation.
+
+The protocol's aggregates and paired statistics are at the end of the module:
+`score_neuron` (precision, recall, F1, AUPRC, ev_correlation of one method on one neuron),
+`summarize` (over neurons: mean/median F1, pooled counts) and `paired_comparison` (bootstrap CI
+of the mean per-neuron difference and the Wilcoxon signed-rank p-value). docs/N2G.md,
+"Evaluation protocol", says how the records are chosen and split.
 
 ev_correlation_score is OpenAI's: Pearson correlation over all held-out tokens flattened into
 one list (neuronatlas.explain.scoring).

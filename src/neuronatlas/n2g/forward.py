@@ -144,34 +144,54 @@ class Runner:
             self._count(rows, batch, ids.shape[1], max(layers) + 1)
         return [results[w] for w in where]
 
-    def next_token_top(self, seqs: Sequence[Sequence[int]], k: int) -> list[np.ndarray]:
-        """Per sequence, int64 [len(seq), k]: the model's top-k next tokens after each position
-        (row p predicts position p+1). Runs the whole model with its LM head."""
+    def next_token_top(
+        self,
+        seqs: Sequence[Sequence[int]],
+        k: int,
+        rows: Sequence[Sequence[int]] | None = None,
+    ) -> list[np.ndarray]:
+        """Per sequence, int64 [len(seq)(+1 with BOS), k]: the model's top-k next tokens after
+        each model position (row p predicts the token after it). Runs the whole model; with
+        `rows` (per sequence, the rows wanted) the LM head runs only at those rows of each
+        batch, and rows not asked for hold -1 (the head is most of the cost for a large
+        vocabulary)."""
+        wanted = [None] * len(seqs) if rows is None else [tuple(sorted(set(r))) for r in rows]
         if self.memo is not None:
-            keys = [("next", k, tuple(int(t) for t in s)) for s in seqs]
+            keys = [
+                ("next", k, tuple(int(t) for t in s), w) for s, w in zip(seqs, wanted, strict=True)
+            ]
             todo = [key for key in dict.fromkeys(keys) if key not in self.memo]
             if todo:
-                for key, top in zip(
-                    todo, self._next_token_top([x[2] for x in todo], k), strict=True
-                ):
+                tops = self._next_token_top([x[2] for x in todo], k, [x[3] for x in todo])
+                for key, top in zip(todo, tops, strict=True):
                     self.memo[key] = top
             return [self.memo[key] for key in keys]
-        return self._next_token_top(seqs, k)
+        return self._next_token_top(seqs, k, wanted)
 
-    def _next_token_top(self, seqs: Sequence[Sequence[int]], k: int) -> list[np.ndarray]:
+    def _next_token_top(self, seqs, k: int, wanted) -> list[np.ndarray]:
         import torch
 
         rows = [self._with_bos(s) for s in seqs]
         out: list[np.ndarray | None] = [None] * len(rows)
         for batch in self._batches(rows):
             ids, mask = self._padded(rows, batch)
+            if all(wanted[i] is not None for i in batch):
+                keep = sorted({p for i in batch for p in wanted[i] if 0 <= p < len(rows[i])}) or [0]
+            else:
+                keep = list(range(ids.shape[1]))
             with torch.inference_mode():
                 logits = self.loaded.model(
-                    input_ids=ids, attention_mask=mask, use_cache=False
+                    input_ids=ids,
+                    attention_mask=mask,
+                    use_cache=False,
+                    logits_to_keep=torch.as_tensor(keep, dtype=torch.long),
                 ).logits
             top = torch.topk(logits.float(), k, dim=-1).indices.cpu().numpy()
             for r, i in enumerate(batch):
-                # row position p (after BOS shift) predicts the token at p + 1 - offset
-                out[i] = top[r, : len(rows[i])]
+                full = np.full((len(rows[i]), k), -1, dtype=np.int64)
+                for c, p in enumerate(keep):
+                    if p < len(rows[i]):
+                        full[p] = top[r, c]
+                out[i] = full
             self._count(rows, batch, ids.shape[1], self.loaded.n_layers)
         return out  # type: ignore[return-value]
