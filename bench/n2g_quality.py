@@ -270,13 +270,27 @@ def main(argv: list[str] | None = None) -> int:
                 path.with_suffix(".tmp").replace(path)
             builds[bname] = have
         # validation: every (build, line variant) pair
+        # (neurons scored on validation: ≥ 5 firing tokens in validation A, as on test)
+        on_val = [s for s in chosen if s.firing_tokens("validation_A") >= 5]
         val: dict[str, dict] = {}
+        for m in ("token_max", "token_rate"):
+            val[f"baseline/{m}"] = {"validation_A": [], "validation_B": []}
+        for s in on_val:
+            fitted = baselines([r.pair() for r in s.train], s.a_max)
+            sc = scores_for(
+                s,
+                {m: fitted[m].predict for m in ("token_max", "token_rate")},
+                ("validation_A", "validation_B"),
+            )
+            for m in ("token_max", "token_rate"):
+                for setname in ("validation_A", "validation_B"):
+                    val[f"baseline/{m}"][setname].append(sc[setname][m])
         for bname, bmap in builds.items():
             for vname in args.variants:
                 settings = N2GSettings(**BUILDS[bname], **LINE_VARIANTS[vname])
                 name = f"{bname}/{vname}"
                 val[name] = {"validation_A": [], "validation_B": []}
-                for s in chosen:
+                for s in on_val:
                     b = bmap.get(s.neuron_id)
                     if b is None:
                         continue
@@ -286,7 +300,10 @@ def main(argv: list[str] | None = None) -> int:
                         val[name][setname].append(sc[setname]["n2g"])
         from neuronatlas.n2g.evaluate import summarize
 
-        best = max(val, key=lambda n: summarize(val[n]["validation_A"])["mean_f1"] or -1)
+        best = max(
+            (n for n in val if not n.startswith("baseline/")),
+            key=lambda n: summarize(val[n]["validation_A"])["mean_f1"] or -1,
+        )
         print(f"\n=== seed {seed}: validation (A/B choose the frozen N2G settings) ===")
         for setname in ("validation_A", "validation_B"):
             print_summary(setname, {n: v[setname] for n, v in val.items()})

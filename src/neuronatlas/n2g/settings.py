@@ -32,9 +32,10 @@ class N2GSettings:
     shingle: int = 8
     """Two records sharing any run of this many tokens are near-duplicates: same side of the
     split."""
-    pivots: Literal["max", "firing"] = "max"
+    pivots: Literal["max", "firing"] = "firing"
     """Pivots per training record: its most activating token (the paper), or every token above
-    the trie threshold (more lines, more recall, more passes)."""
+    the trie threshold (more lines, more recall, more passes). "firing" was chosen on the
+    validation split of bench/n2g_quality.py (docs/N2G.md, "Evaluation protocol")."""
     prune_keep: float = 0.5
     """A pruned prefix must keep this share of the full-context activation at the pivot."""
     max_context: int = 64
@@ -162,6 +163,7 @@ def reference_settings(**changes) -> N2GSettings:
         train_fraction=0.5,
         seed=0,
         use_quantile_records=False,
+        pivots="max",
         prune_keep=0.5,
         max_context=30,
         prune_step=5,
