@@ -250,3 +250,67 @@ def test_every_firing_token_can_be_a_pivot(atlas, loaded):
             pred = predict(build.trie, r.tokens, ex.a_max)
             assert all((p > 0) == (t == " the") for p, t in zip(pred, r.tokens, strict=False))
     assert results["firing"].used_examples > results["max"].used_examples
+
+
+def test_runner_memo_runs_a_sequence_once_for_every_neuron_of_its_layer(loaded):
+    import numpy as np
+
+    from neuronatlas.n2g.forward import Runner
+
+    plain = Runner(loaded, prepend_bos=True)
+    memo: dict = {}
+    first, second = Runner(loaded, prepend_bos=True), Runner(loaded, prepend_bos=True)
+    first.memo = second.memo = memo
+    cat = loaded.tokenizer.encode(" the cat")
+    dog = loaded.tokenizer.encode(" a dog")
+    a = first.activations(0, [cat, dog], [3, 10])
+    b = second.activations(0, [dog, cat], [10])  # other runner, other neuron subset: no pass
+    assert first.count.passes == 1 and second.count.passes == 0
+    want = plain.activations(0, [cat, dog], [3, 10])
+    assert np.allclose(a[0], want[0]) and np.allclose(a[1], want[1])
+    assert np.allclose(b[0][:, 0], want[1][:, 1]) and np.allclose(b[1][:, 0], want[0][:, 1])
+    c = second.activations(0, [cat], [5])  # a new neuron of the layer: one more pass
+    assert second.count.passes == 1 and c[0].shape == (len(cat), 1)
+    assert np.allclose(c[0], plain.activations(0, [cat], [5])[0])
+    top = first.next_token_top([cat], 3)
+    assert np.array_equal(second.next_token_top([cat], 3)[0], top[0])
+    assert second.count.passes == 1
+
+
+def test_calibrated_build_keeps_detectors_and_stores_calibration(atlas, loaded):
+    from neuronatlas.n2g.build import assemble
+    from neuronatlas.n2g.examples import load_examples
+    from neuronatlas.n2g.predict import predict
+    from neuronatlas.n2g.run import Session
+    from neuronatlas.n2g.settings import N2GSettings
+    from neuronatlas.n2g.trie import Trie
+
+    conn = open_reader(atlas)
+    session = Session(loaded, N2GSettings(calibrate="mean"), prepend_bos=True)
+    ex = load_examples(conn, "L01N0007", session.settings)
+    (build,) = session.build(1, [ex], stored_full=True)
+    assert build.trie.calibrated  # measured on the train records
+    again = Trie.from_json(build.trie.to_json())
+    for r in ex.test:
+        pred = predict(build.trie, r.tokens, ex.a_max)
+        assert pred == predict(again, r.tokens, ex.a_max)
+        assert all(
+            (p >= 0.5 * ex.a_max) == (t == " the") for p, t in zip(pred, r.tokens, strict=True)
+        )
+    plain = assemble(build, N2GSettings())  # same sources, no model pass, no calibration
+    assert not plain.calibrated and len(plain) == len(build.trie)
+
+
+def test_next_token_top_at_chosen_rows_equals_the_full_head(loaded):
+    import numpy as np
+
+    from neuronatlas.n2g.forward import Runner
+
+    runner = Runner(loaded, prepend_bos=True)
+    seqs = [loaded.tokenizer.encode(" the cat sat on"), loaded.tokenizer.encode(" a dog")]
+    full = runner.next_token_top(seqs, 4)
+    some = runner.next_token_top(seqs, 4, rows=[[1, 3], [2]])
+    assert np.array_equal(some[0][[1, 3]], full[0][[1, 3]])
+    assert np.array_equal(some[1][2], full[1][2])
+    # one batch: the head ran at rows 1-3 of both sequences (the union), never at row 0
+    assert (some[0][0] == -1).all() and (some[1][0] == -1).all()

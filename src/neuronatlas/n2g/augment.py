@@ -119,10 +119,16 @@ class ModelPredictions(SubstituteSource):
     def propose(self, requests, n):
         runner = self.ctx.runner
         distinct: dict[tuple[int, ...], int] = {}
-        for ids, _ in requests:
-            distinct.setdefault(tuple(ids), len(distinct))
-        tops = runner.next_token_top([list(k) for k in distinct], k=4 * n + 8)
         has_bos = runner.bos is not None
+        needed: list[set[int]] = []
+        for ids, pos in requests:
+            at = distinct.setdefault(tuple(ids), len(distinct))
+            if at == len(needed):
+                needed.append(set())
+            needed[at].add(pos if has_bos else pos - 1)
+        tops = runner.next_token_top(
+            [list(k) for k in distinct], k=4 * n + 8, rows=[sorted(x) for x in needed]
+        )
         out: list[list[int]] = []
         for ids, pos in requests:
             row = pos if has_bos else pos - 1

@@ -19,6 +19,7 @@ import numpy as np
 from neuronatlas.n2g import augment as aug
 from neuronatlas.n2g import prune as prn
 from neuronatlas.n2g import saliency as sal
+from neuronatlas.n2g.calibrate import calibrate
 from neuronatlas.n2g.examples import NeuronExamples
 from neuronatlas.n2g.forward import Runner
 from neuronatlas.n2g.settings import N2GSettings
@@ -39,6 +40,20 @@ class NeuronBuild:
     substitutes_tried: int = 0
     substitutes_kept: int = 0
     pruned_lengths: list[int] = field(default_factory=list)
+    sources: list[LineSource] = field(default_factory=list)
+    """What the lines were made from (kept so a trie can be assembled again with other
+    line settings without a model pass: see `assemble`)."""
+
+
+@dataclass
+class LineSource:
+    """One pruned (or augmented) example: its tokens, clean activations, importances."""
+
+    strings: list[str]
+    clean: np.ndarray
+    importance: np.ndarray
+    scale: float
+    evidence: dict[int, tuple[int, int]] | None = None
 
 
 def make_lines(
@@ -171,29 +186,48 @@ def build_layer(
         runner, layer, requests, sources, settings.substitutes, settings.augment_keep
     )
     extra = _augmented_saliency(runner, layer, requests, results, saliencies, mask, settings)
-    for (_ids, strings), j, p, s, res, ext in zip(
+    for (_, strings), j, p, s, res, ext in zip(
         cut, jobs, pruned, saliencies, results, extra, strict=False
     ):
-        b, a_max = j.build, j.build.examples.a_max
-        evidence = res.evidence()
+        b = j.build
         b.used_examples += 1
         b.pruned_lengths.append(p.pivot + 1)
-        for line, act, ev in make_lines(
-            strings, s.clean, s.importance, p.scale, a_max, settings, evidence
-        ):
-            b.trie.insert(line, act, ev)
-            b.lines += 1
+        b.sources.append(LineSource(strings, s.clean, s.importance, p.scale, res.evidence()))
         for sub, imp in zip([x for x in res.substitutes if x.kept], ext, strict=False):
             new_strings = list(strings)
             new_strings[sub.position] = vocab.strings[sub.token_id]
-            for line, act, ev in make_lines(
-                new_strings, sub.activations, imp, p.scale, a_max, settings
-            ):
-                b.trie.insert(line, act, ev)
-                b.lines += 1
+            b.sources.append(LineSource(new_strings, sub.activations, imp, p.scale))
         b.substitutes_tried += len(res.substitutes)
         b.substitutes_kept += sum(x.kept for x in res.substitutes)
+    for b in builds:
+        assemble(b, settings)
     return builds
+
+
+def assemble(build: NeuronBuild, settings: N2GSettings) -> Trie:
+    """(Re)build the neuron's trie from its line sources under `settings`' line choices
+    (activation and importance thresholds, key normalisation, END aggregation), then calibrate
+    its ENDs on the neuron's train records (settings.calibrate; see n2g.calibrate)."""
+    trie = Trie(settings.normalize_tokens, settings.aggregate)
+    lines = 0
+    ex = build.examples
+    a_max = ex.a_max
+    for src in build.sources:
+        for line, act, ev in make_lines(
+            src.strings, src.clean, src.importance, src.scale, a_max, settings, src.evidence
+        ):
+            trie.insert(line, act, ev)
+            lines += 1
+    calibrate(
+        trie,
+        [r.pair() for r in ex.train],
+        a_max,
+        settings.calibrate,
+        settings.fire_threshold,
+        settings.calibrate_min_precision,
+    )
+    build.trie, build.lines = trie, lines
+    return trie
 
 
 def _augmented_saliency(

@@ -9,6 +9,12 @@ causal model: a position never sees what follows it.
 Every pass is counted (`Counters`), so the benchmark can report model tokens per neuron: real
 tokens fed (BOS included, padding not), padded tokens, token-layers (tokens × blocks run) and
 passes.
+
+Optional memo (`memo` a dict, `memo_columns` layer → neurons): a sequence already run for a
+layer is not run again, across calls and across runners sharing the dict; each run computes
+every memo column of the layer, so later calls for other neurons of that layer hit too. The
+evaluation bench uses it so that split seeds and build variants share the passes of windows
+they have in common.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class Runner:
         self.max_batch_tokens = max_batch_tokens
         self.full_depth = full_depth
         self.count = Counters()
+        self.memo: dict | None = None
+        self.memo_columns: dict[int, list[int]] = {}
         tok = loaded.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.pad = int(pad if pad is not None else 0)
@@ -92,6 +100,29 @@ class Runner:
         self, layer: int, seqs: Sequence[Sequence[int]], neurons: Sequence[int]
     ) -> list[np.ndarray]:
         """Per sequence, float32 [len(seq), len(neurons)] (BOS position dropped)."""
+        if self.memo is None:
+            return self._activations(layer, seqs, neurons)
+        wide = list(self.memo_columns.get(layer) or [])
+        wide += sorted(set(neurons) - set(wide))
+        self.memo_columns[layer] = wide
+        keys = [("act", layer, tuple(int(t) for t in s)) for s in seqs]
+        need = set(neurons)
+        todo = [k for k in dict.fromkeys(keys) if k not in self.memo or need - set(self.memo[k][1])]
+        if todo:
+            for k, a in zip(
+                todo, self._activations(layer, [k[2] for k in todo], wide), strict=True
+            ):
+                self.memo[k] = (a, wide)
+        out = []
+        for k in keys:
+            a, cols = self.memo[k]
+            at = {n: c for c, n in enumerate(cols)}
+            out.append(a[:, [at[n] for n in neurons]])
+        return out
+
+    def _activations(
+        self, layer: int, seqs: Sequence[Sequence[int]], neurons: Sequence[int]
+    ) -> list[np.ndarray]:
         import torch
 
         distinct: dict[tuple[int, ...], int] = {}
@@ -116,23 +147,55 @@ class Runner:
             self._count(rows, batch, ids.shape[1], max(layers) + 1)
         return cast(list[np.ndarray], [results[w] for w in where])  # every row was filled
 
-    def next_token_top(self, seqs: Sequence[Sequence[int]], k: int) -> list[np.ndarray]:
-        """Per sequence, int64 [len(seq), k]: the model's top-k next tokens after each position
-        (row p predicts position p+1). Runs the whole model with its LM head."""
+    def next_token_top(
+        self,
+        seqs: Sequence[Sequence[int]],
+        k: int,
+        rows: Sequence[Sequence[int]] | None = None,
+    ) -> list[np.ndarray]:
+        """Per sequence, int64 [len(seq)(+1 with BOS), k]: the model's top-k next tokens after
+        each model position (row p predicts the token after it). Runs the whole model; with
+        `rows` (per sequence, the rows wanted) the LM head runs only at those rows of each
+        batch, and rows not asked for hold -1 (the head is most of the cost for a large
+        vocabulary)."""
+        wanted = [None] * len(seqs) if rows is None else [tuple(sorted(set(r))) for r in rows]
+        if self.memo is not None:
+            keys = [
+                ("next", k, tuple(int(t) for t in s), w) for s, w in zip(seqs, wanted, strict=True)
+            ]
+            todo = [key for key in dict.fromkeys(keys) if key not in self.memo]
+            if todo:
+                tops = self._next_token_top([x[2] for x in todo], k, [x[3] for x in todo])
+                for key, top in zip(todo, tops, strict=True):
+                    self.memo[key] = top
+            return [self.memo[key] for key in keys]
+        return self._next_token_top(seqs, k, wanted)
+
+    def _next_token_top(self, seqs, k: int, wanted) -> list[np.ndarray]:
         import torch
 
         rows = [self._with_bos(s) for s in seqs]
         out: list[np.ndarray | None] = [None] * len(rows)
         for batch in self._batches(rows):
             ids, mask = self._padded(rows, batch)
+            if all(wanted[i] is not None for i in batch):
+                keep = sorted({p for i in batch for p in wanted[i] if 0 <= p < len(rows[i])}) or [0]
+            else:
+                keep = list(range(ids.shape[1]))
             with torch.inference_mode():
                 dev = self.loaded.device
                 logits = self.loaded.model(
-                    input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=False
+                    input_ids=ids.to(dev),
+                    attention_mask=mask.to(dev),
+                    use_cache=False,
+                    logits_to_keep=torch.as_tensor(keep, dtype=torch.long, device=dev),
                 ).logits
             top = torch.topk(logits.float(), k, dim=-1).indices.cpu().numpy()
             for r, i in enumerate(batch):
-                # row position p (after BOS shift) predicts the token at p + 1 - offset
-                out[i] = top[r, : len(rows[i])]
+                full = np.full((len(rows[i]), k), -1, dtype=np.int64)
+                for c, p in enumerate(keep):
+                    if p < len(rows[i]):
+                        full[p] = top[r, c]
+                out[i] = full
             self._count(rows, batch, ids.shape[1], self.loaded.n_layers)
         return out  # type: ignore[return-value]

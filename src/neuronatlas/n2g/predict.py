@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from neuronatlas.n2g.trie import WILDCARD, Trie, normalize_token
 
 
-def _keys(trie: Trie, tokens: Sequence[str]) -> list[str]:
+def token_keys(trie: Trie, tokens: Sequence[str]) -> list[str]:
     mode = trie.normalize
     return [normalize_token(t, mode) for t in tokens]
 
@@ -57,7 +57,7 @@ def best_match(trie: Trie, keys: Sequence[str], i: int) -> tuple[int, float, int
 
 def predict_normalized(trie: Trie, tokens: Sequence[str]) -> list[float]:
     """Normalised activation (fraction of a_max) predicted for every token."""
-    keys = _keys(trie, tokens)
+    keys = token_keys(trie, tokens)
     roots = trie.children[0]
     out = [0.0] * len(keys)
     for i, key in enumerate(keys):

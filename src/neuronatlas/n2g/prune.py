@@ -1,16 +1,16 @@
 """Pruning: the shortest context ending at the pivot that still makes the neuron fire.
 
-The pivot is the excerpt's most activating token. A prefix `ids[s : pivot+1]` passes when the
-neuron's activation at its last token is at least `prune_keep ×` the full-context activation
-and that token is still the prefix's argmax. We try every length (every `prune_step`-th; the
-reference tries 5, 10, … 30) from the shortest up: `prune_chunk` lengths in the first batched
-pass, `prune_growth` times more in each later one, which runs only for the examples that found
-nothing yet (most contexts are short, so most examples need only the first, cheap pass). All
-examples of all neurons of a layer share those passes (see forward.Runner). If no length
-passes, the longest tried is kept, as the reference does. After the pivot up to
-`post_pivot_tokens` tokens are kept, never past the end of the pivot's sentence, and
-(`trim_post_context`) none after the last one that fires in the stored record; they need no
-pass (a causal model's pivot does not see them).
+The pivot is the excerpt's most activating token (or, with pivots="firing", each firing token).
+A prefix `ids[s : pivot+1]` passes when the neuron's activation at its last token is at least
+`prune_keep ×` the full-context activation and that token is still the prefix's argmax. We try
+every length from `min_context` (every `prune_step`-th; the reference tries 5, 10, … 30) from
+the shortest up: `prune_chunk` lengths in the first batched pass, `prune_growth` times more in
+each later one, which runs only for the examples that found nothing yet (most contexts are
+short, so most examples need only the first, cheap pass). All examples of all neurons of a
+layer share those passes (see forward.Runner). If no length passes, the longest tried is kept,
+as the reference does. After the pivot up to `post_pivot_tokens` tokens are kept, never past
+the end of the pivot's sentence, and (`trim_post_context`) none after the last one that fires
+in the stored record; they need no pass (a causal model's pivot does not see them).
 
 `scale = full / pruned` rescales the pruned example's activations back to full-context strength.
 """
@@ -57,7 +57,8 @@ class Pruned:
 
 def candidate_lengths(pivot: int, settings: N2GSettings) -> list[int]:
     longest = min(settings.max_context, pivot + 1)
-    lengths = [n for n in range(1, longest + 1) if n % settings.prune_step == 0]
+    shortest = min(settings.min_context, longest)
+    lengths = [n for n in range(shortest, longest + 1) if n % settings.prune_step == 0]
     if not lengths or lengths[-1] != longest:
         lengths.append(longest)
     return lengths
@@ -99,9 +100,9 @@ def prune(
     lo, width = 0, settings.prune_chunk
     while True:
         asks: list[tuple[int, int]] = []  # (job index, length)
-        for i, lens in enumerate(lengths):
+        for i in range(len(jobs)):
             if found[i] is None:
-                asks.extend((i, n) for n in lens[lo : lo + width])
+                asks.extend((i, n) for n in lengths[i][lo : lo + width])
         lo, width = lo + width, width * settings.prune_growth
         if not asks:
             break

@@ -30,15 +30,19 @@ class N2GSettings:
     use_quantile_records: bool = True
     """Add quantile records that reach the trie threshold to the training pool."""
     shingle: int = 8
-    """Two records sharing any run of this many tokens are near-duplicates: they go to the same
-    side of the split."""
-    pivots: Literal["max", "firing"] = "max"
+    """Two records sharing any run of this many tokens are near-duplicates: same side of the
+    split."""
+    pivots: Literal["max", "firing"] = "firing"
     """Pivots per training record: its most activating token (the paper), or every token above
-    the trie threshold (more lines, more recall, more passes)."""
+    the trie threshold (more lines, more recall, more passes). "firing" was chosen on the
+    validation split of bench/n2g_quality.py (docs/N2G.md, "Evaluation protocol")."""
     prune_keep: float = 0.5
     """A pruned prefix must keep this share of the full-context activation at the pivot."""
     max_context: int = 64
     """Longest prefix (tokens ending at the pivot) pruning tries."""
+    min_context: int = 1
+    """Shortest prefix pruning tries (the reference's shortest is 5; a pivot with fewer tokens
+    before it keeps them all)."""
     prune_step: int = 1
     """Prefix lengths tried: every `prune_step`-th (reference: 5) plus the longest."""
     prune_chunk: int = 4
@@ -74,6 +78,12 @@ class N2GSettings:
     normalize_tokens: Literal["none", "space", "space_title"] = "space"
     """Trie keys: "space" ignores surrounding whitespace (" cat" ≡ "cat"); "space_title" also
     title case (" The" ≡ "the", the reference); "none" keeps tokens exact."""
+    calibrate: Literal["none", "mean", "precision"] = "none"
+    """END values re-measured on the train records (see n2g.calibrate): "mean" = the mean
+    normalised activation where the END is the best match, "precision" = the END's value
+    × its train firing precision when that is below `calibrate_min_precision`."""
+    calibrate_min_precision: float = 0.5
+    """An END whose train precision is below this no longer fires (calibrate="precision")."""
     ngram: int = 2
     """Order of the n-gram baseline (with back-off to shorter contexts)."""
     full_activation: Literal["auto", "stored", "model"] = "auto"
@@ -95,6 +105,7 @@ class N2GSettings:
             "activation_threshold",
             "importance_threshold",
             "fire_threshold",
+            "calibrate_min_precision",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -102,6 +113,7 @@ class N2GSettings:
         for name in (
             "examples",
             "max_context",
+            "min_context",
             "prune_step",
             "prune_chunk",
             "prune_growth",
@@ -119,6 +131,8 @@ class N2GSettings:
             )
         if self.pivots not in ("max", "firing"):
             raise BadInput(f"n2g pivots={self.pivots!r}: max or firing")
+        if self.calibrate not in ("none", "mean", "precision"):
+            raise BadInput(f"n2g calibrate={self.calibrate!r}: none, mean or precision")
         if self.aggregate not in ("mean", "max"):
             raise BadInput(f"n2g setting aggregate={self.aggregate!r}: mean or max")
         if self.pass_structure not in ("batched", "reference"):
@@ -149,6 +163,7 @@ def reference_settings(**changes) -> N2GSettings:
         train_fraction=0.5,
         seed=0,
         use_quantile_records=False,
+        pivots="max",
         prune_keep=0.5,
         max_context=30,
         prune_step=5,

@@ -67,6 +67,8 @@ class Trie:
         self.end_n: list[int] = [0]
         self.subs_tried: list[int] = [0]
         self.subs_failed: list[int] = [0]
+        self.calibrated: dict[int, float] = {}
+        """END values re-measured on train text (n2g.calibrate); they replace the aggregate."""
 
     # -- building ---------------------------------------------------------------------------
 
@@ -129,6 +131,8 @@ class Trie:
         n = self.end_n[node]
         if not n:
             return 0.0
+        if node in self.calibrated:
+            return self.calibrated[node]
         return self.end_max[node] if self.aggregate == "max" else self.end_sum[node] / n
 
     def importance(self, node: int) -> float:
@@ -170,13 +174,16 @@ class Trie:
             ]
             for i in range(1, len(self.key))
         ]
-        return {
+        out = {
             "version": FORMAT_VERSION,
             "normalize": self.normalize,
             "aggregate": self.aggregate,
             "wildcard": WILDCARD,
             "nodes": nodes,
         }
+        if self.calibrated:  # node ids are 1 + the row index in "nodes"
+            out["calibrated"] = {str(k): v for k, v in sorted(self.calibrated.items())}
+        return out
 
     @classmethod
     def from_json(cls, data: dict) -> Trie:
@@ -192,4 +199,5 @@ class Trie:
             trie.end_n[node] = int(end_n)
             trie.subs_tried[node] = int(tried)
             trie.subs_failed[node] = int(failed)
+        trie.calibrated = {int(k): float(v) for k, v in data.get("calibrated", {}).items()}
         return trie
