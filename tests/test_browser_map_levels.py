@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from test_browser_explorer import ARGS, CHROMIUM, SHOTS, free_port
+from browser_fixtures import ARGS, CHROMIUM, SHOTS
 
 pytestmark = pytest.mark.browser
 
@@ -23,7 +23,7 @@ COLOURS = "new Set(document.getElementById('map').data[0].marker.color).size"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, free_port):
     import uvicorn
 
     from map_fixtures import topical_atlas

@@ -8,13 +8,13 @@ import time
 
 import pytest
 
-from test_browser_explorer import ARGS, CHROMIUM, SHOTS, free_port
+from browser_fixtures import ARGS, CHROMIUM, SHOTS
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def server(steer_atlas_path):
+def server(steer_atlas_path, free_port):
     import uvicorn
 
     from neuronatlas.web import create_app
