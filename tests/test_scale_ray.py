@@ -184,6 +184,21 @@ def _graphs(db):
         conn.close()
 
 
+def _close(a: object, b: object) -> bool:
+    """Equal structure and strings; floats equal to 1e-5 relative."""
+    if isinstance(a, float) or isinstance(b, float):
+        return (
+            isinstance(a, int | float)
+            and isinstance(b, int | float)
+            and a == pytest.approx(b, rel=1e-5)
+        )
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
 def test_n2g_fan_out_equals_local_and_writes_each_graph_once(n2g_atlas, tmp_path):
     from neuronatlas.n2g.run import run_n2g
 
@@ -198,7 +213,9 @@ def test_n2g_fan_out_equals_local_and_writes_each_graph_once(n2g_atlas, tmp_path
     assert list(g_local) == list(g_ray)
     for nid in g_local:
         (a, ma), (b, mb) = g_local[nid], g_ray[nid]
-        assert a["trie"] == b["trie"] and ma == mb, nid
+        # the same graph; importances may differ in float32's last bits, because the
+        # actors batch each layer's passes with other neurons than the local run does
+        assert _close(a["trie"], b["trie"]) and _close(ma, mb), nid
     runs = {g["run_id"] for g, _ in g_ray.values()}
     assert len(runs) == 1  # all written by the one driver run
     conn = open_reader(dist)

@@ -327,7 +327,7 @@ def test_api_response_follows_its_declared_schema(client):
         ({"text": "", "neuron": DETECTOR, "mode": "ablate"}, 422, "invalid"),
         ({"text": TEXT, "neuron": DETECTOR, "mode": "scale", "value": 1e9}, 422, "invalid"),
         ({"text": TEXT, "neuron": "L00N0100", "mode": "ablate"}, 404, "not_found"),
-        ({"text": TEXT, "neuron": "nope", "mode": "ablate"}, 400, "bad_id"),
+        ({"text": TEXT, "neuron": "nope", "mode": "ablate"}, 422, "invalid"),  # not an id pattern
         ({"text": "1 " * 200, "neuron": DETECTOR, "mode": "ablate"}, 400, "bad_input"),
     ],
 )

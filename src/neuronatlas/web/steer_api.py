@@ -12,9 +12,10 @@ from typing import Annotated, Literal
 import msgspec
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from neuronatlas import steer
+from neuronatlas.read.models import NEURON_ID_PATTERN
 from neuronatlas.store import browse
 from neuronatlas.web.api import reads
 from neuronatlas.web.errors import ERROR_RESPONSES
@@ -28,6 +29,17 @@ LIMITS = {
 }
 
 
+def _json_number(value: object) -> object:
+    """Only a JSON number is a count: lax parsing would also take `true` or "5", which the
+    schema forbids (38.0 stays valid: JSON Schema counts it as an integer)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_json_number)]
+
+
 class _SteerBase(BaseModel):
     text: str = Field(
         min_length=1,
@@ -37,14 +49,15 @@ class _SteerBase(BaseModel):
         examples=["The Eiffel Tower is in Paris"],
     )
     neuron: str = Field(
-        max_length=40,
+        pattern=NEURON_ID_PATTERN,
+        max_length=12,
         description="A stored neuron: L05N0123, L5N123 or 5:123.",
         examples=["L00N0001"],
     )
-    k: int = Field(
+    k: Count = Field(
         steer.DEFAULT_K, ge=1, le=steer.MAX_K, description="Top next tokens per position."
     )
-    new_tokens: int = Field(
+    new_tokens: Count = Field(
         steer.DEFAULT_NEW_TOKENS,
         ge=0,
         le=steer.MAX_NEW_TOKENS,
@@ -60,7 +73,8 @@ class AblateRequest(_SteerBase):
 
 
 class _ValueRequest(_SteerBase):
-    value: float = Field(ge=-steer.MAX_VALUE, le=steer.MAX_VALUE, allow_inf_nan=False)
+    # strict: `false` is no number (lax parsing would take what the schema forbids)
+    value: float = Field(ge=-steer.MAX_VALUE, le=steer.MAX_VALUE, allow_inf_nan=False, strict=True)
 
 
 class ClampRequest(_ValueRequest):
