@@ -47,8 +47,9 @@ lint: install
 
 # Every test, in a random order (pytest-randomly prints the seed at the top of the run; replay
 # an order with `pytest -p randomly --randomly-seed=N`, or keep file order with -p no:randomly).
+# PYTEST_ARGS: e.g. `-p randomly --randomly-seed=N` to fix the order (CI does).
 test: install system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The unit tier: no packaged model, no Ray, no browser (markers in pyproject).
 test-fast: install
