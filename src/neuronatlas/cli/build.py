@@ -58,6 +58,23 @@ def _run_with_progress(db: Path, settings: BuildSettings, silent: bool) -> None:
         console_err.print(f"  {r.stage:<8} {state:>8}  {r.detail}", highlight=False)
 
 
+# --llm for both demo and build (one definition, one help text)
+LlmOption = Annotated[
+    str | None,
+    typer.Option(
+        "--llm",
+        metavar="SPEC",
+        help="Also write explanations in words with this LLM (e.g. local:smollm2, "
+        "openai:MODEL, http(s)://HOST/v1:MODEL) and rank each neuron's explanations by "
+        "the embedding scorer. Default: LLM-free explanations only.",
+    ),
+]
+LlmPerLayerOption = Annotated[
+    int,
+    typer.Option(help="--llm: explain this many strongest neurons per layer; 0 = all.", min=0),
+]
+
+
 @app.command()
 def demo(
     db: Annotated[
@@ -91,20 +108,8 @@ def demo(
     ] = 8,
     n2g_seconds: Annotated[float, typer.Option(help="Time budget for N2G, seconds.")] = 240.0,
     device: DeviceOption = "auto",
-    llm: Annotated[
-        str | None,
-        typer.Option(
-            "--llm",
-            metavar="SPEC",
-            help="Also write explanations in words with this LLM (e.g. local:smollm2, "
-            "openai:MODEL, http(s)://HOST/v1:MODEL) and rank each neuron's explanations by "
-            "the embedding scorer. Default: LLM-free explanations only.",
-        ),
-    ] = None,
-    llm_per_layer: Annotated[
-        int,
-        typer.Option(help="--llm: explain this many strongest neurons per layer; 0 = all.", min=0),
-    ] = 8,
+    llm: LlmOption = None,
+    llm_per_layer: LlmPerLayerOption = 8,
     silent: SilentOption = False,
 ) -> None:
     """Build the atlas of the offline default model over the offline corpus, then serve it.
@@ -156,20 +161,8 @@ def build(
     n2g_per_layer: Annotated[int, typer.Option(help="N2G graphs per layer.", min=0)] = 8,
     n2g_seconds: Annotated[float, typer.Option(help="Time budget for N2G, seconds.")] = 600.0,
     device: DeviceOption = "auto",
-    llm: Annotated[
-        str | None,
-        typer.Option(
-            "--llm",
-            metavar="SPEC",
-            help="Also write explanations in words with this LLM (e.g. local:smollm2, "
-            "openai:MODEL, http(s)://HOST/v1:MODEL) and rank each neuron's explanations by "
-            "the embedding scorer. Default: LLM-free explanations only.",
-        ),
-    ] = None,
-    llm_per_layer: Annotated[
-        int,
-        typer.Option(help="--llm: explain this many strongest neurons per layer; 0 = all.", min=0),
-    ] = 8,
+    llm: LlmOption = None,
+    llm_per_layer: LlmPerLayerOption = 8,
     silent: SilentOption = False,
 ) -> None:
     """Build a full atlas (scrape, explanations, N2G, embeddings, map) of any causal LM.
