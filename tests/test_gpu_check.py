@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # the whole check script in a subprocess (~8 s)
 def test_gpu_check_runs_on_the_cpu_and_finds_the_states_equal(tmp_path):
     out = tmp_path / "check.json"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the script sets its own

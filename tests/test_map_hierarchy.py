@@ -137,6 +137,7 @@ def test_word_vectors_skip_stopwords_and_read_any_script():
     assert vecs.shape[0] == 3 and vecs[1].nnz == 0  # nothing but stopwords: a zero row
 
 
+@pytest.mark.slow  # UMAP's first fit in a process costs ~15 s of CPU
 def test_built_map_puts_every_neuron_in_a_labelled_nested_cluster(mapped):
     path, topic_of, result = mapped
     conn = open_reader(path)
@@ -173,6 +174,7 @@ def test_built_map_puts_every_neuron_in_a_labelled_nested_cluster(mapped):
             assert set(c["label"].split(", ")) <= own, (level, c["label"])
 
 
+@pytest.mark.slow  # UMAP's first fit in a process costs ~15 s of CPU
 def test_built_map_stores_the_coherence_of_both_levels(mapped):
     path, _, result = mapped
     rows = map_coherence(open_reader(path))
@@ -188,6 +190,7 @@ def test_built_map_stores_the_coherence_of_both_levels(mapped):
     assert fine_words["within"] > coarse_words["within"]  # smaller clusters, closer explanations
 
 
+@pytest.mark.slow  # UMAP's first fit in a process costs ~15 s of CPU
 def test_map_api_carries_both_levels(mapped):
     path, _, _ = mapped
     with TestClient(create_app(path)) as client:

@@ -20,6 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+# a served atlas fuzzed over HTTP for ~25 s: a long end-to-end path (still in `make test`)
+pytestmark = pytest.mark.slow
+
 TESTS = Path(__file__).resolve().parent
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
