@@ -284,7 +284,7 @@ def select_entries(
 
 
 FORMAT_VERSION = 1
-_SLOT_ARRAYS = (
+SLOT_ARRAYS = (
     "top_val",
     "top_wid",
     "top_vec",
@@ -354,7 +354,7 @@ class LayerState:
         )
 
     def copy(self) -> LayerState:
-        arrays = {name: getattr(self, name).copy() for name in _SLOT_ARRAYS}
+        arrays = {name: getattr(self, name).copy() for name in SLOT_ARRAYS}
         m = self.moments
         return LayerState(
             self.layer,
@@ -472,7 +472,7 @@ def update_layer(
             f"activations {tuple(acts.shape)} do not fit the state "
             f"({len(window_ids)} windows × {cfg.context} × {ls.d_mlp})"
         )
-    t = {name: torch.from_numpy(getattr(ls, name)) for name in _SLOT_ARRAYS}
+    t = {name: torch.from_numpy(getattr(ls, name)) for name in SLOT_ARRAYS}
     wids = np.asarray(window_ids, np.int64)
     if len(wids) and (wids.min() < 0 or wids.max() > MAX_WINDOW_ID):
         raise ValueError(f"window ids must be in [0, {MAX_WINDOW_ID}]")
@@ -632,8 +632,8 @@ def merge_layer(a: LayerState, b: LayerState, cfg: StatsConfig) -> LayerState:
     """The state of the union of two disjoint shards' windows, for one layer."""
 
     out = a.copy()
-    dst = {n: torch.from_numpy(getattr(out, n)) for n in _SLOT_ARRAYS}
-    src = {n: torch.from_numpy(np.ascontiguousarray(getattr(b, n))) for n in _SLOT_ARRAYS}
+    dst = {n: torch.from_numpy(getattr(out, n)) for n in SLOT_ARRAYS}
+    src = {n: torch.from_numpy(np.ascontiguousarray(getattr(b, n))) for n in SLOT_ARRAYS}
     d = a.d_mlp
     _merge_slots(dst, src, "top_val", "top_wid", ("top_vec",), True, (d, cfg.top_k))
     _merge_slots(dst, src, "rnd_key", "rnd_wid", ("rnd_val", "rnd_vec"), False, (d, cfg.random_k))
@@ -689,7 +689,7 @@ def save(state: ScrapeState, path: str | Path) -> None:
         "win_tokens": state.windows.tokens,
     }
     for L, ls in state.layers.items():
-        for name in _SLOT_ARRAYS:
+        for name in SLOT_ARRAYS:
             arrays[f"l{L}.{name}"] = getattr(ls, name)
         for name, value in ls.moments.arrays().items():
             arrays[f"l{L}.moments.{name}"] = value
@@ -705,7 +705,7 @@ def load(path: str | Path) -> ScrapeState:
         config = StatsConfig.from_dict(json.loads(str(z["config_json"])))
         layers = {}
         for L in (int(x) for x in z["layers"]):
-            arrays = {name: np.array(z[f"l{L}.{name}"]) for name in _SLOT_ARRAYS}
+            arrays = {name: np.array(z[f"l{L}.{name}"]) for name in SLOT_ARRAYS}
             m = Moments.from_arrays(
                 {k: np.array(z[f"l{L}.moments.{k}"]) for k in ("n", "mean", "m2", "m3", "m4")}
             )

@@ -15,23 +15,8 @@ from neuronatlas.scrape.readout import neuron_results
 CFG = StatsConfig(top_k=4, random_k=3, quantile_k=2, context=5, seed=11)
 LAYERS = (1, 2)
 N = 9
-SLOTS = (
-    "top_val",
-    "top_wid",
-    "top_vec",
-    "rnd_key",
-    "rnd_wid",
-    "rnd_val",
-    "rnd_vec",
-    "q_key",
-    "q_wid",
-    "q_val",
-    "q_vec",
-    "q_bounds",
-    "hist",
-    "lowest",
-    "highest",
-)
+# every slot array the old state had: each must be equal in the new one
+SLOTS = v1.SLOT_ARRAYS
 
 
 @pytest.fixture(autouse=True, scope="module")
