@@ -9,6 +9,7 @@ import math
 import sqlite3
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -220,3 +221,30 @@ def test_a_spelling_that_does_not_read_back_falls_back_to_exact_doubles(monkeypa
     assert values.decode(stored.json, stored.f32) == vals
     monkeypatch.undo()
     assert values.encode([vals])[0].json == "[0.3,-1.7]"
+
+
+def test_readers_refuse_an_older_atlas_and_migrate_brings_it_up_to_date(tmp_path):
+    """A read-only open cannot migrate, so it names the command that does; after
+    `neuronatlas migrate` the same atlas reads, and a second run has nothing to do."""
+    from typer.testing import CliRunner
+
+    from neuronatlas.cli import app
+    from neuronatlas.errors import SchemaTooOld
+
+    db = tmp_path / "v5.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    _schema(conn, 6)
+    conn.execute(
+        "INSERT INTO neuron_info(id, layer, neuron, source) VALUES ('L00N0000', 0, 0, 'scrape')"
+    )
+    conn.close()
+    with pytest.raises(SchemaTooOld, match=rf"schema 5.*neuronatlas migrate --db {db}"):
+        open_reader(db)
+    runner = CliRunner()
+    first = runner.invoke(app, ["migrate", "--db", str(db)])
+    newest = max(v for v, _, _ in available())
+    assert first.exit_code == 0, first.output
+    assert f"schema 5 → {newest}" in first.output
+    assert reader.neuron_ids(open_reader(db)) == ["L00N0000"]
+    again = runner.invoke(app, ["migrate", "--db", str(db)])
+    assert f"schema {newest}, already up to date" in again.output

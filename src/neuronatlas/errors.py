@@ -25,6 +25,10 @@ class SchemaTooNew(NeuronAtlasError):
     """The database was written by a newer neuronatlas."""
 
 
+class SchemaTooOld(NeuronAtlasError):
+    """The atlas was written by an older neuronatlas; a writer migrates it in place."""
+
+
 class BadInput(NeuronAtlasError, ValueError):
     """An input file or value that cannot be used; the message names it and the fix."""
 

@@ -14,6 +14,7 @@ from neuronatlas.cli import build as _build  # noqa: F401
 from neuronatlas.cli import importing as _importing  # noqa: F401
 from neuronatlas.cli import inspect as _inspect  # noqa: F401
 from neuronatlas.cli import llm as _llm  # noqa: F401
+from neuronatlas.cli import migrate as _migrate  # noqa: F401
 from neuronatlas.cli import n2g as _n2g  # noqa: F401
 from neuronatlas.cli import scrape as _scrape  # noqa: F401
 from neuronatlas.cli import search as _search  # noqa: F401

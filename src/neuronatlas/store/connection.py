@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from neuronatlas.errors import AtlasNotFound
-from neuronatlas.store.migrations import migrate
+from neuronatlas.errors import AtlasNotFound, SchemaTooOld
+from neuronatlas.store.migrations import current_version, migrate, newest_version
 
 
 def open_writer(path: str | Path) -> sqlite3.Connection:
@@ -32,7 +32,11 @@ def open_writer(path: str | Path) -> sqlite3.Connection:
 
 
 def open_reader(path: str | Path, check_same_thread: bool = True) -> sqlite3.Connection:
-    """Open the atlas read-only (`mode=ro`): a reader can never change the file."""
+    """Open the atlas read-only (`mode=ro`): a reader can never change the file.
+
+    So it cannot migrate either: an atlas with older migrations applied is refused with the
+    command that brings it up to date, instead of failing later on a missing column.
+    """
     path = Path(path)
     if not path.exists():
         raise AtlasNotFound(
@@ -42,7 +46,21 @@ def open_reader(path: str | Path, check_same_thread: bool = True) -> sqlite3.Con
     uri = f"file:{path.resolve()}?mode=ro"
     conn = sqlite3.connect(uri, uri=True, check_same_thread=check_same_thread)
     conn.row_factory = sqlite3.Row
+    _require_current(conn, path)
     return conn
+
+
+def _require_current(conn: sqlite3.Connection, path: Path) -> None:
+    """Raise SchemaTooOld when some shipped migration is missing from a non-empty atlas."""
+    have = current_version(conn)
+    newest = newest_version()
+    if 0 < have < newest:
+        conn.close()
+        raise SchemaTooOld(
+            f"{path}: written by an older neuronatlas (schema {have}, this one reads {newest})."
+            f" Migrate it in place with `neuronatlas migrate --db {path}` (a large atlas takes"
+            " minutes; the file stays valid if it is interrupted)"
+        )
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from functools import cache
 from datetime import UTC, datetime
 from importlib import resources
 
@@ -37,6 +38,12 @@ def available() -> list[tuple[int, str, str]]:
     if len(set(versions)) != len(versions):
         raise RuntimeError(f"duplicate migration versions in store/sql: {versions}")
     return found
+
+
+@cache
+def newest_version() -> int:
+    """The highest migration shipped with this code (read once: the files never change)."""
+    return max((v for v, _, _ in available()), default=0)
 
 
 def current_version(conn: sqlite3.Connection) -> int:
