@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from functools import cache
 from datetime import UTC, datetime
+from functools import cache
 from importlib import resources
 
 from neuronatlas.errors import SchemaTooNew
