@@ -2,29 +2,48 @@
 ev_correlation_score (Pearson correlation of true activations and simulated values, pooled
 over every token of the held-out top and random records).
 
-Two methods, stored with each score (never compare scores across methods):
+Three methods, stored with each score as details["method"] (never compare scores across
+methods):
 - `logits` (a local model): the assistant turn lists every token with `unknown` as its value;
   at each `unknown` the model's exact distribution over 0–10 gives the expected value;
-- `json` (an HTTP endpoint): the model answers a JSON object with one list of integers per
-  record at temperature 0. A record whose list has the wrong length or values outside 0–10
-  is excluded and counted, never read as zeros.
+- `logprobs` (an HTTP endpoint that returns logprobs, the default ask): the model answers a
+  JSON object with one list of integers per record at temperature 0, and each integer is
+  replaced by the expected value over the 0–10 alternatives the endpoint listed for the token
+  that wrote it (see `expected_value` for the approximation). A slot whose token has no such
+  alternatives keeps its integer and is counted in details["logprob_fallbacks"];
+- `json` (an HTTP endpoint that gives no logprobs, or refuses to): the same answer, the
+  integers themselves.
+In the last two a record whose list has the wrong length or values outside 0–10 is excluded
+and counted, never read as zeros.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import math
+import re
+from bisect import bisect_right
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
-from neuronatlas.errors import LLMError
+from neuronatlas.errors import LLMError, LLMRefused
 from neuronatlas.explain.llm_explainer import ANSWER_PREFIX, FEW_SHOT
 from neuronatlas.explain.records import Excerpt, Splits
 from neuronatlas.explain.scoring import ev_correlation_score
-from neuronatlas.llm.client import ChatRequest, LLMClient
+from neuronatlas.llm.client import ChatRequest, ChatResponse, LLMClient, TokenLogprobs
 from neuronatlas.score.base import Scorer, ScoreResult, register_scorer, require
+
+log = logging.getLogger(__name__)
 
 RECORDS_EACH = 5
 """Held-out top records and random records simulated (OpenAI: 5 + 5)."""
+
+TOP_LOGPROBS = 10
+"""Alternatives asked for per generated token (OpenAI allows 20): the eleven values 0–10
+rarely all carry mass, and fewer alternatives keep the cached answers small."""
 
 SYSTEM = (
     "You predict how a neuron of a language model responds to each token of a text, from an "
@@ -63,9 +82,13 @@ class SimulationScorer(Scorer):
     name = "simulation"
     needs_llm = True
 
-    def __init__(self, llm: LLMClient):
+    def __init__(self, llm: LLMClient, top_logprobs: int = TOP_LOGPROBS):
         self.llm = llm
         self.concurrency = llm.concurrency
+        self.top_logprobs = top_logprobs
+        #: Set once the endpoint rejected a request with logprobs and answered one without:
+        #: later neurons skip the doomed first try.
+        self.refuses_logprobs = False
 
     @property
     def judge(self) -> str:
@@ -73,7 +96,11 @@ class SimulationScorer(Scorer):
 
     @property
     def method(self) -> str:
-        return "logits" if hasattr(self.llm, "value_distributions") else "json"
+        """The method asked for. `logprobs` may still come back as `json` (an endpoint that
+        ignores the ask): each score's details say which method produced it."""
+        if hasattr(self.llm, "value_distributions"):
+            return "logits"
+        return "logprobs" if self.top_logprobs > 0 and not self.refuses_logprobs else "json"
 
     def score(self, text: str, splits: Splits) -> ScoreResult:
         records = simulation_records(splits)
@@ -82,16 +109,17 @@ class SimulationScorer(Scorer):
             "the simulation scorer needs held-out top records and random records",
         )
         if self.method == "logits":
-            truth, pred, failed = self._by_logits(text, records)
+            sim = self._by_logits(text, records)
         else:
-            truth, pred, failed = self._by_json(text, records)
+            sim = self._by_answer(text, records)
         n_tokens = sum(len(r.tokens) for r in records)
-        n_kept = sum(len(p) for p in pred)
+        n_kept = sum(len(p) for p in sim.predicted)
         require(
             n_kept * 2 >= n_tokens,
-            f"simulation: only {n_kept} of {n_tokens} token predictions usable ({failed} failed)",
+            f"simulation: only {n_kept} of {n_tokens} token predictions usable "
+            f"({sim.failed} failed)",
         )
-        score = ev_correlation_score(truth, pred)
+        score = ev_correlation_score(sim.truth, sim.predicted)
         require(
             score is not None, "simulation: constant truth or prediction, correlation undefined"
         )
@@ -99,15 +127,16 @@ class SimulationScorer(Scorer):
         return ScoreResult(
             float(score),
             {
-                "method": self.method,
+                "method": sim.method,
                 "records": len(records),
                 "tokens_requested": n_tokens,
                 "tokens_scored": n_kept,
-                "failed": failed,
+                "failed": sim.failed,
+                **sim.extra,
             },
         )
 
-    def _by_logits(self, text: str, records: list[Excerpt]):
+    def _by_logits(self, text: str, records: list[Excerpt]) -> _Simulated:
         """Expected values from the local model's exact 0–10 distributions; failed slots are
         dropped with their true value (a record keeps its usable tokens only)."""
         answer = "Activations:\n" + "\n".join(
@@ -136,10 +165,33 @@ class SimulationScorer(Scorer):
                 kept_ev.append(sum(v * p for v, p in enumerate(d)))
             truth.append(kept_true)
             predicted.append(kept_ev)
-        return truth, predicted, failed
+        return _Simulated("logits", truth, predicted, failed)
 
-    def _by_json(self, text: str, records: list[Excerpt]):
-        """Integer predictions in a JSON object; a record that does not parse is excluded."""
+    def _by_answer(self, text: str, records: list[Excerpt]) -> _Simulated:
+        """Predictions from the JSON answer: expected values where the answer came with
+        logprobs (`logprobs`), its integers otherwise (`json`). A record whose list is
+        malformed is excluded, its tokens counted as failed."""
+        resp = self._ask(self._request(text, records))
+        lists = _answer_lists(resp.text)
+        reader = _LogprobReader.of(resp)
+        truth: list[list[float]] = []
+        predicted: list[list[float]] = []
+        failed = 0
+        for i, r in enumerate(records):
+            got: Any = lists[i] if isinstance(lists, list) and i < len(lists) else None
+            if not _well_formed(got, len(r.tokens)):  # a whole record excluded
+                failed += len(r.tokens)
+                continue
+            truth.append(r.activations)
+            predicted.append([float(v) for v in got] if reader is None else reader.record(i, got))
+        if reader is None:
+            return _Simulated("json", truth, predicted, failed)
+        return _Simulated(
+            "logprobs", truth, predicted, failed, {"logprob_fallbacks": reader.fallbacks}
+        )
+
+    def _request(self, text: str, records: list[Excerpt]) -> ChatRequest:
+        """The JSON ask: every record's tokens, one list of integers per record wanted."""
         listing = "\n".join(
             f"Record {i + 1}: " + msgspec.json.encode(r.tokens).decode()
             for i, r in enumerate(records)
@@ -150,33 +202,230 @@ class SimulationScorer(Scorer):
             'Answer with one JSON object {"records": [[v, v, ...], ...]}: for each record in '
             "order, one integer from 0 to 10 per token, as many integers as the record has tokens."
         )
-        request = ChatRequest(
+        return ChatRequest(
             messages=(("system", SYSTEM), ("user", ask)),
             max_tokens=8 * sum(len(r.tokens) for r in records) + 50,
             temperature=0.0,
             json_mode=True,
+            top_logprobs=0 if self.method == "json" else self.top_logprobs,
         )
-        resp = self.llm.chat(request)
+
+    def _ask(self, request: ChatRequest) -> ChatResponse:
+        """The answer; an endpoint that rejects the logprobs ask (some models do, with a 400)
+        is asked once more without them, and never again with them by this scorer."""
         try:
-            lists = msgspec.json.decode(resp.text)["records"]
-        except (msgspec.DecodeError, KeyError, TypeError) as exc:
-            raise LLMError(f"simulation: the answer is not the JSON asked for ({exc})") from exc
-        truth: list[list[float]] = []
-        predicted: list[list[float]] = []
-        failed = 0
-        for i, r in enumerate(records):
-            got: Any = lists[i] if isinstance(lists, list) and i < len(lists) else None
-            ok = (
-                isinstance(got, list)
-                and len(got) == len(r.tokens)
-                and all(isinstance(v, int) and 0 <= v <= 10 for v in got)
-            )
-            if ok:
-                truth.append(r.activations)
-                predicted.append([float(v) for v in got])
-            else:  # a whole record excluded: its tokens count as failed
-                failed += len(r.tokens)
-        return truth, predicted, failed
+            return self.llm.chat(request)
+        except LLMRefused:
+            if not request.alternatives:
+                raise
+            resp = self.llm.chat(msgspec.structs.replace(request, top_logprobs=msgspec.UNSET))
+            if not self.refuses_logprobs:
+                log.warning("%s refused logprobs: simulating by JSON", self.llm.endpoint)
+            self.refuses_logprobs = True
+            return resp
+
+
+@dataclass
+class _Simulated:
+    """What one simulation produced: the kept true and predicted values, record by record."""
+
+    method: str
+    truth: list[list[float]]
+    predicted: list[list[float]]
+    failed: int
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+def _answer_lists(text: str) -> Any:
+    try:
+        return msgspec.json.decode(text)["records"]
+    except (msgspec.DecodeError, KeyError, TypeError) as exc:
+        raise LLMError(f"simulation: the answer is not the JSON asked for ({exc})") from exc
+
+
+def _well_formed(got: Any, n_tokens: int) -> bool:
+    """One integer 0–10 per token (the same test for the `json` and `logprobs` methods)."""
+    return (
+        isinstance(got, list)
+        and len(got) == n_tokens
+        and all(isinstance(v, int) and 0 <= v <= 10 for v in got)
+    )
+
+
+Span = tuple[int, int]
+"""[start, end) character offsets of a number in the answer text."""
+
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_LITERALS = ("true", "false", "null")
+_WHITESPACE = " \t\n\r"
+
+
+def json_spans(text: str) -> Any:
+    """The JSON value in `text` with every number replaced by its Span and every string or
+    literal by None: objects stay dicts, arrays stay lists, so `json_spans(t)["records"][i][j]`
+    is where the decoded `["records"][i][j]` was written. Raises ValueError on text that is
+    not one JSON value.
+
+    A scanner over the characters, not a tokenizer: where each value lies is what the
+    logprobs need, and the model's tokens are matched to these offsets afterwards.
+    """
+    value, end = _scan(text, _skip(text, 0))
+    if _skip(text, end) != len(text):
+        raise ValueError(f"text after the JSON value at {end}")
+    return value
+
+
+def _skip(text: str, i: int) -> int:
+    while i < len(text) and text[i] in _WHITESPACE:
+        i += 1
+    return i
+
+
+def _scan(text: str, i: int) -> tuple[Any, int]:
+    """The mirrored value starting at text[i] and the offset just after it."""
+    ch = text[i : i + 1]
+    if ch == "[":
+        return _scan_array(text, i + 1)
+    if ch == "{":
+        return _scan_object(text, i + 1)
+    if ch == '"':
+        m = _STRING.match(text, i)
+        if m is None:
+            raise ValueError(f"unterminated string at {i}")
+        return None, m.end()
+    m = _NUMBER.match(text, i)
+    if m is not None:
+        return (m.start(), m.end()), m.end()
+    for word in _LITERALS:
+        if text.startswith(word, i):
+            return None, i + len(word)
+    raise ValueError(f"no JSON value at {i}")
+
+
+def _scan_array(text: str, i: int) -> tuple[list[Any], int]:
+    items: list[Any] = []
+    i = _skip(text, i)
+    if text[i : i + 1] == "]":
+        return items, i + 1
+    while True:
+        value, i = _scan(text, _skip(text, i))
+        items.append(value)
+        i = _skip(text, i)
+        if text[i : i + 1] == "]":
+            return items, i + 1
+        if text[i : i + 1] != ",":
+            raise ValueError(f"expected ',' or ']' at {i}")
+        i += 1
+
+
+def _scan_object(text: str, i: int) -> tuple[dict[str, Any], int]:
+    members: dict[str, Any] = {}
+    i = _skip(text, i)
+    if text[i : i + 1] == "}":
+        return members, i + 1
+    while True:
+        i = _skip(text, i)
+        m = _STRING.match(text, i)
+        if m is None:
+            raise ValueError(f"expected a key at {i}")
+        key = json.loads(m.group())  # escapes decoded as the JSON decoder does
+        i = _skip(text, m.end())
+        if text[i : i + 1] != ":":
+            raise ValueError(f"expected ':' at {i}")
+        members[key], i = _scan(text, _skip(text, i + 1))  # a repeated key: the last wins
+        i = _skip(text, i)
+        if text[i : i + 1] == "}":
+            return members, i + 1
+        if text[i : i + 1] != ",":
+            raise ValueError(f"expected ',' or '}}' at {i}")
+        i += 1
+
+
+_VALUE = re.compile(r"10|[0-9]")
+
+
+def expected_value(token: TokenLogprobs, value: int) -> float | None:
+    """The expected value 0–10 at the token that began writing the integer `value`: over the
+    token's listed alternatives whose text, stripped of whitespace, is an integer 0–10, their
+    probabilities renormalised over those. None when no alternative is one.
+
+    The generated token itself counts as `value`, the integer it began ("1" followed by "0"
+    counts 10). Any other alternative counts as the integer it spells: an alternative "1"
+    counts 1 although the model might have continued it to "10". That is the approximation of
+    reading one token's alternatives: exact for tokenizers with a token "10", a slight
+    undercount of 10 for tokenizers that write digits one at a time.
+    """
+    weights: list[tuple[float, float]] = []
+    for alt, logprob in token.top:
+        if _VALUE.fullmatch(alt.strip()) is None or math.isnan(logprob):
+            continue
+        weights.append((float(value if alt == token.token else int(alt.strip())), logprob))
+    if not weights:
+        return None
+    top = max(lp for _, lp in weights)
+    ps = [(v, math.exp(lp - top)) for v, lp in weights]
+    return sum(v * p for v, p in ps) / sum(p for _, p in ps)
+
+
+class _LogprobReader:
+    """An answer's generated tokens by character offset, and the expected value at each of its
+    integers. Counts the slots that fell back to the integer."""
+
+    def __init__(self, text: str, tokens: list[TokenLogprobs]):
+        self.tokens = tokens
+        self.starts: list[int] = []
+        pos = 0
+        for t in tokens:
+            self.starts.append(pos)
+            pos += len(t.token)
+        try:
+            self.spans: Any = json_spans(text)
+        except (ValueError, RecursionError):  # msgspec read it, so this is not expected
+            self.spans = None
+        self.fallbacks = 0
+
+    @classmethod
+    def of(cls, resp: ChatResponse) -> _LogprobReader | None:
+        """A reader, or None when the answer came without logprobs, or with tokens that do not
+        spell its text (then no offset can be trusted)."""
+        if not resp.logprobs or "".join(t.token for t in resp.logprobs) != resp.text:
+            return None
+        return cls(resp.text, resp.logprobs)
+
+    def record(self, index: int, values: list[int]) -> list[float]:
+        """Expected values for record `index` of the answer, whose integers are `values`."""
+        spans = self._record_spans(index, len(values))
+        out = []
+        for span, v in zip(spans, values, strict=True):
+            ev = self._at(span, v) if span is not None else None
+            if ev is None:
+                self.fallbacks += 1
+                ev = float(v)
+            out.append(ev)
+        return out
+
+    def _record_spans(self, index: int, n: int) -> list[Span | None]:
+        try:
+            got = self.spans["records"][index]
+        except (KeyError, IndexError, TypeError):
+            got = None
+        if not isinstance(got, list) or len(got) != n:
+            return [None] * n
+        return [s if isinstance(s, tuple) else None for s in got]
+
+    def _at(self, span: Span, value: int) -> float | None:
+        """The expected value at the token holding the integer's first character, when that
+        token has only whitespace before it (so its alternatives are values, not ',5')."""
+        start = span[0]
+        i = bisect_right(self.starts, start) - 1
+        if i < 0:
+            return None
+        token = self.tokens[i]
+        before = token.token[: start - self.starts[i]]
+        if start >= self.starts[i] + len(token.token) or before.strip():
+            return None
+        return expected_value(token, value)
 
 
 def _factory(llm=None, embedder=None) -> Scorer:
@@ -184,7 +433,7 @@ def _factory(llm=None, embedder=None) -> Scorer:
 
     if llm is None:
         raise BadInput("--scorer simulation needs --llm SPEC (e.g. local:smollm2)")
-    return SimulationScorer(llm)
+    return SimulationScorer(llm)  # HTTP clients ask for logprobs (TOP_LOGPROBS)
 
 
 register_scorer("simulation", _factory)
