@@ -30,8 +30,9 @@ from neuronatlas.score.simulation import (
     TOP_LOGPROBS,
     SimulationScorer,
     _LogprobReader,
+    _record_spans,
     expected_value,
-    json_spans,
+    number_spans,
     simulation_records,
 )
 from neuronatlas.store import AtlasWriter, open_reader, reader
@@ -290,20 +291,17 @@ def test_simulation_asks_again_without_logprobs_when_refused(paris_atlas):
     assert scorer.refuses_logprobs and scorer.method == "json"
 
 
-def test_json_spans_mirror_the_decoded_value():
+def test_number_spans_skip_strings_and_line_up_with_each_record():
     text = '{"x": "a]1,[2", "records": [[10, 0,5],\n  [ 7 ],[], [[3]], [true, null]],"n": -1.5}'
-    spans = json_spans(text)
-    recs = spans["records"]
-    assert [[text[a:b] for a, b in rec] for rec in recs[:3]] == [["10", "0", "5"], ["7"], []]
-    assert recs[0][0][1] - recs[0][0][0] == 2  # "10" is one span of two characters
-    assert text[slice(*recs[3][0][0])] == "3"  # nested arrays keep their shape
-    assert recs[4] == [None, None] and spans["x"] is None  # digits inside strings are no values
-    assert text[slice(*spans["n"])] == "-1.5"
-    escaped = ' {"re\\u0063ords" : [ [ 1 ] ] } '  # an escaped key, spaces everywhere
-    assert json_spans(escaped)["records"] == [[(escaped.index("1 "), escaped.index("1 ") + 1)]]
-    for bad in ('{"records": [1 2]}', "[1] x", '{"a" 1}', "[", '"open'):
-        with pytest.raises(ValueError):
-            json_spans(bad)
+    assert [text[a:b] for a, b in number_spans(text)] == ["10", "0", "5", "7", "3", "-1.5"]
+    escaped = '{"re\\u0063ords": [[1, "\\"9"]]}'  # an escaped quote inside a string
+    assert [escaped[a:b] for a, b in number_spans(escaped)] == ["1"]
+    spans = _record_spans(text)
+    assert spans is not None
+    assert [[text[a:b] for a, b in rec] for rec in spans] == [["10", "0", "5"], ["7"], [], [], []]
+    assert _record_spans('{"records": [[1, 2]], "note": "x"}') is not None
+    # a repeated key: the decoder keeps the last, the text has more numbers: nothing trusted
+    assert _record_spans('{"records": [[1]], "records": [[2, 3]]}') is None
 
 
 def test_expected_value_over_numeric_alternatives():

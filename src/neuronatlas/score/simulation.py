@@ -19,7 +19,6 @@ and counted, never read as zeros.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -255,91 +254,27 @@ def _well_formed(got: Any, n_tokens: int) -> bool:
 Span = tuple[int, int]
 """[start, end) character offsets of a number in the answer text."""
 
-_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
-_LITERALS = ("true", "false", "null")
-_WHITESPACE = " \t\n\r"
 
 
-def json_spans(text: str) -> Any:
-    """The JSON value in `text` with every number replaced by its Span and every string or
-    literal by None: objects stay dicts, arrays stay lists, so `json_spans(t)["records"][i][j]`
-    is where the decoded `["records"][i][j]` was written. Raises ValueError on text that is
-    not one JSON value.
-
-    A scanner over the characters, not a tokenizer: where each value lies is what the
-    logprobs need, and the model's tokens are matched to these offsets afterwards.
-    """
-    value, end = _scan(text, _skip(text, 0))
-    if _skip(text, end) != len(text):
-        raise ValueError(f"text after the JSON value at {end}")
-    return value
+def number_spans(text: str) -> list[Span]:
+    """Where each number of a JSON text is written, in order (digits inside strings are not
+    numbers: strings are blanked first). msgspec has decoded the text already; this only
+    finds offsets, and `_LogprobReader` trusts them only when they spell the decoded values."""
+    blanked = _STRING.sub(lambda m: " " * len(m.group()), text)
+    return [m.span() for m in _NUMBER.finditer(blanked)]
 
 
-def _skip(text: str, i: int) -> int:
-    while i < len(text) and text[i] in _WHITESPACE:
-        i += 1
-    return i
-
-
-def _scan(text: str, i: int) -> tuple[Any, int]:
-    """The mirrored value starting at text[i] and the offset just after it."""
-    ch = text[i : i + 1]
-    if ch == "[":
-        return _scan_array(text, i + 1)
-    if ch == "{":
-        return _scan_object(text, i + 1)
-    if ch == '"':
-        m = _STRING.match(text, i)
-        if m is None:
-            raise ValueError(f"unterminated string at {i}")
-        return None, m.end()
-    m = _NUMBER.match(text, i)
-    if m is not None:
-        return (m.start(), m.end()), m.end()
-    for word in _LITERALS:
-        if text.startswith(word, i):
-            return None, i + len(word)
-    raise ValueError(f"no JSON value at {i}")
-
-
-def _scan_array(text: str, i: int) -> tuple[list[Any], int]:
-    items: list[Any] = []
-    i = _skip(text, i)
-    if text[i : i + 1] == "]":
-        return items, i + 1
-    while True:
-        value, i = _scan(text, _skip(text, i))
-        items.append(value)
-        i = _skip(text, i)
-        if text[i : i + 1] == "]":
-            return items, i + 1
-        if text[i : i + 1] != ",":
-            raise ValueError(f"expected ',' or ']' at {i}")
-        i += 1
-
-
-def _scan_object(text: str, i: int) -> tuple[dict[str, Any], int]:
-    members: dict[str, Any] = {}
-    i = _skip(text, i)
-    if text[i : i + 1] == "}":
-        return members, i + 1
-    while True:
-        i = _skip(text, i)
-        m = _STRING.match(text, i)
-        if m is None:
-            raise ValueError(f"expected a key at {i}")
-        key = json.loads(m.group())  # escapes decoded as the JSON decoder does
-        i = _skip(text, m.end())
-        if text[i : i + 1] != ":":
-            raise ValueError(f"expected ':' at {i}")
-        members[key], i = _scan(text, _skip(text, i + 1))  # a repeated key: the last wins
-        i = _skip(text, i)
-        if text[i : i + 1] == "}":
-            return members, i + 1
-        if text[i : i + 1] != ",":
-            raise ValueError(f"expected ',' or '}}' at {i}")
-        i += 1
+def _flat_numbers(value: Any) -> list[Any]:
+    """Every number of a decoded JSON value in document order (bools are not numbers)."""
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _flat_numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _flat_numbers(v)]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return [value]
+    return []
 
 
 _VALUE = re.compile(r"10|[0-9]")
@@ -379,10 +314,7 @@ class _LogprobReader:
         for t in tokens:
             self.starts.append(pos)
             pos += len(t.token)
-        try:
-            self.spans: Any = json_spans(text)
-        except (ValueError, RecursionError):  # msgspec read it, so this is not expected
-            self.spans = None
+        self.spans = _record_spans(text)
         self.fallbacks = 0
 
     @classmethod
@@ -406,13 +338,8 @@ class _LogprobReader:
         return out
 
     def _record_spans(self, index: int, n: int) -> list[Span | None]:
-        try:
-            got = self.spans["records"][index]
-        except (KeyError, IndexError, TypeError):
-            got = None
-        if not isinstance(got, list) or len(got) != n:
-            return [None] * n
-        return [s if isinstance(s, tuple) else None for s in got]
+        got = self.spans[index] if self.spans is not None and index < len(self.spans) else None
+        return [None] * n if got is None or len(got) != n else list(got)
 
     def _at(self, span: Span, value: int) -> float | None:
         """The expected value at the token holding the integer's first character, when that
@@ -426,6 +353,27 @@ class _LogprobReader:
         if start >= self.starts[i] + len(token.token) or before.strip():
             return None
         return expected_value(token, value)
+
+
+def _record_spans(text: str) -> list[list[Span]] | None:
+    """The spans of each record's integers, or None when the text's numbers do not line up
+    one to one with the decoded values (a key besides "records" holding numbers, say)."""
+    decoded = msgspec.json.decode(text)
+    spans = number_spans(text)
+    numbers = _flat_numbers(decoded)
+    records = decoded.get("records") if isinstance(decoded, dict) else None
+    if len(spans) != len(numbers) or not isinstance(records, list):
+        return None
+    if any(float(text[a:b]) != float(v) for (a, b), v in zip(spans, numbers, strict=True)):
+        return None
+    out: list[list[Span]] = []
+    at = 0
+    for rec in records:
+        n = len(_flat_numbers(rec))
+        flat_ints = isinstance(rec, list) and all(type(v) in (int, float) for v in rec)
+        out.append(spans[at : at + n] if flat_ints else [])
+        at += n
+    return out
 
 
 def _factory(llm=None, embedder=None) -> Scorer:
