@@ -3,12 +3,16 @@
 `LoopbackLLM` is a real HTTP server on 127.0.0.1 speaking the chat-completions JSON of OpenAI's
 API. Its answers come from a `responder(body) -> str` function; `faults` (a list consumed one
 request at a time) injects "429", "500", "slow" (sleeps past the client's timeout), "malformed"
-(a 200 whose body is not the API's JSON) or "400".
+(a 200 whose body is not the API's JSON) or "400". With a `logprober(body, text)` it returns
+`choices[0].logprobs.content` when a request asks for logprobs (`answer_logprobs` builds one),
+`"logprobs": null` otherwise, as OpenAI does.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -71,9 +75,15 @@ def build_paris_atlas(folder: Path) -> tuple[Path, Path]:
 class LoopbackLLM:
     """An OpenAI-compatible chat server on 127.0.0.1 in a background thread."""
 
-    def __init__(self, responder: Callable[[dict], str], model: str = "loopback-model"):
+    def __init__(
+        self,
+        responder: Callable[[dict], str],
+        model: str = "loopback-model",
+        logprober: Callable[[dict, str], list[dict]] | None = None,
+    ):
         self.responder = responder
         self.model = model
+        self.logprober = logprober
         self.faults: list[str] = []
         self.requests: list[dict] = []
         self.headers: list[dict] = []
@@ -145,6 +155,9 @@ class LoopbackLLM:
                 if server.delay:
                     time.sleep(server.delay)
                 text = server.responder(body)
+                logprobs = None
+                if server.logprober is not None and body.get("logprobs"):
+                    logprobs = {"content": server.logprober(body, text)}
                 prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
                 answer = {
                     "id": "chatcmpl-loopback",
@@ -154,6 +167,7 @@ class LoopbackLLM:
                         {
                             "index": 0,
                             "message": {"role": "assistant", "content": text},
+                            "logprobs": logprobs,
                             "finish_reason": "stop",
                         }
                     ],
@@ -178,6 +192,36 @@ class LoopbackLLM:
                     pass  # the client gave up (timeout): nothing to tell it
 
         return Handler
+
+
+#: How `answer_logprobs` cuts an answer: a number with the space before it is one token (as
+#: SentencePiece writes "▁5"), any other character is a token of its own.
+_TOKEN = re.compile(r" ?[0-9]+|[^0-9]")
+
+
+def answer_logprobs(
+    text: str, alternatives: Callable[[int, str], list[tuple[str, float]]]
+) -> list[dict]:
+    """`text` as OpenAI's `logprobs.content`, cut by `_TOKEN`: the k-th number token's
+    top_logprobs are `alternatives(k, token)` as (token, probability) pairs; every other token
+    is certain. The tokens spell `text` exactly, as an endpoint's do."""
+    content, k = [], 0
+    for token in _TOKEN.findall(text):
+        if token.strip().isdigit():
+            top = [(t, math.log(p)) for t, p in alternatives(k, token)]
+            k += 1
+        else:
+            top = [(token, 0.0)]
+        chosen = next((lp for t, lp in top if t == token), math.log(0.5))
+        content.append(
+            {
+                "token": token,
+                "logprob": chosen,
+                "bytes": list(token.encode()),
+                "top_logprobs": [{"token": t, "logprob": lp} for t, lp in top],
+            }
+        )
+    return content
 
 
 def last_user(body: dict) -> str:

@@ -3,13 +3,16 @@ malformed answers, concurrency bound, usage and the response cache in the atlas.
 
 from __future__ import annotations
 
+import math
 import threading
 
+import msgspec
 import pytest
 
-from llm_fixtures import LoopbackLLM, last_user
+from llm_fixtures import LoopbackLLM, answer_logprobs, last_user
 from neuronatlas.errors import BadInput, LLMError
 from neuronatlas.llm import ChatRequest, open_client
+from neuronatlas.llm.client import ChatResponse, TokenLogprobs, Usage, digest_of
 from neuronatlas.llm.http import OpenAICompatibleClient
 from neuronatlas.store.llm import ResponseCache
 
@@ -124,3 +127,74 @@ def test_specs(monkeypatch):
         open_client("gpt-4")
     with pytest.raises(BadInput, match="no such folder"):
         open_client("local:./no/such/model")
+
+
+def test_a_request_without_logprobs_keys_the_cache_as_before():
+    """Digests computed by the client before `top_logprobs` existed: the answers cached under
+    them must still be found."""
+    plain = ask("hello")
+    tuned = ChatRequest(
+        messages=(("user", "x"),), max_tokens=5, temperature=0.5, json_mode=True, seed=3
+    )
+    assert msgspec.json.encode(plain) == (
+        b'{"messages":[["system","s"],["user","hello"]],"max_tokens":60,"temperature":0.0,'
+        b'"json_mode":false,"seed":0}'
+    )
+    assert digest_of("m", "http://h/v1", plain) == "6f9fbfb7bcf1d6423b1e2b171a629683"
+    assert digest_of("m", "http://h/v1", tuned) == "389ed239bbffd3cae0181ea7bd340290"
+    assert ask("hello", top_logprobs=0) == plain  # 0 is "not asked", the same key
+    assert digest_of("m", "http://h/v1", ask("hello", top_logprobs=0)) == digest_of(
+        "m", "http://h/v1", plain
+    )
+    asked = ask("hello", top_logprobs=5)
+    assert asked.alternatives == 5 and plain.alternatives == 0
+    assert digest_of("m", "http://h/v1", asked) != digest_of("m", "http://h/v1", plain)
+    with pytest.raises(ValueError, match="top_logprobs"):
+        ask("hello", top_logprobs=-1)
+
+
+def _top3(k: int, token: str) -> list[tuple[str, float]]:
+    return [(token, 0.5), ("7", 0.3), ("x", 0.2)]
+
+
+def test_logprobs_are_asked_for_parsed_and_cached(db_path):
+    from neuronatlas.store import AtlasWriter
+
+    AtlasWriter(db_path).close()
+
+    def numbers(body: dict) -> str:
+        return '{"records": [[1, 10]]}'
+
+    with LoopbackLLM(numbers, logprober=lambda body, text: answer_logprobs(text, _top3)) as srv:
+        first = client_for(srv, cache=ResponseCache(db_path))
+        plain = first.chat(ask("no logprobs"))
+        a = first.chat(ask("with", top_logprobs=3))
+        again = client_for(srv, cache=ResponseCache(db_path))
+        b = again.chat(ask("with", top_logprobs=3))
+    assert "logprobs" not in srv.requests[0] and "top_logprobs" not in srv.requests[0]
+    assert srv.requests[1]["logprobs"] is True and srv.requests[1]["top_logprobs"] == 3
+    assert plain.logprobs is None  # not asked: the endpoint's "logprobs": null
+    assert a.logprobs is not None
+    assert "".join(t.token for t in a.logprobs) == a.text
+    one = next(t for t in a.logprobs if t.token == " 10")
+    assert [t for t, _ in one.top] == [" 10", "7", "x"]
+    assert [lp for _, lp in one.top] == pytest.approx([math.log(0.5), math.log(0.3), math.log(0.2)])
+    assert len(srv.requests) == 2 and b.cached  # the rerun asked nothing
+    assert b.logprobs == a.logprobs and b.text == a.text
+
+
+def test_malformed_logprobs_are_none_not_an_error():
+    def bad(body: dict, text: str) -> list:
+        return [{"token": "x"}]  # no logprob
+
+    with LoopbackLLM(echo, logprober=bad) as server:
+        resp = client_for(server, retries=0).chat(ask("hi", top_logprobs=2))
+    assert resp.text == "echo: hi" and resp.logprobs is None
+
+
+def test_a_response_cached_before_logprobs_existed_still_decodes():
+    old = b'{"text":"hi","usage":{"prompt_tokens":1},"finish_reason":"stop","cached":false}'
+    resp = msgspec.json.decode(old, type=ChatResponse)
+    assert resp.text == "hi" and resp.logprobs is None
+    new = ChatResponse("5", Usage(), logprobs=[TokenLogprobs("5", -0.1, [("5", -0.1)])])
+    assert msgspec.json.decode(msgspec.json.encode(new), type=ChatResponse) == new

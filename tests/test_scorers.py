@@ -3,18 +3,40 @@ lexical embedder, and the LLM scorers' mechanics against the loopback server."""
 
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 from typer.testing import CliRunner
 
-from llm_fixtures import GUITAR, PARIS, LoopbackLLM, WordEmbedder, word_judge
+from llm_fixtures import (
+    GUITAR,
+    PARIS,
+    LoopbackLLM,
+    WordEmbedder,
+    answer_logprobs,
+    word_judge,
+)
 from neuronatlas.cli import app
 from neuronatlas.errors import ScoringFailed
 from neuronatlas.explain.records import split_records
+from neuronatlas.explain.scoring import ev_correlation_score
+from neuronatlas.llm.client import ChatResponse, TokenLogprobs, Usage
 from neuronatlas.llm.http import OpenAICompatibleClient
 from neuronatlas.score import get_scorer, score_neurons, score_text
 from neuronatlas.score.classifiers import balanced_accuracy, parse_labels
 from neuronatlas.score.embedding import EmbeddingScorer, auroc
+from neuronatlas.score.simulation import (
+    TOP_LOGPROBS,
+    SimulationScorer,
+    _LogprobReader,
+    _record_spans,
+    expected_value,
+    number_spans,
+    simulation_records,
+)
 from neuronatlas.store import AtlasWriter, open_reader, reader
+from neuronatlas.store.llm import ResponseCache
 
 RIGHT, WRONG = "the word Paris", "musical instruments"
 
@@ -103,6 +125,8 @@ def test_llm_scorers_rank_right_above_wrong_with_a_judge_that_reads(paris_atlas,
     assert right["score"] > 0.9, right
     assert wrong_guitar["score"] < 0.6, wrong_guitar
     assert right["details"]["failed"] == 0
+    if name == "simulation":  # the loopback answers no logprobs: the integers themselves
+        assert right["details"]["method"] == "json"
 
 
 def test_malformed_answers_are_excluded_not_zeros(paris_atlas):
@@ -158,3 +182,156 @@ def test_score_cli_text_and_atlas(paris_atlas, monkeypatch):
     assert reader.explanations(conn, GUITAR)[0]["scores"][0]["score"] > 0.9
     show = runner.invoke(app, ["show", PARIS, "--db", str(paris_atlas)])
     assert "detection" in show.stdout and "loopback-model" in show.stdout
+
+
+def leaning(k: int, token: str) -> list[tuple[str, float]]:
+    """The loopback judge's alternatives for its k-th integer: none numeric for the first one
+    (a fallback); a 0 leans towards 5 by k % 4 tenths; a 10 towards 7. Non-numeric
+    alternatives carry mass the scorer must renormalise away."""
+    if k == 0:
+        return [("x", 0.9), (",", 0.1)]
+    if token.strip() == "0":
+        alts = [(token, 0.6), ("?", 0.1)]
+        return [*alts, (token.replace("0", "5"), 0.1 * (k % 4))] if k % 4 else alts
+    return [(token, 0.5), (token.replace("10", "7"), 0.3), ("]", 0.2)]
+
+
+def leaning_ev(k: int, value: int) -> float:
+    """The expected value `leaning` implies, worked out by hand."""
+    if k == 0:
+        return float(value)  # the fallback: the integer itself
+    if value == 0:
+        p5 = 0.1 * (k % 4)
+        return 5 * p5 / (0.6 + p5)
+    return (10 * 0.5 + 7 * 0.3) / 0.8
+
+
+def lean(body: dict, text: str) -> list[dict]:
+    return answer_logprobs(text, leaning)
+
+
+def truth_and_answer(db, neuron: str, body: dict) -> tuple[list[list[float]], list[list[int]]]:
+    """The records the simulation scorer sent and the integers the word judge answered."""
+    conn = open_reader(db)
+    records = simulation_records(split_records(reader.records(conn, neuron)))
+    conn.close()
+    return [r.activations for r in records], json.loads(word_judge(body))["records"]
+
+
+def test_simulation_by_logprobs_scores_the_expected_values(paris_atlas):
+    with LoopbackLLM(word_judge, logprober=lean) as server:
+        llm = OpenAICompatibleClient(server.base_url, server.model, backoff=0.01)
+        res = score_text(paris_atlas, PARIS, RIGHT, get_scorer("simulation", llm=llm))
+    body = server.requests[0]
+    assert body["logprobs"] is True and body["top_logprobs"] == TOP_LOGPROBS
+    truth, answer = truth_and_answer(paris_atlas, PARIS, body)
+    flat = [v for rec in answer for v in rec]
+    assert 10 in flat and flat.count(0) > 10  # both kinds of slot are exercised
+    evs, k = [], 0
+    for rec in answer:
+        evs.append([leaning_ev(k + j, v) for j, v in enumerate(rec)])
+        k += len(rec)
+    by_hand = ev_correlation_score(truth, evs)
+    assert by_hand is not None
+    assert res["score"] == pytest.approx(by_hand, abs=1e-9)
+    as_json = ev_correlation_score(truth, [[float(v) for v in rec] for rec in answer])
+    assert as_json is not None and abs(by_hand - as_json) > 0.01  # the logprobs mattered
+    d = res["details"]
+    assert d["method"] == "logprobs" and d["logprob_fallbacks"] == 1 and d["failed"] == 0
+    assert d["tokens_scored"] == d["tokens_requested"] == len(flat)
+
+
+def test_simulation_without_logprobs_from_the_endpoint_is_json(paris_atlas):
+    with LoopbackLLM(word_judge) as server:  # asked for logprobs, answers "logprobs": null
+        llm = OpenAICompatibleClient(server.base_url, server.model, backoff=0.01)
+        res = score_text(paris_atlas, PARIS, RIGHT, get_scorer("simulation", llm=llm))
+    assert server.requests[0]["top_logprobs"] == TOP_LOGPROBS
+    truth, answer = truth_and_answer(paris_atlas, PARIS, server.requests[0])
+    as_json = ev_correlation_score(truth, [[float(v) for v in rec] for rec in answer])
+    assert res["score"] == pytest.approx(as_json, abs=1e-12)
+    assert res["details"]["method"] == "json" and "logprob_fallbacks" not in res["details"]
+
+
+def test_simulation_tokens_without_numeric_alternatives_fall_back(paris_atlas):
+    def nothing_numeric(body: dict, text: str) -> list[dict]:
+        return answer_logprobs(text, lambda k, token: [("x", 0.7), (",", 0.3)])
+
+    with LoopbackLLM(word_judge, logprober=nothing_numeric) as server:
+        llm = OpenAICompatibleClient(server.base_url, server.model, backoff=0.01)
+        res = score_text(paris_atlas, PARIS, RIGHT, get_scorer("simulation", llm=llm))
+    truth, answer = truth_and_answer(paris_atlas, PARIS, server.requests[0])
+    n = sum(len(rec) for rec in answer)
+    assert res["details"]["method"] == "logprobs" and res["details"]["logprob_fallbacks"] == n
+    as_json = ev_correlation_score(truth, [[float(v) for v in rec] for rec in answer])
+    assert res["score"] == pytest.approx(as_json, abs=1e-12)  # every slot kept its integer
+
+
+def test_simulation_logprobs_answer_is_cached(paris_atlas):
+    with LoopbackLLM(word_judge, logprober=lean) as server:
+        scores = []
+        for _ in range(2):
+            llm = OpenAICompatibleClient(
+                server.base_url, server.model, backoff=0.01, cache=ResponseCache(paris_atlas)
+            )
+            scores.append(score_text(paris_atlas, PARIS, RIGHT, get_scorer("simulation", llm=llm)))
+    assert len(server.requests) == 1  # the second run asked nothing
+    assert llm.usage.cached_calls == 1
+    assert scores[1] == scores[0] and scores[1]["details"]["method"] == "logprobs"
+
+
+def test_simulation_asks_again_without_logprobs_when_refused(paris_atlas):
+    with LoopbackLLM(word_judge, logprober=lean) as server:
+        server.faults = ["400"]  # e.g. a model that does not support logprobs
+        llm = OpenAICompatibleClient(server.base_url, server.model, backoff=0.01)
+        scorer = SimulationScorer(llm)
+        first = score_text(paris_atlas, PARIS, RIGHT, scorer)
+        second = score_text(paris_atlas, GUITAR, RIGHT, scorer)
+    assert [r.get("top_logprobs") for r in server.requests] == [TOP_LOGPROBS, None, None]
+    assert first["details"]["method"] == second["details"]["method"] == "json"
+    assert scorer.refuses_logprobs and scorer.method == "json"
+
+
+def test_number_spans_skip_strings_and_line_up_with_each_record():
+    text = '{"x": "a]1,[2", "records": [[10, 0,5],\n  [ 7 ],[], [[3]], [true, null]],"n": -1.5}'
+    assert [text[a:b] for a, b in number_spans(text)] == ["10", "0", "5", "7", "3", "-1.5"]
+    escaped = '{"re\\u0063ords": [[1, "\\"9"]]}'  # an escaped quote inside a string
+    assert [escaped[a:b] for a, b in number_spans(escaped)] == ["1"]
+    spans = _record_spans(text)
+    assert spans is not None
+    assert [[text[a:b] for a, b in rec] for rec in spans] == [["10", "0", "5"], ["7"], [], [], []]
+    assert _record_spans('{"records": [[1, 2]], "note": "x"}') is not None
+    # a repeated key: the decoder keeps the last, the text has more numbers: nothing trusted
+    assert _record_spans('{"records": [[1]], "records": [[2, 3]]}') is None
+
+
+def test_expected_value_over_numeric_alternatives():
+    def tok(token: str, *top: tuple[str, float]) -> TokenLogprobs:
+        return TokenLogprobs(token, math.log(top[0][1]), [(t, math.log(p)) for t, p in top])
+
+    assert expected_value(tok("3", ("3", 0.5), (" 6", 0.25), ("x", 0.25)), 3) == pytest.approx(4)
+    # the generated "1" began "10" and counts 10; the alternative "0" counts 0
+    assert expected_value(tok("1", ("1", 0.5), ("0", 0.3), (",", 0.2)), 10) == pytest.approx(6.25)
+    assert expected_value(tok("1", ("1", 0.5), ("0", 0.3)), 1) == pytest.approx(0.625)
+    # another alternative "1" counts 1, though the model may have gone on to "10"
+    assert expected_value(tok("0", ("0", 0.5), ("1", 0.5)), 0) == pytest.approx(0.5)
+    assert expected_value(tok("7", ("11", 0.5), ("07", 0.3), ("-1", 0.2)), 7) is None
+    assert expected_value(TokenLogprobs("7", 0.0, []), 7) is None
+
+
+def test_logprob_reader_needs_the_token_that_starts_at_the_digit():
+    text = '{"records": [[5, 10]]}'
+
+    def reader_for(*tokens: str) -> _LogprobReader:
+        tops = [TokenLogprobs(t, 0.0, [(t, math.log(0.5)), ("2", math.log(0.5))]) for t in tokens]
+        got = _LogprobReader.of(ChatResponse(text, Usage(), logprobs=tops))
+        assert got is not None
+        return got
+
+    good = reader_for('{"records": [[', "5", ",", " 1", "0", "]]}")
+    assert good.record(0, [5, 10]) == [pytest.approx(3.5), pytest.approx(6)]
+    assert good.fallbacks == 0
+    merged = reader_for('{"records": [', "[5", ", 1", "0]]}")  # no token starts at a digit
+    assert merged.record(0, [5, 10]) == [5.0, 10.0] and merged.fallbacks == 2
+    wrong = [TokenLogprobs("{}", 0.0, [])]  # tokens that do not spell the answer: unusable
+    assert _LogprobReader.of(ChatResponse(text, Usage(), logprobs=wrong)) is None
+    assert _LogprobReader.of(ChatResponse(text, Usage())) is None

@@ -57,6 +57,11 @@ class LLMError(NeuronAtlasError):
     """An LLM call that failed for good (after its retries) or answered something unusable."""
 
 
+class LLMRefused(LLMError):
+    """The endpoint rejected the request itself (a 4xx other than 429): asking the same again
+    cannot help, asking differently (e.g. without logprobs) may."""
+
+
 class ScoringFailed(NeuronAtlasError):
     """A score that cannot be computed honestly (too few records, answers that did not
     parse, a constant prediction). It is reported, never stored."""

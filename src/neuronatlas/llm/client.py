@@ -37,7 +37,8 @@ class Usage(msgspec.Struct):
 
 
 class ChatRequest(msgspec.Struct, frozen=True):
-    """One chat completion. temperature 0 = greedy; json_mode asks for a JSON object."""
+    """One chat completion. temperature 0 = greedy; json_mode asks for a JSON object;
+    top_logprobs > 0 asks for that many likeliest alternatives of every generated token."""
 
     messages: tuple[tuple[str, str], ...]
     """(role, content) pairs."""
@@ -45,9 +46,37 @@ class ChatRequest(msgspec.Struct, frozen=True):
     temperature: float = 0.0
     json_mode: bool = False
     seed: int = 0
+    top_logprobs: int | msgspec.UnsetType = msgspec.UNSET
+    """UNSET (or 0, stored as UNSET): not asked. msgspec leaves an UNSET field out of the
+    encoding, so a request without logprobs encodes, and keys the cache, exactly as before the
+    field existed (`omit_defaults` would not do: it would also drop max_tokens=60 and the
+    other defaults from every key)."""
+
+    def __post_init__(self) -> None:
+        if self.top_logprobs == 0:  # one spelling of "not asked", one cache key
+            msgspec.structs.force_setattr(self, "top_logprobs", msgspec.UNSET)
+        elif isinstance(self.top_logprobs, int) and self.top_logprobs < 0:
+            raise ValueError(f"top_logprobs must be >= 0, not {self.top_logprobs}")
+
+    @property
+    def alternatives(self) -> int:
+        """How many alternatives per generated token are asked for (0: no logprobs)."""
+        return self.top_logprobs if isinstance(self.top_logprobs, int) else 0
 
     def as_messages(self) -> list[dict[str, str]]:
         return [{"role": r, "content": c} for r, c in self.messages]
+
+
+class TokenLogprobs(msgspec.Struct, array_like=True):
+    """One generated token and the endpoint's likeliest alternatives at its position.
+
+    Array-like (["5", -0.01, [["5", -0.01], ["4", -4.6]]] in the cache): a simulation answer
+    has a few hundred tokens, each with its alternatives, and the cache keeps them all."""
+
+    token: str
+    logprob: float
+    top: list[tuple[str, float]] = []
+    """(token, logprob) pairs, likeliest first, as the endpoint listed them."""
 
 
 class ChatResponse(msgspec.Struct):
@@ -55,6 +84,9 @@ class ChatResponse(msgspec.Struct):
     usage: Usage
     finish_reason: str | None = None
     cached: bool = False
+    logprobs: list[TokenLogprobs] | None = None
+    """The generated tokens with their alternatives, when asked for and the endpoint gave
+    them; None otherwise (an answer cached before the field existed decodes to None too)."""
 
 
 class Cache(Protocol):

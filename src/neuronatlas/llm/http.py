@@ -6,6 +6,10 @@ dropped connection or a malformed 200 answer is retried with jittered exponentia
 (1 s doubling to 10 s; a numeric Retry-After is obeyed); any other 4xx fails at once (retrying
 a bad request only costs money). After the last try the call raises LLMError, which the
 caller reports and never stores.
+
+A request with `top_logprobs` asks for each generated token's likeliest alternatives
+(`logprobs: true, top_logprobs: K`); an endpoint that answers without them gives
+`logprobs=None`, and the caller decides what that means.
 """
 
 from __future__ import annotations
@@ -17,8 +21,15 @@ import time
 
 import httpx
 
-from neuronatlas.errors import LLMError
-from neuronatlas.llm.client import Cache, ChatRequest, ChatResponse, LLMClient, Usage
+from neuronatlas.errors import LLMError, LLMRefused
+from neuronatlas.llm.client import (
+    Cache,
+    ChatRequest,
+    ChatResponse,
+    LLMClient,
+    TokenLogprobs,
+    Usage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +77,9 @@ class OpenAICompatibleClient(LLMClient):
         }
         if request.json_mode:
             body["response_format"] = {"type": "json_object"}
+        if request.alternatives:
+            body["logprobs"] = True
+            body["top_logprobs"] = request.alternatives
         return body
 
     def _chat(self, request: ChatRequest) -> ChatResponse:
@@ -85,7 +99,7 @@ class OpenAICompatibleClient(LLMClient):
                     last = f"HTTP {resp.status_code}: {resp.text[:200]}"
                     wait = _retry_after(resp)
                 elif resp.status_code >= 400:
-                    raise LLMError(
+                    raise LLMRefused(
                         f"{self.endpoint} refused the request for {self.model!r}: "
                         f"HTTP {resp.status_code}: {resp.text[:300]}"
                     )
@@ -127,10 +141,32 @@ class OpenAICompatibleClient(LLMClient):
         elif self.usd_per_mtok is not None:
             usd_in, usd_out = self.usd_per_mtok
             usage.cost = (usage.prompt_tokens * usd_in + usage.completion_tokens * usd_out) / 1e6
-        return ChatResponse(text=text, usage=usage, finish_reason=choice.get("finish_reason"))
+        return ChatResponse(
+            text=text,
+            usage=usage,
+            finish_reason=choice.get("finish_reason"),
+            logprobs=_logprobs(choice.get("logprobs")),
+        )
 
     def close(self) -> None:
         self._http.close()
+
+
+def _logprobs(raw: object) -> list[TokenLogprobs] | None:
+    """`choices[0].logprobs.content` as TokenLogprobs; None when absent, null or not the
+    documented shape (an endpoint that ignores the request is no error: the caller falls back).
+    """
+    content = raw.get("content") if isinstance(raw, dict) else None
+    if not isinstance(content, list):
+        return None
+    out = []
+    try:
+        for entry in content:
+            top = [(str(t["token"]), float(t["logprob"])) for t in entry.get("top_logprobs") or ()]
+            out.append(TokenLogprobs(str(entry["token"]), float(entry["logprob"]), top))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return out
 
 
 def _retry_after(resp: httpx.Response) -> float | None:

@@ -2,29 +2,47 @@
 ev_correlation_score (Pearson correlation of true activations and simulated values, pooled
 over every token of the held-out top and random records).
 
-Two methods, stored with each score (never compare scores across methods):
+Three methods, stored with each score as details["method"] (never compare scores across
+methods):
 - `logits` (a local model): the assistant turn lists every token with `unknown` as its value;
   at each `unknown` the model's exact distribution over 0–10 gives the expected value;
-- `json` (an HTTP endpoint): the model answers a JSON object with one list of integers per
-  record at temperature 0. A record whose list has the wrong length or values outside 0–10
-  is excluded and counted, never read as zeros.
+- `logprobs` (an HTTP endpoint that returns logprobs, the default ask): the model answers a
+  JSON object with one list of integers per record at temperature 0, and each integer is
+  replaced by the expected value over the 0–10 alternatives the endpoint listed for the token
+  that wrote it (see `expected_value` for the approximation). A slot whose token has no such
+  alternatives keeps its integer and is counted in details["logprob_fallbacks"];
+- `json` (an HTTP endpoint that gives no logprobs, or refuses to): the same answer, the
+  integers themselves.
+In the last two a record whose list has the wrong length or values outside 0–10 is excluded
+and counted, never read as zeros.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import re
+from bisect import bisect_right
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
-from neuronatlas.errors import LLMError
+from neuronatlas.errors import LLMError, LLMRefused
 from neuronatlas.explain.llm_explainer import ANSWER_PREFIX, FEW_SHOT
 from neuronatlas.explain.records import Excerpt, Splits
 from neuronatlas.explain.scoring import ev_correlation_score
-from neuronatlas.llm.client import ChatRequest, LLMClient
+from neuronatlas.llm.client import ChatRequest, ChatResponse, LLMClient, TokenLogprobs
 from neuronatlas.score.base import Scorer, ScoreResult, register_scorer, require
+
+log = logging.getLogger(__name__)
 
 RECORDS_EACH = 5
 """Held-out top records and random records simulated (OpenAI: 5 + 5)."""
+
+TOP_LOGPROBS = 10
+"""Alternatives asked for per generated token (OpenAI allows 20): the eleven values 0–10
+rarely all carry mass, and fewer alternatives keep the cached answers small."""
 
 SYSTEM = (
     "You predict how a neuron of a language model responds to each token of a text, from an "
@@ -63,9 +81,13 @@ class SimulationScorer(Scorer):
     name = "simulation"
     needs_llm = True
 
-    def __init__(self, llm: LLMClient):
+    def __init__(self, llm: LLMClient, top_logprobs: int = TOP_LOGPROBS):
         self.llm = llm
         self.concurrency = llm.concurrency
+        self.top_logprobs = top_logprobs
+        #: Set once the endpoint rejected a request with logprobs and answered one without:
+        #: later neurons skip the doomed first try.
+        self.refuses_logprobs = False
 
     @property
     def judge(self) -> str:
@@ -73,7 +95,11 @@ class SimulationScorer(Scorer):
 
     @property
     def method(self) -> str:
-        return "logits" if hasattr(self.llm, "value_distributions") else "json"
+        """The method asked for. `logprobs` may still come back as `json` (an endpoint that
+        ignores the ask): each score's details say which method produced it."""
+        if hasattr(self.llm, "value_distributions"):
+            return "logits"
+        return "logprobs" if self.top_logprobs > 0 and not self.refuses_logprobs else "json"
 
     def score(self, text: str, splits: Splits) -> ScoreResult:
         records = simulation_records(splits)
@@ -82,16 +108,17 @@ class SimulationScorer(Scorer):
             "the simulation scorer needs held-out top records and random records",
         )
         if self.method == "logits":
-            truth, pred, failed = self._by_logits(text, records)
+            sim = self._by_logits(text, records)
         else:
-            truth, pred, failed = self._by_json(text, records)
+            sim = self._by_answer(text, records)
         n_tokens = sum(len(r.tokens) for r in records)
-        n_kept = sum(len(p) for p in pred)
+        n_kept = sum(len(p) for p in sim.predicted)
         require(
             n_kept * 2 >= n_tokens,
-            f"simulation: only {n_kept} of {n_tokens} token predictions usable ({failed} failed)",
+            f"simulation: only {n_kept} of {n_tokens} token predictions usable "
+            f"({sim.failed} failed)",
         )
-        score = ev_correlation_score(truth, pred)
+        score = ev_correlation_score(sim.truth, sim.predicted)
         require(
             score is not None, "simulation: constant truth or prediction, correlation undefined"
         )
@@ -99,15 +126,16 @@ class SimulationScorer(Scorer):
         return ScoreResult(
             float(score),
             {
-                "method": self.method,
+                "method": sim.method,
                 "records": len(records),
                 "tokens_requested": n_tokens,
                 "tokens_scored": n_kept,
-                "failed": failed,
+                "failed": sim.failed,
+                **sim.extra,
             },
         )
 
-    def _by_logits(self, text: str, records: list[Excerpt]):
+    def _by_logits(self, text: str, records: list[Excerpt]) -> _Simulated:
         """Expected values from the local model's exact 0–10 distributions; failed slots are
         dropped with their true value (a record keeps its usable tokens only)."""
         answer = "Activations:\n" + "\n".join(
@@ -136,10 +164,33 @@ class SimulationScorer(Scorer):
                 kept_ev.append(sum(v * p for v, p in enumerate(d)))
             truth.append(kept_true)
             predicted.append(kept_ev)
-        return truth, predicted, failed
+        return _Simulated("logits", truth, predicted, failed)
 
-    def _by_json(self, text: str, records: list[Excerpt]):
-        """Integer predictions in a JSON object; a record that does not parse is excluded."""
+    def _by_answer(self, text: str, records: list[Excerpt]) -> _Simulated:
+        """Predictions from the JSON answer: expected values where the answer came with
+        logprobs (`logprobs`), its integers otherwise (`json`). A record whose list is
+        malformed is excluded, its tokens counted as failed."""
+        resp = self._ask(self._request(text, records))
+        lists = _answer_lists(resp.text)
+        reader = _LogprobReader.of(resp)
+        truth: list[list[float]] = []
+        predicted: list[list[float]] = []
+        failed = 0
+        for i, r in enumerate(records):
+            got: Any = lists[i] if isinstance(lists, list) and i < len(lists) else None
+            if not _well_formed(got, len(r.tokens)):  # a whole record excluded
+                failed += len(r.tokens)
+                continue
+            truth.append(r.activations)
+            predicted.append([float(v) for v in got] if reader is None else reader.record(i, got))
+        if reader is None:
+            return _Simulated("json", truth, predicted, failed)
+        return _Simulated(
+            "logprobs", truth, predicted, failed, {"logprob_fallbacks": reader.fallbacks}
+        )
+
+    def _request(self, text: str, records: list[Excerpt]) -> ChatRequest:
+        """The JSON ask: every record's tokens, one list of integers per record wanted."""
         listing = "\n".join(
             f"Record {i + 1}: " + msgspec.json.encode(r.tokens).decode()
             for i, r in enumerate(records)
@@ -150,33 +201,179 @@ class SimulationScorer(Scorer):
             'Answer with one JSON object {"records": [[v, v, ...], ...]}: for each record in '
             "order, one integer from 0 to 10 per token, as many integers as the record has tokens."
         )
-        request = ChatRequest(
+        return ChatRequest(
             messages=(("system", SYSTEM), ("user", ask)),
             max_tokens=8 * sum(len(r.tokens) for r in records) + 50,
             temperature=0.0,
             json_mode=True,
+            top_logprobs=0 if self.method == "json" else self.top_logprobs,
         )
-        resp = self.llm.chat(request)
+
+    def _ask(self, request: ChatRequest) -> ChatResponse:
+        """The answer; an endpoint that rejects the logprobs ask (some models do, with a 400)
+        is asked once more without them, and never again with them by this scorer."""
         try:
-            lists = msgspec.json.decode(resp.text)["records"]
-        except (msgspec.DecodeError, KeyError, TypeError) as exc:
-            raise LLMError(f"simulation: the answer is not the JSON asked for ({exc})") from exc
-        truth: list[list[float]] = []
-        predicted: list[list[float]] = []
-        failed = 0
-        for i, r in enumerate(records):
-            got: Any = lists[i] if isinstance(lists, list) and i < len(lists) else None
-            ok = (
-                isinstance(got, list)
-                and len(got) == len(r.tokens)
-                and all(isinstance(v, int) and 0 <= v <= 10 for v in got)
-            )
-            if ok:
-                truth.append(r.activations)
-                predicted.append([float(v) for v in got])
-            else:  # a whole record excluded: its tokens count as failed
-                failed += len(r.tokens)
-        return truth, predicted, failed
+            return self.llm.chat(request)
+        except LLMRefused:
+            if not request.alternatives:
+                raise
+            resp = self.llm.chat(msgspec.structs.replace(request, top_logprobs=msgspec.UNSET))
+            if not self.refuses_logprobs:
+                log.warning("%s refused logprobs: simulating by JSON", self.llm.endpoint)
+            self.refuses_logprobs = True
+            return resp
+
+
+@dataclass
+class _Simulated:
+    """What one simulation produced: the kept true and predicted values, record by record."""
+
+    method: str
+    truth: list[list[float]]
+    predicted: list[list[float]]
+    failed: int
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+def _answer_lists(text: str) -> Any:
+    try:
+        return msgspec.json.decode(text)["records"]
+    except (msgspec.DecodeError, KeyError, TypeError) as exc:
+        raise LLMError(f"simulation: the answer is not the JSON asked for ({exc})") from exc
+
+
+def _well_formed(got: Any, n_tokens: int) -> bool:
+    """One integer 0–10 per token (the same test for the `json` and `logprobs` methods)."""
+    return (
+        isinstance(got, list)
+        and len(got) == n_tokens
+        and all(isinstance(v, int) and 0 <= v <= 10 for v in got)
+    )
+
+
+Span = tuple[int, int]
+"""[start, end) character offsets of a number in the answer text."""
+
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+
+
+def number_spans(text: str) -> list[Span]:
+    """Where each number of a JSON text is written, in order (digits inside strings are not
+    numbers: strings are blanked first). msgspec has decoded the text already; this only
+    finds offsets, and `_LogprobReader` trusts them only when they spell the decoded values."""
+    blanked = _STRING.sub(lambda m: " " * len(m.group()), text)
+    return [m.span() for m in _NUMBER.finditer(blanked)]
+
+
+def _flat_numbers(value: Any) -> list[Any]:
+    """Every number of a decoded JSON value in document order (bools are not numbers)."""
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _flat_numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _flat_numbers(v)]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return [value]
+    return []
+
+
+_VALUE = re.compile(r"10|[0-9]")
+
+
+def expected_value(token: TokenLogprobs, value: int) -> float | None:
+    """The expected value 0–10 at the token that began writing the integer `value`: over the
+    token's listed alternatives whose text, stripped of whitespace, is an integer 0–10, their
+    probabilities renormalised over those. None when no alternative is one.
+
+    The generated token itself counts as `value`, the integer it began ("1" followed by "0"
+    counts 10). Any other alternative counts as the integer it spells: an alternative "1"
+    counts 1 although the model might have continued it to "10". That is the approximation of
+    reading one token's alternatives: exact for tokenizers with a token "10", a slight
+    undercount of 10 for tokenizers that write digits one at a time.
+    """
+    weights: list[tuple[float, float]] = []
+    for alt, logprob in token.top:
+        if _VALUE.fullmatch(alt.strip()) is None or math.isnan(logprob):
+            continue
+        weights.append((float(value if alt == token.token else int(alt.strip())), logprob))
+    if not weights:
+        return None
+    top = max(lp for _, lp in weights)
+    ps = [(v, math.exp(lp - top)) for v, lp in weights]
+    return sum(v * p for v, p in ps) / sum(p for _, p in ps)
+
+
+class _LogprobReader:
+    """An answer's generated tokens by character offset, and the expected value at each of its
+    integers. Counts the slots that fell back to the integer."""
+
+    def __init__(self, text: str, tokens: list[TokenLogprobs]):
+        self.tokens = tokens
+        self.starts: list[int] = []
+        pos = 0
+        for t in tokens:
+            self.starts.append(pos)
+            pos += len(t.token)
+        self.spans = _record_spans(text)
+        self.fallbacks = 0
+
+    @classmethod
+    def of(cls, resp: ChatResponse) -> _LogprobReader | None:
+        """A reader, or None when the answer came without logprobs, or with tokens that do not
+        spell its text (then no offset can be trusted)."""
+        if not resp.logprobs or "".join(t.token for t in resp.logprobs) != resp.text:
+            return None
+        return cls(resp.text, resp.logprobs)
+
+    def record(self, index: int, values: list[int]) -> list[float]:
+        """Expected values for record `index` of the answer, whose integers are `values`."""
+        spans = self._record_spans(index, len(values))
+        out = []
+        for span, v in zip(spans, values, strict=True):
+            ev = self._at(span, v) if span is not None else None
+            if ev is None:
+                self.fallbacks += 1
+                ev = float(v)
+            out.append(ev)
+        return out
+
+    def _record_spans(self, index: int, n: int) -> list[Span | None]:
+        got = self.spans[index] if self.spans is not None and index < len(self.spans) else None
+        return [None] * n if got is None or len(got) != n else list(got)
+
+    def _at(self, span: Span, value: int) -> float | None:
+        """The expected value at the token holding the integer's first character, when that
+        token has only whitespace before it (so its alternatives are values, not ',5')."""
+        start = span[0]
+        i = bisect_right(self.starts, start) - 1
+        if i < 0:
+            return None
+        token = self.tokens[i]
+        before = token.token[: start - self.starts[i]]
+        if start >= self.starts[i] + len(token.token) or before.strip():
+            return None
+        return expected_value(token, value)
+
+
+def _record_spans(text: str) -> list[list[Span]] | None:
+    """The spans of each record's integers, or None when the text's numbers do not line up
+    one to one with the decoded values (a key besides "records" holding numbers, say)."""
+    decoded = msgspec.json.decode(text)
+    spans = number_spans(text)
+    numbers = _flat_numbers(decoded)
+    records = decoded.get("records") if isinstance(decoded, dict) else None
+    if len(spans) != len(numbers) or not isinstance(records, list):
+        return None
+    if any(float(text[a:b]) != float(v) for (a, b), v in zip(spans, numbers, strict=True)):
+        return None
+    out: list[list[Span]] = []
+    at = 0
+    for rec in records:
+        n = len(_flat_numbers(rec))
+        flat_ints = isinstance(rec, list) and all(type(v) in (int, float) for v in rec)
+        out.append(spans[at : at + n] if flat_ints else [])
+        at += n
+    return out
 
 
 def _factory(llm=None, embedder=None) -> Scorer:
@@ -184,7 +381,7 @@ def _factory(llm=None, embedder=None) -> Scorer:
 
     if llm is None:
         raise BadInput("--scorer simulation needs --llm SPEC (e.g. local:smollm2)")
-    return SimulationScorer(llm)
+    return SimulationScorer(llm)  # HTTP clients ask for logprobs (TOP_LOGPROBS)
 
 
 register_scorer("simulation", _factory)
