@@ -51,9 +51,10 @@ lint: install
 test: install system-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# The unit tier: no packaged model, no Ray, no browser (markers in pyproject).
+# The unit tier: no packaged model, no Ray, no browser (markers in pyproject), spread over
+# the machine's cores by pytest-xdist (its tests share no files, ports or state).
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow and not browser and not ray"
+	$(BIN)/python -m pytest -q -n auto -m "not slow and not browser and not ray"
 
 demo: install system-deps
 	$(BIN)/neuronatlas demo

@@ -204,6 +204,7 @@ def test_map_api_carries_both_levels(mapped):
     assert len(body["coherence"]) == 4
 
 
+@pytest.mark.slow  # UMAP's first fit in a process costs ~15 s of CPU
 def test_map_command_builds_both_levels_and_prints_coherence(tmp_path):
     from typer.testing import CliRunner
 
