@@ -24,8 +24,8 @@ random tokens, random activations, template explanations — a null control wher
 explanation can be right, so every scorer should sit at chance) and imports it into --db.
 
     python bench/score_bench.py --db /work/scratch/me/demo.db --sample 300
-    python bench/score_bench.py --db /work/scratch/me/demo.db --sample 40 --llm local:smollm2 \
-        --llm-neurons 8
+    python bench/score_bench.py --db /work/scratch/me/demo.db --sample 300 --n2g-neurons 72 \
+        --llm local:smollm2 --llm-neurons 12
     python bench/score_bench.py --db /tmp/oai.db --synthetic-openai /tmp/oai --sample 200
     python bench/score_bench.py --planted /tmp/planted --llm local:smollm2
 """
@@ -86,6 +86,20 @@ def sample_neurons(db: Path, k: int, seed: int) -> list[str]:
     ids = reader.neuron_ids(conn)
     conn.close()
     return sorted(random.Random(seed).sample(ids, min(k, len(ids))))
+
+
+def n2g_neurons(db: Path, k: int, seed: int) -> list[str]:
+    """Up to k neurons (seeded) that hold an N2G explanation: the sample then has all three
+    sources on the same neurons, and the LLM explains these first."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{db.resolve()}?mode=ro", uri=True)
+    ids = [
+        r[0]
+        for r in conn.execute("SELECT DISTINCT neuron_id FROM explanations WHERE source = 'n2g'")
+    ]
+    conn.close()
+    return sorted(random.Random(seed).sample(sorted(ids), min(k, len(ids))))
 
 
 def table(db: Path, neurons: list[str]) -> dict[tuple[str, str], list[tuple[int, str, float]]]:
@@ -201,6 +215,12 @@ def main() -> None:
     ap.add_argument("--embedder", default="all-MiniLM-L6-v2")
     ap.add_argument("--llm", default=None)
     ap.add_argument("--llm-neurons", type=int, default=8)
+    ap.add_argument(
+        "--n2g-neurons",
+        type=int,
+        default=0,
+        help="add up to N neurons with an N2G explanation to the sample; --llm explains them first",
+    )
     ap.add_argument("--synthetic-openai", type=Path, default=None)
     ap.add_argument("--synthetic-layers", type=int, default=2)
     ap.add_argument("--synthetic-neurons", type=int, default=150)
@@ -231,7 +251,9 @@ def main() -> None:
         )
     from neuronatlas.score import get_scorer, score_neurons
 
-    neurons = sample_neurons(args.db, args.sample, args.seed)
+    with_n2g = n2g_neurons(args.db, args.n2g_neurons, args.seed) if args.n2g_neurons else []
+    rest = [n for n in sample_neurons(args.db, args.sample, args.seed) if n not in with_n2g]
+    neurons = with_n2g + rest
     llm_ids = neurons[: args.llm_neurons] if args.llm else []
     if args.llm:
         from neuronatlas.explain.llm_explainer import explain_neurons
