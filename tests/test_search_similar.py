@@ -104,3 +104,28 @@ def test_similar_neurons_with_a_model(db_path):
     assert len(down) == 4 and all(r["layer"] > 0 for r in down)
     assert {"id", "layer", "neuron", "explanation", "score", "similarity"} <= set(down[0])
     assert len(data["logit_effects"]["promoted"]) == 4
+
+
+def test_similar_is_typed_for_the_library_and_the_cli(db_path):
+    """The read model's SimilarNeurons carries every kind (with a model: by weights and the
+    logit effect); `similar --json` prints exactly that document."""
+    import msgspec
+    from typer.testing import CliRunner
+
+    from neuronatlas.cli import app
+    from neuronatlas.read.explorer import similar_neurons as typed
+    from neuronatlas.read.models import SimilarNeurons
+
+    build_atlas(db_path)
+    with AtlasWriter(db_path) as w:
+        rebuild_search_indexes(w.conn)
+    full = typed(open_reader(db_path), "L0N1", k=4, model=_gpt2())
+    assert full.id == "L00N0001" and full.by_weights is not None
+    assert all(h.layer > 0 for h in full.by_weights.downstream)
+    assert full.logit_effects is not None and full.logit_effects.id == "L00N0001"
+    assert len(full.logit_effects.promoted) == 4
+    printed = CliRunner().invoke(app, ["similar", "L0N1", "--db", str(db_path), "--json"])
+    assert printed.exit_code == 0, printed.output
+    got = msgspec.json.decode(printed.stdout, type=SimilarNeurons, strict=True)
+    assert got == typed(open_reader(db_path), "L0N1", k=10)
+    assert got.by_weights is None and '"by_weights"' not in printed.stdout

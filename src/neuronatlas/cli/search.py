@@ -35,12 +35,6 @@ def _num(x: float | None) -> str:
     return "—" if x is None else f"{x:.3f}"
 
 
-def _hits(rows: list[dict]) -> list[SearchHit]:
-    import msgspec
-
-    return msgspec.convert(rows, list[SearchHit])
-
-
 @app.command()
 def embed(
     db: DbOption,
@@ -280,18 +274,19 @@ def similar(
 
     Example: neuronatlas similar L05N0123 --db atlas.db --k 5
     """
-    from neuronatlas.embed.similar import similar_neurons
+    from neuronatlas.read.explorer import similar_neurons
 
     data = similar_neurons(open_reader(db), neuron_id, k, model)
     if json:
         print_json(data)
         return
-    _results_table(_hits(data["by_embedding"]), f"{data['id']}: by explanation embedding")
-    _results_table(_hits(data["by_tokens"]), f"{data['id']}: by shared peak tokens")
-    if "by_weights" in data:
+    _results_table(data.by_embedding, f"{data.id}: by explanation embedding")
+    _results_table(data.by_tokens, f"{data.id}: by shared peak tokens")
+    if data.by_weights is not None:
         for side in ("downstream", "upstream"):
-            _results_table(_hits(data["by_weights"][side]), f"{data['id']}: {side} by weights")
-        effects = data["logit_effects"]
+            _results_table(getattr(data.by_weights, side), f"{data.id}: {side} by weights")
+    if data.logit_effects is not None:
         for side in ("promoted", "suppressed"):
-            shown = ", ".join(f"{e['token']!r} {e['effect']:+.3f}" for e in effects[side])
+            effects = getattr(data.logit_effects, side)
+            shown = ", ".join(f"{e.token!r} {e.effect:+.3f}" for e in effects)
             console.print(f"[bold]{side}[/] {escape(shown)}")

@@ -43,6 +43,7 @@ from neuronatlas.read.models import (
     SearchMode,
     SearchResult,
     Similar,
+    SimilarNeurons,
     Stats,
 )
 from neuronatlas.read.render import histogram
@@ -190,6 +191,19 @@ def _similar(
             "be loading): reload the page in a moment"
         )
     return None
+
+
+def similar_neurons(
+    conn: sqlite3.Connection, neuron_id: str, k: int = 10, model: Any = None
+) -> SimilarNeurons:
+    """Every kind of similar neuron (with `model`, by weights and the logit effect too),
+    computed now rather than read from the precomputed rows, so any k and model work."""
+    from neuronatlas.embed.similar import similar_neurons as compute
+
+    found = compute(conn, neuron_id, k, model)
+    if "logit_effects" in found:
+        found["logit_effects"] = {"id": found["id"], **found["logit_effects"]}
+    return msgspec.convert(found, SimilarNeurons)
 
 
 def _hits(rows: Any) -> list[SearchHit]:

@@ -334,6 +334,25 @@ class LogitEffects(Struct):
     suppressed: list[LogitEffect]
 
 
+class WeightNeighbours(Struct):
+    """Neurons connected to this one by weights (similarity = the signed connection weight,
+    ranked by its absolute value): later-layer neurons it writes to, earlier ones it reads."""
+
+    downstream: list[SearchHit]
+    upstream: list[SearchHit]
+
+
+class SimilarNeurons(Struct, omit_defaults=True):
+    """`neuronatlas similar --json`: every kind of neighbour available. by_weights and
+    logit_effects come only when a model was given."""
+
+    id: CanonicalId
+    by_embedding: list[SearchHit]
+    by_tokens: list[SearchHit]
+    by_weights: WeightNeighbours | None = None
+    logit_effects: LogitEffects | None = None
+
+
 class LiveStatus(Struct):
     """Whether the live model is loaded, and why not when it cannot be."""
 
