@@ -21,6 +21,7 @@ SHIPPED = {
     "007_llm_scores.sql": "62989397d01d59c4ebd6a52335f28710c4632c5ad3d3a95961c29248f727b7b0",
     "009_similar_neurons.sql": "218c423f4cd3af1520f32bd259d51a98061b49dfcc4841fcb6e7505a1b6e7969",
     "010_map_hierarchy.sql": "8e544693350d90db7b1f76c612789d03e72f6ea1e2b1a6da667bc72c6044533b",
+    "011_primary_by_key.sql": "c648ccae817bea6af2d411427b25745c183daafef8d88c3a4176c95d405e4fe5",
 }
 
 

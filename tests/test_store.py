@@ -154,3 +154,21 @@ def test_activations_come_in_key_order_with_no_sort_and_no_decoding(db_path):
         for r in conn.execute("EXPLAIN QUERY PLAN SELECT * FROM activations WHERE neuron_id = 'x'")
     ]
     assert plan[0].startswith("SEARCH r USING PRIMARY KEY (neuron_id=?)")
+
+
+def test_primary_explanation_seeks_scores_by_key(tmp_path):
+    """The view that picks each neuron's primary explanation finds a candidate's score by its
+    primary key: through the (scorer, score) index it scanned every score of the scorer per
+    candidate (minutes for a `neurons` scan of a scored demo-size atlas, bench/primary_bench.py)."""
+    from neuronatlas.store import open_writer
+
+    conn = open_writer(tmp_path / "a.db")
+    plan = " ".join(
+        row[3]
+        for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT text FROM primary_explanations WHERE neuron_id = 'L00N0000'"
+        )
+    )
+    assert "explanation_scores_scorer" not in plan
+    assert "SEARCH s USING PRIMARY KEY (explanation_id=?" in plan
+    conn.close()

@@ -248,3 +248,19 @@ def test_readers_refuse_an_older_atlas_and_migrate_brings_it_up_to_date(tmp_path
     assert reader.neuron_ids(open_reader(db)) == ["L00N0000"]
     again = runner.invoke(app, ["migrate", "--db", str(db)])
     assert f"schema {newest}, already up to date" in again.output
+
+
+def test_the_neuron_page_reads_values_as_the_library_does():
+    """The page parses a neuron's value texts in one call; every shown record must equal
+    `values.decode` of its own text (float32 rounding, nulls, empty records, old doubles)
+    and the histogram must count every stored value."""
+    from neuronatlas.read.explorer import _records
+
+    f32 = [np.array(v, dtype=F32) for v in ([0.1, -2.5, 3.25], [np.nan, 7.0], [1e-40, 0.3])]
+    rows = [("top", '[" b"]', values.f32_json(v), 1, 1.0, 0) for v in f32]
+    rows += [("random", "[]", "[]", 1, None, None), ("random", '[" c"]', "[0.1,null,2]", 0, 2, 2)]
+    shown, counts, hist = _records(rows, limit=2)
+    assert counts == {"top": 3, "random": 2}
+    assert [r.activations for r in shown["top"]] == [values.decode(r[2], 1) for r in rows[:2]]
+    assert [r.activations for r in shown["random"]] == [[], [0.1, None, 2.0]]
+    assert sum(hist.counts) == 3 + 1 + 2 + 2  # every finite stored value, shown or not
