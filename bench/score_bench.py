@@ -164,6 +164,41 @@ def report_agreement(scores: dict) -> None:
         print(f"  {key[0]} ({key[1]}): rho {rho:.3f} [{lo:.3f}, {hi:.3f}] over {len(a)}")
 
 
+def report_paired(db: Path, neurons: list[str]) -> None:
+    """Each source against the neuron's own top-token explanation, on the same neurons
+    (paired differences, bootstrap 95 % CI over neurons, 10,000 resamples)."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    marks = ",".join("?" * len(neurons))
+    rows = conn.execute(
+        "SELECT s.scorer, e.neuron_id, e.source, s.score FROM explanation_scores s"
+        f" JOIN explanations e ON e.id = s.explanation_id WHERE e.neuron_id IN ({marks})",
+        neurons,
+    ).fetchall()
+    conn.close()
+    by: dict[tuple[str, str], dict[str, float]] = {}
+    for scorer, nid, source, score in rows:
+        by.setdefault((scorer, nid), {})[source.split(":")[0]] = score
+    print("\npaired on the same neurons: source - top-tokens (bootstrap 95% CI over neurons)")
+    for scorer in sorted({k[0] for k in by}):
+        for source in ("n2g", "llm", "openai"):
+            d = np.asarray(
+                [
+                    v[source] - v["top-tokens"]
+                    for (sc, _), v in by.items()
+                    if sc == scorer and source in v and "top-tokens" in v
+                ]
+            )
+            if len(d) < 3:
+                continue
+            lo, hi = bootstrap_ci(d, np.mean, n=10_000)
+            print(
+                f"  {scorer}: {source} - top-tokens {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                f" over {len(d)} neurons, {source} higher on {(d > 0).sum()}"
+            )
+
+
 EMBEDDER: list[str] = []
 
 
@@ -301,6 +336,7 @@ def main() -> None:
     scores = table(args.db, neurons)
     report_distributions(scores, failed)
     report_agreement(scores)
+    report_paired(args.db, neurons)
     print(f"\n{load()}")
 
 
