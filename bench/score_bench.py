@@ -102,19 +102,24 @@ def n2g_neurons(db: Path, k: int, seed: int) -> list[str]:
     return sorted(random.Random(seed).sample(sorted(ids), min(k, len(ids))))
 
 
+def stored_scores(conn, neurons: list[str]) -> list[tuple[str, str, int, str, str, float]]:
+    """(scorer, judge, explanation id, neuron id, source, score) of the neurons' explanations."""
+    marks = ",".join("?" * len(neurons))
+    return conn.execute(
+        "SELECT s.scorer, s.judge, e.id, e.neuron_id, e.source, s.score FROM explanation_scores s"
+        f" JOIN explanations e ON e.id = s.explanation_id WHERE e.neuron_id IN ({marks})",
+        neurons,
+    ).fetchall()
+
+
 def table(db: Path, neurons: list[str]) -> dict[tuple[str, str], list[tuple[int, str, float]]]:
     """(scorer, judge) → [(explanation id, source, score)] for the sampled neurons."""
     import sqlite3
 
     conn = sqlite3.connect(db)
     marks = ",".join("?" * len(neurons))
-    rows = conn.execute(
-        "SELECT s.scorer, s.judge, e.id, e.source, s.score FROM explanation_scores s"
-        f" JOIN explanations e ON e.id = s.explanation_id WHERE e.neuron_id IN ({marks})",
-        neurons,
-    ).fetchall()
     out: dict = {}
-    for scorer, judge, eid, source, score in rows:
+    for scorer, judge, eid, _, source, score in stored_scores(conn, neurons):
         out.setdefault((scorer, judge), []).append((eid, source, score))
     ev = conn.execute(
         "SELECT id, source, ev_correlation_score FROM explanations"
@@ -170,15 +175,10 @@ def report_paired(db: Path, neurons: list[str]) -> None:
     import sqlite3
 
     conn = sqlite3.connect(db)
-    marks = ",".join("?" * len(neurons))
-    rows = conn.execute(
-        "SELECT s.scorer, e.neuron_id, e.source, s.score FROM explanation_scores s"
-        f" JOIN explanations e ON e.id = s.explanation_id WHERE e.neuron_id IN ({marks})",
-        neurons,
-    ).fetchall()
+    rows = stored_scores(conn, neurons)
     conn.close()
     by: dict[tuple[str, str], dict[str, float]] = {}
-    for scorer, nid, source, score in rows:
+    for scorer, _, _, nid, source, score in rows:
         by.setdefault((scorer, nid), {})[source.split(":")[0]] = score
     print("\npaired on the same neurons: source - top-tokens (bootstrap 95% CI over neurons)")
     for scorer in sorted({k[0] for k in by}):
