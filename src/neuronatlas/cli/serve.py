@@ -67,6 +67,15 @@ def serve(
         ),
     ] = 1,
     device: DeviceOption = "auto",
+    gzip: Annotated[
+        bool | None,
+        typer.Option(
+            "--gzip/--no-gzip",
+            help="Compress large answers. Default: only when --host serves the network "
+            "(on loopback compressing costs CPU and saves nothing).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the explorer (map, neuron pages, search, JSON API) over one atlas, read-only.
 
@@ -78,9 +87,11 @@ def serve(
 
     _check_db(db)
     _check_device(device)
+    local = host in ("127.0.0.1", "localhost", "::1")
+    compress = not local if gzip is None else gzip
     # fail here, not per worker
-    web_app = create_app(db, model=model, time_limit_s=time_limit, device=device)
-    scope = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else "the network"
+    web_app = create_app(db, model=model, time_limit_s=time_limit, device=device, compress=compress)
+    scope = "this machine only" if local else "the network"
     shown = f"[{host}]" if ":" in host else host
     console_err.print(
         f"neuronatlas: serving {db} read-only on {scope} at "
@@ -99,6 +110,7 @@ def serve(
     os.environ[ENV_PREFIX + "MODEL"] = model or ""
     os.environ[ENV_PREFIX + "TIME_LIMIT"] = str(time_limit)
     os.environ[ENV_PREFIX + "DEVICE"] = device
+    os.environ[ENV_PREFIX + "GZIP"] = "1" if compress else "0"
     uvicorn.run(
         "neuronatlas.web.app:app_from_env",
         factory=True,

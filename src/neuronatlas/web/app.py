@@ -91,9 +91,11 @@ def create_app(
     time_limit_s: float = 2.0,
     pool_size: int = 8,
     device: str = "auto",
+    compress: bool = True,
 ):
     """The explorer app for one atlas. `model` overrides the atlas's meta `model_id`; live
-    activations run on `device`."""
+    activations run on `device`. `compress`: gzip large bodies (worth it across a network;
+    on loopback it only costs CPU, a quarter of the server's time on the demo's pages)."""
     from fastapi import FastAPI
     from fastapi.middleware.gzip import GZipMiddleware
     from fastapi.openapi.docs import get_swagger_ui_html
@@ -153,8 +155,9 @@ def create_app(
     app.state.templates = templates
 
     errors.install(app)
-    # level 1: a neuron's JSON still shrinks 3.2x (level 9: 3.9x) for far less CPU per response
-    app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=1)
+    if compress:
+        # level 1: a neuron's JSON still shrinks 3.2x (level 9: 3.9x) for far less CPU
+        app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=1)
     app.mount("/static", StaticFiles(directory=str(pkg / "static")), name="static")
     swagger = swagger_dir()
     if swagger is not None:
@@ -206,4 +209,5 @@ def app_from_env():
         model=env.get(ENV_PREFIX + "MODEL") or None,
         time_limit_s=float(env.get(ENV_PREFIX + "TIME_LIMIT", "2.0")),
         device=env.get(ENV_PREFIX + "DEVICE") or "auto",
+        compress=env.get(ENV_PREFIX + "GZIP", "1") == "1",
     )
