@@ -132,9 +132,17 @@ class LoopbackLLM:
                     server.headers.append(dict(self.headers))
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                self._counted = True
                 try:
                     self._answer(body)
                 finally:
+                    self._done()
+
+            def _done(self) -> None:
+                """Leave the in-flight count before the answer is written: once the client
+                has read it, it may send its next request before this handler returns."""
+                if getattr(self, "_counted", False):
+                    self._counted = False
                     with server._lock:
                         server.in_flight -= 1
 
@@ -180,6 +188,7 @@ class LoopbackLLM:
                 self._send(200, json.dumps(answer).encode())
 
             def _send(self, status: int, payload: bytes, headers: dict | None = None) -> None:
+                self._done()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
