@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -56,3 +58,28 @@ def print_json(value: object) -> None:
     import msgspec
 
     sys.stdout.write(msgspec.json.encode(value).decode("utf-8") + "\n")
+
+
+@contextmanager
+def neuron_bar(label: str, first: str = "") -> Iterator[tuple[Callable[..., None], int]]:
+    """A progress bar over neurons on stderr: (rich's `Progress.update`, the task id). The
+    bar shows the count, the last neuron done (field `last`, starting as `first`) and times."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console_err,
+    ) as bars:
+        yield bars.update, bars.add_task(label, total=None, last=first)

@@ -15,6 +15,7 @@ from neuronatlas.cli.app import (
     app,
     console,
     console_err,
+    neuron_bar,
     print_json,
 )
 
@@ -52,30 +53,12 @@ def _bar(silent: bool, label: str):
     if silent:
         yield lambda *_: None
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    with neuron_bar(label) as (update, task):
 
-    with Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[last]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console_err,
-    ) as bars:
-        task = bars.add_task(label, total=None, last="")
+        def step(nid: str, done: int, total: int) -> None:
+            update(task, completed=done, total=total, last=nid)
 
-        def update(nid: str, done: int, total: int) -> None:
-            bars.update(task, completed=done, total=total, last=nid)
-
-        yield update
+        yield step
 
 
 def _usage_line(usage) -> str:

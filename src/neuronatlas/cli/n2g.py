@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from neuronatlas.cli.app import EXIT_PARTIAL, DbOption, DeviceOption, SilentOption, app, console_err
+from neuronatlas.cli.app import (
+    EXIT_PARTIAL,
+    DbOption,
+    DeviceOption,
+    SilentOption,
+    app,
+    console_err,
+    neuron_bar,
+)
 
 
 @app.command()
@@ -134,31 +142,13 @@ def _run(
 ):
     if silent:
         return run_n2g(db, wanted, layer, all_, model, settings, casings, overwrite, batch_neurons)
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(
-        TextColumn("n2g"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[last]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console_err,
-    ) as bar:
-        task = bar.add_task("n2g", total=None, last="loading model")
+    with neuron_bar("n2g", first="loading model") as (bar, task):
 
         def progress(nid: str, _done: int) -> None:
-            bar.update(task, advance=1, last=nid)
+            bar(task, advance=1, last=nid)
 
         def total(n: int) -> None:
-            bar.update(task, total=n, last="")
+            bar(task, total=n, last="")
 
         return run_n2g(
             db,
