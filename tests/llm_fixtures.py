@@ -94,7 +94,9 @@ class LoopbackLLM:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.01,), daemon=True
+        )  # a short poll: shutdown() waits up to one poll interval (0.5 s by default)
 
     @property
     def base_url(self) -> str:

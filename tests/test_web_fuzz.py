@@ -9,7 +9,6 @@ does not run on pytest 9, so the operations are driven through hypothesis direct
 from __future__ import annotations
 
 import pytest
-import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from neuronatlas.web import create_app
@@ -17,6 +16,8 @@ from neuronatlas.web import create_app
 
 @pytest.fixture(scope="module")
 def api_schema(synthetic_atlas):
+    import schemathesis  # a second of imports: only when this slow-tier module runs
+
     path = synthetic_atlas("fuzz", layers=2, per_layer=4, n_top=2, length=6)
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(path))
 
