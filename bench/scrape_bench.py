@@ -6,7 +6,9 @@ tokenizer) over windows of the offline corpus, in one run:
 1. marginal cost ratio (scrape(2T) − scrape(T)) / (bare(2T) − bare(T)); goal ≤ 1.10. "bare" is
    the model body (all blocks, no unembedding) with no hooks; "scrape" is `scrape_shard` (hooks,
    all 12 layers, every statistic). Runs are interleaved and repeated, the minimum kept, since
-   the 2-core machine is shared.
+   the 2-core machine is shared. The same marginal, paired by batch: a state built over T,
+   then each later batch run bare and scraped back to back (ratio of sums, bootstrap 95 % CI
+   over batches): a slow spell of the machine hits both sides of a pair instead of one run.
 2. peak RSS of a scrape over T and 4T tokens, each in a fresh subprocess; goal: flat within 10 %.
 3. the naive way (the seed's TransformerLens style): one full forward per layer caching every
    activation, all windows' activations of that layer kept, top-k at the end; timed on
@@ -118,6 +120,40 @@ def marginal(lm, batches, policy, reps: int) -> dict:
         "ratio_marginal_median": ratio_med,
         "ratio_total_2T": best["scrape_2T"] / best["bare_2T"],
         "runs": runs,
+    }
+
+
+def paired(lm, batches, policy) -> dict:
+    """The marginal cost measured batch by batch: a state is built over the first half (T
+    tokens), then each batch of the second half is run bare and scraped into that state, back
+    to back (order alternating), so a slow spell of the shared machine hits both sides of a
+    pair. Ratio of the sums, with a 95 % bootstrap interval over batches."""
+    from neuronatlas.scrape import StatsConfig, scrape_shard
+
+    half = len(batches) // 2
+    config = StatsConfig(context=CONTEXT)
+    state = scrape_shard(lm, batches[:half], config, policy)
+    bare_s, scrape_s = [], []
+    for i, b in enumerate(batches[half:]):
+        for side in ("bare", "scrape") if i % 2 == 0 else ("scrape", "bare"):
+            if side == "bare":
+                bare_s.append(bare(lm, [b], policy))
+            else:
+                t = CLOCK()
+                scrape_shard(lm, [b], config, policy, state=state)
+                scrape_s.append(CLOCK() - t)
+    b_arr, s_arr = np.array(bare_s), np.array(scrape_s)
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(b_arr), size=(10_000, len(b_arr)))
+    boot = s_arr[picks].sum(1) / b_arr[picks].sum(1)
+    return {
+        "windows_before": half * batches[0].ids.shape[0],
+        "batches": len(b_arr),
+        "bare_s": float(b_arr.sum()),
+        "scrape_s": float(s_arr.sum()),
+        "ratio": float(s_arr.sum() / b_arr.sum()),
+        "ci95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))],
+        "ratio_median_pair": float(np.median(s_arr / b_arr)),
     }
 
 
@@ -369,7 +405,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--naive-layers", type=int, default=2)
-    ap.add_argument("--skip", default="", help="comma list of: rss,naive,update,bf16,tl")
+    ap.add_argument(
+        "--skip", default="", help="comma list of: marginal,paired,rss,naive,update,bf16,tl"
+    )
     ap.add_argument(
         "--model",
         choices=("gpt2", "gemma"),
@@ -410,6 +448,8 @@ def main() -> None:
 
     hf_logging.disable_progress_bar()
     skip = set(filter(None, args.skip.split(",")))
+    if "marginal" in skip:
+        skip.add("naive")  # compared with the marginal run's scrape time
     T = args.tokens
     report: dict = {
         "T_tokens": T,
@@ -424,12 +464,21 @@ def main() -> None:
     name = "Gemma-3-270M" if MODEL == "gemma" else "GPT-2-small-shaped"
     report["model"] = name
     print(f"{name}, {len(batches)} batches for 2T = {2 * T} tokens", flush=True)
-    report["marginal"] = m = marginal(lm, batches, policy, args.reps)
-    print(
-        f"marginal cost ratio (min of {args.reps}): {m['ratio_marginal_min']:.3f}  "
-        f"(median {m['ratio_marginal_median']:.3f}; whole 2T run {m['ratio_total_2T']:.3f})",
-        flush=True,
-    )
+    if "marginal" not in skip:
+        report["marginal"] = m = marginal(lm, batches, policy, args.reps)
+        print(
+            f"marginal cost ratio (min of {args.reps}): {m['ratio_marginal_min']:.3f}  "
+            f"(median {m['ratio_marginal_median']:.3f}; whole 2T run {m['ratio_total_2T']:.3f})",
+            flush=True,
+        )
+    if "paired" not in skip:
+        report["paired"] = p = paired(lm, batches, policy)
+        print(
+            f"marginal cost ratio, paired by batch (windows {p['windows_before']}–"
+            f"{2 * p['windows_before']}, {p['batches']} pairs): {p['ratio']:.3f} "
+            f"[{p['ci95'][0]:.3f}, {p['ci95'][1]:.3f}] (median pair {p['ratio_median_pair']:.3f})",
+            flush=True,
+        )
     if "rss" not in skip:
         r1, r4 = rss(T, args.batch_size), rss(4 * T, args.batch_size)
         report["rss"] = {"T": r1, "4T": r4, "ratio": r4["peak_rss_mb"] / r1["peak_rss_mb"]}

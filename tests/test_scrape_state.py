@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +20,7 @@ from neuronatlas.scrape import (
     update,
 )
 from neuronatlas.scrape.hashing import STREAM_RANDOM, neuron_salts, window_keys
-from neuronatlas.scrape.moments import statistics
+from neuronatlas.scrape.moments import Scratch, statistics, window_stats
 from neuronatlas.scrape.readout import neuron_results
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -173,3 +175,17 @@ def test_merge_rejects_other_configs():
     b = new_state(StatsConfig(top_k=4, random_k=2, quantile_k=2, context=4), LAYERS, N)
     with pytest.raises(ValueError):
         merge(a, b)
+
+
+def test_reused_scratch_gives_the_same_moments_as_fresh_tensors():
+    scratch = Scratch()
+    gen = torch.Generator().manual_seed(3)
+    for width in (300, 1100, 300):  # one chunk; chunks of 512 and a narrower last; reuse
+        acts = torch.randn((3, 8, width), generator=gen)[:, 1:, :]  # a view, as the hooks give
+        mx, m = window_stats(acts, scratch)
+        mx0, m0 = window_stats(acts.contiguous())
+        assert torch.equal(mx, mx0)
+        for k in ("mean", "m2", "m3", "m4"):
+            assert torch.equal(getattr(m, k), getattr(m0, k))
+    assert len(scratch._tensors) == 2  # one work tensor per chunk shape, kept between calls
+    assert pickle.loads(pickle.dumps(scratch))._tensors == {}

@@ -43,7 +43,7 @@ from neuronatlas.atomic import write_atomic
 from neuronatlas.errors import StateFormatError
 from neuronatlas.scrape import hashing, histogram
 from neuronatlas.scrape.config import StatsConfig
-from neuronatlas.scrape.moments import Moments, merge_moments, window_stats
+from neuronatlas.scrape.moments import Moments, Scratch, merge_moments, window_stats
 from neuronatlas.scrape.select import (
     MAX_WINDOW_ID,
     admit,
@@ -241,6 +241,7 @@ class ScrapeState:
     windows: WindowTable
     windows_seen: int = 0
     meta: dict = field(default_factory=dict)
+    scratch: Scratch = field(default_factory=Scratch, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:
@@ -397,7 +398,7 @@ def update_layer(state: ScrapeState, layer: int, window_ids, acts: torch.Tensor)
     dev = ls.device
     wid_t = window_id_tensor(window_ids, dev)
     acts = acts.to(device=dev, dtype=torch.float32)
-    maxima, moments = window_stats(acts)
+    maxima, moments = window_stats(acts, state.scratch)
     mx = torch.nan_to_num(maxima, nan=-float("inf")).T.contiguous()  # [N, B]
     cand = _Candidates(acts, mx, wid_t, ls.top_vec.dtype)
     windows_before = round(ls.moments.n) // c
