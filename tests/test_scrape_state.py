@@ -189,3 +189,29 @@ def test_reused_scratch_gives_the_same_moments_as_fresh_tensors():
             assert torch.equal(getattr(m, k), getattr(m0, k))
     assert len(scratch._tensors) == 2  # one work tensor per chunk shape, kept between calls
     assert pickle.loads(pickle.dumps(scratch))._tensors == {}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 12),
+    s=st.integers(1, 6),
+    m=st.integers(1, 8),
+    seed=st.integers(0, 2**16),
+    empty_share=st.floats(0.0, 1.0),
+)
+def test_sparse_entries_are_the_dense_decisions(rows, s, m, seed, empty_share):
+    """select_entries (the CPU's list: one-candidate rows short-cut, the rest paired by
+    nonzero) makes exactly the replacements admit decides, empty slots and masked candidates
+    included."""
+    from neuronatlas.scrape.select import admit, select_entries
+
+    empty = 2**63 - 1
+    gen = np.random.default_rng(seed)
+    keys = gen.permutation(10 * rows * (s + m))[: rows * (s + m)].reshape(rows, s + m)
+    keys = torch.from_numpy(keys.astype(np.int64))
+    keys[torch.from_numpy(gen.random((rows, s + m)) < empty_share)] = empty
+    slot_key, new_key = keys[:, :s].contiguous(), keys[:, s:].contiguous()
+    taken = admit(slot_key, new_key, empty)
+    want = {(r, j, int(taken[r, j])) for r in range(rows) for j in range(s) if taken[r, j] >= 0}
+    got = set(zip(*(t.tolist() for t in select_entries(slot_key, new_key, empty)), strict=True))
+    assert got == want

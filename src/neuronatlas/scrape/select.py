@@ -53,25 +53,17 @@ def admit(slot_key: torch.Tensor, new_key: torch.Tensor, empty: int) -> torch.Te
     """int64 [R, S]: for each slot, the column of the candidate that replaces it (−1: kept).
 
     slot_key [R, S], new_key [R, M], int64, keys distinct per row except for the `empty`
-    placeholder (of empty slots, and of masked candidates, which then never enter). The kept
-    set is the S smallest keys, ties between empty slots broken by slot index (what a stable
-    sort with the slots first gives): empty slots are given the distinct keys `empty − S + j`,
-    which lie between every real key and the placeholder, so a k-th-value threshold (a
-    selection, cheaper than a sort) decides the set exactly.
+    placeholder (of empty slots, and of masked candidates, which then never enter). The i-th
+    entering candidate (by column) takes the i-th freed slot (by slot index); see `_kept`.
     """
     import torch
 
     r, s = slot_key.shape
     m = new_key.shape[1]
     dev = slot_key.device
-    ranks = torch.arange(s, device=dev) + (empty - s)
-    slot_key = torch.where(slot_key == empty, ranks, slot_key)
-    key = torch.cat([slot_key, new_key], dim=1)
-    threshold = torch.kthvalue(key, s, dim=1, keepdim=True).values
-    kept = key <= threshold
+    kept = _kept(slot_key, new_key, empty)
     freed = ~kept[:, :s]
     enters = kept[:, s:]
-    # the i-th entering candidate (by column) takes the i-th freed slot (by slot index)
     rank_in = torch.cumsum(enters, dim=1) - 1
     col_of_rank = torch.full((r, m + 1), -1, dtype=torch.int64, device=dev)
     cols = torch.arange(m, device=dev).expand(r, m)
@@ -81,26 +73,57 @@ def admit(slot_key: torch.Tensor, new_key: torch.Tensor, empty: int) -> torch.Te
     return torch.where(freed, taken, -1)
 
 
+def _kept(slot_key: torch.Tensor, new_key: torch.Tensor, empty: int) -> torch.Tensor:
+    """bool [R, S + M]: which of the slots and candidates make the row's S smallest keys.
+
+    Ties between empty slots are broken by slot index (what a stable sort with the slots first
+    gives): empty slots are given the distinct keys `empty − S + j`, which lie between every
+    real key and the placeholder, so a k-th-value threshold (a selection, cheaper than a sort)
+    decides the set exactly."""
+    import torch
+
+    s = slot_key.shape[1]
+    ranks = torch.arange(s, device=slot_key.device) + (empty - s)
+    slot_key = torch.where(slot_key == empty, ranks, slot_key)
+    key = torch.cat([slot_key, new_key], dim=1)
+    threshold = torch.kthvalue(key, s, dim=1, keepdim=True).values
+    return key <= threshold
+
+
 def select_entries(
     slot_key: torch.Tensor, new_key: torch.Tensor, empty: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(rows, slots, columns): candidate `new[row, column]` replaces `slot[row, slot]`.
+    """(rows, slots, columns): candidate `new[row, column]` replaces `slot[row, slot]`, the
+    same decisions as `admit` (listed in no particular order; the slots differ per entry).
 
     The CPU form of `admit`: only rows where some candidate beats the row's worst slot are
     decided, and the result is a list of entries (data-dependent sizes, fine on the host).
+    Most such rows have exactly one candidate below the worst slot: it enters and the worst
+    slot (with empty slots ranked as in `_kept`) leaves, with no selection at all. The other
+    rows are decided by `_kept`; a row frees as many slots as it admits candidates and
+    `nonzero` lists both in row-major order, so the i-th freed slot and the i-th entering
+    candidate of the list belong to the same row and are that row's i-th of each, which is
+    `admit`'s pairing without its ranks, scatter and gather.
     """
     import torch
 
     worst = slot_key.max(dim=1, keepdim=True).values
-    rows = torch.nonzero((new_key < worst).any(dim=1)).flatten()
-    if rows.numel() == 0:
-        none = rows.new_empty(0)
-        return none, none, none
-    taken = admit(slot_key.index_select(0, rows), new_key.index_select(0, rows), empty)
-    taken = taken.view(-1)
-    flat = torch.nonzero(taken >= 0).flatten()
+    below = new_key < worst
+    n_below = below.sum(dim=1)
+    one = torch.nonzero(n_below == 1).flatten()
+    many = torch.nonzero(n_below > 1).flatten()
     s = slot_key.shape[1]
-    return rows.index_select(0, flat // s), flat % s, taken.index_select(0, flat)
+    ranks = torch.arange(s, device=slot_key.device) + (empty - s)
+    k1 = slot_key.index_select(0, one)
+    slots1 = torch.where(k1 == empty, ranks, k1).argmax(dim=1)
+    cols1 = below.index_select(0, one).to(torch.uint8).argmax(dim=1)
+    if many.numel() == 0:
+        return one, slots1, cols1
+    kept = _kept(slot_key.index_select(0, many), new_key.index_select(0, many), empty)
+    freed = torch.nonzero(~kept[:, :s])
+    enters = torch.nonzero(kept[:, s:])
+    rows = torch.cat([one, many.index_select(0, freed[:, 0])])
+    return rows, torch.cat([slots1, freed[:, 1]]), torch.cat([cols1, enters[:, 1]])
 
 
 def take_dense(dst: torch.Tensor, taken: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
