@@ -8,23 +8,29 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-import ray
 
 from n2g_atlas import build_atlas, sentences
-from neuronatlas.scale.ray_n2g import n2g_on_ray
-from neuronatlas.scale.ray_pool import LOCAL_RAY, RayOptions
-from neuronatlas.scale.ray_scrape import ScrapeWorker, scrape_on_ray
 from neuronatlas.scrape import ScrapeSettings, run_scrape
 from neuronatlas.store import n2g as n2g_store
 from neuronatlas.store import open_reader, reader
 
+if TYPE_CHECKING:
+    from neuronatlas.scale.ray_scrape import ScrapeWorker
+
+# Ray and the engines are imported by the tests, not at collection: `make test-fast` collects
+# this module in every worker and runs none of it, and `import ray` costs each one 0.7 s.
 pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
+    import ray
+
+    from neuronatlas.scale.ray_pool import LOCAL_RAY
+
     ray.init(**LOCAL_RAY, log_to_driver=False)
     yield
     ray.shutdown()
@@ -86,6 +92,7 @@ def crash_once_worker(shard_index: int, marker: Path) -> type[ScrapeWorker]:
     """A ScrapeWorker whose process exits half-way through shard `shard_index`, the first
     time only (the marker file records it). Defined in a function, so Ray ships the class by
     value and the actors need not import this test module."""
+    from neuronatlas.scale.ray_scrape import ScrapeWorker
 
     class CrashOnceWorker(ScrapeWorker):
         def after_batch(self, shard, batch: int, n_batches: int) -> None:
@@ -97,6 +104,9 @@ def crash_once_worker(shard_index: int, marker: Path) -> type[ScrapeWorker]:
 
 
 def test_ray_scrape_with_a_killed_actor_equals_local(settings, local_db, work, tmp_path):
+    from neuronatlas.scale.ray_pool import RayOptions
+    from neuronatlas.scale.ray_scrape import scrape_on_ray
+
     marker = tmp_path / "crashed"
     db = tmp_path / "ray.db"
     res = scrape_on_ray(
@@ -119,6 +129,9 @@ def test_ray_scrape_with_a_killed_actor_equals_local(settings, local_db, work, t
 
 
 def test_resume_recomputes_only_deleted_states(settings, local_db, work, tmp_path):
+    from neuronatlas.scale.ray_pool import RayOptions
+    from neuronatlas.scale.ray_scrape import scrape_on_ray
+
     states = sorted((work / "states").glob("*/*.npz"))
     assert len(states) == 8
     for p in (states[2], states[5]):
@@ -201,6 +214,8 @@ def _close(a: object, b: object) -> bool:
 
 def test_n2g_fan_out_equals_local_and_writes_each_graph_once(n2g_atlas, tmp_path):
     from neuronatlas.n2g.run import run_n2g
+    from neuronatlas.scale.ray_n2g import n2g_on_ray
+    from neuronatlas.scale.ray_pool import RayOptions
 
     local, dist = tmp_path / "local.db", tmp_path / "ray.db"
     shutil.copy(n2g_atlas, local)
