@@ -113,6 +113,10 @@ def make_url(kind: str, rng: random.Random, ids: list[str], words: list[str]) ->
         return "/healthz"
     if kind == "neuron":
         return f"/api/neurons/{rng.choice(ids)}"
+    if kind.startswith("neuron:"):  # the page with a smaller first answer (`?records=N`)
+        return f"/api/neurons/{rng.choice(ids)}?records={kind.split(':', 1)[1]}"
+    if kind == "summary":  # one index seek: the floor for any per-neuron answer
+        return f"/api/neurons/{rng.choice(ids)}/summary"
     if kind == "map":
         return "/api/map"
     if kind.startswith("datasette:"):  # datasette's JSON of the neuron's `activations` rows
@@ -367,6 +371,8 @@ def measure(
         phases = {
             "/healthz (baseline)": "healthz",
             "/api/neurons/{id}": "neuron",
+            "/api/neurons/{id}?records=3": "neuron:3",
+            "/api/neurons/{id}/summary": "summary",
             f"/api/search ({search_mode})": f"search:{search_mode}",
         }
         if with_map:
