@@ -34,6 +34,7 @@ BUILDS = {
     "min5": {"min_context": 5},
     "nosubs": {"substitutes": 0},
     "firing_nosubs": {"pivots": "firing", "substitutes": 0},
+    "firing_nosubs_min5": {"pivots": "firing", "substitutes": 0, "min_context": 5},
 }
 LINE_VARIANTS = {
     "as_built": {},
