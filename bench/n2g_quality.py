@@ -35,6 +35,8 @@ BUILDS = {
     "nosubs": {"substitutes": 0},
     "firing_nosubs": {"pivots": "firing", "substitutes": 0},
     "firing_nosubs_min5": {"pivots": "firing", "substitutes": 0, "min_context": 5},
+    # an in-distribution mask: a token the model sees everywhere, not a never-seen <pad>
+    "firing_nosubs_mask_the": {"pivots": "firing", "substitutes": 0, "mask_text": " the"},
 }
 LINE_VARIANTS = {
     "as_built": {},
@@ -128,6 +130,21 @@ def print_summary(title, per_method):
         print(f"{method:28}{s['scored']:>5}" + "".join(fmt(s[c]) for c in cols))
 
 
+def build_settings(bname: str, tokenizer, **line):
+    """A build's N2G settings (with a line variant's). `mask_text` names the masking token by
+    its text, since token ids differ per tokenizer; it must be one token."""
+    from neuronatlas.n2g.settings import N2GSettings
+
+    spec = dict(BUILDS[bname])
+    text = spec.pop("mask_text", None)
+    if text is not None:
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        if len(ids) != 1:
+            raise SystemExit(f"build {bname}: mask text {text!r} is {len(ids)} tokens, not one")
+        spec["mask_token"] = ids[0]
+    return N2GSettings(**spec, **line)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="default")
@@ -166,7 +183,6 @@ def main(argv: list[str] | None = None) -> int:
     from neuronatlas.n2g.evaluate import baselines, paired_comparison
     from neuronatlas.n2g.protocol import RecordPlan, neuron_sets, shared_random, split_documents
     from neuronatlas.n2g.run import Session
-    from neuronatlas.n2g.settings import N2GSettings
 
     args.work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -244,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         builds = {}
         for bname in args.builds:
-            settings = N2GSettings(**BUILDS[bname])
+            settings = build_settings(bname, loaded.tokenizer)
             bkey = key(data_key, seed, plan, asdict(settings))
 
             path = args.work / f"build-{bkey}.pkl"
@@ -288,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                     val[f"baseline/{m}"][setname].append(sc[setname][m])
         for bname, bmap in builds.items():
             for vname in args.variants:
-                settings = N2GSettings(**BUILDS[bname], **LINE_VARIANTS[vname])
+                settings = build_settings(bname, loaded.tokenizer, **LINE_VARIANTS[vname])
                 name = f"{bname}/{vname}"
                 val[name] = {"validation_A": [], "validation_B": []}
                 for s in on_val:
@@ -310,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             print_summary(setname, {n: v[setname] for n, v in val.items()})
         print(f"chosen on validation: {best}")
         bname, vname = best.split("/", 1)
-        frozen = N2GSettings(**BUILDS[bname], **LINE_VARIANTS[vname])
+        frozen = build_settings(bname, loaded.tokenizer, **LINE_VARIANTS[vname])
         # test: frozen N2G and every baseline, same train records
         test = {"test_A": {}, "test_B": {}}
         for s in chosen:
