@@ -72,8 +72,9 @@ def test_served_pages_read_the_stored_neighbours_on_the_loop(atlas):
     from neuronatlas.web import create_app
 
     with TestClient(create_app(atlas)) as client:
-        assert client.app.state.similar_stored is True
-        body = client.get("/api/neurons/L05N0012").json()
+        assert client.app.state.similar_k >= explorer.DEFAULT_SIMILAR
+        body = client.get("/api/neurons/L05N0012?view=full").json()
+        assert client.get("/api/neurons/L05N0012/similar").json() == body["similar"]
     conn = open_reader(atlas)
     want = explorer.neuron_detail(conn, "L05N0012").similar
     assert [h["id"] for h in body["similar"]["by_tokens"]] == [h.id for h in want.by_tokens]

@@ -45,7 +45,7 @@ def test_healthz_reports_size_and_stages(client):
 
 
 def test_neuron_has_explanations_records_stats_and_nav(client):
-    body = client.get("/api/neurons/L01N0002").json()
+    body = client.get("/api/neurons/L01N0002?view=full").json()
     word = WORDS[(1 * 7 + 2) % len(WORDS)]
     assert body["id"] == "L01N0002" and (body["layer"], body["neuron"]) == (1, 2)
     assert body["explanations"][0]["text"] == f'the word "{word}"'
@@ -59,10 +59,43 @@ def test_neuron_has_explanations_records_stats_and_nav(client):
 
 
 def test_records_cap_sets_truncated(client):
-    body = client.get("/api/neurons/L00N0000?records=2").json()
+    body = client.get("/api/neurons/L00N0000?records=2&view=full").json()
     assert len(body["records"]["top"]) == 2 and body["truncated"] is True
     assert sum(body["histogram"]["counts"]) == 9 * 12  # every stored value, not only shown
     error_of(client.get("/api/neurons/L00N0000?records=51"), 422, "invalid")
+    error_of(client.get("/api/neurons/L00N0000?view=all"), 422, "invalid")
+
+
+def test_first_view_leaves_out_what_its_links_serve(client):
+    """The default answer carries the top records only; following `more` gives exactly
+    the rest of the full view: the histogram, similar neurons, the other categories."""
+    first = client.get("/api/neurons/L01N0002?records=3").json()
+    full = client.get("/api/neurons/L01N0002?view=full").json()
+    assert list(first["records"]) == ["top"] and len(first["records"]["top"]) == 3
+    assert first["records"]["top"] == full["records"]["top"][:3]
+    assert first["record_counts"] == full["record_counts"] and first["truncated"] is True
+    assert first["histogram"] is None and first["similar"] is None
+    for key in ("id", "stats", "explanations", "nav", "n2g"):
+        assert first[key] == full[key], key
+    assert set(first["more"]) == {"histogram", "similar", "records.random"}
+    assert client.get(first["more"]["histogram"]).json() == full["histogram"]
+    rest = client.get(first["more"]["records.random"]).json()
+    assert (rest["category"], rest["offset"], rest["total"]) == ("random", 0, 4)
+    assert rest["records"] == full["records"]["random"]
+    assert full["more"] == {}
+
+
+def test_records_endpoint_pages_and_names_stored_categories(client):
+    whole = client.get("/api/neurons/L00N0000/records?category=top&limit=50").json()
+    assert whole["total"] == 5 and len(whole["records"]) == 5
+    page = client.get("/api/neurons/L00N0000/records?category=top&offset=3&limit=1").json()
+    assert page["records"] == whole["records"][3:4]
+    past = client.get("/api/neurons/L00N0000/records?category=top&offset=9").json()
+    assert past["records"] == [] and past["total"] == 5
+    msg = error_of(client.get("/api/neurons/L00N0000/records?category=quantile_7"), 404, "not_found")
+    assert "quantile_7" in msg and "random, top" in msg
+    error_of(client.get("/api/neurons/L00N0000/records?category=a%20b"), 422, "invalid")
+    error_of(client.get("/api/neurons/L00N0099/histogram"), 404, "not_found")
 
 
 def test_short_ids_are_accepted(client):
@@ -203,7 +236,9 @@ def test_map_columns_and_sections_from_stage_functions(client, monkeypatch):
     assert "no N2G graph" in error_of(client.get("/api/neurons/L00N0002/graph"), 409, "not_built")
     detail = client.get("/api/neurons/L00N0001").json()
     assert detail["n2g"]["metrics"]["baseline_token_f1"] == 0.5
-    assert detail["similar"]["by_embedding"][0]["id"] == "L01N0001"
+    similar = client.get(detail["more"]["similar"]).json()
+    assert similar["by_embedding"][0]["id"] == "L01N0001"
+    assert client.get("/api/neurons/L00N0001?view=full").json()["similar"] == similar
     page = client.get("/neurons/L00N0001", headers=HTML).text
     assert "0.800" in page and "0.500" in page and "/api/neurons/L00N0001/graph.svg" in page
     assert 'href="/neurons/L01N0001"' in page
@@ -252,7 +287,8 @@ def test_pages_render_with_json_twins(client):
     assert client.get("/vendor/plotly.min.js").status_code == 200
     page = client.get("/neurons/L00N0001", headers=HTML).text
     assert page.count('class="na-tok') == 9 * 12 and 'data-v="' in page
-    assert 'href="/api/neurons/L00N0001"' in page and 'rel="next"' in page
+    assert 'href="/api/neurons/L00N0001?view=full&amp;records=50"' in page
+    assert 'rel="next"' in page
     r = client.get("/neurons/0:1", headers=HTML, follow_redirects=False)
     assert r.status_code == 308 and r.headers["location"] == "/neurons/L00N0001"
     search = client.get("/search?q=river&mode=substring", headers=HTML).text

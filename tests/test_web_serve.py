@@ -78,7 +78,7 @@ def test_compression_is_on_for_the_network(synthetic_atlas):
     db = synthetic_atlas("gzip", layers=1, per_layer=3)
     for compress, want in ((True, "gzip"), (False, None)):
         with TestClient(create_app(db, compress=compress)) as c:
-            big = c.get("/api/neurons/L00N0001", headers={"accept-encoding": "gzip"})
+            big = c.get("/api/neurons/L00N0001?view=full", headers={"accept-encoding": "gzip"})
             small = c.get("/healthz", headers={"accept-encoding": "gzip"})
             assert big.headers.get("content-encoding") == want
             assert "content-encoding" not in small.headers

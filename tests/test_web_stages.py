@@ -64,7 +64,7 @@ def test_map_is_built_with_clusters(mapped_client):
 
 
 def test_neuron_shows_similar_neurons(client):
-    body = client.get("/api/neurons/L05N0012").json()
+    body = client.get("/api/neurons/L05N0012?view=full").json()
     assert "similar" not in body["unavailable"]
     by_tokens = [s["id"] for s in body["similar"]["by_tokens"]]
     assert "L00N0001" in by_tokens  # both peak on " dog" / " puppy"

@@ -94,7 +94,7 @@ class Neuron:
                 for k in ("max_activation", "mean", "variance", "skewness", "kurtosis")
             )
             + "</div>",
-            histogram_svg(d.histogram),
+            "" if d.histogram is None else histogram_svg(d.histogram),
         ]
         if d.n2g:
             m = d.n2g.metrics

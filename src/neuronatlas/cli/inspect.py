@@ -32,7 +32,7 @@ def show(
 ) -> None:
     """Print a neuron: explanation, scores, statistics, N2G metrics and its top records.
 
-    --json prints the same document as the explorer's /api/neurons/ID.
+    --json prints the same document as the explorer's /api/neurons/ID?view=full.
 
     Example: neuronatlas show L05N0123 --db atlas.db
     """

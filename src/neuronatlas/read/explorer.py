@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import msgspec
 import numpy as np
 
-from neuronatlas.errors import BadInput, QueryTimeout, StageNotBuilt
+from neuronatlas.errors import BadInput, NeuronNotFound, QueryTimeout, StageNotBuilt
 from neuronatlas.ids import canonical
 from neuronatlas.read import stages
 from neuronatlas.read.live import LiveModel
@@ -39,6 +40,7 @@ from neuronatlas.read.models import (
     NeuronRef,
     NeuronSummary,
     Record,
+    RecordPage,
     SearchHit,
     SearchMode,
     SearchResult,
@@ -65,14 +67,71 @@ def neuron_detail(
     records: int = DEFAULT_RECORDS,
     similar_k: int = DEFAULT_SIMILAR,
 ) -> NeuronPage:
-    """Everything the neuron page shows: explanations, stats, the first `records` records of
-    each category, the histogram of all stored values, N2G, similar neurons, navigation."""
+    """Everything the neuron page shows (the full view): explanations, stats, the first
+    `records` records of each category, the histogram of all stored values, N2G, similar
+    neurons, navigation."""
     nid = canonical(neuron_id)
     head = reader.neuron_head(conn, nid)
     shown, counts, hist = _records(reader.record_rows(conn, nid), records)
     unavailable: dict[str, str] = {}
+    return _page(
+        conn,
+        head,
+        shown,
+        counts,
+        histogram=hist,
+        similar=_similar_or_reason(conn, nid, similar_k, unavailable),
+        unavailable=unavailable,
+        more={},
+    )
+
+
+def neuron_first(
+    conn: sqlite3.Connection, neuron_id: str, records: int = DEFAULT_RECORDS
+) -> NeuronPage:
+    """What the neuron page shows first, in a few index seeks and one bounded range read:
+    explanations, stats, N2G, navigation, the count of each category and the first
+    `records` records of the first category (`top` when stored).
+
+    The sections that need every stored record or a join (the histogram, similar neurons,
+    the other categories' records) are left out, each named under `more` with the endpoint
+    that serves it: a first answer that reads ~60 records to draw one histogram costs five
+    times one that does not (bench/README.md, "Explorer at the demo's size")."""
+    nid = canonical(neuron_id)
+    head = reader.neuron_head(conn, nid)
+    counts = reader.record_counts(conn, nid)
+    first = _first_category(counts)
+    shown: dict[str, list[Record]] = {}
+    if first is not None and records:
+        shown[first] = _decoded(reader.category_rows(conn, nid, first, 0, records))
+    base = f"/api/neurons/{nid}"
+    more = {"histogram": f"{base}/histogram", "similar": f"{base}/similar"}
+    more.update({f"records.{c}": f"{base}/records?category={c}" for c in counts if c != first})
+    return _page(conn, head, shown, counts, histogram=None, similar=None, unavailable={}, more=more)
+
+
+def _first_category(counts: dict[str, int]) -> str | None:
+    """The category a page shows first: `top` when stored, else the first by name."""
+    if "top" in counts:
+        return "top"
+    return min(counts) if counts else None
+
+
+def _page(
+    conn: sqlite3.Connection,
+    head: dict[str, Any],
+    shown: dict[str, list[Record]],
+    counts: dict[str, int],
+    *,
+    histogram: Histogram | None,
+    similar: Similar | None,
+    unavailable: dict[str, str],
+    more: dict[str, str],
+) -> NeuronPage:
+    """A NeuronPage from its parts; N2G and navigation are read here (two seeks each)."""
+    nid = head["id"]
     return NeuronPage(
-        id=head["id"],
+        id=nid,
         layer=head["layer"],
         neuron=head["neuron"],
         source=head["source"],
@@ -81,12 +140,44 @@ def neuron_detail(
         records=shown,
         record_counts=counts,
         truncated=any(n > len(shown.get(c, ())) for c, n in counts.items()),
-        histogram=hist,
+        histogram=histogram,
         nav=Nav(prev=browse.neighbour(conn, nid, -1), next=browse.neighbour(conn, nid, +1)),
         n2g=_n2g_summary(conn, nid, unavailable),
-        similar=_similar(conn, nid, similar_k, unavailable),
+        similar=similar,
         unavailable=unavailable,
+        more=more,
     )
+
+
+def neuron_records(
+    conn: sqlite3.Connection,
+    neuron_id: str,
+    category: str,
+    offset: int = 0,
+    limit: int = DEFAULT_RECORDS,
+) -> RecordPage:
+    """`limit` stored records of one category of a neuron from rank `offset` on. A category
+    the neuron does not have is NeuronNotFound, naming the ones it has."""
+    nid = browse.require_neuron(conn, neuron_id)
+    counts = reader.record_counts(conn, nid)
+    if category not in counts:
+        stored = ", ".join(sorted(counts)) or "none"
+        raise NeuronNotFound(f"{nid} has no {category!r} records (stored categories: {stored})")
+    rows = reader.category_rows(conn, nid, category, offset, limit)
+    return RecordPage(nid, category, offset, counts[category], _decoded(rows))
+
+
+def neuron_histogram(conn: sqlite3.Connection, neuron_id: str) -> Histogram:
+    """The histogram of every stored activation of a neuron (the value texts only, in one
+    parse; no tokens are read)."""
+    nid = browse.require_neuron(conn, neuron_id)
+    return histogram(_all_values(reader.value_texts(conn, nid)))
+
+
+def neuron_similar(conn: sqlite3.Connection, neuron_id: str, k: int = DEFAULT_SIMILAR) -> Similar:
+    """The page's similar neurons (precomputed kinds read, the others computed now);
+    StageNotBuilt or QueryTimeout when they cannot be had."""
+    return _similar(conn, browse.require_neuron(conn, neuron_id), k)
 
 
 _tokens = msgspec.json.Decoder(list[str]).decode
@@ -99,22 +190,50 @@ def _records(
 ) -> tuple[dict[str, list[Record]], dict[str, int], Histogram]:
     """The first `limit` records of each category, the count per category, and the histogram
     of every stored value. All the rows' value texts are parsed in one msgspec call (a
-    neuron's ~60 records at once); shown records are sliced from that array, rounded back to
-    float32 where stored as float32 spellings, exactly as `store.values.decode` reads them."""
-    texts = [row[2] for row in rows]
-    flat = _all_values(texts)
-    shown: dict[str, list[Record]] = {}
+    neuron's ~60 records at once); shown records are sliced from that array."""
+    flat = _all_values([row[2] for row in rows])
+    keep: list[int] = []
     counts: dict[str, int] = {}
-    at = 0
-    for (cat, tokens, _, f32, top, peak), text in zip(rows, texts, strict=True):
-        n = 0 if len(text) <= 2 else text.count(",") + 1  # a JSON array of numbers and nulls
-        seen = counts.get(cat, 0)
-        counts[cat] = seen + 1
+    for i, row in enumerate(rows):
+        seen = counts.get(row[0], 0)
+        counts[row[0]] = seen + 1
         if seen < limit:
-            part = flat[at : at + n]
-            shown.setdefault(cat, []).append(Record(_tokens(tokens), _exact(part, f32), top, peak))
-        at += n
+            keep.append(i)
+    shown: dict[str, list[Record]] = {}
+    for i, record in zip(keep, _built(rows, flat, keep), strict=True):
+        shown.setdefault(rows[i][0], []).append(record)
     return shown, counts, histogram(flat)
+
+
+def _decoded(rows: list[tuple[Any, ...]]) -> list[Record]:
+    """Every row as a Record, their value texts parsed in one call."""
+    return _built(rows, _all_values([row[2] for row in rows]), range(len(rows)))
+
+
+def _built(rows: list[tuple[Any, ...]], flat: np.ndarray, keep: Iterable[int]) -> list[Record]:
+    """Records of the rows at `keep`, their values sliced from `flat` (the values of all
+    `rows` in order) and read as the library reads them (`store.values.decode`): float32
+    spellings rounded back to their float32, NaN as None. The rounding and NaN test run once
+    over all values, not per record."""
+    # a JSON array of numbers and nulls: one value more than its commas, none in "[]"
+    sizes = [0 if len(r[2]) <= 2 else r[2].count(",") + 1 for r in rows]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+    f32 = [bool(r[3]) for r in rows]
+    if all(f32):
+        flat = flat.astype(np.float32).astype(np.float64)
+    elif any(f32):  # rows of exact doubles stay as they are (they may not fit a float32)
+        mask = np.repeat(np.array(f32), sizes)
+        flat = flat.copy()
+        flat[mask] = flat[mask].astype(np.float32)
+    nan = bool(np.isnan(flat).any())
+    out = []
+    for i in keep:
+        _, tokens, _, _, top, peak = rows[i]
+        values: list[float | None] = flat[starts[i] : starts[i + 1]].tolist()
+        if nan:
+            values = [None if v != v else v for v in values]  # NaN is the only value != itself
+        out.append(Record(_tokens(tokens), values, top, peak))
+    return out
 
 
 def _all_values(texts: list[str]) -> np.ndarray:
@@ -124,17 +243,6 @@ def _all_values(texts: list[str]) -> np.ndarray:
         return np.array(_floats(joined), dtype=np.float64)
     wide = [math.nan if v is None else v for v in _floats_or_none(joined)]
     return np.array(wide, dtype=np.float64)
-
-
-def _exact(part: np.ndarray, f32: bool | int) -> list[float | None]:
-    """One record's values as the library reads them: float32 spellings rounded back to
-    their float32, NaN as None."""
-    if f32:
-        part = part.astype(np.float32).astype(np.float64)
-    out: list[float | None] = part.tolist()
-    if np.isnan(part).any():
-        out = [None if math.isnan(v) else v for v in part.tolist()]
-    return out
 
 
 def summary(conn: sqlite3.Connection, neuron_id: str) -> NeuronSummary:
@@ -185,27 +293,13 @@ def _n2g_summary(
     )
 
 
-def _similar(
+def _similar_or_reason(
     conn: sqlite3.Connection, nid: str, k: int, unavailable: dict[str, str]
 ) -> Similar | None:
-    """Similar neurons: the kinds precomputed at build time come from one index range read;
-    the others are computed now (a vector search, a token-overlap join)."""
-    built = browse.similar_built(conn)
-    ready = [kind for kind in browse.SIMILAR_KINDS if built.get(kind, 0) >= k]
-    stored = browse.stored_similar(conn, nid, k, ready)
+    """The page's similar neurons, or None with the reason under `unavailable`: a missing
+    section, not a failed page."""
     try:
-        return Similar(
-            by_embedding=_hits(
-                stored["embedding"]
-                if "embedding" in stored
-                else stages.call("similar_embedding", conn, nid, k)
-            ),
-            by_tokens=_hits(
-                stored["tokens"]
-                if "tokens" in stored
-                else stages.call("similar_tokens", conn, nid, k)
-            ),
-        )
+        return _similar(conn, nid, k)
     except StageNotBuilt as exc:
         unavailable["similar"] = str(exc)
     except QueryTimeout:
@@ -215,6 +309,24 @@ def _similar(
             "be loading): reload the page in a moment"
         )
     return None
+
+
+def _similar(conn: sqlite3.Connection, nid: str, k: int) -> Similar:
+    """Similar neurons: the kinds precomputed at build time come from one index range read;
+    the others are computed now (a vector search, a token-overlap join)."""
+    built = browse.similar_built(conn)
+    ready = [kind for kind in browse.SIMILAR_KINDS if built.get(kind, 0) >= k]
+    stored = browse.stored_similar(conn, nid, k, ready)
+    return Similar(
+        by_embedding=_hits(
+            stored["embedding"]
+            if "embedding" in stored
+            else stages.call("similar_embedding", conn, nid, k)
+        ),
+        by_tokens=_hits(
+            stored["tokens"] if "tokens" in stored else stages.call("similar_tokens", conn, nid, k)
+        ),
+    )
 
 
 def similar_neurons(

@@ -67,7 +67,8 @@ class Stats(Struct):
 
 
 class Histogram(Struct):
-    """Counts of the shown records' activations in equal-width bins (len(edges) = bins + 1)."""
+    """Counts of every stored record's activations of a neuron in equal-width bins
+    (len(edges) = bins + 1)."""
 
     edges: list[float]
     counts: list[int]
@@ -141,8 +142,13 @@ class N2GSummary(Struct):
 
 
 class NeuronPage(Struct):
-    """Everything a neuron page shows. Sections of stages this atlas lacks are null, with the
-    reason and the command that builds them under `unavailable`."""
+    """A neuron: everything its page shows (the full view), or what the page shows first.
+
+    Sections of stages this atlas lacks are null, with the reason and the command that
+    builds them under `unavailable`. The first view (the API's default) leaves out the
+    sections that need every stored record or a join: the histogram, similar neurons and
+    the records of categories other than the first; `more` maps each left-out section to
+    the endpoint that serves it."""
 
     id: CanonicalId
     layer: int
@@ -153,16 +159,28 @@ class NeuronPage(Struct):
     records: dict[str, list[Record]]
     record_counts: dict[str, int]
     truncated: bool
-    histogram: Histogram
+    histogram: Histogram | None
     nav: Nav
     n2g: N2GSummary | None
     similar: Similar | None
     unavailable: dict[str, str]
+    more: dict[str, str]
 
     @property
     def explanation(self) -> str | None:
         """The primary explanation's text."""
         return self.explanations[0].text if self.explanations else None
+
+
+class RecordPage(Struct):
+    """A slice of one category of a neuron's stored records, in rank order (the top
+    category strongest first); `total`: how many the category holds."""
+
+    id: CanonicalId
+    category: str
+    offset: int
+    total: int
+    records: list[Record]
 
 
 class GraphNode(Struct):
@@ -389,6 +407,9 @@ class ErrorBody(Struct):
 #: Every Struct the API answers with, for the OpenAPI components.
 RESPONSE_MODELS: tuple[type[Struct], ...] = (
     NeuronPage,
+    RecordPage,
+    Histogram,
+    Similar,
     NeuronSummary,
     NeuronRef,
     NeuronGraph,

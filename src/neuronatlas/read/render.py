@@ -91,8 +91,8 @@ def histogram(values: np.ndarray, bins: int = 40) -> Histogram:
     if xs.size == 0:
         return Histogram(edges=[], counts=[])
     lo, hi = float(xs.min()), float(xs.max())
-    if hi == lo:
-        hi = lo + 1.0
+    if hi == lo:  # one bin's worth around a constant (+1 vanishes beyond 2**53)
+        hi = lo + max(1.0, abs(lo) * 2.0**-20)
     # equal-width bins by arithmetic (np.histogram's general path costs ~5x more); the top
     # edge belongs to the last bin, as in np.histogram
     where = ((xs - lo) * (bins / (hi - lo))).astype(np.int64)

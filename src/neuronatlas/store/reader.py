@@ -237,6 +237,35 @@ def record_rows(conn: sqlite3.Connection, neuron_id: str) -> list[tuple[Any, ...
     ).fetchall()
 
 
+def record_counts(conn: sqlite3.Connection, neuron_id: str) -> dict[str, int]:
+    """How many records of each category a neuron has (a range of the primary key)."""
+    rows = conn.execute(
+        "SELECT category, count(*) FROM records WHERE neuron_id = ? GROUP BY category",
+        (neuron_id,),
+    )
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def category_rows(
+    conn: sqlite3.Connection, neuron_id: str, category: str, offset: int, limit: int
+) -> list[tuple[Any, ...]]:
+    """`limit` records of one category from rank `offset` on, as `record_rows` gives them:
+    a bounded range of the primary key, so a first answer never reads the whole neuron."""
+    return conn.execute(
+        "SELECT r.category, x.tokens, r.activation_values, r.values_f32, r.max_activation,"
+        " r.peak_index FROM records r JOIN excerpts x ON x.digest = r.excerpt_digest"
+        " WHERE r.neuron_id = ? AND r.category = ? ORDER BY r.rank LIMIT ? OFFSET ?",
+        (neuron_id, category, limit, offset),
+    ).fetchall()
+
+
+def value_texts(conn: sqlite3.Connection, neuron_id: str) -> list[str]:
+    """The value texts (JSON arrays) of every stored record of a neuron, without their
+    tokens: all a histogram of its activations needs."""
+    rows = conn.execute("SELECT activation_values FROM records WHERE neuron_id = ?", (neuron_id,))
+    return [r[0] for r in rows]
+
+
 def neurons_with_explanation(conn: sqlite3.Connection, source: str) -> set[str]:
     """Ids of neurons that have at least one explanation from `source`."""
     rows = conn.execute("SELECT DISTINCT neuron_id FROM explanations WHERE source = ?", (source,))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from contextlib import AbstractContextManager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import Response
@@ -26,6 +26,7 @@ from neuronatlas.read.live import MAX_TEXT_CHARS
 from neuronatlas.read.models import (
     NEURON_ID_PATTERN,
     Health,
+    Histogram,
     LiveNeuron,
     LiveStrongest,
     LogitEffects,
@@ -34,8 +35,10 @@ from neuronatlas.read.models import (
     NeuronPage,
     NeuronRef,
     NeuronSummary,
+    RecordPage,
     SearchMode,
     SearchResult,
+    Similar,
     encode,
 )
 from neuronatlas.web.errors import ERROR_RESPONSES
@@ -105,32 +108,109 @@ async def healthz(request: Request) -> Response:
     return json_bytes(body)
 
 
+View = Literal["first", "full"]
+
+
 @router.get(
     "/api/neurons/{neuron_id}",
     tags=["neurons"],
-    summary="One neuron: explanations, scores, stats, records, N2G metrics, similar",
+    summary="One neuron: what its page shows first (view=first) or all of it (view=full)",
+    description="view=first (the default) answers in a few index seeks: explanations, "
+    "scores, stats, N2G metrics, navigation, the count of each record category and the first "
+    "records of the top category. The histogram, similar neurons and the other categories' "
+    "records are left out; `more` names the endpoint of each. view=full sends everything, "
+    "as the HTML page, `neuronatlas show --json` and `Atlas.neuron` have it.",
     responses=returns(NeuronPage),
 )
 async def get_neuron(
     request: Request,
     neuron_id: NeuronId,
     records: Annotated[
-        int, Query(ge=0, le=explorer.MAX_RECORDS, description="Records per category.")
+        int,
+        Query(
+            ge=0,
+            le=explorer.MAX_RECORDS,
+            description="Records of the first category (view=first) or of each (view=full).",
+        ),
     ] = explorer.DEFAULT_RECORDS,
+    view: Annotated[View, Query(description="first (the default) or full.")] = "first",
 ) -> Response:
-    if request.app.state.similar_stored:
-        # every read is an index seek or range (similar neurons precomputed): a millisecond
-        # or two on the loop beats the hop to a worker thread and back
+    if view == "first":
+        with loop_reads(request) as conn:
+            return json_bytes(explorer.neuron_first(conn, neuron_id, records=records))
+    if request.app.state.similar_k >= explorer.DEFAULT_SIMILAR:
+        # every read is an index seek or range (similar neurons precomputed): a few
+        # milliseconds on the loop beat the hop to a worker thread and back
         with loop_reads(request) as conn:
             return json_bytes(explorer.neuron_detail(conn, neuron_id, records=records))
     return await run_in_threadpool(_neuron_json, request, neuron_id, records)
 
 
 def _neuron_json(request: Request, neuron_id: str, records: int) -> Response:
-    """The page computed on a worker thread: its similar neurons may need the vector index
-    (loaded on first use) and a token-overlap join."""
+    """The full view computed on a worker thread: its similar neurons may need the vector
+    index (loaded on first use) and a token-overlap join."""
     with reads(request) as conn:
         return json_bytes(explorer.neuron_detail(conn, neuron_id, records=records))
+
+
+Category = Annotated[
+    str,
+    Query(
+        pattern=r"^[A-Za-z0-9_]+$",
+        max_length=40,
+        description="A record category: top, random, quantile_0, ...",
+        examples=["random"],
+    ),
+]
+
+
+@router.get(
+    "/api/neurons/{neuron_id}/records",
+    tags=["neurons"],
+    summary="A slice of one category of the neuron's stored records",
+    responses=returns(RecordPage),
+)
+async def get_records(
+    request: Request,
+    neuron_id: NeuronId,
+    category: Category = "top",
+    offset: Annotated[int, Query(ge=0, le=1_000_000, description="First rank.")] = 0,
+    limit: Annotated[
+        int, Query(ge=1, le=explorer.MAX_RECORDS, description="How many records.")
+    ] = explorer.DEFAULT_RECORDS,
+) -> Response:
+    with loop_reads(request) as conn:
+        return json_bytes(explorer.neuron_records(conn, neuron_id, category, offset, limit))
+
+
+@router.get(
+    "/api/neurons/{neuron_id}/histogram",
+    tags=["neurons"],
+    summary="The histogram of every stored activation of the neuron",
+    responses=returns(Histogram),
+)
+async def get_histogram(request: Request, neuron_id: NeuronId) -> Response:
+    with loop_reads(request) as conn:
+        return json_bytes(explorer.neuron_histogram(conn, neuron_id))
+
+
+@router.get(
+    "/api/neurons/{neuron_id}/similar",
+    tags=["neurons"],
+    summary="Neurons similar to this one, by explanation embedding and by shared peak tokens",
+    responses=returns(Similar),
+)
+async def get_similar(request: Request, neuron_id: NeuronId, k: K = 10) -> Response:
+    if k <= request.app.state.similar_k:  # precomputed: one range read
+        with loop_reads(request) as conn:
+            return json_bytes(explorer.neuron_similar(conn, neuron_id, k))
+    return await run_in_threadpool(_similar_json, request, neuron_id, k)
+
+
+def _similar_json(request: Request, neuron_id: str, k: int) -> Response:
+    """Similar neurons computed on a worker thread (a vector search, a token-overlap join)."""
+    with reads(request) as conn:
+        return json_bytes(explorer.neuron_similar(conn, neuron_id, k))
 
 
 @router.get(

@@ -65,6 +65,7 @@ def swagger_dir() -> Path | None:
 
 def _lifespan(settings: Settings, has_embeddings: bool, *pools):
     """Preload the vector index in the background at start; close the connections at stop."""
+    import gc
     import threading
     from contextlib import asynccontextmanager
 
@@ -72,6 +73,10 @@ def _lifespan(settings: Settings, has_embeddings: bool, *pools):
 
     @asynccontextmanager
     async def lifespan(_app):
+        # what start-up made (modules, routes, schemas: ~70,000 objects) lives as long as the
+        # server: out of the collector's reach, a full collection no longer walks it all
+        # while every request on the loop waits
+        gc.freeze()
         threading.Thread(
             target=stages.warm,
             args=(str(settings.db), has_embeddings),
@@ -103,7 +108,6 @@ def create_app(
     from fastapi.staticfiles import StaticFiles
     from fastapi.templating import Jinja2Templates
 
-    from neuronatlas.read import explorer
     from neuronatlas.read.render import (
         HEATMAP_CSS,
         category_order,
@@ -138,10 +142,9 @@ def create_app(
     app.state.loop_pool = loop_pool
     app.state.live = LiveModel(model or default_spec(meta), meta, device)
     app.state.map_cache = {}
-    # neuron pages run on the event loop when none of their reads can be slow
-    app.state.similar_stored = all(
-        similar.get(kind, 0) >= explorer.DEFAULT_SIMILAR for kind in browse.SIMILAR_KINDS
-    )
+    # similar neurons (and full neuron views) run on the event loop when none of their reads
+    # can be slow: up to this k, every kind is precomputed
+    app.state.similar_k = min(similar.get(kind, 0) for kind in browse.SIMILAR_KINDS)
     app.state.health_cache = None
     pkg = files("neuronatlas.web")
     templates = Jinja2Templates(directory=str(pkg / "templates"))

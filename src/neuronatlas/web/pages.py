@@ -50,7 +50,7 @@ def neuron_page(request: Request, neuron_id: NeuronId) -> Response:
         "neuron.html",
         {
             "n": detail,
-            "json_twin": f"/api/neurons/{nid}",
+            "json_twin": f"/api/neurons/{nid}?view=full&records={explorer.MAX_RECORDS}",
             "max_text": MAX_TEXT_CHARS,
             "live": request.app.state.live.status(),
         },
