@@ -77,12 +77,16 @@ def test_first_view_leaves_out_what_its_links_serve(client):
     assert first["histogram"] is None and first["similar"] is None
     for key in ("id", "stats", "explanations", "nav", "n2g"):
         assert first[key] == full[key], key
-    assert set(first["more"]) == {"histogram", "similar", "records.random"}
+    assert set(first["more"]) == {"histogram", "similar", "records.top", "records.random"}
     assert client.get(first["more"]["histogram"]).json() == full["histogram"]
     rest = client.get(first["more"]["records.random"]).json()
     assert (rest["category"], rest["offset"], rest["total"]) == ("random", 0, 4)
     assert rest["records"] == full["records"]["random"]
+    tail = client.get(first["more"]["records.top"]).json()  # the top records not yet sent
+    assert tail["offset"] == 3 and tail["records"] == full["records"]["top"][3:]
     assert full["more"] == {}
+    default = client.get("/api/neurons/L01N0002").json()
+    assert len(default["records"]["top"]) == 5 and "records.top" not in default["more"]
 
 
 def test_records_endpoint_pages_and_names_stored_categories(client):
@@ -212,10 +216,15 @@ def _fake_stage(feature):
         hit = {"id": "L01N0001", "layer": 1, "neuron": 1, "explanation": "x", "score": None}
         return [{**hit, "similarity": 0.9}]
 
+    def graph_summary(conn, nid):
+        graph = neuron_graph(conn, nid)
+        return None if graph is None else {k: graph[k] for k in ("metrics", "explanation")}
+
     return {
         "map": map_points,
         "clusters": cluster_labels,
         "graph": neuron_graph,
+        "graph_summary": graph_summary,
         "similar_embedding": by_embedding,
         "similar_tokens": lambda conn, nid, k: [],
     }.get(feature)

@@ -53,6 +53,13 @@ def neuron_graph(
     }
 
 
+def graph_summary(conn: sqlite3.Connection, neuron_id: str) -> dict | None:
+    """{"metrics", "explanation"} of a neuron's stored graph, without parsing or drawing its
+    trie (what a neuron page shows of it; the drawing has its own route); None when the
+    neuron has no graph."""
+    return store.read_summary(conn, canonical(neuron_id))
+
+
 def predict_text(conn: sqlite3.Connection, neuron_id: str, tokens: Sequence[str]) -> list[float]:
     """The stored graph's predicted activation (neuron units) for each token string.
 

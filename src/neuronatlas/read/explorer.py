@@ -56,8 +56,10 @@ MAX_K = 100
 MAX_RECORDS = 50
 MAP_CAP = 2_000_000
 MAP_TEXT_LIMIT = 60_000
-#: Records per category a page sends first (the API's default; `records=` asks for up to 50).
+#: Records per category of the full view (`records=` asks for up to 50).
 DEFAULT_RECORDS = 10
+#: Top records of the first view: what a page shows before anyone scrolls or switches tabs.
+FIRST_RECORDS = 5
 DEFAULT_SIMILAR = 10
 
 
@@ -87,7 +89,7 @@ def neuron_detail(
 
 
 def neuron_first(
-    conn: sqlite3.Connection, neuron_id: str, records: int = DEFAULT_RECORDS
+    conn: sqlite3.Connection, neuron_id: str, records: int = FIRST_RECORDS
 ) -> NeuronPage:
     """What the neuron page shows first, in a few index seeks and one bounded range read:
     explanations, stats, N2G, navigation, the count of each category and the first
@@ -106,7 +108,12 @@ def neuron_first(
         shown[first] = _decoded(reader.category_rows(conn, nid, first, 0, records))
     base = f"/api/neurons/{nid}"
     more = {"histogram": f"{base}/histogram", "similar": f"{base}/similar"}
-    more.update({f"records.{c}": f"{base}/records?category={c}" for c in counts if c != first})
+    for cat, n in counts.items():
+        sent = len(shown.get(cat, ()))
+        if n > sent:
+            more[f"records.{cat}"] = f"{base}/records?category={cat}" + (
+                f"&offset={sent}" if sent else ""
+            )
     return _page(conn, head, shown, counts, histogram=None, similar=None, unavailable={}, more=more)
 
 
@@ -276,7 +283,7 @@ def _n2g_summary(
     conn: sqlite3.Connection, nid: str, unavailable: dict[str, str]
 ) -> N2GSummary | None:
     try:
-        graph = stages.call("graph", conn, nid, svg=False)  # the drawing has its own route
+        graph = stages.call("graph_summary", conn, nid)  # the drawing has its own route
     except StageNotBuilt as exc:
         unavailable["n2g"] = str(exc)
         return None
@@ -285,12 +292,8 @@ def _n2g_summary(
             f"no N2G graph stored for {nid}: run `neuronatlas n2g --db ATLAS --neurons {nid}`"
         )
         return None
-    return N2GSummary(
-        metrics=graph.get("metrics") or {},
-        explanation=graph.get("explanation"),
-        # drawable: the graph route renders its DOT to SVG on demand
-        has_svg=bool(graph.get("dot") or graph.get("svg")),
-    )
+    # every stored graph is drawable: the graph route renders its DOT to SVG on demand
+    return N2GSummary(metrics=graph["metrics"], explanation=graph["explanation"], has_svg=True)
 
 
 def _similar_or_reason(

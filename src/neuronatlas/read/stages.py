@@ -31,6 +31,7 @@ Feature = Literal[
     "cluster_parents",
     "map_coherence",
     "graph",
+    "graph_summary",
     "predict",
     "vectors",
     "token_index",
@@ -104,6 +105,12 @@ def _graph() -> Reader:
     return neuron_graph
 
 
+def _graph_summary() -> Reader:
+    from neuronatlas.n2g.api import graph_summary
+
+    return graph_summary
+
+
 def _predict() -> Reader:
     from neuronatlas.n2g.api import predict_text
 
@@ -144,6 +151,7 @@ STAGES: dict[Feature, Stage] = {
     "cluster_parents": Stage(_cluster_parents, "neuronatlas map --db ATLAS"),
     "map_coherence": Stage(_map_coherence, "neuronatlas map --db ATLAS"),
     "graph": Stage(_graph, _N2G),
+    "graph_summary": Stage(_graph_summary, _N2G),
     "predict": Stage(_predict, _N2G),
     "vectors": Stage(_vectors, _EMBED),
     "token_index": Stage(_token_index, "neuronatlas index --db ATLAS"),

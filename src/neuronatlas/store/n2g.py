@@ -111,6 +111,24 @@ def read_graph(conn: sqlite3.Connection, neuron_id: str) -> dict[str, Any] | Non
     }
 
 
+def read_summary(conn: sqlite3.Connection, neuron_id: str) -> dict[str, Any] | None:
+    """{"metrics", "explanation"} of a neuron's stored graph in one statement, without its
+    trie; None when it has no graph. An atlas without the N2G tables raises sqlite3's "no
+    such table" (the stage reader turns that into StageNotBuilt)."""
+    row = conn.execute(
+        f"SELECT m.neuron_id IS NOT NULL, {', '.join('m.' + c for c in METRIC_COLUMNS)},"
+        " (SELECT e.text FROM"
+        " explanations e WHERE e.neuron_id = g.neuron_id AND e.source = 'n2g'"
+        " ORDER BY e.position LIMIT 1) FROM n2g_graphs g"
+        " LEFT JOIN n2g_metrics m ON m.neuron_id = g.neuron_id WHERE g.neuron_id = ?",
+        (neuron_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    metrics = dict(zip(METRIC_COLUMNS, row[1:-1], strict=True)) if row[0] else {}
+    return {"metrics": metrics, "explanation": row[-1]}
+
+
 def read_metrics(conn: sqlite3.Connection, neuron_id: str) -> dict[str, Any] | None:
     if not has_tables(conn):
         return None

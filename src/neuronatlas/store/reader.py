@@ -34,13 +34,18 @@ def has_table(conn: sqlite3.Connection, name: str) -> bool:
     return row is not None
 
 
-def primary_order(conn: sqlite3.Connection, table: str = "explanations") -> str:
+def primary_order(
+    conn: sqlite3.Connection, table: str = "explanations", scored: bool | None = None
+) -> str:
     """ORDER BY terms that put a neuron's primary explanation first: the best score of the
     ranking scorer (meta 'primary_scorer', default 'embedding') when the atlas has scores,
-    then the source order and position (see sql/007_llm_scores.sql)."""
+    then the source order and position (see sql/007_llm_scores.sql). scored: whether the
+    atlas has the scores table (None: look)."""
     t = f"{table}."
     base = f"{SOURCE_RANK.format(t=t)}, {t}position"
-    if not has_table(conn, "explanation_scores"):
+    if scored is None:
+        scored = has_table(conn, "explanation_scores")
+    if not scored:
         return base
     best = (
         f"(SELECT max(s.score) FROM explanation_scores s WHERE s.explanation_id = {t}id"
@@ -95,14 +100,17 @@ def layers(conn: sqlite3.Connection) -> list[tuple[int, int]]:
 
 
 def explanations(conn: sqlite3.Connection, neuron_id: str) -> list[dict[str, Any]]:
-    """All explanations of a neuron, the primary one first."""
-    rows = conn.execute(
-        "SELECT id, source, position, text, ev_correlation_score, rsquared_score,"
-        f" absolute_dev_explained_score FROM explanations WHERE neuron_id = ?"
-        f" ORDER BY {primary_order(conn)}",
-        (neuron_id,),
-    ).fetchall()
-    scores = _scores_of(conn, [r[0] for r in rows])
+    """All explanations of a neuron, the primary one first.
+
+    Asked as if the atlas had scores; an older one without the scores table answers "no such
+    table" and is asked again without them (no table probe on every page view)."""
+    try:
+        rows = _explanation_rows(conn, neuron_id, scored=True)
+        scores = _scores_of(conn, [r[0] for r in rows], scored=True)
+    except sqlite3.OperationalError as exc:
+        if "no such table: explanation_scores" not in str(exc):
+            raise
+        rows, scores = _explanation_rows(conn, neuron_id, scored=False), {}
     return [
         {
             "id": r[0],
@@ -119,11 +127,23 @@ def explanations(conn: sqlite3.Connection, neuron_id: str) -> list[dict[str, Any
     ]
 
 
+def _explanation_rows(conn: sqlite3.Connection, neuron_id: str, scored: bool) -> list[Any]:
+    return conn.execute(
+        "SELECT id, source, position, text, ev_correlation_score, rsquared_score,"
+        f" absolute_dev_explained_score FROM explanations WHERE neuron_id = ?"
+        f" ORDER BY {primary_order(conn, scored=scored)}",
+        (neuron_id,),
+    ).fetchall()
+
+
 def _scores_of(
-    conn: sqlite3.Connection, explanation_ids: list[int]
+    conn: sqlite3.Connection, explanation_ids: list[int], scored: bool | None = None
 ) -> dict[int, list[dict[str, Any]]]:
-    """explanation id → its scores [{scorer, judge, score, details}], by scorer name."""
-    if not explanation_ids or not has_table(conn, "explanation_scores"):
+    """explanation id → its scores [{scorer, judge, score, details}], by scorer name.
+    scored: whether the atlas has the scores table (None: look)."""
+    if not explanation_ids:
+        return {}
+    if scored is None and not has_table(conn, "explanation_scores"):
         return {}
     marks = ",".join("?" * len(explanation_ids))
     out: dict[int, list[dict[str, Any]]] = {}

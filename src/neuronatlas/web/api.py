@@ -117,27 +117,34 @@ View = Literal["first", "full"]
     summary="One neuron: what its page shows first (view=first) or all of it (view=full)",
     description="view=first (the default) answers in a few index seeks: explanations, "
     "scores, stats, N2G metrics, navigation, the count of each record category and the first "
-    "records of the top category. The histogram, similar neurons and the other categories' "
-    "records are left out; `more` names the endpoint of each. view=full sends everything, "
-    "as the HTML page, `neuronatlas show --json` and `Atlas.neuron` have it.",
+    f"{explorer.FIRST_RECORDS} records of the top category. The histogram, similar neurons "
+    "and the other records are left out; `more` names the endpoint of each. view=full sends "
+    "everything, as the HTML page, `neuronatlas show --json` and `Atlas.neuron` have it.",
     responses=returns(NeuronPage),
 )
 async def get_neuron(
     request: Request,
     neuron_id: NeuronId,
     records: Annotated[
-        int,
+        int | None,
         Query(
             ge=0,
             le=explorer.MAX_RECORDS,
-            description="Records of the first category (view=first) or of each (view=full).",
+            description=f"Records of the top category (view=first, default "
+            f"{explorer.FIRST_RECORDS}) or of each category (view=full, default "
+            f"{explorer.DEFAULT_RECORDS}).",
         ),
-    ] = explorer.DEFAULT_RECORDS,
+    ] = None,
     view: Annotated[View, Query(description="first (the default) or full.")] = "first",
 ) -> Response:
     if view == "first":
         with loop_reads(request) as conn:
-            return json_bytes(explorer.neuron_first(conn, neuron_id, records=records))
+            page = explorer.neuron_first(
+                conn, neuron_id, records=explorer.FIRST_RECORDS if records is None else records
+            )
+            return json_bytes(page)
+    if records is None:
+        records = explorer.DEFAULT_RECORDS
     if request.app.state.similar_k >= explorer.DEFAULT_SIMILAR:
         # every read is an index seek or range (similar neurons precomputed): a few
         # milliseconds on the loop beat the hop to a worker thread and back
