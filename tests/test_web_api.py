@@ -96,7 +96,8 @@ def test_records_endpoint_pages_and_names_stored_categories(client):
     assert page["records"] == whole["records"][3:4]
     past = client.get("/api/neurons/L00N0000/records?category=top&offset=9").json()
     assert past["records"] == [] and past["total"] == 5
-    msg = error_of(client.get("/api/neurons/L00N0000/records?category=quantile_7"), 404, "not_found")
+    missing = client.get("/api/neurons/L00N0000/records?category=quantile_7")
+    msg = error_of(missing, 404, "not_found")
     assert "quantile_7" in msg and "random, top" in msg
     error_of(client.get("/api/neurons/L00N0000/records?category=a%20b"), 422, "invalid")
     error_of(client.get("/api/neurons/L00N0099/histogram"), 404, "not_found")
