@@ -130,6 +130,28 @@ def print_summary(title, per_method):
         print(f"{method:28}{s['scored']:>5}" + "".join(fmt(s[c]) for c in cols))
 
 
+def print_reach(reaches, report) -> None:
+    """What any method firing only on train firing tokens can reach on test A, per third."""
+    print("\n=== test A: reach from the train records (mean over (seed, neuron)) ===")
+    print(f"{'layers':14}{'n':>5}{'firing':>8}{'reachable':>11}{'unseen':>9}{'ceiling F1':>12}")
+    for label, sel in (("all", {0, 1, 2}), ("first third", {0}), ("middle", {1}), ("last", {2})):
+        rs = [r for t, r in reaches if t in sel and r.firing]
+        if not rs:
+            continue
+        row = {
+            "neurons": len(rs),
+            "firing": sum(r.firing for r in rs) / len(rs),
+            "reachable": sum(r.reachable / r.firing for r in rs) / len(rs),
+            "unseen": sum(r.unseen / r.firing for r in rs) / len(rs),
+            "ceiling_f1": sum(r.ceiling_f1 for r in rs) / len(rs),
+        }
+        report.setdefault("reach", {})[label] = row
+        print(
+            f"{label:14}{row['neurons']:>5}{row['firing']:>8.1f}{row['reachable']:>11.3f}"
+            f"{row['unseen']:>9.3f}{row['ceiling_f1']:>12.3f}"
+        )
+
+
 def build_settings(bname: str, tokenizer, **line):
     """A build's N2G settings (with a line variant's). `mask_text` names the masking token by
     its text, since token ids differ per tokenizer; it must be one token."""
@@ -180,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from neuronatlas.ids import format_id
     from neuronatlas.models import load_model
-    from neuronatlas.n2g.evaluate import baselines, paired_comparison
+    from neuronatlas.n2g.evaluate import baselines, paired_comparison, reach
     from neuronatlas.n2g.protocol import RecordPlan, neuron_sets, shared_random, split_documents
     from neuronatlas.n2g.run import Session
 
@@ -232,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     memo: dict = {}  # forward passes shared by every seed and build (see forward.Runner)
     report: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "seeds": {}}
     pooled_test: dict[str, dict] = {}  # set → method → [(third, NeuronScore)]
+    reaches: list = []  # (third, Reach of test A from the train records) per (seed, neuron)
     for seed in args.seeds:
         side = split_documents(windows.n_docs, seed)
         rand = shared_random(side, windows, max(args.train_random, args.eval_random), seed)
@@ -334,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
             if b is None:
                 continue
             train_pairs = [r.pair() for r in s.train]
+            held = [r.pair() for r in s.sets["test_A"]]
+            reaches.append((third(s.layer, loaded.n_layers), reach(train_pairs, held, s.a_max)))
             preds = {"n2g": n2g_predictor(b, frozen)}
             for m, model in baselines(train_pairs, s.a_max, 0.5, frozen.normalize_tokens).items():
                 preds[m] = model.predict
@@ -379,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                 report.setdefault("comparisons", []).append(
                     {"set": setname, "layers": label, "baseline": m, **asdict(pc)}
                 )
+    print_reach(reaches, report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     print(f"\ntotal {time.perf_counter() - t0:.0f}s", file=sys.stderr)

@@ -13,6 +13,7 @@ from neuronatlas.n2g.evaluate import (
     auprc,
     baselines,
     paired_comparison,
+    reach,
     score_neuron,
     summarize,
 )
@@ -173,6 +174,21 @@ def test_protocol_baselines():
     assert normed.predict(["cat"]) == [1.0]
     fitted = baselines(train, a_max=1.0)
     assert set(fitted) >= {"token_max", "token_rate+norm", "bigram", "trigram_backoff+norm"}
+
+
+def test_reach_counts_held_out_firing_a_train_token_lookup_can_find():
+    train = [([" a", " cat", " sat"], [0.0, 1.0, 0.2]), ([" the", " dog"], [0.6, 0.1])]
+    held = [([" cat", " dog", " fox", " a"], [0.9, 0.8, 0.7, 0.1]), ([" Cat"], [None])]
+    r = reach(train, held, a_max=1.0)
+    # fire at ≥ 0.5: " cat" (fired in train), " dog" (seen, never fired), " fox" (unseen)
+    assert (r.firing, r.reachable, r.unseen) == (3, 1, 1)
+    assert r.ceiling_f1 == pytest.approx(2 * (1 / 3) / (1 + 1 / 3))
+    # the lookup by max fires on exactly the reachable tokens here: its F1 meets the ceiling
+    lookup = TokenLookup("max").fit(train)
+    truth = [acts for _, acts in held]
+    got = score_neuron(truth, [lookup.predict(t) for t, _ in held], 0.5)
+    assert got.precision == 1.0 and got.f1 == pytest.approx(r.ceiling_f1)
+    assert reach(train, [([" cat"], [0.1])], a_max=1.0).ceiling_f1 is None
 
 
 def test_calibration_turns_off_a_pattern_that_rarely_fires():

@@ -277,6 +277,51 @@ def score_neuron(truth: Sequences, predicted: Sequences, threshold: float) -> Ne
     )
 
 
+@dataclass(frozen=True)
+class Reach:
+    """How much of a held-out set's firing any method can find that fires only on tokens it
+    saw fire in train (N2G without substitutes, whose activating nodes are train firing
+    tokens, and the token lookups): `reachable` of the `firing` held-out tokens fired
+    somewhere in train, `unseen` never occur in train at all. `ceiling_f1` is the F1 of
+    such a method with perfect precision, 2r / (1 + r) for r = reachable / firing."""
+
+    firing: int
+    reachable: int
+    unseen: int
+
+    @property
+    def ceiling_f1(self) -> float | None:
+        if not self.firing:
+            return None
+        r = self.reachable / self.firing
+        return 2 * r / (1 + r)
+
+
+def reach(
+    train: Records,
+    held_out: Records,
+    a_max: float,
+    fire_threshold: float = 0.5,
+    normalize: str = "none",
+) -> Reach:
+    """The `Reach` of `held_out` from `train` (token strings keyed as `normalize` says)."""
+    limit = fire_threshold * a_max
+    fired: set[str] = set()
+    seen: set[str] = set()
+    for tokens, acts in train:
+        keys = _keys(tokens, normalize)
+        seen.update(keys)
+        fired.update(k for k, a in zip(keys, acts, strict=False) if a is not None and a >= limit)
+    firing = reachable = unseen = 0
+    for tokens, acts in held_out:
+        for k, a in zip(_keys(tokens, normalize), acts, strict=False):
+            if a is not None and a >= limit:
+                firing += 1
+                reachable += k in fired
+                unseen += k not in seen
+    return Reach(firing, reachable, unseen)
+
+
 def _mean(values: Sequence[float | None]) -> float | None:
     kept = [v for v in values if v is not None]
     return float(np.mean(kept)) if kept else None
