@@ -145,19 +145,25 @@ async def get_neuron(
             return json_bytes(page)
     if records is None:
         records = explorer.DEFAULT_RECORDS
-    if request.app.state.similar_k >= explorer.DEFAULT_SIMILAR:
-        # every read is an index seek or range (similar neurons precomputed): a few
-        # milliseconds on the loop beat the hop to a worker thread and back
+    # with similar neurons precomputed every read is an index seek or range
+    seeks_only = request.app.state.similar_k >= explorer.DEFAULT_SIMILAR
+    return await answer(request, seeks_only, explorer.neuron_detail, neuron_id, records)
+
+
+async def answer(request: Request, seeks_only: bool, read: Any, *args: Any) -> Response:
+    """`read(conn, *args)` encoded. When all its reads are index seeks, on the event loop's
+    own connection: a few milliseconds there beat the hop to a worker thread and back.
+    Otherwise (a vector index that loads on first use, a token-overlap join) on a worker
+    thread, so the loop never waits on it."""
+    if seeks_only:
         with loop_reads(request) as conn:
-            return json_bytes(explorer.neuron_detail(conn, neuron_id, records=records))
-    return await run_in_threadpool(_neuron_json, request, neuron_id, records)
+            return json_bytes(read(conn, *args))
 
+    def on_thread() -> Response:
+        with reads(request) as conn:
+            return json_bytes(read(conn, *args))
 
-def _neuron_json(request: Request, neuron_id: str, records: int) -> Response:
-    """The full view computed on a worker thread: its similar neurons may need the vector
-    index (loaded on first use) and a token-overlap join."""
-    with reads(request) as conn:
-        return json_bytes(explorer.neuron_detail(conn, neuron_id, records=records))
+    return await run_in_threadpool(on_thread)
 
 
 Category = Annotated[
@@ -208,16 +214,8 @@ async def get_histogram(request: Request, neuron_id: NeuronId) -> Response:
     responses=returns(Similar),
 )
 async def get_similar(request: Request, neuron_id: NeuronId, k: K = 10) -> Response:
-    if k <= request.app.state.similar_k:  # precomputed: one range read
-        with loop_reads(request) as conn:
-            return json_bytes(explorer.neuron_similar(conn, neuron_id, k))
-    return await run_in_threadpool(_similar_json, request, neuron_id, k)
-
-
-def _similar_json(request: Request, neuron_id: str, k: int) -> Response:
-    """Similar neurons computed on a worker thread (a vector search, a token-overlap join)."""
-    with reads(request) as conn:
-        return json_bytes(explorer.neuron_similar(conn, neuron_id, k))
+    precomputed = k <= request.app.state.similar_k  # one range read
+    return await answer(request, precomputed, explorer.neuron_similar, neuron_id, k)
 
 
 @router.get(
