@@ -172,3 +172,13 @@ def test_primary_explanation_seeks_scores_by_key(tmp_path):
     assert "explanation_scores_scorer" not in plan
     assert "SEARCH s USING PRIMARY KEY (explanation_id=?" in plan
     conn.close()
+
+
+def test_explanations_of_an_atlas_without_the_scores_table(db_path):
+    """Atlases from before migration 007 have no explanation_scores table; readers never
+    migrate, so explanations are read without scores instead of failing."""
+    with AtlasWriter(db_path) as w:
+        w.write_neurons([prepare(_neuron(explanation=" dogs"))])
+        w.conn.execute("DROP TABLE explanation_scores")
+    got = reader.explanations(open_reader(db_path), "L00N0001")
+    assert [(e["text"], e["scores"]) for e in got] == [("dogs", [])]

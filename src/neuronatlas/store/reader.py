@@ -106,7 +106,7 @@ def explanations(conn: sqlite3.Connection, neuron_id: str) -> list[dict[str, Any
     table" and is asked again without them (no table probe on every page view)."""
     try:
         rows = _explanation_rows(conn, neuron_id, scored=True)
-        scores = _scores_of(conn, [r[0] for r in rows], scored=True)
+        scores = _scores_of(conn, [r[0] for r in rows])
     except sqlite3.OperationalError as exc:
         if "no such table: explanation_scores" not in str(exc):
             raise
@@ -137,13 +137,11 @@ def _explanation_rows(conn: sqlite3.Connection, neuron_id: str, scored: bool) ->
 
 
 def _scores_of(
-    conn: sqlite3.Connection, explanation_ids: list[int], scored: bool | None = None
+    conn: sqlite3.Connection, explanation_ids: list[int]
 ) -> dict[int, list[dict[str, Any]]]:
-    """explanation id → its scores [{scorer, judge, score, details}], by scorer name.
-    scored: whether the atlas has the scores table (None: look)."""
+    """explanation id → its scores [{scorer, judge, score, details}], by scorer name. An atlas
+    without the scores table raises "no such table" (`explanations` falls back)."""
     if not explanation_ids:
-        return {}
-    if scored is None and not has_table(conn, "explanation_scores"):
         return {}
     marks = ",".join("?" * len(explanation_ids))
     out: dict[int, list[dict[str, Any]]] = {}
@@ -245,15 +243,20 @@ def neuron_head(conn: sqlite3.Connection, neuron_id: str) -> dict[str, Any]:
     }
 
 
+#: A stored record as the explorer decodes it: (category, tokens JSON, values JSON, float32
+#: flag, max_activation, peak_index).
+_RECORD_ROWS = (
+    "SELECT r.category, x.tokens, r.activation_values, r.values_f32, r.max_activation,"
+    " r.peak_index FROM records r JOIN excerpts x ON x.digest = r.excerpt_digest"
+)
+
+
 def record_rows(conn: sqlite3.Connection, neuron_id: str) -> list[tuple[Any, ...]]:
     """Every stored record of a neuron as stored, by category then rank: (category, tokens
     JSON, values JSON, float32 flag, max_activation, peak_index). For readers that decode
     only what they show (`store.values.decode`) and histogram the rest in bulk."""
     return conn.execute(
-        "SELECT r.category, x.tokens, r.activation_values, r.values_f32, r.max_activation,"
-        " r.peak_index FROM records r JOIN excerpts x ON x.digest = r.excerpt_digest"
-        " WHERE r.neuron_id = ? ORDER BY r.category, r.rank",
-        (neuron_id,),
+        f"{_RECORD_ROWS} WHERE r.neuron_id = ? ORDER BY r.category, r.rank", (neuron_id,)
     ).fetchall()
 
 
@@ -272,9 +275,7 @@ def category_rows(
     """`limit` records of one category from rank `offset` on, as `record_rows` gives them:
     a bounded range of the primary key, so a first answer never reads the whole neuron."""
     return conn.execute(
-        "SELECT r.category, x.tokens, r.activation_values, r.values_f32, r.max_activation,"
-        " r.peak_index FROM records r JOIN excerpts x ON x.digest = r.excerpt_digest"
-        " WHERE r.neuron_id = ? AND r.category = ? ORDER BY r.rank LIMIT ? OFFSET ?",
+        f"{_RECORD_ROWS} WHERE r.neuron_id = ? AND r.category = ? ORDER BY r.rank LIMIT ? OFFSET ?",
         (neuron_id, category, limit, offset),
     ).fetchall()
 

@@ -137,17 +137,13 @@ async def get_neuron(
     ] = None,
     view: Annotated[View, Query(description="first (the default) or full.")] = "first",
 ) -> Response:
-    if view == "first":
-        with loop_reads(request) as conn:
-            page = explorer.neuron_first(
-                conn, neuron_id, records=explorer.FIRST_RECORDS if records is None else records
-            )
-            return json_bytes(page)
-    if records is None:
-        records = explorer.DEFAULT_RECORDS
+    if view == "first":  # index seeks and one bounded range
+        n = explorer.FIRST_RECORDS if records is None else records
+        return await answer(request, True, explorer.neuron_first, neuron_id, n)
+    n = explorer.DEFAULT_RECORDS if records is None else records
     # with similar neurons precomputed every read is an index seek or range
     seeks_only = request.app.state.similar_k >= explorer.DEFAULT_SIMILAR
-    return await answer(request, seeks_only, explorer.neuron_detail, neuron_id, records)
+    return await answer(request, seeks_only, explorer.neuron_detail, neuron_id, n)
 
 
 async def answer(request: Request, seeks_only: bool, read: Any, *args: Any) -> Response:
