@@ -35,7 +35,8 @@ def test_every_embedded_neuron_gets_a_point_a_cluster_and_a_label(db_path):
     assert info["config"]["neighbors"] == 5 and info["config"]["seed"] == 7
     assert info["embedder"] == "all-MiniLM-L6-v2" and info["n_points"] == len(NEURONS)
     # the same seed and vectors give the same layout
-    build_map(db_path, config)
+    assert build_map(db_path, config).action == "current"
+    assert build_map(db_path, config, refit=True).action == "refit"
     again = map_points(open_reader(db_path))
     assert [(p["x"], p["y"]) for p in again] == [(p["x"], p["y"]) for p in points]
     # re-embedding with another model drops the stale map

@@ -50,6 +50,8 @@ def show(
         if e.scores:
             listed = ", ".join(f"{s.scorer} {s.score:.3f} ({escape(s.judge)})" for s in e.scores)
             console.print(f"    [dim]scorers:[/] {listed}", highlight=False)
+    for part, why in page.stale.items():
+        console.print(f"[yellow]out of date ({part}):[/] {escape(why)}", highlight=False)
     keys = ("max_activation", "mean", "variance", "skewness", "kurtosis")
     table = Table(show_header=True, header_style="bold")
     for key in keys:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -152,8 +153,38 @@ def explain(
             f"{len(report.failed)} failed in {report.seconds:.1f} s; {_usage_line(report.usage)}",
             highlight=False,
         )
+    if report.done:
+        _say_what_is_stale(db)
     if report.failed or report.not_started:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _say_what_is_stale(db: Path) -> None:
+    """After a stage that can change primary explanations: name the commands that bring the
+    vectors and the map (and so search and similar neurons) back in step, if any lag."""
+    from neuronatlas.store import open_reader
+    from neuronatlas.store.derived import staleness
+
+    conn = open_reader(db)
+    try:
+        lag = staleness(conn)
+    finally:
+        conn.close()
+    if lag.unembedded:
+        console_err.print(
+            f"{lag.unembedded:,} neurons' primary explanation is not embedded yet (search, "
+            f"similar neurons and the map use older text): run `neuronatlas embed --db {db}` "
+            f"then `neuronatlas map --db {db}`",
+            highlight=False,
+            soft_wrap=True,
+        )
+    elif lag.map_stale:
+        console_err.print(
+            f"{lag.map_stale:,} neurons' map points come from older explanations: run "
+            f"`neuronatlas map --db {db}`",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -266,6 +297,8 @@ def score(
             f"{len(report.failed)} without a score in {report.seconds:.1f} s",
             highlight=False,
         )
+    if report.scored:
+        _say_what_is_stale(db)
     if report.failed:
         raise typer.Exit(EXIT_PARTIAL)
 

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal, cast
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from neuronatlas.cli.app import DbOption, JsonOption, SilentOption, app, console, print_json
+from neuronatlas.cli.app import (
+    DbOption,
+    JsonOption,
+    SilentOption,
+    app,
+    console,
+    console_err,
+    print_json,
+)
 from neuronatlas.read.models import SearchHit, SearchMode
 from neuronatlas.store import open_reader
 
@@ -81,6 +90,25 @@ def embed(
         console.print(
             f"{result.embedder}: embedded {result.embedded}, {result.unchanged} already current"
         )
+    _say_if_map_lags(db)
+
+
+def _say_if_map_lags(db: Path) -> None:
+    """Name `map` when embedded neurons have no map point of their current explanation."""
+    from neuronatlas.store.derived import staleness
+
+    conn = open_reader(db)
+    try:
+        lag = staleness(conn)
+    finally:
+        conn.close()
+    if lag.map_stale:
+        console_err.print(
+            f"{lag.map_stale:,} neurons' map points come from older explanations or are "
+            f"missing: run `neuronatlas map --db {db}` (places them on the current map)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("map")
@@ -111,11 +139,23 @@ def map_(
         int | None,
         typer.Option("--min-cluster-size", help="HDBSCAN's smallest cluster (default n / 400)."),
     ] = None,
+    refit: Annotated[
+        bool,
+        typer.Option(
+            "--refit",
+            help="Lay out and cluster every neuron anew, even when the stored map has the same "
+            "settings and only a few neurons changed (those are placed on it by default).",
+        ),
+    ] = False,
     silent: SilentOption = False,
 ) -> None:
     """Lay out embedded neurons in 2-D (UMAP, cosine), cluster them at two levels (coarse
     clusters made of whole fine ones, every neuron in one), label each cluster with its
     distinctive explanation words and measure how coherent the clusters are; store the map.
+
+    When a map with the same settings exists, only neurons whose primary explanation changed
+    since (or that are new) are placed on it, among their nearest neighbours by explanation
+    vector, if they are at most a quarter of it; otherwise the map is made anew.
 
     Example: neuronatlas map --db atlas.db --clusters 200 --coarse 30
     """
@@ -132,7 +172,16 @@ def map_(
     )
     open_reader(db).close()
     with console.status("mapping", spinner="dots") if not silent else _nothing():
-        result = build_map(db, config)
+        result = build_map(db, config, refit=refit)
+    if result.action == "current":
+        console.print(f"the map of {result.points} neurons is up to date (--refit to redo it)")
+        return
+    if result.action == "placed":
+        console.print(
+            f"placed {result.placed} neurons with new explanations on the map of "
+            f"{result.points} (--refit to lay out and cluster everything anew)"
+        )
+        return
     if not silent:
         console.print(
             f"map of {result.points} neurons: {result.coarse} coarse clusters of "

@@ -95,7 +95,8 @@ def embed_atlas(
             precompute_missing_similar(conn)
             return EmbedResult(embedder.name, 0, unchanged, total)
         run = writer.begin_run("embed", asdict(config) | {"embedder_name": embedder.name})
-        writer.set_meta({"embedder": embedder.name, "embedder_spec": embedder.spec})
+        scope = {store.EMBED_SCOPE_KEY: "all"} if config.all_explanations else {}
+        writer.set_meta({"embedder": embedder.name, "embedder_spec": embedder.spec} | scope)
         done = 0
         status = "failed"
         try:

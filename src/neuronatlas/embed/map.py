@@ -21,8 +21,9 @@ import numpy as np
 from neuronatlas.embed.coherence import Coherence, coherence, word_vectors
 from neuronatlas.embed.hierarchy import Hierarchy, build_hierarchy
 from neuronatlas.embed.labels import class_tfidf, distinct_labels
+from neuronatlas.embed.placement import place
 from neuronatlas.errors import BadInput
-from neuronatlas.store import AtlasWriter
+from neuronatlas.store import AtlasWriter, derived
 from neuronatlas.store import embed as store
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,11 @@ class MapResult:
     coarse: int
     embedder: str
     coherence: list[Coherence] = field(default_factory=list)
+    #: how the map was brought up to date: "refit" (UMAP and clusters anew), "placed" (new or
+    #: changed neurons placed on the stored map) or "current" (nothing to do)
+    action: str = "refit"
+    #: neurons placed on the stored map (action "placed")
+    placed: int = 0
 
 
 def layout(matrix: np.ndarray, config: MapConfig) -> np.ndarray:
@@ -141,14 +147,66 @@ def describe(hierarchy: Hierarchy, coords: np.ndarray, matrix: np.ndarray, texts
     return fine, coarse
 
 
-def build_map(db: str | Path, config: MapConfig | None = None) -> MapResult:
-    """Lay out, cluster (two levels) and label every embedded neuron; replace the stored map."""
+#: Above this share of stale points (relative to the current ones) the map is refit: placing
+#: many points on a layout made without them would describe the old atlas more than the new.
+PLACE_AT_MOST = 0.25
+
+
+def _update_in_place(writer: AtlasWriter, config: MapConfig, embedder: str) -> MapResult | None:
+    """Bring a stored map with the same embedder and settings up to date without refitting:
+    nothing to do, or place the few stale neurons (see `placement`). None: refit instead."""
+    conn = writer.conn
+    info = store.map_info(conn)
+    if info is None or info["embedder"] != embedder or info["config"] != asdict(config):
+        return None
+    hood = derived.map_neighbourhood(conn)
+    fine = int(conn.execute("SELECT count(*) FROM map_clusters").fetchone()[0])
+    coarse = int(conn.execute("SELECT count(*) FROM map_coarse_clusters").fetchone()[0])
+    if not hood.todo_ids:
+        return MapResult(len(hood.placed_ids), fine, coarse, embedder, action="current")
+    if len(hood.todo_ids) > PLACE_AT_MOST * len(hood.placed_ids):
+        return None
+    run = writer.begin_run("map", asdict(config) | {"placed": len(hood.todo_ids)})
+    try:
+        where = place(hood.placed_vectors, hood.placed_xy, hood.placed_cluster, hood.todo_vectors)
+        derived.place_points(
+            conn,
+            [
+                (nid, eid, float(x), float(y), int(c))
+                for nid, eid, (x, y), c in zip(
+                    hood.todo_ids,
+                    hood.todo_explanations,
+                    where.xy.tolist(),
+                    where.cluster.tolist(),
+                    strict=True,
+                )
+            ],
+        )
+    except BaseException:
+        writer.end_run(run, "failed")
+        raise
+    writer.end_run(run, "done")
+    total = len(hood.placed_ids) + len(hood.todo_ids)
+    return MapResult(total, fine, coarse, embedder, action="placed", placed=len(hood.todo_ids))
+
+
+def build_map(db: str | Path, config: MapConfig | None = None, *, refit: bool = False) -> MapResult:
+    """Bring the stored map up to date with the atlas's embedded primary explanations.
+
+    With the same embedder and settings as the stored map, neurons whose primary explanation
+    changed (or that are new) are placed on it, when they are at most `PLACE_AT_MOST` of it;
+    otherwise, or with `refit`, every embedded neuron is laid out, clustered (two levels) and
+    labelled anew, replacing the stored map."""
     config = config or MapConfig()
     with AtlasWriter(db) as writer:
         conn = writer.conn
         names = store.stored_embedders(conn)
         if not names:
             raise BadInput(f"{db}: nothing is embedded yet: run `neuronatlas embed --db {db}`")
+        if not refit:
+            updated = _update_in_place(writer, config, names[0])
+            if updated is not None:
+                return updated
         neuron_ids, explanation_ids, matrix = store.neuron_vectors(conn)
         if len(neuron_ids) < 3:
             raise BadInput(

@@ -1,4 +1,5 @@
-"""Semantic search: a query's embedding against every embedded explanation, best neuron first.
+"""Semantic search: a query's embedding against each neuron's embedded primary explanation (or
+every embedded explanation after `embed --all-explanations`), best neuron first.
 
 The vector matrix is read from the atlas once and cached per (file, modification time), so a web
 server pays the load once; the query embedder is loaded once per process (`get_embedder`). A
@@ -79,14 +80,19 @@ def load_vectors(conn: sqlite3.Connection) -> LoadedVectors:
 
 
 def _load(conn: sqlite3.Connection, key: tuple) -> LoadedVectors:
-    ids, neuron_ids, matrix = store.load_vectors(conn)
+    # Each neuron is found by its current primary explanation only (unless every explanation
+    # was embedded on purpose): a vector of an explanation that is no longer primary would
+    # match and show text the neuron's page no longer leads with.
+    meta = reader.meta(conn)
+    ids, neuron_ids, matrix = store.load_vectors(
+        conn, primary_only=meta.get(store.EMBED_SCOPE_KEY) != "all"
+    )
     names = store.stored_embedders(conn)
     if len(names) > 1:
         raise MixedEmbedders(
             f"this atlas mixes embeddings from {', '.join(names)}; run "
             f"`neuronatlas embed --reembed` to rebuild them with one embedder"
         )
-    meta = reader.meta(conn)
     loaded = LoadedVectors(
         ids,
         neuron_ids,

@@ -49,7 +49,8 @@ from neuronatlas.read.models import (
     Stats,
 )
 from neuronatlas.read.render import histogram
-from neuronatlas.store import browse, reader
+from neuronatlas.store import browse, derived, reader
+from neuronatlas.store import embed as store_embed
 
 UsedMode = Literal["semantic", "tokens", "fulltext", "substring"]
 MAX_K = 100
@@ -153,6 +154,7 @@ def _page(
         similar=similar,
         unavailable=unavailable,
         more=more,
+        stale=derived.stale_parts(conn, nid, store_embed.database_path(conn) or ":memory:"),
     )
 
 

@@ -165,6 +165,9 @@ class NeuronPage(Struct):
     similar: Similar | None
     unavailable: dict[str, str]
     more: dict[str, str]
+    stale: dict[str, str] = msgspec.field(default_factory=dict)
+    """Derived parts (`embedding`, `map`) made from another explanation than the primary one
+    shown here, each with what is out of date and the command that refreshes it."""
 
     @property
     def explanation(self) -> str | None:

@@ -26,6 +26,11 @@ from neuronatlas.store.reader import primary_order
 from neuronatlas.store.writer import now
 
 
+#: meta key: "all" once every explanation was embedded (`embed --all-explanations`), so search
+#: matches any of a neuron's explanations; otherwise each neuron's primary one only.
+EMBED_SCOPE_KEY = "embed_scope"
+
+
 def text_digest(text: str) -> str:
     """What decides whether an explanation must be re-embedded: its exact text."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=12).hexdigest()
@@ -117,6 +122,7 @@ def delete_embeddings(conn: sqlite3.Connection) -> int:
     """Remove every vector and the map made from them (before re-embedding with another model)."""
     with transaction(conn):
         n = conn.execute("DELETE FROM embeddings").rowcount
+        conn.execute("DELETE FROM meta WHERE key = ?", (EMBED_SCOPE_KEY,))
         _clear_map(conn)
         forget_similar(conn, "embedding")
     return n
