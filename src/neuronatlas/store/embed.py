@@ -25,7 +25,6 @@ from neuronatlas.store.connection import transaction
 from neuronatlas.store.reader import primary_order
 from neuronatlas.store.writer import now
 
-
 #: meta key: "all" once every explanation was embedded (`embed --all-explanations`), so search
 #: matches any of a neuron's explanations; otherwise each neuron's primary one only.
 EMBED_SCOPE_KEY = "embed_scope"
