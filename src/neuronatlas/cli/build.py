@@ -17,14 +17,24 @@ from rich.progress import (
 )
 
 from neuronatlas.cli.app import DeviceOption, SilentOption, app, console_err
-from neuronatlas.cli.serve import serve
-from neuronatlas.pipeline import DEMO_TOKENS, BuildSettings, build_atlas, stage_weight
+from neuronatlas.cli.serve import check_device
+from neuronatlas.pipeline import (
+    DEMO_TOKENS,
+    LLM_STAGES,
+    BuildSettings,
+    StageProgress,
+    build_atlas,
+    stage_weight,
+)
 
 
-def _run_with_progress(db: Path, settings: BuildSettings, silent: bool) -> None:
-    """Run the build under one progress display: an overall bar with ETA and one per stage."""
+def _run_with_progress(
+    db: Path, settings: BuildSettings, silent: bool, also: StageProgress | None = None
+) -> None:
+    """Run the build under one progress display: an overall bar with ETA and one per stage.
+    `also` is told every progress event too (the explorer's build status)."""
     if silent:
-        results = build_atlas(db, settings)
+        results = build_atlas(db, settings, also)
     else:
         weights = {name: stage_weight(name, settings) for name in settings.stages}
         total = sum(weights.values())
@@ -51,6 +61,8 @@ def _run_with_progress(db: Path, settings: BuildSettings, silent: bool) -> None:
                 bars.update(
                     overall, completed=base[stage] + weights[stage] * fraction, detail=stage
                 )
+                if also is not None:
+                    also(stage, fraction, detail)
 
             results = build_atlas(db, settings, on_progress)
     for r in results:
@@ -112,9 +124,13 @@ def demo(
     llm_per_layer: LlmPerLayerOption = 8,
     silent: SilentOption = False,
 ) -> None:
-    """Build the atlas of the offline default model over the offline corpus, then serve it.
+    """Build the atlas of the offline default model over the offline corpus, serving it
+    from the start.
 
-    Every stage is resumable: run it again and it reuses what is done, serving in seconds.
+    The explorer shows the build's progress (stage, share done, time left; JSON at
+    /api/build) until the scrape is written, then neuron pages and search while the later
+    stages run, and the map once it is made. Every stage is resumable: run it again and it
+    reuses what is done, serving in seconds.
 
     Example: neuronatlas demo --db atlas.db --port 8000
 
@@ -131,16 +147,71 @@ def demo(
         llm=llm,
         llm_per_layer=llm_per_layer,
     )
+    if not no_serve:
+        _build_while_serving(db, settings, silent, host, port, device)
+        return
     started = time.monotonic()
     _run_with_progress(db, settings, silent)
     console_err.print(f"atlas {db} ready in {time.monotonic() - started:,.0f} s", highlight=False)
-    if not no_serve:
-        serve(
-            db=db,
-            host=host,
-            port=port,
-            model=None if model == "default" else model,
-            device=device,
+
+
+def _build_while_serving(
+    db: Path, settings: BuildSettings, silent: bool, host: str, port: int, device: str
+) -> None:
+    """Serve from the start while the build runs in a thread: the progress page until the
+    scrape is written, then neuron pages and search, then the map (see `web.building`)."""
+    import threading
+
+    import uvicorn
+
+    from neuronatlas.build_status import BuildStatus
+    from neuronatlas.web import create_app
+    from neuronatlas.web.building import BuildingApp
+
+    check_device(device)
+    model = None if settings.model == "default" else settings.model
+    status = BuildStatus(
+        [s for s in settings.stages if s not in LLM_STAGES or settings.llm],
+        lambda name: stage_weight(name, settings),
+    )
+    local = host in ("127.0.0.1", "localhost", "::1")
+
+    def explorer():
+        return create_app(db, model=model, device=device, compress=not local)
+
+    def build() -> None:
+        started = time.monotonic()
+        try:
+            _run_with_progress(db, settings, silent, also=status)
+        except BaseException as exc:
+            status.finish(exc)
+            console_err.print(
+                f"the build stopped: {exc}; what is built stays served. Run the same command "
+                "again to resume.",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return
+        status.finish()
+        console_err.print(
+            f"atlas {db} ready in {time.monotonic() - started:,.0f} s", highlight=False
+        )
+
+    worker = threading.Thread(target=build, name="neuronatlas-build", daemon=True)
+    worker.start()
+    shown = f"[{host}]" if ":" in host else host
+    console_err.print(
+        f"neuronatlas: serving {db} at [bold]http://{shown}:{port}/[/] while it is built "
+        "(progress first, neuron pages and search once the scrape is written, the map when "
+        "it is ready; Ctrl-C stops, a rerun resumes)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    uvicorn.run(BuildingApp(status, explorer, db), host=host, port=port, log_level="warning")
+    if worker.is_alive():
+        console_err.print(
+            "stopped before the build finished: run the same command again to resume",
+            highlight=False,
         )
 
 

@@ -34,7 +34,7 @@ def _check_db(db) -> None:
     open_reader(db).close()
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> None:
     """Fail on a --device this machine lacks before serving (auto always works)."""
     if device != "auto":
         from neuronatlas.models import resolve_device
@@ -86,7 +86,7 @@ def serve(
     from neuronatlas.web import create_app
 
     _check_db(db)
-    _check_device(device)
+    check_device(device)
     local = host in ("127.0.0.1", "localhost", "::1")
     compress = not local if gzip is None else gzip
     # fail here, not per worker
@@ -139,7 +139,7 @@ def activate(
     from neuronatlas.atlas import Atlas
 
     _check_db(db)
-    _check_device(device)
+    check_device(device)
     atlas = Atlas(db, model=model, device=device)
     result = atlas.activate(text, k=k)
     if json:
