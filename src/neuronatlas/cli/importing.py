@@ -157,14 +157,18 @@ def import_seed(
     ] = False,
     silent: SilentOption = False,
 ) -> None:
-    """Import the seed notebook's own database: neurons, OpenAI's explanation and scores,
-    moments, top and random records, and the explanation embeddings.
+    """Import the seed notebook's own SQLite database (records, explanations, embeddings).
 
-    The notebook stores no map: run `neuronatlas map` afterwards. Resumable and idempotent:
-    neurons already imported are skipped. Bad rows are named on stderr, the rest is imported,
-    and the exit code is 3; a file without the notebook's tables or columns exits with 2.
+    Its neurons with OpenAI's explanation, three scores and moments, its top and random
+    records in the notebook's order, and its explanation embeddings tagged all-mpnet-base-v2
+    (so search and similar neurons use them). The notebook stores no map: run
+    `neuronatlas map` afterwards.
 
-    Example: neuronatlas import-seed ChinaGraph2024.db --db gpt2-small.db
+    Resumable and idempotent: neurons already imported are skipped. Bad rows are named on
+    stderr, the rest is imported, and the exit code is 3. A file without the notebook's
+    tables or columns exits with 2, naming what is missing.
+
+    Example: neuronatlas import-seed seed.db --db gpt2-small.db
     """
     from neuronatlas.errors import NotASeedDatabase
     from neuronatlas.openai.seed_import import SeedImportConfig, describe_seed
