@@ -177,6 +177,24 @@ def test_embeddings_are_tagged_with_the_notebooks_embedder_and_search_uses_them(
     assert [h["id"] for h in json.loads(proc.stdout)] == ["L00N0000"]
 
 
+def test_the_explorer_serves_the_imported_atlas(imported):
+    from fastapi.testclient import TestClient
+
+    from neuronatlas.web import create_app
+
+    with TestClient(create_app(imported)) as client:
+        page = client.get("/api/neurons/L05N1234", params={"view": "full"})
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert body["explanations"][0]["raw_text"] == NEURONS["L05N1234"][0]
+        assert [r["tokens"] for r in body["records"]["top"]] == [
+            t for t, _ in RECORDS["L05N1234"]["top"]
+        ]
+        similar = client.get("/api/neurons/L05N1234/similar").json()
+        assert similar["by_embedding"][0]["id"] == "L00N0000"
+        assert client.get("/api/neurons/L11N3071/prev").json()["id"] == "L11N0042"
+
+
 def test_embed_finds_every_imported_vector_current(seed, tmp_path):
     """`neuronatlas embed` (all-mpnet-base-v2 by default) re-embeds nothing: the vectors carry
     its tag and the digest of the text they embed (the unit tier's guard fails any load)."""
