@@ -207,10 +207,12 @@ def run_embedding_step(db_conn: sqlite3.Connection, encode: Encode) -> None:
         db_conn.commit()
 
 
-def build_seed_db(path: Path, encode: Encode | None = None, neurons=None, records=None) -> Path:
+def build_seed_db(
+    path: Path, encode: Encode | None = None, neurons=None, records=None, schema=CREATE_TABLES
+) -> Path:
     """A seed database as the notebook makes it; `encode` None skips the embedding step."""
     db_conn = sqlite3.connect(path)
-    db_conn.executescript(CREATE_TABLES)
+    db_conn.executescript(schema)
     run_import_loop(db_conn, neurons, records)
     if encode is not None:
         run_embedding_step(db_conn, encode)

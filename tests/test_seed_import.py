@@ -272,6 +272,20 @@ def test_vectors_embedded_after_a_first_import_come_in_on_the_next(tmp_path):
         assert np.allclose(got[nid], want, atol=1e-6)
 
 
+def test_declared_column_types_do_not_matter(imported, tmp_path):
+    """Were the notebook's tables declared with TEXT columns, SQLite would store its numbers as
+    text ('0.61', '11'): the import reads them as the numbers they are."""
+    schema = CREATE_TABLES.replace(" float", " text").replace('_index" integer', '_index" text')
+    as_text = build_seed_db(tmp_path / "seed.db", planned_encode(), schema=schema)
+    stored = sqlite3.connect(as_text).execute(
+        "SELECT typeof(layer_index), typeof(explanation_ev_correlation_score) FROM neurons"
+    )
+    assert set(stored) == {("text", "text")}
+    atlas = tmp_path / "atlas.db"
+    assert import_seed(SeedImportConfig(as_text), atlas).skipped == []
+    assert _state(atlas)[0] == _state(imported)[0]
+
+
 def _tables(path: Path, sql: str) -> Path:
     conn = sqlite3.connect(path)
     conn.executescript(sql)
