@@ -33,6 +33,11 @@ class BadInput(NeuronAtlasError, ValueError):
     """An input file or value that cannot be used; the message names it and the fix."""
 
 
+class NotASeedDatabase(BadInput):
+    """A file given as the seed notebook's database that lacks its tables or columns (the CLI
+    exits with code 2: the argument is wrong, not the run)."""
+
+
 class MixedEmbedders(NeuronAtlasError):
     """Embeddings from a different embedder than the one already stored."""
 

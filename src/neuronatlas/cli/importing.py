@@ -1,4 +1,5 @@
-"""`neuronatlas import-openai` and `neuronatlas export`: OpenAI files in, OpenAI/Parquet out."""
+"""`neuronatlas import-openai`, `import-seed` and `export`: OpenAI files or the seed notebook's
+database in, OpenAI/Parquet out."""
 
 from __future__ import annotations
 
@@ -116,6 +117,87 @@ def import_openai(
             f"Imported {result.imported:,} neurons into {escape(str(db))}"
             f" ({result.already_done:,} already there, {len(result.skipped):,} skipped"
             f", {result.requests:,} HTTP requests).",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if result.skipped:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+#: Exit code of `import-seed` when SEED.db is not the notebook's database (the argument is
+#: wrong, as for a usage error).
+EXIT_NOT_SEED = 2
+
+
+@app.command("import-seed")
+def import_seed(
+    seed: Annotated[
+        Path,
+        typer.Argument(
+            metavar="SEED.db",
+            dir_okay=False,
+            help="The seed notebook's SQLite database (its neurons and activations tables). "
+            "Only read, never changed.",
+        ),
+    ],
+    db: DbOption,
+    embedder: Annotated[
+        str,
+        typer.Option(
+            help="The embedder that made neurons.explanation_embedding (the notebook's is "
+            "all-mpnet-base-v2): the tag of the imported vectors, and what semantic search "
+            "embeds queries with."
+        ),
+    ] = "all-mpnet-base-v2",
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Re-import neurons already imported (default: skip them, so reruns resume)."
+        ),
+    ] = False,
+    silent: SilentOption = False,
+) -> None:
+    """Import the seed notebook's own SQLite database (records, explanations, embeddings).
+
+    Its neurons with OpenAI's explanation, three scores and moments, its top and random
+    records in the notebook's order, and its explanation embeddings tagged all-mpnet-base-v2
+    (so search and similar neurons use them). The notebook stores no map: run
+    `neuronatlas map` afterwards.
+
+    Resumable and idempotent: neurons already imported are skipped. Bad rows are named on
+    stderr, the rest is imported, and the exit code is 3. A file without the notebook's
+    tables or columns exits with 2, naming what is missing.
+
+    Example: neuronatlas import-seed seed.db --db gpt2-small.db
+    """
+    from neuronatlas.errors import NotASeedDatabase
+    from neuronatlas.openai.seed_import import SeedImportConfig, describe_seed
+    from neuronatlas.openai.seed_import import import_seed as run
+
+    config = SeedImportConfig(seed=seed, overwrite=overwrite, embedder=embedder)
+    try:
+        found = describe_seed(config, db)
+    except NotASeedDatabase as exc:
+        console_err.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(EXIT_NOT_SEED) from None
+    if not silent:
+        console_err.print(f"Found {escape(found)}.", highlight=False, soft_wrap=True)
+    with _bar("import", silent) as progress:
+        result = run(config, db, progress)
+    for skipped in result.skipped:
+        sys.stderr.write(f"skipped {skipped.line()}\n")
+    if result.orphan_records:
+        sys.stderr.write(
+            f"ignored {result.orphan_records:,} activations rows whose neuron_id is no row of "
+            "neurons\n"
+        )
+    if not silent:
+        console_err.print(
+            f"Imported {result.imported:,} neurons and {result.embedded:,} embeddings into "
+            f"{escape(str(db))} ({result.already_done:,} already there, "
+            f"{len(result.skipped):,} skipped; model {result.model_id or 'unknown'}).",
             highlight=False,
             soft_wrap=True,
         )
