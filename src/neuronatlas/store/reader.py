@@ -299,8 +299,8 @@ def neurons_with_explanation(conn: sqlite3.Connection, source: str) -> set[str]:
 def iter_neuron_info(conn: sqlite3.Connection) -> Iterator[dict[str, Any]]:
     """Every neuron's stored statistics, in id order (= layer, neuron order)."""
     rows = conn.execute(
-        "SELECT id, layer, neuron, mean, variance, skewness, kurtosis, quantile_boundaries"
-        " FROM neuron_info ORDER BY id"
+        "SELECT id, layer, neuron, mean, variance, skewness, kurtosis, quantile_boundaries,"
+        " source FROM neuron_info ORDER BY id"
     )
     for r in rows:
         yield {
@@ -312,6 +312,7 @@ def iter_neuron_info(conn: sqlite3.Connection) -> Iterator[dict[str, Any]]:
             "skewness": r[5],
             "kurtosis": r[6],
             "quantile_boundaries": None if r[7] is None else _decode(r[7]),
+            "source": r[8],
         }
 
 
