@@ -68,8 +68,10 @@ def import_openai(
     model: Annotated[
         str | None,
         typer.Option(
-            help="gpt2-small (12 x 3072) or gpt2-xl (48 x 6400): the shape when the source "
-            "cannot tell (https URLs), and the model id recorded in the atlas."
+            help="The model id recorded in the atlas (a hub id or folder, used by live "
+            "features). gpt2-small (12 x 3072) and gpt2-xl (48 x 6400) also give the shape, "
+            "which an https source needs; any other id takes its shape from the files. "
+            "Default: the export's neuronatlas.json, else the GPT-2 model of that shape."
         ),
     ] = None,
     layers: Annotated[str | None, typer.Option(help="Only these layers, e.g. 0-3 or 0,5.")] = None,
@@ -90,7 +92,10 @@ def import_openai(
     """Import OpenAI neuron-explainer explanations and activation records into an atlas.
 
     Resumable and idempotent: neurons already imported are skipped. Broken or missing files
-    are named on stderr, the rest is imported, and the exit code is 3.
+    are named on stderr, the rest is imported, and the exit code is 3. A folder written by
+    `neuronatlas export --format openai` also gives back each explanation's source, scores
+    and the model (its neuronatlas.json); N2G graphs and embeddings are not in OpenAI's
+    format: run `n2g`, `embed` and `map` on the new atlas.
 
     Example: neuronatlas import-openai openai:gpt2-small --db gpt2.db --layers 0-1
     """
@@ -136,13 +141,17 @@ def export(
         ExportFormat,
         typer.Option(
             "--format",
-            help="openai: explanations/ + collated-activations/ that import-openai "
-            "reads back; parquet: one table per relation.",
+            help="openai: explanations/ + collated-activations/ (OpenAI's files, unchanged) "
+            "and neuronatlas.json + neuronatlas/ (sources, scores, the model) that "
+            "import-openai reads back; parquet: one table per relation.",
         ),
     ],
     silent: SilentOption = False,
 ) -> None:
     """Export an atlas as OpenAI neuron-explainer files or Parquet tables.
+
+    Neither carries everything: N2G graphs, embeddings and the map stay behind (rerun `n2g`,
+    `embed`, `map` after an import). The atlas file itself is the lossless export: copy it.
 
     Example: neuronatlas export --db gpt2.db --format openai exported/
     """

@@ -288,8 +288,8 @@ def _n2g_summary(
         unavailable["n2g"] = str(exc)
         return None
     if graph is None:
-        unavailable["n2g"] = (
-            f"no N2G graph stored for {nid}: run `neuronatlas n2g --db ATLAS --neurons {nid}`"
+        unavailable["n2g"] = stages.for_atlas(
+            conn, f"no N2G graph stored for {nid}: run `neuronatlas n2g --db ATLAS --neurons {nid}`"
         )
         return None
     # every stored graph is drawable: the graph route renders its DOT to SVG on demand
@@ -355,7 +355,10 @@ def neuron_graph(conn: sqlite3.Connection, neuron_id: str) -> NeuronGraph:
     graph = stages.call("graph", conn, nid)
     if graph is None:
         raise StageNotBuilt(
-            f"no N2G graph stored for {nid}: run `neuronatlas n2g --db ATLAS --neurons {nid}`"
+            stages.for_atlas(
+                conn,
+                f"no N2G graph stored for {nid}: run `neuronatlas n2g --db ATLAS --neurons {nid}`",
+            )
         )
     return msgspec.convert(graph, NeuronGraph)
 
@@ -381,11 +384,14 @@ def search(
     if used == "tokens" and not stages.call("token_index", conn):
         raise StageNotBuilt(
             "token search needs the token index of the stored records: run "
-            f"`{stages.how_to_build('token_index')}`"
+            f"`{stages.how_to_build('token_index', conn)}`"
         )
     if used == "semantic" and not browse.has_embeddings(conn):
         raise StageNotBuilt(
-            "semantic search needs explanation embeddings: run `neuronatlas embed --db ATLAS`"
+            stages.for_atlas(
+                conn,
+                "semantic search needs explanation embeddings: run `neuronatlas embed --db ATLAS`",
+            )
         )
     if used == "fulltext" and not _has_words(query):
         return SearchResult(query, used, k, [], message="the query has no words to search for")
@@ -485,9 +491,12 @@ def map_data(
         clusters=[],
         coarse=[],
         coherence=[],
-        message="The semantic map is not built for this atlas yet: neurons are laid "
-        "out by layer (y) and index (x). Build it with "
-        "`neuronatlas embed --db ATLAS` then `neuronatlas map --db ATLAS`.",
+        message=stages.for_atlas(
+            conn,
+            "The semantic map is not built for this atlas yet: neurons are laid "
+            "out by layer (y) and index (x). Build it with "
+            "`neuronatlas embed --db ATLAS` then `neuronatlas map --db ATLAS`.",
+        ),
     )
 
 
