@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from neuronatlas.cli.app import DeviceOption, SilentOption, app, console_err
+from neuronatlas.cli.app import DeviceOption, SilentOption, app, console_err, exit_codes
 from neuronatlas.cli.serve import serve
 from neuronatlas.pipeline import DEMO_TOKENS, BuildSettings, build_atlas, stage_weight
 
@@ -75,7 +75,7 @@ LlmPerLayerOption = Annotated[
 ]
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def demo(
     db: Annotated[
         Path, typer.Option("--db", help="The atlas file to build or reuse.", dir_okay=False)
@@ -144,7 +144,7 @@ def demo(
         )
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def build(
     model: Annotated[
         str, typer.Option(help="Model: a hub id (e.g. gpt2), a local folder, or `default`.")

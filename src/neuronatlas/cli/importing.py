@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from neuronatlas.cli.app import EXIT_PARTIAL, DbOption, SilentOption, app, console_err
+from neuronatlas.cli.app import EXIT_PARTIAL, DbOption, SilentOption, app, console_err, exit_codes
 
 
 @contextmanager
@@ -54,7 +54,7 @@ def _bar(label: str, silent: bool):
         yield update
 
 
-@app.command("import-openai")
+@app.command("import-openai", epilog=exit_codes(partial=True))
 def import_openai(
     source: Annotated[
         str,
@@ -133,7 +133,7 @@ class ExportFormat(StrEnum):
     parquet = "parquet"
 
 
-@app.command("export")
+@app.command("export", epilog=exit_codes())
 def export(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to write into.")],
     db: DbOption,

@@ -15,6 +15,7 @@ from neuronatlas.cli.app import (
     app,
     console,
     console_err,
+    exit_codes,
     neuron_bar,
     print_json,
 )
@@ -69,7 +70,7 @@ def _usage_line(usage) -> str:
     )
 
 
-@app.command()
+@app.command(epilog=exit_codes(partial=True))
 def explain(
     db: DbOption,
     llm: Annotated[str, typer.Option("--llm", help=LlmHelp, metavar="SPEC")],
@@ -156,7 +157,7 @@ def explain(
         raise typer.Exit(EXIT_PARTIAL)
 
 
-@app.command()
+@app.command(epilog=exit_codes(partial=True))
 def score(
     db: DbOption,
     scorer: Annotated[

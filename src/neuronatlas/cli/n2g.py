@@ -13,11 +13,12 @@ from neuronatlas.cli.app import (
     SilentOption,
     app,
     console_err,
+    exit_codes,
     neuron_bar,
 )
 
 
-@app.command()
+@app.command(epilog=exit_codes(partial=True))
 def n2g(
     db: DbOption,
     neurons: Annotated[

@@ -17,6 +17,7 @@ from neuronatlas.cli.app import (
     SilentOption,
     app,
     console_err,
+    exit_codes,
     print_json,
 )
 
@@ -102,7 +103,7 @@ def _bars(silent: bool, context: int) -> Iterator[Callable[[ScrapeProgress], Non
         yield update
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def scrape(
     model: Annotated[
         str,

@@ -8,7 +8,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from neuronatlas.cli.app import DbOption, JsonOption, SilentOption, app, console, print_json
+from neuronatlas.cli.app import (
+    DbOption,
+    JsonOption,
+    SilentOption,
+    app,
+    console,
+    exit_codes,
+    print_json,
+)
 from neuronatlas.read.models import SearchHit, SearchMode
 from neuronatlas.store import open_reader
 
@@ -35,7 +43,7 @@ def _num(x: float | None) -> str:
     return "—" if x is None else f"{x:.3f}"
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def embed(
     db: DbOption,
     embedder: Annotated[
@@ -83,7 +91,7 @@ def embed(
         )
 
 
-@app.command("map")
+@app.command("map", epilog=exit_codes())
 def map_(
     db: DbOption,
     neighbors: Annotated[int, typer.Option("--neighbors", help="UMAP n_neighbors.")] = 15,
@@ -153,7 +161,7 @@ class _nothing:
         return None
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def index(
     db: DbOption,
     excerpts: Annotated[
@@ -197,7 +205,7 @@ def index(
         )
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def search(
     query: Annotated[str, typer.Argument(metavar="QUERY", help="What the neuron responds to.")],
     db: DbOption,
@@ -232,7 +240,7 @@ def search(
     _results_table(result.results, f"{'full-text' if fulltext else 'semantic'} search: {query}")
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def tokens(
     text: Annotated[str, typer.Argument(metavar="TEXT", help="Text whose tokens to look up.")],
     db: DbOption,
@@ -255,7 +263,7 @@ def tokens(
     _results_table(result.results, f"tokens: {text!r}", extra="token")
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def similar(
     neuron_id: Annotated[str, typer.Argument(metavar="ID", help="L05N0123, L5N123 or 5:123.")],
     db: DbOption,

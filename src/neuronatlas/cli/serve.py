@@ -15,6 +15,7 @@ from neuronatlas.cli.app import (
     app,
     console,
     console_err,
+    exit_codes,
     print_json,
 )
 from neuronatlas.store import open_reader
@@ -42,7 +43,7 @@ def _check_device(device: str) -> None:
         resolve_device(device)
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def serve(
     db: DbOption,
     host: Annotated[
@@ -121,7 +122,7 @@ def serve(
     )
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def activate(
     text: Annotated[str, typer.Argument(help="The text to run through the model.")],
     db: DbOption,

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from neuronatlas.cli.app import DbOption, JsonOption, app, console, print_json
+from neuronatlas.cli.app import DbOption, JsonOption, app, console, exit_codes, print_json
 from neuronatlas.cli.serve import ModelOption
 from neuronatlas.errors import BadInput
 from neuronatlas.steer import (
@@ -68,7 +68,7 @@ def _print(result: SteerResult) -> None:
     console.print(f"[bold]with the edit[/]      {escape(repr(result.continuation.after.text))}")
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def steer(
     neuron_id: Annotated[str, typer.Argument(metavar="ID", help="L05N0123, L5N123 or 5:123.")],
     text: Annotated[str, typer.Argument(help="The text to run through the model.")],
