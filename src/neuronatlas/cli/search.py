@@ -26,9 +26,15 @@ KOption = Annotated[int, typer.Option("--k", min=1, max=1000, help="How many res
 SearchK = Annotated[int, typer.Option("--k", min=1, max=100, help="How many results (1-100).")]
 
 
-def _results_table(rows: list[SearchHit], title: str, extra: str | None = None) -> None:
+def _results_table(
+    rows: list[SearchHit], title: str, measure: str | None, extra: str | None = None
+) -> None:
+    """Hits as a table whose similarity column names its measure (read.models.MEASURES)."""
+    from neuronatlas.read.models import MEASURES
+
+    label = "similarity" if measure is None else MEASURES[measure].label
     table = Table(title=title, show_header=True, header_style="bold")
-    for col in ("id", "similarity", "score", *([extra] if extra else []), "explanation"):
+    for col in ("id", label, "score", *([extra] if extra else []), "explanation"):
         table.add_column(col)
     for r in rows:
         cells = [r.id, _num(r.similarity), _num(r.score)]
@@ -226,7 +232,10 @@ def search(
 ) -> None:
     """Semantic search over explanations: neurons whose explanation means QUERY.
 
-    --json prints the hits as /api/search does (its `results`).
+    similarity = cosine of the query's and the explanation's embeddings (−1…1); with
+    --fulltext, the full-text rank −bm25 (higher = better, unbounded). Each hit names its
+    measure in similarity_measure. --json prints the hits as /api/search does (its
+    `results`).
 
     Example: neuronatlas search "words about the weather" --db atlas.db --k 5 --json
     """
@@ -237,7 +246,11 @@ def search(
     if json:
         print_json(result.results)
         return
-    _results_table(result.results, f"{'full-text' if fulltext else 'semantic'} search: {query}")
+    _results_table(
+        result.results,
+        f"{'full-text' if fulltext else 'semantic'} search: {query}",
+        None if result.mode == "substring" else result.mode,
+    )
 
 
 @app.command(epilog=exit_codes())
@@ -260,7 +273,7 @@ def tokens(
     if json:
         print_json(result.results)
         return
-    _results_table(result.results, f"tokens: {text!r}", extra="token")
+    _results_table(result.results, f"tokens: {text!r}", "tokens", extra="token")
 
 
 @app.command(epilog=exit_codes())
@@ -277,8 +290,9 @@ def similar(
     ] = None,
     json: JsonOption = False,
 ) -> None:
-    """Neurons similar to ID: by explanation embedding, by shared peak tokens (weighted
-    Jaccard) and, with --model, by weights (plus the neuron's logit effect).
+    """Neurons similar to ID: by explanation embedding (cosine, −1…1), by shared peak
+    tokens (weighted Jaccard, 0…1) and, with --model, by weights (the signed direct
+    connection weight w_out · w_in, unbounded; plus the neuron's logit effect).
 
     Example: neuronatlas similar L05N0123 --db atlas.db --k 5
     """
@@ -288,11 +302,13 @@ def similar(
     if json:
         print_json(data)
         return
-    _results_table(data.by_embedding, f"{data.id}: by explanation embedding")
-    _results_table(data.by_tokens, f"{data.id}: by shared peak tokens")
+    _results_table(data.by_embedding, f"{data.id}: by explanation embedding", "embedding")
+    _results_table(data.by_tokens, f"{data.id}: by shared peak tokens", "shared_tokens")
     if data.by_weights is not None:
         for side in ("downstream", "upstream"):
-            _results_table(getattr(data.by_weights, side), f"{data.id}: {side} by weights")
+            _results_table(
+                getattr(data.by_weights, side), f"{data.id}: {side} by weights", "weights"
+            )
     if data.logit_effects is not None:
         for side in ("promoted", "suppressed"):
             effects = getattr(data.logit_effects, side)

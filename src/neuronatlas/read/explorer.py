@@ -41,6 +41,7 @@ from neuronatlas.read.models import (
     NeuronSummary,
     Record,
     RecordPage,
+    MEASURES,
     SearchHit,
     SearchMode,
     SearchResult,
@@ -324,10 +325,12 @@ def _similar(conn: sqlite3.Connection, nid: str, k: int) -> Similar:
         by_embedding=_hits(
             stored["embedding"]
             if "embedding" in stored
-            else stages.call("similar_embedding", conn, nid, k)
+            else stages.call("similar_embedding", conn, nid, k),
+            "embedding",
         ),
         by_tokens=_hits(
-            stored["tokens"] if "tokens" in stored else stages.call("similar_tokens", conn, nid, k)
+            stored["tokens"] if "tokens" in stored else stages.call("similar_tokens", conn, nid, k),
+            "shared_tokens",
         ),
     )
 
@@ -342,11 +345,27 @@ def similar_neurons(
     found = compute(conn, neuron_id, k, model)
     if "logit_effects" in found:
         found["logit_effects"] = {"id": found["id"], **found["logit_effects"]}
-    return msgspec.convert(found, SimilarNeurons)
+    data = msgspec.convert(found, SimilarNeurons)
+    _measured(data.by_embedding, "embedding")
+    _measured(data.by_tokens, "shared_tokens")
+    if data.by_weights is not None:
+        _measured(data.by_weights.downstream, "weights")
+        _measured(data.by_weights.upstream, "weights")
+    return data
 
 
-def _hits(rows: Any) -> list[SearchHit]:
-    return msgspec.convert(list(rows), list[SearchHit])
+def _hits(rows: Any, measure: str | None = None) -> list[SearchHit]:
+    """Rows as hits, each naming what its `similarity` measures (a key of MEASURES)."""
+    hits = msgspec.convert(list(rows), list[SearchHit])
+    return _measured(hits, measure)
+
+
+def _measured(hits: list[SearchHit], measure: str | None) -> list[SearchHit]:
+    if measure is not None:
+        described = MEASURES[measure].description
+        for h in hits:
+            h.similarity_measure = described
+    return hits
 
 
 def neuron_graph(conn: sqlite3.Connection, neuron_id: str) -> NeuronGraph:
@@ -396,7 +415,8 @@ def search(
     if used == "fulltext" and not _has_words(query):
         return SearchResult(query, used, k, [], message="the query has no words to search for")
     extra = (embedder,) if used == "semantic" and embedder else ()
-    return SearchResult(query, used, k, _hits(stages.call(used, conn, query, k, *extra))[:k])
+    hits = _hits(stages.call(used, conn, query, k, *extra), used)
+    return SearchResult(query, used, k, hits[:k])
 
 
 def _has_words(query: str) -> bool:
