@@ -110,7 +110,6 @@ def atlas(tmp_path_factory, tiny_gpt2_dir) -> Path:
     and steer run it), with explanations, the token index and test-embedder vectors."""
     from embed_fixtures import HASHING
     from n2g_atlas import build_atlas
-
     from neuronatlas.embed.embed import EmbedConfig, embed_atlas
     from neuronatlas.store import AtlasWriter
     from neuronatlas.store.search import rebuild_token_index

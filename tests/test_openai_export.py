@@ -172,7 +172,9 @@ def _rich_atlas(db, model_dir) -> list[str]:
             )
             nid = f"L{layer:02d}N{neuron:04d}"
             ids.append(nid)
-            w.write_explanations(nid, "openai", [(" animals", 0.9, None, 0.1), (" pets", 0.2, None, None)])
+            w.write_explanations(
+                nid, "openai", [(" animals", 0.9, None, 0.1), (" pets", 0.2, None, None)]
+            )
             w.write_explanations(nid, "n2g", [(" cat|dog", 0.7, None, None)])
             eid = store_llm.write_llm_explanation(
                 w.conn,

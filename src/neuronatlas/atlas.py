@@ -22,7 +22,6 @@ from neuronatlas.read.models import (
     LiveNeuron,
     LiveStrongest,
     NeuronPage,
-    Record,
     SearchHit,
     SearchMode,
     to_builtins,

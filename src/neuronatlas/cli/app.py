@@ -28,7 +28,13 @@ DbOption = Annotated[Path, typer.Option("--db", help="The atlas file (SQLite).",
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document to stdout and nothing else.")
 ]
-SilentOption = Annotated[bool, typer.Option("--silent", help="No progress bars.")]
+SilentOption = Annotated[
+    bool,
+    typer.Option(
+        "--silent",
+        help="No progress bars or spinners; results, skipped inputs and errors still print.",
+    ),
+]
 DeviceOption = Annotated[
     str,
     typer.Option(

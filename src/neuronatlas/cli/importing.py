@@ -116,14 +116,13 @@ def import_openai(
         result = run_import(plan, db, progress)
     for skipped in result.skipped:
         sys.stderr.write(f"skipped {skipped.line()}\n")
-    if not silent:
-        console_err.print(
-            f"Imported {result.imported:,} neurons into {escape(str(db))}"
-            f" ({result.already_done:,} already there, {len(result.skipped):,} skipped"
-            f", {result.requests:,} HTTP requests).",
-            highlight=False,
-            soft_wrap=True,
-        )
+    console_err.print(
+        f"Imported {result.imported:,} neurons into {escape(str(db))}"
+        f" ({result.already_done:,} already there, {len(result.skipped):,} skipped"
+        f", {result.requests:,} HTTP requests).",
+        highlight=False,
+        soft_wrap=True,
+    )
     if result.skipped:
         raise typer.Exit(EXIT_PARTIAL)
 
@@ -159,19 +158,17 @@ def export(
         from neuronatlas.openai.export import export_parquet
 
         counts = export_parquet(db, out)
-        if not silent:
-            shown = ", ".join(f"{n:,} {t}" for t, n in counts.items())
-            console_err.print(
-                f"Wrote {shown} rows under {escape(str(out))}.", highlight=False, soft_wrap=True
-            )
+        shown = ", ".join(f"{n:,} {t}" for t, n in counts.items())
+        console_err.print(
+            f"Wrote {shown} rows under {escape(str(out))}.", highlight=False, soft_wrap=True
+        )
         return
     from neuronatlas.openai.export import export_openai
 
     with _bar("export", silent) as progress:
         result = export_openai(db, out, progress)
-    if not silent:
-        console_err.print(
-            f"Wrote {result.neurons:,} neurons ({result.files:,} files) under {escape(str(out))}.",
-            highlight=False,
-            soft_wrap=True,
-        )
+    console_err.print(
+        f"Wrote {result.neurons:,} neurons ({result.files:,} files) under {escape(str(out))}.",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -147,12 +147,11 @@ def explain(
             f"budget of ${max_cost} spent: {len(left)} neurons left for the next run ({named})",
             highlight=False,
         )
-    if not silent:
-        console_err.print(
-            f"explain: {len(report.done)} written, {len(report.already)} already explained, "
-            f"{len(report.failed)} failed in {report.seconds:.1f} s; {_usage_line(report.usage)}",
-            highlight=False,
-        )
+    console_err.print(
+        f"explain: {len(report.done)} written, {len(report.already)} already explained, "
+        f"{len(report.failed)} failed in {report.seconds:.1f} s; {_usage_line(report.usage)}",
+        highlight=False,
+    )
     if report.failed or report.not_started:
         raise typer.Exit(EXIT_PARTIAL)
 
@@ -257,7 +256,7 @@ def score(
                 "already": report.already,
             }
         )
-    elif not silent:
+    else:
         for source, s in summary.items():
             console_err.print(
                 f"  {source:<24} {s['n']:>6} scored, mean {s['mean']:.3f}", highlight=False

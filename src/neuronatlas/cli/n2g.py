@@ -126,14 +126,13 @@ def n2g(
     )
     for nid, why in report.failed:
         console_err.print(f"skipped {nid}: {why}", highlight=False)
-    if not silent:
-        c = report.counters
-        console_err.print(
-            f"n2g: {len(report.done)} built, {len(report.already)} already had a graph, "
-            f"{len(report.failed)} skipped in {report.seconds:.1f}s"
-            + (f"; {c.get('tokens', 0)} model tokens in {c.get('passes', 0)} passes" if c else ""),
-            highlight=False,
-        )
+    c = report.counters
+    console_err.print(
+        f"n2g: {len(report.done)} built, {len(report.already)} already had a graph, "
+        f"{len(report.failed)} skipped in {report.seconds:.1f}s"
+        + (f"; {c.get('tokens', 0)} model tokens in {c.get('passes', 0)} passes" if c else ""),
+        highlight=False,
+    )
     if report.failed:
         raise typer.Exit(EXIT_PARTIAL)
 

@@ -260,7 +260,7 @@ def scrape(
                 "layers": result.meta.get("scraped_layers"),
             }
         )
-    elif not silent:
+    else:
         console_err.print(
             f"Scraped {result.neurons:,} neurons over {result.tokens:,} tokens into "
             f"{escape(str(db))}.",

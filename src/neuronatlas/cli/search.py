@@ -91,10 +91,9 @@ def embed(
         result = embed_atlas(
             db, config, lambda done, total: bar.update(task, completed=done, total=total)
         )
-    if not silent:
-        console.print(
-            f"{result.embedder}: embedded {result.embedded}, {result.unchanged} already current"
-        )
+    console.print(
+        f"{result.embedder}: embedded {result.embedded}, {result.unchanged} already current"
+    )
 
 
 @app.command("map", epilog=exit_codes())
@@ -147,16 +146,15 @@ def map_(
     open_reader(db).close()
     with console.status("mapping", spinner="dots") if not silent else _nothing():
         result = build_map(db, config)
-    if not silent:
+    console.print(
+        f"map of {result.points} neurons: {result.coarse} coarse clusters of "
+        f"{result.clusters} fine ones, every neuron in one ({result.embedder})"
+    )
+    for q in result.coherence:
         console.print(
-            f"map of {result.points} neurons: {result.coarse} coarse clusters of "
-            f"{result.clusters} fine ones, every neuron in one ({result.embedder})"
+            f"  {q.level} coherence ({q.measure}): within {q.within:.3f} "
+            f"[{q.within_low:.3f}, {q.within_high:.3f}] vs random pairs {q.random:.3f}"
         )
-        for q in result.coherence:
-            console.print(
-                f"  {q.level} coherence ({q.measure}): within {q.within:.3f} "
-                f"[{q.within_low:.3f}, {q.within_high:.3f}] vs random pairs {q.random:.3f}"
-            )
 
 
 class _nothing:
@@ -203,12 +201,11 @@ def index(
             similar = precompute_similar(conn, ["tokens"])["tokens"]
     finally:
         conn.close()
-    if not silent:
-        console.print(
-            f"token index: {counts['token_rows']} rows"
-            + (f"; excerpt full text: {counts['excerpt_documents']} neurons" if excerpts else "")
-            + f"; similar neurons by tokens: {similar} rows"
-        )
+    console.print(
+        f"token index: {counts['token_rows']} rows"
+        + (f"; excerpt full text: {counts['excerpt_documents']} neurons" if excerpts else "")
+        + f"; similar neurons by tokens: {similar} rows"
+    )
 
 
 @app.command(epilog=exit_codes())

@@ -21,6 +21,7 @@ from neuronatlas.ids import canonical
 from neuronatlas.read import stages
 from neuronatlas.read.live import LiveModel
 from neuronatlas.read.models import (
+    MEASURES,
     Cluster,
     CoarseCluster,
     Coherence,
@@ -41,7 +42,6 @@ from neuronatlas.read.models import (
     NeuronSummary,
     Record,
     RecordPage,
-    MEASURES,
     SearchHit,
     SearchMode,
     SearchResult,

@@ -83,9 +83,7 @@ def require_neuron(conn: sqlite3.Connection, neuron_id: str) -> str:
     """The canonical id if the neuron is stored; BadNeuronId / NeuronNotFound otherwise."""
     nid = canonical(neuron_id)
     if conn.execute("SELECT 1 FROM neuron_info WHERE id = ?", (nid,)).fetchone() is None:
-        raise NeuronNotFound(
-            f"{nid} is not in this atlas, which holds {stored_range(conn)}"
-        )
+        raise NeuronNotFound(f"{nid} is not in this atlas, which holds {stored_range(conn)}")
     return nid
 
 

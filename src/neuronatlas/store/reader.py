@@ -104,9 +104,7 @@ def stored_range(conn: sqlite3.Connection) -> str:
         return "no neurons"
     layer_ids = [r[0] for r in rows]
     lo, hi = min(r[1] for r in rows), max(r[2] for r in rows)
-    return (
-        f"layers {_span(layer_ids)}, neurons {lo}–{hi} ({sum(r[3] for r in rows):,} stored)"
-    )
+    return f"layers {_span(layer_ids)}, neurons {lo}–{hi} ({sum(r[3] for r in rows):,} stored)"
 
 
 def _span(values: list[int]) -> str:
