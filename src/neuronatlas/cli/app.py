@@ -50,6 +50,22 @@ EXIT_USAGE = 2  # Click's own: unknown option, missing argument, value out of ra
 EXIT_PARTIAL = 3
 
 
+#: A command that spent at least this long loading a model says how to keep it loaded.
+RELOAD_HINT_S = 1.0
+
+
+def reload_hint(what: str, seconds: float) -> None:
+    """One line on stderr when this call spent `seconds` loading `what`: every CLI call is
+    a new process that loads its model again; the server and a Python session keep it."""
+    if seconds >= RELOAD_HINT_S:
+        console_err.print(
+            f"hint: {seconds:.1f} s of this call went to loading {what}, again on every call; "
+            "`neuronatlas serve` (HTTP) or Python `neuronatlas.Atlas(path)` keep it loaded",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def exit_codes(partial: bool = False) -> str:
     """The epilog of a command's --help: the exit codes that command uses (3 only for the
     commands that skip bad inputs and go on)."""

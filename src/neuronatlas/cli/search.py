@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Literal, cast
 
 import typer
@@ -16,6 +17,7 @@ from neuronatlas.cli.app import (
     console,
     exit_codes,
     print_json,
+    reload_hint,
 )
 from neuronatlas.read.models import SearchHit, SearchMode
 from neuronatlas.store import open_reader
@@ -239,7 +241,11 @@ def search(
     from neuronatlas.read.explorer import search as run_search
 
     mode: SearchMode = "fulltext" if fulltext else "semantic"
-    result = run_search(open_reader(db), query, k, mode, embedder=embedder)
+    conn = open_reader(db)
+    started = time.perf_counter()
+    result = run_search(conn, query, k, mode, embedder=embedder)
+    if mode == "semantic":  # the query embedder was loaded for this one query
+        reload_hint("the query embedder", time.perf_counter() - started)
     if json:
         print_json(result.results)
         return
@@ -295,7 +301,10 @@ def similar(
     """
     from neuronatlas.read.explorer import similar_neurons
 
+    started = time.perf_counter()
     data = similar_neurons(open_reader(db), neuron_id, k, model)
+    if model is not None:
+        reload_hint(f"the model {model}", time.perf_counter() - started)
     if json:
         print_json(data)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
@@ -17,6 +18,7 @@ from neuronatlas.cli.app import (
     console_err,
     exit_codes,
     print_json,
+    reload_hint,
 )
 from neuronatlas.store import open_reader
 
@@ -142,6 +144,9 @@ def activate(
     _check_db(db)
     _check_device(device)
     atlas = Atlas(db, model=model, device=device)
+    started = time.perf_counter()
+    atlas.live.get()
+    reload_hint("the model", time.perf_counter() - started)
     result = atlas.activate(text, k=k)
     if json:
         print_json(result)
