@@ -209,7 +209,7 @@ def _show(db, nid: str) -> dict:
         text=True,
         timeout=60,
     )
-    page = json.loads(proc.stdout)
+    page = json.loads(proc.stdout.replace(str(db), "ATLAS"))  # messages name the file
     for e in page["explanations"]:
         e.pop("id")  # row ids of the new atlas: the only field expected to differ
     return page
