@@ -32,7 +32,8 @@ def show(
 ) -> None:
     """Print a neuron: explanation, scores, statistics, N2G metrics and its top records.
 
-    --json prints the same document as the explorer's /api/neurons/ID?view=full.
+    --json prints the document of the explorer's /api/neurons/ID?view=full, with --records
+    records per category (5 here; the API's default is 10).
 
     Example: neuronatlas show L05N0123 --db atlas.db
     """
