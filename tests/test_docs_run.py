@@ -205,3 +205,32 @@ def test_every_sql_example_runs(atlas):
             rows = conn.execute(statement).fetchall()
             assert rows, f"{doc}: {statement.strip()} returned no rows"
     conn.close()
+
+
+def test_every_command_lists_the_exit_codes_it_uses():
+    from typer.testing import CliRunner
+
+    from neuronatlas.cli import app
+
+    partial = {"import-openai", "explain", "score", "n2g"}
+    runner = CliRunner()
+    for info in app.registered_commands:
+        name = info.name or info.callback.__name__.rstrip("_").replace("_", "-")
+        text = " ".join(runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"}).output.split())
+        assert "Exit codes: 0 success; 1 error" in text, name
+        assert "2 usage error" in text, name
+        assert ("3 finished" in text) == (name in partial), name
+    usage = runner.invoke(app, ["show", "--no-such-option"])
+    assert usage.exit_code == 2
+
+
+def test_an_id_or_layer_outside_the_atlas_names_what_it_holds(atlas):
+    from typer.testing import CliRunner
+
+    from neuronatlas.cli import app
+
+    runner = CliRunner()
+    for argv in (["show", "L99N0001"], ["show", "L00N0999"], ["n2g", "--layer", "99"]):
+        result = runner.invoke(app, [*argv, "--db", str(atlas)])
+        assert result.exit_code != 0
+        assert "layers 0–1, neurons 1–7 (5 stored)" in str(result.exception), argv

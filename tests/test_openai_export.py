@@ -282,3 +282,23 @@ def test_import_takes_any_model_id_and_writes_no_gpt2_note_for_it(tmp_path):
     import_openai(ImportConfig(source=str(src), model="gpt2-small", workers=0), gpt2)
     meta = dict(sqlite3.connect(gpt2).execute("SELECT key, value FROM meta"))
     assert meta["model_id"] == "gpt2" and "approximate GELU" in meta["activation_note"]
+
+
+def test_extras_that_differ_from_the_openai_file_are_ignored_for_that_neuron(tmp_path, caplog):
+    first = tmp_path / "first.db"
+    _rich_atlas(first, tmp_path)
+    out = tmp_path / "out"
+    export_openai(first, out)
+    side = out / "neuronatlas" / "explanations" / "0.jsonl"
+    line = json.loads(side.read_text("utf-8"))
+    line["explanations"][0]["text"] = " edited"
+    side.write_text(json.dumps(line) + "\n", encoding="utf-8")
+    back = tmp_path / "back.db"
+    import_openai(ImportConfig(source=str(out), workers=0), back)
+    assert "L00N0003: the explanations differ" in caplog.text
+    rows = sqlite3.connect(back).execute(
+        "SELECT neuron_id, group_concat(DISTINCT source) FROM explanations GROUP BY neuron_id"
+    )
+    sources = {nid: set(s.split(",")) for nid, s in rows}
+    assert sources["L00N0003"] == {"openai"}  # as plain OpenAI files
+    assert sources["L01N0005"] == {"openai", "n2g", "top-tokens", "llm:smollm2"}
