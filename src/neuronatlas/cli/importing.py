@@ -107,8 +107,14 @@ def import_openai(
         )
     )
     if not silent:
+        extras = (
+            ""
+            if plan.manifest is None
+            else f", with a neuronatlas export's sources, scores and model ({plan.model_id})"
+        )
         console_err.print(
-            f"Found {escape(plan.description)}; {len(plan.neurons):,} neurons to visit.",
+            f"Found {escape(plan.description)}{escape(extras)}; "
+            f"{len(plan.neurons):,} neurons to visit.",
             highlight=False,
             soft_wrap=True,
         )
