@@ -111,14 +111,6 @@ def test_a_model_that_is_not_a_mean_pooled_bert_is_left_to_sentence_transformers
     assert bert_numpy.load(tmp_path / "nothing-here") is None
 
 
-def test_erf_matches_math_erf():
-    import math
-
-    x = np.linspace(-6, 6, 2001, dtype=np.float32)
-    want = np.array([math.erf(float(v)) for v in x])
-    assert np.abs(bert_numpy._erf(x) - want).max() < 2e-7
-
-
 @pytest.mark.slow
 def test_minilm_query_vectors_equal_sentence_transformers_without_torch():
     from neuronatlas.embed.embedders import resolve_embedder

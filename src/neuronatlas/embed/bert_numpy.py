@@ -24,43 +24,11 @@ import numpy as np
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    """erf to ~1.2e-7 (Numerical Recipes' erfc Chebyshev fit), float64 inside."""
-    z = np.abs(x.astype(np.float64))
-    t = 1.0 / (1.0 + 0.5 * z)
-    poly = (
-        -z * z
-        - 1.26551223
-        + t
-        * (
-            1.00002368
-            + t
-            * (
-                0.37409196
-                + t
-                * (
-                    0.09678418
-                    + t
-                    * (
-                        -0.18628806
-                        + t
-                        * (
-                            0.27886807
-                            + t
-                            * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))
-                        )
-                    )
-                )
-            )
-        )
-    )
-    erfc = t * np.exp(poly)
-    return np.where(x >= 0, 1.0 - erfc, erfc - 1.0).astype(np.float32)
-
-
 def _gelu(x: np.ndarray) -> np.ndarray:
-    """BERT's exact GELU: x · Φ(x)."""
-    return 0.5 * x * (1.0 + _erf(x * _SQRT_HALF))
+    """BERT's exact GELU: x · Φ(x) (scipy's erf: no torch import)."""
+    from scipy.special import erf
+
+    return (0.5 * x * (1.0 + erf(x * _SQRT_HALF))).astype(np.float32)
 
 
 def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
