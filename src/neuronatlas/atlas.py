@@ -22,7 +22,6 @@ from neuronatlas.read.models import (
     LiveNeuron,
     LiveStrongest,
     NeuronPage,
-    Record,
     SearchHit,
     SearchMode,
     to_builtins,
@@ -45,27 +44,22 @@ _NOTEBOOK_CSS = (
 )
 
 
-class Neuron:
-    """One neuron of an atlas: its page record (`.page`, a `read.models.NeuronPage`) that
-    draws itself in a notebook. `neuron["field"]` reads a field of the page."""
+class Neuron(NeuronPage):
+    """One neuron of an atlas: its page record (a `read.models.NeuronPage`, so
+    `msgspec.to_builtins` and `msgspec.json.encode` take it as they are) that draws itself in
+    a notebook. `neuron["field"]` reads a field of the page."""
 
-    def __init__(self, page: NeuronPage):
-        self.page = page
+    @classmethod
+    def of(cls, page: NeuronPage) -> Neuron:
+        return cls(**{f: getattr(page, f) for f in page.__struct_fields__})
 
     def __getitem__(self, key: str) -> Any:
-        return getattr(self.page, key)
+        return getattr(self, key)
 
     @property
-    def id(self) -> str:
-        return self.page.id
-
-    @property
-    def explanation(self) -> str | None:
-        return self.page.explanation
-
-    @property
-    def records(self) -> dict[str, list[Record]]:
-        return self.page.records
+    def page(self) -> NeuronPage:
+        """The page record itself (kept for code written when Neuron wrapped it)."""
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """The page as plain dicts and lists (the JSON the API sends)."""
@@ -170,7 +164,7 @@ class Atlas:
     def neuron(self, neuron_id: str, records: int = explorer.DEFAULT_RECORDS) -> Neuron:
         """Everything about one neuron (as on its page). NeuronNotFound / BadNeuronId."""
         with time_limit(self._conn, self.time_limit_s) as c:
-            return Neuron(explorer.neuron_detail(c, neuron_id, records=records))
+            return Neuron.of(explorer.neuron_detail(c, neuron_id, records=records))
 
     def search(self, query: str, k: int = 10, mode: SearchMode = "auto") -> Results:
         """Neurons for a query (semantic when the atlas has embeddings; see `explorer.search`)."""

@@ -14,7 +14,8 @@ from rich.console import Console
 app = typer.Typer(
     name="neuronatlas",
     help="An atlas of every MLP neuron in a transformer language model.\n\n"
-    "Exit codes: 0 success, 1 error, 3 finished with some inputs skipped (named on stderr).",
+    "Exit codes: 0 success, 1 error (one line on stderr), 2 usage error (unknown option or "
+    "bad value), 3 finished with some inputs skipped (named on stderr).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -27,7 +28,13 @@ DbOption = Annotated[Path, typer.Option("--db", help="The atlas file (SQLite).",
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document to stdout and nothing else.")
 ]
-SilentOption = Annotated[bool, typer.Option("--silent", help="No progress bars.")]
+SilentOption = Annotated[
+    bool,
+    typer.Option(
+        "--silent",
+        help="No progress bars or spinners; results, skipped inputs and errors still print.",
+    ),
+]
 DeviceOption = Annotated[
     str,
     typer.Option(
@@ -38,7 +45,38 @@ DeviceOption = Annotated[
     ),
 ]
 
+EXIT_ERROR = 1  # a NeuronAtlasError: one line on stderr (cli/__init__.py)
+EXIT_USAGE = 2  # Click's own: unknown option, missing argument, value out of range
 EXIT_PARTIAL = 3
+
+
+#: A command that spent at least this long loading a model says how to keep it loaded.
+RELOAD_HINT_S = 1.0
+
+
+def reload_hint(what: str, seconds: float) -> None:
+    """One line on stderr when this call spent `seconds` loading `what`: every CLI call is
+    a new process that loads its model again; the server and a Python session keep it."""
+    if seconds >= RELOAD_HINT_S:
+        console_err.print(
+            f"hint: {seconds:.1f} s of this call went to loading {what}, again on every call; "
+            "`neuronatlas serve` (HTTP) or Python `neuronatlas.Atlas(path)` keep it loaded",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def exit_codes(partial: bool = False) -> str:
+    """The epilog of a command's --help: the exit codes that command uses (3 only for the
+    commands that skip bad inputs and go on)."""
+    codes = [
+        "0 success",
+        f"{EXIT_ERROR} error (bad input, missing atlas or stage; one line on stderr)",
+        f"{EXIT_USAGE} usage error (unknown option, missing argument, value out of range)",
+    ]
+    if partial:
+        codes.append(f"{EXIT_PARTIAL} finished, but some inputs were skipped (named on stderr)")
+    return "Exit codes: " + "; ".join(codes) + "."
 
 
 @app.callback()

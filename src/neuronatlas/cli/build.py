@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from neuronatlas.cli.app import DeviceOption, SilentOption, app, console_err
+from neuronatlas.cli.app import DeviceOption, SilentOption, app, console_err, exit_codes
 from neuronatlas.cli.serve import check_device
 from neuronatlas.pipeline import (
     DEMO_TOKENS,
@@ -87,7 +87,7 @@ LlmPerLayerOption = Annotated[
 ]
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def demo(
     db: Annotated[
         Path, typer.Option("--db", help="The atlas file to build or reuse.", dir_okay=False)
@@ -215,7 +215,7 @@ def _build_while_serving(
         )
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def build(
     model: Annotated[
         str, typer.Option(help="Model: a hub id (e.g. gpt2), a local folder, or `default`.")

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from neuronatlas.cli.app import EXIT_PARTIAL, DbOption, SilentOption, app, console_err
+from neuronatlas.cli.app import EXIT_PARTIAL, DbOption, SilentOption, app, console_err, exit_codes
 
 
 @contextmanager
@@ -55,7 +55,7 @@ def _bar(label: str, silent: bool):
         yield update
 
 
-@app.command("import-openai")
+@app.command("import-openai", epilog=exit_codes(partial=True))
 def import_openai(
     source: Annotated[
         str,
@@ -69,8 +69,10 @@ def import_openai(
     model: Annotated[
         str | None,
         typer.Option(
-            help="gpt2-small (12 x 3072) or gpt2-xl (48 x 6400): the shape when the source "
-            "cannot tell (https URLs), and the model id recorded in the atlas."
+            help="The model id recorded in the atlas (a hub id or folder, used by live "
+            "features). gpt2-small (12 x 3072) and gpt2-xl (48 x 6400) also give the shape, "
+            "which an https source needs; any other id takes its shape from the files. "
+            "Default: the export's neuronatlas.json, else the GPT-2 model of that shape."
         ),
     ] = None,
     layers: Annotated[str | None, typer.Option(help="Only these layers, e.g. 0-3 or 0,5.")] = None,
@@ -91,7 +93,10 @@ def import_openai(
     """Import OpenAI neuron-explainer explanations and activation records into an atlas.
 
     Resumable and idempotent: neurons already imported are skipped. Broken or missing files
-    are named on stderr, the rest is imported, and the exit code is 3.
+    are named on stderr, the rest is imported, and the exit code is 3. A folder written by
+    `neuronatlas export --format openai` also gives back each explanation's source, scores
+    and the model (its neuronatlas.json); N2G graphs and embeddings are not in OpenAI's
+    format: run `n2g`, `embed` and `map` on the new atlas.
 
     Example: neuronatlas import-openai openai:gpt2-small --db gpt2.db --layers 0-1
     """
@@ -103,8 +108,14 @@ def import_openai(
         )
     )
     if not silent:
+        extras = (
+            ""
+            if plan.manifest is None
+            else f", with a neuronatlas export's sources, scores and model ({plan.model_id})"
+        )
         console_err.print(
-            f"Found {escape(plan.description)}; {len(plan.neurons):,} neurons to visit.",
+            f"Found {escape(plan.description)}{escape(extras)}; "
+            f"{len(plan.neurons):,} neurons to visit.",
             highlight=False,
             soft_wrap=True,
         )
@@ -112,14 +123,13 @@ def import_openai(
         result = run_import(plan, db, progress)
     for skipped in result.skipped:
         sys.stderr.write(f"skipped {skipped.line()}\n")
-    if not silent:
-        console_err.print(
-            f"Imported {result.imported:,} neurons into {escape(str(db))}"
-            f" ({result.already_done:,} already there, {len(result.skipped):,} skipped"
-            f", {result.requests:,} HTTP requests).",
-            highlight=False,
-            soft_wrap=True,
-        )
+    console_err.print(
+        f"Imported {result.imported:,} neurons into {escape(str(db))}"
+        f" ({result.already_done:,} already there, {len(result.skipped):,} skipped"
+        f", {result.requests:,} HTTP requests).",
+        highlight=False,
+        soft_wrap=True,
+    )
     if result.skipped:
         raise typer.Exit(EXIT_PARTIAL)
 
@@ -210,7 +220,7 @@ class ExportFormat(StrEnum):
     parquet = "parquet"
 
 
-@app.command("export")
+@app.command("export", epilog=exit_codes())
 def export(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to write into.")],
     db: DbOption,
@@ -218,13 +228,17 @@ def export(
         ExportFormat,
         typer.Option(
             "--format",
-            help="openai: explanations/ + collated-activations/ that import-openai "
-            "reads back; parquet: one table per relation.",
+            help="openai: explanations/ + collated-activations/ (OpenAI's files, unchanged) "
+            "and neuronatlas.json + neuronatlas/ (sources, scores, the model) that "
+            "import-openai reads back; parquet: one table per relation.",
         ),
     ],
     silent: SilentOption = False,
 ) -> None:
     """Export an atlas as OpenAI neuron-explainer files or Parquet tables.
+
+    Neither carries everything: N2G graphs, embeddings and the map stay behind (rerun `n2g`,
+    `embed`, `map` after an import). The atlas file itself is the lossless export: copy it.
 
     Example: neuronatlas export --db gpt2.db --format openai exported/
     """
@@ -232,19 +246,17 @@ def export(
         from neuronatlas.openai.export import export_parquet
 
         counts = export_parquet(db, out)
-        if not silent:
-            shown = ", ".join(f"{n:,} {t}" for t, n in counts.items())
-            console_err.print(
-                f"Wrote {shown} rows under {escape(str(out))}.", highlight=False, soft_wrap=True
-            )
+        shown = ", ".join(f"{n:,} {t}" for t, n in counts.items())
+        console_err.print(
+            f"Wrote {shown} rows under {escape(str(out))}.", highlight=False, soft_wrap=True
+        )
         return
     from neuronatlas.openai.export import export_openai
 
     with _bar("export", silent) as progress:
         result = export_openai(db, out, progress)
-    if not silent:
-        console_err.print(
-            f"Wrote {result.neurons:,} neurons ({result.files:,} files) under {escape(str(out))}.",
-            highlight=False,
-            soft_wrap=True,
-        )
+    console_err.print(
+        f"Wrote {result.neurons:,} neurons ({result.files:,} files) under {escape(str(out))}.",
+        highlight=False,
+        soft_wrap=True,
+    )

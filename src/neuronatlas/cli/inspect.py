@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from neuronatlas.cli.app import DbOption, JsonOption, app, console, print_json
+from neuronatlas.cli.app import DbOption, JsonOption, app, console, exit_codes, print_json
 from neuronatlas.store import open_reader
 
 
@@ -21,7 +21,7 @@ def _excerpt_line(tokens: list[str], acts: list[float | None], peak: int | None)
     return "".join(parts)
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def show(
     neuron_id: Annotated[str, typer.Argument(metavar="ID", help="L05N0123, L5N123 or 5:123.")],
     db: DbOption,
@@ -32,7 +32,8 @@ def show(
 ) -> None:
     """Print a neuron: explanation, scores, statistics, N2G metrics and its top records.
 
-    --json prints the same document as the explorer's /api/neurons/ID?view=full.
+    --json prints the document of the explorer's /api/neurons/ID?view=full, with --records
+    records per category (5 here; the API's default is 10).
 
     Example: neuronatlas show L05N0123 --db atlas.db
     """

@@ -16,6 +16,7 @@ from neuronatlas.cli.app import (
     app,
     console,
     console_err,
+    exit_codes,
     neuron_bar,
     print_json,
 )
@@ -70,7 +71,7 @@ def _usage_line(usage) -> str:
     )
 
 
-@app.command()
+@app.command(epilog=exit_codes(partial=True))
 def explain(
     db: DbOption,
     llm: Annotated[str, typer.Option("--llm", help=LlmHelp, metavar="SPEC")],
@@ -147,12 +148,11 @@ def explain(
             f"budget of ${max_cost} spent: {len(left)} neurons left for the next run ({named})",
             highlight=False,
         )
-    if not silent:
-        console_err.print(
-            f"explain: {len(report.done)} written, {len(report.already)} already explained, "
-            f"{len(report.failed)} failed in {report.seconds:.1f} s; {_usage_line(report.usage)}",
-            highlight=False,
-        )
+    console_err.print(
+        f"explain: {len(report.done)} written, {len(report.already)} already explained, "
+        f"{len(report.failed)} failed in {report.seconds:.1f} s; {_usage_line(report.usage)}",
+        highlight=False,
+    )
     if report.done:
         _say_what_is_stale(db)
     if report.failed or report.not_started:
@@ -187,7 +187,7 @@ def _say_what_is_stale(db: Path) -> None:
         )
 
 
-@app.command()
+@app.command(epilog=exit_codes(partial=True))
 def score(
     db: DbOption,
     scorer: Annotated[
@@ -287,7 +287,7 @@ def score(
                 "already": report.already,
             }
         )
-    elif not silent:
+    else:
         for source, s in summary.items():
             console_err.print(
                 f"  {source:<24} {s['n']:>6} scored, mean {s['mean']:.3f}", highlight=False

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from neuronatlas.cli.app import DbOption, app, console
+from neuronatlas.cli.app import DbOption, app, console, exit_codes
 from neuronatlas.errors import AtlasNotFound
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def migrate(db: DbOption) -> None:
     """Apply, in place, every schema migration the atlas lacks (each in its own transaction,
     so an interrupted run leaves a valid atlas that the next run finishes).

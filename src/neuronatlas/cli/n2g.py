@@ -13,11 +13,12 @@ from neuronatlas.cli.app import (
     SilentOption,
     app,
     console_err,
+    exit_codes,
     neuron_bar,
 )
 
 
-@app.command()
+@app.command(epilog=exit_codes(partial=True))
 def n2g(
     db: DbOption,
     neurons: Annotated[
@@ -125,14 +126,13 @@ def n2g(
     )
     for nid, why in report.failed:
         console_err.print(f"skipped {nid}: {why}", highlight=False)
-    if not silent:
-        c = report.counters
-        console_err.print(
-            f"n2g: {len(report.done)} built, {len(report.already)} already had a graph, "
-            f"{len(report.failed)} skipped in {report.seconds:.1f}s"
-            + (f"; {c.get('tokens', 0)} model tokens in {c.get('passes', 0)} passes" if c else ""),
-            highlight=False,
-        )
+    c = report.counters
+    console_err.print(
+        f"n2g: {len(report.done)} built, {len(report.already)} already had a graph, "
+        f"{len(report.failed)} skipped in {report.seconds:.1f}s"
+        + (f"; {c.get('tokens', 0)} model tokens in {c.get('passes', 0)} passes" if c else ""),
+        highlight=False,
+    )
     if report.failed:
         raise typer.Exit(EXIT_PARTIAL)
 

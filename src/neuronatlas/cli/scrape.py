@@ -17,6 +17,7 @@ from neuronatlas.cli.app import (
     SilentOption,
     app,
     console_err,
+    exit_codes,
     print_json,
 )
 
@@ -102,7 +103,7 @@ def _bars(silent: bool, context: int) -> Iterator[Callable[[ScrapeProgress], Non
         yield update
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def scrape(
     model: Annotated[
         str,
@@ -259,7 +260,7 @@ def scrape(
                 "layers": result.meta.get("scraped_layers"),
             }
         )
-    elif not silent:
+    else:
         console_err.print(
             f"Scraped {result.neurons:,} neurons over {result.tokens:,} tokens into "
             f"{escape(str(db))}.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Literal, cast
 
@@ -16,7 +17,9 @@ from neuronatlas.cli.app import (
     app,
     console,
     console_err,
+    exit_codes,
     print_json,
+    reload_hint,
 )
 from neuronatlas.read.models import SearchHit, SearchMode
 from neuronatlas.store import open_reader
@@ -27,9 +30,15 @@ KOption = Annotated[int, typer.Option("--k", min=1, max=1000, help="How many res
 SearchK = Annotated[int, typer.Option("--k", min=1, max=100, help="How many results (1-100).")]
 
 
-def _results_table(rows: list[SearchHit], title: str, extra: str | None = None) -> None:
+def _results_table(
+    rows: list[SearchHit], title: str, measure: str | None, extra: str | None = None
+) -> None:
+    """Hits as a table whose similarity column names its measure (read.models.MEASURES)."""
+    from neuronatlas.read.models import MEASURES
+
+    label = "similarity" if measure is None else MEASURES[measure].label
     table = Table(title=title, show_header=True, header_style="bold")
-    for col in ("id", "similarity", "score", *([extra] if extra else []), "explanation"):
+    for col in ("id", label, "score", *([extra] if extra else []), "explanation"):
         table.add_column(col)
     for r in rows:
         cells = [r.id, _num(r.similarity), _num(r.score)]
@@ -44,7 +53,7 @@ def _num(x: float | None) -> str:
     return "—" if x is None else f"{x:.3f}"
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def embed(
     db: DbOption,
     embedder: Annotated[
@@ -86,10 +95,9 @@ def embed(
         result = embed_atlas(
             db, config, lambda done, total: bar.update(task, completed=done, total=total)
         )
-    if not silent:
-        console.print(
-            f"{result.embedder}: embedded {result.embedded}, {result.unchanged} already current"
-        )
+    console.print(
+        f"{result.embedder}: embedded {result.embedded}, {result.unchanged} already current"
+    )
     _say_if_map_lags(db)
 
 
@@ -111,7 +119,7 @@ def _say_if_map_lags(db: Path) -> None:
         )
 
 
-@app.command("map")
+@app.command("map", epilog=exit_codes())
 def map_(
     db: DbOption,
     neighbors: Annotated[int, typer.Option("--neighbors", help="UMAP n_neighbors.")] = 15,
@@ -182,16 +190,15 @@ def map_(
             f"{result.points} (--refit to lay out and cluster everything anew)"
         )
         return
-    if not silent:
+    console.print(
+        f"map of {result.points} neurons: {result.coarse} coarse clusters of "
+        f"{result.clusters} fine ones, every neuron in one ({result.embedder})"
+    )
+    for q in result.coherence:
         console.print(
-            f"map of {result.points} neurons: {result.coarse} coarse clusters of "
-            f"{result.clusters} fine ones, every neuron in one ({result.embedder})"
+            f"  {q.level} coherence ({q.measure}): within {q.within:.3f} "
+            f"[{q.within_low:.3f}, {q.within_high:.3f}] vs random pairs {q.random:.3f}"
         )
-        for q in result.coherence:
-            console.print(
-                f"  {q.level} coherence ({q.measure}): within {q.within:.3f} "
-                f"[{q.within_low:.3f}, {q.within_high:.3f}] vs random pairs {q.random:.3f}"
-            )
 
 
 class _nothing:
@@ -202,7 +209,7 @@ class _nothing:
         return None
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def index(
     db: DbOption,
     excerpts: Annotated[
@@ -238,15 +245,14 @@ def index(
             similar = precompute_similar(conn, ["tokens"])["tokens"]
     finally:
         conn.close()
-    if not silent:
-        console.print(
-            f"token index: {counts['token_rows']} rows"
-            + (f"; excerpt full text: {counts['excerpt_documents']} neurons" if excerpts else "")
-            + f"; similar neurons by tokens: {similar} rows"
-        )
+    console.print(
+        f"token index: {counts['token_rows']} rows"
+        + (f"; excerpt full text: {counts['excerpt_documents']} neurons" if excerpts else "")
+        + f"; similar neurons by tokens: {similar} rows"
+    )
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def search(
     query: Annotated[str, typer.Argument(metavar="QUERY", help="What the neuron responds to.")],
     db: DbOption,
@@ -267,21 +273,32 @@ def search(
 ) -> None:
     """Semantic search over explanations: neurons whose explanation means QUERY.
 
-    --json prints the hits as /api/search does (its `results`).
+    similarity = cosine of the query's and the explanation's embeddings (−1…1); with
+    --fulltext, the full-text rank −bm25 (higher = better, unbounded). Each hit names its
+    measure in similarity_measure. --json prints the hits as /api/search does (its
+    `results`).
 
     Example: neuronatlas search "words about the weather" --db atlas.db --k 5 --json
     """
     from neuronatlas.read.explorer import search as run_search
 
     mode: SearchMode = "fulltext" if fulltext else "semantic"
-    result = run_search(open_reader(db), query, k, mode, embedder=embedder)
+    conn = open_reader(db)
+    started = time.perf_counter()
+    result = run_search(conn, query, k, mode, embedder=embedder)
+    if mode == "semantic":  # the query embedder was loaded for this one query
+        reload_hint("the query embedder", time.perf_counter() - started)
     if json:
         print_json(result.results)
         return
-    _results_table(result.results, f"{'full-text' if fulltext else 'semantic'} search: {query}")
+    _results_table(
+        result.results,
+        f"{'full-text' if fulltext else 'semantic'} search: {query}",
+        None if result.mode == "substring" else result.mode,
+    )
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def tokens(
     text: Annotated[str, typer.Argument(metavar="TEXT", help="Text whose tokens to look up.")],
     db: DbOption,
@@ -301,10 +318,10 @@ def tokens(
     if json:
         print_json(result.results)
         return
-    _results_table(result.results, f"tokens: {text!r}", extra="token")
+    _results_table(result.results, f"tokens: {text!r}", "tokens", extra="token")
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def similar(
     neuron_id: Annotated[str, typer.Argument(metavar="ID", help="L05N0123, L5N123 or 5:123.")],
     db: DbOption,
@@ -318,22 +335,28 @@ def similar(
     ] = None,
     json: JsonOption = False,
 ) -> None:
-    """Neurons similar to ID: by explanation embedding, by shared peak tokens (weighted
-    Jaccard) and, with --model, by weights (plus the neuron's logit effect).
+    """Neurons similar to ID: by explanation embedding (cosine, −1…1), by shared peak
+    tokens (weighted Jaccard, 0…1) and, with --model, by weights (the signed direct
+    connection weight w_out · w_in, unbounded; plus the neuron's logit effect).
 
     Example: neuronatlas similar L05N0123 --db atlas.db --k 5
     """
     from neuronatlas.read.explorer import similar_neurons
 
+    started = time.perf_counter()
     data = similar_neurons(open_reader(db), neuron_id, k, model)
+    if model is not None:
+        reload_hint(f"the model {model}", time.perf_counter() - started)
     if json:
         print_json(data)
         return
-    _results_table(data.by_embedding, f"{data.id}: by explanation embedding")
-    _results_table(data.by_tokens, f"{data.id}: by shared peak tokens")
+    _results_table(data.by_embedding, f"{data.id}: by explanation embedding", "embedding")
+    _results_table(data.by_tokens, f"{data.id}: by shared peak tokens", "shared_tokens")
     if data.by_weights is not None:
         for side in ("downstream", "upstream"):
-            _results_table(getattr(data.by_weights, side), f"{data.id}: {side} by weights")
+            _results_table(
+                getattr(data.by_weights, side), f"{data.id}: {side} by weights", "weights"
+            )
     if data.logit_effects is not None:
         for side in ("promoted", "suppressed"):
             effects = getattr(data.logit_effects, side)

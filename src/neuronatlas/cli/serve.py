@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
@@ -15,7 +16,9 @@ from neuronatlas.cli.app import (
     app,
     console,
     console_err,
+    exit_codes,
     print_json,
+    reload_hint,
 )
 from neuronatlas.store import open_reader
 
@@ -42,7 +45,7 @@ def check_device(device: str) -> None:
         resolve_device(device)
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def serve(
     db: DbOption,
     host: Annotated[
@@ -121,7 +124,7 @@ def serve(
     )
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def activate(
     text: Annotated[str, typer.Argument(help="The text to run through the model.")],
     db: DbOption,
@@ -141,6 +144,9 @@ def activate(
     _check_db(db)
     check_device(device)
     atlas = Atlas(db, model=model, device=device)
+    started = time.perf_counter()
+    atlas.live.get()
+    reload_hint("the model", time.perf_counter() - started)
     result = atlas.activate(text, k=k)
     if json:
         print_json(result)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from neuronatlas.cli.app import DbOption, JsonOption, app, console, print_json
+from neuronatlas.cli.app import (
+    DbOption,
+    JsonOption,
+    app,
+    console,
+    exit_codes,
+    print_json,
+    reload_hint,
+)
 from neuronatlas.cli.serve import ModelOption
 from neuronatlas.errors import BadInput
 from neuronatlas.steer import (
@@ -68,7 +77,7 @@ def _print(result: SteerResult) -> None:
     console.print(f"[bold]with the edit[/]      {escape(repr(result.continuation.after.text))}")
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def steer(
     neuron_id: Annotated[str, typer.Argument(metavar="ID", help="L05N0123, L5N123 or 5:123.")],
     text: Annotated[str, typer.Argument(help="The text to run through the model.")],
@@ -107,6 +116,9 @@ def steer(
 
     mode, value = _mode(clamp, scale, ablate)
     with Atlas(db, model=model) as atlas:
+        started = time.perf_counter()
+        atlas.live.get()
+        reload_hint("the model", time.perf_counter() - started)
         result = atlas.steer(neuron_id, text, mode, value, k=k, new_tokens=new_tokens)
     if json:
         print_json(result)

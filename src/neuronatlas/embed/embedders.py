@@ -55,12 +55,31 @@ class Embedder(ABC):
 class SentenceTransformerEmbedder(Embedder):
     """A sentence-transformers model from a folder or hub id, loaded on first use, on CPU."""
 
+    #: Up to this many texts per call go through the numpy BERT (`bert_numpy`) when the
+    #: model is one and sentence-transformers is not loaded yet: a query needs no torch.
+    FEW_TEXTS = 8
+
     def __init__(self, name: str, source: str | Path | Callable[[], str | Path], spec: str) -> None:
         self.name = name
         self.spec = spec
         self._source = source
         self._model: Any = None  # a SentenceTransformer once loaded
+        self._numpy: Any = None  # a bert_numpy.BertNumpy, False when the model is not one
         self._lock = threading.Lock()
+
+    def _folder(self) -> str | Path:
+        return self._source() if callable(self._source) else self._source
+
+    def numpy_model(self) -> Any:
+        """The numpy BERT of a local folder (loaded once), or None when the model is not a
+        mean-pooled BERT or not a folder; never loads torch."""
+        with self._lock:
+            if self._numpy is None:
+                from neuronatlas.embed import bert_numpy
+
+                folder = Path(self._folder())
+                self._numpy = (folder.is_dir() and bert_numpy.load(folder)) or False
+            return self._numpy or None
 
     def model(self):
         """The loaded SentenceTransformer (loads once; thread-safe)."""
@@ -71,7 +90,7 @@ class SentenceTransformerEmbedder(Embedder):
 
                 hf_logging.disable_progress_bar()  # progress bars belong to the CLI
 
-                source = self._source() if callable(self._source) else self._source
+                source = self._folder()
                 log.info("loading embedder %s from %s", self.name, source)
                 try:
                     self._model = SentenceTransformer(str(source), device="cpu")
@@ -84,6 +103,8 @@ class SentenceTransformerEmbedder(Embedder):
 
     @property
     def dim(self) -> int:
+        if self._model is None and (fast := self.numpy_model()) is not None:
+            return int(fast.dim)
         model = self.model()
         get = (
             getattr(model, "get_embedding_dimension", None)
@@ -92,6 +113,10 @@ class SentenceTransformerEmbedder(Embedder):
         return int(get())
 
     def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        if self._model is None and len(texts) <= self.FEW_TEXTS:
+            fast = self.numpy_model()
+            if fast is not None:
+                return np.asarray(fast.encode(texts))
         return self.model().encode(
             texts,
             batch_size=batch_size,

@@ -219,7 +219,7 @@ def similar_neurons(conn: sqlite3.Connection, neuron_id: str, k: int = 10, model
     """
     nid = canonical(neuron_id)
     if not store_embed.describe_neurons(conn, [nid]):
-        raise NeuronNotFound(f"{nid} is not in this atlas")
+        raise NeuronNotFound(f"{nid} is not in this atlas, which holds {reader.stored_range(conn)}")
     out: dict[str, Any] = {
         "id": nid,
         "by_embedding": by_embedding(conn, nid, k),

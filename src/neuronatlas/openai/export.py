@@ -4,7 +4,9 @@
 `explanations/{L}/{N}.jsonl` (NeuronSimulationResults) for every stored neuron, so that
 `import-openai` of the export into a fresh atlas gives the same `neurons` and `activations`
 relations. Per-sequence simulations are not stored, so `scored_sequence_simulations` is empty;
-explanations of every source are written, the neuron's primary one first.
+explanations of every source are written, the neuron's primary one first. What OpenAI's files
+cannot hold (each explanation's source and scores, the model) goes beside them
+(`openai/extras.py`), so a re-import keeps it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import Any
 
 import msgspec
 
+from neuronatlas import __version__
 from neuronatlas.errors import BadInput
+from neuronatlas.openai import extras
 from neuronatlas.openai.schemas import (
     ActivationRecord,
     NeuronId,
@@ -31,6 +35,7 @@ from neuronatlas.openai.schemas import (
     encode,
     encode_explanations_file,
 )
+from neuronatlas.store import llm as store_llm
 from neuronatlas.store import open_reader, reader
 
 log = logging.getLogger(__name__)
@@ -136,6 +141,29 @@ def simulation_results(
     )
 
 
+def neuron_extras(
+    info: dict[str, Any],
+    rows: list[reader.ExplanationRow],
+    scores: dict[store_llm.ExplanationKey, list[dict[str, Any]]],
+    provenance: dict[store_llm.ExplanationKey, dict[str, Any]],
+) -> extras.NeuronExtras:
+    """What OpenAI's file of this neuron cannot hold, explanation by explanation."""
+    items = []
+    for r in rows:
+        key = (r.neuron_id, r.source, r.position)
+        llm = provenance.get(key)
+        items.append(
+            extras.ExplanationExtras(
+                text=r.text,
+                source=r.source,
+                position=r.position,
+                scores=[msgspec.convert(s, extras.Score) for s in scores.get(key, [])],
+                llm=None if llm is None else msgspec.convert(llm, extras.Provenance),
+            )
+        )
+    return extras.NeuronExtras(neuron_id=info["id"], source=info["source"], explanations=items)
+
+
 def export_openai(
     db: str | Path, out: str | Path, progress: Progress | None = None
 ) -> ExportResult:
@@ -152,6 +180,21 @@ def _export_openai(conn, out: Path, progress: Progress | None) -> ExportResult:
     total = reader.neuron_count(conn)
     result = ExportResult()
     made: set[Path] = set()
+    scores = store_llm.scores_by_explanation(conn)
+    provenance = store_llm.provenance_by_explanation(conn)
+    meta = reader.meta(conn)
+    out.mkdir(parents=True, exist_ok=True)
+    _write(
+        out / extras.MANIFEST,
+        extras.encode(
+            extras.Manifest(
+                code_version=__version__,
+                meta={k: meta[k] for k in extras.CARRIED_META if k in meta},
+            )
+        ),
+    )
+    (out / extras.FOLDER / "explanations").mkdir(parents=True, exist_ok=True)
+    side: dict[int, list[bytes]] = {}
     for info, recs, exps in _merge(conn):
         layer = str(info["layer"])
         for sub in ("collated-activations", "explanations"):
@@ -159,6 +202,9 @@ def _export_openai(conn, out: Path, progress: Progress | None) -> ExportResult:
             if d not in made:
                 d.mkdir(parents=True, exist_ok=True)
                 made.add(d)
+        side.setdefault(info["layer"], []).append(
+            extras.encode(neuron_extras(info, exps, scores, provenance)) + b"\n"
+        )
         n = info["neuron"]
         _write(
             out / "collated-activations" / layer / f"{n}.json",
@@ -172,6 +218,10 @@ def _export_openai(conn, out: Path, progress: Progress | None) -> ExportResult:
         result.files += 2
         if progress:
             progress(result.neurons, total)
+    for layer_index, lines in side.items():
+        _write(extras.layer_file(out, layer_index), b"".join(lines))
+        result.files += 1
+    result.files += 1  # the manifest
     for cat, count in result.dropped_categories.items():
         log.warning(
             "category %r of %d neuron(s) has no place in OpenAI's format: not exported", cat, count

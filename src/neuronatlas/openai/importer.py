@@ -18,13 +18,16 @@ from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from neuronatlas import __version__
 from neuronatlas.errors import BadInput
 from neuronatlas.ids import format_id, parse_layers
-from neuronatlas.openai import layout
+from neuronatlas.openai import extras, layout
 from neuronatlas.openai.download import DownloadSettings, NeuronStream, cache_path, probe
 from neuronatlas.openai.parse import Job, Skipped, parse_chunk
 from neuronatlas.store import AtlasWriter, PreparedNeuron
+from neuronatlas.store import llm as store_llm
 from neuronatlas.store.search import rebuild_token_index
 from neuronatlas.store.writer import now
 from neuronatlas.workers import worker_pool
@@ -39,7 +42,7 @@ class ImportConfig:
     """Settings of one `import-openai` run (saved in the run's provenance)."""
 
     source: str  # folder, https base URL, or openai:gpt2-small / openai:gpt2-xl
-    model: str | None = None  # gpt2-small | gpt2-xl: the shape when the files cannot tell
+    model: str | None = None  # the model id to record; gpt2-small | gpt2-xl also give a shape
     layers: str | None = None  # e.g. "0-3,5"; None = every layer
     workers: int | None = None  # parser processes; None = os.cpu_count(); 0 = in-process
     overwrite: bool = False  # re-import neurons already stored from OpenAI
@@ -48,8 +51,8 @@ class ImportConfig:
     download: DownloadSettings = field(default_factory=DownloadSettings)
 
     def __post_init__(self) -> None:
-        if self.model is not None:
-            layout.model_shape(self.model)
+        if self.model is not None and not self.model.strip():
+            raise BadInput("--model is empty: give a model id (hub id or folder) or leave it out")
         if self.workers is not None and self.workers < 0:
             raise BadInput("--workers must be 0 (in-process) or more")
         if self.chunk_size < 1 or self.batch_size < 1:
@@ -65,10 +68,23 @@ class ImportPlan:
     neurons: list[layout.NeuronFiles]  # local: found files; remote: every index of the shape
     n_layers: int
     d_mlp: int
+    manifest: extras.Manifest | None = None  # set when the source is a neuronatlas export
 
     @property
     def description(self) -> str:
         return self.source.description
+
+    @property
+    def model_id(self) -> str | None:
+        """The model to record: --model (a GPT-2 name as its hub id), else the export's
+        manifest, else the known shape the files have."""
+        model = self.config.model
+        if model is not None:
+            known = layout.known_shape(model)
+            return known.model_id if known else model
+        if self.manifest is not None and self.manifest.model_id:
+            return self.manifest.model_id
+        return self.source.shape.model_id if self.source.shape else None
 
 
 @dataclass
@@ -93,15 +109,18 @@ def plan_import(config: ImportConfig) -> ImportPlan:
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     files, (n_layers, d_mlp) = layout.local_neurons(src, layers)
+    manifest = extras.read_manifest(src.root)
     if src.shape is not None:
         n_layers, d_mlp = src.shape.n_layers, src.shape.d_mlp
-    else:
+    elif manifest is not None and manifest.shape() is not None:
+        n_layers, d_mlp = manifest.shape() or (n_layers, d_mlp)
+    elif config.model is None:
         known = layout.shape_for(n_layers, d_mlp)
         if known is not None:
             src = _with_shape(src, known)
     if not files:
         raise BadInput(f"{config.source}: {src.description}, but no neuron files in them")
-    return ImportPlan(config, src, files, n_layers, d_mlp)
+    return ImportPlan(config, src, files, n_layers, d_mlp, manifest)
 
 
 def _with_shape(src: layout.Source, shape: layout.ModelShape) -> layout.Source:
@@ -118,12 +137,13 @@ def _with_shape(src: layout.Source, shape: layout.ModelShape) -> layout.Source:
 def _plan_remote(config: ImportConfig) -> ImportPlan:
     bases, alias_model = layout.remote_candidates(config.source)
     name = config.model or alias_model
-    if name is None:
+    shape = layout.known_shape(name)
+    if shape is None:
         raise BadInput(
-            f"{config.source}: an https source cannot be listed; pass --model gpt2-small or "
-            "--model gpt2-xl to give its shape"
+            f"{config.source}: an https source cannot be listed, so its shape must be known: "
+            "pass --model gpt2-small or --model gpt2-xl, or download the files and import "
+            "the folder (any --model then)"
         )
-    shape = layout.model_shape(name)
     try:
         layers = parse_layers(config.layers, shape.n_layers) or list(range(shape.n_layers))
     except ValueError as exc:
@@ -194,7 +214,8 @@ def run_import(plan: ImportPlan, db: str | Path, progress: Progress | None = Non
             "download": {**asdict(cfg.download), "cache": None if cache is None else str(cache)},
         }
         result.run_id = writer.begin_run("import-openai", run_config)
-        done = set() if cfg.overwrite else writer.done_neurons(SOURCE)
+        side = _load_extras(plan)
+        done = set() if cfg.overwrite else _done(writer, side)
         todo = [f for f in plan.neurons if format_id(f.layer, f.neuron) not in done]
         result.already_done = len(plan.neurons) - len(todo)
         total = len(todo)
@@ -202,7 +223,7 @@ def run_import(plan: ImportPlan, db: str | Path, progress: Progress | None = Non
             progress(0, total)
         status = "failed"
         try:
-            _run(plan, todo, writer, result, total, progress)
+            _run(plan, todo, writer, result, total, progress, side)
             if cfg.overwrite:
                 writer.vacuum_excerpts()
             rebuild_token_index(writer.conn)  # `neuronatlas tokens` answers from it
@@ -214,21 +235,29 @@ def run_import(plan: ImportPlan, db: str | Path, progress: Progress | None = Non
 
 def _check_model(writer: AtlasWriter, plan: ImportPlan) -> None:
     have = writer.meta().get("model_id")
-    want = plan.source.shape.model_id if plan.source.shape else None
+    want = plan.model_id
     if have and want and have != want:
         raise BadInput(f"this atlas is of model {have}, the source is {want}: use another --db")
 
 
 def _write_meta(writer: AtlasWriter, plan: ImportPlan) -> None:
-    items: dict[str, object] = {
-        "data_source": plan.source.data_source,
-        "activation_note": layout.GELU_NOTE,
-        "n_layers": plan.n_layers,
-        "d_mlp": plan.d_mlp,
-        "code_version": __version__,
-    }
-    if plan.source.shape is not None:
-        items["model_id"] = plan.source.shape.model_id
+    items: dict[str, object] = {}
+    if plan.manifest is not None:  # the exported atlas's own facts first
+        items.update(plan.manifest.meta)
+        if plan.config.model is not None:  # --model overrides the export's model
+            items.pop("model_path", None)
+    elif plan.source.shape is not None:  # OpenAI's GPT-2 files: how they were computed
+        items["activation_note"] = layout.GELU_NOTE
+    items.update(
+        {
+            "data_source": plan.source.data_source,
+            "n_layers": plan.n_layers,
+            "d_mlp": plan.d_mlp,
+            "code_version": __version__,
+        }
+    )
+    if plan.model_id is not None:
+        items["model_id"] = plan.model_id
     else:
         log.warning(
             "%s: shape %d x %d is no known model; pass --model to record the model id",
@@ -239,6 +268,75 @@ def _write_meta(writer: AtlasWriter, plan: ImportPlan) -> None:
     if "created_at" not in writer.meta():
         items["created_at"] = now()
     writer.set_meta(items)
+
+
+def _load_extras(plan: ImportPlan) -> dict[str, extras.NeuronExtras]:
+    """The export's per-neuron extras (sources, scores, record source) of the planned neurons;
+    empty for plain OpenAI files."""
+    if plan.manifest is None or plan.source.kind != "local":
+        return {}
+    wanted = {format_id(f.layer, f.neuron) for f in plan.neurons}
+    return {
+        e.neuron_id: e
+        for e in extras.read_layers(plan.source.root, {f.layer for f in plan.neurons})
+        if e.neuron_id in wanted
+    }
+
+
+def _done(writer: AtlasWriter, side: dict[str, extras.NeuronExtras]) -> set[str]:
+    """Neurons already imported: stored from OpenAI files, or (an export's) from the record
+    source the export names for them."""
+    done = writer.done_neurons(SOURCE)
+    for source in {e.source for e in side.values()} - {SOURCE}:
+        done |= {n for n in writer.done_neurons(source) if n in side}
+    return done
+
+
+def _take_extras(p: PreparedNeuron, e: extras.NeuronExtras) -> dict[str, list[tuple]] | None:
+    """Split `p`'s explanations by the source and position its export carried (records under
+    their own source) and take them out of `p`; None (and `p` untouched) when the extras do
+    not match the OpenAI file."""
+    rows = p.explanations or []
+    if [r[3] for r in rows] != [x.text for x in e.explanations]:
+        log.warning(
+            "%s: the explanations differ from those in %s/explanations: imported as %r",
+            p.neuron_id,
+            extras.FOLDER,
+            SOURCE,
+        )
+        return None
+    by_source: dict[str, list[tuple]] = {}
+    for row, x in sorted(zip(rows, e.explanations, strict=True), key=lambda t: t[1].position):
+        by_source.setdefault(x.source, []).append(tuple(row[3:7]))
+    p.info = (*p.info[:-1], e.source)
+    p.explanations = None
+    return by_source
+
+
+def _store_extras(
+    writer: AtlasWriter,
+    neuron_id: str,
+    by_source: dict[str, list[tuple]],
+    e: extras.NeuronExtras,
+    run_id: int | None,
+) -> None:
+    """The neuron's explanations by source, then their scores and LLM provenance."""
+    writer.replace_all_explanations(neuron_id, by_source)
+    ids = store_llm.explanation_ids(writer.conn, neuron_id)
+    rank = {
+        (x.source, x.position): i
+        for s in by_source
+        for i, x in enumerate(
+            sorted((y for y in e.explanations if y.source == s), key=lambda y: y.position)
+        )
+    }
+    scores = []
+    for x in e.explanations:
+        eid = ids[(x.source, rank[(x.source, x.position)])]
+        scores += [(eid, s.scorer, s.judge, s.score, s.details, run_id) for s in x.scores]
+        if x.llm is not None:
+            store_llm.write_provenance(writer.conn, eid, msgspec.to_builtins(x.llm), run_id)
+    store_llm.write_scores(writer.conn, scores)
 
 
 def _remote_urls(f: layout.NeuronFiles) -> tuple[int, int, str, str]:
@@ -311,8 +409,10 @@ def _run(
     result: ImportResult,
     total: int,
     progress: Progress | None,
+    side: dict[str, extras.NeuronExtras] | None = None,
 ) -> None:
     cfg = plan.config
+    side = side or {}
     finished = 0
     batch: list[PreparedNeuron] = []
 
@@ -332,10 +432,19 @@ def _run(
             flush()
 
     def flush() -> None:
-        if batch:
+        if not batch:
+            return
+        with writer.transaction():  # a neuron and its extras land together
+            split = {
+                p.neuron_id: by
+                for p in batch
+                if p.neuron_id in side and (by := _take_extras(p, side[p.neuron_id])) is not None
+            }
             result.imported += writer.write_neurons(batch)
-            tick(len(batch))
-            batch.clear()
+            for nid, by_source in split.items():
+                _store_extras(writer, nid, by_source, side[nid], result.run_id)
+        tick(len(batch))
+        batch.clear()
 
     chunks = _chunks(_jobs(plan, todo, result), cfg.chunk_size, result, lambda: tick(1))
     workers = (os.cpu_count() or 1) if cfg.workers is None else cfg.workers

@@ -58,6 +58,16 @@ def model_shape(name: str) -> ModelShape:
         raise BadInput(f"--model {name!r}: expected one of {', '.join(MODELS)}") from None
 
 
+def known_shape(model: str | None) -> ModelShape | None:
+    """The shape of a model OpenAI published (`gpt2-small`, `gpt2-xl`, or their hub ids
+    `gpt2`, `gpt2-xl`); None for any other model id, whose shape comes from the files."""
+    if model is None:
+        return None
+    if model in MODELS:
+        return MODELS[model]
+    return next((s for s in MODELS.values() if s.model_id == model), None)
+
+
 def shape_for(n_layers: int, d_mlp: int) -> ModelShape | None:
     """The known model with exactly this shape, if any."""
     for shape in MODELS.values():
@@ -112,7 +122,7 @@ def resolve_local(folder: str | Path, model: str | None) -> Source:
         acts = found[0]
         layout = "OpenAI layout" if acts == "collated-activations" else "seed layout"
         extra = "" if len(found) == 1 else f" (ignoring {found[1]}/)"
-        shape = model_shape(model) if model else None
+        shape = known_shape(model)
         return Source(
             kind="local",
             root=str(root.resolve()) + "/",

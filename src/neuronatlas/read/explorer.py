@@ -21,6 +21,7 @@ from neuronatlas.ids import canonical
 from neuronatlas.read import stages
 from neuronatlas.read.live import LiveModel
 from neuronatlas.read.models import (
+    MEASURES,
     Cluster,
     CoarseCluster,
     Coherence,
@@ -290,8 +291,8 @@ def _n2g_summary(
         unavailable["n2g"] = str(exc)
         return None
     if graph is None:
-        unavailable["n2g"] = (
-            f"no N2G graph stored for {nid}: run `neuronatlas n2g --db ATLAS --neurons {nid}`"
+        unavailable["n2g"] = stages.for_atlas(
+            conn, f"no N2G graph stored for {nid}: run `neuronatlas n2g --db ATLAS --neurons {nid}`"
         )
         return None
     # every stored graph is drawable: the graph route renders its DOT to SVG on demand
@@ -326,10 +327,12 @@ def _similar(conn: sqlite3.Connection, nid: str, k: int) -> Similar:
         by_embedding=_hits(
             stored["embedding"]
             if "embedding" in stored
-            else stages.call("similar_embedding", conn, nid, k)
+            else stages.call("similar_embedding", conn, nid, k),
+            "embedding",
         ),
         by_tokens=_hits(
-            stored["tokens"] if "tokens" in stored else stages.call("similar_tokens", conn, nid, k)
+            stored["tokens"] if "tokens" in stored else stages.call("similar_tokens", conn, nid, k),
+            "shared_tokens",
         ),
     )
 
@@ -344,11 +347,27 @@ def similar_neurons(
     found = compute(conn, neuron_id, k, model)
     if "logit_effects" in found:
         found["logit_effects"] = {"id": found["id"], **found["logit_effects"]}
-    return msgspec.convert(found, SimilarNeurons)
+    data = msgspec.convert(found, SimilarNeurons)
+    _measured(data.by_embedding, "embedding")
+    _measured(data.by_tokens, "shared_tokens")
+    if data.by_weights is not None:
+        _measured(data.by_weights.downstream, "weights")
+        _measured(data.by_weights.upstream, "weights")
+    return data
 
 
-def _hits(rows: Any) -> list[SearchHit]:
-    return msgspec.convert(list(rows), list[SearchHit])
+def _hits(rows: Any, measure: str | None = None) -> list[SearchHit]:
+    """Rows as hits, each naming what its `similarity` measures (a key of MEASURES)."""
+    hits = msgspec.convert(list(rows), list[SearchHit])
+    return _measured(hits, measure)
+
+
+def _measured(hits: list[SearchHit], measure: str | None) -> list[SearchHit]:
+    if measure is not None:
+        described = MEASURES[measure].description
+        for h in hits:
+            h.similarity_measure = described
+    return hits
 
 
 def neuron_graph(conn: sqlite3.Connection, neuron_id: str) -> NeuronGraph:
@@ -357,7 +376,10 @@ def neuron_graph(conn: sqlite3.Connection, neuron_id: str) -> NeuronGraph:
     graph = stages.call("graph", conn, nid)
     if graph is None:
         raise StageNotBuilt(
-            f"no N2G graph stored for {nid}: run `neuronatlas n2g --db ATLAS --neurons {nid}`"
+            stages.for_atlas(
+                conn,
+                f"no N2G graph stored for {nid}: run `neuronatlas n2g --db ATLAS --neurons {nid}`",
+            )
         )
     return msgspec.convert(graph, NeuronGraph)
 
@@ -383,16 +405,20 @@ def search(
     if used == "tokens" and not stages.call("token_index", conn):
         raise StageNotBuilt(
             "token search needs the token index of the stored records: run "
-            f"`{stages.how_to_build('token_index')}`"
+            f"`{stages.how_to_build('token_index', conn)}`"
         )
     if used == "semantic" and not browse.has_embeddings(conn):
         raise StageNotBuilt(
-            "semantic search needs explanation embeddings: run `neuronatlas embed --db ATLAS`"
+            stages.for_atlas(
+                conn,
+                "semantic search needs explanation embeddings: run `neuronatlas embed --db ATLAS`",
+            )
         )
     if used == "fulltext" and not _has_words(query):
         return SearchResult(query, used, k, [], message="the query has no words to search for")
     extra = (embedder,) if used == "semantic" and embedder else ()
-    return SearchResult(query, used, k, _hits(stages.call(used, conn, query, k, *extra))[:k])
+    hits = _hits(stages.call(used, conn, query, k, *extra), used)
+    return SearchResult(query, used, k, hits[:k])
 
 
 def _has_words(query: str) -> bool:
@@ -487,9 +513,12 @@ def map_data(
         clusters=[],
         coarse=[],
         coherence=[],
-        message="The semantic map is not built for this atlas yet: neurons are laid "
-        "out by layer (y) and index (x). Build it with "
-        "`neuronatlas embed --db ATLAS` then `neuronatlas map --db ATLAS`.",
+        message=stages.for_atlas(
+            conn,
+            "The semantic map is not built for this atlas yet: neurons are laid "
+            "out by layer (y) and index (x). Build it with "
+            "`neuronatlas embed --db ATLAS` then `neuronatlas map --db ATLAS`.",
+        ),
     )
 
 

@@ -49,7 +49,9 @@ class LiveModel:
         self.meta = meta or {}
         self._prepend_bos: bool | None = None
         self._model: Any = None
-        self._error: str | None = None if spec else "this atlas names no model (meta model_id)"
+        self._error: str | None = (
+            None if spec else "this atlas names no model (its meta has no model_path or model_id)"
+        )
         self._load_lock = threading.Lock()
         self.run_lock = threading.Lock()  # one forward pass at a time: CPU-bound anyway
 
@@ -79,8 +81,9 @@ class LiveModel:
                         self._error = f"cannot load model {self.spec!r}: {exc}".rstrip(".")
         if self._model is None:
             raise ModelUnavailable(
-                f"live activations are unavailable: {self._error}. "
-                "Start the server with --model SPEC (a hub id or a local model folder)."
+                f"live activations are unavailable: {self._error}. Pass --model SPEC (a hub id "
+                "or a local model folder) to serve, activate, steer or similar, or "
+                "Atlas(path, model=SPEC) in Python."
             )
         return self._model
 

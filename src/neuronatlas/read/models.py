@@ -8,7 +8,7 @@ Fields that may be absent in a stored atlas are `... | None`, never missing.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 from msgspec import Meta, Struct
@@ -97,23 +97,73 @@ class NeuronSummary(Struct):
     score: float | None
 
 
+class Measure(NamedTuple):
+    """What a hit's `similarity` number is: a short label for column headers and the
+    description (with its range) that `SearchHit.similarity_measure` carries."""
+
+    label: str
+    description: str
+
+
+#: The measure behind `similarity`, by search mode or kind of neighbour. Three different
+#: numbers share the name; these say which one a list holds.
+MEASURES: dict[str, Measure] = {
+    "semantic": Measure(
+        "cosine (−1…1)", "cosine similarity of explanation embeddings (−1…1, higher = closer)"
+    ),
+    "tokens": Measure(
+        "peak share (0…1)", "share of the neuron's top-record peak mass on these tokens (0…1)"
+    ),
+    "fulltext": Measure(
+        "full-text rank (−bm25)", "full-text rank, −bm25 (higher = better match; unbounded)"
+    ),
+    "embedding": Measure(
+        "cosine (−1…1)", "cosine similarity of explanation embeddings (−1…1, higher = closer)"
+    ),
+    "shared_tokens": Measure(
+        "weighted Jaccard (0…1)", "weighted Jaccard index of the peak tokens (0…1)"
+    ),
+    "weights": Measure(
+        "connection weight (signed)",
+        "direct connection weight w_out · w_in between the two neurons (signed, unbounded; "
+        "ranked by its absolute value)",
+    ),
+}
+
+
 class SearchHit(Struct, omit_defaults=True):
     """One neuron found by search or similarity. similarity: cosine (semantic, by
     embedding), the share of peak mass on the tokens (tokens), −bm25 (fulltext), the
-    weighted Jaccard index (by tokens), or null (substring). The other fields come with the
-    modes that have them."""
+    weighted Jaccard index (by tokens), the signed connection weight (by weights), or null
+    (substring); `similarity_measure` says which, with its range (`MEASURES`). The other
+    fields come with the modes that have them."""
 
     id: CanonicalId
     layer: int
     neuron: int
     explanation: str | None
     score: float | None
-    similarity: float | None
+    similarity: Annotated[
+        float | None,
+        Meta(
+            description="The number the hits are ranked by. Its measure depends on the list: "
+            "cosine of explanation embeddings (−1…1; semantic search, similar by embedding), "
+            "share of peak mass on the tokens (0…1; token search), full-text rank −bm25 "
+            "(higher = better, unbounded; full-text search), weighted Jaccard of peak tokens "
+            "(0…1; similar by tokens), direct connection weight w_out · w_in (signed, "
+            "unbounded; similar by weights); null for substring search. "
+            "`similarity_measure` names it."
+        ),
+    ]
     token: str | None = None
     activation: float | None = None
     hits: int | None = None
     field: Literal["explanation", "excerpts"] | None = None
     shared_tokens: list[str] | None = None
+    similarity_measure: Annotated[
+        str | None,
+        Meta(description="What `similarity` measures, with its range (absent: substring)."),
+    ] = None
 
 
 class SearchResult(Struct):

@@ -167,8 +167,28 @@ def lookup(feature: Feature) -> Reader | None:
         return None
 
 
-def how_to_build(feature: Feature) -> str:
-    return STAGES[feature].builds_it
+def atlas_path(conn: sqlite3.Connection) -> str | None:
+    """The file behind a connection (None for an in-memory database)."""
+    for row in conn.execute("PRAGMA database_list").fetchall():
+        if row[1] == "main":
+            return str(row[2]) or None
+    return None
+
+
+def for_atlas(conn: sqlite3.Connection | None, command: str) -> str:
+    """A command written with the placeholder `--db ATLAS`, with this atlas's real path
+    (quoted for a shell), so that a message can be copied and run as it is."""
+    path = None if conn is None else atlas_path(conn)
+    if path is None:
+        return command
+    import shlex
+
+    return command.replace("--db ATLAS", f"--db {shlex.quote(path)}")
+
+
+def how_to_build(feature: Feature, conn: sqlite3.Connection | None = None) -> str:
+    """The command that builds `feature`, for this atlas's file when `conn` is given."""
+    return for_atlas(conn, STAGES[feature].builds_it)
 
 
 def call(feature: Feature, conn: sqlite3.Connection, *args: Any, **kwargs: Any) -> Any:
@@ -188,7 +208,7 @@ def call(feature: Feature, conn: sqlite3.Connection, *args: Any, **kwargs: Any) 
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc) or "no such column" in str(exc):
             raise StageNotBuilt(
-                f"{feature} is not built yet for this atlas: run `{how_to_build(feature)}`"
+                f"{feature} is not built yet for this atlas: run `{how_to_build(feature, conn)}`"
             ) from exc
         raise
 

@@ -20,7 +20,7 @@ import msgspec
 from neuronatlas.errors import NeuronNotFound, QueryTimeout
 from neuronatlas.ids import canonical, parse_id
 from neuronatlas.store.connection import transaction
-from neuronatlas.store.reader import SOURCE_RANK
+from neuronatlas.store.reader import SOURCE_RANK, stored_range
 from neuronatlas.store.writer import now
 
 # SQLite calls the progress handler every this many virtual-machine instructions: often enough
@@ -83,7 +83,7 @@ def require_neuron(conn: sqlite3.Connection, neuron_id: str) -> str:
     """The canonical id if the neuron is stored; BadNeuronId / NeuronNotFound otherwise."""
     nid = canonical(neuron_id)
     if conn.execute("SELECT 1 FROM neuron_info WHERE id = ?", (nid,)).fetchone() is None:
-        raise NeuronNotFound(f"{nid} is not in this atlas")
+        raise NeuronNotFound(f"{nid} is not in this atlas, which holds {stored_range(conn)}")
     return nid
 
 

@@ -171,3 +171,79 @@ class ResponseCache:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+# -- what an OpenAI export carries beside OpenAI's files (openai/extras.py) ------------------
+
+ExplanationKey = tuple[str, str, int]  # (neuron_id, source, position)
+
+
+def scores_by_explanation(conn: sqlite3.Connection) -> dict[ExplanationKey, list[dict[str, Any]]]:
+    """Every stored score as {scorer, judge, score, details}, keyed by its explanation's
+    (neuron id, source, position): the key an export and a re-import share (ids are not)."""
+    out: dict[ExplanationKey, list[dict[str, Any]]] = {}
+    for nid, source, pos, scorer, judge, score, details in conn.execute(
+        "SELECT e.neuron_id, e.source, e.position, s.scorer, s.judge, s.score, s.details"
+        " FROM explanation_scores s JOIN explanations e ON e.id = s.explanation_id"
+        " ORDER BY e.neuron_id, e.source, e.position, s.scorer, s.judge"
+    ):
+        out.setdefault((nid, source, pos), []).append(
+            {
+                "scorer": scorer,
+                "judge": judge,
+                "score": score,
+                "details": msgspec.json.decode(details),
+            }
+        )
+    return out
+
+
+def provenance_by_explanation(conn: sqlite3.Connection) -> dict[ExplanationKey, dict[str, Any]]:
+    """Where every LLM explanation came from ({model, endpoint, prompt_digest, settings,
+    usage}), keyed by (neuron id, source, position)."""
+    return {
+        (r[0], r[1], r[2]): {
+            "model": r[3],
+            "endpoint": r[4],
+            "prompt_digest": r[5],
+            "settings": msgspec.json.decode(r[6]),
+            "usage": msgspec.json.decode(r[7]),
+        }
+        for r in conn.execute(
+            "SELECT e.neuron_id, e.source, e.position, l.model, l.endpoint, l.prompt_digest,"
+            " l.settings, l.usage FROM llm_explanations l JOIN explanations e"
+            " ON e.id = l.explanation_id"
+        )
+    }
+
+
+def explanation_ids(conn: sqlite3.Connection, neuron_id: str) -> dict[tuple[str, int], int]:
+    """(source, position) → explanation id for one neuron."""
+    return {
+        (r[0], r[1]): r[2]
+        for r in conn.execute(
+            "SELECT source, position, id FROM explanations WHERE neuron_id = ?", (neuron_id,)
+        )
+    }
+
+
+def write_provenance(
+    conn: sqlite3.Connection, explanation_id: int, provenance: dict[str, Any], run_id: int | None
+) -> None:
+    """Record (or replace) where an existing LLM explanation came from (an import of an
+    export that carried it)."""
+    with transaction(conn):
+        conn.execute(
+            "INSERT OR REPLACE INTO llm_explanations(explanation_id, model, endpoint,"
+            " prompt_digest, settings, usage, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                explanation_id,
+                provenance["model"],
+                provenance["endpoint"],
+                provenance["prompt_digest"],
+                encode_json(provenance["settings"]),
+                encode_json(provenance["usage"]),
+                run_id,
+                now(),
+            ),
+        )

@@ -83,12 +83,36 @@ def select_neurons(
     elif layer is not None:
         ids = neuron_ids(conn, layer)
         if not ids:
-            raise BadInput(f"--layer {layer}: no stored neurons in that layer")
+            raise BadInput(
+                f"--layer {layer}: no stored neurons in that layer; this atlas holds "
+                f"{stored_range(conn)}"
+            )
     elif all_:
         ids = neuron_ids(conn)
     else:
         raise BadInput("say which neurons: --neurons ID,ID,..., --layer L or --all")
     return sorted(set(ids), key=parse_id)
+
+
+def stored_range(conn: sqlite3.Connection) -> str:
+    """What the atlas holds, for an error about an id or layer outside it: "layers 0–11,
+    neurons 0–3071 (36,864 stored)" (one GROUP BY over neuron_info: the error path only)."""
+    rows = conn.execute(
+        "SELECT layer, min(neuron), max(neuron), count(*) FROM neuron_info GROUP BY layer"
+    ).fetchall()
+    if not rows:
+        return "no neurons"
+    layer_ids = [r[0] for r in rows]
+    lo, hi = min(r[1] for r in rows), max(r[2] for r in rows)
+    return f"layers {_span(layer_ids)}, neurons {lo}–{hi} ({sum(r[3] for r in rows):,} stored)"
+
+
+def _span(values: list[int]) -> str:
+    """0–11, or 0, 3, 5 when the layers stored are not contiguous."""
+    values = sorted(values)
+    if values == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}–{values[-1]}" if len(values) > 1 else str(values[0])
+    return ", ".join(map(str, values))
 
 
 def layers(conn: sqlite3.Connection) -> list[tuple[int, int]]:
@@ -225,7 +249,7 @@ def neuron_head(conn: sqlite3.Connection, neuron_id: str) -> dict[str, Any]:
         (nid,),
     ).fetchone()
     if row is None:
-        raise NeuronNotFound(f"{nid} is not in this atlas")
+        raise NeuronNotFound(f"{nid} is not in this atlas, which holds {stored_range(conn)}")
     return {
         "id": row[0],
         "layer": row[1],
@@ -299,8 +323,8 @@ def neurons_with_explanation(conn: sqlite3.Connection, source: str) -> set[str]:
 def iter_neuron_info(conn: sqlite3.Connection) -> Iterator[dict[str, Any]]:
     """Every neuron's stored statistics, in id order (= layer, neuron order)."""
     rows = conn.execute(
-        "SELECT id, layer, neuron, mean, variance, skewness, kurtosis, quantile_boundaries"
-        " FROM neuron_info ORDER BY id"
+        "SELECT id, layer, neuron, mean, variance, skewness, kurtosis, quantile_boundaries,"
+        " source FROM neuron_info ORDER BY id"
     )
     for r in rows:
         yield {
@@ -312,6 +336,7 @@ def iter_neuron_info(conn: sqlite3.Connection) -> Iterator[dict[str, Any]]:
             "skewness": r[5],
             "kurtosis": r[6],
             "quantile_boundaries": None if r[7] is None else _decode(r[7]),
+            "source": r[8],
         }
 
 

@@ -136,6 +136,23 @@ class AtlasWriter:
         with self.transaction():
             self._replace_explanations(source, {neuron_id: full})
 
+    def replace_all_explanations(
+        self, neuron_id: str, by_source: Mapping[str, list[tuple[Any, ...]]]
+    ) -> None:
+        """Make `by_source` the neuron's only explanations (an import that knows every
+        source, e.g. of a neuronatlas export). rows per source, in position order:
+        (text, ev_correlation_score, rsquared_score, absolute_dev_explained_score)."""
+        with self.transaction():
+            keep = sorted(by_source)
+            marks = ",".join("?" * len(keep))
+            self.conn.execute(
+                f"DELETE FROM explanations WHERE neuron_id = ? AND source NOT IN ({marks})",
+                (neuron_id, *keep),
+            )
+            for source in keep:
+                full = [(neuron_id, source, pos, *r) for pos, r in enumerate(by_source[source])]
+                self._replace_explanations(source, {neuron_id: full})
+
     def _replace_explanations(self, source: str, rows: Mapping[str, list[tuple[Any, ...]]]) -> None:
         """rows: neuron id → its full explanation rows from `source`, in position order."""
         # Upsert keeps each explanation's id (and so its embedding) when the text is unchanged.

@@ -16,7 +16,7 @@ from neuronatlas.errors import BadInput, StageNotBuilt
 from neuronatlas.ids import canonical
 from neuronatlas.read import explorer
 from neuronatlas.read.live import MAX_TEXT_CHARS
-from neuronatlas.read.models import SearchMode
+from neuronatlas.read.models import MEASURES, SearchMode
 from neuronatlas.store import browse
 from neuronatlas.web.api import NeuronId, reads
 
@@ -103,5 +103,6 @@ def search_page(
             "result": result,
             "problem": problem,
             "json_twin": twin,
+            "measures": MEASURES,
         },
     )
