@@ -162,7 +162,10 @@ def test_every_command_example_runs_on_a_small_atlas(atlas, tmp_path, monkeypatc
 
     from neuronatlas.cli import app
 
+    from seed_notebook_db import build_seed_db, planned_encode
+
     monkeypatch.chdir(tmp_path)  # relative outputs (export's out/) land here
+    build_seed_db(tmp_path / "seed.db", planned_encode())  # what `import-seed seed.db` reads
     runner = CliRunner()
     ran = []
     for doc, argv in _commands():
@@ -212,7 +215,7 @@ def test_every_command_lists_the_exit_codes_it_uses():
 
     from neuronatlas.cli import app
 
-    partial = {"import-openai", "explain", "score", "n2g"}
+    partial = {"import-openai", "import-seed", "explain", "score", "n2g"}
     runner = CliRunner()
     for info in app.registered_commands:
         name = info.name or info.callback.__name__.rstrip("_").replace("_", "-")

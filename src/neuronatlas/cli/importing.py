@@ -139,7 +139,7 @@ def import_openai(
 EXIT_NOT_SEED = 2
 
 
-@app.command("import-seed")
+@app.command("import-seed", epilog=exit_codes(partial=True))
 def import_seed(
     seed: Annotated[
         Path,
