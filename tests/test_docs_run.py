@@ -161,7 +161,6 @@ def test_every_command_example_runs_on_a_small_atlas(atlas, tmp_path, monkeypatc
     from typer.testing import CliRunner
 
     from neuronatlas.cli import app
-
     from seed_notebook_db import build_seed_db, planned_encode
 
     monkeypatch.chdir(tmp_path)  # relative outputs (export's out/) land here
