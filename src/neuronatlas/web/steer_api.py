@@ -1,20 +1,30 @@
-"""`POST /api/steer`: one stored neuron ablated, clamped or scaled in the live model.
+"""`POST /api/steer`: a stored neuron, or a group of them, ablated, clamped or scaled in the
+live model.
 
 The request is a union on `mode`, so the schema itself says that `clamp` and `scale` need a
-`value` and `ablate` takes none; the response is `neuronatlas.steer.SteerResult`, whose JSON
-Schema is declared in /openapi.json.
+`value` and `ablate` takes none; it names one neuron (`neuron`) or a group (`neurons`),
+exactly one of the two (a `oneOf` in the schema, checked on every request). The response is
+`neuronatlas.steer.SteerResult`, whose JSON Schema is declared in /openapi.json.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from neuronatlas import steer
+from neuronatlas.ids import format_id
 from neuronatlas.read.models import NEURON_ID_PATTERN
 from neuronatlas.store import browse
 from neuronatlas.web.api import reads
@@ -26,7 +36,9 @@ LIMITS = {
     "max_chars": steer.MAX_TEXT_CHARS,
     "max_tokens": steer.MAX_TOKENS,
     "max_value": steer.MAX_VALUE,
+    "max_neurons": steer.MAX_NEURONS,
 }
+MAX_TARGET_CHARS = 64  # one token; the longest of real vocabularies stay far below
 
 
 def _json_number(value: object) -> object:
@@ -38,9 +50,21 @@ def _json_number(value: object) -> object:
 
 
 Count = Annotated[int, BeforeValidator(_json_number)]
+NeuronId = Annotated[str, StringConstraints(pattern=NEURON_ID_PATTERN, max_length=12)]
+NeuronGroup = Annotated[list[NeuronId], Field(min_length=1, max_length=steer.MAX_NEURONS)]
+_WHO = ("neuron", "neurons")
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    """No `"default": null` for a field whose type has no null: it is simply optional."""
+    schema.pop("default", None)
 
 
 class _SteerBase(BaseModel):
+    # the schema says "exactly one of neuron and neurons"; `_one_of_neuron_and_neurons`
+    # checks it (null is no value: the schema has no null for either)
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": [name]} for name in _WHO]})
+
     text: str = Field(
         min_length=1,
         max_length=steer.MAX_TEXT_CHARS,
@@ -48,11 +72,28 @@ class _SteerBase(BaseModel):
         description=f"At most {steer.MAX_TEXT_CHARS} characters and {steer.MAX_TOKENS} tokens.",
         examples=["The Eiffel Tower is in Paris"],
     )
-    neuron: str = Field(
-        pattern=NEURON_ID_PATTERN,
-        max_length=12,
-        description="A stored neuron: L05N0123, L5N123 or 5:123.",
+    # absent is None (a default is not validated); the types have no null, so a sent null and
+    # a wrong value each get one plain message rather than one per branch of a union
+    neuron: NeuronId = Field(
+        None,
+        json_schema_extra=_no_default,
+        description="A stored neuron: L05N0123, L5N123 or 5:123 (or give `neurons`).",
         examples=["L00N0001"],
+    )
+    neurons: NeuronGroup = Field(
+        None,
+        json_schema_extra=_no_default,
+        description=f"A group of stored neurons changed together, e.g. "
+        f'["L03N0010", "L05N0042"] (at most {steer.MAX_NEURONS}; a repeated neuron counts '
+        "once), instead of `neuron`.",
+    )
+    target: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_TARGET_CHARS,
+        description="One token (mind a leading space): its probability and rank as the next "
+        "token after the text, before and after the edit.",
+        examples=[" Paris"],
     )
     k: Count = Field(
         steer.DEFAULT_K, ge=1, le=steer.MAX_K, description="Top next tokens per position."
@@ -64,9 +105,24 @@ class _SteerBase(BaseModel):
         description="Length of the greedy continuations.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_of_neuron_and_neurons(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            given = [name for name in _WHO if data.get(name) is not None]
+            if len(given) != 1 or any(data.get(name, 0) is None for name in _WHO):
+                raise ValueError(
+                    "give exactly one of `neuron` (one id) and `neurons` (a list of ids)"
+                )
+        return data
+
+    def ids(self) -> list[str]:
+        """The requested neuron ids: the group, or the one neuron."""
+        return list(self.neurons) if self.neurons is not None else [self.neuron]
+
 
 class AblateRequest(_SteerBase):
-    """Set the neuron to 0 at every position."""
+    """Set the neurons to 0 at every position."""
 
     mode: Literal["ablate"]
     value: None = Field(None, description="Ablation takes no value.")
@@ -78,13 +134,13 @@ class _ValueRequest(_SteerBase):
 
 
 class ClampRequest(_ValueRequest):
-    """Set the neuron to `value` at every position."""
+    """Set the neurons to `value` at every position."""
 
     mode: Literal["clamp"]
 
 
 class ScaleRequest(_ValueRequest):
-    """Multiply the neuron by `value` at every position."""
+    """Multiply the neurons by `value` at every position."""
 
     mode: Literal["scale"]
 
@@ -97,8 +153,9 @@ _encode = msgspec.json.Encoder().encode
 @router.post(
     "/api/steer",
     tags=["live"],
-    summary="Ablate, clamp or scale one neuron at every position: per-token KL, top-token "
-    "changes and greedy continuations without and with the edit",
+    summary="Ablate, clamp or scale a neuron or a group of neurons at every position: "
+    "per-token KL, top-token changes, a target token's probability and greedy continuations "
+    "without and with the edit",
     response_class=Response,
     responses={
         200: {
@@ -109,9 +166,15 @@ _encode = msgspec.json.Encoder().encode
     },
 )
 def post_steer(request: Request, body: Annotated[SteerRequest, Body()]) -> Response:
-    with reads(request) as conn:
-        nid = browse.require_neuron(conn, body.neuron)  # 400 / 404 before any 503
+    with reads(request) as conn:  # 400 / 404 before any 503
+        ids = [browse.require_neuron(conn, format_id(*n)) for n in steer.parse_group(body.ids())]
     result = request.app.state.live.steer(
-        body.text, nid, body.mode, body.value, k=body.k, new_tokens=body.new_tokens
+        body.text,
+        ids,
+        body.mode,
+        body.value,
+        k=body.k,
+        new_tokens=body.new_tokens,
+        target=body.target,
     )
     return Response(_encode(result), media_type="application/json")
