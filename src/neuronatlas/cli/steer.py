@@ -140,7 +140,7 @@ def steer(
     json: JsonOption = False,
     model: ModelOption = None,
 ) -> None:
-    """Change neurons IDS at every position of TEXT and show what the model predicts then.
+    """Change neurons IDS at every position of TEXT and show what the model predicts.
 
     Runs the atlas's model (or --model) twice: as it is and with the neurons ablated (set to
     0), clamped (--clamp V) or scaled (--scale S), every neuron of a group in the same pass

@@ -31,14 +31,15 @@ from neuronatlas.web.api import reads
 from neuronatlas.web.errors import ERROR_RESPONSES
 
 router = APIRouter(responses=ERROR_RESPONSES)
+MAX_TARGET_CHARS = 64  # one token; the longest of real vocabularies stay far below
 # What the neuron page's steering form may send (its input limits).
 LIMITS = {
     "max_chars": steer.MAX_TEXT_CHARS,
     "max_tokens": steer.MAX_TOKENS,
     "max_value": steer.MAX_VALUE,
     "max_neurons": steer.MAX_NEURONS,
+    "max_target_chars": MAX_TARGET_CHARS,
 }
-MAX_TARGET_CHARS = 64  # one token; the longest of real vocabularies stay far below
 
 
 def _json_number(value: object) -> object:
