@@ -56,9 +56,13 @@ NeuronGroup = Annotated[list[NeuronId], Field(min_length=1, max_length=steer.MAX
 _WHO = ("neuron", "neurons")
 
 
-def _no_default(schema: dict[str, Any]) -> None:
-    """No `"default": null` for a field whose type has no null: it is simply optional."""
+def _not_null(schema: dict[str, Any]) -> None:
+    """The schema of an optional field without null: absent means "not given", and a sent
+    null is refused (`_one_of_neuron_and_neurons`), so the schema offers only the value."""
     schema.pop("default", None)
+    branches = [b for b in schema.pop("anyOf", []) if b.get("type") != "null"]
+    if branches:
+        schema.update(branches[0])
 
 
 class _SteerBase(BaseModel):
@@ -73,17 +77,15 @@ class _SteerBase(BaseModel):
         description=f"At most {steer.MAX_TEXT_CHARS} characters and {steer.MAX_TOKENS} tokens.",
         examples=["The Eiffel Tower is in Paris"],
     )
-    # absent is None (a default is not validated); the types have no null, so a sent null and
-    # a wrong value each get one plain message rather than one per branch of a union
-    neuron: NeuronId = Field(
+    neuron: NeuronId | None = Field(
         None,
-        json_schema_extra=_no_default,
+        json_schema_extra=_not_null,
         description="A stored neuron: L05N0123, L5N123 or 5:123 (or give `neurons`).",
         examples=["L00N0001"],
     )
-    neurons: NeuronGroup = Field(
+    neurons: NeuronGroup | None = Field(
         None,
-        json_schema_extra=_no_default,
+        json_schema_extra=_not_null,
         description=f"A group of stored neurons changed together, e.g. "
         f'["L03N0010", "L05N0042"] (at most {steer.MAX_NEURONS}; a repeated neuron counts '
         "once), instead of `neuron`.",
@@ -119,7 +121,9 @@ class _SteerBase(BaseModel):
 
     def ids(self) -> list[str]:
         """The requested neuron ids: the group, or the one neuron."""
-        return list(self.neurons) if self.neurons is not None else [self.neuron]
+        if self.neurons is not None:
+            return list(self.neurons)
+        return [] if self.neuron is None else [self.neuron]
 
 
 class AblateRequest(_SteerBase):
