@@ -292,7 +292,11 @@ def test_target_reports_the_answers_probability_before_and_after(model):
 
 @pytest.mark.parametrize(
     ("target", "says"),
-    [(" Francexyz", r"is \d tokens \(' France', "), ("", "target is empty")],
+    [
+        (" Francexyz", r"is \d tokens \(' France', "),
+        ("", "target is empty"),
+        (" France" * 10, "at most 64"),
+    ],
 )
 def test_target_must_be_one_token(model, target, says):
     with pytest.raises(BadInput, match=says):

@@ -31,6 +31,7 @@ MAX_K = 20
 MAX_NEW_TOKENS = 64
 DEFAULT_K = 5
 DEFAULT_NEW_TOKENS = 20
+MAX_TARGET_CHARS = 64  # one token: the longest tokens of real vocabularies stay far below
 
 
 def encode_text(model: LoadedModel, text: str, prepend_bos: bool) -> tuple[list[int], int]:
@@ -57,6 +58,10 @@ def encode_target(model: LoadedModel, target: str) -> int:
     naming the pieces (a leading space is often part of the token: " Paris", not "Paris")."""
     if not target:
         raise BadInput("target is empty: give the one next token to check, e.g. ' Paris'")
+    if len(target) > MAX_TARGET_CHARS:
+        raise BadInput(
+            f"target is {len(target)} characters: give one token (at most {MAX_TARGET_CHARS})"
+        )
     ids = [int(i) for i in model.tokenizer(target, add_special_tokens=False)["input_ids"]]
     if len(ids) != 1:
         pieces = ", ".join(repr(t) for t in model.token_strings(ids))

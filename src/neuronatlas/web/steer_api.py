@@ -31,14 +31,13 @@ from neuronatlas.web.api import reads
 from neuronatlas.web.errors import ERROR_RESPONSES
 
 router = APIRouter(responses=ERROR_RESPONSES)
-MAX_TARGET_CHARS = 64  # one token; the longest of real vocabularies stay far below
 # What the neuron page's steering form may send (its input limits).
 LIMITS = {
     "max_chars": steer.MAX_TEXT_CHARS,
     "max_tokens": steer.MAX_TOKENS,
     "max_value": steer.MAX_VALUE,
     "max_neurons": steer.MAX_NEURONS,
-    "max_target_chars": MAX_TARGET_CHARS,
+    "max_target_chars": steer.MAX_TARGET_CHARS,
 }
 
 
@@ -93,7 +92,7 @@ class _SteerBase(BaseModel):
     target: str | None = Field(
         None,
         min_length=1,
-        max_length=MAX_TARGET_CHARS,
+        max_length=steer.MAX_TARGET_CHARS,
         description="One token (mind a leading space): its probability and rank as the next "
         "token after the text, before and after the edit.",
         examples=[" Paris"],
