@@ -59,6 +59,8 @@ NOT_RUN: dict[str, str] = {
 SUBSTITUTE = {
     "L05N0123": "L01N0005",
     "L03N0042": "L00N0003",
+    "L03N0010": "L00N0001",
+    "L05N0042": "L01N0007",
     "--layer 3": "--layer 1",
     "layer_index = 5": "layer_index = 1",
 }
