@@ -14,7 +14,10 @@ from rich.console import Console
 app = typer.Typer(
     name="neuronatlas",
     help="An atlas of every MLP neuron in a transformer language model.\n\n"
-    "Exit codes: 0 success, 1 error, 3 finished with some inputs skipped (named on stderr).",
+    "Exit codes: 0 success, 1 error, 2 bad usage or a --db file that is not a usable atlas "
+    "(missing, not an atlas, damaged, of another neuronatlas version, locked or read-only; "
+    "one line on stderr says what to do), 3 finished with some inputs skipped (named on "
+    "stderr).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -23,7 +26,8 @@ app = typer.Typer(
 console = Console()
 console_err = Console(stderr=True)
 
-DbOption = Annotated[Path, typer.Option("--db", help="The atlas file (SQLite).", dir_okay=False)]
+# no `dir_okay=False`: the store's own check answers a folder with its one-line message
+DbOption = Annotated[Path, typer.Option("--db", help="The atlas file (SQLite).")]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document to stdout and nothing else.")
 ]

@@ -23,6 +23,9 @@ from neuronatlas.pipeline import DEMO_TOKENS, BuildSettings, build_atlas, stage_
 
 def _run_with_progress(db: Path, settings: BuildSettings, silent: bool) -> None:
     """Run the build under one progress display: an overall bar with ETA and one per stage."""
+    from neuronatlas.store import check_writer
+
+    check_writer(db)  # refuse a file that is not an atlas before loading a model
     if silent:
         results = build_atlas(db, settings)
     else:
@@ -77,9 +80,9 @@ LlmPerLayerOption = Annotated[
 
 @app.command()
 def demo(
-    db: Annotated[
-        Path, typer.Option("--db", help="The atlas file to build or reuse.", dir_okay=False)
-    ] = Path("atlas.db"),
+    db: Annotated[Path, typer.Option("--db", help="The atlas file to build or reuse.")] = Path(
+        "atlas.db"
+    ),
     port: Annotated[int, typer.Option(help="Port to serve on.", min=0, max=65535)] = 8000,
     host: Annotated[
         str, typer.Option(help="Interface to bind (loopback by default).")
@@ -153,7 +156,7 @@ def build(
         str,
         typer.Option(help="Corpus: hf:NAME[:SPLIT], a .txt/.jsonl/.parquet file, or `default`."),
     ],
-    db: Annotated[Path, typer.Option("--db", help="The atlas file.", dir_okay=False)],
+    db: Annotated[Path, typer.Option("--db", help="The atlas file.")],
     tokens: Annotated[int, typer.Option(help="Tokens to scrape.", min=64)] = 1_000_000,
     context: Annotated[int, typer.Option(help="Tokens per excerpt.")] = 64,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 16,

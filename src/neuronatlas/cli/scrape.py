@@ -226,6 +226,10 @@ def scrape(
         raise BadInput("--ray-address, --shards and --work-dir need --engine ray")
     from transformers.utils import logging as hf_logging
 
+    from neuronatlas.store import check_writer
+
+    check_writer(db)  # refuse a file that is not an atlas before the scrape, not after it
+
     hf_logging.disable_progress_bar()
     with _bars(silent or json, context) as progress:
         if engine is Engine.ray:

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from neuronatlas.cli.app import DbOption, JsonOption, SilentOption, app, console, print_json
 from neuronatlas.read.models import SearchHit, SearchMode
-from neuronatlas.store import open_reader
+from neuronatlas.store import open_reader, open_writer
 
 Clusterer = Literal["hdbscan", "kmeans"]
 
@@ -71,7 +71,7 @@ def embed(
     config = EmbedConfig(
         embedder=embedder, batch_size=batch_size, all_explanations=all_explanations, reembed=reembed
     )
-    open_reader(db).close()  # a clear error for a missing file
+    open_writer(db, create=False).close()  # refuse (or migrate) before loading an embedder
     with Progress(console=console, disable=silent, transient=True) as bar:
         task = bar.add_task("embedding", total=None)
         result = embed_atlas(
@@ -130,7 +130,7 @@ def map_(
         n_clusters=clusters,
         n_coarse=coarse,
     )
-    open_reader(db).close()
+    open_writer(db, create=False).close()  # refuse (or migrate) before the layout runs
     with console.status("mapping", spinner="dots") if not silent else _nothing():
         result = build_map(db, config)
     if not silent:
@@ -174,11 +174,9 @@ def index(
     Example: neuronatlas index --db atlas.db
     """
     from neuronatlas.embed.similar import precompute_similar
-    from neuronatlas.store import open_writer
     from neuronatlas.store.search import rebuild_search_indexes
 
-    open_reader(db).close()
-    conn = open_writer(db)
+    conn = open_writer(db, create=False)
     try:
         counts = rebuild_search_indexes(conn, excerpts=excerpts)
         with (
