@@ -98,7 +98,8 @@ def probe_atlas(path: str | Path) -> AtlasProbe:
         )
     _check_length(path, head, st.st_size)
     wal = head[18] == 2 and head[19] == 2
-    immutable = not _sidecar(path, "-wal").exists()
+    # a writer at work (its -wal, or a rollback journal) is read through SQLite's locks
+    immutable = not (_sidecar(path, "-wal").exists() or _sidecar(path, "-journal").exists())
     try:
         with closing(_connect_ro(path, immutable=immutable)) as conn:
             names = {
