@@ -1,6 +1,7 @@
 """Fuzz the JSON API against its own OpenAPI schema (schemathesis): no input gives a 5xx.
 
-Wide: a few hundred generated requests per operation (about a minute on two cores) on a tiny
+Wide: a few hundred generated requests per operation, valid ones and (schemathesis's negative
+mode) ones that break the schema, about a minute on two cores, on a tiny
 atlas with no model, so the live routes (activation, logit effects, steering) answer 503 by
 design (model unavailable); that answer is checked for its shape rather than counted as a
 server error. The seed changes every run, so runs together cover more than one could; it is
@@ -16,6 +17,7 @@ import random
 
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
 
 from neuronatlas.web import create_app
 
@@ -61,6 +63,9 @@ def check(case, seen: list) -> None:
 def test_every_operation_survives_generated_input(api_schema, capsys):
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 10
+    from schemathesis.generation import GenerationMode
+
+    POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
     run_seed, examples = fuzz_seed(), int(os.environ.get(EXAMPLES_ENV, EXAMPLES))
     with capsys.disabled():
         print(
@@ -71,7 +76,7 @@ def test_every_operation_survives_generated_input(api_schema, capsys):
     for op in operations:
 
         @seed(run_seed)
-        @given(case=op.as_strategy())
+        @given(case=st.one_of(op.as_strategy(POSITIVE), op.as_strategy(NEGATIVE)))
         @settings(
             max_examples=examples,
             deadline=None,
