@@ -22,24 +22,40 @@ from hypothesis import strategies as st
 from neuronatlas.web import create_app
 
 
-@pytest.fixture(scope="module")
-def api_schema(synthetic_atlas):
+@pytest.fixture(scope="module", params=["bare", "embedded"])
+def api_schema(request, synthetic_atlas, tmp_path_factory):
+    """The API over a bare atlas (every optional stage answers 409) and over one with
+    embeddings and search indexes (semantic, token and full-text search answer)."""
     import schemathesis  # a second of imports: only when this slow-tier module runs
 
-    path = synthetic_atlas("fuzz", layers=2, per_layer=4, n_top=2, length=6)
+    if request.param == "bare":
+        path = synthetic_atlas("fuzz", layers=2, per_layer=4, n_top=2, length=6)
+    else:
+        from embed_fixtures import build_atlas
+        from neuronatlas.embed.embed import EmbedConfig, embed_atlas
+        from neuronatlas.store import AtlasWriter
+        from neuronatlas.store.search import rebuild_search_indexes
+
+        path = build_atlas(tmp_path_factory.mktemp("fuzz") / "atlas.db")
+        embed_atlas(path, EmbedConfig(embedder="test-hashing"))
+        with AtlasWriter(path) as w:
+            rebuild_search_indexes(w.conn)
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(path))
 
 
 SEED_ENV = "NEURONATLAS_FUZZ_SEED"
 EXAMPLES_ENV = "NEURONATLAS_FUZZ_EXAMPLES"
-#: generated requests per operation: about a minute in all on two cores
-EXAMPLES = 600
+#: generated requests per operation and atlas: about a minute in all on two cores
+EXAMPLES = 250
 
 
 def fuzz_seed() -> int:
     """The replayed seed, or a new one each run."""
     raw = os.environ.get(SEED_ENV)
     return int(raw) if raw else random.SystemRandom().randrange(2**32)
+
+
+RUN_SEED = fuzz_seed()  # one per run, for both atlases
 
 
 LIVE = {"/api/activate", "/api/neurons/{neuron_id}/logit_effects", "/api/steer"}  # need the model
@@ -65,7 +81,7 @@ def test_every_operation_survives_generated_input(api_schema, capsys):
 
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 10
-    run_seed, examples = fuzz_seed(), int(os.environ.get(EXAMPLES_ENV, EXAMPLES))
+    run_seed, examples = RUN_SEED, int(os.environ.get(EXAMPLES_ENV, EXAMPLES))
     with capsys.disabled():
         print(
             f"\nweb fuzz: seed {run_seed}, {examples} examples per operation "
