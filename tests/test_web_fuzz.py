@@ -108,4 +108,4 @@ def test_every_operation_survives_generated_input(api_schema, capsys):
                 f"{op.method.upper()} {op.path} failed; replay with {SEED_ENV}={run_seed}"
             ) from exc
     # Generated input reached the handlers: successes and typed 4xx answers both occurred.
-    assert len(seen) > 100 and 200 in seen and {400, 404, 422} & set(seen)
+    assert len(seen) > min(100, 5 * examples) and 200 in seen and {400, 404, 422} & set(seen)
