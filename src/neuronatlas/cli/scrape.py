@@ -196,6 +196,9 @@ def scrape(
 
     Example: neuronatlas scrape --model default --corpus default --db gemma.db --tokens 100000
     """
+    from neuronatlas.store import check_writer
+
+    check_writer(db)  # refuse a file that is not an atlas at once, not after the scrape
     from neuronatlas.errors import BadInput
     from neuronatlas.ids import parse_layers
     from neuronatlas.scrape import ScrapeSettings, run_scrape
@@ -225,10 +228,6 @@ def scrape(
     if engine is Engine.local and (ray_address or shards or work_dir):
         raise BadInput("--ray-address, --shards and --work-dir need --engine ray")
     from transformers.utils import logging as hf_logging
-
-    from neuronatlas.store import check_writer
-
-    check_writer(db)  # refuse a file that is not an atlas before the scrape, not after it
 
     hf_logging.disable_progress_bar()
     with _bars(silent or json, context) as progress:
