@@ -9,10 +9,12 @@ the word. Tests use a tiny one; `bench/serve_bench.py` builds a GPT-2-small-size
 from __future__ import annotations
 
 import random
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 from neuronatlas.store import AtlasWriter, Explanation, NeuronData, Record, prepare
+from neuronatlas.store.migrations import available
 
 WORDS = [
     "dog",
@@ -183,3 +185,16 @@ def build_synthetic_atlas(
             writer.write_neurons(buf)
         writer.end_run(run)
     return path
+
+
+def older_schema(conn: sqlite3.Connection, below: int) -> None:
+    """Bring an empty database to the schema of migrations < `below`, as older code did."""
+    conn.execute(
+        "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+        " applied_at TEXT NOT NULL)"
+    )
+    for version, name, sql in [m for m in available() if m[0] < below]:
+        conn.executescript(
+            f"BEGIN; {sql}; INSERT INTO schema_version VALUES"
+            f" ({version}, '{name}', 'then'); COMMIT;"
+        )

@@ -1,17 +1,19 @@
-"""The seed notebook's own SQL statements, read from the user's seed document at test time and
-run unchanged through plain `sqlite3` against an atlas: what they write lands in the atlas's
-tables, and what they read is what they wrote."""
+"""The seed notebook's own SQL statements (kept in tests/seed_notebook_sql.py, copied from the
+user's notebook that loads OpenAI's GPT-2-small explanations into SQLite) run unchanged through
+plain `sqlite3` against an atlas: what they write lands in the atlas's tables, and what they
+read is what they wrote."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
 import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import seed_notebook_sql as notebook
 from neuronatlas.errors import MixedEmbedders
 from neuronatlas.store import (
     AtlasWriter,
@@ -24,43 +26,20 @@ from neuronatlas.store import (
     reader,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 F32 = np.float32
-
-
-def _seed_notebook() -> Path:
-    """The seed notebook in the `shared/seeds/` folder beside the repository (or above it)."""
-    for root in REPO.parents:
-        folder = root / "shared" / "seeds"
-        for path in sorted(folder.glob("*.txt")) if folder.is_dir() else []:
-            if "INSERT INTO activations" in path.read_text(encoding="utf-8"):
-                return path
-    pytest.fail(
-        f"the seed notebook (a shared/seeds/*.txt holding 'INSERT INTO activations') was not "
-        f"found beside {REPO} or above it: check out the shared folder next to the repository"
-    )
-
-
-_EXECUTE = re.compile(r"""\.execute\(\s*(?:"{3}(.*?)"{3}|'([^']*)'|"([^"\n]*)")""", re.S)
+#: sha256 of the four statements as the notebook has them: a reformatted copy fails here
+NOTEBOOK_SHA256 = "52555d5ba33fea357fe6ba7b5acd64eb05f8ceadcd139cbdd49dde5638906eec"
 
 
 def seed_statements() -> dict[str, str]:
     """The notebook's SQL by what it does: insert_neuron, insert_activation, update_embedding,
     select_layer. Each statement exactly as the notebook passes it to `execute`."""
-    text = _seed_notebook().read_text(encoding="utf-8")
-    found = [next(g for g in m.groups() if g is not None) for m in _EXECUTE.finditer(text)]
-    kinds = {
-        "insert_neuron": r"^\s*INSERT INTO neurons\b",
-        "insert_activation": r"^\s*INSERT INTO activations\b",
-        "update_embedding": r"^\s*UPDATE neurons\s+SET explanation_embedding\b",
-        "select_layer": r"^\s*SELECT id, explanation_text FROM neurons WHERE layer_index = \?",
+    return {
+        "insert_neuron": notebook.INSERT_NEURON,
+        "insert_activation": notebook.INSERT_ACTIVATION,
+        "update_embedding": notebook.UPDATE_EMBEDDING,
+        "select_layer": notebook.SELECT_LAYER,
     }
-    out = {}
-    for kind, pattern in kinds.items():
-        hits = [s for s in found if re.match(pattern, s)]
-        assert len(hits) == 1, f"{_seed_notebook()}: expected one {kind} statement, got {hits}"
-        out[kind] = hits[0]
-    return out
 
 
 def compact_json_encode(obj):  # the notebook's own encoder
@@ -128,8 +107,9 @@ def _run_seed_writes(db: Path, sql: dict[str, str]) -> dict[str, str]:
     return written
 
 
-def test_the_seed_statements_are_found_unchanged():
+def test_the_seed_statements_are_kept_unchanged():
     sql = seed_statements()
+    assert hashlib.sha256("".join(sql.values()).encode()).hexdigest() == NOTEBOOK_SHA256
     assert sql["update_embedding"].split() == [
         "UPDATE", "neurons", "SET", "explanation_embedding", "=", "?", "WHERE", "id", "=", "?;"
     ]  # fmt: skip

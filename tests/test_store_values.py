@@ -24,6 +24,7 @@ from neuronatlas.store import (
     values,
 )
 from neuronatlas.store.migrations import available, migrate
+from synthetic import older_schema
 
 F32 = np.float32
 
@@ -153,25 +154,12 @@ def test_an_atlas_from_before_float32_storage_keeps_its_json_values(tmp_path):
     conn.close()
 
 
-def _schema(conn: sqlite3.Connection, below: int) -> None:
-    """Bring an empty database to the schema of migrations < `below`, as older code did."""
-    conn.execute(
-        "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-        " applied_at TEXT NOT NULL)"
-    )
-    for version, name, sql in [m for m in available() if m[0] < below]:
-        conn.executescript(
-            f"BEGIN; {sql}; INSERT INTO schema_version VALUES"
-            f" ({version}, '{name}', 'then'); COMMIT;"
-        )
-
-
 def test_an_atlas_with_float32_blobs_migrates_in_place(tmp_path):
     """Migration 006 turns schema 5's float32 BLOBs (values and embeddings) into JSON text:
     the view shows short spellings, the library reads the identical doubles and vector."""
     db = tmp_path / "v5.db"
     conn = sqlite3.connect(db, isolation_level=None)
-    _schema(conn, 6)
+    older_schema(conn, 6)
     vals = np.array([-0.16994381, 2.5, np.nan, 1e-40], dtype=F32)
     vector = np.array([0.6, -0.8], dtype=F32)
     conn.execute(
@@ -233,7 +221,7 @@ def test_readers_refuse_an_older_atlas_and_migrate_brings_it_up_to_date(tmp_path
 
     db = tmp_path / "v5.db"
     conn = sqlite3.connect(db, isolation_level=None)
-    _schema(conn, 6)
+    older_schema(conn, 6)
     conn.execute(
         "INSERT INTO neuron_info(id, layer, neuron, source) VALUES ('L00N0000', 0, 0, 'scrape')"
     )

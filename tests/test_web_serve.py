@@ -100,4 +100,4 @@ def test_serve_refuses_a_missing_atlas(tmp_path):
         timeout=60,
         check=False,
     )
-    assert r.returncode == 1 and "no such atlas" in r.stderr
+    assert r.returncode == 2 and "no such atlas" in r.stderr  # 2: not a usable atlas

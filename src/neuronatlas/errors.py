@@ -1,9 +1,35 @@
-"""Typed errors, in one place. The CLI turns them into one-line messages (exit code 1) and the
-web layer into one JSON error shape; library code never swallows them."""
+"""Typed errors, in one place. The CLI turns them into one-line messages (exit code
+`exit_code`: 1, or 2 for a --db file that is not a usable atlas) and the web layer into one
+JSON error shape; library code never swallows them."""
 
 
 class NeuronAtlasError(Exception):
     """Base class: an error a user can act on. The message says what to do."""
+
+    #: The CLI's exit status for this error.
+    exit_code = 1
+
+
+class AtlasUnusable(NeuronAtlasError):
+    """The atlas file cannot be used by this command (missing, not an atlas, damaged, of
+    another version, locked, read-only). Raised by `store.open_reader` / `open_writer` before
+    anything is read or written; the CLI exits with 2, like a usage error, since the fix is a
+    different file or a command to run first."""
+
+    exit_code = 2
+
+
+class NotAnAtlas(AtlasUnusable):
+    """A directory, an empty file, random bytes, a damaged (e.g. truncated) SQLite file or
+    another application's database."""
+
+
+class AtlasLocked(AtlasUnusable):
+    """Another process holds the atlas's write lock for longer than this one waits."""
+
+
+class AtlasReadOnly(AtlasUnusable):
+    """A writer was given a file, or a folder, that is marked read-only."""
 
 
 class BadNeuronId(NeuronAtlasError, ValueError):
@@ -17,15 +43,15 @@ class NeuronNotFound(NeuronAtlasError, KeyError):
         return str(self.args[0]) if self.args else "neuron not found"
 
 
-class AtlasNotFound(NeuronAtlasError, FileNotFoundError):
+class AtlasNotFound(AtlasUnusable, FileNotFoundError):
     """The database file does not exist."""
 
 
-class SchemaTooNew(NeuronAtlasError):
+class SchemaTooNew(AtlasUnusable):
     """The database was written by a newer neuronatlas."""
 
 
-class SchemaTooOld(NeuronAtlasError):
+class SchemaTooOld(AtlasUnusable):
     """The atlas was written by an older neuronatlas; a writer migrates it in place."""
 
 

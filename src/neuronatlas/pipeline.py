@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from neuronatlas.ids import parse_id
-from neuronatlas.store import AtlasWriter, open_reader, reader
+from neuronatlas.store import AtlasWriter, open_reader, probe_atlas, reader
 from neuronatlas.store.rows import encode_json
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def _scrape(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, 
         "top_k": s.top_k,
         "random_k": s.random_k,
     }
-    if db.exists():
+    if probe_atlas(db).kind == "atlas":
         conn = open_reader(db)
         last = reader.last_run(conn, "scrape")
         count = reader.neuron_count(conn)

@@ -1,7 +1,8 @@
 """The `neuronatlas` command: one thin sub-command per stage.
 
 Each module below registers its commands on `app`; a command parses flags and calls one public
-function of its stage package. Typed errors become one-line messages and exit code 1.
+function of its stage package. Typed errors become one-line messages and their `exit_code`:
+1, or 2 for a --db file that is not a usable atlas (`errors.AtlasUnusable`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def main() -> None:
         app()
     except NeuronAtlasError as exc:
         console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        sys.exit(exc.exit_code)
 
 
 __all__ = ["app", "main"]

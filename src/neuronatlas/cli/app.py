@@ -15,7 +15,9 @@ app = typer.Typer(
     name="neuronatlas",
     help="An atlas of every MLP neuron in a transformer language model.\n\n"
     "Exit codes: 0 success, 1 error (one line on stderr), 2 usage error (unknown option or "
-    "bad value), 3 finished with some inputs skipped (named on stderr).",
+    "bad value) or a --db file that is not a usable atlas (missing, not an atlas, damaged, of "
+    "another neuronatlas version, locked or read-only; one line on stderr says what to do), "
+    "3 finished with some inputs skipped (named on stderr).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -24,7 +26,8 @@ app = typer.Typer(
 console = Console()
 console_err = Console(stderr=True)
 
-DbOption = Annotated[Path, typer.Option("--db", help="The atlas file (SQLite).", dir_okay=False)]
+# no `dir_okay=False`: the store's own check answers a folder with its one-line message
+DbOption = Annotated[Path, typer.Option("--db", help="The atlas file (SQLite).")]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document to stdout and nothing else.")
 ]
@@ -71,8 +74,9 @@ def exit_codes(partial: bool = False) -> str:
     commands that skip bad inputs and go on)."""
     codes = [
         "0 success",
-        f"{EXIT_ERROR} error (bad input, missing atlas or stage; one line on stderr)",
-        f"{EXIT_USAGE} usage error (unknown option, missing argument, value out of range)",
+        f"{EXIT_ERROR} error (bad input or a missing stage; one line on stderr)",
+        f"{EXIT_USAGE} usage error (unknown option, missing argument, value out of range) or "
+        "a --db file that is not a usable atlas (one line on stderr says what to do)",
     ]
     if partial:
         codes.append(f"{EXIT_PARTIAL} finished, but some inputs were skipped (named on stderr)")

@@ -33,6 +33,9 @@ def _run_with_progress(
 ) -> None:
     """Run the build under one progress display: an overall bar with ETA and one per stage.
     `also` is told every progress event too (the explorer's build status)."""
+    from neuronatlas.store import check_writer
+
+    check_writer(db)  # refuse a file that is not an atlas before loading a model
     if silent:
         results = build_atlas(db, settings, also)
     else:
@@ -89,9 +92,9 @@ LlmPerLayerOption = Annotated[
 
 @app.command(epilog=exit_codes())
 def demo(
-    db: Annotated[
-        Path, typer.Option("--db", help="The atlas file to build or reuse.", dir_okay=False)
-    ] = Path("atlas.db"),
+    db: Annotated[Path, typer.Option("--db", help="The atlas file to build or reuse.")] = Path(
+        "atlas.db"
+    ),
     port: Annotated[int, typer.Option(help="Port to serve on.", min=0, max=65535)] = 8000,
     host: Annotated[
         str, typer.Option(help="Interface to bind (loopback by default).")
@@ -165,10 +168,12 @@ def _build_while_serving(
     import uvicorn
 
     from neuronatlas.build_status import BuildStatus
+    from neuronatlas.store import check_writer
     from neuronatlas.web import create_app
     from neuronatlas.web.building import BuildingApp
 
     check_device(device)
+    check_writer(db)  # a file that is not an atlas: one line, before a server or a model
     model = None if settings.model == "default" else settings.model
     status = BuildStatus(
         [s for s in settings.stages if s not in LLM_STAGES or settings.llm],
@@ -224,7 +229,7 @@ def build(
         str,
         typer.Option(help="Corpus: hf:NAME[:SPLIT], a .txt/.jsonl/.parquet file, or `default`."),
     ],
-    db: Annotated[Path, typer.Option("--db", help="The atlas file.", dir_okay=False)],
+    db: Annotated[Path, typer.Option("--db", help="The atlas file.")],
     tokens: Annotated[int, typer.Option(help="Tokens to scrape.", min=64)] = 1_000_000,
     context: Annotated[int, typer.Option(help="Tokens per excerpt.")] = 64,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 16,

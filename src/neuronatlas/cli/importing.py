@@ -101,7 +101,9 @@ def import_openai(
     Example: neuronatlas import-openai openai:gpt2-small --db gpt2.db --layers 0-1
     """
     from neuronatlas.openai.importer import ImportConfig, plan_import, run_import
+    from neuronatlas.store import check_writer
 
+    check_writer(db)  # refuse a file that is not an atlas before reading the source
     plan = plan_import(
         ImportConfig(
             source=source, model=model, layers=layers, workers=workers, overwrite=overwrite

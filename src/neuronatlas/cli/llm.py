@@ -114,14 +114,11 @@ def explain(
 
     Example: neuronatlas explain --db atlas.db --llm local:smollm2 --layer 3 --max-neurons 20
     """
-    from neuronatlas.errors import BadInput
     from neuronatlas.explain.llm_explainer import explain_neurons
     from neuronatlas.llm import open_client
     from neuronatlas.store.llm import ResponseCache
 
-    if not db.exists():
-        raise BadInput(f"{db}: no such atlas")
-    cache = ResponseCache(db)
+    cache = ResponseCache(db)  # refuses, before any LLM call, a file that is not an atlas
     client = open_client(llm, cache, concurrency, timeout, _prices(usd_per_mtok), retries)
     try:
         with _bar(silent, "explain") as progress:
@@ -240,13 +237,15 @@ def score(
     from neuronatlas.errors import BadInput
     from neuronatlas.llm import open_client
     from neuronatlas.score import get_scorer, score_neurons, score_text
-    from neuronatlas.store import open_reader
+    from neuronatlas.store import open_reader, open_writer
     from neuronatlas.store.llm import ResponseCache, atlas_embedder
 
-    if not db.exists():
-        raise BadInput(f"{db}: no such atlas")
     if (neuron_id is None) != (text is None):
         raise BadInput('give both ID and "TEXT" to score a text, or neither to score the atlas')
+    if neuron_id is None:  # scores are stored: refuse a file that cannot take them, first
+        open_writer(db, create=False).close()
+    else:
+        open_reader(db).close()
     if embedder is None and scorer == "embedding":
         conn = open_reader(db)
         embedder = atlas_embedder(conn)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 from neuronatlas.cli.app import DbOption, app, console, exit_codes
-from neuronatlas.errors import AtlasNotFound
 
 
 @app.command(epilog=exit_codes())
@@ -19,15 +17,12 @@ def migrate(db: DbOption) -> None:
 
     Example: neuronatlas migrate --db atlas.db
     """
-    from neuronatlas.store import open_writer
+    from neuronatlas.store import open_writer, probe_atlas
     from neuronatlas.store.migrations import current_version
 
-    if not db.exists():
-        raise AtlasNotFound(f"{db}: no such atlas")
-    with sqlite3.connect(f"file:{db.resolve()}?mode=ro", uri=True) as before:
-        was = current_version(before)
+    was = probe_atlas(db).version
     started = time.monotonic()
-    conn = open_writer(db)
+    conn = open_writer(db, create=False)  # refuses what is not an atlas, or a newer one
     now = current_version(conn)
     conn.close()
     if now == was:

@@ -98,9 +98,11 @@ def n2g(
     from neuronatlas.n2g.run import run_n2g
     from neuronatlas.n2g.settings import N2GSettings
     from neuronatlas.n2g.settings import reference_settings as ref
+    from neuronatlas.store import open_writer
 
     if engine not in ("local", "ray"):
         raise BadInput(f"--engine {engine!r}: choose local or ray")
+    open_writer(db, create=False).close()  # refuse (or migrate) before loading the model
     settings = ref() if reference_settings else N2GSettings()
     if substitutes:
         settings = settings.with_(

@@ -197,6 +197,9 @@ def scrape(
 
     Example: neuronatlas scrape --model default --corpus default --db gemma.db --tokens 100000
     """
+    from neuronatlas.store import check_writer
+
+    check_writer(db)  # refuse a file that is not an atlas at once, not after the scrape
     from neuronatlas.errors import BadInput
     from neuronatlas.ids import parse_layers
     from neuronatlas.scrape import ScrapeSettings, run_scrape

@@ -22,7 +22,7 @@ from neuronatlas.cli.app import (
     reload_hint,
 )
 from neuronatlas.read.models import SearchHit, SearchMode
-from neuronatlas.store import open_reader
+from neuronatlas.store import open_reader, open_writer
 
 Clusterer = Literal["hdbscan", "kmeans"]
 
@@ -89,7 +89,7 @@ def embed(
     config = EmbedConfig(
         embedder=embedder, batch_size=batch_size, all_explanations=all_explanations, reembed=reembed
     )
-    open_reader(db).close()  # a clear error for a missing file
+    open_writer(db, create=False).close()  # refuse (or migrate) before loading an embedder
     with Progress(console=console, disable=silent, transient=True) as bar:
         task = bar.add_task("embedding", total=None)
         result = embed_atlas(
@@ -178,7 +178,7 @@ def map_(
         n_clusters=clusters,
         n_coarse=coarse,
     )
-    open_reader(db).close()
+    open_writer(db, create=False).close()  # refuse (or migrate) before the layout runs
     with console.status("mapping", spinner="dots") if not silent else _nothing():
         result = build_map(db, config, refit=refit)
     if result.action == "current":
@@ -230,11 +230,9 @@ def index(
     Example: neuronatlas index --db atlas.db
     """
     from neuronatlas.embed.similar import precompute_similar
-    from neuronatlas.store import open_writer
     from neuronatlas.store.search import rebuild_search_indexes
 
-    open_reader(db).close()
-    conn = open_writer(db)
+    conn = open_writer(db, create=False)
     try:
         counts = rebuild_search_indexes(conn, excerpts=excerpts)
         with (

@@ -4,7 +4,7 @@ Only this package runs SQL. Writers go through `AtlasWriter`; readers open the f
 with `open_reader` and call the functions of `neuronatlas.store.reader`.
 """
 
-from neuronatlas.store.connection import open_reader, open_writer
+from neuronatlas.store.connection import check_writer, open_reader, open_writer, probe_atlas
 from neuronatlas.store.rows import Explanation, NeuronData, PreparedNeuron, Record, prepare
 from neuronatlas.store.writer import AtlasWriter
 
@@ -14,7 +14,9 @@ __all__ = [
     "NeuronData",
     "PreparedNeuron",
     "Record",
+    "check_writer",
     "open_reader",
     "open_writer",
     "prepare",
+    "probe_atlas",
 ]

@@ -141,7 +141,7 @@ class ResponseCache:
     """
 
     def __init__(self, db: str | Path):
-        self._conn = open_writer(db)
+        self._conn = open_writer(db, create=False)  # an atlas to explain, not a new one
         self._conn.close()  # migrations applied; reopen shareable across threads
         self._conn = sqlite3.connect(
             Path(db), isolation_level=None, timeout=60.0, check_same_thread=False

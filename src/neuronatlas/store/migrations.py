@@ -2,7 +2,9 @@
 
 Each migration is a file `sql/NNN_name.sql`; NNN is its version. Opening a database for writing
 applies the missing ones in order, each in its own transaction, and records it in
-`schema_version`. A database newer than this code is refused rather than misread.
+`schema_version`. A database newer than this code is refused rather than misread, by readers
+and writers alike (`connection.probe_atlas` reads the version without changing the file; the
+check in `migrate` is the last guard for a connection opened some other way).
 
 Some data conversions need Python (e.g. the shortest float32 spellings of 006): the functions
 in `MIGRATION_FUNCTIONS` are callable from the migration scripts, and only there — the schema's
@@ -68,8 +70,8 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
     newest = max((v for v, _, _ in shipped), default=0)
     if applied and max(applied) > newest:
         raise SchemaTooNew(
-            f"database schema version {max(applied)} is newer than this neuronatlas "
-            f"(knows up to {newest}): upgrade neuronatlas"
+            f"database schema {max(applied)} is newer than this neuronatlas (knows up to "
+            f"{newest}): upgrade neuronatlas (pip install -U neuronatlas) to use it"
         )
     done = []
     if any(v not in applied for v, _, _ in shipped):

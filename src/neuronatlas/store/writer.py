@@ -28,9 +28,9 @@ def now() -> str:
 class AtlasWriter:
     """Writes one atlas file. Use as a context manager; one per database at a time."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, create: bool = True):
         self.path = Path(path)
-        self.conn: sqlite3.Connection = open_writer(self.path)
+        self.conn: sqlite3.Connection = open_writer(self.path, create=create)
 
     def __enter__(self) -> Self:
         return self
