@@ -47,8 +47,23 @@ def _colour(value: float | None, scale: float) -> str:
     return f"rgba(80,140,255,{0.6 * alpha:.3f})"
 
 
+# One C-level pass per token: the visible newline / tab marks, then html.escape's five
+# characters (the marks themselves need no escaping, so the order does not matter).
+_SHOWN = str.maketrans(
+    {
+        "\n": "⏎\n",
+        "\t": "⇥",
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        '"': "&quot;",
+        "'": "&#x27;",
+    }
+)
+
+
 def _shown(token: str) -> str:
-    return escape(token.replace("\n", "⏎\n").replace("\t", "⇥"))
+    return token.translate(_SHOWN)
 
 
 def heatmap_html(
@@ -61,17 +76,29 @@ def heatmap_html(
 
     scale: the activation drawn at full colour (the neuron's max, so excerpts compare);
     defaults to this excerpt's own max.
+
+    Every neuron page draws a few hundred tokens this way, so the loop is written for speed
+    (one translate per token, the colour inline); `_colour` and `_shown` say what it does.
     """
-    finite = [abs(v) for v in values if v is not None and math.isfinite(v)]
     if scale is None:
+        finite = [abs(v) for v in values if v is not None and math.isfinite(v)]
         scale = max(finite, default=0.0)
+    isfinite = math.isfinite
     spans = []
     for i, (tok, v) in enumerate(zip(tokens, values, strict=False)):
-        label = "NaN" if v is None else f"{v:.3f}"
+        if v is None:
+            label, colour = "NaN", "transparent"
+        else:
+            label = f"{v:.3f}"
+            if scale <= 0 or not isfinite(v):
+                colour = "transparent"
+            else:
+                a = min(1.0, abs(v) / scale)
+                colour = f"rgba(255,140,0,{a:.3f})" if v >= 0 else f"rgba(80,140,255,{0.6 * a:.3f})"
         cls = "na-tok na-peak" if i == peak else "na-tok"
         spans.append(
-            f'<span class="{cls}" style="background:{_colour(v, scale)}" '
-            f'data-v="{label}" title="{label}">{_shown(tok)}</span>'
+            f'<span class="{cls}" style="background:{colour}" data-v="{label}" '
+            f'title="{label}">{tok.translate(_SHOWN)}</span>'
         )
     return f'<div class="na-heat">{"".join(spans)}</div>'
 

@@ -148,6 +148,8 @@ def create_app(
     app.state.health_cache = None
     pkg = files("neuronatlas.web")
     templates = Jinja2Templates(directory=str(pkg / "templates"))
+    # the installed templates do not change under a running server: no stat() per page
+    templates.env.auto_reload = False
     templates.env.globals["heatmap_css"] = HEATMAP_CSS
     templates.env.globals["version"] = __version__
     templates.env.globals["record_row"] = record_row
