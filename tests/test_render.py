@@ -39,7 +39,7 @@ scales = st.one_of(st.none(), st.floats(allow_nan=True), st.sampled_from([0.0, -
 
 @settings(max_examples=400, deadline=None)
 @given(
-    st.lists(st.tuples(st.text(max_size=6), values), max_size=12),
+    st.lists(st.tuples(st.text(max_size=6), values), max_size=12),  # NUL, newlines, quotes too
     scales,
     st.one_of(st.none(), st.integers(-1, 12)),
 )
