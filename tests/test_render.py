@@ -9,7 +9,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuronatlas.read.render import _colour, heatmap_html
+from neuronatlas.read.models import Record
+from neuronatlas.read.render import _colour, heatmap_html, record_row, records_html
 
 
 def reference(tokens, values, scale=None, peak=None) -> str:
@@ -54,3 +55,37 @@ def test_tokens_are_escaped_and_marked():
     assert "&lt;a href=&quot;x&quot;&gt;⏎\n" in out and "⇥&amp;&#x27;" in out
     assert 'class="na-tok na-peak" style="background:rgba(255,140,0,0.500)"' in out
     assert 'data-v="-0.000"' in out and "rgba(255,140,0,0.000)" in out
+
+
+def test_colours_at_the_rounding_halves_are_formatted_exactly():
+    """Alphas at k + 0.5 thousandths (where a looked-up colour could round the wrong way)."""
+    vals = [(k + 0.5) / 1000 for k in range(1000)] + [-(k + 0.5) / 1000 for k in range(1000)]
+    for scale in (1.0, 0.6, 3.0, 1e-3 * 7):
+        toks = ["x"] * len(vals)
+        assert heatmap_html(toks, vals, scale) == reference(toks, vals, scale)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.tuples(st.text(max_size=4), values), max_size=8),
+            st.one_of(st.none(), st.integers(-1, 8)),
+            st.one_of(st.none(), st.floats(allow_nan=False)),
+        ),
+        max_size=6,
+    ),
+    scales,
+)
+def test_a_pages_records_drawn_together_match_each_drawn_alone(records, scale):
+    """records_html (one pass for all of a page's tokens) == record_row of each, joined."""
+    recs = [
+        Record(
+            tokens=[t for t, _ in pairs],
+            activations=[v for _, v in pairs],
+            max_activation=top,
+            peak_index=peak,
+        )
+        for pairs, peak, top in records
+    ]
+    assert records_html(recs, scale) == "".join(record_row(r, scale) for r in recs)

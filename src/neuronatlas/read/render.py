@@ -62,42 +62,73 @@ def heatmap_html(
     scale: the activation drawn at full colour (the neuron's max, so excerpts compare);
     defaults to this excerpt's own max.
 
-    Every neuron page draws a few hundred tokens this way, so the work is done per excerpt,
-    not per token: numbers formatted by one C-level `%` call each for the values and the
-    colours, alphas in numpy, tokens escaped in one pass over them all. `_colour` and
-    `_shown` say what each span holds (tests/test_render.py holds the two to each other).
+    The spans are drawn by `_spans`, for the excerpts of a whole page at once when it comes
+    through `records_html`.
     """
     n = min(len(tokens), len(values))
-    vals = [math.nan if v is None else v for v in values[:n]]
+    if scale is None:
+        finite = [abs(v) for v in values[:n] if v is not None and math.isfinite(v)]
+        scale = max(finite, default=0.0)
+    peaks = [peak] if peak is not None and 0 <= peak < n else []
+    return f'<div class="na-heat">{"".join(_spans(tokens[:n], values[:n], scale, peaks))}</div>'
+
+
+def _spans(
+    tokens: Sequence[str], values: Sequence[float | None], scale: float, peaks: list[int]
+) -> list[str]:
+    """One `<span>` per token (as many tokens as values), `peaks` marked as peaks.
+
+    A page draws a few hundred tokens, so the work is done per call, not per token: values
+    formatted by one C-level `%` call, colours looked up from numpy's arithmetic, tokens
+    escaped in one pass over them all. `_colour` and `_shown` say what each span holds
+    (tests/test_render.py holds this to them)."""
+    n = len(values)
+    vals = [math.nan if v is None else v for v in values]
     wide = np.array(vals, dtype=np.float64)
     finite = np.isfinite(wide)
-    if scale is None:
-        scale = float(np.abs(wide[finite]).max()) if finite.any() else 0.0
     labels = ("%.3f\0" * n % tuple(vals)).split("\0")
-    for i, v in enumerate(values[:n]):
-        if v is None:
-            labels[i] = "NaN"
-    # one "%.3f" slot per coloured token: orange for v >= 0, blue (at 0.6 alpha) below;
-    # fmin, like Python's min(1.0, x), keeps 1.0 when x is NaN (a NaN scale)
-    coloured = finite & (not scale <= 0)
+    if n and not finite.all():
+        for i, v in enumerate(values):
+            if v is None:
+                labels[i] = "NaN"
+    colours = _colours(wide, finite & (not scale <= 0), scale)
+    classes = ["na-tok"] * n
+    for p in peaks:
+        classes[p] = "na-tok na-peak"
+    return [
+        f'<span class="{c}" style="background:{bg}" data-v="{lab}" title="{lab}">{tok}</span>'
+        for c, bg, lab, tok in zip(classes, colours, labels, _shown_all(tokens), strict=False)
+    ]
+
+
+# Every colour `_colour` can give, by index: transparent, then orange at alpha 0.000 ... 1.000,
+# then blue at 0.000 ... 1.000 (its alpha is 0.6 × |value| / scale, so it stops at 0.600).
+_COLOURS = np.array(
+    ["transparent"]
+    + [f"rgba(255,140,0,{k / 1000:.3f})" for k in range(1001)]
+    + [f"rgba(80,140,255,{k / 1000:.3f})" for k in range(1001)],
+    dtype=object,
+)
+
+
+def _colours(wide: np.ndarray, coloured: np.ndarray, scale: float) -> list[str]:
+    """`_colour` of every value, looked up rather than formatted: the alpha's three decimals
+    are `rint(alpha * 1000)` except within 1e-6 of a half, where the product's rounding error
+    could pick the other side; those few are formatted as `_colour` formats them."""
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        # fmin, like Python's min(1.0, x), keeps 1.0 when x is NaN (a NaN scale)
         alpha = np.fmin(1.0, np.abs(wide) / scale)
     negative = wide < 0
     alpha[negative] *= 0.6
-    kind = np.where(coloured, np.where(negative, 2, 1), 0).tolist()
-    shades = "\0".join([_SHADES[k] for k in kind])
-    colours = (shades % tuple(alpha[coloured].tolist())).split("\0")
-    classes = ["na-tok"] * n
-    if peak is not None and 0 <= peak < n:
-        classes[peak] = "na-tok na-peak"
-    spans = [
-        f'<span class="{c}" style="background:{bg}" data-v="{lab}" title="{lab}">{tok}</span>'
-        for c, bg, lab, tok in zip(classes, colours, labels, _shown_all(tokens[:n]), strict=False)
-    ]
-    return f'<div class="na-heat">{"".join(spans)}</div>'
-
-
-_SHADES = ("transparent", "rgba(255,140,0,%.3f)", "rgba(80,140,255,%.3f)")
+    alpha[~coloured] = 0.0
+    thousandths = alpha * 1000
+    index = np.rint(thousandths).astype(np.int64) + np.where(negative, 1002, 1)
+    index[~coloured] = 0
+    out: list[str] = _COLOURS[index].tolist()
+    near = coloured & (np.abs(thousandths - np.floor(thousandths) - 0.5) < 1e-6)
+    for i in np.flatnonzero(near).tolist():
+        out[i] = _colour(float(wide[i]), scale)
+    return out
 
 
 def _shown_all(tokens: Sequence[str]) -> list[str]:
@@ -113,10 +144,37 @@ def _shown_all(tokens: Sequence[str]) -> list[str]:
 
 def record_row(record: Record, scale: float | None) -> str:
     """A stored record: its max on the left, the heat-map on the right."""
+    body = heatmap_html(record.tokens, record.activations, scale, record.peak_index)
+    return _row(record, body)
+
+
+def _row(record: Record, body: str) -> str:
     top = record.max_activation
     head = "—" if top is None else f"{top:.2f}"
-    body = heatmap_html(record.tokens, record.activations, scale, record.peak_index)
     return f'<div class="na-row"><span class="na-max">{head}</span>{body}</div>'
+
+
+def records_html(records: Sequence[Record], scale: float | None) -> str:
+    """`record_row` of each record, joined: the tokens of all of them drawn in one `_spans`
+    call (one numpy pass and two `%` calls for the page's few hundred tokens)."""
+    if scale is None:  # each excerpt is drawn at its own max
+        return "".join(record_row(r, None) for r in records)
+    tokens: list[str] = []
+    values: list[float | None] = []
+    peaks: list[int] = []
+    bounds = [0]
+    for r in records:
+        n = min(len(r.tokens), len(r.activations))
+        if r.peak_index is not None and 0 <= r.peak_index < n:
+            peaks.append(bounds[-1] + r.peak_index)
+        tokens += r.tokens[:n]
+        values += r.activations[:n]
+        bounds.append(bounds[-1] + n)
+    spans = _spans(tokens, values, scale, peaks)
+    return "".join(
+        _row(r, f'<div class="na-heat">{"".join(spans[a:b])}</div>')
+        for r, a, b in zip(records, bounds, bounds[1:], strict=False)
+    )
 
 
 def histogram(values: np.ndarray, bins: int = 40) -> Histogram:
