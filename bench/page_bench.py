@@ -39,11 +39,21 @@ FLAGS = [
     "--disable-sync",
 ]
 VIEWS = {"first view (default)": "", "?view=full": "?view=full"}
-TIMINGS = """() => {
+TIMINGS = """async () => {
+    // the paint entry is queued when the frame is presented, which can come after the
+    // script's fetches are in: wait for it (buffered) rather than read it too early
+    const fcp = await new Promise((resolve) => {
+        const seen = performance.getEntriesByName("first-contentful-paint")[0];
+        if (seen) return resolve(seen.startTime);
+        new PerformanceObserver((list) => {
+            const e = list.getEntriesByName("first-contentful-paint")[0];
+            if (e) resolve(e.startTime);
+        }).observe({type: "paint", buffered: true});
+        setTimeout(() => resolve(null), 5000);
+    });
     const nav = performance.getEntriesByType("navigation")[0];
-    const fcp = performance.getEntriesByName("first-contentful-paint")[0];
-    return {fcp: fcp ? fcp.startTime : null, load: nav.loadEventEnd,
-            lazy: window.naLazyDoneAt ?? null, bytes: nav.decodedBodySize};
+    return {fcp: fcp, load: nav.loadEventEnd, lazy: window.naLazyDoneAt ?? null,
+            bytes: nav.decodedBodySize};
 }"""
 
 
