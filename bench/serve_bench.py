@@ -22,6 +22,7 @@ exits with status 1.
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing as mp
 import os
 import random
@@ -171,6 +172,24 @@ def phase(
     for p in procs:
         p.join()
     return {"lat": lat, "errors": errors, "seconds": seconds}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its child processes so far (Linux /proc):
+    the server's own work, which other jobs on a shared machine do not inflate the way they
+    inflate wall-clock throughput."""
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(c) for c in children.read_text().split()]
+    ticks = 0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def wait_up(base: str, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -350,8 +369,18 @@ def merged(runs: list[dict]) -> dict:
     """One phase's rounds together: requests and errors summed, latencies pooled."""
     lat = [x for r in runs for x in r["lat"]]
     seconds = sum(r["seconds"] for r in runs)
+    if not lat:  # a phase that got no answer at all (clients too slow to start) is no result
+        return {
+            "n": 0,
+            "cpu_ms": math.nan,
+            "errors": 1,
+            "rps": math.nan,
+            "p50": math.nan,
+            "p99": math.nan,
+        }
     return {
         "n": len(lat),
+        "cpu_ms": 1000 * sum(r.get("cpu", math.nan) for r in runs) / max(len(lat), 1),
         "errors": sum(r["errors"] for r in runs),
         "rps": len(lat) / seconds,
         "p50": statistics.median(lat),
@@ -441,9 +470,10 @@ def measure(
             # and every phase should see the same drift
             for _ in range(rounds):
                 for name, kind in phases.items():
-                    runs.setdefault(name, []).append(
-                        phase(base, kind, ids, words, clients, seconds)
-                    )
+                    cpu = cpu_seconds(proc.pid)
+                    run = phase(base, kind, ids, words, clients, seconds)
+                    run["cpu"] = cpu_seconds(proc.pid) - cpu
+                    runs.setdefault(name, []).append(run)
                 if ds is not None:
                     runs.setdefault("datasette activations", []).append(
                         phase(ds[1], f"datasette:{db.stem}", ids, words, clients, seconds)
@@ -469,7 +499,7 @@ def measure(
 def report(name: str, r: dict) -> None:
     print(
         f"{name:44s} n={r['n']:6d}  {r['rps']:7.0f} req/s  p50 {r['p50']:7.2f} ms  "
-        f"p99 {r['p99']:7.2f} ms  errors {r['errors']}"
+        f"p99 {r['p99']:7.2f} ms  server CPU {r['cpu_ms']:5.2f} ms/req  errors {r['errors']}"
     )
 
 
@@ -495,7 +525,8 @@ def verdicts(results: dict) -> None:
         print(
             f"{label}/healthz: throughput {rps:.2f}× (goal ≥ {rps_goal:g}: "
             f"{'met' if rps >= rps_goal else 'NOT met'}), p99 {p99:.2f}× (goal ≤ {p99_goal:g}: "
-            f"{'met' if p99 <= p99_goal else 'NOT met'})"
+            f"{'met' if p99 <= p99_goal else 'NOT met'}); by server CPU per request "
+            f"{base_r['cpu_ms'] / r['cpu_ms']:.2f}×"
         )
     ds = results.get("datasette activations")
     if ds is None:
