@@ -73,6 +73,7 @@ def test_map_click_opens_the_neuron_with_heat_maps(page, server):
     page.mouse.click(x, y)
     page.wait_for_url("**/neurons/L01N0002", timeout=10_000)
     assert page.inner_text("#neuron-id") == "L01N0002"
+    page.wait_for_selector("html[data-lazy='done']", timeout=10_000)  # histogram, all top records
     assert page.locator("#records .na-tok").count() > 100
     assert page.locator("svg.hist rect").count() > 5
     page.screenshot(path=str(SHOTS / "neuron.png"), full_page=True)
@@ -80,15 +81,34 @@ def test_map_click_opens_the_neuron_with_heat_maps(page, server):
 
 def test_neuron_page_tabs_navigation_and_live_message(page, server):
     page.goto(server + "/neurons/L02N0010")
+    page.wait_for_selector("html[data-lazy='done']", timeout=10_000)
     visible = page.locator(".tab-body:not([hidden]) .na-heat")
-    assert visible.count() == 6
+    assert visible.count() == 6  # five in the first view, the sixth fetched after it
     page.click(".tabs button[data-tab='random']")
+    page.wait_for_selector(".tab-body[data-body='random'][data-filled]", timeout=10_000)
     assert page.locator(".tab-body:not([hidden]) .na-heat").count() == 4
     tok = page.locator(".tab-body:not([hidden]) .na-tok").first
     assert float(tok.get_attribute("data-v")) == pytest.approx(float(tok.get_attribute("title")))
     assert "Live activations are unavailable" in page.inner_text("#live")
     page.keyboard.press("ArrowRight")
     page.wait_for_url("**/neurons/L02N0011")
+
+
+def test_neuron_page_reads_without_javascript(browser, server):
+    """No script: the first view says where the rest is, and `?view=full` has it all."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860}, java_script_enabled=False)
+    pg = ctx.new_page()
+    pg.goto(server + "/neurons/L02N0010")
+    assert "The full page" in pg.inner_text("main")
+    assert pg.locator(".tab-body[data-body='top'] .na-heat").count() == 5
+    assert pg.locator("svg.hist").count() == 0
+    pg.locator("a[href$='?view=full']").first.click()
+    pg.wait_for_url("**/neurons/L02N0010?view=full")
+    assert pg.locator("svg.hist rect").count() > 5
+    assert pg.locator(".tab-body[data-body='top'] .na-heat").count() == 6
+    assert pg.locator(".tab-body[data-body='random'] .na-heat").count() == 4
+    assert "neuronatlas embed" in pg.inner_text("#similar")  # why there are none, not a link
+    ctx.close()
 
 
 def test_search_page_and_map_highlight(page, server):

@@ -73,3 +73,31 @@ def test_neuron_page_with_graph_and_live_test(page, server):
     page.wait_for_selector("#logits p", timeout=60_000)
     assert "promotes" in page.inner_text("#logits")
     page.screenshot(path=str(SHOTS / "neuron-n2g-live.png"), full_page=True)
+
+
+def test_neuron_page_fetches_what_the_first_view_leaves_out(page, server):
+    """The server renders the first view (five top records, no histogram, no similar
+    neurons); the page's script fetches the rest after it is shown."""
+    import httpx
+
+    html = httpx.get(server + "/neurons/L01N0005").text
+    assert html.count('class="na-row"') == 5 and "<svg" not in html
+    page.goto(server + "/neurons/L01N0005")
+    page.wait_for_selector("html[data-lazy='done']", timeout=10_000)
+    assert page.locator("#hist svg.hist rect").count() == 40
+    assert page.locator(".tab-body[data-body='top'] .na-row").count() == 12
+    similar = page.locator("#similar-body li a")
+    assert similar.count() > 0 and similar.first.get_attribute("href").startswith("/neurons/L")
+    assert page.locator(".js .lazy").count() == 0
+    page.click(".tabs button[data-tab='random']")
+    page.wait_for_selector(".tab-body[data-body='random'][data-filled]", timeout=10_000)
+    random_rows = page.locator(".tab-body[data-body='random'] .na-row")
+    assert random_rows.count() == 12 and random_rows.first.locator(".na-tok").count() == 16
+    # drawn like the server draws them: the full view's first random record, token by token
+    full = httpx.get(server + "/api/neurons/L01N0005?view=full&records=1").json()
+    first = full["records"]["random"][0]
+    toks = random_rows.first.locator(".na-tok")
+    assert [toks.nth(i).get_attribute("data-v") for i in range(16)] == [
+        f"{v:.3f}" for v in first["activations"]
+    ]
+    page.screenshot(path=str(SHOTS / "neuron-lazy.png"), full_page=True)

@@ -203,12 +203,47 @@ def test_a_spelling_that_does_not_read_back_falls_back_to_exact_doubles(monkeypa
     """Should a shortest spelling not round back to its float32 (double rounding), the record
     is spelled with its exact doubles, which do."""
     vals = [_wide(0.3), _wide(-1.7)]
-    monkeypatch.setattr(values, "spell_f32", lambda v: "[0.3000001,-1.7]")  # 0.3 three ulps up
-    (stored,) = values.encode([vals])
+    wrong = "[0.3000001,-1.7]"  # 0.3 three ulps up
+    monkeypatch.setattr(values, "spell_f32", lambda v: wrong)
+    monkeypatch.setattr(values, "spell_f32_rows", lambda block: [wrong, "[2.5,1.0]"])
+    stored, fine = values.encode([vals, [2.5, 1.0]])
     assert stored.f32 and stored.json == "[0.30000001192092896,-1.7000000476837158]"
     assert values.decode(stored.json, stored.f32) == vals
+    assert fine.json == "[2.5,1.0]"  # the block's other rows keep their spellings
+    one = np.array(vals, dtype=F32)
+    assert values.f32_json(one) == stored.json  # the one-row path falls back the same way
     monkeypatch.undo()
     assert values.encode([vals])[0].json == "[0.3,-1.7]"
+
+
+# float32 values of every kind: normal, subnormal, ±0, the extremes, NaN and ±inf (null)
+f32_values = st.one_of(
+    st.floats(width=32, allow_nan=True, allow_infinity=True),
+    st.floats(width=32, min_value=float(F32(-1.2e-38)), max_value=float(F32(1.2e-38))),
+    st.sampled_from([0.0, -0.0, 1e-45, -1e-45, 3.4028235e38, -3.4028235e38, 1.1754944e-38]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 9).flatmap(
+        lambda width: st.lists(st.lists(f32_values, min_size=width, max_size=width), max_size=8)
+    )
+)
+def test_the_block_encoder_spells_every_row_as_the_one_row_encoder(rows):
+    """f32_json_rows (one orjson and one msgspec call per block) gives, row by row, exactly
+    the text of f32_json (two calls per row), NaN and ±inf as null included."""
+    width = len(rows[0]) if rows else 3
+    block = np.array(rows, dtype=F32).reshape(len(rows), width)
+    assert values.f32_json_rows(block) == [values.f32_json(row) for row in block]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(f32_values, min_size=1, max_size=6), min_size=1, max_size=12))
+def test_encoding_records_in_blocks_matches_one_record_at_a_time(records):
+    """`encode` of many records (batched per length) stores what each record alone would."""
+    wide = [[float(F32(v)) for v in rec] for rec in records]
+    assert values.encode(wide) == [values.encode([rec])[0] for rec in wide]
 
 
 def test_readers_refuse_an_older_atlas_and_migrate_brings_it_up_to_date(tmp_path):

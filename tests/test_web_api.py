@@ -251,7 +251,9 @@ def test_map_columns_and_sections_from_stage_functions(client, monkeypatch):
     assert client.get("/api/neurons/L00N0001?view=full").json()["similar"] == similar
     page = client.get("/neurons/L00N0001", headers=HTML).text
     assert "0.800" in page and "0.500" in page and "/api/neurons/L00N0001/graph.svg" in page
-    assert 'href="/neurons/L01N0001"' in page
+    assert 'data-src="/api/neurons/L00N0001/similar"' in page  # fetched by the page's script
+    full = client.get("/neurons/L00N0001?view=full", headers=HTML).text
+    assert 'href="/neurons/L01N0001"' in full
 
 
 def test_activate_without_a_model_is_503(client):
@@ -296,9 +298,17 @@ def test_pages_render_with_json_twins(client):
     assert '<script src="/vendor/plotly.min.js">' in home and 'href="/api/map"' in home
     assert client.get("/vendor/plotly.min.js").status_code == 200
     page = client.get("/neurons/L00N0001", headers=HTML).text
-    assert page.count('class="na-tok') == 9 * 12 and 'data-v="' in page
-    assert 'href="/api/neurons/L00N0001?view=full&amp;records=50"' in page
-    assert 'rel="next"' in page
+    # the first view: five top records rendered, the rest named for the script to fetch
+    assert page.count('class="na-tok') == 5 * 12 and 'data-v="' in page
+    assert 'href="/api/neurons/L00N0001"' in page and 'rel="next"' in page
+    assert 'data-src="/api/neurons/L00N0001/histogram"' in page and "<noscript>" in page
+    assert 'href="/neurons/L00N0001?view=full"' in page
+    full = client.get("/neurons/L00N0001?view=full", headers=HTML).text
+    assert full.count('class="na-tok') == 9 * 12 and 'class="hist"' in full
+    assert 'href="/api/neurons/L00N0001?view=full&amp;records=50"' in full
+    assert "<noscript>" not in full and 'data-src="/api/neurons/L00N0001/histogram' not in full
+    r = client.get("/neurons/0:1?view=full", headers=HTML, follow_redirects=False)
+    assert r.headers["location"] == "/neurons/L00N0001?view=full"
     r = client.get("/neurons/0:1", headers=HTML, follow_redirects=False)
     assert r.status_code == 308 and r.headers["location"] == "/neurons/L00N0001"
     search = client.get("/search?q=river&mode=substring", headers=HTML).text

@@ -69,7 +69,7 @@ def test_neuron_shows_similar_neurons(client):
     by_tokens = [s["id"] for s in body["similar"]["by_tokens"]]
     assert "L00N0001" in by_tokens  # both peak on " dog" / " puppy"
     assert body["similar"]["by_embedding"]
-    page = client.get("/neurons/L05N0012", headers=HTML).text
+    page = client.get("/neurons/L05N0012?view=full", headers=HTML).text
     assert 'href="/neurons/L00N0001"' in page
 
 

@@ -61,27 +61,120 @@ def heatmap_html(
 
     scale: the activation drawn at full colour (the neuron's max, so excerpts compare);
     defaults to this excerpt's own max.
+
+    The spans are drawn by `_spans`, for the excerpts of a whole page at once when it comes
+    through `records_html`.
     """
-    finite = [abs(v) for v in values if v is not None and math.isfinite(v)]
+    n = min(len(tokens), len(values))
     if scale is None:
+        finite = [abs(v) for v in values[:n] if v is not None and math.isfinite(v)]
         scale = max(finite, default=0.0)
-    spans = []
-    for i, (tok, v) in enumerate(zip(tokens, values, strict=False)):
-        label = "NaN" if v is None else f"{v:.3f}"
-        cls = "na-tok na-peak" if i == peak else "na-tok"
-        spans.append(
-            f'<span class="{cls}" style="background:{_colour(v, scale)}" '
-            f'data-v="{label}" title="{label}">{_shown(tok)}</span>'
-        )
-    return f'<div class="na-heat">{"".join(spans)}</div>'
+    peaks = [peak] if peak is not None and 0 <= peak < n else []
+    return f'<div class="na-heat">{"".join(_spans(tokens[:n], values[:n], scale, peaks))}</div>'
+
+
+def _spans(
+    tokens: Sequence[str], values: Sequence[float | None], scale: float, peaks: list[int]
+) -> list[str]:
+    """One `<span>` per token (as many tokens as values), `peaks` marked as peaks.
+
+    A page draws a few hundred tokens, so the work is done per call, not per token: values
+    formatted by one C-level `%` call, colours looked up from numpy's arithmetic, tokens
+    escaped in one pass over them all. `_colour` and `_shown` say what each span holds
+    (tests/test_render.py holds this to them)."""
+    n = len(values)
+    vals = [math.nan if v is None else v for v in values]
+    wide = np.array(vals, dtype=np.float64)
+    finite = np.isfinite(wide)
+    labels = ("%.3f\0" * n % tuple(vals)).split("\0")
+    if n and not finite.all():
+        for i, v in enumerate(values):
+            if v is None:
+                labels[i] = "NaN"
+    colours = _colours(wide, finite & (not scale <= 0), scale)
+    classes = ["na-tok"] * n
+    for p in peaks:
+        classes[p] = "na-tok na-peak"
+    return [
+        f'<span class="{c}" style="background:{bg}" data-v="{lab}" title="{lab}">{tok}</span>'
+        for c, bg, lab, tok in zip(classes, colours, labels, _shown_all(tokens), strict=False)
+    ]
+
+
+# Every colour `_colour` can give, by index: transparent, then orange at alpha 0.000 ... 1.000,
+# then blue at 0.000 ... 1.000 (its alpha is 0.6 × |value| / scale, so it stops at 0.600).
+_COLOURS = np.array(
+    ["transparent"]
+    + [f"rgba(255,140,0,{k / 1000:.3f})" for k in range(1001)]
+    + [f"rgba(80,140,255,{k / 1000:.3f})" for k in range(1001)],
+    dtype=object,
+)
+
+
+def _colours(wide: np.ndarray, coloured: np.ndarray, scale: float) -> list[str]:
+    """`_colour` of every value, looked up rather than formatted: the alpha's three decimals
+    are `rint(alpha * 1000)` except within 1e-6 of a half, where the product's rounding error
+    could pick the other side; those few are formatted as `_colour` formats them."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        # fmin, like Python's min(1.0, x), keeps 1.0 when x is NaN (a NaN scale)
+        alpha = np.fmin(1.0, np.abs(wide) / scale)
+    negative = wide < 0
+    alpha[negative] *= 0.6
+    alpha[~coloured] = 0.0
+    thousandths = alpha * 1000
+    index = np.rint(thousandths).astype(np.int64) + np.where(negative, 1002, 1)
+    index[~coloured] = 0
+    out: list[str] = _COLOURS[index].tolist()
+    near = coloured & (np.abs(thousandths - np.floor(thousandths) - 0.5) < 1e-6)
+    for i in np.flatnonzero(near).tolist():
+        out[i] = _colour(float(wide[i]), scale)
+    return out
+
+
+def _shown_all(tokens: Sequence[str]) -> list[str]:
+    """`_shown` of every token, as a few `str.replace` passes over them joined (a translate
+    table costs a dict lookup per character)."""
+    if not tokens:
+        return []
+    joined = "\0".join(tokens)
+    if joined.count("\0") != len(tokens) - 1:  # a token holds the separator itself
+        return [_shown(t) for t in tokens]
+    return escape(joined.replace("\n", "⏎\n").replace("\t", "⇥")).split("\0")
 
 
 def record_row(record: Record, scale: float | None) -> str:
     """A stored record: its max on the left, the heat-map on the right."""
+    body = heatmap_html(record.tokens, record.activations, scale, record.peak_index)
+    return _row(record, body)
+
+
+def _row(record: Record, body: str) -> str:
     top = record.max_activation
     head = "—" if top is None else f"{top:.2f}"
-    body = heatmap_html(record.tokens, record.activations, scale, record.peak_index)
     return f'<div class="na-row"><span class="na-max">{head}</span>{body}</div>'
+
+
+def records_html(records: Sequence[Record], scale: float | None) -> str:
+    """`record_row` of each record, joined: the tokens of all of them drawn in one `_spans`
+    call (one numpy pass and two `%` calls for the page's few hundred tokens)."""
+    if scale is None:  # each excerpt is drawn at its own max
+        return "".join(record_row(r, None) for r in records)
+    tokens: list[str] = []
+    values: list[float | None] = []
+    peaks: list[int] = []
+    bounds = [0]
+    for r in records:
+        n = min(len(r.tokens), len(r.activations))
+        if r.peak_index is not None and 0 <= r.peak_index < n:
+            peaks.append(bounds[-1] + r.peak_index)
+        tokens += r.tokens[:n]
+        values += r.activations[:n]
+        bounds.append(bounds[-1] + n)
+    spans = _spans(tokens, values, scale, peaks)
+    return "".join(
+        _row(r, f'<div class="na-heat">{"".join(spans[a:b])}</div>')
+        for r, a, b in zip(records, bounds, bounds[1:], strict=False)
+    )
 
 
 def histogram(values: np.ndarray, bins: int = 40) -> Histogram:

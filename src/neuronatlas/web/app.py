@@ -112,7 +112,7 @@ def create_app(
         HEATMAP_CSS,
         category_order,
         histogram_svg,
-        record_row,
+        records_html,
         with_code,
     )
     from neuronatlas.web import api, errors, openapi, pages, steer_api
@@ -148,9 +148,11 @@ def create_app(
     app.state.health_cache = None
     pkg = files("neuronatlas.web")
     templates = Jinja2Templates(directory=str(pkg / "templates"))
+    # the installed templates do not change under a running server: no stat() per page
+    templates.env.auto_reload = False
     templates.env.globals["heatmap_css"] = HEATMAP_CSS
     templates.env.globals["version"] = __version__
-    templates.env.globals["record_row"] = record_row
+    templates.env.globals["records_html"] = records_html
     templates.env.globals["histogram_svg"] = histogram_svg
     templates.env.filters["code"] = with_code
     templates.env.globals["category_order"] = category_order

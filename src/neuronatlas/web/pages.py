@@ -1,7 +1,9 @@
 """The HTML pages: `/` (map), `/neurons/{id}`, `/search`, and navigation redirects.
 
 Pages are rendered on the server from the same `read.explorer` functions as their JSON twins
-(linked from each page), so they work without JavaScript except the map and the live box.
+(linked from each page), so they work without JavaScript except the map and the live box. The
+neuron page renders the first view and fills in the rest with its script; `?view=full` is the
+whole page rendered on the server, for readers without JavaScript.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from neuronatlas.errors import BadInput, StageNotBuilt
 from neuronatlas.ids import canonical
 from neuronatlas.read import explorer
 from neuronatlas.read.live import MAX_TEXT_CHARS
-from neuronatlas.read.models import MEASURES, SearchMode
+from neuronatlas.read.models import MEASURES, NeuronPage, SearchMode
 from neuronatlas.store import browse
-from neuronatlas.web.api import NeuronId, reads
+from neuronatlas.web.api import NeuronId, View, loop_reads, reads
 
 router = APIRouter(include_in_schema=False)
 
@@ -39,18 +42,43 @@ def map_page(request: Request) -> Response:
 
 
 @router.get("/neurons/{neuron_id}", response_class=HTMLResponse)
-def neuron_page(request: Request, neuron_id: NeuronId) -> Response:
+async def neuron_page(
+    request: Request,
+    neuron_id: NeuronId,
+    view: Annotated[View, Query(description="first (the default) or full.")] = "first",
+) -> Response:
+    """The neuron page. `view=first` (the default) renders what the JSON first view holds,
+    in a few index seeks on the event loop's connection; the page's script then fetches the
+    histogram, similar neurons and further records from the endpoints under `more`. Without
+    JavaScript those sections link to `view=full`, which renders everything on the server
+    (every category's first 50 records, the histogram, similar neurons)."""
     nid = canonical(neuron_id)
     if nid != neuron_id:
-        return RedirectResponse(f"/neurons/{nid}", status_code=308)
-    with reads(request) as conn:
-        detail = explorer.neuron_detail(conn, nid, records=explorer.MAX_RECORDS)
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"/neurons/{nid}{query}", status_code=308)
+    if view == "first":
+        with loop_reads(request) as conn:
+            first = explorer.neuron_first(conn, nid)
+        return _neuron(request, first, False)
+
+    def full() -> Response:  # every record read and rendered: off the event loop
+        with reads(request) as conn:
+            detail = explorer.neuron_detail(conn, nid, records=explorer.MAX_RECORDS)
+        return _neuron(request, detail, True)
+
+    return await run_in_threadpool(full)
+
+
+def _neuron(request: Request, n: NeuronPage, full: bool) -> Response:
+    twin = f"/api/neurons/{n.id}" + (f"?view=full&records={explorer.MAX_RECORDS}" if full else "")
     return _page(
         request,
         "neuron.html",
         {
-            "n": detail,
-            "json_twin": f"/api/neurons/{nid}?view=full&records={explorer.MAX_RECORDS}",
+            "n": n,
+            "full": full,
+            "page_size": explorer.MAX_RECORDS,
+            "json_twin": twin,
             "max_text": MAX_TEXT_CHARS,
             "live": request.app.state.live.status(),
         },
