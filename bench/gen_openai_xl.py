@@ -42,7 +42,6 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +57,7 @@ from neuronatlas.openai.schemas import (
     encode,
     encode_explanations_file,
 )
+from neuronatlas.workers import worker_pool
 
 #: GPT-2's pre-tokenizer, with the stdlib's `re` (letters = word characters that are not digits
 #: or underscores): words keep their leading space, digits and punctuation runs stand apart.
@@ -136,6 +136,12 @@ class Corpus:
             doc_words.append([w for w in ranked if doc_freq[w] >= 2][:6])
         self.tokens = tokens
         self.n = len(tokens)
+        # each token as an id of its stripped lower-case form, to find words in windows fast
+        vocab: dict[str, int] = {}
+        self.norm = np.asarray(
+            [vocab.setdefault(t.strip().lower(), len(vocab)) for t in tokens], dtype=np.int64
+        )
+        self.vocab = vocab
         if self.n < min_len * 4:
             raise SystemExit(f"the default corpus has only {self.n} tokens")
         wanted = {w for words in doc_words for w in words}
@@ -236,11 +242,10 @@ def neuron_files(corpus: Corpus, cfg: Settings, layer: int, neuron: int) -> tupl
     heights = np.sort(scale * rng.uniform(2.0, 8.0, size=cfg.top))[::-1]
     rows = np.arange(cfg.top)
     # other occurrences of the neuron's words inside a window light up less than its peak
-    wordset = {w.strip().lower() for w in words}
-    for r, s in enumerate(starts.tolist()):
-        for j, tok in enumerate(corpus.tokens[s : s + length]):
-            if tok.strip().lower() in wordset or tok in wordset:
-                top[r, j] = heights[r] * rng.uniform(0.2, 0.7)
+    ids = [corpus.vocab[w.strip().lower()] for w in words if w.strip().lower() in corpus.vocab]
+    inside = np.isin(corpus.norm[starts[:, None] + np.arange(length)], ids)
+    bumps = heights[:, None] * rng.uniform(0.2, 0.7, size=top.shape)
+    top = np.where(inside, bumps, top)
     top[rows, at] = heights
     rand_starts = rng.integers(0, corpus.n - length, size=cfg.random)
     rand = _noise(rng, (cfg.random, length), scale * 0.5)
@@ -305,8 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             total += _write_layer(job)
             print(f"layer {done}/{cfg.layers}", file=sys.stderr)
     else:
-        with get_context("spawn").Pool(min(a.workers, cfg.layers)) as pool:
-            for done, size in enumerate(pool.imap_unordered(_write_layer, jobs), 1):
+        with worker_pool(min(a.workers, cfg.layers)) as pool:  # workers die with us
+            for done, size in enumerate(pool.map(_write_layer, jobs), 1):
                 total += size
                 print(f"layer {done}/{cfg.layers}", file=sys.stderr)
     seconds = time.perf_counter() - t0
