@@ -50,6 +50,31 @@ def test_stored_neighbours_equal_the_computed_ones(atlas, monkeypatch, k):
     assert all(len(s.by_embedding) == min(k, len(ids) - 1) for s in stored.values())
 
 
+def test_neighbours_through_the_hnsw_graph_equal_the_exact_ones(atlas, monkeypatch, tmp_path):
+    """Above EXACT_MAX the block search asks the HNSW graph; on a small atlas the graph is
+    exact, so both paths must store the same neighbours."""
+    from collections import Counter, OrderedDict
+
+    from neuronatlas.embed import index, search, similar
+
+    conn = open_reader(atlas)
+    exact = list(similar._all_by_embedding(conn, 10))
+    monkeypatch.setenv("NEURONATLAS_HOME", str(tmp_path))
+    monkeypatch.setattr(index, "EXACT_MAX", 5)
+    monkeypatch.setattr(search, "_CACHE", OrderedDict())
+    assert search.load_vectors(conn).index.approximate
+    graph = list(similar._all_by_embedding(conn, 10))
+    assert [(r[0], r[1], round(r[3], 5)) for r in graph] == [
+        (r[0], r[1], round(r[3], 5)) for r in exact
+    ]
+    ties = Counter((r[0], round(r[3], 5)) for r in exact)
+    untied = [
+        (a[2], b[2]) for a, b in zip(graph, exact, strict=True) if ties[b[0], round(b[3], 5)] == 1
+    ]
+    assert untied and all(a == b for a, b in untied)
+    assert len(exact) == len(NEURONS) * 10
+
+
 def test_new_inputs_drop_the_stored_kind(atlas, tmp_path):
     import shutil
 
