@@ -75,6 +75,21 @@ def test_neighbours_through_the_hnsw_graph_equal_the_exact_ones(atlas, monkeypat
     assert len(exact) == len(NEURONS) * 10
 
 
+@pytest.mark.parametrize("budget", [1, 50, 1 << 22])
+def test_token_neighbours_in_blocks_equal_the_per_neuron_join(atlas, budget):
+    """One query per block, a few, or all in one: each neuron's rows are the self-join's."""
+    from neuronatlas.embed.similar import _token_neighbours
+    from neuronatlas.embed.token_neighbours import all_token_neighbours
+    from neuronatlas.store.search import token_shares
+
+    conn = open_reader(atlas)
+    got = dict(all_token_neighbours(token_shares(conn), 7, budget))
+    with_tokens = {r[0] for r in conn.execute("SELECT DISTINCT neuron_id FROM token_index")}
+    assert set(got) == with_tokens and any(len(v) > 1 for v in got.values())
+    for nid in with_tokens:
+        assert got[nid] == _token_neighbours(conn, nid, 7), nid
+
+
 def test_new_inputs_drop_the_stored_kind(atlas, tmp_path):
     import shutil
 

@@ -149,8 +149,12 @@ def _distinct(
 
 
 def _all_by_tokens(conn: sqlite3.Connection, k: int) -> Iterator[Row]:
-    for nid in reader.neuron_ids(conn):
-        for rank, (other, sim, shared) in enumerate(_token_neighbours(conn, nid, k)):
+    """Every neuron's k best by tokens: the token index read once and joined in numpy blocks
+    (`token_neighbours`), the same rows as `by_tokens` per neuron without one self-join each."""
+    from neuronatlas.embed.token_neighbours import all_token_neighbours
+
+    for nid, found in all_token_neighbours(store_search.token_shares(conn), k):
+        for rank, (other, sim, shared) in enumerate(found):
             yield nid, rank, other, sim, shared
 
 
