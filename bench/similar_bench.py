@@ -15,8 +15,14 @@ At 307,200 the old way would run for hours: it is timed on its first `--old-samp
 (its peak memory is reached in the first chunk) and its total extrapolated linearly.
 Recall@20 of the new way against exact neighbours is measured on `--recall-sample` queries.
 
+The by-tokens kind needs a real token index: `--tokens-db ATLAS` (e.g. an import of
+bench/gen_openai_xl.py's files) times the old per-neuron self-join (`token_overlap`, on a
+random sample of `--old-sample` neurons, extrapolated) against the new blocked numpy join
+(`embed.token_neighbours`, every neuron), and checks that the sampled neurons' rows are equal.
+
     .venv/bin/python bench/similar_bench.py                # 36,864 and 307,200
     .venv/bin/python bench/similar_bench.py --sizes 36864
+    .venv/bin/python bench/similar_bench.py --sizes none --tokens-db /tmp/xl/xl.db
 """
 
 from __future__ import annotations
@@ -129,18 +135,63 @@ def child(method: str, path: str, old_sample: int, recall_sample: int) -> None:
     print(json.dumps(got))
 
 
+def tokens_child(method: str, db: str, sample: int) -> None:
+    from neuronatlas.embed.similar import _token_neighbours
+    from neuronatlas.embed.token_neighbours import all_token_neighbours
+    from neuronatlas.store import open_reader
+    from neuronatlas.store.search import token_shares
+
+    conn = open_reader(db)
+    ids = [r[0] for r in conn.execute("SELECT DISTINCT neuron_id FROM token_index")]
+    picked = sorted(np.random.default_rng(2).choice(len(ids), min(sample, len(ids)), replace=False))
+    chosen = [ids[i] for i in picked]
+    t0 = time.perf_counter()
+    if method == "tokens-old":
+        rows = {nid: _token_neighbours(conn, nid, K) for nid in chosen}
+        seconds = (time.perf_counter() - t0) * len(ids) / len(chosen)
+    else:
+        every = dict(all_token_neighbours(token_shares(conn), K))
+        seconds = time.perf_counter() - t0
+        rows = {nid: every[nid] for nid in chosen}
+    digest = hash(json.dumps(rows, sort_keys=True))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "neurons": len(ids), "digest": digest, "rss": peak}))
+
+
+def tokens_bench(db: str, sample: int) -> None:
+    res = {}
+    for method in ("tokens-old", "tokens-new"):
+        cmd = [sys.executable, __file__, "--child", method, db, "--old-sample", str(sample)]
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+        res[method] = json.loads(proc.stdout.strip().splitlines()[-1])
+    old, new = res["tokens-old"], res["tokens-new"]
+    print(
+        f"by tokens, {old['neurons']:,} neurons: old {old['seconds']:,.1f} s (extrapolated from "
+        f"{sample:,} neurons), peak RSS {old['rss']:,.0f} MiB | new {new['seconds']:,.1f} s, "
+        f"peak RSS {new['rss']:,.0f} MiB | speed {old['seconds'] / new['seconds']:.1f}× | "
+        f"sampled rows equal: {old['digest'] == new['digest']}"
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sizes", default="36864,307200")
     p.add_argument("--old-sample", type=int, default=4096)
     p.add_argument("--recall-sample", type=int, default=2000)
+    p.add_argument("--tokens-db", help="an atlas with a token index: time the by-tokens kind")
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        child(a.child[0], a.child[1], a.old_sample, a.recall_sample)
+        if a.child[0].startswith("tokens-"):
+            tokens_child(a.child[0], a.child[1], a.old_sample)
+        else:
+            child(a.child[0], a.child[1], a.old_sample, a.recall_sample)
         return 0
     print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")
-    for n in (int(s) for s in a.sizes.split(",")):
+    if a.tokens_db:
+        tokens_bench(a.tokens_db, a.old_sample)
+    for n in (int(s) for s in a.sizes.split(",") if s.isdigit()):
         res = {}
         path = os.path.join(tempfile.mkdtemp(), f"vectors{n}.npy")
         np.save(path, vectors(n))  # each child loads it: its RSS starts at the vectors
