@@ -1,11 +1,11 @@
 """Benchmark: the map page in Chromium, before and after issue 27, same atlas, same server.
 
 * old — the page as it was (`map.js` of commit BASE, served in place of today's by a
-  Playwright route): `/api/map` as JSON, one id string per point made up front;
+  Playwright route, after plotly.min.js, which the page then loaded): `/api/map` as JSON,
+  drawn by plotly's scattergl, labels as plotly annotations;
 * new — today's page: `/api/map/clusters` (JSON) and `/api/map/points` (typed arrays viewed
-  in place), ids made on demand, labels that never overlap.
-
-Both draw with plotly's scattergl. Atlases: `map_fixtures.direct_map_atlas` (points written
+  in place), drawn by its own WebGL scatter, labels that never overlap as HTML.
+ Atlases: `map_fixtures.direct_map_atlas` (points written
 straight into the store, no import, no embedding) at the demo's size (12 × 3,072 = 36,864,
 150 fine clusters in 12 coarse) and at GPT-2 XL's (48 × 6,400 = 307,200, 600 in 30).
 
@@ -33,15 +33,20 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # the direct map atlas is a test
 BASE = "6496f97"  # the last commit before issue 27's map page
 SIZES = {"demo": (12, 3072, 150, 12), "xl": (48, 6400, 600, 30)}
 STEPS = """async () => {
+  // one zoom or pan step through the page's own API: plotly's (old page) or naMap (new page)
   const d = document.getElementById('map'), times = [];
   const frame = () => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const get = () => window.naMap ? naMap.view()
+    : { x: d._fullLayout.xaxis.range.slice(), y: d._fullLayout.yaxis.range.slice() };
+  const set = (x, y) => window.naMap ? naMap.setView(x[0], x[1], y[0], y[1])
+    : Plotly.relayout(d, {'xaxis.range': x, 'yaxis.range': y});
   for (let i = 0; i < 12; i++) {
-    const x = d._fullLayout.xaxis.range, y = d._fullLayout.yaxis.range;
+    const v = get(), x = v.x, y = v.y;
     const f = i < 6 ? 0.8 : 1.0, dx = i < 6 ? 0 : (x[1] - x[0]) * 0.1;
     const cx = (x[0] + x[1]) / 2 + dx, cy = (y[0] + y[1]) / 2;
     const w = (x[1] - x[0]) * f / 2, h = (y[1] - y[0]) * f / 2;
     const t0 = performance.now();
-    await Plotly.relayout(d, {'xaxis.range': [cx - w, cx + w], 'yaxis.range': [cy - h, cy + h]});
+    await set([cx - w, cx + w], [cy - h, cy + h]);
     await frame();
     times.push(performance.now() - t0);
   }
@@ -102,6 +107,7 @@ def main() -> int:
                     path: len(httpx.get(url + path, timeout=300).content)
                     for path in ("/api/map", "/api/map/clusters", "/api/map/points")
                 }
+                plotly = httpx.get(url + "/vendor/plotly.min.js", timeout=60).text
                 browser = launch_chromium(pw)
                 page = browser.new_page(viewport={"width": 1280, "height": 860})
                 results: dict[str, tuple[list[float], list[float]]] = {
@@ -110,7 +116,8 @@ def main() -> int:
                 }
                 for _ in range(a.runs):
                     for which in ("old", "new"):
-                        drawn, frames = measure(page, url + "/", n, old if which == "old" else None)
+                        script = plotly + "\n" + old if which == "old" else None
+                        drawn, frames = measure(page, url + "/", n, script)
                         results[which][0].append(drawn)
                         results[which][1].extend(frames)
                 browser.close()
