@@ -75,7 +75,7 @@ def test_neighbours_through_the_hnsw_graph_equal_the_exact_ones(atlas, monkeypat
     assert len(exact) == len(NEURONS) * 10
 
 
-@pytest.mark.parametrize("budget", [1, 50, 1 << 22])
+@pytest.mark.parametrize("budget", [1, 50, 1 << 20])
 def test_token_neighbours_in_blocks_equal_the_per_neuron_join(atlas, budget):
     """One query per block, a few, or all in one: each neuron's rows are the self-join's."""
     from neuronatlas.embed.similar import _token_neighbours

@@ -20,8 +20,8 @@ import numpy as np
 
 from neuronatlas.store.search import TokenShares
 
-#: (query, candidate) pairs one block may expand to: 2**22 pairs ≈ 100 MB of work arrays.
-PAIR_BUDGET = 1 << 22
+#: (query, candidate) pairs one block may expand to: 2**20 pairs ≈ 100 MB of work arrays.
+PAIR_BUDGET = 1 << 20
 
 #: (other neuron id, weighted Jaccard rounded to 6 places, up to 10 shared tokens, sorted)
 Neighbour = tuple[str, float, list[str]]
