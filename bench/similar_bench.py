@@ -122,6 +122,7 @@ def child(method: str, path: str, old_sample: int, recall_sample: int) -> None:
     n = len(m)
     base_rss = peak_rss_mib()
     got = run_old(m, old_sample) if method == "old" else run_new(m)
+    got["peak_rss_mib"] = peak_rss_mib()  # before the recall check, which has its own arrays
     result = got.pop("result")
     sample = np.random.default_rng(1).choice(n, size=min(recall_sample, n), replace=False)
     from neuronatlas.embed.index import exact_top_k_block
@@ -140,7 +141,6 @@ def child(method: str, path: str, old_sample: int, recall_sample: int) -> None:
             same_sims += np.allclose(m[truth] @ m[r], m[mine] @ m[r], atol=1e-6)
     got["recall"] = hits / max(total, 1)
     got["same_similarities"] = same_sims
-    got["peak_rss_mib"] = peak_rss_mib()
     got["vectors_rss_mib"] = base_rss
     print(json.dumps(got))
 
