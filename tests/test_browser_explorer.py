@@ -47,16 +47,8 @@ def page(browser, server):
 
 
 def point_position(page, index: int) -> tuple[float, float]:
-    """Client coordinates of point `index` of the map's first trace (from plotly's axes)."""
-    return page.evaluate(
-        """(i) => {
-            const d = document.getElementById('map'), L = d._fullLayout;
-            const t = d.data[0], box = d.getBoundingClientRect();
-            return [box.left + L.margin.l + L.xaxis.l2p(t.x[i]),
-                    box.top + L.margin.t + L.yaxis.l2p(t.y[i])];
-        }""",
-        index,
-    )
+    """Client coordinates of point `index` of the map (from the page's view)."""
+    return page.evaluate("(i) => naMap.toScreen(i)", index)
 
 
 def test_map_click_opens_the_neuron_with_heat_maps(page, server):
@@ -121,7 +113,7 @@ def test_search_page_and_map_highlight(page, server):
     page.fill("#map-q", "river")
     page.click("#map-search button[type=submit]")
     page.wait_for_function("document.getElementById('map-found').textContent.includes('match')")
-    found = page.evaluate("document.getElementById('map').data[1].x.length")
+    found = page.evaluate("naMap.highlighted()")
     assert found == n_results
     page.screenshot(path=str(SHOTS / "map-search.png"))
 

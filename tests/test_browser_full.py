@@ -48,7 +48,7 @@ def test_built_map_colours_by_cluster_with_labels(page, server):
     page.wait_for_selector("#map[data-ready='8']", timeout=30_000)
     assert page.locator("#map-note").is_hidden()
     page.click(".toggle button[data-colour='cluster']")
-    colours = page.evaluate("new Set(document.getElementById('map').data[0].marker.color).size")
+    colours = page.evaluate("naMap.colourCount()")
     assert colours == 2
     assert page.locator("#map .annotation").count() == 2
     page.screenshot(path=str(SHOTS / "map-clusters.png"))

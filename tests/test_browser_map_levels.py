@@ -13,13 +13,11 @@ from browser_fixtures import ARGS, CHROMIUM, SHOTS
 pytestmark = pytest.mark.browser
 
 ZOOM_TO_FINE = """(c) => {
-  const d = document.getElementById('map'), x = d._fullLayout.xaxis, y = d._fullLayout.yaxis;
-  const w = (x.range[1] - x.range[0]) / 5, h = (y.range[1] - y.range[0]) / 5;
-  return Plotly.relayout(d, {'xaxis.range': [c.x - w, c.x + w],
-                             'yaxis.range': [c.y - h, c.y + h]});
+  const v = naMap.view(), w = (v.x[1] - v.x[0]) / 5, h = (v.y[1] - v.y[0]) / 5;
+  return naMap.setView(c.x - w, c.x + w, c.y - h, c.y + h);
 }"""
 LABELS = "Array.from(document.querySelectorAll('#map .annotation-text')).map((a) => a.textContent)"
-COLOURS = "new Set(document.getElementById('map').data[0].marker.color).size"
+COLOURS = "naMap.colourCount()"
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +73,7 @@ def test_coarse_labels_zoomed_out_fine_labels_zoomed_in(server):
         assert page.evaluate(COLOURS) == 6  # now coloured by fine cluster
         SHOTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SHOTS / "map-fine.png"))
-        page.evaluate(
-            "Plotly.relayout(document.getElementById('map'), {'xaxis.autorange': true,"
-            " 'yaxis.autorange': true})"
-        )
+        page.evaluate("naMap.reset()")
         page.wait_for_selector("#map[data-level='coarse']")
         assert set(page.evaluate(LABELS)) == coarse
         browser.close()

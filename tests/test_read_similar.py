@@ -50,6 +50,46 @@ def test_stored_neighbours_equal_the_computed_ones(atlas, monkeypatch, k):
     assert all(len(s.by_embedding) == min(k, len(ids) - 1) for s in stored.values())
 
 
+def test_neighbours_through_the_hnsw_graph_equal_the_exact_ones(atlas, monkeypatch, tmp_path):
+    """Above EXACT_MAX the block search asks the HNSW graph; on a small atlas the graph is
+    exact, so both paths must store the same neighbours."""
+    from collections import Counter, OrderedDict
+
+    from neuronatlas.embed import index, search, similar
+
+    conn = open_reader(atlas)
+    exact = list(similar._all_by_embedding(conn, 10))
+    monkeypatch.setenv("NEURONATLAS_HOME", str(tmp_path))
+    monkeypatch.setattr(index, "EXACT_MAX", 5)
+    monkeypatch.setattr(search, "_CACHE", OrderedDict())
+    assert search.load_vectors(conn).index.approximate
+    graph = list(similar._all_by_embedding(conn, 10))
+    assert [(r[0], r[1], round(r[3], 5)) for r in graph] == [
+        (r[0], r[1], round(r[3], 5)) for r in exact
+    ]
+    ties = Counter((r[0], round(r[3], 5)) for r in exact)
+    untied = [
+        (a[2], b[2]) for a, b in zip(graph, exact, strict=True) if ties[b[0], round(b[3], 5)] == 1
+    ]
+    assert untied and all(a == b for a, b in untied)
+    assert len(exact) == len(NEURONS) * 10
+
+
+@pytest.mark.parametrize("budget", [1, 50, 1 << 20])
+def test_token_neighbours_in_blocks_equal_the_per_neuron_join(atlas, budget):
+    """One query per block, a few, or all in one: each neuron's rows are the self-join's."""
+    from neuronatlas.embed.similar import _token_neighbours
+    from neuronatlas.embed.token_neighbours import all_token_neighbours
+    from neuronatlas.store.search import token_shares
+
+    conn = open_reader(atlas)
+    got = dict(all_token_neighbours(token_shares(conn), 7, budget))
+    with_tokens = {r[0] for r in conn.execute("SELECT DISTINCT neuron_id FROM token_index")}
+    assert set(got) == with_tokens and any(len(v) > 1 for v in got.values())
+    for nid in with_tokens:
+        assert got[nid] == _token_neighbours(conn, nid, 7), nid
+
+
 def test_new_inputs_drop_the_stored_kind(atlas, tmp_path):
     import shutil
 

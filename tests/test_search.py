@@ -16,7 +16,7 @@ from neuronatlas.cli import app
 from neuronatlas.embed import search as S
 from neuronatlas.embed.embed import EmbedConfig, embed_atlas
 from neuronatlas.embed.fulltext import fulltext_search
-from neuronatlas.embed.index import build_index, exact_top_k
+from neuronatlas.embed.index import build_index, exact_top_k, exact_top_k_block
 from neuronatlas.embed.similar import similar_neurons
 from neuronatlas.embed.tokens import atlas_tokenizer, query_tokens, regex_pieces, token_search
 from neuronatlas.errors import BadInput, MixedEmbedders
@@ -101,6 +101,32 @@ def test_hnsw_index_returns_exact_similarities_and_finds_near_duplicates(tmp_pat
         assert rows[0] == row == want_rows[0]
         np.testing.assert_allclose(sims, m[rows] @ q, rtol=1e-6)
         assert len(set(rows.tolist()) & set(want_rows.tolist())) >= 8
+
+
+def test_block_search_is_per_query_search_with_ties_to_the_lower_row(tmp_path):
+    rng = np.random.default_rng(1)
+    m = rng.standard_normal((2000, 32)).astype(np.float32)
+    m[1500:1600] = m[100]  # exact duplicates: tied similarities
+    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    queries = m[[0, 100, 1555, 1999]]
+    rows, sims = exact_top_k_block(m, queries, 12)
+    assert rows.shape == sims.shape == (4, 12)
+    for q, r, s in zip(queries, rows, sims, strict=True):
+        _, want_sims = exact_top_k(m, q, 12)
+        np.testing.assert_allclose(s, want_sims, rtol=1e-6)
+        np.testing.assert_allclose(s, m[r] @ q, rtol=1e-6)
+    # the 101 copies of row 100 tie at 1.0: the lowest rows come first
+    assert rows[1].tolist() == [100, *range(1500, 1511)] == rows[2].tolist()
+    exact = build_index(m, exact_max=10**6)
+    np.testing.assert_array_equal(exact.search_block(queries, 12)[0], rows)
+    hnsw = build_index(m, exact_max=100, cache=tmp_path)
+    assert hnsw.approximate
+    got, got_sims = hnsw.search_block(m[:300], 10)
+    want, _ = exact_top_k_block(m, m[:300], 10)
+    np.testing.assert_allclose(got_sims, np.einsum("qkd,qd->qk", m[got], m[:300]), rtol=1e-5)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, want, strict=True)])
+    assert recall >= 0.9
+    assert exact.block_size(61) * 2 * len(m) <= 1 << 24 < (exact.block_size(61) + 1) * 2 * len(m)
 
 
 def test_token_index_and_token_search(hashed):

@@ -295,7 +295,7 @@ def test_pages_load_nothing_from_other_hosts(client, url):
 
 def test_pages_render_with_json_twins(client):
     home = client.get("/", headers=HTML).text
-    assert '<script src="/vendor/plotly.min.js">' in home and 'href="/api/map"' in home
+    assert '<script src="/static/map.js">' in home and 'href="/api/map"' in home
     assert client.get("/vendor/plotly.min.js").status_code == 200
     page = client.get("/neurons/L00N0001", headers=HTML).text
     # the first view: five top records rendered, the rest named for the script to fetch

@@ -38,6 +38,39 @@ def exact_top_k(matrix: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarr
     return order, scores[order]
 
 
+#: Floats a block search may hold at once (scores, their partition and the gathered rows):
+#: 2**24 float32 ≈ 64 MiB, so memory stays bounded at any atlas size.
+BLOCK_FLOATS = 1 << 24
+
+
+def exact_top_k_block(
+    matrix: np.ndarray, queries: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, similarities), each (len(queries), k), best first, for a block of queries.
+
+    Ties are broken by the lower row (a stable sort over all rows would give the same), so
+    the result does not depend on the partition's internal order.
+    """
+    n = matrix.shape[0]
+    k = min(k, n)
+    scores = queries @ matrix.T
+    if k < n:
+        threshold = np.partition(scores, n - k, axis=1)[:, n - k]
+        hit_row, hit_col = np.nonzero(scores >= threshold[:, None])
+    else:
+        hit_row = np.repeat(np.arange(len(queries)), n)
+        hit_col = np.tile(np.arange(n), len(queries))
+    bounds = np.searchsorted(hit_row, np.arange(len(queries) + 1))
+    rows = np.empty((len(queries), k), dtype=np.int64)
+    sims = np.empty((len(queries), k), dtype=np.float32)
+    for i in range(len(queries)):
+        cols = hit_col[bounds[i] : bounds[i + 1]]
+        found = scores[i, cols]
+        order = np.lexsort((cols, -found))[:k]
+        rows[i], sims[i] = cols[order], found[order]
+    return rows, sims
+
+
 @dataclass
 class VectorIndex:
     """A searchable matrix; `hnsw` is set when the matrix is large enough to need it."""
@@ -63,6 +96,38 @@ class VectorIndex:
         scores = self.matrix[rows] @ query
         order = np.argsort(-scores, kind="stable")[:k]
         return rows[order], scores[order]
+
+    def block_size(self, k: int) -> int:
+        """Queries per `search_block` call that keep its arrays near `BLOCK_FLOATS`."""
+        n, dim = self.matrix.shape
+        per_query = max(n, self._candidates(k) * dim) if self.hnsw is not None else 2 * n
+        return max(1, BLOCK_FLOATS // max(1, per_query))
+
+    def _candidates(self, k: int) -> int:
+        return min(self.matrix.shape[0], max(k * self.oversample, k + 10))
+
+    def search_block(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, exact similarities), each (len(queries), k), best first, ties by lower row.
+
+        Exact: one matrix product per block. HNSW: one batched graph search for
+        `oversample × k` candidates per query, rescored with the exact float32 vectors; a
+        query the graph answers with fewer than k rows is padded with row -1 and similarity
+        -inf (callers needing k search on with `search`).
+        """
+        if self.hnsw is None:
+            return exact_top_k_block(self.matrix, queries, k)
+        want = self._candidates(k)
+        found = self.hnsw.search(queries, want)
+        keys = np.asarray(found.keys, dtype=np.int64).reshape(len(queries), -1)
+        counts = np.asarray(found.counts, dtype=np.int64).reshape(len(queries))
+        valid = np.arange(keys.shape[1])[None, :] < counts[:, None]
+        keys = np.where(valid, keys, 0)
+        sims = np.einsum("qcd,qd->qc", self.matrix[keys], queries)
+        sims = np.where(valid, sims, -np.inf).astype(np.float32)
+        keys = np.where(valid, keys, -1)
+        order = np.lexsort((np.where(valid, keys, np.iinfo(np.int64).max), -sims), axis=-1)
+        keep = order[:, : min(k, keys.shape[1])]
+        return np.take_along_axis(keys, keep, 1), np.take_along_axis(sims, keep, 1)
 
 
 def matrix_digest(matrix: np.ndarray) -> str:

@@ -97,27 +97,38 @@ def _counted(rows: Iterator[Row], kind: str, conn: sqlite3.Connection, progress:
 Row = tuple[str, int, str, float, list[str] | None]
 
 
-def _all_by_embedding(conn: sqlite3.Connection, k: int, chunk: int = 256) -> Iterator[Row]:
-    """Every embedded neuron's k nearest by its first embedded explanation: one matrix product
-    per chunk of neurons instead of one search each."""
+def _all_by_embedding(conn: sqlite3.Connection, k: int) -> Iterator[Row]:
+    """Every embedded neuron's k nearest by its first embedded explanation, a block of
+    neurons at a time.
+
+    The queries are rows of the loaded matrix (no second copy of the vectors), and each block
+    is sized so that its scores stay near `index.BLOCK_FLOATS` whatever the atlas's size:
+    memory is bounded and rows stream to the writer. Up to `EXACT_MAX` vectors the block is
+    one exact matrix product (n² work: 36,864 neurons in seconds); above it, the HNSW graph
+    the atlas's search already uses answers each block in one batched call, rescored with the
+    exact vectors (n log n: 307,200 neurons in minutes rather than hours). Recall against
+    exact: bench/similar_bench.py.
+    """
     vectors = load_vectors(conn)
-    matrix = vectors.index.matrix
-    n = matrix.shape[0]
+    index = vectors.index
+    n = index.matrix.shape[0]
     if n == 0:
         return
     owners = np.asarray(vectors.neuron_ids, dtype=object)
-    ids, _, queries = store_embed.neuron_vectors(conn)
+    ids, explanation_ids = store_embed.first_embedded_explanations(conn)
+    row_of = {int(e): i for i, e in enumerate(vectors.explanation_ids.tolist())}
+    rows = np.asarray([row_of[e] for e in explanation_ids], dtype=np.int64)
     want = min(n, 3 * k + 1)
-    for start in range(0, len(ids), chunk):
-        scores = queries[start : start + chunk] @ matrix.T
-        top = np.argpartition(-scores, want - 1, axis=1)[:, :want] if want < n else None
-        for row, nid in enumerate(ids[start : start + chunk]):
-            cand = np.arange(n) if top is None else top[row]
-            order = cand[np.argsort(-scores[row, cand], kind="stable")]
-            picked = _distinct(owners[order], scores[row, order], nid, k)
+    block = index.block_size(want)
+    for start in range(0, len(ids), block):
+        queries = index.matrix[rows[start : start + block]]
+        found, sims = index.search_block(queries, want)
+        for row, nid in enumerate(ids[start : start + block]):
+            ok = found[row] >= 0
+            picked = _distinct(owners[found[row][ok]], sims[row][ok], nid, k)
             if len(picked) < k and want < n:  # many explanations of few neurons: search on
-                found = search_vector(conn, queries[start + row], k, vectors, exclude=nid)
-                picked = [(r["id"], r["similarity"]) for r in found]
+                hits = search_vector(conn, queries[row], k, vectors, exclude=nid)
+                picked = [(r["id"], r["similarity"]) for r in hits]
             for rank, (other, sim) in enumerate(picked):
                 yield nid, rank, other, sim, None
 
@@ -138,8 +149,12 @@ def _distinct(
 
 
 def _all_by_tokens(conn: sqlite3.Connection, k: int) -> Iterator[Row]:
-    for nid in reader.neuron_ids(conn):
-        for rank, (other, sim, shared) in enumerate(_token_neighbours(conn, nid, k)):
+    """Every neuron's k best by tokens: the token index read once and joined in numpy blocks
+    (`token_neighbours`), the same rows as `by_tokens` per neuron without one self-join each."""
+    from neuronatlas.embed.token_neighbours import all_token_neighbours
+
+    for nid, found in all_token_neighbours(store_search.token_shares(conn), k):
+        for rank, (other, sim, shared) in enumerate(found):
             yield nid, rank, other, sim, shared
 
 

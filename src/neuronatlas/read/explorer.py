@@ -32,6 +32,7 @@ from neuronatlas.read.models import (
     LiveStatus,
     LiveStrongest,
     LogitEffects,
+    MapClusters,
     MapColumns,
     MapData,
     N2GSummary,
@@ -460,6 +461,37 @@ def _cluster_levels(
     return fine, coarse, {c: p["parent"] for c, p in parents.items()}
 
 
+NO_MAP_MESSAGE = (
+    "The semantic map is not built for this atlas yet: neurons are laid "
+    "out by layer (y) and index (x). Build it with "
+    "`neuronatlas embed --db ATLAS` then `neuronatlas map --db ATLAS`."
+)
+
+
+def map_clusters(conn: sqlite3.Connection, limit: int = MAP_CAP) -> MapClusters:
+    """The map's clusters and counts without reading its points: a few small reads, so the
+    page can label the map while the points (`map_data`, `read.mapbin`) are on their way."""
+    info = stages.call_or_none("map_info", conn)
+    if info:
+        clusters, coarse, _ = _cluster_levels(conn)
+        count = int(info["n_points"])
+        return MapClusters(
+            built=True,
+            count=min(count, limit),
+            truncated=count > limit,
+            clusters=msgspec.convert(clusters, list[Cluster]),
+            coarse=msgspec.convert(coarse, list[CoarseCluster]),
+            coherence=msgspec.convert(
+                stages.call_or_none("map_coherence", conn) or [], list[Coherence]
+            ),
+            message=None,
+        )
+    count = reader.neuron_count(conn)
+    return MapClusters(
+        False, min(count, limit), count > limit, [], [], [], stages.for_atlas(conn, NO_MAP_MESSAGE)
+    )
+
+
 def map_data(
     conn: sqlite3.Connection, with_text: bool | None = None, limit: int = MAP_CAP
 ) -> MapData:
@@ -513,12 +545,7 @@ def map_data(
         clusters=[],
         coarse=[],
         coherence=[],
-        message=stages.for_atlas(
-            conn,
-            "The semantic map is not built for this atlas yet: neurons are laid "
-            "out by layer (y) and index (x). Build it with "
-            "`neuronatlas embed --db ATLAS` then `neuronatlas map --db ATLAS`.",
-        ),
+        message=stages.for_atlas(conn, NO_MAP_MESSAGE),
     )
 
 

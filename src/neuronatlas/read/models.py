@@ -361,6 +361,19 @@ class MapData(Struct):
     message: str | None
 
 
+class MapClusters(Struct):
+    """The map without its points (`/api/map/clusters`): small, so the page can place labels
+    before the points arrive from `/api/map/points`. Fields as in MapData."""
+
+    built: bool
+    count: int
+    truncated: bool
+    clusters: list[Cluster]
+    coarse: list[CoarseCluster]
+    coherence: list[Coherence]
+    message: str | None
+
+
 class LiveNeuronRef(Struct):
     """A neuron that fires strongly on a token in a live run."""
 
@@ -468,6 +481,7 @@ RESPONSE_MODELS: tuple[type[Struct], ...] = (
     NeuronGraph,
     SearchResult,
     MapData,
+    MapClusters,
     LiveStrongest,
     LiveNeuron,
     LogitEffects,

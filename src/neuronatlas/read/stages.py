@@ -30,6 +30,7 @@ Feature = Literal[
     "coarse_clusters",
     "cluster_parents",
     "map_coherence",
+    "map_info",
     "graph",
     "graph_summary",
     "predict",
@@ -93,6 +94,12 @@ def _cluster_parents() -> Reader:
     return cluster_parents
 
 
+def _map_info() -> Reader:
+    from neuronatlas.store.embed import map_info
+
+    return map_info
+
+
 def _map_coherence() -> Reader:
     from neuronatlas.store.embed import map_coherence
 
@@ -150,6 +157,7 @@ STAGES: dict[Feature, Stage] = {
     "coarse_clusters": Stage(_coarse_clusters, "neuronatlas map --db ATLAS"),
     "cluster_parents": Stage(_cluster_parents, "neuronatlas map --db ATLAS"),
     "map_coherence": Stage(_map_coherence, "neuronatlas map --db ATLAS"),
+    "map_info": Stage(_map_info, "neuronatlas map --db ATLAS"),
     "graph": Stage(_graph, _N2G),
     "graph_summary": Stage(_graph_summary, _N2G),
     "predict": Stage(_predict, _N2G),

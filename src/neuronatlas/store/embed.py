@@ -180,6 +180,27 @@ def neuron_vectors(conn: sqlite3.Connection) -> NeuronVectors:
     return NeuronVectors([r[0] for r in rows], [r[1] for r in rows], matrix)
 
 
+class NeuronExplanations(NamedTuple):
+    """Per neuron, the explanation whose vector stands for it: `neuron_ids[i]`'s
+    `explanation_ids[i]`."""
+
+    neuron_ids: list[str]
+    explanation_ids: list[int]
+
+
+def first_embedded_explanations(conn: sqlite3.Connection) -> NeuronExplanations:
+    """`neuron_vectors` without the vectors: for callers that already hold the matrix, so a
+    307,200-neuron atlas is not read (and held) twice."""
+    rows = conn.execute(
+        "SELECT neuron_id, id FROM ("
+        " SELECT e.neuron_id, e.id, row_number() OVER ("
+        f"  PARTITION BY e.neuron_id ORDER BY {primary_order(conn, 'e')}) AS rn"
+        " FROM explanations e JOIN embeddings b ON b.explanation_id = e.id"
+        ") WHERE rn = 1 ORDER BY neuron_id"
+    ).fetchall()
+    return NeuronExplanations([r[0] for r in rows], [int(r[1]) for r in rows])
+
+
 def embedded_count(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM embeddings").fetchone()[0])
 

@@ -221,6 +221,24 @@ def token_overlap(conn: sqlite3.Connection, neuron_id: str, limit: int) -> list[
     return [TokenOverlap._make(r) for r in rows]
 
 
+class TokenShares(NamedTuple):
+    """Every row of the token index, ordered by token then neuron id (aligned lists)."""
+
+    tokens: list[str]
+    neuron_ids: list[str]
+    shares: list[float]
+
+
+def token_shares(conn: sqlite3.Connection) -> TokenShares:
+    """The whole token index in one scan of its primary key: what computing every neuron's
+    token neighbours at once needs (`embed.token_neighbours`), instead of one self-join per
+    neuron whose cost grows with the square of the commonest tokens' neuron counts."""
+    rows = conn.execute(
+        "SELECT token, neuron_id, share FROM token_index ORDER BY token, neuron_id"
+    ).fetchall()
+    return TokenShares([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+
+
 def fulltext_explanations(conn: sqlite3.Connection, match: str, limit: int) -> list[ExplanationHit]:
     """(explanation id, bm25) for an FTS5 MATCH expression over explanation text, best first."""
     rows = conn.execute(

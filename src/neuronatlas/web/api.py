@@ -23,6 +23,7 @@ from neuronatlas.errors import StageNotBuilt
 from neuronatlas.ids import canonical
 from neuronatlas.read import explorer
 from neuronatlas.read.live import MAX_TEXT_CHARS
+from neuronatlas.read.mapbin import encode_points
 from neuronatlas.read.models import (
     NEURON_ID_PATTERN,
     Health,
@@ -30,6 +31,7 @@ from neuronatlas.read.models import (
     LiveNeuron,
     LiveStrongest,
     LogitEffects,
+    MapClusters,
     MapData,
     NeuronGraph,
     NeuronPage,
@@ -42,7 +44,7 @@ from neuronatlas.read.models import (
     encode,
 )
 from neuronatlas.web.errors import ERROR_RESPONSES
-from neuronatlas.web.openapi import returns, svg
+from neuronatlas.web.openapi import binary, returns, svg
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
@@ -382,12 +384,48 @@ def get_map(
         bool | None, Query(description="Include explanation texts (default: when ≤ 60,000 points)")
     ] = None,
 ) -> Response:
+    body = _map_cached(
+        request, ("json", explanations), lambda c: encode(explorer.map_data(c, explanations))
+    )
+    return Response(body, media_type="application/json")
+
+
+def _map_cached(request: Request, what: tuple[Any, ...], build: Any) -> bytes:
+    """One answer of the map routes, built once per state of the atlas file: reading 307,200
+    points takes seconds; answers for an older file are dropped."""
     state = request.app.state
-    key = (explanations, state.settings.db_stamp())
-    cached = state.map_cache.get(key)
+    stamp = state.settings.db_stamp()
+    cached: bytes | None = state.map_cache.get((what, stamp))
     if cached is None:
         with reads(request, state.settings.map_time_limit_s) as conn:
-            cached = encode(explorer.map_data(conn, explanations))
-        state.map_cache.clear()
-        state.map_cache[key] = cached
-    return Response(cached, media_type="application/json")
+            cached = build(conn)
+        for old in [k for k in state.map_cache if k[1] != stamp]:
+            del state.map_cache[old]
+        state.map_cache[(what, stamp)] = cached
+    return cached
+
+
+@router.get(
+    "/api/map/clusters",
+    tags=["map"],
+    summary="The map's clusters, labels and counts, without its points (small: fetch it first)",
+    responses=returns(MapClusters),
+)
+def get_map_clusters(request: Request) -> Response:
+    body = _map_cached(request, ("clusters",), lambda c: encode(explorer.map_clusters(c)))
+    return Response(body, media_type="application/json")
+
+
+@router.get(
+    "/api/map/points",
+    tags=["map"],
+    summary="Every neuron as a point, as little-endian typed arrays (22 bytes a point)",
+    responses=binary(
+        "The points: a 16-byte header (magic NAMAP, version, count, flags) then float32 x, "
+        "float32 y, uint32 neuron, int32 fine cluster, int32 coarse cluster, uint16 layer, "
+        "one array after the other (see neuronatlas.read.mapbin)."
+    ),
+)
+def get_map_points(request: Request) -> Response:
+    body = _map_cached(request, ("points",), lambda c: encode_points(explorer.map_data(c, False)))
+    return Response(body, media_type="application/octet-stream")

@@ -45,6 +45,18 @@ def svg() -> dict[int | str, dict[str, Any]]:
     }
 
 
+def binary(description: str) -> dict[int | str, dict[str, Any]]:
+    """The 200 answer of a route that sends raw bytes (`application/octet-stream`)."""
+    return {
+        200: {
+            "description": description,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    }
+
+
 def install(app: FastAPI) -> None:
     """Serve /openapi.json with the msgspec components merged in (built once, then cached)."""
 
