@@ -101,7 +101,7 @@ def _run(
             step = torch.tensor([[new[-1]]], device=model.device)
             out = model.model(input_ids=step, use_cache=True, **{cache: out[cache]})
     text = model.tokenizer.decode(new, skip_special_tokens=False)
-    return log_probs, Continuation(text=text, tokens=model.token_strings(new))
+    return log_probs, Continuation(text=text, tokens=model.record_strings(new))
 
 
 def steer(
@@ -135,7 +135,7 @@ def steer(
         mode=edit.mode,
         value=edit.value,
         model=model.name,
-        tokens=model.token_strings(ids[skip:]),
+        tokens=model.record_strings(ids[skip:]),
         activations=[round(float(a), 5) + 0.0 for a in seen[0][0, skip:].tolist()],
         kl=kl_per_position(before, after),
         top=top_changes(before, after, k, model.token_strings),
