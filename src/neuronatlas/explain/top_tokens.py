@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from neuronatlas.explain.scoring import all_scores
+from neuronatlas.models.tokens import character_of
 from neuronatlas.store import AtlasWriter, open_reader, reader
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,11 @@ def _split(recs: dict[str, list[dict]], categories: Iterable[str]):
 
 
 def _lookup(train: list[dict]) -> dict[str, float]:
-    """Largest activation seen for each token string in training records."""
+    """Largest activation seen for each token string in training records, a character split
+    over several tokens counting as that character on each of them (`character_of`)."""
     table: dict[str, float] = {}
     for rec in train:
-        for tok, act in zip(rec["tokens"], rec["activations"], strict=False):
+        for tok, act in zip(character_of(rec["tokens"]), rec["activations"], strict=False):
             if act is not None and act > table.get(tok, float("-inf")):
                 table[tok] = act
     return table
@@ -92,7 +94,7 @@ def explain_records(
     if test:
         default = 0.0
         truth = [[0.0 if a is None else a for a in rec["activations"]] for rec in test]
-        pred = [[table.get(t, default) for t in rec["tokens"]] for rec in test]
+        pred = [[table.get(t, default) for t in character_of(rec["tokens"])] for rec in test]
         ev, rsq, absdev = all_scores(truth, pred)
     else:
         ev = rsq = absdev = None
