@@ -9,7 +9,7 @@ largest activation seen for it in training) against held-out records.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,12 +107,19 @@ def explain_atlas(
     overwrite: bool = False,
     batch: int = 512,
     progress: Callable[[int, int], None] | None = None,
+    neurons: Collection[str] | None = None,
 ) -> int:
-    """Write a top-token explanation for every neuron that lacks one; returns how many."""
+    """Write a top-token explanation for every neuron that lacks one; returns how many.
+
+    `neurons`: rewrite exactly these neurons' explanations (whose records were repaired).
+    """
     conn = open_reader(db)
     ids = reader.neuron_ids(conn)
-    done = set() if overwrite else reader.neurons_with_explanation(conn, SOURCE)
-    todo = [i for i in ids if i not in done]
+    if neurons is not None:
+        todo = [i for i in ids if i in neurons]
+    else:
+        done = set() if overwrite else reader.neurons_with_explanation(conn, SOURCE)
+        todo = [i for i in ids if i not in done]
     written = 0
     with AtlasWriter(db) as writer:
         run = writer.begin_run("explain-top-tokens", settings.__dict__)
