@@ -54,7 +54,9 @@ def _settings(model_dir, corpus) -> ScrapeSettings:
 def _rows(db) -> list[tuple]:
     raw = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return raw.execute("SELECT neuron_id, category, tokens, activation_values FROM activations").fetchall()
+        return raw.execute(
+            "SELECT neuron_id, category, tokens, activation_values FROM activations"
+        ).fetchall()
     finally:
         raw.close()
 
@@ -98,7 +100,9 @@ def test_scraped_records_and_explanations_hold_no_replacement_character(new_atla
         assert "\ufffd" not in joined and "<0x" not in joined
         assert joined in text + text, shown
     assert split > 0  # the corpus made the tokenizer split characters, shown whole
-    assert any(c in "".join(_explanations(new_atlas).values()) for c in "😀🐈🐕🍮🌊東京大阪한국바다")
+    assert any(
+        c in "".join(_explanations(new_atlas).values()) for c in "😀🐈🐕🍮🌊東京大阪한국바다"
+    )
 
 
 def test_an_atlas_written_the_old_way_is_repaired_to_what_a_scrape_writes_now(
@@ -106,7 +110,9 @@ def test_an_atlas_written_the_old_way_is_repaired_to_what_a_scrape_writes_now(
 ):
     old = tmp_path / "old.db"
     with monkeypatch.context() as m:
-        m.setattr(LoadedModel, "record_strings", lambda self, ids: legacy_strings(self.strings, ids))
+        m.setattr(
+            LoadedModel, "record_strings", lambda self, ids: legacy_strings(self.strings, ids)
+        )
         run_scrape(_settings(tiny_gpt2_dir, corpus), old)
     explain_atlas(old)
     conn = open_reader(old)
@@ -127,7 +133,9 @@ def test_an_atlas_written_the_old_way_is_repaired_to_what_a_scrape_writes_now(
 def test_cli_migrate_characters_reports_the_repair(tiny_gpt2_dir, corpus, tmp_path, monkeypatch):
     db = tmp_path / "old.db"
     with monkeypatch.context() as m:
-        m.setattr(LoadedModel, "record_strings", lambda self, ids: legacy_strings(self.strings, ids))
+        m.setattr(
+            LoadedModel, "record_strings", lambda self, ids: legacy_strings(self.strings, ids)
+        )
         run_scrape(_settings(tiny_gpt2_dir, corpus), db)
     out = CliRunner().invoke(app, ["migrate", "--db", str(db), "--characters", "--silent"])
     assert out.exit_code == 0, out.output

@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tiny_models import byte_fallback_tokenizer, gpt2_tokenizer
 
 from neuronatlas.models.tokens import (
     REPLACEMENT,
@@ -19,6 +18,7 @@ from neuronatlas.models.tokens import (
     legacy_strings,
     whole_characters,
 )
+from tiny_models import byte_fallback_tokenizer, gpt2_tokenizer
 
 # Any character UTF-8 can carry (surrogates cannot be encoded); weighted towards the ones
 # tokenizers split: non-breaking spaces, symbols, accents, CJK, emoji.
@@ -75,7 +75,7 @@ def test_byte_fallback_records_join_to_the_text(fallback, text):
 def test_any_gpt2_ids_give_one_string_each_and_no_replacement_character(gpt2, ids):
     """Windows start and end anywhere, even inside a character: bytes that form no character
     are shown as `<0xXX>`, never as U+FFFD (unless the bytes spell U+FFFD)."""
-    tok, strings = gpt2
+    _, strings = gpt2
     shown = strings.record(ids)
     assert len(shown) == len(ids)
     data = b"".join(strings.piece(i) for i in ids)  # type: ignore[misc]

@@ -172,9 +172,7 @@ class TokenStrings:
             if m:
                 return bytes([int(m.group(1), 16)])
             return piece.replace("▁", " ").encode("utf-8")
-        return self.tokenizer.decode([token_id], clean_up_tokenization_spaces=False).encode(
-            "utf-8"
-        )
+        return self.tokenizer.decode([token_id], clean_up_tokenization_spaces=False).encode("utf-8")
 
 
 def legacy_strings(strings: TokenStrings, ids: Iterable[int]) -> list[str]:

@@ -183,8 +183,8 @@ class VocabIndex:
         for it (SentencePiece keeps byte-fallback pieces such as `<0x2C>` beside `,`, but only
         uses them for characters its vocabulary lacks). A string with U+FFFD is refused rather
         than guessed: in records of older atlases every byte of a split character showed as
-        U+FFFD, so it cannot tell which bytes, nor even whether the text held U+FFFD. A string no entry
-        displays as is accepted when the tokenizer encodes it to exactly one token.
+        U+FFFD, so it cannot tell which bytes, nor even whether the text held U+FFFD. A string
+        no entry displays as is accepted when the tokenizer encodes it to exactly one token.
         """
         if "\ufffd" in token:
             return None

@@ -46,8 +46,9 @@ def rebuild_token_index(conn: sqlite3.Connection) -> int:
 
     A record counts for the token at its peak (the first maximum); records whose peak is not
     positive are skipped. A peak on a later piece of a split character ("" in the record)
-    counts for the character, the nearest non-empty token before it (`models.tokens`). `share` is the fraction of the neuron's positive top-record peak mass
-    that lands on the token, so a neuron's shares sum to 1.
+    counts for the character, the nearest non-empty token before it (`models.tokens`).
+    `share` is the fraction of the neuron's positive top-record peak mass that lands on the
+    token, so a neuron's shares sum to 1.
     """
     fingerprint = _fingerprint(conn)
     with transaction(conn):
