@@ -11,12 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 from neuronatlas.cli import app
+from neuronatlas.embed.similar import precompute_similar
 from neuronatlas.explain.top_tokens import explain_atlas
 from neuronatlas.models.loaded import LoadedModel
 from neuronatlas.models.tokens import legacy_strings
 from neuronatlas.scrape import ScrapeSettings, run_scrape
 from neuronatlas.scrape.characters import repair_characters
-from neuronatlas.store import open_reader
+from neuronatlas.store import AtlasWriter, open_reader
+from neuronatlas.store.browse import similar_built
 from neuronatlas.store.characters import count_replacement
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -115,6 +117,8 @@ def test_an_atlas_written_the_old_way_is_repaired_to_what_a_scrape_writes_now(
         )
         run_scrape(_settings(tiny_gpt2_dir, corpus), old)
     explain_atlas(old)
+    with AtlasWriter(old) as writer:
+        precompute_similar(writer.conn, ["tokens"], 5)
     conn = open_reader(old)
     before = count_replacement(conn)
     conn.close()
@@ -125,6 +129,9 @@ def test_an_atlas_written_the_old_way_is_repaired_to_what_a_scrape_writes_now(
     assert report.after.records == report.after.excerpts == report.after.explanations == 0
     assert sorted(_rows(old)) == sorted(_rows(new_atlas))
     assert _explanations(old) == _explanations(new_atlas)
+    conn = open_reader(old)
+    assert similar_built(conn) == {"tokens": 5}  # the neighbours by tokens were recomputed
+    conn.close()
 
     again = repair_characters(old)  # a second run finds nothing to do
     assert again.excerpts_repaired == 0 and again.note == "no excerpt holds U+FFFD"

@@ -7,7 +7,7 @@ tokenizer, context and BOS policy give the same windows. So the repair cuts the 
 corpus into windows again, decodes each window the old way, and where that equals a stored
 excerpt holding U+FFFD, stores the window's whole-character strings instead. Then the
 top-token explanations of the neurons whose records changed are rewritten, and the token index
-(and the excerpt full-text index, when built) rebuilt.
+(with the neighbours by tokens, and the excerpt full-text index, when built) rebuilt.
 
 OpenAI's files hold decoded strings with U+FFFD already (each token decoded alone): no bytes to
 recover, so imported records stay as their source wrote them.
@@ -64,9 +64,11 @@ def repair_characters(
     """Re-decode the records of `db` that hold U+FFFD from split characters (see module)."""
     from neuronatlas.corpus import iter_windows, open_source
     from neuronatlas.corpus.windows import BosPolicy
+    from neuronatlas.embed.similar import precompute_similar
     from neuronatlas.explain.top_tokens import SOURCE, explain_atlas
     from neuronatlas.models import load_header
     from neuronatlas.models.tokens import REPLACEMENT, TokenStrings, legacy_strings
+    from neuronatlas.store.browse import similar_built
     from neuronatlas.store.rows import encode_json
     from neuronatlas.store.search import (
         excerpt_fulltext_built,
@@ -126,7 +128,10 @@ def repair_characters(
         report.neurons = replace_excerpts(writer.conn, moves)
         report.excerpts_repaired = len(moves)
         if report.neurons:
-            rebuild_token_index(writer.conn)
+            similar = similar_built(writer.conn)
+            rebuild_token_index(writer.conn)  # drops the neighbours by tokens it fed
+            if "tokens" in similar:
+                precompute_similar(writer.conn, ["tokens"], similar["tokens"])
             if excerpt_fulltext_built(writer.conn):
                 rebuild_excerpt_fulltext(writer.conn)
         writer.end_run(run)
