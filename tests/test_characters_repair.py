@@ -150,3 +150,20 @@ def test_cli_migrate_characters_reports_the_repair(tiny_gpt2_dir, corpus, tmp_pa
     conn = open_reader(db)
     assert count_replacement(conn).records == 0
     conn.close()
+
+
+def test_openai_imports_keep_what_their_files_say(tmp_path):
+    """OpenAI's files hold U+FFFD for split pieces, with no bytes and no text to re-tokenize:
+    the repair says so and changes nothing."""
+    from openai_fixtures import write_source
+
+    from neuronatlas.openai import ImportConfig, import_openai
+
+    root = write_source(tmp_path / "src", broken=False, n_layers=1, n_neurons=3)
+    db = tmp_path / "openai.db"
+    import_openai(ImportConfig(source=str(root), workers=1), db)
+    rows = _rows(db)
+    report = repair_characters(db)
+    assert report.before.records > 0 and report.excerpts_repaired == 0
+    assert "was not scraped" in report.note
+    assert _rows(db) == rows
