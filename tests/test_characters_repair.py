@@ -155,9 +155,8 @@ def test_cli_migrate_characters_reports_the_repair(tiny_gpt2_dir, corpus, tmp_pa
 def test_openai_imports_keep_what_their_files_say(tmp_path):
     """OpenAI's files hold U+FFFD for split pieces, with no bytes and no text to re-tokenize:
     the repair says so and changes nothing."""
-    from openai_fixtures import write_source
-
     from neuronatlas.openai import ImportConfig, import_openai
+    from openai_fixtures import write_source
 
     root = write_source(tmp_path / "src", broken=False, n_layers=1, n_neurons=3)
     db = tmp_path / "openai.db"

@@ -150,6 +150,8 @@ def test_explanation_names_a_split_character_not_its_empty_pieces():
     text = describe(t)
     assert text.startswith('Fires on "😀", "cat" (strongest "😀")'), text
     assert '""' not in text and '"the 😀"' in text
+    labels = [n["label"] for n in graph_json(t, a_max=1.0)["nodes"]]
+    assert "" not in labels and "(😀 piece)" in labels and "😀" in labels
 
 
 def test_graph_json_dot_and_svg():

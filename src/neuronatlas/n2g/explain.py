@@ -16,7 +16,7 @@ def _show(key: str) -> str:
     return repr(key)[1:-1].replace(" ", "␠")  # whitespace tokens: visible
 
 
-def _character(trie: Trie, node: int, weight: list[int]) -> str:
+def character_key(trie: Trie, node: int, weight: list[int]) -> str:
     """The key a node shows: a later piece of a split character is "" in records
     (`models.tokens`), so it shows the character, the first non-empty key before it along the
     heaviest path of its context."""
@@ -47,7 +47,7 @@ def describe(
     roots = sorted(trie.children[0].items(), key=lambda kv: (-weight[kv[1]], -best[kv[1]], kv[0]))
     names: list[str] = []
     for _, node in roots:
-        name = _show(_character(trie, node, weight))
+        name = _show(character_key(trie, node, weight))
         if name not in names:
             names.append(name)
     shown = [f'"{k}"' for k in names[:max_tokens]]
@@ -55,7 +55,7 @@ def describe(
     text = "Fires on " + ", ".join(shown) + (f" and {more} more" if more > 0 else "")
     strongest = max(roots, key=lambda kv: best[kv[1]])[1]
     if len(names) > 1:
-        text += f' (strongest "{_show(_character(trie, strongest, weight))}")'
+        text += f' (strongest "{_show(character_key(trie, strongest, weight))}")'
     contexts = sorted(
         (node for node in range(1, len(trie.key)) if trie.end_n[node] and trie.depth[node] > 1),
         key=lambda n: (-trie.end_n[n] * trie.end_value(n), -trie.depth[n]),
