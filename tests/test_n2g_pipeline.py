@@ -218,6 +218,11 @@ def test_vocab_index_round_trips_gemma_sentencepiece():
     text = "The café costs 2,500 euros.\n  Indented   text — done! 日本語 ok"
     ids = loaded.tokenizer.encode(text, add_special_tokens=False)
     assert vocab.to_ids(loaded.record_strings(ids)) == ids
+    rare = "Runes ᚠᛇᚻ and 🜂🜄 at 28\u202fkm"  # byte fallback: characters split into <0xXX>
+    ids = loaded.tokenizer.encode(rare, add_special_tokens=False)
+    shown = loaded.record_strings(ids)
+    assert "" in shown and "".join(shown) == rare
+    assert vocab.to_ids(shown) == ids
 
 
 def test_runner_shares_rows_across_neurons_and_stops_at_the_layer(loaded):
