@@ -5,6 +5,12 @@ The atlas given is never written: it is copied to --work first (SQLite's backup 
 still in its write-ahead log come along) and the repair runs there.
 
     .venv/bin/python bench/whole_characters.py /work/demo/atlas.db --work /tmp/chars_demo.db
+
+Without a model run, `--windows N` decodes the first N windows of the default corpus (the
+demo's: Gemma-3-270M's tokenizer, 64 tokens, BOS prepended) both ways and counts the windows
+showing U+FFFD, old way against whole characters:
+
+    .venv/bin/python bench/whole_characters.py --windows 4096
 """
 
 from __future__ import annotations
@@ -58,11 +64,42 @@ def copy(src: Path, dst: Path) -> None:
     source.close()
 
 
+def windows(n: int, context: int = 64) -> None:
+    """Windows of the default corpus with U+FFFD decoded per token vs as whole characters."""
+    from neuronatlas.corpus import iter_windows, open_source, resolve_bos
+    from neuronatlas.models import load_header
+    from neuronatlas.models.tokens import TokenStrings, legacy_strings
+
+    started = time.perf_counter()
+    tokenizer = load_header("default").model.tokenizer
+    strings = TokenStrings(tokenizer)
+    policy = resolve_bos(tokenizer, "auto")
+    seen = old = new = split = 0
+    source = open_source("default").documents()
+    for _, ids in iter_windows(source, tokenizer, context, policy, stop=n):
+        ids_list = ids.tolist()
+        seen += 1
+        old += any(FFFD in t for t in legacy_strings(strings, ids_list))
+        shown = strings.record(ids_list)
+        new += FFFD in "".join(shown)
+        split += "" in shown
+    took = time.perf_counter() - started
+    print(
+        f"{seen:,} windows of {context} tokens ({took:.1f} s): with U+FFFD {old:,} decoded per "
+        f"token, {new:,} as whole characters; {split:,} hold a split character"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("atlas", type=Path)
+    ap.add_argument("atlas", type=Path, nargs="?")
     ap.add_argument("--work", type=Path, default=Path("/tmp/chars_demo.db"))
+    ap.add_argument("--windows", type=int, default=0, help="count default-corpus windows")
     args = ap.parse_args()
+    if args.windows:
+        windows(args.windows)
+    if args.atlas is None:
+        return
     copy(args.atlas, args.work)
     before = counts(args.work)
     started = time.perf_counter()
