@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
 
         docs, _ = documents(args.code_share, 0, 6000)
         windows = document_windows(
-            docs, loaded.tokenizer, loaded.token_strings, args.context, args.tokens
+            docs, loaded.tokenizer, loaded.record_strings, args.context, args.tokens
         )
         started = time.perf_counter()
 

@@ -91,7 +91,7 @@ def build_atlas(
     batch = torch.tensor([[loaded.bos_token_id, *w] for w in windows])
     layers = sorted({layer for layer, _ in neurons})
     acts = {L: a[:, 1:].numpy() for L, a in loaded.neuron_activations(batch, layers).items()}
-    strings = [loaded.token_strings(w) for w in windows]
+    strings = [loaded.record_strings(w) for w in windows]
     rng = random.Random(seed)
     prepared = []
     for layer, neuron in neurons:

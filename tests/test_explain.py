@@ -84,3 +84,16 @@ def test_a_neuron_that_never_fires_is_said_to_and_gets_no_score():
     res = explain_records(recs)
     assert res.text == "never fires (largest activation -0.05)"
     assert res.ev_correlation_score is None
+
+
+def test_top_tokens_count_a_split_character_as_that_character():
+    """The pieces of "😀" are " 😀", "", "", "" in a record; the neuron peaks on the last one
+    (where the character is complete): the explanation names the character, never "" or �."""
+    tokens = [" I", " saw", " 😀", "", "", "", " today"]
+    acts = [0.0, 0.1, 0.2, 0.5, 1.0, 3.0, 0.0]
+    recs = {"top": [{"tokens": tokens, "activations": acts}] * 4}
+    got = explain_records(recs)
+    assert got is not None
+    assert got.text == "fires on “😀”"
+    # every piece of the character is predicted at the character's activation: correlated
+    assert got.ev_correlation_score is not None and got.ev_correlation_score > 0.5

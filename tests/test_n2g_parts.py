@@ -140,6 +140,20 @@ def test_explanation_names_tokens_and_context():
     assert '"New York"' in text and '"in … York"' in text
 
 
+def test_explanation_names_a_split_character_not_its_empty_pieces():
+    """Records show "😀" on its first piece and "" on the others; a neuron that peaks on the
+    last piece is explained by the character."""
+    t = Trie()
+    t.insert([("", 1.0), ("", 0.9), (" 😀", 0.9), (" a", 0.2)], 1.0)
+    t.insert([("", 1.0), ("", 0.9), (" 😀", 0.9), (" the", 0.8)], 0.9)
+    t.insert([(" cat", 0.9)], 0.5)
+    text = describe(t)
+    assert text.startswith('Fires on "😀", "cat" (strongest "😀")'), text
+    assert '""' not in text and '"the 😀"' in text
+    labels = [n["label"] for n in graph_json(t, a_max=1.0)["nodes"]]
+    assert "" not in labels and "(😀 piece)" in labels and "😀" in labels
+
+
 def test_graph_json_dot_and_svg():
     g = graph_json(_sample_trie(), a_max=3.0)
     kinds = {n["label"]: n["kind"] for n in g["nodes"]}

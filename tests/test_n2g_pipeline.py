@@ -47,10 +47,15 @@ def test_vocab_index_round_trips_gpt2_tokens(loaded):
     ids = loaded.tokenizer.encode(text)
     strings = loaded.token_strings(ids)
     assert vocab.to_ids(strings) == ids
-    split_char = loaded.tokenizer.encode("“hello”")  # curly quotes: split UTF-8 byte pieces
-    pieces = loaded.token_strings(split_char)
-    assert any("\ufffd" in p for p in pieces)
-    assert vocab.to_ids(pieces) is None  # refused, never guessed
+    split_char = loaded.tokenizer.encode("“hello” 28\u202fkm 😀")  # split UTF-8 characters
+    shown = loaded.record_strings(split_char)
+    assert "" in shown and "\ufffd" not in "".join(shown)
+    assert vocab.to_ids(shown) == split_char  # whole characters map back to their pieces
+    from neuronatlas.models.tokens import legacy_strings
+
+    old = legacy_strings(loaded.strings, split_char)  # what older atlases stored
+    assert any("\ufffd" in p for p in old)
+    assert vocab.to_ids(old) is None  # refused, never guessed
 
 
 def test_mask_token_is_chosen_on_purpose(loaded):
@@ -212,7 +217,12 @@ def test_vocab_index_round_trips_gemma_sentencepiece():
     vocab = VocabIndex(loaded)
     text = "The café costs 2,500 euros.\n  Indented   text — done! 日本語 ok"
     ids = loaded.tokenizer.encode(text, add_special_tokens=False)
-    assert vocab.to_ids(loaded.token_strings(ids)) == ids
+    assert vocab.to_ids(loaded.record_strings(ids)) == ids
+    rare = "Runes ᚠᛇᚻ and 🜂🜄 at 28\u202fkm"  # byte fallback: characters split into <0xXX>
+    ids = loaded.tokenizer.encode(rare, add_special_tokens=False)
+    shown = loaded.record_strings(ids)
+    assert "" in shown and "".join(shown) == rare
+    assert vocab.to_ids(shown) == ids
 
 
 def test_runner_shares_rows_across_neurons_and_stops_at_the_layer(loaded):

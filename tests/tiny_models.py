@@ -158,3 +158,43 @@ def _save(path: str | Path, model, tok, table: dict[str, dict]) -> Path:
     tok.save_pretrained(str(path))
     (path / "detectors.json").write_text(json.dumps(table, indent=1))
     return path
+
+
+def byte_fallback_tokenizer():
+    """A small SentencePiece-style tokenizer with byte fallback, built offline (Gemma's kind).
+
+    Spaces become "▁" (metaspace); the vocabulary holds ASCII letters, digits and punctuation,
+    a few words and a few non-ASCII characters ("é", "°", "\u00a0"); any other character is
+    split into its UTF-8 bytes as `<0xXX>` pieces, exactly as Gemma does for characters its
+    vocabulary lacks.
+    """
+    from tokenizers import Tokenizer, decoders, normalizers
+    from tokenizers.models import BPE
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
+    vocab: dict[str, int] = {s: i for i, s in enumerate(specials)}
+    for b in range(256):
+        vocab[f"<0x{b:02X}>"] = len(vocab)
+    singles = [chr(c) for c in range(0x21, 0x7F)] + ["▁", "é", "°", "\u00a0"]
+    for ch in singles:
+        vocab.setdefault(ch, len(vocab))
+    merges: list[tuple[str, str]] = []
+    for word in ("▁the", "▁cat", "▁km"):
+        left = word[0]
+        for ch in word[1:]:
+            merges.append((left, ch))
+            left += ch
+            vocab.setdefault(left, len(vocab))
+    tok = Tokenizer(BPE(vocab, merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Replace(" ", "▁")
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+    )

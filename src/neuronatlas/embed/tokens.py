@@ -109,7 +109,7 @@ def query_tokens(text: str, tokenizer=None) -> list[str]:
         strings = _token_strings(tokenizer)
         # Byte-level BPEs cut "Paris" at the start of a text differently from " Paris".
         for form in (text, " " + text.strip()):
-            for piece in strings(tokenizer.encode(form, add_special_tokens=False)):
+            for piece in strings.record(tokenizer.encode(form, add_special_tokens=False)):
                 out.setdefault(piece, None)
     return [t for t in out if t.strip()]
 

@@ -45,6 +45,8 @@ def crop(tokens: list[str], acts: list[float | None], window: int = WINDOW) -> E
         return Excerpt(list(tokens), values)
     peak = max(range(len(values)), key=values.__getitem__)
     start = min(max(0, peak - window * 3 // 4), len(tokens) - window)
+    while start > 0 and tokens[start] == "":  # not inside a split character (models.tokens)
+        start -= 1
     return Excerpt(list(tokens[start : start + window]), values[start : start + window])
 
 

@@ -9,12 +9,13 @@ largest activation seen for it in training) against held-out records.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from neuronatlas.explain.scoring import all_scores
+from neuronatlas.models.tokens import character_of
 from neuronatlas.store import AtlasWriter, open_reader, reader
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,11 @@ def _split(recs: dict[str, list[dict]], categories: Iterable[str]):
 
 
 def _lookup(train: list[dict]) -> dict[str, float]:
-    """Largest activation seen for each token string in training records."""
+    """Largest activation seen for each token string in training records, a character split
+    over several tokens counting as that character on each of them (`character_of`)."""
     table: dict[str, float] = {}
     for rec in train:
-        for tok, act in zip(rec["tokens"], rec["activations"], strict=False):
+        for tok, act in zip(character_of(rec["tokens"]), rec["activations"], strict=False):
             if act is not None and act > table.get(tok, float("-inf")):
                 table[tok] = act
     return table
@@ -92,7 +94,7 @@ def explain_records(
     if test:
         default = 0.0
         truth = [[0.0 if a is None else a for a in rec["activations"]] for rec in test]
-        pred = [[table.get(t, default) for t in rec["tokens"]] for rec in test]
+        pred = [[table.get(t, default) for t in character_of(rec["tokens"])] for rec in test]
         ev, rsq, absdev = all_scores(truth, pred)
     else:
         ev = rsq = absdev = None
@@ -105,12 +107,19 @@ def explain_atlas(
     overwrite: bool = False,
     batch: int = 512,
     progress: Callable[[int, int], None] | None = None,
+    neurons: Collection[str] | None = None,
 ) -> int:
-    """Write a top-token explanation for every neuron that lacks one; returns how many."""
+    """Write a top-token explanation for every neuron that lacks one; returns how many.
+
+    `neurons`: rewrite exactly these neurons' explanations (whose records were repaired).
+    """
     conn = open_reader(db)
     ids = reader.neuron_ids(conn)
-    done = set() if overwrite else reader.neurons_with_explanation(conn, SOURCE)
-    todo = [i for i in ids if i not in done]
+    if neurons is not None:
+        todo = [i for i in ids if i in neurons]
+    else:
+        done = set() if overwrite else reader.neurons_with_explanation(conn, SOURCE)
+        todo = [i for i in ids if i not in done]
     written = 0
     with AtlasWriter(db) as writer:
         run = writer.begin_run("explain-top-tokens", settings.__dict__)

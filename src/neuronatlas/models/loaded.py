@@ -123,9 +123,22 @@ class LoadedModel:
             raise RuntimeError(f"hooks fired for layers {seen}, expected {wanted}")
 
     def token_strings(self, ids) -> list[str]:
-        """Display strings per token id, leading spaces kept (" the")."""
-        if self._strings is None:
-            self._strings = TokenStrings(self.tokenizer)
+        """Display strings per token id, each alone, leading spaces kept (" the"): for lists
+        of unrelated tokens (a vocabulary, top predictions). A text's tokens: `record_strings`."""
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
-        return self._strings(ids)
+        return self.strings(ids)
+
+    def record_strings(self, ids) -> list[str]:
+        """Display strings of consecutive tokens of a text, one per token, with characters
+        split over several tokens shown whole (`models.tokens.whole_characters`)."""
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        return self.strings.record(ids)
+
+    @property
+    def strings(self) -> TokenStrings:
+        """The memoised id → string table of this model's tokenizer."""
+        if self._strings is None:
+            self._strings = TokenStrings(self.tokenizer)
+        return self._strings

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 
 from neuronatlas.errors import ModelUnavailable
+from neuronatlas.n2g.explain import character_key
 from neuronatlas.n2g.trie import WILDCARD, Trie
 
 
@@ -27,6 +28,14 @@ def _best(trie: Trie) -> list[float]:
     for node in range(len(trie.key) - 1, 0, -1):
         b[trie.parent[node]] = max(b[trie.parent[node]], b[node])
     return b
+
+
+def _piece_label(trie: Trie, node: int, weight: list[int]) -> str:
+    """Label of a "" node, a later piece of a split character (`models.tokens`): the
+    character it belongs to, marked as a piece, so the node is neither blank nor mistaken for
+    the character's own token."""
+    char = character_key(trie, node, weight)
+    return f"({char.strip() or char} piece)" if char else "(piece)"
 
 
 def graph_json(trie: Trie, a_max: float, max_nodes: int = 150) -> dict:
@@ -56,7 +65,7 @@ def graph_json(trie: Trie, a_max: float, max_nodes: int = 150) -> dict:
         nodes.append(
             {
                 "id": n,
-                "label": "*" if key == WILDCARD else key,
+                "label": "*" if key == WILDCARD else (key or _piece_label(trie, n, weight)),
                 "kind": kind,
                 "depth": trie.depth[n],
                 "activation": best[n] if kind == "activating" else None,

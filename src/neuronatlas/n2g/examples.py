@@ -1,13 +1,14 @@
 """Examples for N2G, read from the store, and a de-duplicated train/test split.
 
 Records hold token *strings*. The model needs ids, so `VocabIndex` inverts the model's own
-token-string function (`LoadedModel.token_strings`, the function the scraper wrote them with)
-over the whole vocabulary: a string that belongs to exactly one id maps back exactly. A few
-strings are shared by several ids (byte-level pieces of a split UTF-8 character all display as
-U+FFFD; SentencePiece's byte-fallback pieces display like the characters they encode). A
-shared string resolves to the id the tokenizer itself produces for it; a record with split
-UTF-8 pieces is not used for model passes rather than guessed at (it is still evaluated, since
-evaluation needs only strings).
+token-string function (`LoadedModel.token_strings`) over the whole vocabulary: a string that
+belongs to exactly one id maps back exactly. A few strings are shared by several ids
+(SentencePiece's byte-fallback pieces display like the characters they encode); a shared
+string resolves to the id the tokenizer itself produces for it. A character split over several
+tokens is stored whole on its first piece with "" on the others (`models.tokens`): such a group
+maps back to the ids the tokenizer gives its text when they display exactly as stored. Records
+of older atlases whose split pieces show U+FFFD are not used for model passes rather than
+guessed at (they are still evaluated, since evaluation needs only strings).
 
 The split: records of all categories are grouped so that two records sharing any run of
 `shingle` tokens (overlapping windows of one document, repeated boilerplate) land in the same
@@ -173,33 +174,61 @@ class VocabIndex:
             else:
                 self.unique[s] = i
         self.strings = strings
+        self.record_strings = loaded.record_strings
 
     def token_id(self, token: str) -> int | None:
         """The id of one token string, or None when it cannot be told exactly.
 
         A string several ids display as is resolved to the id the tokenizer itself produces
         for it (SentencePiece keeps byte-fallback pieces such as `<0x2C>` beside `,`, but only
-        uses them for characters its vocabulary lacks), except a string with U+FFFD: split
-        UTF-8 bytes all look alike and are refused rather than guessed. A string no entry
-        displays as is accepted when the tokenizer encodes it to exactly one token.
+        uses them for characters its vocabulary lacks). A string with U+FFFD is refused rather
+        than guessed: in records of older atlases every byte of a split character showed as
+        U+FFFD, so it cannot tell which bytes, nor even whether the text held U+FFFD. A string
+        no entry displays as is accepted when the tokenizer encodes it to exactly one token.
         """
+        if "\ufffd" in token:
+            return None
         hit = self.unique.get(token)
         if hit is not None:
             return hit
         candidates = self.shared.get(token)
-        if candidates is not None and "\ufffd" in token:
-            return None
         encoded = self.tokenizer.encode(token, add_special_tokens=False)
         if len(encoded) != 1 or (candidates is not None and encoded[0] not in candidates):
             return None
         return int(encoded[0])
 
     def to_ids(self, tokens: Sequence[str]) -> list[int] | None:
-        """Ids of a record's tokens, or None if any token is ambiguous or unknown."""
-        ids = []
-        for t in tokens:
-            i = self.token_id(t)
-            if i is None:
-                return None
-            ids.append(i)
+        """Ids of a record's tokens, or None if any token is ambiguous or unknown.
+
+        A token followed by "" tokens is one character split over them: its text must encode
+        to exactly that many tokens that display as stored. Failing that (a piece holding the
+        end of one character and the start of the next), the whole record's text is encoded
+        and accepted when it displays exactly as stored.
+        """
+        ids: list[int] = []
+        at = 0
+        while at < len(tokens):
+            end = at + 1
+            while end < len(tokens) and tokens[end] == "":
+                end += 1
+            group = list(tokens[at:end])
+            if len(group) == 1:
+                one = self.token_id(group[0])
+                got = None if one is None else [one]
+            else:
+                got = self._encode_as(group)
+            if got is None:
+                return self._encode_as(list(tokens))
+            ids.extend(got)
+            at = end
         return ids
+
+    def _encode_as(self, tokens: list[str]) -> list[int] | None:
+        """The ids the tokenizer gives the tokens' text, if they display exactly as `tokens`."""
+        text = "".join(tokens)
+        if not text or "\ufffd" in text:
+            return None
+        encoded = [int(i) for i in self.tokenizer.encode(text, add_special_tokens=False)]
+        if len(encoded) != len(tokens) or self.record_strings(encoded) != tokens:
+            return None
+        return encoded

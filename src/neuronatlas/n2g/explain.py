@@ -16,6 +16,15 @@ def _show(key: str) -> str:
     return repr(key)[1:-1].replace(" ", "␠")  # whitespace tokens: visible
 
 
+def character_key(trie: Trie, node: int, weight: list[int]) -> str:
+    """The key a node shows: a later piece of a split character is "" in records
+    (`models.tokens`), so it shows the character, the first non-empty key before it along the
+    heaviest path of its context."""
+    while trie.key[node] == "" and trie.children[node]:
+        node = max(trie.children[node].values(), key=lambda c: weight[c])
+    return trie.key[node]
+
+
 def _subtree_best(trie: Trie) -> list[float]:
     best = [trie.end_value(i) for i in range(len(trie.key))]
     for node in range(len(trie.key) - 1, 0, -1):  # children come after parents
@@ -36,12 +45,17 @@ def describe(
         weight[node] += trie.end_n[node]
         weight[trie.parent[node]] += weight[node]
     roots = sorted(trie.children[0].items(), key=lambda kv: (-weight[kv[1]], -best[kv[1]], kv[0]))
-    shown = [f'"{_show(k)}"' for k, _ in roots[:max_tokens]]
-    more = len(roots) - len(shown)
+    names: list[str] = []
+    for _, node in roots:
+        name = _show(character_key(trie, node, weight))
+        if name not in names:
+            names.append(name)
+    shown = [f'"{k}"' for k in names[:max_tokens]]
+    more = len(names) - len(shown)
     text = "Fires on " + ", ".join(shown) + (f" and {more} more" if more > 0 else "")
-    strongest = max(roots, key=lambda kv: best[kv[1]])[0]
-    if len(roots) > 1:
-        text += f' (strongest "{_show(strongest)}")'
+    strongest = max(roots, key=lambda kv: best[kv[1]])[1]
+    if len(names) > 1:
+        text += f' (strongest "{_show(character_key(trie, strongest, weight))}")'
     contexts = sorted(
         (node for node in range(1, len(trie.key)) if trie.end_n[node] and trie.depth[node] > 1),
         key=lambda n: (-trie.end_n[n] * trie.end_value(n), -trie.depth[n]),
@@ -53,7 +67,8 @@ def describe(
         keys = keys[-max_context_len:]
         while keys and keys[0] == WILDCARD:
             keys = keys[1:]
-        phrase = ("… " if cut else "") + " ".join(_show(k) for k in keys)
+        # a split character's later pieces ("") are shown by its first piece
+        phrase = ("… " if cut else "") + " ".join(_show(k) for k in keys if k != "")
         if phrase not in phrases:
             phrases.append(phrase)
         if len(phrases) >= max_contexts:

@@ -58,7 +58,8 @@ def document_windows(
     max_tokens: int,
     min_tokens: int = 8,
 ) -> Windows:
-    """Cut (kind, text) documents into windows of ≤ `context` tokens until `max_tokens`."""
+    """Cut (kind, text) documents into windows of ≤ `context` tokens until `max_tokens`;
+    `token_strings` gives a window's display strings (`LoadedModel.record_strings`)."""
     if context < 1 or min_tokens < 1:
         raise ValueError("context and min_tokens must be ≥ 1")
     out, total = Windows(), 0

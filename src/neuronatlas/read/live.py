@@ -137,7 +137,7 @@ class LiveModel:
         return LiveNeuron(
             text=text,
             neuron=format_id(layer, neuron),
-            tokens=list(model.token_strings(ids[hidden:])),
+            tokens=list(model.record_strings(ids[hidden:])),
             activations=[_finite(a) for a in acts[hidden:].tolist()],
             truncated=truncated,
             n2g_prediction=None,
@@ -168,7 +168,7 @@ class LiveModel:
         ]
         return LiveStrongest(
             text=text,
-            tokens=list(model.token_strings(ids[hidden:])),
+            tokens=list(model.record_strings(ids[hidden:])),
             top=per_token,
             truncated=truncated,
         )

@@ -105,7 +105,7 @@ def write_atlas(
         try:
             for layer in sorted(state.layers):
                 buf = []
-                for data in neuron_data(state, layer, model.token_strings):
+                for data in neuron_data(state, layer, model.record_strings):
                     buf.append(prepare(data))
                     if len(buf) == chunk:
                         done += writer.write_neurons(buf)

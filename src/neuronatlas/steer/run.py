@@ -121,7 +121,7 @@ def _run(
             step = torch.tensor([[new[-1]]], device=model.device)
             out = model.model(input_ids=step, use_cache=True, **{cache: out[cache]})
     text = model.tokenizer.decode(new, skip_special_tokens=False)
-    return log_probs, Continuation(text=text, tokens=model.token_strings(new))
+    return log_probs, Continuation(text=text, tokens=model.record_strings(new))
 
 
 def steer(
@@ -162,7 +162,7 @@ def steer(
         mode=edits[0].mode,
         value=edits[0].value,
         model=model.name,
-        tokens=model.token_strings(ids[skip:]),
+        tokens=model.record_strings(ids[skip:]),
         activations=group[0],
         kl=kl_per_position(before, after),
         top=top_changes(before, after, k, model.token_strings),

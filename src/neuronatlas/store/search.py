@@ -45,8 +45,10 @@ def rebuild_token_index(conn: sqlite3.Connection) -> int:
     """Rebuild token → neuron rows from every neuron's top records; returns the row count.
 
     A record counts for the token at its peak (the first maximum); records whose peak is not
-    positive are skipped. `share` is the fraction of the neuron's positive top-record peak mass
-    that lands on the token, so a neuron's shares sum to 1.
+    positive are skipped. A peak on a later piece of a split character ("" in the record)
+    counts for the character, the nearest non-empty token before it (`models.tokens`).
+    `share` is the fraction of the neuron's positive top-record peak mass that lands on the
+    token, so a neuron's shares sum to 1.
     """
     fingerprint = _fingerprint(conn)
     with transaction(conn):
@@ -55,11 +57,17 @@ def rebuild_token_index(conn: sqlite3.Connection) -> int:
         conn.execute(
             "INSERT INTO token_index(token, neuron_id, activation, hits, share)"
             " SELECT token, neuron_id, max(act), count(*), sum(act) / max(mass) FROM ("
-            "  SELECT json_extract(x.tokens, '$[' || r.peak_index || ']') AS token,"
-            "         r.neuron_id AS neuron_id, r.max_activation AS act,"
-            "         sum(r.max_activation) OVER (PARTITION BY r.neuron_id) AS mass"
-            "  FROM records r JOIN excerpts x ON x.digest = r.excerpt_digest"
-            "  WHERE r.category = 'top' AND r.peak_index IS NOT NULL AND r.max_activation > 0"
+            "  SELECT CASE p.token WHEN '' THEN (SELECT j.value FROM json_each(p.tokens) j"
+            "           WHERE j.key < p.peak AND j.value <> '' ORDER BY j.key DESC LIMIT 1)"
+            "         ELSE p.token END AS token,"
+            "         p.neuron_id AS neuron_id, p.act AS act,"
+            "         sum(p.act) OVER (PARTITION BY p.neuron_id) AS mass"
+            "  FROM (SELECT json_extract(x.tokens, '$[' || r.peak_index || ']') AS token,"
+            "               x.tokens AS tokens, r.peak_index AS peak,"
+            "               r.neuron_id AS neuron_id, r.max_activation AS act"
+            "        FROM records r JOIN excerpts x ON x.digest = r.excerpt_digest"
+            "        WHERE r.category = 'top' AND r.peak_index IS NOT NULL"
+            "          AND r.max_activation > 0) p"
             " ) WHERE token IS NOT NULL GROUP BY token, neuron_id"
         )
         count = int(conn.execute("SELECT count(*) FROM token_index").fetchone()[0])
