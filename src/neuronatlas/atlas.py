@@ -14,7 +14,10 @@ from __future__ import annotations
 import sqlite3
 from html import escape
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Self
+
+import msgspec
 
 from neuronatlas.read import explorer
 from neuronatlas.read.live import LiveModel, default_spec
@@ -29,8 +32,10 @@ from neuronatlas.read.models import (
 )
 from neuronatlas.read.render import HEATMAP_CSS, category_order, histogram_svg, record_row
 from neuronatlas.steer import DEFAULT_K, DEFAULT_NEW_TOKENS, SteerResult
-from neuronatlas.store import open_reader, reader
+from neuronatlas.store import open_reader, open_writer, reader
+from neuronatlas.store import trace as trace_store
 from neuronatlas.store.browse import require_neuron, time_limit
+from neuronatlas.trace.records import TraceGraph, TraceSummary
 
 _NOTEBOOK_CSS = (
     HEATMAP_CSS
@@ -209,3 +214,79 @@ class Atlas:
         with time_limit(self._conn, self.time_limit_s) as c:
             nid = require_neuron(c, neuron_id)
         return self.live.steer(text, nid, mode, value, k=k, new_tokens=new_tokens)
+
+    def trace(
+        self,
+        text: str,
+        target: str | None = None,
+        *,
+        group: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        **options: Any,
+    ) -> TraceGraph:
+        """Run the model live: the attribution graph of the next token after `text` over the
+        model's neurons (`neuronatlas.trace.trace`; options max_nodes, node_threshold,
+        edge_threshold, candidates, batch_size, alpha), its neuron nodes annotated with the
+        atlas's primary explanation and map cluster. group="cluster" adds one supernode per
+        map cluster. BadInput for bad input, ModelUnavailable without a model."""
+        from neuronatlas.errors import BadInput
+        from neuronatlas.trace import annotate
+        from neuronatlas.trace.group import NeuronNote
+
+        if group not in (None, "cluster"):
+            raise BadInput(f"group={group!r}: the only grouping is 'cluster'")
+        graph = self.live.trace(text, target=target, progress=progress, **options)
+        ids = [n.neuron_id for n in graph.nodes if n.neuron_id]
+        with time_limit(self._conn, self.time_limit_s) as c:
+            notes = trace_store.neuron_notes(c, ids)
+        return annotate(
+            graph,
+            {k: NeuronNote(explanation=e, cluster=cl) for k, (e, cl) in notes.items()},
+            "cluster" if group else None,
+        )
+
+    def save_trace(self, graph: TraceGraph) -> int:
+        """Store `graph` in the atlas file (the one write an Atlas makes); its id."""
+        from neuronatlas.store.writer import now
+
+        conn = open_writer(self.path)
+        try:
+            return trace_store.save_graph(
+                conn,
+                now(),
+                graph.model,
+                graph.prompt,
+                graph.target,
+                len(graph.nodes),
+                len(graph.links),
+                msgspec.json.encode(graph),
+            )
+        finally:
+            conn.close()
+
+    def traces(self) -> list[TraceSummary]:
+        """The saved graphs, newest first."""
+        with time_limit(self._conn, self.time_limit_s) as c:
+            rows = trace_store.saved_graphs(c)
+        return [
+            TraceSummary(
+                id=r.id,
+                created_at=r.created_at,
+                model=r.model,
+                prompt=r.prompt,
+                target=r.target,
+                nodes=r.n_nodes,
+                links=r.n_links,
+            )
+            for r in rows
+        ]
+
+    def saved_trace(self, graph_id: int) -> TraceGraph:
+        """One saved graph; BadInput when the id is unknown."""
+        from neuronatlas.errors import BadInput
+
+        with time_limit(self._conn, self.time_limit_s) as c:
+            body = trace_store.saved_graph(c, graph_id)
+        if body is None:
+            raise BadInput(f"no saved trace {graph_id} in {self.path}: list them with --list")
+        return msgspec.json.decode(body, type=TraceGraph)

@@ -72,18 +72,22 @@ def make_edit(
 
 
 @contextmanager
-def applied(model: LoadedModel, edit: Edit) -> Iterator[None]:
-    """While open, every forward pass of `model` sees `edit` at every position."""
+def applied(
+    model: LoadedModel, edit: Edit, positions: list[int] | None = None
+) -> Iterator[None]:
+    """While open, every forward pass of `model` sees `edit` at every position, or only at
+    `positions` (indices into each pass's sequence: a trace's check ablates one node)."""
     n = edit.neuron
+    where: slice | list[int] = slice(None) if positions is None else list(positions)
 
     def hook(_module, args):
         x = args[0].clone()
         if edit.mode == "ablate":
-            x[..., n] = 0
+            x[..., where, n] = 0
         elif edit.mode == "clamp":
-            x[..., n] = edit.value
+            x[..., where, n] = edit.value
         else:
-            x[..., n] *= edit.value
+            x[..., where, n] *= edit.value
         return (x, *args[1:])
 
     handle = model.projection(edit.layer).register_forward_pre_hook(hook)
