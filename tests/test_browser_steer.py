@@ -116,3 +116,26 @@ def test_bad_value_is_reported_in_the_panel(page, server):
         "document.getElementById('steer-msg').textContent.includes('at most')", timeout=60_000
     )
     assert page.locator("#steer-out").inner_text() == ""
+
+
+def test_a_group_with_a_target_shows_the_answers_probability(page, server):
+    """Other ids typed next to the page's neuron make one group; a target token shows its
+    probability before and after (the detector's " France" falls from rank 1)."""
+    SHOTS.mkdir(exist_ok=True)
+    page.goto(server + "/neurons/L00N0009")
+    page.fill("#steer-also", "L00N0001, 1:2")
+    page.fill("#steer-target", " France")
+    run_panel(page, "We flew from Rome to Paris", "ablate")
+    assert "L00N0009, L00N0001, L01N0002 ablate" in page.inner_text("#steer-out")
+    line = page.inner_text("#steer-target-out")
+    assert '" France"' in line and "rank 1 → " in line
+    before, after = (float(x) for x in line.split("p ")[1].split(" (")[0].split(" → "))
+    assert before > 0.5 and after < 0.01
+    page.screenshot(path=str(SHOTS / "neuron-steer-group.png"), full_page=True)
+    page.fill("#steer-also", "L01N0100")  # not in the atlas
+    page.click("#steer-form button[type=submit]")
+    page.wait_for_function(
+        "document.getElementById('steer-msg').textContent.includes('not in this atlas')",
+        timeout=60_000,
+    )
+    assert page.locator("#steer-out").inner_text() == ""

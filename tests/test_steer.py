@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from neuronatlas.cli import app as cli_app
 from neuronatlas.errors import BadInput, BadNeuronId, NeuronNotFound
+from neuronatlas.ids import parse_id
 from neuronatlas.models import load_model, wrap_model
 from neuronatlas.steer import MAX_TOKENS, SteerResult, json_schema, steer
 from neuronatlas.web import create_app
@@ -148,9 +149,10 @@ def assert_matches(r: SteerResult, before, after) -> None:
     assert r.kl == pytest.approx(kl.tolist(), abs=2e-5)
 
 
-def test_gated_mlp_edits_the_input_of_down_proj(tmp_path):
-    """Llama-style MLP: the neuron is act(gate x) · up x, the input of down_proj (no bias):
-    scale s ≡ column n of down_proj's weight times s, ablate ≡ that column zeroed."""
+@pytest.fixture(scope="module")
+def llama():
+    """A tiny Llama-style model (gated MLP, random weights: every neuron writes something)
+    as (the transformers model, its LoadedModel)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from tiny_models import gpt2_tokenizer
@@ -167,23 +169,152 @@ def test_gated_mlp_edits_the_input_of_down_proj(tmp_path):
     )
     torch.manual_seed(0)
     hf = AutoModelForCausalLM.from_config(config)
-    with torch.no_grad():  # sharp predictions and a neuron that matters, so edits show
+    with torch.no_grad():  # sharp predictions and neurons that matter, so edits show
         hf.lm_head.weight *= 20
         hf.model.layers[1].mlp.down_proj.weight[:, 7] *= 100
-    loaded = wrap_model(hf, gpt2_tokenizer(), "tiny-llama")
-    text = "a b c d e"  # GPT-2 ids of these stay below the tiny vocabulary's 512
-    ids = loaded.tokenizer(text)["input_ids"]
+        hf.model.layers[1].mlp.down_proj.weight[:, 11] *= 100
+        hf.model.layers[0].mlp.down_proj.weight[:, 3] *= 100
+    return hf, wrap_model(hf, gpt2_tokenizer(), "tiny-llama")
+
+
+LLAMA_TEXT = "a b c d e"  # GPT-2 ids of these stay below the tiny vocabulary's 512
+
+
+def _down_proj_times(hf, columns: dict[tuple[int, int], float]):
+    """A copy of the Llama with column n of layer l's down_proj multiplied by each factor:
+    what editing neuron (l, n) by that factor means, done on the weights, not by a hook."""
+    m = copy.deepcopy(hf)
+    with torch.no_grad():
+        for (layer, n), factor in columns.items():
+            m.model.layers[layer].mlp.down_proj.weight[:, n] *= factor
+    return m
+
+
+def test_gated_mlp_edits_the_input_of_down_proj(llama):
+    """Llama-style MLP: the neuron is act(gate x) · up x, the input of down_proj (no bias):
+    scale s ≡ column n of down_proj's weight times s, ablate ≡ that column zeroed."""
+    hf, loaded = llama
+    ids = loaded.tokenizer(LLAMA_TEXT)["input_ids"]
     assert max(ids) < 512
     base = _log_probs(hf, ids)
     for mode, value, factor in [("scale", 4.0, 4.0), ("ablate", None, 0.0)]:
-        r = steer(loaded, text, "L01N0007", mode, value, new_tokens=3)
-        m = copy.deepcopy(hf)
-        with torch.no_grad():
-            m.model.layers[1].mlp.down_proj.weight[:, 7] *= factor
+        r = steer(loaded, LLAMA_TEXT, "L01N0007", mode, value, new_tokens=3)
+        m = _down_proj_times(hf, {(1, 7): factor})
         assert_matches(r, base, _log_probs(m, ids))
         assert max(abs(c.change) for top in r.top for c in top) > 0.01
         assert len(r.continuation.after.tokens) == 3
         assert r.continuation.after.tokens == loaded.token_strings(_generate(m, ids, 3))
+
+
+# --- groups: several neurons changed together ------------------------------------------------
+
+GROUP = ["L01N0007", "L00N0003", "L01N0011"]  # two in layer 1, one in layer 0
+
+
+@pytest.mark.parametrize(("mode", "value", "factor"), [("ablate", None, 0.0), ("scale", 3.0, 3.0)])
+def test_group_edit_is_every_column_edited_at_once(llama, mode, value, factor):
+    """A group is its edits applied together: the same predictions and continuation as the
+    model with each neuron's down_proj column edited, and not what any one edit alone does
+    (each neuron moves the prediction, so dropping one from the group would show)."""
+    hf, loaded = llama
+    ids = loaded.tokenizer(LLAMA_TEXT)["input_ids"]
+    base = _log_probs(hf, ids)
+    r = steer(loaded, LLAMA_TEXT, GROUP, mode, value, new_tokens=3)
+    m = _down_proj_times(hf, {parse_id(i): factor for i in GROUP})
+    assert_matches(r, base, _log_probs(m, ids))
+    assert r.continuation.after.tokens == loaded.token_strings(_generate(m, ids, 3))
+    assert r.neurons == GROUP and r.neuron == GROUP[0] and r.mode == mode
+    for alone in GROUP:
+        single = steer(loaded, LLAMA_TEXT, alone, mode, value, new_tokens=0)
+        assert max(abs(a - b) for a, b in zip(single.kl, r.kl, strict=True)) > 1e-3
+    for others in ([GROUP[0], GROUP[1]], [GROUP[1], GROUP[2]]):
+        pair = steer(loaded, LLAMA_TEXT, others, mode, value, new_tokens=0)
+        assert max(abs(a - b) for a, b in zip(pair.kl, r.kl, strict=True)) > 1e-3
+
+
+def test_group_activations_are_each_neurons_own(llama):
+    """`group_activations[j]` is what a single-neuron run reports for `neurons[j]` (recorded
+    before any edit); `activations` is the first neuron's; a repeated neuron counts once."""
+    _, loaded = llama
+    r = steer(loaded, LLAMA_TEXT, "L1N7, 0:3,L01N0011,L01N0007", "ablate", new_tokens=0)
+    assert r.neurons == GROUP
+    assert len(r.group_activations) == 3 and r.activations == r.group_activations[0]
+    for nid, acts in zip(r.neurons, r.group_activations, strict=True):
+        assert acts == steer(loaded, LLAMA_TEXT, nid, "ablate", new_tokens=0).activations
+        assert len(acts) == len(r.tokens) and max(map(abs, acts)) > 0
+
+
+def test_a_group_is_one_hook_per_layer(llama):
+    from neuronatlas.steer import make_edits
+    from neuronatlas.steer.edit import applied
+
+    _, loaded = llama
+    many = [f"L00N{n:04d}" for n in range(20)] + [f"L01N{n:04d}" for n in range(30, 48)]
+    edits = make_edits(loaded, many, "scale", 0.5)
+    hooks = [loaded.projection(layer)._forward_pre_hooks for layer in (0, 1)]
+    assert [len(h) for h in hooks] == [0, 0]
+    with applied(loaded, edits):
+        assert [len(h) for h in hooks] == [1, 1]
+    assert [len(h) for h in hooks] == [0, 0]
+    with applied(loaded, edits[:3]):  # layer 0 only
+        assert [len(h) for h in hooks] == [1, 0]
+
+
+def test_target_reports_the_answers_probability_before_and_after(model):
+    """Ablating the Paris detector takes " France" after "... Paris" from the likeliest next
+    token to an unlikely one; the target's numbers are the last position's own."""
+    r = steer(
+        model,
+        "We flew from Rome to Paris",
+        DETECTOR,
+        "ablate",
+        prepend_bos=True,
+        k=20,
+        target=" France",
+    )
+    t = r.target
+    assert t is not None and t.token == " France"
+    assert (t.token_id,) == tuple(model.tokenizer(" France")["input_ids"])
+    assert t.before > 0.5 and t.rank_before == 1
+    assert t.after < 0.01 and t.rank_after > 1
+    assert t.change == pytest.approx(t.after - t.before, abs=1e-5)
+    last = next(c for c in r.top[-1] if c.token == " France")
+    assert (t.before, t.after) == (last.before, last.after)
+    # the rank is the token's place in the whole distribution after the edit
+    ids = [model.bos_token_id, *model.tokenizer("We flew from Rome to Paris")["input_ids"]]
+    m = copy.deepcopy(model.model)
+    with torch.no_grad():
+        m.transformer.h[0].mlp.c_proj.weight[9] = 0
+    after = _log_probs(m, ids)[-1]
+    assert t.rank_after == 1 + int((after > after[t.token_id]).sum())
+    assert steer(model, "Rome", DETECTOR, "ablate").target is None
+
+
+@pytest.mark.parametrize(
+    ("target", "says"),
+    [(" Francexyz", r"is \d tokens \(' France', "), ("", "target is empty")],
+)
+def test_target_must_be_one_token(model, target, says):
+    with pytest.raises(BadInput, match=says):
+        steer(model, TEXT, DETECTOR, "ablate", target=target)
+
+
+@pytest.mark.parametrize(
+    ("neurons", "error", "says"),
+    [
+        ([DETECTOR, "L05N0001"], BadInput, r"L05N0001 is outside the model: layers 0-1, neurons"),
+        ([DETECTOR, "L00N0256"], BadInput, "neurons 0-255"),
+        ([], BadInput, "no neuron given"),
+        ("", BadInput, "no neuron given"),
+        ([f"L00N{n:04d}" for n in range(257)], BadInput, "257 neurons: steering takes at most 256"),
+        (f"{DETECTOR},nope", BadNeuronId, "'nope' is not a neuron id"),
+        (f"{DETECTOR},", BadNeuronId, "is not a neuron id"),
+        ([DETECTOR, 5], BadInput, "5 is not a neuron id"),
+    ],
+)
+def test_bad_groups_are_typed_errors(model, neurons, error, says):
+    with pytest.raises(error, match=says):
+        steer(model, TEXT, neurons, "ablate")
 
 
 def test_identity_edits_change_nothing(model):
@@ -287,6 +418,38 @@ def test_cli_table_and_flags(steer_atlas_path):
     assert isinstance(stranger.exception, NeuronNotFound)
 
 
+def test_cli_group_with_target(steer_atlas_path):
+    """A comma-separated group and --target: the JSON names both neurons, a column per
+    neuron in the table, and the answer's probability falls with the detector ablated."""
+    args = ["steer", "L00N0009,0:1", "We flew from Rome to Paris", "--db", str(steer_atlas_path)]
+    run = CliRunner().invoke(cli_app, [*args, "--target", " France", "--json"])
+    assert run.exit_code == 0, run.output
+    body = msgspec.json.decode(run.stdout, type=SteerResult)
+    assert body.neurons == [DETECTOR, "L00N0001"] and body.neuron == DETECTOR
+    assert body.target is not None and body.target.before > 0.5 > 0.01 > body.target.after
+    table = CliRunner().invoke(cli_app, [*args, "--target", " France"])
+    assert table.exit_code == 0, table.output
+    assert "L00N0009, L00N0001 ablate" in table.stdout and "target ' France'" in table.stdout
+    header = next(line for line in table.stdout.splitlines() if "KL" in line)
+    assert "L00N0009" in header and "L00N0001" in header  # one activation column each
+    bad = CliRunner().invoke(cli_app, [*args, "--target", "France and more"])
+    assert isinstance(bad.exception, BadInput) and "not one" in str(bad.exception)
+    stranger = CliRunner().invoke(
+        cli_app, ["steer", "L00N0009,L01N0100", "Paris", "--db", str(steer_atlas_path)]
+    )
+    assert isinstance(stranger.exception, NeuronNotFound) and "L01N0100" in str(stranger.exception)
+
+
+def test_atlas_steer_takes_a_list_or_one_id(steer_atlas_path):
+    from neuronatlas import Atlas
+
+    with Atlas(steer_atlas_path) as atlas:
+        group = atlas.steer(["0:9", "L01N0002"], "to Paris", new_tokens=0)
+        one = atlas.steer("L0N9", "to Paris", new_tokens=0)
+    assert group.neurons == [DETECTOR, "L01N0002"] and one.neurons == [DETECTOR]
+    assert one.kl[-1] > MOVED and group.kl == pytest.approx(one.kl, abs=1e-6)  # L01N0002 writes 0
+
+
 @pytest.fixture(scope="module")
 def client(steer_atlas_path):
     with TestClient(create_app(steer_atlas_path)) as c:  # the model the atlas names
@@ -335,6 +498,84 @@ def test_api_bad_requests(client, payload, status, code):
     r = client.post("/api/steer", json=payload)
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code
+
+
+def test_api_group_and_target_match_the_library(client, model):
+    r = client.post(
+        "/api/steer",
+        json={
+            "text": "We flew from Rome to Paris",
+            "neurons": ["L0N1", "0:9", "L00N0001"],
+            "mode": "ablate",
+            "target": " France",
+            "new_tokens": 3,
+        },
+    )
+    assert r.status_code == 200, r.text
+    got = msgspec.json.decode(r.content, type=SteerResult)
+    want = steer(
+        model,
+        "We flew from Rome to Paris",
+        ["L00N0001", DETECTOR],
+        "ablate",
+        prepend_bos=True,
+        new_tokens=3,
+        target=" France",
+    )
+    assert got.neurons == ["L00N0001", DETECTOR] and got.neuron == "L00N0001"
+    assert got.target == want.target and got.target is not None and got.target.rank_before == 1
+    assert got.kl == pytest.approx(want.kl, abs=1e-6)
+    assert got.group_activations == want.group_activations
+    assert got.continuation == want.continuation
+    old = client.post("/api/steer", json={"text": "to Paris", "neuron": "0:9", "mode": "ablate"})
+    assert old.json()["neurons"] == [DETECTOR] and old.json()["target"] is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code", "says"),
+    [
+        ({"text": TEXT, "mode": "ablate"}, 422, "invalid", "exactly one of `neuron`"),
+        (
+            {"text": TEXT, "neuron": DETECTOR, "neurons": [DETECTOR], "mode": "ablate"},
+            422,
+            "invalid",
+            "exactly one of `neuron`",
+        ),
+        ({"text": TEXT, "neuron": None, "mode": "ablate"}, 422, "invalid", "exactly one"),
+        ({"text": TEXT, "neurons": [], "mode": "ablate"}, 422, "invalid", "at least 1 item"),
+        (
+            {"text": TEXT, "neurons": [DETECTOR] * 257, "mode": "ablate"},
+            422,
+            "invalid",
+            "at most 256 items",
+        ),
+        ({"text": TEXT, "neurons": DETECTOR, "mode": "ablate"}, 422, "invalid", "valid list"),
+        ({"text": TEXT, "neurons": [DETECTOR, "x"], "mode": "ablate"}, 422, "invalid", "neurons.1"),
+        (
+            {"text": TEXT, "neurons": [DETECTOR, "L01N0100"], "mode": "ablate"},
+            404,
+            "not_found",
+            "L01N0100 is not in this atlas",
+        ),
+        (
+            {"text": TEXT, "neuron": DETECTOR, "mode": "ablate", "target": "France and more"},
+            400,
+            "bad_input",
+            "not one",
+        ),
+        (
+            {"text": TEXT, "neuron": DETECTOR, "mode": "ablate", "target": ""},
+            422,
+            "invalid",
+            "target",
+        ),
+    ],
+)
+def test_api_bad_groups(client, payload, status, code, says):
+    r = client.post("/api/steer", json=payload)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["code"] == code and says in error["message"], error
 
 
 def test_api_without_a_model_is_503(steer_atlas_path, tmp_path):

@@ -12,6 +12,7 @@ exactly what the browser shows. Reads are bounded by a time limit.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any, Self
 
 import msgspec
 
+from neuronatlas.ids import format_id
 from neuronatlas.read import explorer
 from neuronatlas.read.live import LiveModel, default_spec
 from neuronatlas.read.models import (
@@ -31,7 +33,7 @@ from neuronatlas.read.models import (
     to_builtins,
 )
 from neuronatlas.read.render import HEATMAP_CSS, category_order, histogram_svg, record_row
-from neuronatlas.steer import DEFAULT_K, DEFAULT_NEW_TOKENS, SteerResult
+from neuronatlas.steer import DEFAULT_K, DEFAULT_NEW_TOKENS, SteerResult, parse_group
 from neuronatlas.store import open_reader, open_writer, reader
 from neuronatlas.store import trace as trace_store
 from neuronatlas.store.browse import require_neuron, time_limit
@@ -201,19 +203,24 @@ class Atlas:
 
     def steer(
         self,
-        neuron_id: str,
+        neurons: str | Sequence[str],
         text: str,
         mode: str = "ablate",
         value: float | None = None,
         k: int = DEFAULT_K,
         new_tokens: int = DEFAULT_NEW_TOKENS,
+        target: str | None = None,
     ) -> SteerResult:
-        """Run the model live with one stored neuron ablated, clamped or scaled at every
-        position: a `neuronatlas.steer.SteerResult` (per-token KL and top-token changes, and
-        greedy continuations without and with the edit)."""
+        """Run the model live with stored neurons ablated, clamped or scaled at every
+        position: one id, or a group (a list of ids, or ids separated by commas: at most
+        `neuronatlas.steer.MAX_NEURONS`) edited together. A `neuronatlas.steer.SteerResult`:
+        per-token KL and top-token changes, greedy continuations without and with the edit,
+        and with `target` (one token) that next token's probability after the text, e.g.
+        `atlas.steer(["L03N0010", "L05N0042"], "The capital of France is", target=" Paris")`.
+        """
         with time_limit(self._conn, self.time_limit_s) as c:
-            nid = require_neuron(c, neuron_id)
-        return self.live.steer(text, nid, mode, value, k=k, new_tokens=new_tokens)
+            ids = [require_neuron(c, format_id(*n)) for n in parse_group(neurons)]
+        return self.live.steer(text, ids, mode, value, k=k, new_tokens=new_tokens, target=target)
 
     def trace(
         self,

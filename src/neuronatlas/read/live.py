@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -175,22 +176,32 @@ class LiveModel:
     def steer(
         self,
         text: str,
-        neuron_id: str,
+        neurons: str | Sequence[str],
         mode: str,
         value: float | None = None,
         *,
         k: int,
         new_tokens: int,
+        target: str | None = None,
     ) -> SteerResult:
-        """`neuronatlas.steer.steer` on this model, BOS placed as the atlas's records were
-        taken, under the run lock (the edit is a hook on the shared model while it runs)."""
+        """`neuronatlas.steer.steer` on this model (one neuron or a group), BOS placed as the
+        atlas's records were taken, under the run lock (the edits are hooks on the shared
+        model while it runs)."""
         from neuronatlas.steer import steer
 
         model = self.get()
         with self.run_lock:
             bos = self._bos_rule(model)
             return steer(
-                model, text, neuron_id, mode, value, prepend_bos=bos, k=k, new_tokens=new_tokens
+                model,
+                text,
+                neurons,
+                mode,
+                value,
+                prepend_bos=bos,
+                k=k,
+                new_tokens=new_tokens,
+                target=target,
             )
 
 

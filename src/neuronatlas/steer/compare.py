@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from neuronatlas.steer.records import TokenChange
+from neuronatlas.steer.records import TargetChange, TokenChange
 
 if TYPE_CHECKING:
     import torch
@@ -56,3 +56,21 @@ def top_changes(
             ]
         )
     return out
+
+
+def target_change(
+    before: torch.Tensor, after: torch.Tensor, token_id: int, token: str
+) -> TargetChange:
+    """The probability and rank of `token_id` in two [vocab] log-probability rows (the
+    prediction after the last token), before and after the edit. Rank 1 is the most likely;
+    ties share the better rank."""
+    b, a = float(before[token_id].exp()), float(after[token_id].exp())
+    return TargetChange(
+        token=token,
+        token_id=token_id,
+        before=_short(b),
+        after=_short(a),
+        change=_short(a - b),
+        rank_before=1 + int((before > before[token_id]).sum()),
+        rank_after=1 + int((after > after[token_id]).sum()),
+    )

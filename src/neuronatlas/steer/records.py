@@ -34,13 +34,31 @@ class Continuations(msgspec.Struct, frozen=True):
     after: Continuation
 
 
-class SteerResult(msgspec.Struct, frozen=True):
-    """What changing one neuron does to the model's predictions on a text.
+class TargetChange(msgspec.Struct, frozen=True):
+    """One chosen next token after the last token of the text, before and after the edit: the
+    check of "turn down the neurons behind a wrong answer, then look at the answer"."""
 
-    `tokens`, `activations`, `kl` and `top` are aligned: entry i is about the prediction made
-    after reading token i (the distribution over token i + 1). `activations` is the neuron's
-    own, unedited value there; `kl` is KL(before ‖ after) in nats; `top` holds the most likely
-    next tokens before and after the edit (the union of both top-k lists), most likely first.
+    token: str
+    token_id: int
+    before: float  # probability
+    after: float
+    change: float  # after - before
+    rank_before: int  # 1: the most likely next token
+    rank_after: int
+
+
+class SteerResult(msgspec.Struct, frozen=True):
+    """What changing one neuron, or a group of neurons together, does to the model's
+    predictions on a text.
+
+    `neurons` lists every edited neuron (canonical ids, in the order given, each once);
+    `neuron` is the first of them, the only one for a single-neuron edit. `tokens`,
+    `activations`, each row of `group_activations`, `kl` and `top` are aligned: entry i is
+    about the prediction made after reading token i (the distribution over token i + 1).
+    `activations` is `neuron`'s own, unedited value there, `group_activations[j]` that of
+    `neurons[j]`; `kl` is KL(before ‖ after) in nats; `top` holds the most likely next tokens
+    before and after the edit (the union of both top-k lists), most likely first. `target`,
+    when one was asked for, is that token's probability after the last token.
     """
 
     neuron: str
@@ -52,6 +70,9 @@ class SteerResult(msgspec.Struct, frozen=True):
     kl: list[float]
     top: list[list[TokenChange]]
     continuation: Continuations
+    neurons: list[str]
+    group_activations: list[list[float]]
+    target: TargetChange | None  # None when no target was asked for
 
 
 def json_schema(struct: type = SteerResult) -> dict[str, Any]:

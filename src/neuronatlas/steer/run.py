@@ -1,6 +1,6 @@
-"""`steer`: run a model on a text with and without one neuron changed, and compare.
+"""`steer`: run a model on a text with and without a neuron (or a group) changed, and compare.
 
-Two forward passes over the same tokens (unedited, then with the edit at every position)
+Two forward passes over the same tokens (unedited, then with the edits at every position)
 give the next-token distribution after each token; their KL divergence and top tokens say
 where and how the neuron matters. Each pass then continues greedily from its own cache, so
 the two continuations show what the edit does to generated text. The caller holds whatever
@@ -10,12 +10,12 @@ lock guards the shared model: the edit is a hook on it while the run lasts.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from neuronatlas.errors import BadInput
-from neuronatlas.ids import parse_id
-from neuronatlas.steer.compare import kl_per_position, top_changes
-from neuronatlas.steer.edit import applied, make_edit, recorded
+from neuronatlas.steer.compare import kl_per_position, target_change, top_changes
+from neuronatlas.steer.edit import applied, make_edits, recorded
 from neuronatlas.steer.records import Continuation, Continuations, SteerResult
 
 if TYPE_CHECKING:
@@ -50,6 +50,21 @@ def encode_text(model: LoadedModel, text: str, prepend_bos: bool) -> tuple[list[
     if prepend_bos and model.bos_token_id is not None:
         return [model.bos_token_id, *ids], 1
     return ids, 0
+
+
+def encode_target(model: LoadedModel, target: str) -> int:
+    """The id of `target` if the tokenizer makes it exactly one token; BadInput otherwise,
+    naming the pieces (a leading space is often part of the token: " Paris", not "Paris")."""
+    if not target:
+        raise BadInput("target is empty: give the one next token to check, e.g. ' Paris'")
+    ids = [int(i) for i in model.tokenizer(target, add_special_tokens=False)["input_ids"]]
+    if len(ids) != 1:
+        pieces = ", ".join(repr(t) for t in model.token_strings(ids))
+        raise BadInput(
+            f"target {target!r} is {len(ids)} tokens ({pieces}), not one: give a single token "
+            "(mind a leading space)"
+        )
+    return ids[0]
 
 
 def _check_counts(k: int, new_tokens: int) -> None:
@@ -107,37 +122,63 @@ def _run(
 def steer(
     model: LoadedModel,
     text: str,
-    neuron_id: str,
+    neurons: str | Iterable[str],
     mode: str,
     value: float | None = None,
     *,
     prepend_bos: bool = False,
     k: int = DEFAULT_K,
     new_tokens: int = DEFAULT_NEW_TOKENS,
+    target: str | None = None,
 ) -> SteerResult:
-    """What `mode` (ablate | clamp | scale, see `steer.edit`) applied to neuron `neuron_id` at
-    every position does to `model`'s predictions on `text` and to its greedy continuation.
+    """What `mode` (ablate | clamp | scale, see `steer.edit`) applied at every position to
+    `neurons` does to `model`'s predictions on `text` and to its greedy continuation.
 
-    prepend_bos: put BOS first, as the atlas's records were taken (its activations and
-    predictions are not reported). Raises BadNeuronId / BadInput on bad input.
+    neurons: one id, several ids separated by commas, or a list of ids (at most
+    `steer.edit.MAX_NEURONS`; a repeated neuron counts once): every one gets the same edit,
+    all in the same pass. prepend_bos: put BOS first, as the atlas's records were taken (its
+    activations and predictions are not reported). target: one token whose probability as
+    the next token after the text is reported before and after. Raises BadNeuronId /
+    BadInput on bad input.
     """
-    layer, neuron = parse_id(neuron_id)
-    edit = make_edit(model, layer, neuron, mode, value)
+    edits = make_edits(model, neurons, mode, value)
     _check_counts(k, new_tokens)
     ids, skip = encode_text(model, text, prepend_bos)
-    seen: list = []  # the neuron's unedited activations: the first pass's, then one per step
-    with recorded(model, layer, neuron, seen):
+    target_id = None if target is None else encode_target(model, target)
+    places = [(e.layer, e.neuron) for e in edits]
+    seen: dict = {}  # layer → the unedited activations of its group neurons on the prompt
+    with recorded(model, places, seen):
         before, continuation_before = _run(model, ids, skip, new_tokens)
-    with applied(model, edit):
+    with applied(model, edits):
         after, continuation_after = _run(model, ids, skip, new_tokens)
+    group = _activations(places, seen, skip)
     return SteerResult(
-        neuron=edit.id,
-        mode=edit.mode,
-        value=edit.value,
+        neuron=edits[0].id,
+        mode=edits[0].mode,
+        value=edits[0].value,
         model=model.name,
         tokens=model.token_strings(ids[skip:]),
-        activations=[round(float(a), 5) + 0.0 for a in seen[0][0, skip:].tolist()],
+        activations=group[0],
         kl=kl_per_position(before, after),
         top=top_changes(before, after, k, model.token_strings),
         continuation=Continuations(before=continuation_before, after=continuation_after),
+        neurons=[e.id for e in edits],
+        group_activations=group,
+        target=None
+        if target_id is None
+        else target_change(before[-1], after[-1], target_id, model.token_strings([target_id])[0]),
     )
+
+
+def _activations(
+    places: list[tuple[int, int]], seen: dict[int, torch.Tensor], skip: int
+) -> list[list[float]]:
+    """Per neuron of the group (in its order), its rounded activation per reported token,
+    from the per-layer [1, seq, n] recordings of `recorded`."""
+    column: dict[int, int] = {}
+    out = []
+    for layer, _ in places:
+        j = column.get(layer, 0)
+        column[layer] = j + 1
+        out.append([round(float(a), 5) + 0.0 for a in seen[layer][0, skip:, j].tolist()])
+    return out

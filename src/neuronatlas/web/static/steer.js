@@ -1,5 +1,7 @@
-// The neuron page's steering panel: POST /api/steer, then the KL per token as a heat-map,
-// the top next-token changes of the token picked in it, and both greedy continuations.
+// The neuron page's steering panel: POST /api/steer (this neuron, or it and the other ids
+// typed in "with other neurons"), then the KL per token as a heat-map, the top next-token
+// changes of the token picked in it, the target token's probability if one was typed, and
+// both greedy continuations.
 (function () {
   "use strict";
   const form = document.getElementById("steer-form");
@@ -9,6 +11,8 @@
   const value = document.getElementById("steer-value");
   const msg = document.getElementById("steer-msg");
   const out = document.getElementById("steer-out");
+  const also = document.getElementById("steer-also");
+  const target = document.getElementById("steer-target");
   const DEFAULTS = { clamp: Number(form.dataset.max || 0) || 1, scale: 2 };
 
   function esc(s) {
@@ -49,7 +53,8 @@
         (c.change > 0 ? "+" : "") + fmt(c.change) + "</td></tr>";
     }).join("");
     return '<div class="lbl">next token after <code>' + esc(JSON.stringify(body.tokens[i])) +
-      "</code> (activation " + body.activations[i].toFixed(3) + ", KL " + body.kl[i].toFixed(4) +
+      "</code> (" + (body.neurons.length > 1 ? esc(body.neuron) + " " : "") + "activation " +
+      body.activations[i].toFixed(3) + ", KL " + body.kl[i].toFixed(4) +
       ')</div><table class="tbl steer-top"><thead><tr><th>token</th><th>before</th><th>after</th>' +
       "<th>change</th></tr></thead><tbody>" + rows + "</tbody></table>";
   }
@@ -59,11 +64,24 @@
       (c.tokens.length ? shown(c.text) : '<span class="muted">(no tokens)</span>') + "</div>";
   }
 
+  function targetLine(t) {
+    if (!t) return "";
+    const cls = t.change > 0 ? "up" : t.change < 0 ? "down" : "";
+    return '<div class="steer-target" id="steer-target-out">target <code>' + esc(JSON.stringify(t.token)) +
+      "</code> as the next token after the text: p " + fmt(t.before) + " → " + fmt(t.after) +
+      ' (<span class="num ' + cls + '">' + (t.change > 0 ? "+" : "") + fmt(t.change) + "</span>), rank " +
+      t.rank_before + " → " + t.rank_after + "</div>";
+  }
+
   function show(body) {
     const peak = body.kl.indexOf(Math.max(...body.kl));
     const edit = body.mode + (body.value == null ? "" : " " + body.value);
-    out.innerHTML = '<div class="lbl">KL(before ‖ after) of the next-token distribution per token, ' +
-      esc(body.neuron) + " " + esc(edit) + " (max " + body.kl[peak].toFixed(4) +
+    const who = body.neurons.length > 6
+      ? body.neurons.slice(0, 6).join(", ") + " and " + (body.neurons.length - 6) + " more"
+      : body.neurons.join(", ");
+    out.innerHTML = targetLine(body.target) +
+      '<div class="lbl">KL(before ‖ after) of the next-token distribution per token, ' +
+      esc(who) + " " + esc(edit) + " (max " + body.kl[peak].toFixed(4) +
       "; pick a token for its top changes)</div>" + klHeat(body.tokens, body.kl) +
       '<div id="steer-changes">' + changes(body, peak) + "</div>" +
       continuation("greedy continuation as it is", body.continuation.before, "steer-before") +
@@ -83,7 +101,11 @@
   form.addEventListener("submit", async function (ev) {
     ev.preventDefault();
     if (!text.value.trim()) { msg.textContent = "Type some text first."; return; }
-    const req = { text: text.value, neuron: form.dataset.neuron, mode: mode.value };
+    const req = { text: text.value, mode: mode.value };
+    const others = also.value.split(/[\s,]+/).filter(Boolean);
+    if (others.length) req.neurons = [form.dataset.neuron, ...others];
+    else req.neuron = form.dataset.neuron;
+    if (target.value !== "") req.target = target.value;  // spaces kept: " Paris" is one token
     if (mode.value !== "ablate") {
       if (value.value === "" || !isFinite(Number(value.value))) { msg.textContent = "Give a value to " + mode.value + " to."; return; }
       req.value = Number(value.value);
