@@ -22,7 +22,14 @@ def api_schema(synthetic_atlas):
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(path))
 
 
-LIVE = {"/api/activate", "/api/neurons/{neuron_id}/logit_effects", "/api/steer"}  # need the model
+# need the model
+LIVE = {
+    "/api/activate",
+    "/api/neurons/{neuron_id}/logit_effects",
+    "/api/steer",
+    "/api/trace",
+    "/api/trace/neuronpedia",
+}
 
 
 def check(case, seen: list) -> None:

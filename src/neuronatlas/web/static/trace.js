@@ -16,6 +16,7 @@
   const MAX_GROUP = Number(form.dataset.maxNeurons || 256);
   let graph = null, request = null;
   const collapsed = new Set();
+  const steered = new Map();  // supernode index -> its steering result (HTML), kept across redraws
 
   function esc(s) {
     return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
@@ -60,12 +61,13 @@
     try { body = await post("/api/trace", req); } catch (e) { msg.textContent = e.message; return; }
     graph = body; request = req;
     collapsed.clear();
+    steered.clear();
     const params = new URLSearchParams({ text: req.text });
     if (req.target) params.set("target", req.target);
     if (focus) params.set("focus", focus);
     history.replaceState(null, "", "/trace?" + params.toString());
     const neurons = graph.nodes.filter((n) => n.kind === "neuron").length;
-    msg.textContent = neurons + " neurons and " + graph.links.length + " edges explain " + tok(graph.target) +
+    msg.textContent = neurons + " neurons and " + graph.links.length + " edges explain " + JSON.stringify(graph.target) +
       " after " + graph.tokens.length + " tokens (" + graph.neuron_rows + " neuron rows computed, completeness error " +
       graph.completeness_error.toExponential(1) + ").";
     fillTargets();
@@ -181,6 +183,19 @@
       }));
     }
     svg.appendChild(edges);
+    // an expanded supernode: a dashed box around its members, named by its cluster
+    (graph.supernodes || []).forEach(function (sn, i) {
+      if (collapsed.has(i)) return;
+      const at = sn.slice(1).map((id) => pos.get(id)).filter(Boolean);
+      if (!at.length) return;
+      const xs = at.map((p) => p[0]), ys = at.map((p) => p[1]), pad = 18;
+      const x0 = Math.min(...xs) - pad, y0 = Math.min(...ys) - pad;
+      svg.appendChild(el("rect", {
+        class: "sn-box", "data-sn": i, x: x0, y: y0, rx: 10,
+        width: Math.max(...xs) - x0 + pad, height: Math.max(...ys) - y0 + pad,
+      }));
+      svg.appendChild(el("text", { class: "sn-label", x: x0 + 4, y: y0 - 4 })).textContent = sn[0];
+    });
     const nodes = el("g", { class: "nodes" });
     for (const n of view.nodes) {
       const [cx, cy] = pos.get(n.node_id);
@@ -275,7 +290,7 @@
         '<div class="sn-ids">' + ids.map((id) => '<a href="/neurons/' + esc(id) + '">' + esc(id) + "</a>").join(" ") + "</div>" +
         '<div class="row"><button type="button" class="ghost sn-toggle">' + (collapsed.has(i) ? "Expand" : "Collapse") +
         '</button><button type="button" class="sn-steer"' + (ids.length > MAX_GROUP ? " disabled" : "") +
-        ">Steer this supernode</button></div><div class=\"sn-out\"></div></div>";
+        ">Steer this supernode</button></div><div class=\"sn-out\">" + (steered.get(i) || "") + "</div></div>";
     }).join("");
     groupsBox.querySelectorAll(".sn").forEach(function (box) {
       const i = Number(box.dataset.sn);
@@ -293,15 +308,17 @@
     out.textContent = "Ablating " + ids.join(", ") + "…";
     let body;
     try {
-      body = await post("/api/steer", { text: graph.prompt, neurons: ids, mode: "ablate", target: graph.target });
+      body = await post("/api/steer", { text: graph.prompt, neurons: ids, mode: "ablate", target: graph.target, new_tokens: 10 });
     } catch (e) { out.textContent = e.message; return; }
     const t = body.target;
     const cls = t.change > 0 ? "up" : t.change < 0 ? "down" : "";
-    out.innerHTML = '<div class="sn-target">' + tok(t.token) + " p " + fmt(t.before) + " → " + fmt(t.after) +
+    const html = '<div class="sn-target">' + tok(t.token) + " p " + fmt(t.before) + " → " + fmt(t.after) +
       ' (<span class="num ' + cls + '">' + (t.change > 0 ? "+" : "") + fmt(t.change) + "</span>), rank " +
       t.rank_before + " → " + t.rank_after + "</div>" +
       '<div class="lbl">continuation as it is</div><div class="sn-before na-heat">' + esc(body.continuation.before.text) + "</div>" +
       '<div class="lbl">with the supernode ablated</div><div class="sn-after na-heat">' + esc(body.continuation.after.text) + "</div>";
+    steered.set(i, html);
+    out.innerHTML = html;
   }
 
   function drawLogits() {
