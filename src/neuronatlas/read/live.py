@@ -193,7 +193,6 @@ class LiveModel:
                 model, text, neuron_id, mode, value, prepend_bos=bos, k=k, new_tokens=new_tokens
             )
 
-
     def trace(
         self,
         text: str,

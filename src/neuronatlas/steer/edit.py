@@ -72,9 +72,7 @@ def make_edit(
 
 
 @contextmanager
-def applied(
-    model: LoadedModel, edit: Edit, positions: list[int] | None = None
-) -> Iterator[None]:
+def applied(model: LoadedModel, edit: Edit, positions: list[int] | None = None) -> Iterator[None]:
     """While open, every forward pass of `model` sees `edit` at every position, or only at
     `positions` (indices into each pass's sequence: a trace's check ablates one node)."""
     n = edit.neuron

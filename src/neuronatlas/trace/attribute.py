@@ -109,9 +109,7 @@ class _Pool:
         """Rows [B, width] in float64 from full per-layer rows."""
         torch = self._torch
         batch = r.embeddings.shape[0]
-        full = torch.zeros(
-            batch, self.n_layers, self.n_pos, self.d_mlp, dtype=r.embeddings.dtype
-        )
+        full = torch.zeros(batch, self.n_layers, self.n_pos, self.d_mlp, dtype=r.embeddings.dtype)
         for layer, a in enumerate(r.neurons):
             if a is not None:
                 full[:, layer] = a.detach().to("cpu")

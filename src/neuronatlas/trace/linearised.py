@@ -234,6 +234,7 @@ class Linearised:
         w = self.weights[layer]
         c = self.clean
         if not self.family.gated:
+            assert w.b_in is not None
             return c.ratio[layer] * (z @ w.w_in.T + w.b_in)
         assert w.w_gate is not None
         up = z @ w.w_in.T + (0 if w.b_in is None else w.b_in)
@@ -253,6 +254,7 @@ class Linearised:
         w = self.weights[layer]
         c = self.clean
         if not self.family.gated:
+            assert w.b_in is not None
             rho = c.ratio[layer][0, positions, neurons]
             return rho[:, None] * w.w_in[neurons], rho * w.b_in[neurons]
         assert w.w_gate is not None
