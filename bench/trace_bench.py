@@ -8,7 +8,7 @@ Prints, in one run:
 - the comparison: rows computed in batched backward passes (--batch targets per pass,
   each pass stopping at its deepest target's layer) against one backward pass per row,
   same rows, same run; the ratio is what batching saves;
-- growth: the same trace at 16/32/64/128 tokens (fixed budget --growth-nodes), and at 32
+- growth (last): the same trace at 16/32/64/128 tokens (fixed budget --growth-nodes), and at 32
   tokens with budgets 250/500/1000;
 - faithfulness: on --prompts prompts, the top-20 nodes of each graph (target: the model's
   likeliest next token) zero-ablated one at a time at their position in the real model;
@@ -37,14 +37,14 @@ from neuronatlas.trace import check_interventions, trace
 from neuronatlas.trace.attribute import _neuron_rows, _Pool
 from neuronatlas.trace.linearised import Linearised
 
-WORDS = (
+STORY = (
     "The old lighthouse keeper climbed the stairs every evening to light the lamp that warned "
     "ships away from the rocks below the cliffs where the sea birds nested in the spring and "
     "the fishermen told stories of storms that had sunk whole fleets in a single night long "
     "before the harbour was built and the railway brought visitors from the city who came to "
     "walk along the beach and eat fish in the small cafes by the water while the children "
     "played in the sand and the dogs chased the waves until the sun went down behind the hills"
-).split()
+)
 
 PROMPTS = [
     "The capital of France is",
@@ -78,7 +78,7 @@ def rss_mib() -> float:
 
 def prompt_of(model, n_tokens: int) -> str:
     """A text of exactly n_tokens tokens (without BOS)."""
-    ids = model.tokenizer(" ".join(WORDS * 4), add_special_tokens=False)["input_ids"]
+    ids = model.tokenizer(" ".join([STORY] * 4), add_special_tokens=False)["input_ids"]
     return model.tokenizer.decode(ids[:n_tokens])
 
 
@@ -127,7 +127,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model = load_model(args.model)
-    print(f"model {model.name}: {model.n_layers} layers x {model.d_mlp} neurons, {args.threads} threads")
+    print(
+        f"model {model.name}: {model.n_layers} layers x {model.d_mlp} neurons, "
+        f"{args.threads} threads"
+    )
     base_rss = rss_mib()
 
     text32 = prompt_of(model, 31)  # + BOS = 32 positions
@@ -148,21 +151,6 @@ def main() -> None:
         f"{t_b:.1f} s vs one pass per row {t_s:.1f} s: {t_s / t_b:.1f}x"
     )
 
-    print(f"\n[growth] budget {args.growth_nodes} rows")
-    for n_tok in (16, 32, 64, 128):
-        g, secs = one(model, prompt_of(model, n_tok - 1), args.growth_nodes, args.batch)
-        t = g.timings
-        print(
-            f"  {n_tok:4d} tokens: {secs:6.1f} s (first-order {t['first_order_s']:.1f}, rows "
-            f"{t['rows_s']:.1f}, assemble+prune {t['assemble_s'] + t['prune_s']:.1f}), "
-            f"peak RSS {rss_mib():.0f} MiB"
-        )
-    if not args.skip_budgets:
-        print("[growth] 32 tokens")
-        for budget in (250, 500, 1000):
-            g, secs = one(model, text32, budget, args.batch)
-            print(f"  budget {budget:5d}: {secs:6.1f} s, {g.neuron_rows} rows")
-
     print(f"\n[faithfulness] {args.prompts} prompts, budget {args.faith_nodes}, top 20 nodes")
     rhos, signs = [], []
     for text in PROMPTS[: args.prompts]:
@@ -171,7 +159,11 @@ def main() -> None:
             logits = model.model(torch.tensor([[model.bos_token_id, *ids]])).logits[0, -1]
         top = model.token_strings([int(logits.argmax())])[0]
         g = trace(
-            model, text, target=top, prepend_bos=True, max_nodes=args.faith_nodes,
+            model,
+            text,
+            target=top,
+            prepend_bos=True,
+            max_nodes=args.faith_nodes,
             batch_size=args.batch,
         )
         check = check_interventions(model, g, top=20)
@@ -187,6 +179,21 @@ def main() -> None:
         f"  median spearman {statistics.median(valid):.3f} (goal >= 0.7) over {len(valid)} "
         f"prompts; median sign agreement {statistics.median(valid_s):.3f}"
     )
+
+    print(f"\n[growth] budget {args.growth_nodes} rows")
+    for n_tok in (16, 32, 64, 128):
+        g, secs = one(model, prompt_of(model, n_tok - 1), args.growth_nodes, args.batch)
+        t = g.timings
+        print(
+            f"  {n_tok:4d} tokens: {secs:6.1f} s (first-order {t['first_order_s']:.1f}, rows "
+            f"{t['rows_s']:.1f}, assemble+prune {t['assemble_s'] + t['prune_s']:.1f}), "
+            f"peak RSS {rss_mib():.0f} MiB"
+        )
+    if not args.skip_budgets:
+        print("[growth] 32 tokens")
+        for budget in (250, 500, 1000):
+            g, secs = one(model, text32, budget, args.batch)
+            print(f"  budget {budget:5d}: {secs:6.1f} s, {g.neuron_rows} rows")
 
 
 if __name__ == "__main__":
