@@ -267,7 +267,10 @@ def test_unsupported_family_is_named():
 
     tok = tm.gpt2_tokenizer()
     config = GPTNeoXConfig(
-        vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
         intermediate_size=64,
     )
     model = wrap_model(GPTNeoXForCausalLM(config), tok, "neox")
@@ -345,8 +348,21 @@ def test_cli_bad_target_writes_nothing(atlas_path, tmp_path):
 def test_cli_out_file_and_group(atlas_path, tmp_path):
     out = tmp_path / "graph.json"
     run = _cli(
-        "Paris to Paris", "--db", str(atlas_path), "--out", str(out), "--group", "cluster",
-        "--target", " France", "--max-nodes", "20", "--node-threshold", "1", "--edge-threshold", "1",
+        "From Paris to Paris",
+        "--db",
+        str(atlas_path),
+        "--out",
+        str(out),
+        "--group",
+        "cluster",
+        "--target",
+        " France",
+        "--max-nodes",
+        "20",
+        "--node-threshold",
+        "1",
+        "--edge-threshold",
+        "1",
     )
     assert run.exit_code == 0, run.output
     doc = json.loads(out.read_text())
@@ -361,9 +377,11 @@ def test_cli_out_file_and_group(atlas_path, tmp_path):
 def test_atlas_without_a_model_is_a_one_line_error(synthetic_atlas):
     from neuronatlas.atlas import Atlas
 
-    with Atlas(synthetic_atlas("trace_no_model")) as atlas:
-        with pytest.raises(ModelUnavailable, match="names no model"):
-            atlas.trace("a cat")
+    with (
+        Atlas(synthetic_atlas("trace_no_model")) as atlas,
+        pytest.raises(ModelUnavailable, match="names no model"),
+    ):
+        atlas.trace("a cat")
 
 
 def test_atlas_trace_is_the_library_trace(atlas_path, steer_gpt2_dir):

@@ -12,10 +12,9 @@ exactly what the browser shows. Reads are bounded by a time limit.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, Self
 
 import msgspec

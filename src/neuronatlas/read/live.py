@@ -204,7 +204,6 @@ class LiveModel:
                 target=target,
             )
 
-
     def trace(
         self,
         text: str,

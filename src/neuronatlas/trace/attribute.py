@@ -109,9 +109,7 @@ class _Pool:
         """Rows [B, width] in float64 from full per-layer rows."""
         torch = self._torch
         batch = r.embeddings.shape[0]
-        full = torch.zeros(
-            batch, self.n_layers, self.n_pos, self.d_mlp, dtype=r.embeddings.dtype
-        )
+        full = torch.zeros(batch, self.n_layers, self.n_pos, self.d_mlp, dtype=r.embeddings.dtype)
         for layer, a in enumerate(r.neurons):
             if a is not None:
                 full[:, layer] = a.detach().to("cpu")
@@ -146,6 +144,7 @@ def attribute(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     lin = Linearised(model, ids, alpha=alpha)
+    timings["record_s"] = time.perf_counter() - t0
     n_layers, n_pos, d_mlp = lin.n_layers, len(ids), model.d_mlp
     logits = choose(lin, target)
     n_logit = len(logits.token_ids)
@@ -156,8 +155,12 @@ def attribute(
         reads=logits.reads.to(lin.clean.x0.dtype),
         constants=torch.zeros(n_logit, dtype=lin.clean.x0.dtype),
     )
+    t_rows = time.perf_counter()
     direct = rowlib.direct_rows(lin, logit_t)
+    timings["logit_rows_s"] = time.perf_counter() - t_rows
+    t_rows = time.perf_counter()
     total = rowlib.total_effects(lin, logit_t)
+    timings["total_effects_s"] = time.perf_counter() - t_rows
     weights = torch.tensor(logits.weights, dtype=torch.float64)
     pool = _choose_pool(direct, total, weights, candidates, bos, n_layers, n_pos, d_mlp)
     timings["first_order_s"] = time.perf_counter() - t0
@@ -179,6 +182,7 @@ def attribute(
         if progress is not None:
             progress(len(chosen), budget)
     timings["rows_s"] = time.perf_counter() - t1
+    timings["neuron_rows"] = float(len(chosen))
 
     t2 = time.perf_counter()
     out = _assemble(lin, pool, chosen, stored, logit_rows, logits, logit_t, total, bos)

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import msgspec
 import numpy as np
 
 from neuronatlas.errors import BadInput
@@ -111,9 +112,7 @@ def completeness_error(a: Attribution) -> float:
     return float(np.max(np.abs(res) / np.maximum(1.0, np.abs(a.values[r]))))
 
 
-def to_graph(
-    model: LoadedModel, text: str, a: Attribution, settings: TraceSettings
-) -> TraceGraph:
+def to_graph(model: LoadedModel, text: str, a: Attribution, settings: TraceSettings) -> TraceGraph:
     """Prune an Attribution and describe its kept nodes and edges."""
     t0 = time.perf_counter()
     n = a.n_nodes
@@ -138,9 +137,7 @@ def to_graph(
     tokens = model.token_strings(a.token_ids)
     ids = _node_ids(a)
     neuron_idx = [i for i in range(a.rest_offset) if pruned.nodes[i]]
-    ranks = {
-        i: r + 1 for r, i in enumerate(sorted(neuron_idx, key=lambda i: -pruned.influence[i]))
-    }
+    ranks = {i: r + 1 for r, i in enumerate(sorted(neuron_idx, key=lambda i: -pruned.influence[i]))}
     nodes = [
         _node(model, a, i, ids[i], str(kinds[i]), tokens, pruned.influence, share, ranks)
         for i in range(n)
@@ -192,49 +189,44 @@ def _node(
     share: np.ndarray,
     ranks: dict[int, int],
 ) -> TraceNode:
-    common = {
-        "node_id": node_id,
-        "value": float(a.values[i]),
-        "constant": float(a.constants[i]),
-        "influence": float(infl[i]),
-        "influence_share": float(share[i]),
-    }
     if kind == "neuron":
         layer, pos, idx = (int(x) for x in a.neurons[i])
-        return TraceNode(
-            kind="neuron",
-            layer=layer,
-            position=pos,
-            token=tokens[pos],
+    elif kind == "rest":
+        (layer, pos), idx = divmod(i - a.rest_offset, a.n_positions), -1
+    elif kind == "embedding":
+        layer, pos, idx = -1, i - a.embedding_offset, -1
+    else:
+        layer, pos, idx = a.n_layers, a.n_positions - 1, i - a.logit_offset
+    node = TraceNode(
+        node_id=node_id,
+        kind=kind,  # type: ignore[arg-type]
+        layer=layer,
+        position=pos,
+        token=tokens[pos],
+        value=float(a.values[i]),
+        constant=float(a.constants[i]),
+        influence=float(infl[i]),
+        influence_share=float(share[i]),
+    )
+    if kind == "neuron":
+        return msgspec.structs.replace(
+            node,
             neuron=idx,
             neuron_id=format_id(layer, idx),
             rank=ranks[i],
             total_effect=float(a.total_effect[i]),
-            **common,
         )
-    if kind == "rest":
-        layer, pos = divmod(i - a.rest_offset, a.n_positions)
-        return TraceNode(kind="rest", layer=layer, position=pos, token=tokens[pos], **common)
     if kind == "embedding":
-        pos = i - a.embedding_offset
-        return TraceNode(
-            kind="embedding",
-            layer=-1,
-            position=pos,
-            token=tokens[pos],
-            token_id=a.token_ids[pos],
-            total_effect=float(a.total_effect[i]),
-            **common,
+        return msgspec.structs.replace(
+            node, token_id=a.token_ids[pos], total_effect=float(a.total_effect[i])
         )
-    j = i - a.logit_offset
-    tid = a.logits.token_ids[j]
-    return TraceNode(
-        kind="logit",
-        layer=a.n_layers,
-        position=a.n_positions - 1,
-        token=model.token_strings([tid])[0],
-        token_id=tid,
-        probability=a.logits.probs[j],
-        is_target=j == a.logits.primary,
-        **common,
-    )
+    if kind == "logit":
+        tid = a.logits.token_ids[idx]
+        return msgspec.structs.replace(
+            node,
+            token=model.token_strings([tid])[0],
+            token_id=tid,
+            probability=a.logits.probs[idx],
+            is_target=idx == a.logits.primary,
+        )
+    return node

@@ -100,7 +100,12 @@ def family_of(model: LoadedModel) -> Family:
     elif model_type in GATED_TYPES:
         base = hf.model
         blocks = list(base.layers)
-        qk = [(m, 0) for b in blocks for m in (b.self_attn.q_proj, b.self_attn.k_proj)]
+        # Gemma-3 / Qwen3 normalise queries and keys (q_norm, k_norm): their outputs are as
+        # fixed as the projections', so they are replayed too and never recomputed
+        names = ("q_proj", "k_proj", "q_norm", "k_norm")
+        qk = [
+            (getattr(b.self_attn, n), 0) for b in blocks for n in names if hasattr(b.self_attn, n)
+        ]
         final = base.norm
         mlps = [b.mlp for b in blocks]
         activation = getattr(config, "hidden_activation", None) or config.hidden_act
@@ -110,10 +115,11 @@ def family_of(model: LoadedModel) -> Family:
             f"trace does not support {model_type!r} models yet; it supports gpt2 and "
             + ", ".join(GATED_TYPES)
         )
+    replayed = {id(m) for m, _ in qk}
     norms: list[tuple[Any, NormKind]] = []
     for module in [*(m for b in blocks for m in b.modules()), final]:
         kind = _norm_kind(module)
-        if kind is not None:
+        if kind is not None and id(module) not in replayed:
             norms.append((module, kind))
     return Family(
         base=base,

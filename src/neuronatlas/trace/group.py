@@ -29,9 +29,7 @@ def annotate(
     for node in graph.nodes:
         note = notes.get(node.neuron_id or "")
         if note is not None:
-            node = msgspec.structs.replace(
-                node, explanation=note.explanation, cluster=note.cluster
-            )
+            node = msgspec.structs.replace(node, explanation=note.explanation, cluster=note.cluster)
         nodes.append(node)
     supernodes: list[list[str]] = []
     if group == "cluster":

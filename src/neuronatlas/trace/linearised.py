@@ -16,8 +16,10 @@ its constant. The freezes, all taken from the clean run of the prompt:
   gated: alpha phi(g) (W_up z) + (1 - alpha) rho(g) u (W_gate z)), so gradients run through
   MLPs too and a * d(read)/d(a) is the neuron's total effect in the linearised model.
 
-All hooks replace the module outputs with our own formulas in every mode (the clean record
-too), so a replay at the clean sources reproduces the recorded values to float error.
+The norms, MLPs and query/key projections have their forwards replaced on the module
+instances while a pass runs, with our own formulas in every mode (the clean record too), so a
+replay at the clean sources reproduces the recorded values to float error, and a replay never
+computes what it would throw away (MLP internals, queries and keys).
 """
 
 from __future__ import annotations
@@ -97,9 +99,8 @@ class Linearised:
         scales: dict[int, torch.Tensor] = {}
         qk: dict[int, torch.Tensor] = {}
 
-        def mlp_hook(layer: int):
-            def hook(_m, args, _out):
-                z = args[0]
+        def mlp_forward(layer: int):
+            def forward(z):
                 w = self.weights[layer]
                 store["z"].append(z)
                 if self.family.gated:
@@ -118,7 +119,7 @@ class Linearised:
                 store["acts"].append(a)
                 return _write(a, w)
 
-            return hook
+            return forward
 
         def x0_hook(_m, args, kwargs):
             x = args[0] if args else kwargs["hidden_states"]
@@ -128,19 +129,25 @@ class Linearised:
         def final_hook(_m, _args, out):
             store["final"] = out
 
-        def norm_hook(kind):
-            def hook(module, args, _out):
-                x = args[0]
+        def norm_forward(module, kind):
+            def forward(x):
                 scales[id(module)] = _scale(module, kind, x)
                 return _normed(module, kind, x, scales[id(module)])
 
-            return hook
+            return forward
 
-        def qk_hook(module, _args, out):
-            qk[id(module)] = out
-            return None
+        def qk_forward(module, _width):
+            def forward(x):
+                out = type(module).forward(module, x)
+                qk[id(module)] = out
+                return out
 
-        with torch.no_grad(), self._hooks(mlp_hook, x0_hook, final_hook, norm_hook, qk_hook):
+            return forward
+
+        with (
+            torch.no_grad(),
+            self._patched(mlp_forward, norm_forward, qk_forward, x0_hook, final_hook),
+        ):
             self.family.base(input_ids=self.ids, use_cache=False)
         return Clean(
             x0=store["x0"],
@@ -180,9 +187,8 @@ class Linearised:
                 )
         clean = self.clean
 
-        def mlp_hook(layer: int):
-            def hook(_m, args, _out):
-                z = args[0]
+        def mlp_forward(layer: int):
+            def forward(z):
                 run.z[layer] = z
                 if stop_layer is not None and layer >= stop_layer:
                     raise _Stop
@@ -196,7 +202,7 @@ class Linearised:
                     a = a + run.delta[layer]
                 return _write(a, w)
 
-            return hook
+            return forward
 
         def x0_hook(_m, args, kwargs):
             if args:
@@ -206,23 +212,30 @@ class Linearised:
         def final_hook(_m, _args, out):
             run.final = out
 
-        def norm_hook(kind):
-            def hook(module, args, _out):
-                return _normed(module, kind, args[0], clean.scales[id(module)])
+        def norm_forward(module, kind):
+            scale = clean.scales[id(module)]
 
-            return hook
+            def forward(x):
+                return _normed(module, kind, x, scale)
 
-        def qk_hook(module, _args, out):
+            return forward
+
+        def qk_forward(module, width):
             recorded = clean.qk[id(module)]
-            width = recorded.shape[-1] if self._qk_width(module) == 0 else self._qk_width(module)
-            fixed = recorded[..., :width].expand(batch, *recorded.shape[1:-1], width)
-            if width == out.shape[-1]:
-                return fixed
-            return torch.cat([fixed, out[..., width:]], dim=-1)
+
+            def forward(x):
+                if width == 0:  # the whole output is queries or keys
+                    return recorded.expand(batch, *recorded.shape[1:])
+                fixed = recorded[..., :width].expand(batch, *recorded.shape[1:-1], width)
+                # GPT-2's fused projection (Conv1D, weight [in, out]): compute the values only
+                values = x @ module.weight[:, width:] + module.bias[width:]
+                return torch.cat([fixed, values], dim=-1)
+
+            return forward
 
         ids = self.ids.expand(batch, -1)
         try:
-            with self._hooks(mlp_hook, x0_hook, final_hook, norm_hook, qk_hook):
+            with self._patched(mlp_forward, norm_forward, qk_forward, x0_hook, final_hook):
                 self.family.base(input_ids=ids, use_cache=False)
         except _Stop:
             pass
@@ -234,6 +247,7 @@ class Linearised:
         w = self.weights[layer]
         c = self.clean
         if not self.family.gated:
+            assert w.b_in is not None
             return c.ratio[layer] * (z @ w.w_in.T + w.b_in)
         assert w.w_gate is not None
         up = z @ w.w_in.T + (0 if w.b_in is None else w.b_in)
@@ -241,9 +255,6 @@ class Linearised:
         if self.alpha != 1.0:
             out = out + (1 - self.alpha) * c.ratio[layer] * c.up[layer] * (z @ w.w_gate.T)
         return out
-
-    def _qk_width(self, module: Any) -> int:
-        return next(width for m, width in self.family.qk if m is module)
 
     def read_vectors(self, layer: int, positions: torch.Tensor, neurons: torch.Tensor):
         """Frozen read vectors [n, d] at the MLP input and constants [n] added after the dot
@@ -253,6 +264,7 @@ class Linearised:
         w = self.weights[layer]
         c = self.clean
         if not self.family.gated:
+            assert w.b_in is not None
             rho = c.ratio[layer][0, positions, neurons]
             return rho[:, None] * w.w_in[neurons], rho * w.b_in[neurons]
         assert w.w_gate is not None
@@ -267,19 +279,33 @@ class Linearised:
         return read, const
 
     @contextmanager
-    def _hooks(self, mlp_hook, x0_hook, final_hook, norm_hook, qk_hook) -> Iterator[None]:
+    def _patched(
+        self, mlp_forward, norm_forward, qk_forward, x0_hook, final_hook
+    ) -> Iterator[None]:
+        """Replace the forwards of the MLPs, norms and query/key projections on the module
+        instances (the replaced modules never compute what would be thrown away), and hook
+        the first block's input and the final norm's output."""
         fam = self.family
-        handles = [fam.blocks[0].register_forward_pre_hook(x0_hook, with_kwargs=True)]
-        handles += [m.register_forward_hook(mlp_hook(i)) for i, m in enumerate(fam.mlps)]
-        handles += [m.register_forward_hook(norm_hook(kind)) for m, kind in fam.norms]
-        handles += [m.register_forward_hook(qk_hook) for m, _ in fam.qk]
-        # after the norm hooks, so that it sees the frozen output
-        handles.append(fam.final_norm.register_forward_hook(final_hook))
+        patches: list[tuple[Any, Any]] = [(m, mlp_forward(i)) for i, m in enumerate(fam.mlps)]
+        patches += [(m, norm_forward(m, kind)) for m, kind in fam.norms]
+        patches += [(m, qk_forward(m, width)) for m, width in fam.qk]
+        saved = [(m, m.__dict__.get("forward")) for m, _ in patches]
+        for m, f in patches:
+            m.forward = f
+        handles = [
+            fam.blocks[0].register_forward_pre_hook(x0_hook, with_kwargs=True),
+            fam.final_norm.register_forward_hook(final_hook),
+        ]
         try:
             yield
         finally:
             for h in handles:
                 h.remove()
+            for m, before in saved:
+                if before is None:
+                    del m.forward
+                else:
+                    m.forward = before
 
 
 def _write(a: torch.Tensor, w: MlpWeights) -> torch.Tensor:

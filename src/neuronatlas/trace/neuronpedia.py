@@ -150,7 +150,9 @@ def to_neuronpedia(
             "sg_pos": "",
         },
         "nodes": [_node_json(n) for n in graph.nodes],
-        "links": [{"source": k.source, "target": k.target, "weight": k.weight} for k in graph.links],
+        "links": [
+            {"source": k.source, "target": k.target, "weight": k.weight} for k in graph.links
+        ],
     }
 
 

@@ -67,9 +67,7 @@ def _backward(lin: Linearised, t: Targets, mode: str) -> Rows:
         )
     neurons: list[torch.Tensor | None] = [None] * lin.n_layers
     for layer, g in zip(layers, grads[1:], strict=True):
-        neurons[layer] = (
-            torch.zeros_like(run.delta[layer]) if g is None else g * clean.acts[layer]
-        )
+        neurons[layer] = torch.zeros_like(run.delta[layer]) if g is None else g * clean.acts[layer]
     g0 = grads[0] if grads[0] is not None else torch.zeros_like(x0)
     return Rows(neurons=neurons, embeddings=(g0 * clean.x0).sum(-1))
 
