@@ -265,7 +265,10 @@
     tip.hidden = false;
     const box = holder.parentElement.getBoundingClientRect();
     const r = ev.target.getBoundingClientRect();
-    tip.style.left = Math.max(0, r.right - box.left + 8) + "px";
+    // beside the node, on its left when the card has no room on its right
+    let left = r.right - box.left + 8;
+    if (left + tip.offsetWidth > box.width) left = r.left - box.left - tip.offsetWidth - 8;
+    tip.style.left = Math.max(0, left) + "px";
     tip.style.top = Math.max(0, r.top - box.top - 4) + "px";
   }
   function hideTip() { tip.hidden = true; }
