@@ -14,6 +14,7 @@
   const logitsBox = $("trace-logits"), download = $("trace-download");
   const focus = form.dataset.focus || "";
   const MAX_GROUP = Number(form.dataset.maxNeurons || 256);
+  const MAX_EDGES = 1500;
   let graph = null, request = null;
   const collapsed = new Set();
   const steered = new Map();  // supernode index -> its steering result (HTML), kept across redraws
@@ -69,7 +70,8 @@
     const neurons = graph.nodes.filter((n) => n.kind === "neuron").length;
     msg.textContent = neurons + " neurons and " + graph.links.length + " edges explain " + JSON.stringify(graph.target) +
       " after " + graph.tokens.length + " tokens (" + graph.neuron_rows + " neuron rows computed, completeness error " +
-      graph.completeness_error.toExponential(1) + ").";
+      graph.completeness_error.toExponential(1) + ")" +
+      (graph.links.length > MAX_EDGES ? "; the strongest " + MAX_EDGES + " edges are drawn." : ".");
     fillTargets();
     download.disabled = false;
     draw();
@@ -170,7 +172,9 @@
       svg.appendChild(label);
     });
     const edges = el("g", { class: "edges" });
-    for (const link of view.links) {
+    // the strongest MAX_EDGES only: a big model's graph has thousands, and the rest are hairlines
+    const drawn = view.links.slice().sort((a, b) => Math.abs(b.weight) - Math.abs(a.weight)).slice(0, MAX_EDGES);
+    for (const link of drawn.reverse()) {
       const a = pos.get(link.source), b = pos.get(link.target);
       if (!a || !b) continue;
       const w = Math.abs(link.weight) / maxW;
