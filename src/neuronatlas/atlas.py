@@ -36,6 +36,12 @@ from neuronatlas.steer import DEFAULT_K, DEFAULT_NEW_TOKENS, SteerResult, parse_
 from neuronatlas.store import open_reader, open_writer, reader
 from neuronatlas.store import trace as trace_store
 from neuronatlas.store.browse import require_neuron, time_limit
+from neuronatlas.trace.attribute import (
+    DEFAULT_BATCH,
+    DEFAULT_CANDIDATES,
+    DEFAULT_MAX_NODES,
+)
+from neuronatlas.trace.build import DEFAULT_EDGE_THRESHOLD, DEFAULT_NODE_THRESHOLD
 from neuronatlas.trace.records import TraceGraph, TraceSummary
 
 _NOTEBOOK_CSS = (
@@ -227,13 +233,18 @@ class Atlas:
         target: str | None = None,
         *,
         group: str | None = None,
+        max_nodes: int = DEFAULT_MAX_NODES,
+        node_threshold: float = DEFAULT_NODE_THRESHOLD,
+        edge_threshold: float = DEFAULT_EDGE_THRESHOLD,
+        candidates: int = DEFAULT_CANDIDATES,
+        batch_size: int = DEFAULT_BATCH,
+        alpha: float = 1.0,
         progress: Callable[[int, int], None] | None = None,
-        **options: Any,
     ) -> TraceGraph:
         """Run the model live: the attribution graph of the next token after `text` over the
-        model's neurons (`neuronatlas.trace.trace`; options max_nodes, node_threshold,
-        edge_threshold, candidates, batch_size, alpha), its neuron nodes annotated with the
-        atlas's primary explanation and map cluster. group="cluster" adds one supernode per
+        model's neurons (`neuronatlas.trace.trace`, which documents the options), its neuron
+        nodes annotated with the atlas's primary explanation and map cluster. `target`: one
+        token (" Paris"), None for the likeliest tokens. group="cluster" adds one supernode per
         map cluster. BadInput for bad input, ModelUnavailable without a model."""
         from neuronatlas.errors import BadInput
         from neuronatlas.trace import annotate
@@ -241,7 +252,17 @@ class Atlas:
 
         if group not in (None, "cluster"):
             raise BadInput(f"group={group!r}: the only grouping is 'cluster'")
-        graph = self.live.trace(text, target=target, progress=progress, **options)
+        graph = self.live.trace(
+            text,
+            target=target,
+            progress=progress,
+            max_nodes=max_nodes,
+            node_threshold=node_threshold,
+            edge_threshold=edge_threshold,
+            candidates=candidates,
+            batch_size=batch_size,
+            alpha=alpha,
+        )
         ids = [n.neuron_id for n in graph.nodes if n.neuron_id]
         with time_limit(self._conn, self.time_limit_s) as c:
             notes = trace_store.neuron_notes(c, ids)
