@@ -128,6 +128,44 @@ def steer_atlas_path(tmp_path_factory, steer_gpt2_dir):
 
 
 @pytest.fixture(scope="session")
+def circuit_atlas_path(tmp_path_factory):
+    """A real atlas of the planted-circuit GPT-2 (tests/tiny_models.py:build_circuit_gpt2,
+    saved to a folder its meta names) for traces in the explorer: on " cat", L00N0011
+    ("the word cat") feeds L01N0013 ("says France next", its output 8 times the planted one,
+    so " France" is the likeliest next token, p ≈ 0.29), both in map cluster "cat → France";
+    the equally active distractors L00N0017 and L01N0019 sit in cluster "distractor"."""
+    import torch
+
+    import tiny_models as tm
+    from n2g_atlas import WORDS, build_atlas
+    from neuronatlas.store import AtlasWriter, open_writer
+    from neuronatlas.store.embed import write_map
+
+    root = tmp_path_factory.mktemp("circuit_atlas")
+    model, tok = tm.build_circuit_gpt2()
+    with torch.no_grad():  # a louder writer: " France" becomes the likeliest next token
+        model.transformer.h[1].mlp.c_proj.weight[tm.CIRCUIT_WRITER[1]] *= 8.0
+    folder = root / "model"
+    model.float().save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    neurons = [tm.CIRCUIT_DETECTOR, tm.CIRCUIT_WRITER, tm.DISTRACTOR, tm.DISTRACTOR_READER]
+    db = build_atlas(root / "atlas.db", folder, [*neurons, (0, 1)], n_sentences=60,
+                     words=[*WORDS, "cat"])  # fmt: skip
+    ids = ["L00N0011", "L01N0013", "L00N0017", "L01N0019"]
+    notes = ["the word cat", "says France next", "cat, unused", "reads the unused direction"]
+    with AtlasWriter(db) as w:
+        for nid, text in zip(ids, notes, strict=True):
+            w.write_explanations(nid, "openai", [(text, 0.9, None, None)])
+    conn = open_writer(db)
+    points = [(nid, 1, float(i), 0.0, i // 2) for i, nid in enumerate(ids)]
+    clusters = [(0, "cat → France", [("cat", 1.0)], 2, 0.5, 0.0),
+                (1, "distractor", [("cat", 1.0)], 2, 2.5, 0.0)]  # fmt: skip
+    write_map(conn, points, clusters, "t", {})
+    conn.close()
+    return db
+
+
+@pytest.fixture(scope="session")
 def synthetic_atlas(tmp_path_factory):
     """Build a synthetic atlas (tests/synthetic.py: no model) in a fresh folder; returns its path.
 

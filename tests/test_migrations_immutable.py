@@ -22,6 +22,7 @@ SHIPPED = {
     "009_similar_neurons.sql": "218c423f4cd3af1520f32bd259d51a98061b49dfcc4841fcb6e7505a1b6e7969",
     "010_map_hierarchy.sql": "8e544693350d90db7b1f76c612789d03e72f6ea1e2b1a6da667bc72c6044533b",
     "011_primary_by_key.sql": "c648ccae817bea6af2d411427b25745c183daafef8d88c3a4176c95d405e4fe5",
+    "012_trace_graphs.sql": "41ba8d17e8e75fd502ee64c4a8586ea9be2f243b26c1b272ea564becae3f3c22",
 }
 
 

@@ -81,13 +81,30 @@ def served(full_atlas, tiny_gpt2_dir, tmp_path_factory):
     proc.wait(timeout=10)
 
 
+# The live routes that run the model on a text refuse some schema-valid requests with 400
+# bad_input: a text over the model's token limit, a target that is not exactly one token.
+# Both depend on the tokenizer, which JSON Schema cannot express, so for these operations
+# (and only there) 400 counts as an answer to valid data; every other check still applies.
+TOKEN_LIMITS_CONFIG = """
+[[operations]]
+include-path-regex = "^/api/(steer|trace)"
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx",
+]
+"""
+
+
 def test_schemathesis_finds_no_failures(served, tmp_path):
     base, log = served
     assert SCHEMATHESIS.exists() or shutil.which("schemathesis"), "pip install schemathesis"
     exe = str(SCHEMATHESIS) if SCHEMATHESIS.exists() else "schemathesis"
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(TOKEN_LIMITS_CONFIG)
     run = subprocess.run(
         [
             exe,
+            "--config-file",
+            str(config),
             "run",
             base + "/openapi.json",
             "--checks",
@@ -108,5 +125,6 @@ def test_schemathesis_finds_no_failures(served, tmp_path):
     out = run.stdout + run.stderr
     assert run.returncode == 0, out[-6000:] + "\nserver log:\n" + log.read_text()[-3000:]
     assert "No issues found" in out or " passed" in out, out[-3000:]
-    # every operation was exercised (steering among them), the live ones with the real model
+    # every operation was exercised (steering and tracing among them), the live ones with the
+    # real model
     assert "Tested: 19" in out, out[-3000:]

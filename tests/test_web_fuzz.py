@@ -57,8 +57,14 @@ def fuzz_seed() -> int:
 
 RUN_SEED = fuzz_seed()  # one per run, for both atlases
 
-
-LIVE = {"/api/activate", "/api/neurons/{neuron_id}/logit_effects", "/api/steer"}  # need the model
+# need the model
+LIVE = {
+    "/api/activate",
+    "/api/neurons/{neuron_id}/logit_effects",
+    "/api/steer",
+    "/api/trace",
+    "/api/trace/neuronpedia",
+}
 
 
 def check(case, seen: list) -> None:

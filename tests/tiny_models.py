@@ -198,3 +198,94 @@ def byte_fallback_tokenizer():
         unk_token="<unk>",
         pad_token="<pad>",
     )
+
+
+# The planted circuit for `neuronatlas trace`: on " cat", layer-0 neuron CIRCUIT_DETECTOR
+# writes a direction that only layer-1 neuron CIRCUIT_WRITER reads; the writer writes the
+# unembedding of CIRCUIT_TARGET. A distractor pair on the same token (layer-0 DISTRACTOR
+# writing a direction only layer-1 DISTRACTOR_READER reads, which writes a direction the
+# target logit cannot see) fires as strongly and must stay out of the graph.
+CIRCUIT_TOKEN = " cat"
+CIRCUIT_TARGET = " France"
+CIRCUIT_DETECTOR = (0, 11)
+CIRCUIT_WRITER = (1, 13)
+DISTRACTOR = (0, 17)
+DISTRACTOR_READER = (1, 19)
+_READ_GAIN = 2.5
+
+
+def build_circuit_gpt2(seed: int = 0):
+    """The planted-circuit GPT-2 in memory (float64): (model, tokenizer). Attention writes
+    nothing and every other neuron's output row is 0, so the only paths to any logit are the
+    embedding's own and the planted neurons'."""
+    import torch
+
+    detectors = {CIRCUIT_DETECTOR: CIRCUIT_TOKEN, DISTRACTOR: CIRCUIT_TOKEN}
+    model, tok, _table = _planted(detectors, 2, 64, 2, seed)
+    model.double()
+    (target,) = tok.encode(CIRCUIT_TARGET)
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        w_u = model.lm_head.weight
+        u = w_u[target] - w_u.mean(0)
+        u = u - u.mean()  # what a LayerNorm (centring) passes of the target's read
+
+        def direction(*avoid: torch.Tensor) -> torch.Tensor:
+            """A random centred unit vector orthogonal to `avoid` (and to the constant)."""
+            basis = [torch.ones(64, dtype=torch.float64) / 8.0]
+            for a in avoid:
+                for b in basis:
+                    a = a - (a @ b) * b
+                basis.append(a / a.norm())
+            x = torch.randn(64, generator=gen, dtype=torch.float64)
+            for b in basis:
+                x = x - (x @ b) * b
+            return x / x.norm()
+
+        v = direction(u)  # the detector's write: invisible to the target logit directly
+        w = direction(u, v)  # the distractor's write: invisible to the writer and the logit
+        z = direction(u, v, w)  # the distractor reader's write: invisible to the logit
+        h0, h1 = model.transformer.h
+        h0.mlp.c_proj.weight[CIRCUIT_DETECTOR[1]] = v
+        h0.mlp.c_proj.weight[DISTRACTOR[1]] = w
+        for (_, n), d in ((CIRCUIT_WRITER, v), (DISTRACTOR_READER, w)):
+            h1.mlp.c_fc.weight[:, n] = d * _READ_GAIN
+            h1.mlp.c_fc.bias[n] = -OFFSET
+        h1.mlp.c_proj.weight[CIRCUIT_WRITER[1]] = u / u.norm()
+        h1.mlp.c_proj.weight[DISTRACTOR_READER[1]] = z
+        model.transformer.ln_f.weight.mul_(FINAL_NORM_GAIN)
+    return model, tok
+
+
+def tiny_gated_model(kind: str = "gemma3", seed: int = 0, n_layers: int = 3):
+    """A random gated model (Gemma-3 or Llama architecture, float64) with the GPT-2
+    tokenizer, its norm gains and offsets randomised so none is the identity: (model,
+    tokenizer)."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+
+    tok = gpt2_tokenizer()
+    torch.manual_seed(seed)
+    common = {
+        "vocab_size": len(tok),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": n_layers,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.eos_token_id,
+    }
+    if kind == "gemma3":
+        config = Gemma3TextConfig(**common, head_dim=16, sliding_window=4)
+        model = Gemma3ForCausalLM(config)
+    elif kind == "llama":
+        model = LlamaForCausalLM(LlamaConfig(**common))
+    else:
+        raise ValueError(f"kind {kind!r}: gemma3 or llama")
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.normal_(0.0, 0.3)
+    return model.eval().double(), tok

@@ -12,10 +12,12 @@ exactly what the browser shows. Reads are bounded by a time limit.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any, Self
+
+import msgspec
 
 from neuronatlas.ids import format_id
 from neuronatlas.read import explorer
@@ -30,8 +32,16 @@ from neuronatlas.read.models import (
 )
 from neuronatlas.read.render import HEATMAP_CSS, category_order, histogram_svg, record_row
 from neuronatlas.steer import DEFAULT_K, DEFAULT_NEW_TOKENS, SteerResult, parse_group
-from neuronatlas.store import open_reader, reader
+from neuronatlas.store import open_reader, open_writer, reader
+from neuronatlas.store import trace as trace_store
 from neuronatlas.store.browse import require_neuron, time_limit
+from neuronatlas.trace.attribute import (
+    DEFAULT_BATCH,
+    DEFAULT_CANDIDATES,
+    DEFAULT_MAX_NODES,
+)
+from neuronatlas.trace.build import DEFAULT_EDGE_THRESHOLD, DEFAULT_NODE_THRESHOLD
+from neuronatlas.trace.records import TraceGraph, TraceSummary
 
 _NOTEBOOK_CSS = (
     HEATMAP_CSS
@@ -210,3 +220,94 @@ class Atlas:
         with time_limit(self._conn, self.time_limit_s) as c:
             ids = [require_neuron(c, format_id(*n)) for n in parse_group(neurons)]
         return self.live.steer(text, ids, mode, value, k=k, new_tokens=new_tokens, target=target)
+
+    def trace(
+        self,
+        text: str,
+        target: str | None = None,
+        *,
+        group: str | None = None,
+        max_nodes: int = DEFAULT_MAX_NODES,
+        node_threshold: float = DEFAULT_NODE_THRESHOLD,
+        edge_threshold: float = DEFAULT_EDGE_THRESHOLD,
+        candidates: int = DEFAULT_CANDIDATES,
+        batch_size: int = DEFAULT_BATCH,
+        alpha: float = 1.0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> TraceGraph:
+        """Run the model live: the attribution graph of the next token after `text` over the
+        model's neurons (`neuronatlas.trace.trace`, which documents the options), its neuron
+        nodes annotated with the atlas's primary explanation and map cluster. `target`: one
+        token (" Paris"), None for the likeliest tokens. group="cluster" adds one supernode per
+        map cluster. BadInput for bad input, ModelUnavailable without a model."""
+        from neuronatlas.errors import BadInput
+        from neuronatlas.trace import annotate
+        from neuronatlas.trace.group import NeuronNote
+
+        if group not in (None, "cluster"):
+            raise BadInput(f"group={group!r}: the only grouping is 'cluster'")
+        graph = self.live.trace(
+            text,
+            target=target,
+            progress=progress,
+            max_nodes=max_nodes,
+            node_threshold=node_threshold,
+            edge_threshold=edge_threshold,
+            candidates=candidates,
+            batch_size=batch_size,
+            alpha=alpha,
+        )
+        ids = [n.neuron_id for n in graph.nodes if n.neuron_id]
+        with time_limit(self._conn, self.time_limit_s) as c:
+            notes = trace_store.neuron_notes(c, ids)
+        return annotate(
+            graph,
+            {k: NeuronNote(explanation=e, cluster=cl) for k, (e, cl) in notes.items()},
+            "cluster" if group else None,
+        )
+
+    def save_trace(self, graph: TraceGraph) -> int:
+        """Store `graph` in the atlas file (the one write an Atlas makes); its id."""
+        from neuronatlas.store.writer import now
+
+        conn = open_writer(self.path)
+        try:
+            return trace_store.save_graph(
+                conn,
+                now(),
+                graph.model,
+                graph.prompt,
+                graph.target,
+                len(graph.nodes),
+                len(graph.links),
+                msgspec.json.encode(graph),
+            )
+        finally:
+            conn.close()
+
+    def traces(self) -> list[TraceSummary]:
+        """The saved graphs, newest first."""
+        with time_limit(self._conn, self.time_limit_s) as c:
+            rows = trace_store.saved_graphs(c)
+        return [
+            TraceSummary(
+                id=r.id,
+                created_at=r.created_at,
+                model=r.model,
+                prompt=r.prompt,
+                target=r.target,
+                nodes=r.n_nodes,
+                links=r.n_links,
+            )
+            for r in rows
+        ]
+
+    def saved_trace(self, graph_id: int) -> TraceGraph:
+        """One saved graph; BadInput when the id is unknown."""
+        from neuronatlas.errors import BadInput
+
+        with time_limit(self._conn, self.time_limit_s) as c:
+            body = trace_store.saved_graph(c, graph_id)
+        if body is None:
+            raise BadInput(f"no saved trace {graph_id} in {self.path}: list them with --list")
+        return msgspec.json.decode(body, type=TraceGraph)

@@ -21,6 +21,7 @@ from neuronatlas.cli import scrape as _scrape  # noqa: F401
 from neuronatlas.cli import search as _search  # noqa: F401
 from neuronatlas.cli import serve as _serve  # noqa: F401
 from neuronatlas.cli import steer as _steer  # noqa: F401
+from neuronatlas.cli import trace as _trace  # noqa: F401
 from neuronatlas.cli.app import app, console_err
 from neuronatlas.errors import NeuronAtlasError
 

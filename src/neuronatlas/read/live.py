@@ -19,7 +19,10 @@ from neuronatlas.ids import format_id, parse_id
 from neuronatlas.read.models import LiveNeuron, LiveNeuronRef, LiveStatus, LiveStrongest
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from neuronatlas.steer import SteerResult
+    from neuronatlas.trace import TraceGraph
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +206,23 @@ class LiveModel:
                 new_tokens=new_tokens,
                 target=target,
             )
+
+    def trace(
+        self,
+        text: str,
+        *,
+        target: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        **options: Any,
+    ) -> TraceGraph:
+        """`neuronatlas.trace.trace` on this model (BOS placed as the atlas's records were
+        taken) under the run lock: the trace hooks the shared model while it runs."""
+        from neuronatlas.trace import trace
+
+        model = self.get()
+        with self.run_lock:
+            bos = self._bos_rule(model)
+            return trace(model, text, target=target, prepend_bos=bos, progress=progress, **options)
 
 
 def _finite(value: float) -> float | None:

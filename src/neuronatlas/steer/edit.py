@@ -117,9 +117,12 @@ def by_layer(edits: Iterable[Edit]) -> dict[int, dict[tuple[Mode, float | None],
     return out
 
 
-def _layer_hook(plan: dict[tuple[Mode, float | None], list[int]]):
+def _layer_hook(
+    plan: dict[tuple[Mode, float | None], list[int]], positions: Sequence[int] | None = None
+):
     """The forward pre-hook of one layer's output projection: every edit of that layer as
-    one indexed write per (mode, value) on a copy of the neuron vector."""
+    one indexed write per (mode, value) on a copy of the neuron vector, at every position or
+    only at `positions` of each pass's sequence."""
     index: dict[torch.device, list[tuple[Mode, float | None, torch.Tensor]]] = {}
 
     def hook(_module, args):
@@ -131,25 +134,32 @@ def _layer_hook(plan: dict[tuple[Mode, float | None], list[int]]):
                 (mode, value, torch.tensor(ns, device=x.device))
                 for (mode, value), ns in plan.items()
             ]
+        where = None if positions is None else torch.tensor(list(positions), device=x.device)
+        part = x if where is None else x[..., where, :]  # a copy of those positions' rows
         for mode, value, idx in index[x.device]:
             if mode == "ablate":
-                x[..., idx] = 0
+                part[..., idx] = 0
             elif mode == "clamp":
-                x[..., idx] = value
+                part[..., idx] = value
             else:
-                x[..., idx] = x[..., idx] * value
+                part[..., idx] = part[..., idx] * value
+        if where is not None:
+            x[..., where, :] = part
         return (x, *args[1:])
 
     return hook
 
 
 @contextmanager
-def applied(model: LoadedModel, edits: Edit | Sequence[Edit]) -> Iterator[None]:
-    """While open, every forward pass of `model` sees every edit at every position: one hook
-    per layer that has edits, whatever the number of neurons."""
+def applied(
+    model: LoadedModel, edits: Edit | Sequence[Edit], positions: Sequence[int] | None = None
+) -> Iterator[None]:
+    """While open, every forward pass of `model` sees every edit at every position (or only
+    at `positions`: a trace's check ablates one node at its own position): one hook per
+    layer that has edits, whatever the number of neurons."""
     group = [edits] if isinstance(edits, Edit) else list(edits)
     handles = [
-        model.projection(layer).register_forward_pre_hook(_layer_hook(plan))
+        model.projection(layer).register_forward_pre_hook(_layer_hook(plan, positions))
         for layer, plan in by_layer(group).items()
     ]
     try:

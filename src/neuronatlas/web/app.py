@@ -115,7 +115,7 @@ def create_app(
         records_html,
         with_code,
     )
-    from neuronatlas.web import api, errors, openapi, pages, steer_api
+    from neuronatlas.web import api, errors, openapi, pages, steer_api, trace_api
     from neuronatlas.web.pool import ReaderPool
 
     settings = Settings(db=Path(db), model=model, time_limit_s=time_limit_s, pool_size=pool_size)
@@ -142,6 +142,7 @@ def create_app(
     app.state.loop_pool = loop_pool
     app.state.live = LiveModel(model or default_spec(meta), meta, device)
     app.state.map_cache = {}
+    app.state.trace_cache = trace_api.GraphCache()
     # similar neurons (and full neuron views) run on the event loop when none of their reads
     # can be slow: up to this k, every kind is precomputed
     app.state.similar_k = min(similar.get(kind, 0) for kind in browse.SIMILAR_KINDS)
@@ -157,6 +158,7 @@ def create_app(
     templates.env.filters["code"] = with_code
     templates.env.globals["category_order"] = category_order
     templates.env.globals["steer_limits"] = steer_api.LIMITS
+    templates.env.globals["trace_limits"] = trace_api.LIMITS
     app.state.templates = templates
 
     errors.install(app)
@@ -195,7 +197,9 @@ def create_app(
 
     app.include_router(api.router)
     app.include_router(steer_api.router)
+    app.include_router(trace_api.router)
     app.include_router(pages.router)
+    app.include_router(trace_api.page_router)
     openapi.install(app)
 
     return app
