@@ -126,7 +126,10 @@ def report_main(model, text32: str, args, base_rss: float) -> None:
 def faithfulness(model, args) -> None:
     import torch
 
-    print(f"\n[faithfulness] {args.prompts} prompts, budget {args.faith_nodes}, top 20 nodes")
+    print(
+        f"\n[faithfulness] {args.prompts} prompts, budget {args.faith_nodes}, top 20 nodes, "
+        f"alpha {args.alpha}"
+    )
     rhos, signs = [], []
     for text in PROMPTS[: args.prompts]:
         ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -140,6 +143,7 @@ def faithfulness(model, args) -> None:
             prepend_bos=True,
             max_nodes=args.faith_nodes,
             batch_size=args.batch,
+            alpha=args.alpha,
         )
         check = check_interventions(model, g, top=20)
         rhos.append(check.spearman)
@@ -187,6 +191,7 @@ def main() -> None:
     ap.add_argument("--faith-nodes", type=int, default=250)
     ap.add_argument("--skip-budgets", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--alpha", type=float, default=1.0, help="Gated split (1: freeze the gate).")
     ap.add_argument("--only", choices=PARTS, action="append", help="Run only these parts.")
     args = ap.parse_args()
     import torch
