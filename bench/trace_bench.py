@@ -110,30 +110,7 @@ def batching(model, text: str, rows: int, batch: int) -> tuple[float, float]:
     return t_batched, t_single
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="default")
-    ap.add_argument("--max-nodes", type=int, default=1000)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--growth-nodes", type=int, default=250)
-    ap.add_argument("--compare-rows", type=int, default=64)
-    ap.add_argument("--prompts", type=int, default=len(PROMPTS))
-    ap.add_argument("--faith-nodes", type=int, default=250)
-    ap.add_argument("--skip-budgets", action="store_true")
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    model = load_model(args.model)
-    print(
-        f"model {model.name}: {model.n_layers} layers x {model.d_mlp} neurons, "
-        f"{args.threads} threads"
-    )
-    base_rss = rss_mib()
-
-    text32 = prompt_of(model, 31)  # + BOS = 32 positions
+def report_main(model, text32: str, args, base_rss: float) -> None:
     g, secs = one(model, text32, args.max_nodes, args.batch)
     t = g.timings
     print(
@@ -145,13 +122,14 @@ def main() -> None:
         f"(+{rss_mib() - base_rss:.0f} over the loaded model)"
     )
 
-    t_b, t_s = batching(model, text32, args.compare_rows, args.batch)
-    print(
-        f"\n[compare] {args.compare_rows} random neuron rows at 32 tokens: batched "
-        f"{t_b:.1f} s vs one pass per row {t_s:.1f} s: {t_s / t_b:.1f}x"
-    )
 
-    print(f"\n[faithfulness] {args.prompts} prompts, budget {args.faith_nodes}, top 20 nodes")
+def faithfulness(model, args) -> None:
+    import torch
+
+    print(
+        f"\n[faithfulness] {args.prompts} prompts, budget {args.faith_nodes}, top 20 nodes, "
+        f"alpha {args.alpha}"
+    )
     rhos, signs = [], []
     for text in PROMPTS[: args.prompts]:
         ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -165,6 +143,7 @@ def main() -> None:
             prepend_bos=True,
             max_nodes=args.faith_nodes,
             batch_size=args.batch,
+            alpha=args.alpha,
         )
         check = check_interventions(model, g, top=20)
         rhos.append(check.spearman)
@@ -180,6 +159,8 @@ def main() -> None:
         f"prompts; median sign agreement {statistics.median(valid_s):.3f}"
     )
 
+
+def growth(model, text32: str, args) -> None:
     print(f"\n[growth] budget {args.growth_nodes} rows")
     for n_tok in (16, 32, 64, 128):
         g, secs = one(model, prompt_of(model, n_tok - 1), args.growth_nodes, args.batch)
@@ -194,6 +175,49 @@ def main() -> None:
         for budget in (250, 500, 1000):
             g, secs = one(model, text32, budget, args.batch)
             print(f"  budget {budget:5d}: {secs:6.1f} s, {g.neuron_rows} rows")
+
+
+PARTS = ("main", "compare", "faithfulness", "growth")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--max-nodes", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--growth-nodes", type=int, default=250)
+    ap.add_argument("--compare-rows", type=int, default=64)
+    ap.add_argument("--prompts", type=int, default=len(PROMPTS))
+    ap.add_argument("--faith-nodes", type=int, default=250)
+    ap.add_argument("--skip-budgets", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--alpha", type=float, default=1.0, help="Gated split (1: freeze the gate).")
+    ap.add_argument("--only", choices=PARTS, action="append", help="Run only these parts.")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    model = load_model(args.model)
+    print(
+        f"model {model.name}: {model.n_layers} layers x {model.d_mlp} neurons, "
+        f"{args.threads} threads"
+    )
+    base_rss = rss_mib()
+    parts = set(args.only or PARTS)
+    text32 = prompt_of(model, 31)  # + BOS = 32 positions
+    if "main" in parts:
+        report_main(model, text32, args, base_rss)
+    if "compare" in parts:
+        t_b, t_s = batching(model, text32, args.compare_rows, args.batch)
+        print(
+            f"\n[compare] {args.compare_rows} random neuron rows at 32 tokens: batched "
+            f"{t_b:.1f} s vs one pass per row {t_s:.1f} s: {t_s / t_b:.1f}x"
+        )
+    if "faithfulness" in parts:
+        faithfulness(model, args)
+    if "growth" in parts:
+        growth(model, text32, args)
 
 
 if __name__ == "__main__":

@@ -113,6 +113,15 @@ def test_rows_sum_to_values_gated(gated, alpha):
     assert np.abs(a.values[a.computed]).max() > 0.01
 
 
+def test_batching_does_not_change_rows(gated):
+    ids = _ids(gated)
+    one = attribute(gated, ids, bos=True, max_nodes=12, candidates=60, batch_size=1)
+    many = attribute(gated, ids, bos=True, max_nodes=12, candidates=60, batch_size=5)
+    assert (one.neurons == many.neurons).all()
+    assert np.abs(one.adjacency).max() > 0.01
+    assert np.allclose(one.adjacency, many.adjacency, atol=1e-12)
+
+
 def test_values_are_the_real_models(gpt2):
     ids = _ids(gpt2)
     a = attribute(gpt2, ids, bos=True, max_nodes=20, candidates=100)

@@ -40,6 +40,10 @@ DEFAULT_MAX_NODES = 1000
 DEFAULT_CANDIDATES = 16_384
 DEFAULT_BATCH = 32
 MAX_NODES_LIMIT = 10_000
+# Rows computed between two influence updates of the greedy expansion: more updates follow
+# multi-hop paths sooner, each costs a pass over the rows so far. Independent of the batch
+# size, so batching never changes which neurons are chosen.
+UPDATE_ROWS = 128
 
 
 @dataclass
@@ -169,7 +173,7 @@ def attribute(
     stored: dict[int, np.ndarray] = {}  # pool index → row
     logit_rows = pool.contract(direct)
     budget = min(max_nodes, len(pool.flat))
-    step = max(batch_size * 4, 1)
+    step = UPDATE_ROWS
     chosen: list[int] = []
     while len(chosen) < budget:
         ranked = _rank(logit_rows, np.asarray(logits.weights), stored, pool, chosen)
