@@ -102,6 +102,13 @@ def print_json(value: object) -> None:
     sys.stdout.write(msgspec.json.encode(value).decode("utf-8") + "\n")
 
 
+#: How far back a neuron bar's speed looks: the whole run. Neurons finish in bursts (a batch,
+#: a worker's chunk), and rich's default of the last 30 s then sees a burst of many neurons
+#: in a fraction of a second and promises the rest in minutes (`n2g --layer` said 15 minutes
+#: for an hour's work); the average since the first neuron done is steady.
+WHOLE_RUN = 7 * 24 * 3600.0
+
+
 @contextmanager
 def neuron_bar(label: str, first: str = "") -> Iterator[tuple[Callable[..., None], int]]:
     """A progress bar over neurons on stderr: (rich's `Progress.update`, the task id). The
@@ -123,5 +130,6 @@ def neuron_bar(label: str, first: str = "") -> Iterator[tuple[Callable[..., None
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console_err,
+        speed_estimate_period=WHOLE_RUN,
     ) as bars:
         yield bars.update, bars.add_task(label, total=None, last=first)
