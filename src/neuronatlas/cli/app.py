@@ -133,3 +133,30 @@ def neuron_bar(label: str, first: str = "") -> Iterator[tuple[Callable[..., None
         speed_estimate_period=WHOLE_RUN,
     ) as bars:
         yield bars.update, bars.add_task(label, total=None, last=first)
+
+
+def say_what_is_stale(db: Path) -> None:
+    """After a stage that changes primary explanations or their vectors: name the commands
+    that bring the vectors and the map (and so search and similar neurons) back in step."""
+    from neuronatlas.store import open_reader
+    from neuronatlas.store.derived import staleness
+
+    conn = open_reader(db)
+    try:
+        lag = staleness(conn)
+    finally:
+        conn.close()
+    if lag.unembedded:
+        hint = (
+            f"{lag.unembedded:,} neurons' primary explanation is not embedded yet (search, "
+            f"similar neurons and the map use older text): run `neuronatlas embed --db {db}` "
+            f"then `neuronatlas map --db {db}`"
+        )
+    elif lag.map_stale:
+        hint = (
+            f"{lag.map_stale:,} neurons' map points come from older explanations or are "
+            f"missing: run `neuronatlas map --db {db}` (places them on the current map)"
+        )
+    else:
+        return
+    console_err.print(hint, highlight=False, soft_wrap=True)

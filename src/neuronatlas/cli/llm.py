@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,6 +18,7 @@ from neuronatlas.cli.app import (
     exit_codes,
     neuron_bar,
     print_json,
+    say_what_is_stale,
 )
 
 NeuronsOption = Annotated[
@@ -151,37 +151,9 @@ def explain(
         highlight=False,
     )
     if report.done:
-        _say_what_is_stale(db)
+        say_what_is_stale(db)
     if report.failed or report.not_started:
         raise typer.Exit(EXIT_PARTIAL)
-
-
-def _say_what_is_stale(db: Path) -> None:
-    """After a stage that can change primary explanations: name the commands that bring the
-    vectors and the map (and so search and similar neurons) back in step, if any lag."""
-    from neuronatlas.store import open_reader
-    from neuronatlas.store.derived import staleness
-
-    conn = open_reader(db)
-    try:
-        lag = staleness(conn)
-    finally:
-        conn.close()
-    if lag.unembedded:
-        console_err.print(
-            f"{lag.unembedded:,} neurons' primary explanation is not embedded yet (search, "
-            f"similar neurons and the map use older text): run `neuronatlas embed --db {db}` "
-            f"then `neuronatlas map --db {db}`",
-            highlight=False,
-            soft_wrap=True,
-        )
-    elif lag.map_stale:
-        console_err.print(
-            f"{lag.map_stale:,} neurons' map points come from older explanations: run "
-            f"`neuronatlas map --db {db}`",
-            highlight=False,
-            soft_wrap=True,
-        )
 
 
 @app.command(epilog=exit_codes(partial=True))
@@ -297,7 +269,7 @@ def score(
             highlight=False,
         )
     if report.scored:
-        _say_what_is_stale(db)
+        say_what_is_stale(db)
     if report.failed:
         raise typer.Exit(EXIT_PARTIAL)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Annotated, Literal, cast
 
 import typer
@@ -16,10 +15,10 @@ from neuronatlas.cli.app import (
     SilentOption,
     app,
     console,
-    console_err,
     exit_codes,
     print_json,
     reload_hint,
+    say_what_is_stale,
 )
 from neuronatlas.read.models import SearchHit, SearchMode
 from neuronatlas.store import open_reader, open_writer
@@ -98,25 +97,7 @@ def embed(
     console.print(
         f"{result.embedder}: embedded {result.embedded}, {result.unchanged} already current"
     )
-    _say_if_map_lags(db)
-
-
-def _say_if_map_lags(db: Path) -> None:
-    """Name `map` when embedded neurons have no map point of their current explanation."""
-    from neuronatlas.store.derived import staleness
-
-    conn = open_reader(db)
-    try:
-        lag = staleness(conn)
-    finally:
-        conn.close()
-    if lag.map_stale:
-        console_err.print(
-            f"{lag.map_stale:,} neurons' map points come from older explanations or are "
-            f"missing: run `neuronatlas map --db {db}` (places them on the current map)",
-            highlight=False,
-            soft_wrap=True,
-        )
+    say_what_is_stale(db)
 
 
 @app.command("map", epilog=exit_codes())
