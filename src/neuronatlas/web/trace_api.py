@@ -21,13 +21,13 @@ from pydantic import BaseModel, Field
 
 from neuronatlas import trace as tr
 from neuronatlas.read.models import encode
-from neuronatlas.steer import json_schema
+from neuronatlas.steer import MAX_TARGET_CHARS, json_schema
 from neuronatlas.store import trace as trace_store
 from neuronatlas.trace.group import NeuronNote
 from neuronatlas.web.api import reads
 from neuronatlas.web.errors import ERROR_RESPONSES
 from neuronatlas.web.steer_api import LIMITS as STEER_LIMITS
-from neuronatlas.web.steer_api import MAX_TARGET_CHARS, Count
+from neuronatlas.web.steer_api import Count
 
 router = APIRouter(responses=ERROR_RESPONSES)
 page_router = APIRouter(include_in_schema=False)
