@@ -24,6 +24,8 @@ from neuronatlas.store import AtlasWriter, open_reader, reader
 from neuronatlas.store.search import rebuild_search_indexes, stale_search_indexes
 
 KEYS = ["id", "layer", "neuron", "explanation", "score", "similarity"]
+#: a hit as the CLI, the API and `Atlas` give it: the library's keys and what it measures
+HIT_KEYS = [*KEYS, "similarity_measure"]
 
 
 def _indexed_atlas(folder, embedder: str):
@@ -211,7 +213,7 @@ def test_cli_search_json_has_exactly_the_contract_keys(atlas):
     )
     assert out.exit_code == 0, out.output
     rows = json.loads(out.stdout)
-    assert [list(r) for r in rows] == [KEYS, KEYS] and rows[0]["id"] == "L00N0001"
+    assert [list(r) for r in rows] == [HIT_KEYS, HIT_KEYS] and rows[0]["id"] == "L00N0001"
     out = runner.invoke(app, ["tokens", " Berlin", "--db", str(atlas), "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)[0]["id"] == "L03N0008"

@@ -9,7 +9,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from neuronatlas.cli.app import DbOption, DeviceOption, JsonOption, app, console, console_err
+from neuronatlas.cli.app import (
+    DbOption,
+    DeviceOption,
+    JsonOption,
+    app,
+    console,
+    console_err,
+    exit_codes,
+)
 from neuronatlas.cli.serve import ModelOption
 from neuronatlas.errors import BadInput
 from neuronatlas.trace.attribute import DEFAULT_MAX_NODES, MAX_NODES_LIMIT
@@ -72,7 +80,7 @@ def _print_list(saved: list[TraceSummary]) -> None:
     console.print(table)
 
 
-@app.command()
+@app.command(epilog=exit_codes())
 def trace(
     db: DbOption,
     text: Annotated[
