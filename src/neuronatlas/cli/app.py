@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import ProgressColumn, Task, TaskID
+from rich.text import Text
 
 app = typer.Typer(
     name="neuronatlas",
@@ -102,24 +105,53 @@ def print_json(value: object) -> None:
     sys.stdout.write(msgspec.json.encode(value).decode("utf-8") + "\n")
 
 
-#: How far back a neuron bar's speed looks: the whole run. Neurons finish in bursts (a batch,
-#: a worker's chunk), and rich's default of the last 30 s then sees a burst of many neurons
-#: in a fraction of a second and promises the rest in minutes (`n2g --layer` said 15 minutes
-#: for an hour's work); the average since the first neuron done is steady.
-WHOLE_RUN = 7 * 24 * 3600.0
+def time_left(began: float, now: float, done: float, total: float) -> float | None:
+    """Seconds left at the average pace since the work began (None before the first neuron).
+
+    Neurons finish in bursts (a batch, a worker's chunk): rich's own estimate, the speed over
+    its last 30 s of updates, sees a burst of many neurons within a fraction of a second and
+    promises the rest in seconds (`n2g --layer` said 15 minutes for an hour's work). The pace
+    since the work began counts the time the burst took to compute."""
+    if done <= 0 or now <= began:
+        return None
+    return max(0.0, (now - began) * (total - done) / done)
+
+
+class WorkTimeLeft(ProgressColumn):
+    """A bar's time left by `time_left`, from the moment its total was set (`began` field)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self._clock = clock
+
+    def render(self, task: Task) -> Text:
+        began = task.fields.get("began")
+        left = (
+            None
+            if task.total is None or began is None
+            else time_left(began, self._clock(), task.completed, task.total)
+        )
+        if task.finished:
+            left = 0.0
+        if left is None:
+            return Text("-:--:--", style="progress.remaining")
+        minutes, seconds = divmod(int(left), 60)
+        hours, minutes = divmod(minutes, 60)
+        return Text(f"{hours:d}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
 
 
 @contextmanager
 def neuron_bar(label: str, first: str = "") -> Iterator[tuple[Callable[..., None], int]]:
-    """A progress bar over neurons on stderr: (rich's `Progress.update`, the task id). The
-    bar shows the count, the last neuron done (field `last`, starting as `first`) and times."""
+    """A progress bar over neurons on stderr: (an updater taking rich's `Progress.update`
+    arguments, the task id). The bar shows the count, the last neuron done (field `last`,
+    starting as `first`), the time spent and the time left (`WorkTimeLeft`: the work begins
+    when the caller first sets the total, after loading a model)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
         Progress,
         TextColumn,
         TimeElapsedColumn,
-        TimeRemainingColumn,
     )
 
     with Progress(
@@ -128,11 +160,17 @@ def neuron_bar(label: str, first: str = "") -> Iterator[tuple[Callable[..., None
         MofNCompleteColumn(),
         TextColumn("{task.fields[last]}"),
         TimeElapsedColumn(),
-        TimeRemainingColumn(),
+        WorkTimeLeft(time.monotonic),  # rich's own clock
         console=console_err,
-        speed_estimate_period=WHOLE_RUN,
     ) as bars:
-        yield bars.update, bars.add_task(label, total=None, last=first)
+        began: dict[TaskID, float] = {}
+
+        def update(task_id: TaskID, **fields: Any) -> None:
+            if fields.get("total") is not None and task_id not in began:
+                fields["began"] = began[task_id] = time.monotonic()  # the first total given
+            bars.update(task_id, **fields)
+
+        yield update, bars.add_task(label, total=None, last=first, began=None)
 
 
 def say_what_is_stale(db: Path) -> None:

@@ -228,14 +228,16 @@ def run_n2g(
     if not overwrite:
         report.already = [t for t in targets if t in have]
         targets = [t for t in targets if t not in have]
-    if on_total:
-        on_total(len(targets) + len(report.failed))
     if not targets:
+        if on_total:
+            on_total(len(report.failed))
         report.seconds = time.perf_counter() - started
         return report
     spec = model_spec(meta, model)
     if session is None:
         session = open_session(db, model, settings, casings, device)
+    if on_total:  # after loading the model: a bar's pace counts the work alone
+        on_total(len(targets) + len(report.failed))
     settings = session.settings
     stored_full = settings.full_activation == "stored" or (
         settings.full_activation == "auto" and same_model(meta, spec, session.loaded)
