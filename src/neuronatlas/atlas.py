@@ -241,8 +241,7 @@ class Atlas:
         token (" Paris"), None for the likeliest tokens. group="cluster" adds one supernode per
         map cluster. BadInput for bad input, ModelUnavailable without a model."""
         from neuronatlas.errors import BadInput
-        from neuronatlas.trace import annotate
-        from neuronatlas.trace.group import NeuronNote
+        from neuronatlas.trace.group import annotate_from_atlas
 
         if group not in (None, "cluster"):
             raise BadInput(f"group={group!r}: the only grouping is 'cluster'")
@@ -257,14 +256,8 @@ class Atlas:
             batch_size=batch_size,
             alpha=alpha,
         )
-        ids = [n.neuron_id for n in graph.nodes if n.neuron_id]
         with time_limit(self._conn, self.time_limit_s) as c:
-            notes = trace_store.neuron_notes(c, ids)
-        return annotate(
-            graph,
-            {k: NeuronNote(explanation=e, cluster=cl) for k, (e, cl) in notes.items()},
-            "cluster" if group else None,
-        )
+            return annotate_from_atlas(c, graph, "cluster" if group else None)
 
     def save_trace(self, graph: TraceGraph) -> int:
         """Store `graph` in the atlas file (the one write an Atlas makes); its id."""

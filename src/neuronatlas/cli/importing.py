@@ -55,6 +55,13 @@ def _bar(label: str, silent: bool):
         yield update
 
 
+#: --overwrite of both importers (one definition, one help text)
+OverwriteOption = Annotated[
+    bool,
+    typer.Option(help="Re-import neurons already imported (default: skip them, so reruns resume)."),
+]
+
+
 @app.command("import-openai", epilog=exit_codes(partial=True))
 def import_openai(
     source: Annotated[
@@ -82,12 +89,7 @@ def import_openai(
             help="Parser processes (default: one per CPU core; 0 parses in this process)."
         ),
     ] = None,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            help="Re-import neurons already imported (default: skip them, so reruns resume)."
-        ),
-    ] = False,
+    overwrite: OverwriteOption = False,
     silent: SilentOption = False,
 ) -> None:
     """Import OpenAI neuron-explainer explanations and activation records into an atlas.
@@ -161,12 +163,7 @@ def import_seed(
             "embeds queries with."
         ),
     ] = "all-mpnet-base-v2",
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            help="Re-import neurons already imported (default: skip them, so reruns resume)."
-        ),
-    ] = False,
+    overwrite: OverwriteOption = False,
     silent: SilentOption = False,
 ) -> None:
     """Import the seed notebook's own SQLite database (records, explanations, embeddings).

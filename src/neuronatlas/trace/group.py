@@ -3,6 +3,7 @@ supernodes (the viewers' node groups) by cluster."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from typing import Literal
 
@@ -39,3 +40,17 @@ def annotate(
                 members.setdefault(node.cluster, []).append(node.node_id)
         supernodes = [[label, *ids] for label, ids in members.items() if len(ids) >= 2]
     return msgspec.structs.replace(graph, nodes=nodes, supernodes=supernodes)
+
+
+def annotate_from_atlas(
+    conn: sqlite3.Connection, graph: TraceGraph, group: Group | None = None
+) -> TraceGraph:
+    """`annotate` with the notes of the atlas behind `conn` (its primary explanations and
+    map clusters): what `Atlas.trace` and the explorer's trace route both give."""
+    from neuronatlas.store import trace as trace_store
+
+    ids = [n.neuron_id for n in graph.nodes if n.neuron_id]
+    notes = trace_store.neuron_notes(conn, ids)
+    return annotate(
+        graph, {nid: NeuronNote(explanation=e, cluster=c) for nid, (e, c) in notes.items()}, group
+    )

@@ -22,8 +22,7 @@ from pydantic import BaseModel, Field
 from neuronatlas import trace as tr
 from neuronatlas.read.models import encode
 from neuronatlas.steer import MAX_TARGET_CHARS, json_schema
-from neuronatlas.store import trace as trace_store
-from neuronatlas.trace.group import NeuronNote
+from neuronatlas.trace.group import annotate_from_atlas
 from neuronatlas.web.api import reads
 from neuronatlas.web.errors import ERROR_RESPONSES
 from neuronatlas.web.steer_api import LIMITS as STEER_LIMITS
@@ -146,14 +145,8 @@ def traced(request: Request, body: TraceRequest) -> tr.TraceGraph:
         node_threshold=body.node_threshold,
         edge_threshold=body.edge_threshold,
     )
-    ids = [n.neuron_id for n in graph.nodes if n.neuron_id]
     with reads(request) as conn:
-        notes = trace_store.neuron_notes(conn, ids)
-    graph = tr.annotate(
-        graph,
-        {nid: NeuronNote(explanation=e, cluster=c) for nid, (e, c) in notes.items()},
-        body.group,
-    )
+        graph = annotate_from_atlas(conn, graph, body.group)
     state.trace_cache.put(key, graph)
     return graph
 
