@@ -7,8 +7,8 @@ import pytest
 
 from embed_fixtures import NEURONS, build_atlas
 from neuronatlas.embed.embed import EmbedConfig, embed_atlas
-from neuronatlas.embed.similar import precompute_similar
 from neuronatlas.read import explorer
+from neuronatlas.relations.similar import precompute_similar
 from neuronatlas.store import AtlasWriter, browse, open_reader
 from neuronatlas.store.search import rebuild_search_indexes
 
@@ -55,14 +55,15 @@ def test_neighbours_through_the_hnsw_graph_equal_the_exact_ones(atlas, monkeypat
     exact, so both paths must store the same neighbours."""
     from collections import Counter, OrderedDict
 
-    from neuronatlas.embed import index, search, similar
+    from neuronatlas.relations import similar
+    from neuronatlas.search import semantic, vector_index
 
     conn = open_reader(atlas)
     exact = list(similar._all_by_embedding(conn, 10))
     monkeypatch.setenv("NEURONATLAS_HOME", str(tmp_path))
-    monkeypatch.setattr(index, "EXACT_MAX", 5)
-    monkeypatch.setattr(search, "_CACHE", OrderedDict())
-    assert search.load_vectors(conn).index.approximate
+    monkeypatch.setattr(vector_index, "EXACT_MAX", 5)
+    monkeypatch.setattr(semantic, "_CACHE", OrderedDict())
+    assert semantic.load_vectors(conn).index.approximate
     graph = list(similar._all_by_embedding(conn, 10))
     assert [(r[0], r[1], round(r[3], 5)) for r in graph] == [
         (r[0], r[1], round(r[3], 5)) for r in exact
@@ -78,8 +79,8 @@ def test_neighbours_through_the_hnsw_graph_equal_the_exact_ones(atlas, monkeypat
 @pytest.mark.parametrize("budget", [1, 50, 1 << 20])
 def test_token_neighbours_in_blocks_equal_the_per_neuron_join(atlas, budget):
     """One query per block, a few, or all in one: each neuron's rows are the self-join's."""
-    from neuronatlas.embed.similar import _token_neighbours
-    from neuronatlas.embed.token_neighbours import all_token_neighbours
+    from neuronatlas.relations.similar import _token_neighbours
+    from neuronatlas.relations.token_neighbours import all_token_neighbours
     from neuronatlas.store.search import token_shares
 
     conn = open_reader(atlas)

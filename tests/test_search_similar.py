@@ -7,8 +7,8 @@ import torch
 import transformers
 
 from embed_fixtures import build_atlas
-from neuronatlas.embed import weights as W
-from neuronatlas.embed.similar import similar_neurons
+from neuronatlas.relations import weights as W
+from neuronatlas.relations.similar import similar_neurons
 from neuronatlas.store import AtlasWriter, open_reader
 from neuronatlas.store.search import rebuild_search_indexes
 

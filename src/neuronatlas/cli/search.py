@@ -148,7 +148,7 @@ def map_(
 
     Example: neuronatlas map --db atlas.db --clusters 200 --coarse 30
     """
-    from neuronatlas.embed.map import MapConfig, build_map
+    from neuronatlas.map.neuron_map import MapConfig, build_map
 
     config = MapConfig(
         neighbors=neighbors,
@@ -210,7 +210,7 @@ def index(
 
     Example: neuronatlas index --db atlas.db
     """
-    from neuronatlas.embed.similar import precompute_similar
+    from neuronatlas.relations.similar import precompute_similar
     from neuronatlas.store.search import rebuild_search_indexes
 
     conn = open_writer(db, create=False)

@@ -343,7 +343,7 @@ def similar_neurons(
 ) -> SimilarNeurons:
     """Every kind of similar neuron (with `model`, by weights and the logit effect too),
     computed now rather than read from the precomputed rows, so any k and model work."""
-    from neuronatlas.embed.similar import similar_neurons as compute
+    from neuronatlas.relations.similar import similar_neurons as compute
 
     found = compute(conn, neuron_id, k, model)
     if "logit_effects" in found:
@@ -425,7 +425,7 @@ def search(
 def _has_words(query: str) -> bool:
     """Whether full-text search finds anything to match in `query` (a query of only
     punctuation has no words: no hits, rather than an error)."""
-    from neuronatlas.embed.fulltext import match_expressions
+    from neuronatlas.search.fulltext import match_expressions
 
     try:
         match_expressions(query)
@@ -584,7 +584,7 @@ def logit_effects(
     nid = browse.require_neuron(conn, neuron_id)
     model = live.get()
     try:
-        from neuronatlas.embed.similar import logit_effects as effects
+        from neuronatlas.relations.similar import logit_effects as effects
     except ImportError as exc:
         raise StageNotBuilt(
             f"logit effects need the embed stage, which is missing ({exc})"
