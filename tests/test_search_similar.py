@@ -114,7 +114,7 @@ def test_similar_is_typed_for_the_library_and_the_cli(db_path):
 
     from neuronatlas.cli import app
     from neuronatlas.read.explorer import similar_neurons as typed
-    from neuronatlas.read.models import SimilarNeurons
+    from neuronatlas.read.views import SimilarNeurons
 
     build_atlas(db_path)
     with AtlasWriter(db_path) as w:

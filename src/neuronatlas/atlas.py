@@ -5,7 +5,7 @@
     >>> atlas.search("dogs", k=5)       # same results as /api/search and `neuronatlas search`
 
 The same `neuronatlas.read` functions as the explorer's pages and JSON API sit behind every
-method and return the same typed records (`neuronatlas.read.models`), so a notebook shows
+method and return the same typed records (`neuronatlas.read.views`), so a notebook shows
 exactly what the browser shows. Reads are bounded by a time limit.
 """
 
@@ -22,7 +22,8 @@ import msgspec
 from neuronatlas.ids import format_id
 from neuronatlas.read import explorer
 from neuronatlas.read.live import LiveModel, default_spec
-from neuronatlas.read.models import (
+from neuronatlas.read.render import HEATMAP_CSS, category_order, histogram_svg, record_row
+from neuronatlas.read.views import (
     LiveNeuron,
     LiveStrongest,
     NeuronPage,
@@ -30,7 +31,6 @@ from neuronatlas.read.models import (
     SearchMode,
     to_builtins,
 )
-from neuronatlas.read.render import HEATMAP_CSS, category_order, histogram_svg, record_row
 from neuronatlas.steer import DEFAULT_K, DEFAULT_NEW_TOKENS, SteerResult, parse_group
 from neuronatlas.store import open_reader, open_writer, reader
 from neuronatlas.store import trace as trace_store
@@ -57,7 +57,7 @@ _NOTEBOOK_CSS = (
 
 
 class Neuron(NeuronPage):
-    """One neuron of an atlas: its page record (a `read.models.NeuronPage`, so
+    """One neuron of an atlas: its page record (a `read.views.NeuronPage`, so
     `msgspec.to_builtins` and `msgspec.json.encode` take it as they are) that draws itself in
     a notebook. `neuron["field"]` reads a field of the page."""
 
@@ -118,7 +118,7 @@ class Neuron(NeuronPage):
 
 
 class Results(list[SearchHit]):
-    """Search results (`read.models.SearchHit`s) that render as a table in notebooks."""
+    """Search results (`read.views.SearchHit`s) that render as a table in notebooks."""
 
     def _repr_html_(self) -> str:
         rows = "".join(

@@ -20,7 +20,7 @@ from neuronatlas.cli.app import (
     reload_hint,
     say_what_is_stale,
 )
-from neuronatlas.read.models import SearchHit, SearchMode
+from neuronatlas.read.views import SearchHit, SearchMode
 from neuronatlas.store import open_reader, open_writer
 
 Clusterer = Literal["hdbscan", "kmeans"]
@@ -32,8 +32,8 @@ SearchK = Annotated[int, typer.Option("--k", min=1, max=100, help="How many resu
 def _results_table(
     rows: list[SearchHit], title: str, measure: str | None, extra: str | None = None
 ) -> None:
-    """Hits as a table whose similarity column names its measure (read.models.MEASURES)."""
-    from neuronatlas.read.models import MEASURES
+    """Hits as a table whose similarity column names its measure (read.views.MEASURES)."""
+    from neuronatlas.read.views import MEASURES
 
     label = "similarity" if measure is None else MEASURES[measure].label
     table = Table(title=title, show_header=True, header_style="bold")

@@ -1,7 +1,7 @@
 """What the explorer shows, assembled from the stages' reads: one function per page / endpoint.
 
 The HTML pages, the JSON API, the CLI's `--json` and `neuronatlas.Atlas` all call these and
-get the typed records of `read.models`, so a page and its JSON twin can never disagree.
+get the typed records of `read.views`, so a page and its JSON twin can never disagree.
 Optional sections (N2G, similar neurons, map, semantic search) come from `stages`; when a
 stage is not built the result says so under `unavailable` rather than failing the whole page.
 """
@@ -20,7 +20,8 @@ from neuronatlas.errors import BadInput, NeuronNotFound, QueryTimeout, StageNotB
 from neuronatlas.ids import canonical
 from neuronatlas.read import stages
 from neuronatlas.read.live import LiveModel
-from neuronatlas.read.models import (
+from neuronatlas.read.render import histogram
+from neuronatlas.read.views import (
     MEASURES,
     Cluster,
     CoarseCluster,
@@ -50,7 +51,6 @@ from neuronatlas.read.models import (
     SimilarNeurons,
     Stats,
 )
-from neuronatlas.read.render import histogram
 from neuronatlas.store import browse, derived, reader
 from neuronatlas.store import embed as store_embed
 

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from neuronatlas.read.models import MapData
+from neuronatlas.read.views import MapData
 
 MAGIC = b"NAMAP\x00\x01\x00"
 HEADER = struct.Struct("<8sII")

@@ -20,12 +20,11 @@ from starlette.concurrency import run_in_threadpool
 
 from neuronatlas import __version__
 from neuronatlas.errors import StageNotBuilt
-from neuronatlas.ids import canonical
+from neuronatlas.ids import NEURON_ID_PATTERN, canonical
 from neuronatlas.read import explorer
 from neuronatlas.read.live import MAX_TEXT_CHARS
 from neuronatlas.read.mapbin import encode_points
-from neuronatlas.read.models import (
-    NEURON_ID_PATTERN,
+from neuronatlas.read.views import (
     Health,
     Histogram,
     LiveNeuron,

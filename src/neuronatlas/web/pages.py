@@ -19,7 +19,7 @@ from neuronatlas.errors import BadInput, StageNotBuilt
 from neuronatlas.ids import canonical
 from neuronatlas.read import explorer
 from neuronatlas.read.live import MAX_TEXT_CHARS
-from neuronatlas.read.models import MEASURES, NeuronPage, SearchMode
+from neuronatlas.read.views import MEASURES, NeuronPage, SearchMode
 from neuronatlas.store import browse
 from neuronatlas.web.api import NeuronId, View, loop_reads, reads
 
