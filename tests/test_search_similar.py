@@ -113,7 +113,7 @@ def test_similar_is_typed_for_the_library_and_the_cli(db_path):
     from typer.testing import CliRunner
 
     from neuronatlas.cli import app
-    from neuronatlas.read.explorer import similar_neurons as typed
+    from neuronatlas.read.relations import similar_neurons as typed
     from neuronatlas.read.views import SimilarNeurons
 
     build_atlas(db_path)

@@ -20,7 +20,9 @@ from typing import Any, Self
 import msgspec
 
 from neuronatlas.ids import format_id
-from neuronatlas.read import explorer
+from neuronatlas.read import activate as read_activate
+from neuronatlas.read import neuron as read_neuron
+from neuronatlas.read import search as read_search
 from neuronatlas.read.live import LiveModel, default_spec
 from neuronatlas.read.render import HEATMAP_CSS, category_order, histogram_svg, record_row
 from neuronatlas.read.views import (
@@ -173,32 +175,32 @@ class Atlas:
         with time_limit(self._conn, self.time_limit_s) as c:
             return reader.neuron_ids(c, layer)
 
-    def neuron(self, neuron_id: str, records: int = explorer.DEFAULT_RECORDS) -> Neuron:
+    def neuron(self, neuron_id: str, records: int = read_neuron.DEFAULT_RECORDS) -> Neuron:
         """Everything about one neuron (as on its page). NeuronNotFound / BadNeuronId."""
         with time_limit(self._conn, self.time_limit_s) as c:
-            return Neuron.of(explorer.neuron_detail(c, neuron_id, records=records))
+            return Neuron.of(read_neuron.neuron_detail(c, neuron_id, records=records))
 
     def search(self, query: str, k: int = 10, mode: SearchMode = "auto") -> Results:
-        """Neurons for a query (semantic when the atlas has embeddings; see `explorer.search`)."""
+        """Neurons for a query (semantic when the atlas has embeddings; `read.search.search`)."""
         with time_limit(self._conn, self.time_limit_s) as c:
-            return Results(explorer.search(c, query, k, mode).results)
+            return Results(read_search.search(c, query, k, mode).results)
 
     def tokens(self, text: str, k: int = 10) -> Results:
         """Neurons whose stored records fire on the tokens of `text`."""
         with time_limit(self._conn, self.time_limit_s) as c:
-            return Results(explorer.search(c, text, k, "tokens").results)
+            return Results(read_search.search(c, text, k, "tokens").results)
 
     def activate(self, text: str, k: int = 10) -> LiveStrongest:
         """Run the model live: the k strongest neurons on each token of `text`."""
         self.live.get()  # load first: loading must not count against the read time limit
         with time_limit(self._conn, self.time_limit_s) as c:
-            return explorer.live_strongest(c, self.live, text, k)
+            return read_activate.live_strongest(c, self.live, text, k)
 
     def activations(self, text: str, neuron_id: str) -> LiveNeuron:
         """Run the model live: one neuron's activation per token (+ its N2G prediction)."""
         self.live.get()
         with time_limit(self._conn, self.time_limit_s) as c:
-            return explorer.live_neuron(c, self.live, text, neuron_id)
+            return read_activate.live_neuron(c, self.live, text, neuron_id)
 
     def steer(
         self,

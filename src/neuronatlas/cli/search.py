@@ -259,7 +259,7 @@ def search(
 
     Example: neuronatlas search "words about the weather" --db atlas.db --k 5 --json
     """
-    from neuronatlas.read.explorer import search as run_search
+    from neuronatlas.read.search import search as run_search
 
     mode: SearchMode = "fulltext" if fulltext else "semantic"
     conn = open_reader(db)
@@ -291,7 +291,7 @@ def tokens(
 
     Example: neuronatlas tokens " Paris" --db atlas.db --json
     """
-    from neuronatlas.read.explorer import search as run_search
+    from neuronatlas.read.search import search as run_search
 
     result = run_search(open_reader(db), text, k, "tokens")
     if json:
@@ -320,7 +320,7 @@ def similar(
 
     Example: neuronatlas similar L05N0123 --db atlas.db --k 5
     """
-    from neuronatlas.read.explorer import similar_neurons
+    from neuronatlas.read.relations import similar_neurons
 
     started = time.perf_counter()
     data = similar_neurons(open_reader(db), neuron_id, k, model)

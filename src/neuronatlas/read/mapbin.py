@@ -53,7 +53,7 @@ def _ids(values: list[int | None]) -> np.ndarray:
 
 
 def encode_points(data: MapData) -> bytes:
-    """The points of `explorer.map_data` (its texts are not sent) as one buffer."""
+    """The points of `read.map.map_data` (its texts are not sent) as one buffer."""
     cols = data.columns
     n = len(cols.layer)
     if max(cols.layer, default=0) > 0xFFFF:
