@@ -28,15 +28,15 @@ import time
 
 import numpy as np
 
-from neuronatlas.embed.coherence import coherence, word_vectors
-from neuronatlas.embed.hierarchy import (
+from neuronatlas.map.coherence import coherence, word_vectors
+from neuronatlas.map.hierarchy import (
     Hierarchy,
     build_hierarchy,
     default_counts,
     nest,
     renumber_by_size,
 )
-from neuronatlas.embed.map import MapConfig, layout
+from neuronatlas.map.neuron_map import MapConfig, layout
 from neuronatlas.store import embed as store
 from neuronatlas.store import open_reader
 

@@ -7,8 +7,8 @@ Three ways to find the top 10 of N unit vectors (768-d) for a query vector, same
    slow for N) and compared with (2) on the same rows;
 2. exact: one float32 matrix in memory, `matrix @ q` + `argpartition` (neuronatlas below
    `NEURONATLAS_EXACT_MAX` vectors);
-3. neuronatlas at N: `embed.index.build_index` — above the exact limit an HNSW graph (usearch,
-   int8) asked for 4k candidates that are rescored exactly; recall@10 against (2).
+3. neuronatlas at N: `search.vector_index.build_index` — above the exact limit an HNSW graph
+   (usearch, int8) asked for 4k candidates that are rescored exactly; recall@10 against (2).
 
 p50/p99 over `--queries` queries. `--data random`: random unit vectors and random unit queries
 (the brief's setting; the worst case for any index: no structure, every true neighbour is a
@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from neuronatlas.embed.index import build_index, exact_top_k
+from neuronatlas.search.vector_index import build_index, exact_top_k
 
 
 def unit(x: np.ndarray) -> np.ndarray:

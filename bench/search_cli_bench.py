@@ -49,8 +49,8 @@ st = resolve_embedder("all-MiniLM-L6-v2"); st.model(); lap("load MiniLM (sentenc
 st.encode([sys.argv[2]]); lap("encode the query (sentence-transformers)")
 fast = resolve_embedder("all-MiniLM-L6-v2"); fast.numpy_model(); lap("load MiniLM (numpy BERT)")
 fast.encode([sys.argv[2]]); lap("encode the query (numpy BERT)")
-from neuronatlas.embed.search import load_vectors
-from neuronatlas.read.explorer import search
+from neuronatlas.search.semantic import load_vectors
+from neuronatlas.read.search import search
 from neuronatlas.store import open_reader
 conn = open_reader(sys.argv[1]); load_vectors(conn); lap("load the atlas's vectors")
 search(conn, sys.argv[2], 5, "semantic", embedder=fast); lap("the search")

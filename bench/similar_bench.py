@@ -18,7 +18,7 @@ Recall@20 of the new way against exact neighbours is measured on `--recall-sampl
 The by-tokens kind needs a real token index: `--tokens-db ATLAS` (e.g. an import of
 bench/gen_openai_xl.py's files) times the old per-neuron self-join (`token_overlap`, on a
 random sample of `--old-sample` neurons, extrapolated) against the new blocked numpy join
-(`embed.token_neighbours`, every neuron), and checks that the sampled neurons' rows are equal.
+(`relations.token_neighbours`, every neuron), and checks that the sampled neurons' rows are equal.
 
     .venv/bin/python bench/similar_bench.py                # 36,864 and 307,200
     .venv/bin/python bench/similar_bench.py --sizes 36864
@@ -85,7 +85,7 @@ def run_old(m: np.ndarray, limit: int) -> dict:
 
 
 def run_new(m: np.ndarray) -> dict:
-    from neuronatlas.embed.index import build_index
+    from neuronatlas.search.vector_index import build_index
 
     t0 = time.perf_counter()
     index = build_index(m)  # no cache: what `embed` pays after new vectors
@@ -125,7 +125,7 @@ def child(method: str, path: str, old_sample: int, recall_sample: int) -> None:
     got["peak_rss_mib"] = peak_rss_mib()  # before the recall check, which has its own arrays
     result = got.pop("result")
     sample = np.random.default_rng(1).choice(n, size=min(recall_sample, n), replace=False)
-    from neuronatlas.embed.index import exact_top_k_block
+    from neuronatlas.search.vector_index import exact_top_k_block
 
     hits = total = same_sims = 0
     for start in range(0, len(sample), 256):
@@ -146,8 +146,8 @@ def child(method: str, path: str, old_sample: int, recall_sample: int) -> None:
 
 
 def tokens_child(method: str, db: str, sample: int) -> None:
-    from neuronatlas.embed.similar import _token_neighbours
-    from neuronatlas.embed.token_neighbours import all_token_neighbours
+    from neuronatlas.relations.similar import _token_neighbours
+    from neuronatlas.relations.token_neighbours import all_token_neighbours
     from neuronatlas.store import open_reader
     from neuronatlas.store.search import token_shares
 

@@ -10,7 +10,7 @@ import numpy as np
 from embed_fixtures import build_atlas
 from neuronatlas.embed.embed import EmbedConfig, embed_atlas
 from neuronatlas.embed.embedders import Embedder, register_embedder, registered_names
-from neuronatlas.embed.labels import stopwords, words
+from neuronatlas.map.labels import stopwords, words
 
 #: six topics; explanations of one topic share words, of two topics none
 TOPICS = {

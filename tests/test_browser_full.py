@@ -15,7 +15,7 @@ def server(tmp_path_factory, tiny_gpt2_dir, free_port):
     import embed_fixtures  # noqa: F401  (registers the instant "test-hashing" embedder)
     from n2g_atlas import build_atlas
     from neuronatlas.embed.embed import EmbedConfig, embed_atlas
-    from neuronatlas.embed.map import MapConfig, build_map
+    from neuronatlas.map.neuron_map import MapConfig, build_map
     from neuronatlas.n2g.run import run_n2g
     from neuronatlas.web import create_app
 

@@ -25,7 +25,7 @@ def server(tmp_path_factory, free_port):
     import uvicorn
 
     from map_fixtures import topical_atlas
-    from neuronatlas.embed.map import MapConfig, build_map
+    from neuronatlas.map.neuron_map import MapConfig, build_map
     from neuronatlas.web import create_app
 
     db, _ = topical_atlas(tmp_path_factory.mktemp("levels") / "atlas.db")

@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from neuronatlas.cli import app
-from neuronatlas.embed.similar import precompute_similar
 from neuronatlas.explain.top_tokens import explain_atlas
 from neuronatlas.models.loaded import LoadedModel
 from neuronatlas.models.tokens import legacy_strings
+from neuronatlas.relations.similar import precompute_similar
 from neuronatlas.scrape import ScrapeSettings, run_scrape
 from neuronatlas.scrape.characters import repair_characters
 from neuronatlas.store import AtlasWriter, open_reader

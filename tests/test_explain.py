@@ -8,13 +8,13 @@ import sqlite3
 import numpy as np
 import pytest
 
-from neuronatlas.explain.scoring import (
+from neuronatlas.explain.top_tokens import explain_atlas, explain_records
+from neuronatlas.score.openai_scores import (
     absolute_dev_explained_score,
     all_scores,
     ev_correlation_score,
     rsquared_score,
 )
-from neuronatlas.explain.top_tokens import explain_atlas, explain_records
 from neuronatlas.store import AtlasWriter, NeuronData, Record, prepare
 
 

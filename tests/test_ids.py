@@ -28,3 +28,21 @@ def test_layer_specs():
         parse_layers("3-1")
     with pytest.raises(ValueError):
         parse_layers("12", n_layers=12)
+
+
+@pytest.mark.parametrize(
+    "text", ["L05N0123", "L5N123", "l5n123", "5:123", "L999N999999", "L5", "5-123", "L٥N1", "٥:1"]
+)
+def test_the_parser_accepts_what_the_route_pattern_accepts(text):
+    """One grammar: a spelling the HTTP routes let through parses, and one they refuse
+    (Arabic-Indic digits included) is BadNeuronId, so a schema never promises what the
+    parser rejects; every canonical id matches the read model's canonical pattern."""
+    import re
+
+    from neuronatlas.ids import CANONICAL_ID_PATTERN, NEURON_ID_PATTERN
+
+    if re.match(NEURON_ID_PATTERN, text):
+        assert re.match(CANONICAL_ID_PATTERN, canonical(text))
+    else:
+        with pytest.raises(BadNeuronId):
+            parse_id(text)

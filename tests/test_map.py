@@ -6,9 +6,9 @@ import pytest
 
 from embed_fixtures import NEURONS, build_atlas
 from neuronatlas.embed.embed import EmbedConfig, embed_atlas
-from neuronatlas.embed.labels import class_tfidf
-from neuronatlas.embed.map import MapConfig, build_map
 from neuronatlas.errors import BadInput
+from neuronatlas.map.labels import class_tfidf
+from neuronatlas.map.neuron_map import MapConfig, build_map
 from neuronatlas.store import open_reader
 from neuronatlas.store.embed import cluster_labels, map_info, map_points
 

@@ -9,11 +9,11 @@ from fastapi.testclient import TestClient
 from scipy.sparse import csr_matrix
 
 from map_fixtures import topical_atlas
-from neuronatlas.embed.coherence import coherence, pair_means, word_vectors
-from neuronatlas.embed.hierarchy import build_hierarchy, default_counts
-from neuronatlas.embed.labels import distinct_labels, stopwords, words
-from neuronatlas.embed.map import MapConfig, build_map
 from neuronatlas.errors import BadInput
+from neuronatlas.map.coherence import coherence, pair_means, word_vectors
+from neuronatlas.map.hierarchy import build_hierarchy, default_counts
+from neuronatlas.map.labels import distinct_labels, stopwords, words
+from neuronatlas.map.neuron_map import MapConfig, build_map
 from neuronatlas.store import open_reader
 from neuronatlas.store.embed import (
     cluster_labels,

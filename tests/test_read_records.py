@@ -10,7 +10,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuronatlas.read import explorer
+from neuronatlas.read import neuron as read_neuron
 from neuronatlas.store import values
 
 _value = st.one_of(
@@ -39,7 +39,7 @@ def _same(got: list[float | None], want: list[float | None]) -> bool:
 @given(st.lists(st.tuples(st.sampled_from(["top", "random"]), _record), max_size=8))
 def test_batched_decoding_reads_each_record_as_decode_does(recs):
     rows = [_row(c, v) for c, v in recs]
-    decoded = explorer._decoded(rows)
+    decoded = read_neuron._decoded(rows)
     for row, record in zip(rows, decoded, strict=True):
         assert _same(record.activations, values.decode(row[2], row[3])), row
         assert (record.max_activation, record.peak_index) == (row[4], row[5])
@@ -49,7 +49,7 @@ def test_batched_decoding_reads_each_record_as_decode_does(recs):
 @given(st.lists(st.tuples(st.sampled_from(["top", "random", "quantile_0"]), _record), max_size=8))
 def test_shown_records_and_histogram_count_every_row(recs):
     rows = sorted((_row(c, v) for c, v in recs), key=lambda r: r[0])
-    shown, counts, hist = explorer._records(rows, limit=2)
+    shown, counts, hist = read_neuron._records(rows, limit=2)
     for cat, n in counts.items():
         want = [values.decode(r[2], r[3]) for r in rows if r[0] == cat][:2]
         assert len(shown[cat]) == min(n, 2)

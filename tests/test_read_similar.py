@@ -7,8 +7,9 @@ import pytest
 
 from embed_fixtures import NEURONS, build_atlas
 from neuronatlas.embed.embed import EmbedConfig, embed_atlas
-from neuronatlas.embed.similar import precompute_similar
-from neuronatlas.read import explorer
+from neuronatlas.read import neuron as read_neuron
+from neuronatlas.read import relations as read_relations
+from neuronatlas.relations.similar import precompute_similar
 from neuronatlas.store import AtlasWriter, browse, open_reader
 from neuronatlas.store.search import rebuild_search_indexes
 
@@ -33,10 +34,10 @@ def test_embed_stores_both_kinds(atlas):
 def test_stored_neighbours_equal_the_computed_ones(atlas, monkeypatch, k):
     conn = open_reader(atlas)
     ids = [r[0] for r in conn.execute("SELECT id FROM neuron_info")]
-    stored = {nid: explorer.neuron_detail(conn, nid, similar_k=k).similar for nid in ids}
+    stored = {nid: read_neuron.neuron_detail(conn, nid, similar_k=k).similar for nid in ids}
     monkeypatch.setattr(browse, "similar_built", lambda conn: {})  # compute per request
     for nid in ids:
-        live = explorer.neuron_detail(conn, nid, similar_k=k).similar
+        live = read_neuron.neuron_detail(conn, nid, similar_k=k).similar
         assert stored[nid] is not None and live is not None
         assert [h.id for h in stored[nid].by_tokens] == [h.id for h in live.by_tokens], nid
         assert stored[nid].by_tokens == live.by_tokens
@@ -55,14 +56,15 @@ def test_neighbours_through_the_hnsw_graph_equal_the_exact_ones(atlas, monkeypat
     exact, so both paths must store the same neighbours."""
     from collections import Counter, OrderedDict
 
-    from neuronatlas.embed import index, search, similar
+    from neuronatlas.relations import similar
+    from neuronatlas.search import semantic, vector_index
 
     conn = open_reader(atlas)
     exact = list(similar._all_by_embedding(conn, 10))
     monkeypatch.setenv("NEURONATLAS_HOME", str(tmp_path))
-    monkeypatch.setattr(index, "EXACT_MAX", 5)
-    monkeypatch.setattr(search, "_CACHE", OrderedDict())
-    assert search.load_vectors(conn).index.approximate
+    monkeypatch.setattr(vector_index, "EXACT_MAX", 5)
+    monkeypatch.setattr(semantic, "_CACHE", OrderedDict())
+    assert semantic.load_vectors(conn).index.approximate
     graph = list(similar._all_by_embedding(conn, 10))
     assert [(r[0], r[1], round(r[3], 5)) for r in graph] == [
         (r[0], r[1], round(r[3], 5)) for r in exact
@@ -78,8 +80,8 @@ def test_neighbours_through_the_hnsw_graph_equal_the_exact_ones(atlas, monkeypat
 @pytest.mark.parametrize("budget", [1, 50, 1 << 20])
 def test_token_neighbours_in_blocks_equal_the_per_neuron_join(atlas, budget):
     """One query per block, a few, or all in one: each neuron's rows are the self-join's."""
-    from neuronatlas.embed.similar import _token_neighbours
-    from neuronatlas.embed.token_neighbours import all_token_neighbours
+    from neuronatlas.relations.similar import _token_neighbours
+    from neuronatlas.relations.token_neighbours import all_token_neighbours
     from neuronatlas.store.search import token_shares
 
     conn = open_reader(atlas)
@@ -102,7 +104,7 @@ def test_new_inputs_drop_the_stored_kind(atlas, tmp_path):
         assert browse.similar_built(w.conn) == {"embedding": 20, "tokens": 5}
     conn = open_reader(copy)
     # k above what was stored for tokens: that kind is computed, the other read
-    page = explorer.neuron_detail(conn, "L00N0001", similar_k=8)
+    page = read_neuron.neuron_detail(conn, "L00N0001", similar_k=8)
     assert page.similar is not None and len(page.similar.by_tokens) <= 8
 
 
@@ -112,10 +114,10 @@ def test_served_pages_read_the_stored_neighbours_on_the_loop(atlas):
     from neuronatlas.web import create_app
 
     with TestClient(create_app(atlas)) as client:
-        assert client.app.state.similar_k >= explorer.DEFAULT_SIMILAR
+        assert client.app.state.similar_k >= read_relations.DEFAULT_SIMILAR
         body = client.get("/api/neurons/L05N0012?view=full").json()
         assert client.get("/api/neurons/L05N0012/similar").json() == body["similar"]
     conn = open_reader(atlas)
-    want = explorer.neuron_detail(conn, "L05N0012").similar
+    want = read_neuron.neuron_detail(conn, "L05N0012").similar
     assert [h["id"] for h in body["similar"]["by_tokens"]] == [h.id for h in want.by_tokens]
     assert "L00N0001" in [h["id"] for h in body["similar"]["by_tokens"]]

@@ -9,8 +9,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuronatlas.read.models import Record
 from neuronatlas.read.render import _colour, heatmap_html, record_row, records_html
+from neuronatlas.read.views import Record
 
 
 def reference(tokens, values, scale=None, peak=None) -> str:

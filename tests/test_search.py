@@ -13,13 +13,18 @@ from typer.testing import CliRunner
 
 from embed_fixtures import NEURONS, QUERIES, build_atlas, content_words, write_openai_source
 from neuronatlas.cli import app
-from neuronatlas.embed import search as S
 from neuronatlas.embed.embed import EmbedConfig, embed_atlas
-from neuronatlas.embed.fulltext import fulltext_search
-from neuronatlas.embed.index import build_index, exact_top_k, exact_top_k_block
-from neuronatlas.embed.similar import similar_neurons
-from neuronatlas.embed.tokens import atlas_tokenizer, query_tokens, regex_pieces, token_search
 from neuronatlas.errors import BadInput, MixedEmbedders
+from neuronatlas.relations.similar import similar_neurons
+from neuronatlas.search import semantic as S
+from neuronatlas.search.fulltext import fulltext_search
+from neuronatlas.search.token_search import (
+    atlas_tokenizer,
+    query_tokens,
+    regex_pieces,
+    token_search,
+)
+from neuronatlas.search.vector_index import build_index, exact_top_k, exact_top_k_block
 from neuronatlas.store import AtlasWriter, open_reader, reader
 from neuronatlas.store.search import rebuild_search_indexes, stale_search_indexes
 

@@ -7,8 +7,8 @@ import torch
 import transformers
 
 from embed_fixtures import build_atlas
-from neuronatlas.embed import weights as W
-from neuronatlas.embed.similar import similar_neurons
+from neuronatlas.relations import weights as W
+from neuronatlas.relations.similar import similar_neurons
 from neuronatlas.store import AtlasWriter, open_reader
 from neuronatlas.store.search import rebuild_search_indexes
 
@@ -113,8 +113,8 @@ def test_similar_is_typed_for_the_library_and_the_cli(db_path):
     from typer.testing import CliRunner
 
     from neuronatlas.cli import app
-    from neuronatlas.read.explorer import similar_neurons as typed
-    from neuronatlas.read.models import SimilarNeurons
+    from neuronatlas.read.relations import similar_neurons as typed
+    from neuronatlas.read.views import SimilarNeurons
 
     build_atlas(db_path)
     with AtlasWriter(db_path) as w:

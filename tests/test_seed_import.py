@@ -20,9 +20,9 @@ import pytest
 
 from neuronatlas import Atlas
 from neuronatlas.embed.embed import embed_atlas
-from neuronatlas.embed.search import search_vector
 from neuronatlas.errors import BadInput, NotASeedDatabase
 from neuronatlas.openai.seed_import import SeedImportConfig, import_seed
+from neuronatlas.search.semantic import search_vector
 from neuronatlas.store import AtlasWriter, open_reader
 from neuronatlas.store.embed import explanation_vector, text_digest
 from seed_notebook_db import (

@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 from map_fixtures import TopicWordsEmbedder, topical_atlas
 from neuronatlas.cli import app
 from neuronatlas.embed.embed import EmbedConfig, embed_atlas
-from neuronatlas.embed.placement import place
-from neuronatlas.embed.search import clear_cache, semantic_search
-from neuronatlas.read.explorer import neuron_detail, neuron_similar
+from neuronatlas.map.placement import place
+from neuronatlas.read.neuron import neuron_detail
+from neuronatlas.read.relations import neuron_similar
+from neuronatlas.search.semantic import clear_cache, semantic_search
 from neuronatlas.store import AtlasWriter, open_reader
 from neuronatlas.store.derived import staleness
 from neuronatlas.store.embed import map_points

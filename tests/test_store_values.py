@@ -277,7 +277,7 @@ def test_the_neuron_page_reads_values_as_the_library_does():
     """The page parses a neuron's value texts in one call; every shown record must equal
     `values.decode` of its own text (float32 rounding, nulls, empty records, old doubles)
     and the histogram must count every stored value."""
-    from neuronatlas.read.explorer import _records
+    from neuronatlas.read.neuron import _records
 
     f32 = [np.array(v, dtype=F32) for v in ([0.1, -2.5, 3.25], [np.nan, 7.0], [1e-40, 0.3])]
     rows = [("top", '[" b"]', values.f32_json(v), 1, 1.0, 0) for v in f32]

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from embed_fixtures import NEURONS, build_atlas
 from neuronatlas.embed.embed import EmbedConfig, embed_atlas
-from neuronatlas.embed.map import MapConfig, build_map
+from neuronatlas.map.neuron_map import MapConfig, build_map
 from neuronatlas.store import AtlasWriter
 from neuronatlas.store.search import rebuild_search_indexes
 from neuronatlas.web import create_app

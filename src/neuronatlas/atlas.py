@@ -5,7 +5,7 @@
     >>> atlas.search("dogs", k=5)       # same results as /api/search and `neuronatlas search`
 
 The same `neuronatlas.read` functions as the explorer's pages and JSON API sit behind every
-method and return the same typed records (`neuronatlas.read.models`), so a notebook shows
+method and return the same typed records (`neuronatlas.read.views`), so a notebook shows
 exactly what the browser shows. Reads are bounded by a time limit.
 """
 
@@ -20,9 +20,12 @@ from typing import Any, Self
 import msgspec
 
 from neuronatlas.ids import format_id
-from neuronatlas.read import explorer
+from neuronatlas.read import activate as read_activate
+from neuronatlas.read import neuron as read_neuron
+from neuronatlas.read import search as read_search
 from neuronatlas.read.live import LiveModel, default_spec
-from neuronatlas.read.models import (
+from neuronatlas.read.render import HEATMAP_CSS, category_order, histogram_svg, record_row
+from neuronatlas.read.views import (
     LiveNeuron,
     LiveStrongest,
     NeuronPage,
@@ -30,7 +33,6 @@ from neuronatlas.read.models import (
     SearchMode,
     to_builtins,
 )
-from neuronatlas.read.render import HEATMAP_CSS, category_order, histogram_svg, record_row
 from neuronatlas.steer import DEFAULT_K, DEFAULT_NEW_TOKENS, SteerResult, parse_group
 from neuronatlas.store import open_reader, open_writer, reader
 from neuronatlas.store import trace as trace_store
@@ -57,7 +59,7 @@ _NOTEBOOK_CSS = (
 
 
 class Neuron(NeuronPage):
-    """One neuron of an atlas: its page record (a `read.models.NeuronPage`, so
+    """One neuron of an atlas: its page record (a `read.views.NeuronPage`, so
     `msgspec.to_builtins` and `msgspec.json.encode` take it as they are) that draws itself in
     a notebook. `neuron["field"]` reads a field of the page."""
 
@@ -118,7 +120,7 @@ class Neuron(NeuronPage):
 
 
 class Results(list[SearchHit]):
-    """Search results (`read.models.SearchHit`s) that render as a table in notebooks."""
+    """Search results (`read.views.SearchHit`s) that render as a table in notebooks."""
 
     def _repr_html_(self) -> str:
         rows = "".join(
@@ -173,32 +175,32 @@ class Atlas:
         with time_limit(self._conn, self.time_limit_s) as c:
             return reader.neuron_ids(c, layer)
 
-    def neuron(self, neuron_id: str, records: int = explorer.DEFAULT_RECORDS) -> Neuron:
+    def neuron(self, neuron_id: str, records: int = read_neuron.DEFAULT_RECORDS) -> Neuron:
         """Everything about one neuron (as on its page). NeuronNotFound / BadNeuronId."""
         with time_limit(self._conn, self.time_limit_s) as c:
-            return Neuron.of(explorer.neuron_detail(c, neuron_id, records=records))
+            return Neuron.of(read_neuron.neuron_detail(c, neuron_id, records=records))
 
     def search(self, query: str, k: int = 10, mode: SearchMode = "auto") -> Results:
-        """Neurons for a query (semantic when the atlas has embeddings; see `explorer.search`)."""
+        """Neurons for a query (semantic when the atlas has embeddings; `read.search.search`)."""
         with time_limit(self._conn, self.time_limit_s) as c:
-            return Results(explorer.search(c, query, k, mode).results)
+            return Results(read_search.search(c, query, k, mode).results)
 
     def tokens(self, text: str, k: int = 10) -> Results:
         """Neurons whose stored records fire on the tokens of `text`."""
         with time_limit(self._conn, self.time_limit_s) as c:
-            return Results(explorer.search(c, text, k, "tokens").results)
+            return Results(read_search.search(c, text, k, "tokens").results)
 
     def activate(self, text: str, k: int = 10) -> LiveStrongest:
         """Run the model live: the k strongest neurons on each token of `text`."""
         self.live.get()  # load first: loading must not count against the read time limit
         with time_limit(self._conn, self.time_limit_s) as c:
-            return explorer.live_strongest(c, self.live, text, k)
+            return read_activate.live_strongest(c, self.live, text, k)
 
     def activations(self, text: str, neuron_id: str) -> LiveNeuron:
         """Run the model live: one neuron's activation per token (+ its N2G prediction)."""
         self.live.get()
         with time_limit(self._conn, self.time_limit_s) as c:
-            return explorer.live_neuron(c, self.live, text, neuron_id)
+            return read_activate.live_neuron(c, self.live, text, neuron_id)
 
     def steer(
         self,

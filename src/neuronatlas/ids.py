@@ -1,6 +1,9 @@
 """Neuron ids: `(layer, neuron)` inside the code, `L05N0123` at the edges.
 
-Inputs also accept the short forms `L5N123` and `5:123`.
+Inputs also accept the short forms `L5N123` and `5:123`. This module is the one place the id
+grammar is written: the parser below, the pattern the HTTP routes validate with and the
+pattern of the canonical ids in the read model's schemas are all built from the same pieces,
+so what a schema promises and what the parser accepts are the same set of strings.
 """
 
 from __future__ import annotations
@@ -9,8 +12,14 @@ import re
 
 from neuronatlas.errors import BadNeuronId
 
-_LN = re.compile(r"^[Ll](\d{1,3})[Nn](\d{1,6})$")
-_COLON = re.compile(r"^(\d{1,3}):(\d{1,6})$")
+# ASCII digits only ([0-9], not \d, which also matches other scripts' digits)
+_LAYER = "[0-9]{1,3}"
+_NEURON = "[0-9]{1,6}"
+#: Every accepted spelling (`L05N0123`, `L5N123`, `5:123`): the routes' validation pattern.
+NEURON_ID_PATTERN = f"^(?:[Ll]{_LAYER}[Nn]{_NEURON}|{_LAYER}:{_NEURON})$"
+#: The canonical spelling `format_id` writes (two or more layer digits, four or more neuron's).
+CANONICAL_ID_PATTERN = "^L[0-9]{2,3}N[0-9]{4,6}$"
+_PARSE = re.compile(f"^(?:[Ll]({_LAYER})[Nn]({_NEURON})|({_LAYER}):({_NEURON}))$")
 
 
 def format_id(layer: int, neuron: int) -> str:
@@ -20,11 +29,11 @@ def format_id(layer: int, neuron: int) -> str:
 
 def parse_id(text: str) -> tuple[int, int]:
     """Parse any accepted spelling into `(layer, neuron)`; raise BadNeuronId otherwise."""
-    s = text.strip()
-    m = _LN.match(s) or _COLON.match(s)
+    m = _PARSE.match(text.strip())
     if not m:
         raise BadNeuronId(f"{text!r} is not a neuron id: use L05N0123, L5N123 or 5:123")
-    return int(m.group(1)), int(m.group(2))
+    layer, neuron = (m.group(1), m.group(2)) if m.group(1) is not None else m.group(3, 4)
+    return int(layer), int(neuron)
 
 
 def canonical(text: str) -> str:

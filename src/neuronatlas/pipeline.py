@@ -140,7 +140,7 @@ def _index(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, s
 
 def _similar_by_tokens(conn) -> int:
     """Every neuron's neighbours by shared peak tokens, stored for the explorer's pages."""
-    from neuronatlas.embed.similar import precompute_similar
+    from neuronatlas.relations.similar import precompute_similar
 
     return precompute_similar(conn, ["tokens"])["tokens"]
 
@@ -260,7 +260,7 @@ def _embed(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, s
 
 
 def _map(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str]:
-    from neuronatlas.embed.map import build_map
+    from neuronatlas.map.neuron_map import build_map
 
     conn = open_reader(db)
     last_map, last_embed = reader.last_run(conn, "map"), reader.last_run(conn, "embed")

@@ -12,9 +12,12 @@ import sys
 # Registering modules (import for their side effect of adding commands to `app`); the
 # order here is the order of `neuronatlas --help`.
 from neuronatlas.cli import build as _build  # noqa: F401
+from neuronatlas.cli import embed as _embed  # noqa: F401
 from neuronatlas.cli import importing as _importing  # noqa: F401
+from neuronatlas.cli import index as _index  # noqa: F401
 from neuronatlas.cli import inspect as _inspect  # noqa: F401
 from neuronatlas.cli import llm as _llm  # noqa: F401
+from neuronatlas.cli import map as _map  # noqa: F401
 from neuronatlas.cli import migrate as _migrate  # noqa: F401
 from neuronatlas.cli import n2g as _n2g  # noqa: F401
 from neuronatlas.cli import scrape as _scrape  # noqa: F401

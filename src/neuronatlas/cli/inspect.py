@@ -37,7 +37,7 @@ def show(
 
     Example: neuronatlas show L05N0123 --db atlas.db
     """
-    from neuronatlas.read.explorer import neuron_detail
+    from neuronatlas.read.neuron import neuron_detail
 
     page = neuron_detail(open_reader(db), neuron_id, records=records)
     if json:

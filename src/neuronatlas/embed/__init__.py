@@ -1,16 +1,12 @@
-"""Explanation embeddings, the neuron map and search (semantic, token, full-text, similar).
+"""Explanation embeddings: the embed stage and the sentence embedders behind it.
 
 Public API, one module each (imported on demand so `neuronatlas --help` stays fast):
 
 - `embed.embed_atlas(db, EmbedConfig)`: vectors for new or changed explanations.
-- `embedders.get_embedder(name_or_dir)`, `register_embedder(name, factory)`.
-- `search.semantic_search(conn, query, k=10, embedder=None)`.
-- `map.build_map(db, MapConfig)`; stored points via `neuronatlas.store.embed.map_points(conn)`,
-  the fine clusters via `cluster_labels(conn)`, the coarse ones via `coarse_clusters(conn)`
-  (`hierarchy.py` builds the two levels, `coherence.py` measures them).
-- `tokens.token_search(conn, text, k=10)`; `fulltext.fulltext_search(conn, query, k=10)`.
-- `similar.similar_neurons(conn, neuron_id, k=10, model=None)`.
+- `embedders.get_embedder(name_or_dir)`, `register_embedder(name, factory)`; `mpnet.py`
+  assembles the offline all-mpnet-base-v2, `bert_numpy.py` encodes a query without torch.
 
-Search results are dicts with id, layer, neuron, explanation, score (the explanation's
-ev_correlation_score or None) and similarity.
+What the vectors are used for lives beside this package: `neuronatlas.search` (semantic,
+token and full-text search), `neuronatlas.map` (the 2-D map and its clusters) and
+`neuronatlas.relations` (similar neurons, weight relations, logit effects).
 """

@@ -62,7 +62,7 @@ def _atlas_embedder(writer: AtlasWriter, reembed: bool) -> str:
 def precompute_missing_similar(conn: sqlite3.Connection) -> None:
     """Store the similar neurons of each kind the atlas lacks (new vectors dropped the
     embedding kind; a rebuilt token index the tokens kind), for fast neuron pages."""
-    from neuronatlas.embed.similar import precompute_similar
+    from neuronatlas.relations.similar import precompute_similar
     from neuronatlas.store.browse import SIMILAR_KINDS, similar_built
 
     missing = [kind for kind in SIMILAR_KINDS if kind not in similar_built(conn)]

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neuronatlas.explain.scoring import all_scores
 from neuronatlas.models.tokens import character_of
+from neuronatlas.score.openai_scores import all_scores
 from neuronatlas.store import AtlasWriter, open_reader, reader
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from neuronatlas.errors import BadInput, ModelUnavailable
 from neuronatlas.ids import format_id, parse_id
-from neuronatlas.read.models import LiveNeuron, LiveNeuronRef, LiveStatus, LiveStrongest
+from neuronatlas.read.views import LiveNeuron, LiveNeuronRef, LiveStatus, LiveStrongest
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from neuronatlas.read.models import MapData
+from neuronatlas.read.views import MapData
 
 MAGIC = b"NAMAP\x00\x01\x00"
 HEADER = struct.Struct("<8sII")
@@ -53,7 +53,7 @@ def _ids(values: list[int | None]) -> np.ndarray:
 
 
 def encode_points(data: MapData) -> bytes:
-    """The points of `explorer.map_data` (its texts are not sent) as one buffer."""
+    """The points of `read.map.map_data` (its texts are not sent) as one buffer."""
     cols = data.columns
     n = len(cols.layer)
     if max(cols.layer, default=0) > 0xFFFF:

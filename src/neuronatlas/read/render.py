@@ -14,7 +14,7 @@ from html import escape
 
 import numpy as np
 
-from neuronatlas.read.models import Histogram, Record
+from neuronatlas.read.views import Histogram, Record
 
 # Class-prefixed so the rules can be dropped into a notebook without touching its own styles.
 HEATMAP_CSS = """

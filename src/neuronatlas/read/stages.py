@@ -41,31 +41,31 @@ Reader = Callable[..., Any]
 
 
 def _semantic() -> Reader:
-    from neuronatlas.embed.search import semantic_search
+    from neuronatlas.search.semantic import semantic_search
 
     return semantic_search
 
 
 def _tokens() -> Reader:
-    from neuronatlas.embed.tokens import token_search
+    from neuronatlas.search.token_search import token_search
 
     return token_search
 
 
 def _fulltext() -> Reader:
-    from neuronatlas.embed.fulltext import fulltext_search
+    from neuronatlas.search.fulltext import fulltext_search
 
     return fulltext_search
 
 
 def _similar_embedding() -> Reader:
-    from neuronatlas.embed.similar import by_embedding
+    from neuronatlas.relations.similar import by_embedding
 
     return by_embedding
 
 
 def _similar_tokens() -> Reader:
-    from neuronatlas.embed.similar import by_tokens
+    from neuronatlas.relations.similar import by_tokens
 
     return by_tokens
 
@@ -125,7 +125,7 @@ def _predict() -> Reader:
 
 
 def _vectors() -> Reader:
-    from neuronatlas.embed.search import load_vectors
+    from neuronatlas.search.semantic import load_vectors
 
     return load_vectors
 

@@ -31,9 +31,9 @@ import msgspec
 from neuronatlas.errors import LLMError, LLMRefused
 from neuronatlas.explain.llm_explainer import ANSWER_PREFIX, FEW_SHOT
 from neuronatlas.explain.records import Excerpt, Splits
-from neuronatlas.explain.scoring import ev_correlation_score
 from neuronatlas.llm.client import ChatRequest, ChatResponse, LLMClient, TokenLogprobs
 from neuronatlas.score.base import Scorer, ScoreResult, register_scorer, require
+from neuronatlas.score.openai_scores import ev_correlation_score
 
 log = logging.getLogger(__name__)
 

@@ -64,10 +64,10 @@ def repair_characters(
     """Re-decode the records of `db` that hold U+FFFD from split characters (see module)."""
     from neuronatlas.corpus import iter_windows, open_source
     from neuronatlas.corpus.windows import BosPolicy
-    from neuronatlas.embed.similar import precompute_similar
     from neuronatlas.explain.top_tokens import SOURCE, explain_atlas
     from neuronatlas.models import load_header
     from neuronatlas.models.tokens import REPLACEMENT, TokenStrings, legacy_strings
+    from neuronatlas.relations.similar import precompute_similar
     from neuronatlas.store.browse import similar_built
     from neuronatlas.store.rows import encode_json
     from neuronatlas.store.search import (

@@ -2,9 +2,9 @@
 
 Each route parses and bounds its parameters (the bounds are in the schema: clients and
 fuzzers see exactly what the server accepts), borrows a read-only connection under a time
-limit, calls one function of `neuronatlas.read.explorer` (the same one its page and `Atlas`
-use) and encodes the typed record it returns with msgspec. Each route names that record in
-`responses=`, and `web.openapi` puts the record's msgspec schema into /openapi.json.
+limit, calls one function of a `neuronatlas.read` surface module (the same one its page and
+`Atlas` use) and encodes the typed record it returns with msgspec. Each route names that
+record in `responses=`, and `web.openapi` puts the record's msgspec schema into /openapi.json.
 """
 
 from __future__ import annotations
@@ -20,12 +20,17 @@ from starlette.concurrency import run_in_threadpool
 
 from neuronatlas import __version__
 from neuronatlas.errors import StageNotBuilt
-from neuronatlas.ids import canonical
-from neuronatlas.read import explorer
+from neuronatlas.ids import NEURON_ID_PATTERN, canonical
+from neuronatlas.read import activate as read_activate
+from neuronatlas.read import graph as read_graph
+from neuronatlas.read import health as read_health
+from neuronatlas.read import map as read_map
+from neuronatlas.read import neuron as read_neuron
+from neuronatlas.read import relations as read_relations
+from neuronatlas.read import search as read_search
 from neuronatlas.read.live import MAX_TEXT_CHARS
 from neuronatlas.read.mapbin import encode_points
-from neuronatlas.read.models import (
-    NEURON_ID_PATTERN,
+from neuronatlas.read.views import (
     Health,
     Histogram,
     LiveNeuron,
@@ -57,7 +62,7 @@ NeuronId = Annotated[
         examples=["L00N0001"],
     ),
 ]
-K = Annotated[int, Query(ge=1, le=explorer.MAX_K, description="How many results (1-100).")]
+K = Annotated[int, Query(ge=1, le=read_search.MAX_K, description="How many results (1-100).")]
 # At least one non-space character: an all-space query is refused by the schema, not later.
 Q = Annotated[
     str, Query(min_length=1, max_length=500, pattern=r"\S", description="The query text.")
@@ -103,7 +108,7 @@ async def healthz(request: Request) -> Response:
     cached = state.health_cache
     if cached is None or now - cached[0] > 10.0:
         with loop_reads(request) as conn:
-            body = explorer.health(conn, __version__, state.live.status())
+            body = read_health.health(conn, __version__, state.live.status())
         state.health_cache = cached = (now, body)
     body = cached[1]
     body.live_model = state.live.status()
@@ -119,7 +124,7 @@ View = Literal["first", "full"]
     summary="One neuron: what its page shows first (view=first) or all of it (view=full)",
     description="view=first (the default) answers in a few index seeks: explanations, "
     "scores, stats, N2G metrics, navigation, the count of each record category and the first "
-    f"{explorer.FIRST_RECORDS} records of the top category. The histogram, similar neurons "
+    f"{read_neuron.FIRST_RECORDS} records of the top category. The histogram, similar neurons "
     "and the other records are left out; `more` names the endpoint of each. view=full sends "
     "everything, as the HTML page, `neuronatlas show --json` and `Atlas.neuron` have it.",
     responses=returns(NeuronPage),
@@ -131,21 +136,21 @@ async def get_neuron(
         int | None,
         Query(
             ge=0,
-            le=explorer.MAX_RECORDS,
+            le=read_neuron.MAX_RECORDS,
             description=f"Records of the top category (view=first, default "
-            f"{explorer.FIRST_RECORDS}) or of each category (view=full, default "
-            f"{explorer.DEFAULT_RECORDS}).",
+            f"{read_neuron.FIRST_RECORDS}) or of each category (view=full, default "
+            f"{read_neuron.DEFAULT_RECORDS}).",
         ),
     ] = None,
     view: Annotated[View, Query(description="first (the default) or full.")] = "first",
 ) -> Response:
     if view == "first":  # index seeks and one bounded range
-        n = explorer.FIRST_RECORDS if records is None else records
-        return await answer(request, True, explorer.neuron_first, neuron_id, n)
-    n = explorer.DEFAULT_RECORDS if records is None else records
+        n = read_neuron.FIRST_RECORDS if records is None else records
+        return await answer(request, True, read_neuron.neuron_first, neuron_id, n)
+    n = read_neuron.DEFAULT_RECORDS if records is None else records
     # with similar neurons precomputed every read is an index seek or range
-    seeks_only = request.app.state.similar_k >= explorer.DEFAULT_SIMILAR
-    return await answer(request, seeks_only, explorer.neuron_detail, neuron_id, n)
+    seeks_only = request.app.state.similar_k >= read_relations.DEFAULT_SIMILAR
+    return await answer(request, seeks_only, read_neuron.neuron_detail, neuron_id, n)
 
 
 async def answer(request: Request, seeks_only: bool, read: Any, *args: Any) -> Response:
@@ -187,11 +192,11 @@ async def get_records(
     category: Category = "top",
     offset: Annotated[int, Query(ge=0, le=1_000_000, description="First rank.")] = 0,
     limit: Annotated[
-        int, Query(ge=1, le=explorer.MAX_RECORDS, description="How many records.")
-    ] = explorer.DEFAULT_RECORDS,
+        int, Query(ge=1, le=read_neuron.MAX_RECORDS, description="How many records.")
+    ] = read_neuron.DEFAULT_RECORDS,
 ) -> Response:
     with loop_reads(request) as conn:
-        return json_bytes(explorer.neuron_records(conn, neuron_id, category, offset, limit))
+        return json_bytes(read_neuron.neuron_records(conn, neuron_id, category, offset, limit))
 
 
 @router.get(
@@ -202,7 +207,7 @@ async def get_records(
 )
 async def get_histogram(request: Request, neuron_id: NeuronId) -> Response:
     with loop_reads(request) as conn:
-        return json_bytes(explorer.neuron_histogram(conn, neuron_id))
+        return json_bytes(read_neuron.neuron_histogram(conn, neuron_id))
 
 
 @router.get(
@@ -213,7 +218,7 @@ async def get_histogram(request: Request, neuron_id: NeuronId) -> Response:
 )
 async def get_similar(request: Request, neuron_id: NeuronId, k: K = 10) -> Response:
     precomputed = k <= request.app.state.similar_k  # one range read
-    return await answer(request, precomputed, explorer.neuron_similar, neuron_id, k)
+    return await answer(request, precomputed, read_relations.neuron_similar, neuron_id, k)
 
 
 @router.get(
@@ -224,7 +229,7 @@ async def get_similar(request: Request, neuron_id: NeuronId, k: K = 10) -> Respo
 )
 async def get_summary(request: Request, neuron_id: NeuronId) -> Response:
     with loop_reads(request) as conn:
-        return json_bytes(explorer.summary(conn, neuron_id))
+        return json_bytes(read_neuron.summary(conn, neuron_id))
 
 
 @router.get(
@@ -235,7 +240,7 @@ async def get_summary(request: Request, neuron_id: NeuronId) -> Response:
 )
 def get_graph(request: Request, neuron_id: NeuronId) -> Response:
     with reads(request) as conn:
-        return json_bytes(explorer.neuron_graph(conn, neuron_id))
+        return json_bytes(read_graph.neuron_graph(conn, neuron_id))
 
 
 @router.get(
@@ -247,7 +252,7 @@ def get_graph(request: Request, neuron_id: NeuronId) -> Response:
 )
 def get_graph_svg(request: Request, neuron_id: NeuronId) -> Response:
     with reads(request) as conn:
-        graph = explorer.neuron_graph(conn, neuron_id)
+        graph = read_graph.neuron_graph(conn, neuron_id)
     if not graph.svg:
         raise StageNotBuilt(f"the N2G graph of {canonical(neuron_id)} has no drawing")
     return Response(graph.svg, media_type="image/svg+xml")
@@ -262,10 +267,10 @@ def get_graph_svg(request: Request, neuron_id: NeuronId) -> Response:
 def get_logit_effects(request: Request, neuron_id: NeuronId, k: K = 10) -> Response:
     live = request.app.state.live
     with reads(request) as conn:
-        explorer.summary(conn, neuron_id)  # 400 / 404 before any 503
+        read_neuron.summary(conn, neuron_id)  # 400 / 404 before any 503
     live.get()
     with reads(request, request.app.state.settings.live_time_limit_s) as conn:
-        return json_bytes(explorer.logit_effects(conn, live, neuron_id, k))
+        return json_bytes(read_relations.logit_effects(conn, live, neuron_id, k))
 
 
 @router.get(
@@ -276,7 +281,7 @@ def get_logit_effects(request: Request, neuron_id: NeuronId, k: K = 10) -> Respo
 )
 async def get_next(request: Request, neuron_id: NeuronId) -> Response:
     with loop_reads(request) as conn:
-        return json_bytes(explorer.step(conn, neuron_id, +1))
+        return json_bytes(read_neuron.step(conn, neuron_id, +1))
 
 
 @router.get(
@@ -287,7 +292,7 @@ async def get_next(request: Request, neuron_id: NeuronId) -> Response:
 )
 async def get_prev(request: Request, neuron_id: NeuronId) -> Response:
     with loop_reads(request) as conn:
-        return json_bytes(explorer.step(conn, neuron_id, -1))
+        return json_bytes(read_neuron.step(conn, neuron_id, -1))
 
 
 @router.get(
@@ -298,7 +303,7 @@ async def get_prev(request: Request, neuron_id: NeuronId) -> Response:
 )
 async def get_random(request: Request) -> Response:
     with loop_reads(request) as conn:
-        return json_bytes(explorer.random_neuron(conn))
+        return json_bytes(read_neuron.random_neuron(conn))
 
 
 @router.get(
@@ -320,7 +325,7 @@ def get_search(
     ] = "auto",
 ) -> Response:
     with reads(request, request.app.state.settings.search_time_limit_s) as conn:
-        return json_bytes(explorer.search(conn, q, k, mode))
+        return json_bytes(read_search.search(conn, q, k, mode))
 
 
 @router.get(
@@ -331,7 +336,7 @@ def get_search(
 )
 def get_tokens(request: Request, q: Q, k: K = 10) -> Response:
     with reads(request, request.app.state.settings.search_time_limit_s) as conn:
-        return json_bytes(explorer.search(conn, q, k, "tokens"))
+        return json_bytes(read_search.search(conn, q, k, "tokens"))
 
 
 class ActivateRequest(BaseModel):
@@ -350,7 +355,9 @@ class ActivateRequest(BaseModel):
         description="A neuron id: its activation per token (+ N2G "
         "prediction) instead of the strongest neurons.",
     )
-    k: int = Field(10, ge=1, le=explorer.MAX_K, description="Neurons per token (without `neuron`).")
+    k: int = Field(
+        10, ge=1, le=read_search.MAX_K, description="Neurons per token (without `neuron`)."
+    )
 
 
 @router.post(
@@ -363,13 +370,13 @@ def post_activate(request: Request, body: Annotated[ActivateRequest, Body()]) ->
     live = request.app.state.live
     if body.neuron is not None:
         with reads(request) as conn:
-            explorer.summary(conn, body.neuron)  # 400 / 404 before any 503
+            read_neuron.summary(conn, body.neuron)  # 400 / 404 before any 503
     live.get()  # load (or fail with 503) before borrowing a connection and starting its clock
     # The deadline covers the forward pass too (its reads come after it): allow for it.
     with reads(request, request.app.state.settings.live_time_limit_s) as conn:
         if body.neuron is None:
-            return json_bytes(explorer.live_strongest(conn, live, body.text, body.k))
-        return json_bytes(explorer.live_neuron(conn, live, body.text, body.neuron))
+            return json_bytes(read_activate.live_strongest(conn, live, body.text, body.k))
+        return json_bytes(read_activate.live_neuron(conn, live, body.text, body.neuron))
 
 
 @router.get(
@@ -385,7 +392,7 @@ def get_map(
     ] = None,
 ) -> Response:
     body = _map_cached(
-        request, ("json", explanations), lambda c: encode(explorer.map_data(c, explanations))
+        request, ("json", explanations), lambda c: encode(read_map.map_data(c, explanations))
     )
     return Response(body, media_type="application/json")
 
@@ -412,7 +419,7 @@ def _map_cached(request: Request, what: tuple[Any, ...], build: Any) -> bytes:
     responses=returns(MapClusters),
 )
 def get_map_clusters(request: Request) -> Response:
-    body = _map_cached(request, ("clusters",), lambda c: encode(explorer.map_clusters(c)))
+    body = _map_cached(request, ("clusters",), lambda c: encode(read_map.map_clusters(c)))
     return Response(body, media_type="application/json")
 
 
@@ -427,5 +434,5 @@ def get_map_clusters(request: Request) -> Response:
     ),
 )
 def get_map_points(request: Request) -> Response:
-    body = _map_cached(request, ("points",), lambda c: encode_points(explorer.map_data(c, False)))
+    body = _map_cached(request, ("points",), lambda c: encode_points(read_map.map_data(c, False)))
     return Response(body, media_type="application/octet-stream")

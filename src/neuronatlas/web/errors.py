@@ -50,7 +50,7 @@ HTTP_CODES = {
 }
 
 
-_ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorBody"}  # read.models.ErrorBody
+_ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorBody"}  # read.views.ErrorBody
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     s: {"description": d, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}

@@ -1,6 +1,6 @@
 """The HTML pages: `/` (map), `/neurons/{id}`, `/search`, and navigation redirects.
 
-Pages are rendered on the server from the same `read.explorer` functions as their JSON twins
+Pages are rendered on the server from the same `neuronatlas.read` functions as their JSON twins
 (linked from each page), so they work without JavaScript except the map and the live box. The
 neuron page renders the first view and fills in the rest with its script; `?view=full` is the
 whole page rendered on the server, for readers without JavaScript.
@@ -17,9 +17,10 @@ from starlette.concurrency import run_in_threadpool
 
 from neuronatlas.errors import BadInput, StageNotBuilt
 from neuronatlas.ids import canonical
-from neuronatlas.read import explorer
+from neuronatlas.read import neuron as read_neuron
+from neuronatlas.read import search as read_search
 from neuronatlas.read.live import MAX_TEXT_CHARS
-from neuronatlas.read.models import MEASURES, NeuronPage, SearchMode
+from neuronatlas.read.views import MEASURES, NeuronPage, SearchMode
 from neuronatlas.store import browse
 from neuronatlas.web.api import NeuronId, View, loop_reads, reads
 
@@ -58,26 +59,28 @@ async def neuron_page(
         return RedirectResponse(f"/neurons/{nid}{query}", status_code=308)
     if view == "first":
         with loop_reads(request) as conn:
-            first = explorer.neuron_first(conn, nid)
+            first = read_neuron.neuron_first(conn, nid)
         return _neuron(request, first, False)
 
     def full() -> Response:  # every record read and rendered: off the event loop
         with reads(request) as conn:
-            detail = explorer.neuron_detail(conn, nid, records=explorer.MAX_RECORDS)
+            detail = read_neuron.neuron_detail(conn, nid, records=read_neuron.MAX_RECORDS)
         return _neuron(request, detail, True)
 
     return await run_in_threadpool(full)
 
 
 def _neuron(request: Request, n: NeuronPage, full: bool) -> Response:
-    twin = f"/api/neurons/{n.id}" + (f"?view=full&records={explorer.MAX_RECORDS}" if full else "")
+    twin = f"/api/neurons/{n.id}" + (
+        f"?view=full&records={read_neuron.MAX_RECORDS}" if full else ""
+    )
     return _page(
         request,
         "neuron.html",
         {
             "n": n,
             "full": full,
-            "page_size": explorer.MAX_RECORDS,
+            "page_size": read_neuron.MAX_RECORDS,
             "json_twin": twin,
             "max_text": MAX_TEXT_CHARS,
             "live": request.app.state.live.status(),
@@ -88,21 +91,21 @@ def _neuron(request: Request, n: NeuronPage, full: bool) -> Response:
 @router.get("/neurons/{neuron_id}/next")
 def next_page(request: Request, neuron_id: NeuronId) -> Response:
     with reads(request) as conn:
-        nid = explorer.step(conn, neuron_id, +1).id
+        nid = read_neuron.step(conn, neuron_id, +1).id
     return RedirectResponse(f"/neurons/{nid}", status_code=303)
 
 
 @router.get("/neurons/{neuron_id}/prev")
 def prev_page(request: Request, neuron_id: NeuronId) -> Response:
     with reads(request) as conn:
-        nid = explorer.step(conn, neuron_id, -1).id
+        nid = read_neuron.step(conn, neuron_id, -1).id
     return RedirectResponse(f"/neurons/{nid}", status_code=303)
 
 
 @router.get("/random")
 def random_page(request: Request) -> Response:
     with reads(request) as conn:
-        nid = explorer.random_neuron(conn).id
+        nid = read_neuron.random_neuron(conn).id
     return RedirectResponse(f"/neurons/{nid}", status_code=303)
 
 
@@ -110,14 +113,14 @@ def random_page(request: Request) -> Response:
 def search_page(
     request: Request,
     q: Annotated[str, Query(max_length=500)] = "",
-    k: Annotated[int, Query(ge=1, le=explorer.MAX_K)] = 20,
+    k: Annotated[int, Query(ge=1, le=read_search.MAX_K)] = 20,
     mode: SearchMode = "auto",
 ) -> Response:
     result, problem = None, None
     if q.strip():
         try:
             with reads(request, request.app.state.settings.search_time_limit_s) as conn:
-                result = explorer.search(conn, q, k, mode)
+                result = read_search.search(conn, q, k, mode)
         except (StageNotBuilt, BadInput) as exc:
             problem = str(exc)
     twin = "/api/search?" + urlencode({"q": q, "k": k, "mode": mode})

@@ -24,8 +24,7 @@ from pydantic import (
 )
 
 from neuronatlas import steer
-from neuronatlas.ids import format_id
-from neuronatlas.read.models import NEURON_ID_PATTERN
+from neuronatlas.ids import NEURON_ID_PATTERN, format_id
 from neuronatlas.store import browse
 from neuronatlas.web.api import reads
 from neuronatlas.web.errors import ERROR_RESPONSES

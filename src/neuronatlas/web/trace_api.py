@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
 from neuronatlas import trace as tr
-from neuronatlas.read.models import encode
+from neuronatlas.read.views import encode
 from neuronatlas.steer import MAX_TARGET_CHARS, json_schema
 from neuronatlas.trace.group import annotate_from_atlas
 from neuronatlas.web.api import reads

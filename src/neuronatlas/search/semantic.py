@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from neuronatlas.embed.embedders import Embedder, get_embedder
-from neuronatlas.embed.index import VectorIndex, build_index
 from neuronatlas.errors import BadInput, MixedEmbedders
+from neuronatlas.search.vector_index import VectorIndex, build_index
 from neuronatlas.store import embed as store
 from neuronatlas.store import reader
 

@@ -13,12 +13,12 @@ from typing import Annotated, Any, Literal, NamedTuple
 import msgspec
 from msgspec import Meta, Struct
 
+from neuronatlas.ids import CANONICAL_ID_PATTERN
+
 SearchMode = Literal["auto", "semantic", "tokens", "fulltext", "substring"]
 
-#: The neuron id pattern every route accepts (`L05N0123`, `L5N123`, `5:123`). ASCII digits
-#: only: the schema's promise and the parser's rule must be the same set of strings.
-NEURON_ID_PATTERN = r"^(?:[Ll][0-9]{1,3}[Nn][0-9]{1,6}|[0-9]{1,3}:[0-9]{1,6})$"
-CanonicalId = Annotated[str, Meta(pattern=r"^L[0-9]{2,3}N[0-9]{4,6}$", examples=["L05N0123"])]
+#: A neuron id as the read model writes it (`ids.format_id`); the grammar lives in `ids`.
+CanonicalId = Annotated[str, Meta(pattern=CANONICAL_ID_PATTERN, examples=["L05N0123"])]
 
 
 class Record(Struct):

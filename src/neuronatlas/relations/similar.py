@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from neuronatlas.embed import weights as W
-from neuronatlas.embed.search import load_vectors, search_vector
 from neuronatlas.errors import NeuronNotFound
 from neuronatlas.ids import canonical, format_id, parse_id
+from neuronatlas.relations import weights as W
+from neuronatlas.search.semantic import load_vectors, search_vector
 from neuronatlas.store import browse, reader
 from neuronatlas.store import embed as store_embed
 from neuronatlas.store import search as store_search
@@ -151,7 +151,7 @@ def _distinct(
 def _all_by_tokens(conn: sqlite3.Connection, k: int) -> Iterator[Row]:
     """Every neuron's k best by tokens: the token index read once and joined in numpy blocks
     (`token_neighbours`), the same rows as `by_tokens` per neuron without one self-join each."""
-    from neuronatlas.embed.token_neighbours import all_token_neighbours
+    from neuronatlas.relations.token_neighbours import all_token_neighbours
 
     for nid, found in all_token_neighbours(store_search.token_shares(conn), k):
         for rank, (other, sim, shared) in enumerate(found):

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from neuronatlas.embed.labels import stopwords, words
+from neuronatlas.map.labels import stopwords, words
 
 MEASURES = ("embedding", "words")
 

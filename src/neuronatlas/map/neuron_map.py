@@ -18,11 +18,11 @@ from typing import Literal
 
 import numpy as np
 
-from neuronatlas.embed.coherence import Coherence, coherence, word_vectors
-from neuronatlas.embed.hierarchy import Hierarchy, build_hierarchy
-from neuronatlas.embed.labels import class_tfidf, distinct_labels
-from neuronatlas.embed.placement import place
 from neuronatlas.errors import BadInput
+from neuronatlas.map.coherence import Coherence, coherence, word_vectors
+from neuronatlas.map.hierarchy import Hierarchy, build_hierarchy
+from neuronatlas.map.labels import class_tfidf, distinct_labels
+from neuronatlas.map.placement import place
 from neuronatlas.store import AtlasWriter, derived
 from neuronatlas.store import embed as store
 
