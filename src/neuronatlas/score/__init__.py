@@ -8,12 +8,15 @@ scorer for every explanation source (imported, top-token, N2G, LLM).
 `get_scorer(name, llm=..., embedder=...)`, then `score_neurons` (stores) or `score_text`.
 """
 
-from neuronatlas.score.base import Scorer, ScoreResult, get_scorer, registered_scorers
+from neuronatlas.score.base import Scorer, ScoreResult
+from neuronatlas.score.registry import SCORERS, ScorerKind, get_scorer, registered_scorers
 from neuronatlas.score.run import score_neurons, score_text
 
 __all__ = [
+    "SCORERS",
     "ScoreResult",
     "Scorer",
+    "ScorerKind",
     "get_scorer",
     "registered_scorers",
     "score_neurons",

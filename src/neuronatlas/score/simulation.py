@@ -33,7 +33,7 @@ from neuronatlas.explain.llm_explainer import ANSWER_PREFIX, FEW_SHOT
 from neuronatlas.explain.records import Excerpt, Splits
 from neuronatlas.explain.scoring import ev_correlation_score
 from neuronatlas.llm.client import ChatRequest, ChatResponse, LLMClient, TokenLogprobs
-from neuronatlas.score.base import Scorer, ScoreResult, register_scorer, require
+from neuronatlas.score.base import Scorer, ScoreResult, require
 
 log = logging.getLogger(__name__)
 
@@ -376,12 +376,10 @@ def _record_spans(text: str) -> list[list[Span]] | None:
     return out
 
 
-def _factory(llm=None, embedder=None) -> Scorer:
+def make_scorer(llm: LLMClient | None = None, embedder: str | None = None) -> Scorer:
+    """The `simulation` scorer of `score.registry`: it needs `--llm`; the embedder is unused."""
     from neuronatlas.errors import BadInput
 
     if llm is None:
         raise BadInput("--scorer simulation needs --llm SPEC (e.g. local:smollm2)")
     return SimulationScorer(llm)  # HTTP clients ask for logprobs (TOP_LOGPROBS)
-
-
-register_scorer("simulation", _factory)

@@ -19,7 +19,7 @@ from neuronatlas.store.search import rebuild_token_index
 if TYPE_CHECKING:
     from neuronatlas.corpus import BosPolicy
     from neuronatlas.models import LoadedModel
-    from neuronatlas.scrape.runner import ScrapeSettings
+    from neuronatlas.scrape.settings import ScrapeSettings
 
 SOURCE = "scrape"
 
