@@ -60,9 +60,6 @@ def _write(path: Path, body: bytes) -> None:
     os.replace(tmp, path)
 
 
-RecordRow = tuple[str, str, int, str, list[float | None]]
-
-
 def _merge(
     conn: sqlite3.Connection,
 ) -> Iterator[

@@ -28,8 +28,6 @@ class Scorer(ABC):
 
     #: Registry name, stored in explanation_scores.scorer.
     name: str
-    #: Whether `--llm` is required.
-    needs_llm: bool = False
     #: How many neurons are worth scoring at once (the LLM's concurrency; 1 otherwise).
     concurrency: int = 1
 

@@ -70,7 +70,6 @@ def _marked(tokens: list[str], marks: set[int]) -> str:
 
 
 class ClassifierScorer(Scorer):
-    needs_llm = True
     question: str
 
     def __init__(self, llm: LLMClient):

@@ -79,7 +79,6 @@ def simulation_records(splits: Splits) -> list[Excerpt]:
 
 class SimulationScorer(Scorer):
     name = "simulation"
-    needs_llm = True
 
     def __init__(self, llm: LLMClient, top_logprobs: int = TOP_LOGPROBS):
         self.llm = llm
