@@ -28,8 +28,9 @@ Edges = dict[str, set[str]]
 
 
 def build_graph() -> grimp.ImportGraph:
-    """The import graph of every module of the package, as the code stands."""
-    return grimp.build_graph(ROOT_PACKAGE)
+    """The import graph of every module of the package, as the code stands (no cache: it
+    takes a second, and tests in parallel workers would share the cache folder)."""
+    return grimp.build_graph(ROOT_PACKAGE, cache_dir=None)
 
 
 def top_level(module: str) -> str:
