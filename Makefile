@@ -38,12 +38,15 @@ system-deps:
 	  else echo "install graphviz and chromium (sudo apt-get install graphviz chromium)"; exit 1; fi; \
 	fi
 
-# Quality gates (CI runs them before the tests): lint rules, formatting, types (pyproject).
+# Quality gates (CI runs them before the tests): lint rules, formatting, types, import
+# contracts (no cycles; the library never imports web/) and dead code, all set in pyproject.
 LINTED := src tests bench scripts
 lint: install
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/vulture
 
 # Every test, in a random order (pytest-randomly prints the seed at the top of the run; replay
 # an order with `pytest -p randomly --randomly-seed=N`, or keep file order with -p no:randomly).

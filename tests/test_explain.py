@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from neuronatlas.explain.top_tokens import explain_atlas, explain_records
-from neuronatlas.score.openai_scores import (
+from neuronatlas.openai_scores import (
     absolute_dev_explained_score,
     all_scores,
     ev_correlation_score,

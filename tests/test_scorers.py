@@ -22,10 +22,10 @@ from neuronatlas.errors import ScoringFailed
 from neuronatlas.explain.records import split_records
 from neuronatlas.llm.client import ChatResponse, TokenLogprobs, Usage
 from neuronatlas.llm.http import OpenAICompatibleClient
+from neuronatlas.openai_scores import ev_correlation_score
 from neuronatlas.score import get_scorer, score_neurons, score_text
 from neuronatlas.score.classifiers import balanced_accuracy, parse_labels
 from neuronatlas.score.embedding import EmbeddingScorer, auroc
-from neuronatlas.score.openai_scores import ev_correlation_score
 from neuronatlas.score.simulation import (
     TOP_LOGPROBS,
     SimulationScorer,

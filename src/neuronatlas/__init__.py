@@ -4,12 +4,7 @@ The stages (scrape, import, n2g, embed, web) live in sub-packages; this top leve
 that `import neuronatlas` and `neuronatlas --help` start fast.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("neuronatlas")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+unknown"
+from neuronatlas.version import __version__
 
 __all__ = ["Atlas", "__version__"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from neuronatlas.models.tokens import character_of
-from neuronatlas.score.openai_scores import all_scores
+from neuronatlas.openai_scores import all_scores
 from neuronatlas.store import AtlasWriter, open_reader, reader
 
 log = logging.getLogger(__name__)

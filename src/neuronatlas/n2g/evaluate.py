@@ -23,7 +23,7 @@ of the mean per-neuron difference and the Wilcoxon signed-rank p-value). docs/N2
 "Evaluation protocol", says how the records are chosen and split.
 
 ev_correlation_score is OpenAI's: Pearson correlation over all held-out tokens flattened into
-one list (neuronatlas.score.openai_scores).
+one list (neuronatlas.openai_scores).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from neuronatlas.n2g.trie import normalize_token
-from neuronatlas.score.openai_scores import ev_correlation_score
+from neuronatlas.openai_scores import ev_correlation_score
 
 Sequences = Sequence[Sequence[float | None]]
 

@@ -69,7 +69,3 @@ def predict_normalized(trie: Trie, tokens: Sequence[str]) -> list[float]:
 def predict(trie: Trie, tokens: Sequence[str], a_max: float) -> list[float]:
     """Predicted activation in the neuron's units for every token."""
     return [v * a_max for v in predict_normalized(trie, tokens)]
-
-
-def predict_many(trie: Trie, sequences: Sequence[Sequence[str]], a_max: float) -> list[list[float]]:
-    return [predict(trie, seq, a_max) for seq in sequences]

@@ -29,7 +29,6 @@ import numpy as np
 from neuronatlas.n2g.examples import NeuronExamples, Rec
 
 TRAIN, VALIDATION, TEST = 0, 1, 2
-SIDES = {"train": TRAIN, "validation": VALIDATION, "test": TEST}
 
 
 @dataclass

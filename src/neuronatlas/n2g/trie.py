@@ -139,9 +139,6 @@ class Trie:
         n = self.imp_n[node]
         return self.imp_sum[node] / n if n else 0.0
 
-    def activating_keys(self) -> list[str]:
-        return list(self.children[0])
-
     def lines(self) -> Iterable[tuple[list[str], float, int]]:
         """(keys activating-token-first, END value, count) for every node where a line ends."""
         for node in range(1, len(self.key)):

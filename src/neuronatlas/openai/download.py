@@ -26,9 +26,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from neuronatlas import __version__
 from neuronatlas.atomic import write_atomic
 from neuronatlas.paths import neuronatlas_home
+from neuronatlas.version import __version__
 
 log = logging.getLogger(__name__)
 

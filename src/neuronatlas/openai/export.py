@@ -22,7 +22,6 @@ from typing import Any
 
 import msgspec
 
-from neuronatlas import __version__
 from neuronatlas.errors import BadInput
 from neuronatlas.openai import extras
 from neuronatlas.openai.schemas import (
@@ -37,6 +36,7 @@ from neuronatlas.openai.schemas import (
 )
 from neuronatlas.store import llm as store_llm
 from neuronatlas.store import open_reader, reader
+from neuronatlas.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,6 @@ def _write(path: Path, body: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     tmp.write_bytes(body)
     os.replace(tmp, path)
-
-
-RecordRow = tuple[str, str, int, str, list[float | None]]
 
 
 def _merge(

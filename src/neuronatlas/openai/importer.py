@@ -20,7 +20,6 @@ from pathlib import Path
 
 import msgspec
 
-from neuronatlas import __version__
 from neuronatlas.errors import BadInput
 from neuronatlas.ids import format_id, parse_layers
 from neuronatlas.openai import extras, layout
@@ -30,6 +29,7 @@ from neuronatlas.store import AtlasWriter, PreparedNeuron
 from neuronatlas.store import llm as store_llm
 from neuronatlas.store.search import rebuild_token_index
 from neuronatlas.store.writer import now
+from neuronatlas.version import __version__
 from neuronatlas.workers import worker_pool
 
 log = logging.getLogger(__name__)

@@ -50,14 +50,6 @@ ACTIVATION_DIRS = ("collated-activations", "activations")
 SUBFOLDERS = ("", "gpt2-small", "data", "gpt2_small_data", "data/gpt2-small")
 
 
-def model_shape(name: str) -> ModelShape:
-    """Look a model up by name; the error lists the valid names."""
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise BadInput(f"--model {name!r}: expected one of {', '.join(MODELS)}") from None
-
-
 def known_shape(model: str | None) -> ModelShape | None:
     """The shape of a model OpenAI published (`gpt2-small`, `gpt2-xl`, or their hub ids
     `gpt2`, `gpt2-xl`); None for any other model id, whose shape comes from the files."""

@@ -34,7 +34,6 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from neuronatlas import __version__
 from neuronatlas.errors import BadInput
 from neuronatlas.ids import format_id
 from neuronatlas.openai import layout
@@ -44,6 +43,7 @@ from neuronatlas.store import embed as store_embed
 from neuronatlas.store import seed as store_seed
 from neuronatlas.store.search import rebuild_token_index, stale_search_indexes
 from neuronatlas.store.writer import now
+from neuronatlas.version import __version__
 
 log = logging.getLogger(__name__)
 

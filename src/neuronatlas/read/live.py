@@ -120,11 +120,6 @@ class LiveModel:
             return [model.bos_token_id, *ids], 1, truncated
         return ids, 0, truncated
 
-    def tokenize(self, text: str) -> tuple[list[int], int, bool]:
-        """The model's token ids for `text` as the atlas's records saw them (BOS first when
-        the scrape put it there), how many leading ids to hide, and whether it was cut."""
-        return self._tokenize(self.get(), text)
-
     def neuron(self, text: str, neuron_id: str) -> LiveNeuron:
         """One neuron's activation on every token of `text`."""
         layer, neuron = parse_id(neuron_id)

@@ -23,7 +23,6 @@ from typing import Any
 
 import ray
 
-from neuronatlas import __version__
 from neuronatlas.atomic import write_atomic
 from neuronatlas.corpus.windows import BosPolicy
 from neuronatlas.errors import BadInput
@@ -49,6 +48,7 @@ from neuronatlas.scale.shards import (
     states_dir,
 )
 from neuronatlas.scrape import Progress, ScrapeResult, ScrapeSettings, StatsConfig, load
+from neuronatlas.version import __version__
 
 log = logging.getLogger(__name__)
 

@@ -6,16 +6,19 @@ scorer for every explanation source (imported, top-token, N2G, LLM).
 - `detection`, `fuzzing`: Delphi-style classification by an LLM, balanced accuracy.
 
 `get_scorer(name, llm=..., embedder=...)`, then `score_neurons` (stores) or `score_text`.
-`openai_scores.py` holds OpenAI's formulas (ev_correlation, R², absolute deviation) that the
-simulation scorer, the top-token explanations and N2G's evaluation all use.
+`neuronatlas.openai_scores` holds OpenAI's formulas (ev_correlation, R², absolute deviation)
+that the simulation scorer, the top-token explanations and N2G's evaluation all use.
 """
 
-from neuronatlas.score.base import Scorer, ScoreResult, get_scorer, registered_scorers
+from neuronatlas.score.base import Scorer, ScoreResult
+from neuronatlas.score.registry import SCORERS, ScorerKind, get_scorer, registered_scorers
 from neuronatlas.score.run import score_neurons, score_text
 
 __all__ = [
+    "SCORERS",
     "ScoreResult",
     "Scorer",
+    "ScorerKind",
     "get_scorer",
     "registered_scorers",
     "score_neurons",

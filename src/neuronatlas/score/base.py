@@ -1,13 +1,18 @@
-"""The scorer base class and the registry of scorer names."""
+"""The scorer base class and its result; which scorers exist is `score.registry`'s (built by
+explicit imports, so this module imports none of the scorers that subclass it)."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
-from neuronatlas.errors import BadInput, NeuronAtlasError, ScoringFailed
+from neuronatlas.errors import NeuronAtlasError, ScoringFailed
 from neuronatlas.explain.records import Splits
+
+if TYPE_CHECKING:
+    from neuronatlas.llm.client import LLMClient
 
 
 @dataclass
@@ -23,8 +28,6 @@ class Scorer(ABC):
 
     #: Registry name, stored in explanation_scores.scorer.
     name: str
-    #: Whether `--llm` is required.
-    needs_llm: bool = False
     #: How many neurons are worth scoring at once (the LLM's concurrency; 1 otherwise).
     concurrency: int = 1
 
@@ -53,28 +56,8 @@ def require(condition: bool, why: str) -> None:
         raise ScoringFailed(why)
 
 
-_REGISTRY: dict[str, Callable[..., Scorer]] = {}
+class ScorerFactory(Protocol):
+    """Makes a scorer from `--llm` (a client or None) and `--embedder` (a spec or None); raises
+    BadInput naming the option a scorer needs and did not get."""
 
-
-def register_scorer(name: str, factory: Callable[..., Scorer]) -> None:
-    """Make `--scorer NAME` available; factory(llm=client or None, embedder=spec or None)."""
-    if name in _REGISTRY:
-        raise ValueError(f"scorer {name!r} is already registered")
-    _REGISTRY[name] = factory
-
-
-def registered_scorers() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def get_scorer(name: str, llm=None, embedder=None) -> Scorer:
-    """The scorer `name`, with its LLM client or embedder."""
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise BadInput(f"--scorer {name!r}: choose one of {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](llm=llm, embedder=embedder)
-
-
-def _load_builtin() -> None:
-    from neuronatlas.score import classifiers, embedding, simulation  # noqa: F401 - register
+    def __call__(self, llm: LLMClient | None = None, embedder: str | None = None) -> Scorer: ...

@@ -29,7 +29,7 @@ from neuronatlas.errors import BadInput
 from neuronatlas.explain.llm_explainer import ANSWER_PREFIX
 from neuronatlas.explain.records import NEGATIVE_FRACTION, Excerpt, Splits
 from neuronatlas.llm.client import ChatRequest, LLMClient
-from neuronatlas.score.base import Scorer, ScoreResult, register_scorer, require
+from neuronatlas.score.base import Scorer, ScoreResult, ScorerFactory, require
 
 PER_PROMPT = 5
 MAX_EACH = 10
@@ -70,7 +70,6 @@ def _marked(tokens: list[str], marks: set[int]) -> str:
 
 
 class ClassifierScorer(Scorer):
-    needs_llm = True
     question: str
 
     def __init__(self, llm: LLMClient):
@@ -190,8 +189,8 @@ def _firing(e: Excerpt) -> set[int]:
     return {i for i, a in enumerate(e.activations) if a >= NEGATIVE_FRACTION * e.peak > 0}
 
 
-def _factory(cls):
-    def make(llm=None, embedder=None) -> Scorer:
+def _factory(cls: type[ClassifierScorer]) -> ScorerFactory:
+    def make(llm: LLMClient | None = None, embedder: str | None = None) -> Scorer:
         if llm is None:
             raise BadInput(f"--scorer {cls.name} needs --llm SPEC (e.g. local:smollm2)")
         return cls(llm)
@@ -199,5 +198,6 @@ def _factory(cls):
     return make
 
 
-register_scorer("detection", _factory(DetectionScorer))
-register_scorer("fuzzing", _factory(FuzzingScorer))
+#: The `detection` and `fuzzing` scorers of `score.registry`: both need `--llm`.
+make_detection = _factory(DetectionScorer)
+make_fuzzing = _factory(FuzzingScorer)

@@ -5,13 +5,17 @@ no better than chance, 1 = every activating excerpt is closer than every quiet o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from neuronatlas.embed.embedders import Embedder, get_embedder
 from neuronatlas.errors import NeuronAtlasError
 from neuronatlas.explain.records import Splits
-from neuronatlas.score.base import Scorer, ScoreResult, register_scorer, require
+from neuronatlas.score.base import Scorer, ScoreResult, require
+
+if TYPE_CHECKING:
+    from neuronatlas.llm.client import LLMClient
 
 MIN_EACH = 2
 
@@ -72,8 +76,6 @@ class EmbeddingScorer(Scorer):
         return out
 
 
-def _factory(llm=None, embedder=None) -> Scorer:
+def make_scorer(llm: LLMClient | None = None, embedder: str | None = None) -> Scorer:
+    """The `embedding` scorer of `score.registry`: no LLM; the embedder spec or the default."""
     return EmbeddingScorer(get_embedder(embedder))
-
-
-register_scorer("embedding", _factory)

@@ -32,8 +32,8 @@ from neuronatlas.errors import LLMError, LLMRefused
 from neuronatlas.explain.llm_explainer import ANSWER_PREFIX, FEW_SHOT
 from neuronatlas.explain.records import Excerpt, Splits
 from neuronatlas.llm.client import ChatRequest, ChatResponse, LLMClient, TokenLogprobs
-from neuronatlas.score.base import Scorer, ScoreResult, register_scorer, require
-from neuronatlas.score.openai_scores import ev_correlation_score
+from neuronatlas.openai_scores import ev_correlation_score
+from neuronatlas.score.base import Scorer, ScoreResult, require
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,6 @@ def simulation_records(splits: Splits) -> list[Excerpt]:
 
 class SimulationScorer(Scorer):
     name = "simulation"
-    needs_llm = True
 
     def __init__(self, llm: LLMClient, top_logprobs: int = TOP_LOGPROBS):
         self.llm = llm
@@ -376,12 +375,10 @@ def _record_spans(text: str) -> list[list[Span]] | None:
     return out
 
 
-def _factory(llm=None, embedder=None) -> Scorer:
+def make_scorer(llm: LLMClient | None = None, embedder: str | None = None) -> Scorer:
+    """The `simulation` scorer of `score.registry`: it needs `--llm`; the embedder is unused."""
     from neuronatlas.errors import BadInput
 
     if llm is None:
         raise BadInput("--scorer simulation needs --llm SPEC (e.g. local:smollm2)")
     return SimulationScorer(llm)  # HTTP clients ask for logprobs (TOP_LOGPROBS)
-
-
-register_scorer("simulation", _factory)

@@ -16,11 +16,11 @@ from neuronatlas.scrape.readout import canonical
 from neuronatlas.scrape.runner import (
     Progress,
     ScrapeResult,
-    ScrapeSettings,
     checkpoint_path,
     run_scrape,
     scrape_shard,
 )
+from neuronatlas.scrape.settings import ScrapeSettings
 from neuronatlas.scrape.state import (
     LayerState,
     ScrapeState,

@@ -158,11 +158,6 @@ def _combine(c: int, wm, w2, w3, w4) -> Moments:
     return Moments(float(b * c), mean, m2, m3, m4)
 
 
-def batch_moments(acts: torch.Tensor) -> Moments:
-    """Moments of a [batch, context, neurons] float32 tensor, window by window (see above)."""
-    return window_stats(acts)[1]
-
-
 def merge_moments(a: Moments, b: Moments) -> Moments:
     """Pébay's pairwise update: the moments of the union of two disjoint samples (elementwise
     on the device; the counts are Python numbers, so nothing is read back)."""

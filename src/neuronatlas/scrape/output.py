@@ -10,16 +10,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from neuronatlas import __version__
 from neuronatlas.scrape.readout import neuron_results
 from neuronatlas.scrape.state import ScrapeState
 from neuronatlas.store import AtlasWriter, NeuronData, Record, prepare
 from neuronatlas.store.search import rebuild_token_index
+from neuronatlas.version import __version__
 
 if TYPE_CHECKING:
     from neuronatlas.corpus import BosPolicy
     from neuronatlas.models import LoadedModel
-    from neuronatlas.scrape.runner import ScrapeSettings
+    from neuronatlas.scrape.settings import ScrapeSettings
 
 SOURCE = "scrape"
 

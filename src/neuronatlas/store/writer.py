@@ -16,9 +16,9 @@ from typing import Any, Self
 
 import msgspec
 
-from neuronatlas import __version__
 from neuronatlas.store.connection import open_writer, transaction
 from neuronatlas.store.rows import PreparedNeuron, encode_json
+from neuronatlas.version import __version__
 
 
 def now() -> str:

@@ -18,7 +18,6 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from neuronatlas import __version__
 from neuronatlas.errors import StageNotBuilt
 from neuronatlas.ids import NEURON_ID_PATTERN, canonical
 from neuronatlas.read import activate as read_activate
@@ -48,6 +47,7 @@ from neuronatlas.read.views import (
     Similar,
     encode,
 )
+from neuronatlas.version import __version__
 from neuronatlas.web.errors import ERROR_RESPONSES
 from neuronatlas.web.openapi import binary, returns, svg
 

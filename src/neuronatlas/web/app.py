@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from neuronatlas import __version__
 from neuronatlas.read.live import LiveModel, default_spec
 from neuronatlas.store import browse, reader
+from neuronatlas.version import __version__
 
 log = logging.getLogger(__name__)
 
