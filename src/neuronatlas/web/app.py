@@ -108,7 +108,7 @@ def create_app(
     from fastapi.staticfiles import StaticFiles
     from fastapi.templating import Jinja2Templates
 
-    from neuronatlas.read.first_view import record_tabs_html
+    from neuronatlas.read.first_view import record_tabs_html, trace_url
     from neuronatlas.read.render import (
         HEATMAP_CSS,
         category_order,
@@ -154,6 +154,7 @@ def create_app(
     templates.env.globals["heatmap_css"] = HEATMAP_CSS
     templates.env.globals["version"] = __version__
     templates.env.globals["record_tabs_html"] = record_tabs_html
+    templates.env.globals["trace_url"] = trace_url
     templates.env.globals["histogram_svg"] = histogram_svg
     templates.env.filters["code"] = with_code
     templates.env.globals["category_order"] = category_order
