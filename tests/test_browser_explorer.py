@@ -92,7 +92,7 @@ SPANS = """() => [...document.querySelectorAll(".tab-body[data-body='top'] .na-h
 
 
 def test_first_view_records_are_painted_as_the_full_page_draws_them(page, server):
-    """The first view's five excerpts, coloured in the browser from their `data-values`, are
+    """The first view's five excerpts, coloured in the browser from their `data-f32`, are
     the full page's server-drawn heat-maps: classes, colours, labels and text, span by span."""
     page.goto(server + "/neurons/L03N0007?view=full")
     drawn = page.evaluate(SPANS)
@@ -101,7 +101,7 @@ def test_first_view_records_are_painted_as_the_full_page_draws_them(page, server
     painted = page.evaluate(SPANS)
     assert len(drawn) == 5 and sum(len(r) for r in drawn) == 5 * 24
     assert painted == drawn
-    assert page.locator(".na-heat[data-values]").count() == 0  # every one painted
+    assert page.locator(".na-heat[data-f32], .na-heat[data-f64]").count() == 0  # all painted
     assert any(cls == "na-tok na-peak" for row in painted for cls, *_ in row)
 
 

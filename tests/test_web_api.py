@@ -300,7 +300,7 @@ def test_pages_render_with_json_twins(client):
     page = client.get("/neurons/L00N0001", headers=HTML).text
     # the first view: five top records as text with their values for the script to colour,
     # the rest named for the script to fetch
-    assert page.count('<div class="na-heat" data-values="') == 5
+    assert len(re.findall(r'<div class="na-heat" data-f(?:32|64)="', page)) == 5
     assert page.count("<span>") + page.count('<span class="na-peak">') >= 5 * 12
     assert 'class="na-tok' not in page
     assert 'href="/api/neurons/L00N0001"' in page and 'rel="next"' in page

@@ -4,9 +4,9 @@ A heat-map span per token (`render.records_html`: colour, label and tooltip on e
 ~320 tokens) was most of what the server drew for the page people open, and ~80 % of its bytes
 (bench/README.md, "The neuron page people open"). The first view draws each excerpt instead as
 its tokens in bare `<span>`s, the peak token marked, with the values alongside in one
-attribute; `web/static/neuron.js` colours them exactly as `render._spans` would have. Without
-JavaScript the excerpts stay readable (text, peak in bold, each record's max) and the page
-links to its `?view=full` twin, drawn whole by `render.records_html`.
+attribute (`values_attr`); `web/static/neuron.js` colours them exactly as `render._spans`
+would have. Without JavaScript the excerpts stay readable (text, peak in bold, each record's
+max) and the page links to its `?view=full` twin, drawn whole by `render.records_html`.
 """
 
 from __future__ import annotations
@@ -24,16 +24,25 @@ from neuronatlas.read.render import _row, _shown_all, category_order, records_ht
 
 
 def values_attr(values: Sequence[float | None]) -> str:
-    """A record's values for its `data-values`: little-endian float32, base64 (no value: NaN).
+    """A record's `data-f32="..."` (or `data-f64`): its values, little-endian, base64; NaN
+    where there is none.
 
-    Activations are stored as float32, so the browser colours and labels (`%.3f`) the very
-    value the server would have drawn, never a rounded copy; at 5.3 characters a value this
-    is ~2.5x shorter than the nine digits a float32 needs as text, and costs no formatting."""
-    return _b64(_float32(values))
+    Activations are stored as float32 (float32 values, or exact doubles from JSON imports),
+    so the browser colours and labels (`%.3f`) the very value the server would have drawn,
+    never a rounded copy: float32 when every value is one (5.3 characters a value, ~2.5x
+    shorter than the nine digits a float32 needs as text), float64 otherwise."""
+    width, raw = _packed(values)
+    return f'data-f{width}="{_b64(raw)}"'
 
 
-def _float32(values: Sequence[float | None]) -> bytes:
-    return np.array([math.nan if v is None else v for v in values], dtype="<f4").tobytes()
+def _packed(values: Sequence[float | None]) -> tuple[int, bytes]:
+    """The values as float32 bytes when that loses nothing, else as float64 bytes."""
+    wide = np.array([math.nan if v is None else v for v in values], dtype="<f8")
+    with np.errstate(over="ignore"):
+        narrow = wide.astype("<f4")
+    if np.array_equal(narrow, wide, equal_nan=True):
+        return 32, narrow.tobytes()
+    return 64, wide.tobytes()
 
 
 def _b64(raw: bytes) -> str:
@@ -42,7 +51,7 @@ def _b64(raw: bytes) -> str:
 
 def plain_records_html(records: Sequence[Record]) -> str:
     """Each record as `render.record_row` lays it out (its max, then its excerpt), the excerpt
-    as uncoloured token spans with its values in `data-values` for the page's script.
+    as uncoloured token spans with its values (`values_attr`) for the page's script.
 
     Like `render.records_html`, the tokens and values of all the records are escaped and
     converted in one pass each."""
@@ -54,18 +63,19 @@ def plain_records_html(records: Sequence[Record]) -> str:
         tokens += r.tokens[:n]
         values += r.activations[:n]
         bounds.append(bounds[-1] + n)
-    shown, raw = _shown_all(tokens), _float32(values)
+    shown, (width, raw) = _shown_all(tokens), _packed(values)
+    size = width // 8
     rows = []
     for r, a, b in zip(records, bounds, bounds[1:], strict=False):
         peak = r.peak_index
         if peak is not None and 0 <= peak < b - a:  # bold without the script too (.na-peak)
             p = a + peak
-            body = f'{_bare(shown[a:p])}<span class="na-peak">{shown[p]}</span>{_bare(shown[p + 1 : b])}'
+            peak_span = f'<span class="na-peak">{shown[p]}</span>'
+            body = _bare(shown[a:p]) + peak_span + _bare(shown[p + 1 : b])
         else:
             body = _bare(shown[a:b])
-        rows.append(
-            _row(r, f'<div class="na-heat" data-values="{_b64(raw[4 * a : 4 * b])}">{body}</div>')
-        )
+        data = _b64(raw[size * a : size * b])
+        rows.append(_row(r, f'<div class="na-heat" data-f{width}="{data}">{body}</div>'))
     return "".join(rows)
 
 
