@@ -111,7 +111,6 @@ def create_app(
     from neuronatlas.read.first_view import record_tabs_html, trace_url
     from neuronatlas.read.render import (
         HEATMAP_CSS,
-        category_order,
         histogram_svg,
         with_code,
     )
@@ -157,7 +156,6 @@ def create_app(
     templates.env.globals["trace_url"] = trace_url
     templates.env.globals["histogram_svg"] = histogram_svg
     templates.env.filters["code"] = with_code
-    templates.env.globals["category_order"] = category_order
     templates.env.globals["steer_limits"] = steer_api.LIMITS
     templates.env.globals["trace_limits"] = trace_api.LIMITS
     app.state.templates = templates
