@@ -17,7 +17,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install system-deps lint test test-fast demo docs clean
+.PHONY: install system-deps lint test test-fast demo docs bench-page clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,16 @@ demo: install system-deps
 # The CLI reference in docs/cli.md is generated from --help (a test checks it is current).
 docs: install
 	$(BIN)/python scripts/gen_cli_docs.py
+
+# The neuron page's figures (bench/README.md, "The neuron page people open"): the page, its
+# JSON first view and /healthz in one load run (32 clients, warm), then FCP and everything
+# loaded in Chromium, both on the atlas DB (default: the demo's atlas.db). Copy a live atlas
+# first: the benchmarks only read it.
+DB ?= atlas.db
+bench-page: install
+	PYTHONPATH=src $(BIN)/python bench/serve_bench.py --db $(DB) --workers 1 --seconds 4 \
+	  --rounds 3 --no-map --skip full histogram similar records summary search
+	PYTHONPATH=src $(BIN)/python bench/page_bench.py --db $(DB) --visits 40
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -86,6 +86,25 @@ def test_neuron_page_tabs_navigation_and_live_message(page, server):
     page.wait_for_url("**/neurons/L02N0011")
 
 
+SPANS = """() => [...document.querySelectorAll(".tab-body[data-body='top'] .na-heat")]
+  .slice(0, 5).map((box) => [...box.children].map((s) => [s.className,
+    getComputedStyle(s).backgroundColor, s.dataset.v, s.title, s.textContent]))"""
+
+
+def test_first_view_records_are_painted_as_the_full_page_draws_them(page, server):
+    """The first view's five excerpts, coloured in the browser from their `data-f32`, are
+    the full page's server-drawn heat-maps: classes, colours, labels and text, span by span."""
+    page.goto(server + "/neurons/L03N0007?view=full")
+    drawn = page.evaluate(SPANS)
+    page.goto(server + "/neurons/L03N0007")
+    page.wait_for_selector("html[data-lazy='done']", timeout=10_000)
+    painted = page.evaluate(SPANS)
+    assert len(drawn) == 5 and sum(len(r) for r in drawn) == 5 * 24
+    assert painted == drawn
+    assert page.locator(".na-heat[data-f32], .na-heat[data-f64]").count() == 0  # all painted
+    assert any(cls == "na-tok na-peak" for row in painted for cls, *_ in row)
+
+
 def test_neuron_page_reads_without_javascript(browser, server):
     """No script: the first view says where the rest is, and `?view=full` has it all."""
     ctx = browser.new_context(viewport={"width": 1280, "height": 860}, java_script_enabled=False)

@@ -298,8 +298,11 @@ def test_pages_render_with_json_twins(client):
     assert '<script src="/static/map.js">' in home and 'href="/api/map"' in home
     assert client.get("/vendor/plotly.min.js").status_code == 200
     page = client.get("/neurons/L00N0001", headers=HTML).text
-    # the first view: five top records rendered, the rest named for the script to fetch
-    assert page.count('class="na-tok') == 5 * 12 and 'data-v="' in page
+    # the first view: five top records as text with their values for the script to colour,
+    # the rest named for the script to fetch
+    assert len(re.findall(r'<div class="na-heat" data-f(?:32|64)="', page)) == 5
+    assert page.count("<span>") + page.count('<span class="na-peak">') >= 5 * 12
+    assert 'class="na-tok' not in page
     assert 'href="/api/neurons/L00N0001"' in page and 'rel="next"' in page
     assert 'data-src="/api/neurons/L00N0001/histogram"' in page and "<noscript>" in page
     assert 'href="/neurons/L00N0001?view=full"' in page

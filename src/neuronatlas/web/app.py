@@ -108,11 +108,10 @@ def create_app(
     from fastapi.staticfiles import StaticFiles
     from fastapi.templating import Jinja2Templates
 
+    from neuronatlas.read.first_view import record_tabs_html, trace_url
     from neuronatlas.read.render import (
         HEATMAP_CSS,
-        category_order,
         histogram_svg,
-        records_html,
         with_code,
     )
     from neuronatlas.web import api, errors, openapi, pages, steer_api, trace_api
@@ -153,10 +152,10 @@ def create_app(
     templates.env.auto_reload = False
     templates.env.globals["heatmap_css"] = HEATMAP_CSS
     templates.env.globals["version"] = __version__
-    templates.env.globals["records_html"] = records_html
+    templates.env.globals["record_tabs_html"] = record_tabs_html
+    templates.env.globals["trace_url"] = trace_url
     templates.env.globals["histogram_svg"] = histogram_svg
     templates.env.filters["code"] = with_code
-    templates.env.globals["category_order"] = category_order
     templates.env.globals["steer_limits"] = steer_api.LIMITS
     templates.env.globals["trace_limits"] = trace_api.LIMITS
     app.state.templates = templates

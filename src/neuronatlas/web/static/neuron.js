@@ -47,6 +47,29 @@
     });
     return '<div class="na-heat">' + spans.join("") + "</div>";
   }
+  // The first view's excerpts come as bare token spans with their values in `data-f32` (or
+  // `data-f64`: little-endian, base64; read/first_view.py); painting them gives the spans
+  // `heat` draws.
+  function values(box) {
+    const wide = box.dataset.f64 != null, bin = atob(wide ? box.dataset.f64 : box.dataset.f32);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    // typed arrays read the host's byte order: little-endian in every browser there is
+    return Array.from(wide ? new Float64Array(bytes.buffer) : new Float32Array(bytes.buffer));
+  }
+  function paint(box, scale) {
+    const vals = values(box), spans = box.children;
+    if (scale == null) scale = Math.max(0, ...vals.filter((v) => isFinite(v)).map(Math.abs));
+    for (let i = 0; i < spans.length; i++) {
+      const v = vals[i], label = isNaN(v) ? "NaN" : fixed(v, 3), span = spans[i];
+      span.className = span.className ? "na-tok na-peak" : "na-tok";
+      span.style.background = colour(v, scale);
+      span.dataset.v = label;
+      span.title = label;
+    }
+    delete box.dataset.f32;
+    delete box.dataset.f64;
+  }
   function recordRow(r, scale) {
     const head = r.max_activation == null ? "—" : fixed(r.max_activation, 2);
     return '<div class="na-row"><span class="na-max">' + head + "</span>" +
@@ -115,6 +138,7 @@
   const scale = records && records.dataset.scale !== "" ? Number(records.dataset.scale) : null;
   const pageSize = records ? Number(records.dataset.page) : 50;
   const pending = new Map();
+  document.querySelectorAll(".na-heat[data-f32], .na-heat[data-f64]").forEach((box) => paint(box, scale));
 
   function moreRecords(body, limit) {
     const shown = Number(body.dataset.shown), total = Number(body.dataset.total);
