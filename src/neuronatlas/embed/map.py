@@ -157,7 +157,7 @@ def _update_in_place(writer: AtlasWriter, config: MapConfig, embedder: str) -> M
     nothing to do, or place the few stale neurons (see `placement`). None: refit instead."""
     conn = writer.conn
     info = store.map_info(conn)
-    if info is None or info["embedder"] != embedder or info["config"] != asdict(config):
+    if info is None or info.embedder != embedder or info.config != asdict(config):
         return None
     hood = derived.map_neighbourhood(conn)
     fine = int(conn.execute("SELECT count(*) FROM map_clusters").fetchone()[0])

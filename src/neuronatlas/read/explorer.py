@@ -129,7 +129,7 @@ def _first_category(counts: dict[str, int]) -> str | None:
 
 def _page(
     conn: sqlite3.Connection,
-    head: dict[str, Any],
+    head: reader.NeuronHead,
     shown: dict[str, list[Record]],
     counts: dict[str, int],
     *,
@@ -139,14 +139,14 @@ def _page(
     more: dict[str, str],
 ) -> NeuronPage:
     """A NeuronPage from its parts; N2G and navigation are read here (two seeks each)."""
-    nid = head["id"]
+    nid = head.id
     return NeuronPage(
         id=nid,
-        layer=head["layer"],
-        neuron=head["neuron"],
-        source=head["source"],
-        stats=msgspec.convert(head["stats"], Stats),
-        explanations=msgspec.convert(head["explanations"], list[Explanation]),
+        layer=head.layer,
+        neuron=head.neuron,
+        source=head.source,
+        stats=msgspec.convert(head.stats, Stats, from_attributes=True),
+        explanations=msgspec.convert(head.explanations, list[Explanation], from_attributes=True),
         records=shown,
         record_counts=counts,
         truncated=any(n > len(shown.get(c, ())) for c, n in counts.items()),
@@ -259,7 +259,7 @@ def _all_values(texts: list[str]) -> np.ndarray:
 def summary(conn: sqlite3.Connection, neuron_id: str) -> NeuronSummary:
     """A stored neuron's id and primary explanation; BadNeuronId / NeuronNotFound."""
     nid = browse.require_neuron(conn, neuron_id)
-    return NeuronSummary(**browse.summaries(conn, [nid])[nid])
+    return msgspec.convert(browse.summaries(conn, [nid])[nid], NeuronSummary, from_attributes=True)
 
 
 def step(conn: sqlite3.Connection, neuron_id: str, by: int) -> NeuronRef:
@@ -359,7 +359,7 @@ def similar_neurons(
 
 def _hits(rows: Any, measure: str | None = None) -> list[SearchHit]:
     """Rows as hits, each naming what its `similarity` measures (a key of MEASURES)."""
-    hits = msgspec.convert(list(rows), list[SearchHit])
+    hits = msgspec.convert(list(rows), list[SearchHit], from_attributes=True)
     return _measured(hits, measure)
 
 
@@ -452,13 +452,17 @@ def _cluster_levels(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[int, int]]:
     """(fine clusters, each with its `parent` and `coherence`; coarse clusters; fine cluster
     -> coarse cluster). A map made before the hierarchy has fine clusters only."""
-    parents: dict[int, dict[str, Any]] = stages.call_or_none("cluster_parents", conn) or {}
+    parents: dict[int, store_embed.ClusterParent] = (
+        stages.call_or_none("cluster_parents", conn) or {}
+    )
+    no_parent = {"parent": None, "coherence": None}
     fine = [
-        {**c, **parents.get(c["cluster"], {"parent": None, "coherence": None})}
+        msgspec.structs.asdict(c)
+        | (msgspec.structs.asdict(parents[c.cluster]) if c.cluster in parents else no_parent)
         for c in stages.call_or_none("clusters", conn) or []
     ]
-    coarse: list[dict[str, Any]] = stages.call_or_none("coarse_clusters", conn) or []
-    return fine, coarse, {c: p["parent"] for c, p in parents.items()}
+    coarse = [msgspec.structs.asdict(c) for c in stages.call_or_none("coarse_clusters", conn) or []]
+    return fine, coarse, {c: p.parent for c, p in parents.items()}
 
 
 NO_MAP_MESSAGE = (
@@ -474,7 +478,7 @@ def map_clusters(conn: sqlite3.Connection, limit: int = MAP_CAP) -> MapClusters:
     info = stages.call_or_none("map_info", conn)
     if info:
         clusters, coarse, _ = _cluster_levels(conn)
-        count = int(info["n_points"])
+        count = int(info.n_points)
         return MapClusters(
             built=True,
             count=min(count, limit),
@@ -482,7 +486,9 @@ def map_clusters(conn: sqlite3.Connection, limit: int = MAP_CAP) -> MapClusters:
             clusters=msgspec.convert(clusters, list[Cluster]),
             coarse=msgspec.convert(coarse, list[CoarseCluster]),
             coherence=msgspec.convert(
-                stages.call_or_none("map_coherence", conn) or [], list[Coherence]
+                stages.call_or_none("map_coherence", conn) or [],
+                list[Coherence],
+                from_attributes=True,
             ),
             message=None,
         )
@@ -507,13 +513,13 @@ def map_data(
         points = points[:limit]
         clusters, coarse, parent = _cluster_levels(conn)
         cols = MapColumns(
-            layer=[p["layer"] for p in points],
-            neuron=[p["neuron"] for p in points],
-            x=[round(float(p["x"]), 4) for p in points],
-            y=[round(float(p["y"]), 4) for p in points],
-            cluster=[p.get("cluster") for p in points],
-            coarse=[parent.get(p.get("cluster")) for p in points],
-            explanation=[(p.get("explanation") or "")[:160] for p in points] if with_text else None,
+            layer=[p.layer for p in points],
+            neuron=[p.neuron for p in points],
+            x=[round(float(p.x), 4) for p in points],
+            y=[round(float(p.y), 4) for p in points],
+            cluster=[p.cluster for p in points],
+            coarse=[parent.get(p.cluster) for p in points],
+            explanation=[(p.explanation or "")[:160] for p in points] if with_text else None,
         )
         return MapData(
             built=True,
@@ -523,7 +529,9 @@ def map_data(
             clusters=msgspec.convert(clusters, list[Cluster]),
             coarse=msgspec.convert(coarse, list[CoarseCluster]),
             coherence=msgspec.convert(
-                stages.call_or_none("map_coherence", conn) or [], list[Coherence]
+                stages.call_or_none("map_coherence", conn) or [],
+                list[Coherence],
+                from_attributes=True,
             ),
             message=None,
         )
@@ -565,7 +573,7 @@ def live_strongest(conn: sqlite3.Connection, live: LiveModel, text: str, k: int)
     for top in out.top:
         for n in top:
             found = known.get(n.id)
-            n.explanation = None if found is None else found["explanation"]
+            n.explanation = None if found is None else found.explanation
     return out
 
 
