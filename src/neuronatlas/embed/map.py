@@ -247,7 +247,18 @@ def build_map(db: str | Path, config: MapConfig | None = None, *, refit: bool = 
                 parents=[
                     (c, int(hierarchy.parent[c]), row[6]) for c, row in enumerate(fine.clusters)
                 ],
-                quality=[q.as_dict() for q in fine.coherence + coarse.coherence],
+                quality=[
+                    store.CoherenceRow(
+                        q.level,
+                        q.measure,
+                        q.clusters,
+                        q.within,
+                        q.within_low,
+                        q.within_high,
+                        q.random,
+                    )
+                    for q in fine.coherence + coarse.coherence
+                ],
             )
         except BaseException:
             writer.end_run(run, "failed")

@@ -372,12 +372,12 @@ def write_map(
         tuple[int, str, list[tuple[str, float]], int, float, float, float | None]
     ] = (),
     parents: Sequence[tuple[int, int, float | None]] = (),
-    quality: Sequence[dict[str, Any]] = (),
+    quality: Sequence[CoherenceRow] = (),
 ) -> None:
     """Replace the map in one transaction: points (neuron id, explanation id, x, y, fine
     cluster), fine clusters (cluster, label, words, size, x, y), the parameters, and the
     hierarchy: coarse clusters (… as fine, plus coherence), parents (fine cluster, coarse
-    cluster, fine coherence) and the coherence of each level (`Coherence.as_dict()` rows)."""
+    cluster, fine coherence) and the coherence of each level under each measure."""
     with transaction(conn):
         _clear_map(conn)
         conn.executemany("INSERT INTO map_points VALUES (?, ?, ?, ?, ?)", points)
@@ -397,9 +397,9 @@ def write_map(
         )
         conn.executemany("INSERT INTO map_cluster_parents VALUES (?, ?, ?)", parents)
         conn.executemany(
-            "INSERT INTO map_coherence VALUES"
-            " (:level, :measure, :clusters, :within, :within_low, :within_high, :random)",
-            [{k: _finite(v) for k, v in q.items()} for q in quality],
+            "INSERT INTO map_coherence(level, measure, clusters, within, within_low,"
+            " within_high, random) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [tuple(_finite(v) for v in msgspec.structs.astuple(q)) for q in quality],
         )
         conn.execute(
             "INSERT INTO map_config(id, embedder, config, n_points, n_clusters, run_id,"
