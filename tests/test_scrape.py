@@ -86,15 +86,13 @@ def test_detector_neurons_get_their_token_on_top(tiny_gpt2_dir, corpus, tmp_path
             assert r.tokens[r.peak_index] == info["token"]
             assert r.max_activation == pytest.approx(info["peak"], abs=5e-5)
             assert len(r.tokens) == len(r.activations) == 12
-        assert len(n["records"]["random"]) == 3
-        assert {"quantile_0", "quantile_4"} & set(n["records"])
-        stats = n["stats"]
+        assert len(n.records["random"]) == 3
+        assert {"quantile_0", "quantile_4"} & set(n.records)
+        stats = n.stats
         for key in ("mean", "variance", "skewness", "kurtosis"):
-            assert math.isfinite(stats[key])
-        assert stats["variance"] > 0 and stats["max_activation"] == pytest.approx(
-            info["peak"], abs=5e-5
-        )
-        assert len(stats["quantile_boundaries"]) == 4
+            assert math.isfinite(getattr(stats, key))
+        assert stats.variance > 0 and stats.max_activation == pytest.approx(info["peak"], abs=5e-5)
+        assert len(stats.quantile_boundaries) == 4
     meta = reader.meta(conn)
     assert meta["data_source"] == "scrape" and meta["architecture"] == "gpt2"
     assert meta["model_path"] == str(tiny_gpt2_dir.resolve())
