@@ -64,3 +64,7 @@ embedded_count
 score_table
 rebuild_explanation_fulltext
 neuron_tokens
+# Columns of the `runs` table that `store.reader.last_run` returns whole (RunRow), for callers
+# and notebooks that show when a stage ran.
+started_at
+finished_at

@@ -46,7 +46,7 @@ def load(db: str, relayout: bool) -> tuple[np.ndarray, np.ndarray, list[str], st
     conn = open_reader(db)
     neuron_ids, explanation_ids, matrix = store.neuron_vectors(conn)
     texts = store.explanation_texts(conn, explanation_ids)
-    stored = {p["id"]: (p["x"], p["y"]) for p in store.map_points(conn)}
+    stored = {p.id: (p.x, p.y) for p in store.map_points(conn)}
     conn.close()
     if not relayout and all(n in stored for n in neuron_ids):
         return matrix, np.array([stored[n] for n in neuron_ids]), texts, "stored layout"

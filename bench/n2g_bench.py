@@ -150,13 +150,13 @@ def quality(db: Path, ids: list[str], session) -> tuple[list[dict], dict]:
 
     report = run_n2g(db, neurons=ids, overwrite=True, session=session)
     conn = open_reader(db)
-    rows = [m for m in store.all_metrics(conn) if m["neuron_id"] in set(report.done)]
+    rows = [m for m in store.all_metrics(conn) if m.neuron_id in set(report.done)]
     table = []
-    for layer in sorted({m["layer"] for m in rows}):
-        sel = [m for m in rows if m["layer"] == layer]
+    for layer in sorted({m.layer for m in rows}):
+        sel = [m for m in rows if m.layer == layer]
 
         def mean(key, sel=sel):
-            vals = [m[key] for m in sel if m[key] is not None]
+            vals = [v for m in sel if (v := getattr(m.metrics, key)) is not None]
             return statistics.fmean(vals) if vals else None
 
         table.append(
@@ -174,8 +174,8 @@ def quality(db: Path, ids: list[str], session) -> tuple[list[dict], dict]:
         trie, a_max = load_trie(conn, nid)
         for recs in reader.records(conn, nid).values():
             for r in recs:
-                predict(trie, r["tokens"], a_max)
-                n_tok += len(r["tokens"])
+                predict(trie, r.tokens, a_max)
+                n_tok += len(r.tokens)
     pred_s = time.perf_counter() - started
     speed = {
         "graphs": len(report.done),

@@ -268,7 +268,7 @@ def main() -> None:
     conn = open_reader(db)
     ids = reader.neuron_ids(conn)
     words = [
-        e["text"].split()[-1].strip('"')
+        e.text.split()[-1].strip('"')
         for e in (reader.explanations(conn, i)[0] for i in random.Random(0).sample(ids, 50))
         if e
     ] or ["the"]

@@ -112,7 +112,7 @@ def direct_map_atlas(
                 batch = []
         todo, _ = store_embed.explanations_to_embed(writer.conn, "direct", primary_only=True)
         owner = store_embed.describe_explanations(writer.conn, [row[0] for row in todo])
-        eid = {info["id"]: e for e, info in owner.items()}
+        eid = {info.id: e for e, info in owner.items()}
         points = [
             (
                 f"L{i // per_layer:02d}N{i % per_layer:04d}",

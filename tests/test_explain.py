@@ -48,11 +48,7 @@ def _records(token, n=6):
 
 
 def test_top_token_explanation_names_the_token_and_scores_well():
-    recs = {
-        c: [{"tokens": r.tokens, "activations": r.activations} for r in rs]
-        for c, rs in _records(" cat").items()
-    }
-    res = explain_records(recs)
+    res = explain_records(_records(" cat"))
     assert res.text == "fires on “cat”"
     assert res.ev_correlation_score > 0.95
 
@@ -80,7 +76,7 @@ def test_explain_atlas_writes_one_explanation_per_neuron(db_path):
 
 
 def test_a_neuron_that_never_fires_is_said_to_and_gets_no_score():
-    recs = {"top": [{"tokens": [" a", " b"], "activations": [-0.1, -0.05]}] * 4}
+    recs = {"top": [Record([" a", " b"], [-0.1, -0.05])] * 4}
     res = explain_records(recs)
     assert res.text == "never fires (largest activation -0.05)"
     assert res.ev_correlation_score is None
@@ -91,7 +87,7 @@ def test_top_tokens_count_a_split_character_as_that_character():
     (where the character is complete): the explanation names the character, never "" or �."""
     tokens = [" I", " saw", " 😀", "", "", "", " today"]
     acts = [0.0, 0.1, 0.2, 0.5, 1.0, 3.0, 0.0]
-    recs = {"top": [{"tokens": tokens, "activations": acts}] * 4}
+    recs = {"top": [Record(tokens, acts)] * 4}
     got = explain_records(recs)
     assert got is not None
     assert got.text == "fires on “😀”"

@@ -39,15 +39,15 @@ def test_explain_writes_llm_explanations_with_provenance(paris_atlas):
     assert user.endswith(ANSWER_PREFIX) and "<start>" in user and "\t10" in user
     assert prompt[0]["role"] == "system" and prompt[2]["role"] == "assistant"
     conn = open_reader(paris_atlas)
-    ex = {e["source"]: e for e in reader.explanations(conn, PARIS)}
-    assert ex["llm:loopback-model"]["text"] == "the word Paris"
-    guitar = [e for e in reader.explanations(conn, GUITAR) if e["source"].startswith("llm")]
-    assert guitar[0]["text"] == "the word guitar"
-    prov = store_llm.llm_provenance(conn, ex["llm:loopback-model"]["id"])
-    assert prov["model"] == "loopback-model" and prov["endpoint"] == server.base_url
-    assert len(prov["prompt_digest"]) == 32 and prov["settings"]["temperature"] == 0.0
-    assert prov["usage"]["prompt_tokens"] > 100
-    assert reader.last_run(conn, "explain-llm")["status"] == "done"
+    ex = {e.source: e for e in reader.explanations(conn, PARIS)}
+    assert ex["llm:loopback-model"].text == "the word Paris"
+    guitar = [e for e in reader.explanations(conn, GUITAR) if e.source.startswith("llm")]
+    assert guitar[0].text == "the word guitar"
+    prov = store_llm.llm_provenance(conn, ex["llm:loopback-model"].id)
+    assert prov.model == "loopback-model" and prov.endpoint == server.base_url
+    assert len(prov.prompt_digest) == 32 and prov.settings["temperature"] == 0.0
+    assert prov.usage["prompt_tokens"] > 100
+    assert reader.last_run(conn, "explain-llm").status == "done"
 
 
 def test_failed_neuron_is_named_left_and_done_next_run(paris_atlas):

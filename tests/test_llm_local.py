@@ -74,10 +74,10 @@ def test_explain_and_score_the_planted_neurons(paris_atlas):
     assert res.exit_code == 0, res.output
     conn = open_reader(paris_atlas)
     for nid in (PARIS, GUITAR):
-        ex = next(e for e in reader.explanations(conn, nid) if e["source"] == SOURCE)
-        assert len(ex["text"]) >= 3
-        prov = store_llm.llm_provenance(conn, ex["id"])
-        assert prov["endpoint"] == "local" and prov["usage"]["completion_tokens"] > 0
+        ex = next(e for e in reader.explanations(conn, nid) if e.source == SOURCE)
+        assert len(ex.text) >= 3
+        prov = store_llm.llm_provenance(conn, ex.id)
+        assert prov.endpoint == "local" and prov.usage["completion_tokens"] > 0
     conn.close()
     for scorer in ("embedding", "simulation"):
         res = runner.invoke(
@@ -99,8 +99,8 @@ def test_explain_and_score_the_planted_neurons(paris_atlas):
         )
         assert res.exit_code == 0, res.output
     conn = open_reader(paris_atlas)
-    ex = next(e for e in reader.explanations(conn, PARIS) if e["source"] == SOURCE)
-    assert {s["scorer"] for s in ex["scores"]} == {"embedding", "simulation"}
+    ex = next(e for e in reader.explanations(conn, PARIS) if e.source == SOURCE)
+    assert {s.scorer for s in ex.scores} == {"embedding", "simulation"}
 
 
 def test_minilm_embedding_scorer_ranks_right_above_wrong(paris_atlas):
@@ -144,11 +144,11 @@ def test_build_with_llm_ranks_each_neurons_explanations(tmp_path, paris_atlas_ma
     checked = 0
     for nid in reader.strongest_neurons(conn, 1):
         ex = reader.explanations(conn, nid)
-        assert {e["source"] for e in ex} >= {SOURCE, "top-tokens"}
-        scored = [e for e in ex if e["scores"]]
+        assert {e.source for e in ex} >= {SOURCE, "top-tokens"}
+        scored = [e for e in ex if e.scores]
         if scored:  # a neuron with no quiet random records gets no embedding score
-            best = max(scored, key=lambda e: e["scores"][0]["score"])
-            assert ex[0]["id"] == best["id"]  # the best-scored explanation leads
+            best = max(scored, key=lambda e: e.scores[0].score)
+            assert ex[0].id == best.id  # the best-scored explanation leads
             checked += 1
     assert checked >= 1
     conn.close()

@@ -24,21 +24,30 @@ def test_every_embedded_neuron_gets_a_point_a_cluster_and_a_label(db_path):
     conn = open_reader(db_path)
     points = map_points(conn)
     assert result.points == len(points) == len(NEURONS)
-    assert {p["id"] for p in points} == {f"L{a:02d}N{b:04d}" for a, b in NEURONS}
-    assert set(points[0]) == {"id", "layer", "neuron", "x", "y", "cluster", "explanation", "score"}
+    assert {p.id for p in points} == {f"L{a:02d}N{b:04d}" for a, b in NEURONS}
+    assert set(points[0].__struct_fields__) == {
+        "id",
+        "layer",
+        "neuron",
+        "x",
+        "y",
+        "cluster",
+        "explanation",
+        "score",
+    }
     clusters = cluster_labels(conn)
-    assert {c["cluster"] for c in clusters} == {p["cluster"] for p in points}
-    assert sum(c["size"] for c in clusters) == len(points)
+    assert {c.cluster for c in clusters} == {p.cluster for p in points}
+    assert sum(c.size for c in clusters) == len(points)
     for c in clusters:
-        assert {"cluster", "label", "size", "x", "y"} <= set(c) and c["label"]
+        assert c.label
     info = map_info(conn)
-    assert info["config"]["neighbors"] == 5 and info["config"]["seed"] == 7
-    assert info["embedder"] == "all-MiniLM-L6-v2" and info["n_points"] == len(NEURONS)
+    assert info.config["neighbors"] == 5 and info.config["seed"] == 7
+    assert info.embedder == "all-MiniLM-L6-v2" and info.n_points == len(NEURONS)
     # the same seed and vectors give the same layout
     assert build_map(db_path, config).action == "current"
     assert build_map(db_path, config, refit=True).action == "refit"
     again = map_points(open_reader(db_path))
-    assert [(p["x"], p["y"]) for p in again] == [(p["x"], p["y"]) for p in points]
+    assert [(p.x, p.y) for p in again] == [(p.x, p.y) for p in points]
     # re-embedding with another model drops the stale map
     embed_atlas(db_path, EmbedConfig(embedder="test-hashing", reembed=True))
     assert map_points(open_reader(db_path)) == []
@@ -68,4 +77,4 @@ def test_kmeans_clusters_on_vectors(db_path):
     embed_atlas(db_path, EmbedConfig(embedder="test-hashing"))
     build_map(db_path, MapConfig(neighbors=4, clusterer="kmeans", n_clusters=3))
     clusters = cluster_labels(open_reader(db_path))
-    assert len(clusters) == 3 and sum(c["size"] for c in clusters) == len(NEURONS)
+    assert len(clusters) == 3 and sum(c.size for c in clusters) == len(NEURONS)

@@ -144,50 +144,45 @@ def test_built_map_puts_every_neuron_in_a_labelled_nested_cluster(mapped):
     points = map_points(conn)
     assert len(points) == len(topic_of) == result.points
     assert result.clusters == 6 and result.coarse == 3
-    fine = {c["cluster"]: c for c in cluster_labels(conn)}
-    assert set(fine) == set(range(6)) and {p["cluster"] for p in points} == set(fine)
+    fine = {c.cluster: c for c in cluster_labels(conn)}
+    assert set(fine) == set(range(6)) and {p.cluster for p in points} == set(fine)
     parents = cluster_parents(conn)
     coarse = coarse_clusters(conn)
-    assert set(parents) == set(fine) and {p["parent"] for p in parents.values()} == {0, 1, 2}
+    assert set(parents) == set(fine) and {p.parent for p in parents.values()} == {0, 1, 2}
     for c in coarse:  # a coarse cluster is exactly the union of its fine children
-        assert c["children"] and all(parents[f]["parent"] == c["cluster"] for f in c["children"])
-        assert c["size"] == sum(fine[f]["size"] for f in c["children"])
-    assert sorted(f for c in coarse for f in c["children"]) == sorted(fine)
+        assert c.children and all(parents[f].parent == c.cluster for f in c.children)
+        assert c.size == sum(fine[f].size for f in c.children)
+    assert sorted(f for c in coarse for f in c.children) == sorted(fine)
     # fine clusters recover the planted topics
     for cl in fine:
-        assert len({topic_of[p["id"]] for p in points if p["cluster"] == cl}) == 1
+        assert len({topic_of[p.id] for p in points if p.cluster == cl}) == 1
     # labels: distinct, and made of words of the cluster's own explanations
     stop = stopwords()
     for level, clusters, members in (
-        ("fine", list(fine.values()), lambda c: [c["cluster"]]),
-        ("coarse", coarse, lambda c: c["children"]),
+        ("fine", list(fine.values()), lambda c: [c.cluster]),
+        ("coarse", coarse, lambda c: c.children),
     ):
-        labels = [c["label"] for c in clusters]
+        labels = [c.label for c in clusters]
         assert len(set(labels)) == len(labels), level
         for c in clusters:
-            own = {
-                w
-                for p in points
-                if p["cluster"] in members(c)
-                for w in words(p["explanation"], stop)
-            }
-            assert set(c["label"].split(", ")) <= own, (level, c["label"])
+            own = {w for p in points if p.cluster in members(c) for w in words(p.explanation, stop)}
+            assert set(c.label.split(", ")) <= own, (level, c.label)
 
 
 @pytest.mark.slow  # UMAP's first fit in a process costs ~15 s of CPU
 def test_built_map_stores_the_coherence_of_both_levels(mapped):
     path, _, result = mapped
     rows = map_coherence(open_reader(path))
-    assert {(r["level"], r["measure"]) for r in rows} == {
+    assert {(r.level, r.measure) for r in rows} == {
         (level, measure) for level in ("fine", "coarse") for measure in ("embedding", "words")
     }
     for r in rows:
-        assert r["within_low"] <= r["within"] <= r["within_high"]
-        assert r["within"] > r["random"], r
+        assert r.within_low <= r.within <= r.within_high
+        assert r.within > r.random, r
     assert len(result.coherence) == 4
-    fine_words = next(r for r in rows if (r["level"], r["measure"]) == ("fine", "words"))
-    coarse_words = next(r for r in rows if (r["level"], r["measure"]) == ("coarse", "words"))
-    assert fine_words["within"] > coarse_words["within"]  # smaller clusters, closer explanations
+    fine_words = next(r for r in rows if (r.level, r.measure) == ("fine", "words"))
+    coarse_words = next(r for r in rows if (r.level, r.measure) == ("coarse", "words"))
+    assert fine_words.within > coarse_words.within  # smaller clusters, closer explanations
 
 
 @pytest.mark.slow  # UMAP's first fit in a process costs ~15 s of CPU

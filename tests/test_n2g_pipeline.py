@@ -72,12 +72,12 @@ def test_detector_graphs_fire_exactly_on_their_token(built):
     conn = open_reader(atlas)
     for nid in DETECTORS:
         m = n2g_store.read_metrics(conn, nid)
-        assert m["f1"] >= 0.9, (nid, m)
-        assert m["n_firing_tokens"] > 0 and m["ev_correlation_score"] > 0.9
+        assert m.f1 >= 0.9, (nid, m)
+        assert m.n_firing_tokens > 0 and m.ev_correlation_score > 0.9
         graph = n2g_store.read_graph(conn, nid)
-        assert graph["mask_token"]["id"] == 50256
-        assert graph["settings"]["substitute_sources"] == ["model"]
-        roots = graph["trie"]["nodes"]
+        assert graph.mask_token["id"] == 50256
+        assert graph.settings["substitute_sources"] == ["model"]
+        roots = graph.trie["nodes"]
         activating = {row[1] for row in roots if row[0] == 0}
         detectors = json.loads((graph_model_dir(graph) / "detectors.json").read_text())
         assert activating == {detectors[nid]["token"].strip()}
@@ -89,7 +89,7 @@ def test_detector_graphs_fire_exactly_on_their_token(built):
 def graph_model_dir(graph):
     from pathlib import Path
 
-    return Path(graph["model"])
+    return Path(graph.model)
 
 
 def test_show_json_reports_n2g(built):
@@ -136,9 +136,9 @@ def test_trie_predicts_identically_after_reload(atlas, loaded):
     assert trie.to_json() == build.trie.to_json()
     for recs in reader.records(conn, "L00N0010").values():
         for r in recs:
-            want = predict(build.trie, r["tokens"], build.examples.a_max)
-            assert predict_text(conn, "L00N0010", r["tokens"]) == want
-            assert predict(trie, r["tokens"], a_max) == want
+            want = predict(build.trie, r.tokens, build.examples.a_max)
+            assert predict_text(conn, "L00N0010", r.tokens) == want
+            assert predict(trie, r.tokens, a_max) == want
     page = neuron_graph(conn, "L00N0010")
     assert page["graph"]["nodes"] and "<svg" in page["svg"]
     assert page["metrics"]["n_test_records"] > 0 and page["explanation"]

@@ -181,18 +181,18 @@ def _rich_atlas(db, model_dir) -> list[str]:
                 nid,
                 "llm:smollm2",
                 "mentions of cats",
-                {
-                    "model": "smollm2-135m-instruct",
-                    "endpoint": "local",
-                    "prompt_digest": "abc123",
-                    "settings": {"temperature": 0.0},
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 4},
-                },
+                store_llm.Provenance(
+                    model="smollm2-135m-instruct",
+                    endpoint="local",
+                    prompt_digest="abc123",
+                    settings={"temperature": 0.0},
+                    usage={"prompt_tokens": 10, "completion_tokens": 4},
+                ),
                 None,
             )
             expl = store_llm.explanations_of(w.conn, [nid])
             rows = [
-                (e["id"], "embedding", "hashing-64", 0.5 + 0.1 * i, {"n": 4}, None)
+                (e.id, "embedding", "hashing-64", 0.5 + 0.1 * i, {"n": 4}, None)
                 for i, e in enumerate(expl)
             ]
             rows.append((eid, "simulation", "smollm2-135m-instruct", 0.33, {"method": "all"}, None))

@@ -78,11 +78,12 @@ def assert_same_atlas(local, other):
     rec_a, info_a, meta_a = _atlas(local)
     rec_b, info_b, meta_b = _atlas(other)
     assert len(rec_a) > 0 and rec_a == rec_b  # top and random records exactly
-    assert [i["id"] for i in info_a] == [i["id"] for i in info_b]
+    assert [i.id for i in info_a] == [i.id for i in info_b]
     for a, b in zip(info_a, info_b, strict=False):
-        assert a["quantile_boundaries"] == b["quantile_boundaries"]
+        assert a.quantile_boundaries == b.quantile_boundaries
         for key in ("mean", "variance", "skewness", "kurtosis"):
-            assert b[key] == pytest.approx(a[key], rel=1e-9, abs=1e-12), (a["id"], key)
+            got, want = getattr(b, key), getattr(a, key)
+            assert got == pytest.approx(want, rel=1e-9, abs=1e-12), (a.id, key)
     assert {k: v for k, v in meta_a.items() if k != "created_at"} == {
         k: v for k, v in meta_b.items() if k != "created_at"
     }
@@ -125,7 +126,7 @@ def test_ray_scrape_with_a_killed_actor_equals_local(settings, local_db, work, t
     conn = open_reader(db)
     strongest = reader.records(conn, "L00N0003", ["top"])["top"][0]
     conn.close()
-    assert strongest["tokens"][strongest["peak_index"]] == " cat"  # the known detector
+    assert strongest.tokens[strongest.peak_index] == " cat"  # the known detector
 
 
 def test_resume_recomputes_only_deleted_states(settings, local_db, work, tmp_path):
@@ -230,12 +231,12 @@ def test_n2g_fan_out_equals_local_and_writes_each_graph_once(n2g_atlas, tmp_path
         (a, ma), (b, mb) = g_local[nid], g_ray[nid]
         # the same graph; importances may differ in float32's last bits, because the
         # actors batch each layer's passes with other neurons than the local run does
-        assert _close(a["trie"], b["trie"]) and _close(ma, mb), nid
-    runs = {g["run_id"] for g, _ in g_ray.values()}
+        assert _close(a.trie, b.trie) and _close(ma, mb), nid
+    runs = {g.run_id for g, _ in g_ray.values()}
     assert len(runs) == 1  # all written by the one driver run
     conn = open_reader(dist)
     for nid in g_ray:  # one graph and one n2g explanation per neuron
-        assert [e["source"] for e in reader.explanations(conn, nid)].count("n2g") == 1
+        assert [e.source for e in reader.explanations(conn, nid)].count("n2g") == 1
     conn.close()
     again = n2g_on_ray(dist, all_=True, batch_neurons=2, options=RayOptions(workers=2))
     assert again.done == [] and sorted(again.already) == sorted(g_ray)  # the db is the checkpoint

@@ -93,7 +93,7 @@ def test_score_neurons_stores_and_ranks_primary(paris_atlas):
         w.write_explanations(PARIS, "openai", [(WRONG, None, None, None)])
         w.write_explanations(PARIS, "top-tokens", [(RIGHT, None, None, None)])
     conn = open_reader(paris_atlas)
-    assert reader.explanations(conn, PARIS)[0]["source"] == "openai"  # source order first
+    assert reader.explanations(conn, PARIS)[0].source == "openai"  # source order first
     conn.close()
     scorer = EmbeddingScorer(WordEmbedder())
     report = score_neurons(paris_atlas, scorer, [PARIS])
@@ -102,17 +102,17 @@ def test_score_neurons_stores_and_ranks_primary(paris_atlas):
     assert again.already == 2 and not again.scored
     conn = open_reader(paris_atlas)
     ex = reader.explanations(conn, PARIS)
-    assert ex[0]["text"] == RIGHT  # the best-scored explanation is now the primary one
-    assert ex[0]["scores"][0]["scorer"] == "embedding"
-    assert ex[0]["scores"][0]["judge"] == "test-word-hash"
+    assert ex[0].text == RIGHT  # the best-scored explanation is now the primary one
+    assert ex[0].scores[0].scorer == "embedding"
+    assert ex[0].scores[0].judge == "test-word-hash"
     view = conn.execute("SELECT explanation_text FROM neurons WHERE id = ?", (PARIS,)).fetchone()[0]
     assert view == RIGHT
     conn.close()
     with AtlasWriter(paris_atlas) as w:  # a changed text drops its stale score
         w.write_explanations(PARIS, "top-tokens", [("something else", None, None, None)])
     conn = open_reader(paris_atlas)
-    changed = next(e for e in reader.explanations(conn, PARIS) if e["source"] == "top-tokens")
-    assert changed["scores"] == []
+    changed = next(e for e in reader.explanations(conn, PARIS) if e.source == "top-tokens")
+    assert changed.scores == []
 
 
 @pytest.mark.parametrize("name", ["simulation", "detection", "fuzzing"])
@@ -179,7 +179,7 @@ def test_score_cli_text_and_atlas(paris_atlas, monkeypatch):
         )
     assert res.exit_code == 0, res.output
     conn = open_reader(paris_atlas)
-    assert reader.explanations(conn, GUITAR)[0]["scores"][0]["score"] > 0.9
+    assert reader.explanations(conn, GUITAR)[0].scores[0].score > 0.9
     show = runner.invoke(app, ["show", PARIS, "--db", str(paris_atlas)])
     assert "detection" in show.stdout and "loopback-model" in show.stdout
 

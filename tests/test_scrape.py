@@ -78,23 +78,21 @@ def test_detector_neurons_get_their_token_on_top(tiny_gpt2_dir, corpus, tmp_path
     conn = open_reader(db)
     for nid, info in detectors.items():
         n = reader.neuron(conn, nid)
-        top = n["records"]["top"]
+        top = n.records["top"]
         assert len(top) == 5
-        peaks = [r["max_activation"] for r in top]
+        peaks = [r.max_activation for r in top]
         assert peaks == sorted(peaks, reverse=True)
         for r in top:
-            assert r["tokens"][r["peak_index"]] == info["token"]
-            assert r["max_activation"] == pytest.approx(info["peak"], abs=5e-5)
-            assert len(r["tokens"]) == len(r["activations"]) == 12
-        assert len(n["records"]["random"]) == 3
-        assert {"quantile_0", "quantile_4"} & set(n["records"])
-        stats = n["stats"]
+            assert r.tokens[r.peak_index] == info["token"]
+            assert r.max_activation == pytest.approx(info["peak"], abs=5e-5)
+            assert len(r.tokens) == len(r.activations) == 12
+        assert len(n.records["random"]) == 3
+        assert {"quantile_0", "quantile_4"} & set(n.records)
+        stats = n.stats
         for key in ("mean", "variance", "skewness", "kurtosis"):
-            assert math.isfinite(stats[key])
-        assert stats["variance"] > 0 and stats["max_activation"] == pytest.approx(
-            info["peak"], abs=5e-5
-        )
-        assert len(stats["quantile_boundaries"]) == 4
+            assert math.isfinite(getattr(stats, key))
+        assert stats.variance > 0 and stats.max_activation == pytest.approx(info["peak"], abs=5e-5)
+        assert len(stats.quantile_boundaries) == 4
     meta = reader.meta(conn)
     assert meta["data_source"] == "scrape" and meta["architecture"] == "gpt2"
     assert meta["model_path"] == str(tiny_gpt2_dir.resolve())
@@ -249,10 +247,10 @@ def test_default_model_over_default_corpus(tmp_path):
     assert meta["model_id"] == "gemma-3-270m" and meta["architecture"] == "gemma3"
     assert json.loads(meta["bos_policy"])["mode"] == "prepend"
     n = reader.neuron(conn, "L17N0000")
-    top = n["records"]["top"]
-    assert len(top) == 16 and all(len(r["tokens"]) == 32 for r in top)
-    assert "<bos>" not in top[0]["tokens"]
-    assert all(math.isfinite(n["stats"][k]) for k in ("mean", "variance", "kurtosis"))
+    top = n.records["top"]
+    assert len(top) == 16 and all(len(r.tokens) == 32 for r in top)
+    assert "<bos>" not in top[0].tokens
+    assert all(math.isfinite(getattr(n.stats, k)) for k in ("mean", "variance", "kurtosis"))
 
 
 def _crashed_checkpoint(model_dir, corpus, db, **kw):

@@ -151,16 +151,16 @@ def test_the_seed_notebook_writes_and_reads_an_atlas(atlas):
 
     conn = open_reader(atlas)
     dog = reader.neuron(conn, "L01N0000")
-    assert [r["activations"] for r in dog["records"]["top"]] == [_wide([0.1, 7.3125]), [None, 4.5]]
-    assert [(r["max_activation"], r["peak_index"]) for r in dog["records"]["top"]] == [
+    assert [r.activations for r in dog.records["top"]] == [_wide([0.1, 7.3125]), [None, 4.5]]
+    assert [(r.max_activation, r.peak_index) for r in dog.records["top"]] == [
         (7.3125, 1),
         (4.5, 1),
     ]
-    assert dog["records"]["random"][0]["tokens"] == [" the", " cat", "日本"]
-    assert dog["stats"]["max_activation"] == 7.3125 and dog["source"] == "external"
-    assert dog["explanations"][0]["text"] == "dog breeds"
+    assert dog.records["random"][0].tokens == [" the", " cat", "日本"]
+    assert dog.stats.max_activation == 7.3125 and dog.source == "external"
+    assert dog.explanations[0].text == "dog breeds"
     q = reader.records(conn, "L01N0001")["random"][0]
-    assert q["activations"] == [0.1] and (q["max_activation"], q["peak_index"]) == (0.1, 0)
+    assert q.activations == [0.1] and (q.max_activation, q.peak_index) == (0.1, 0)
     _, neuron_ids, matrix = embed.load_vectors(conn)
     assert neuron_ids == ["L00N0000", "L01N0000", "L01N0001"]
     assert matrix[1].tolist() == _wide(json.loads(embeddings["L01N0000"]))

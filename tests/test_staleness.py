@@ -74,20 +74,20 @@ def test_primary_change_is_flagged_then_followed_by_embed_map_search_similar(tmp
     # similar neurons follow: its neighbours are now law neurons
     similar = neuron_similar(conn, NEURON, k=5).by_embedding
     assert similar and all(topic_of[s.id] == "law" for s in similar)
-    before = {p["id"]: p for p in map_points(conn)}
+    before = {p.id: p for p in map_points(conn)}
     conn.close()
 
     out = _map(db)
     assert out.exit_code == 0 and "placed 1 neurons" in out.output
     conn = open_reader(db)
-    after = {p["id"]: p for p in map_points(conn)}
+    after = {p.id: p for p in map_points(conn)}
     assert staleness(conn).fresh and neuron_detail(conn, NEURON).stale == {}
     # only the changed neuron moved, into a law cluster, near the law points
-    moved = [n for n in after if (after[n]["x"], after[n]["y"]) != (before[n]["x"], before[n]["y"])]
+    moved = [n for n in after if (after[n].x, after[n].y) != (before[n].x, before[n].y)]
     assert moved == [NEURON]
-    law_clusters = {p["cluster"] for n, p in after.items() if topic_of[n] == "law" and n != NEURON}
-    assert after[NEURON]["cluster"] in law_clusters
-    assert after[NEURON]["explanation"] == NEW_TEXT
+    law_clusters = {p.cluster for n, p in after.items() if topic_of[n] == "law" and n != NEURON}
+    assert after[NEURON].cluster in law_clusters
+    assert after[NEURON].explanation == NEW_TEXT
     conn.close()
     # nothing stale: the map is current, and --refit lays everything out again
     assert "up to date" in _map(db).output

@@ -89,9 +89,9 @@ def test_rewriting_a_neuron_replaces_it(db_path):
         assert w.conn.execute("SELECT id FROM explanations").fetchall() == first
     conn = open_reader(db_path)
     data = reader.neuron(conn, "L0N1")
-    assert data["stats"]["max_activation"] == 5.0
-    assert [r["activations"] for r in data["records"]["top"]] == [[0.2, 5.0], [3.0, -0.01]]
-    assert len(data["records"]["random"]) == 1
+    assert data.stats.max_activation == 5.0
+    assert [r.activations for r in data.records["top"]] == [[0.2, 5.0], [3.0, -0.01]]
+    assert len(data.records["random"]) == 1
 
 
 def test_reader_is_read_only_and_reports_missing_neurons(db_path):
@@ -181,4 +181,4 @@ def test_explanations_of_an_atlas_without_the_scores_table(db_path):
         w.write_neurons([prepare(_neuron(explanation=" dogs"))])
         w.conn.execute("DROP TABLE explanation_scores")
     got = reader.explanations(open_reader(db_path), "L00N0001")
-    assert [(e["text"], e["scores"]) for e in got] == [("dogs", [])]
+    assert [(e.text, e.scores) for e in got] == [("dogs", [])]

@@ -114,7 +114,7 @@ def test_any_float32_bit_pattern_reads_back_as_the_same_float32(tmp_path_factory
     conn = open_reader(db)
     got = reader.records(conn, "L00N0000")["top"]
     conn.close()
-    assert [r["activations"] for r in got] == recs
+    assert [r.activations for r in got] == recs
 
 
 def test_scraped_float32_activations_are_short_and_exact(tmp_path):
@@ -195,8 +195,8 @@ def test_an_atlas_with_float32_blobs_migrates_in_place(tmp_path):
     assert embed.load_vectors(r)[2].tolist() == [vector.tolist()]
     r.close()
     want = [None if math.isnan(v) else v for v in vals.astype(np.float64).tolist()]
-    assert recs["top"][0]["activations"] == want
-    assert recs["random"][0]["activations"] == [0.1, None, 1.0, 2.0]
+    assert recs["top"][0].activations == want
+    assert recs["random"][0].activations == [0.1, None, 1.0, 2.0]
 
 
 def test_a_spelling_that_does_not_read_back_falls_back_to_exact_doubles(monkeypatch):

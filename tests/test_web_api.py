@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from neuronatlas.errors import QueryTimeout
 from neuronatlas.read import stages
 from neuronatlas.store import browse, open_reader
+from neuronatlas.store.embed import ClusterLabel, MapPoint
 from neuronatlas.web import create_app
 from synthetic import WORDS
 
@@ -177,22 +178,10 @@ def _fake_stage(feature):
     """Test doubles for the embed/n2g stages' read functions (their own tests cover them)."""
 
     def map_points(conn):
-        return [
-            {
-                "id": f"L00N000{i}",
-                "layer": 0,
-                "neuron": i,
-                "x": i * 0.5,
-                "y": -i,
-                "cluster": i % 2,
-                "explanation": f"e{i}",
-                "score": None,
-            }
-            for i in range(3)
-        ]
+        return [MapPoint(f"L00N000{i}", 0, i, i * 0.5, -i, i % 2, f"e{i}", None) for i in range(3)]
 
     def cluster_labels(conn):
-        return [{"cluster": 0, "label": "animals", "size": 2, "x": 0.0, "y": 0.0, "words": ["cat"]}]
+        return [ClusterLabel(0, "animals", 2, 0.0, 0.0, ["cat"])]
 
     def neuron_graph(conn, nid, svg=True):
         if nid != "L00N0001":

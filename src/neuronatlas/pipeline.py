@@ -93,10 +93,10 @@ def _scrape(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, 
         count = reader.neuron_count(conn)
         conn.close()
         if (
-            last
-            and last["status"] == "done"
+            last is not None
+            and last.status == "done"
             and count
-            and all(last["config"].get(k) == v for k, v in wanted.items())
+            and all(last.config.get(k) == v for k, v in wanted.items())
         ):
             return True, f"{count:,} neurons already scraped"
     settings = ScrapeSettings(
@@ -266,9 +266,9 @@ def _map(db: Path, s: BuildSettings, progress: StageProgress) -> tuple[bool, str
     last_map, last_embed = reader.last_run(conn, "map"), reader.last_run(conn, "embed")
     conn.close()
     if (
-        last_map
-        and last_map["status"] == "done"
-        and (last_embed is None or last_map["id"] > last_embed["id"])
+        last_map is not None
+        and last_map.status == "done"
+        and (last_embed is None or last_map.id > last_embed.id)
     ):
         return True, "map is up to date"
     progress("map", 0.1, "UMAP")

@@ -231,13 +231,13 @@ def explain_neurons(
                             nid,
                             source,
                             text,
-                            {
-                                "model": client.model,
-                                "endpoint": client.endpoint,
-                                "prompt_digest": digest,
-                                "settings": asdict(settings),
-                                "usage": usage,
-                            },
+                            store_llm.Provenance(
+                                model=client.model,
+                                endpoint=client.endpoint,
+                                prompt_digest=digest,
+                                settings=asdict(settings),
+                                usage=usage,
+                            ),
                             run,
                         )
                         report.done.append(nid)

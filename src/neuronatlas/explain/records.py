@@ -14,7 +14,10 @@ fewer than `MIN_NEGATIVES` such records takes the quieter half of its random rec
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from neuronatlas.store.reader import StoredRecord
 
 WINDOW = 32
 NEGATIVE_FRACTION = 0.3
@@ -50,8 +53,8 @@ def crop(tokens: list[str], acts: list[float | None], window: int = WINDOW) -> E
     return Excerpt(list(tokens[start : start + window]), values[start : start + window])
 
 
-def _excerpts(recs: list[dict], window: int) -> list[Excerpt]:
-    return [crop(r["tokens"], r["activations"], window) for r in recs if r["tokens"]]
+def _excerpts(recs: Sequence[StoredRecord], window: int) -> list[Excerpt]:
+    return [crop(r.tokens, r.activations, window) for r in recs if r.tokens]
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class Splits:
     """How negatives were chosen: "below 0.3 of max", or "quieter half" for dense neurons."""
 
 
-def split_records(recs: dict[str, list[dict]], window: int = WINDOW) -> Splits:
+def split_records(recs: Mapping[str, Sequence[StoredRecord]], window: int = WINDOW) -> Splits:
     top = _excerpts(recs.get("top", []), window)
     randoms = _excerpts(recs.get("random", []), window)
     a_max = max((e.peak for e in top + randoms), default=0.0)

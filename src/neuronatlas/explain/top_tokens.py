@@ -9,14 +9,14 @@ largest activation seen for it in training) against held-out records.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from neuronatlas.models.tokens import character_of
 from neuronatlas.openai_scores import all_scores
 from neuronatlas.store import AtlasWriter, open_reader, reader
+from neuronatlas.store.reader import StoredRecord
 
 log = logging.getLogger(__name__)
 
@@ -43,29 +43,31 @@ class TopTokenResult:
     absolute_dev_explained_score: float | None
 
 
-def _split(recs: dict[str, list[dict]], categories: Iterable[str]):
+def _split(
+    recs: Mapping[str, Sequence[StoredRecord]], categories: Iterable[str]
+) -> tuple[list[StoredRecord], list[StoredRecord]]:
     """Even ranks train, odd ranks test, within each category (top records interleave)."""
-    train: list[dict[str, Any]] = []
-    test: list[dict[str, Any]] = []
+    train: list[StoredRecord] = []
+    test: list[StoredRecord] = []
     for cat in categories:
         for i, rec in enumerate(recs.get(cat, [])):
             (train if i % 2 == 0 else test).append(rec)
     return train, test
 
 
-def _lookup(train: list[dict]) -> dict[str, float]:
+def _lookup(train: list[StoredRecord]) -> dict[str, float]:
     """Largest activation seen for each token string in training records, a character split
     over several tokens counting as that character on each of them (`character_of`)."""
     table: dict[str, float] = {}
     for rec in train:
-        for tok, act in zip(character_of(rec["tokens"]), rec["activations"], strict=False):
+        for tok, act in zip(character_of(rec.tokens), rec.activations, strict=False):
             if act is not None and act > table.get(tok, float("-inf")):
                 table[tok] = act
     return table
 
 
 def explain_records(
-    recs: dict[str, list[dict]], settings: TopTokenSettings = TopTokenSettings()
+    recs: Mapping[str, Sequence[StoredRecord]], settings: TopTokenSettings = TopTokenSettings()
 ) -> TopTokenResult | None:
     """Explain one neuron from its records; None when it has no records.
 
@@ -93,8 +95,8 @@ def explain_records(
     text = "fires on " + ", ".join(f"“{t}”" for t in shown)
     if test:
         default = 0.0
-        truth = [[0.0 if a is None else a for a in rec["activations"]] for rec in test]
-        pred = [[table.get(t, default) for t in character_of(rec["tokens"])] for rec in test]
+        truth = [[0.0 if a is None else a for a in rec.activations] for rec in test]
+        pred = [[table.get(t, default) for t in character_of(rec.tokens)] for rec in test]
         ev, rsq, absdev = all_scores(truth, pred)
     else:
         ev = rsq = absdev = None

@@ -17,7 +17,7 @@ independent); the random-pair mean is exact.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -45,9 +45,6 @@ class Coherence:
     def lift(self) -> float:
         """within − random: how much closer cluster-mates are than strangers."""
         return self.within - self.random
-
-    def as_dict(self) -> dict:
-        return {**asdict(self), "lift": self.lift}
 
 
 def _sparse_onehot(labels: np.ndarray, k: int):

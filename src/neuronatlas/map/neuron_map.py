@@ -157,7 +157,7 @@ def _update_in_place(writer: AtlasWriter, config: MapConfig, embedder: str) -> M
     nothing to do, or place the few stale neurons (see `placement`). None: refit instead."""
     conn = writer.conn
     info = store.map_info(conn)
-    if info is None or info["embedder"] != embedder or info["config"] != asdict(config):
+    if info is None or info.embedder != embedder or info.config != asdict(config):
         return None
     hood = derived.map_neighbourhood(conn)
     fine = int(conn.execute("SELECT count(*) FROM map_clusters").fetchone()[0])
@@ -247,7 +247,18 @@ def build_map(db: str | Path, config: MapConfig | None = None, *, refit: bool = 
                 parents=[
                     (c, int(hierarchy.parent[c]), row[6]) for c, row in enumerate(fine.clusters)
                 ],
-                quality=[q.as_dict() for q in fine.coherence + coarse.coherence],
+                quality=[
+                    store.CoherenceRow(
+                        q.level,
+                        q.measure,
+                        q.clusters,
+                        q.within,
+                        q.within_low,
+                        q.within_high,
+                        q.random,
+                    )
+                    for q in fine.coherence + coarse.coherence
+                ],
             )
         except BaseException:
             writer.end_run(run, "failed")

@@ -23,7 +23,7 @@ def load_trie(conn: sqlite3.Connection, neuron_id: str) -> tuple[Trie, float] | 
     row = store.read_graph(conn, canonical(neuron_id))
     if row is None:
         return None
-    return Trie.from_json(row["trie"]), float(row["a_max"])
+    return Trie.from_json(row.trie), float(row.a_max)
 
 
 def neuron_graph(
@@ -35,21 +35,22 @@ def neuron_graph(
     row = store.read_graph(conn, nid)
     if row is None:
         return None
-    trie = Trie.from_json(row["trie"])
-    graph = graph_json(trie, row["a_max"], max_nodes=max_nodes)
+    trie = Trie.from_json(row.trie)
+    graph = graph_json(trie, row.a_max, max_nodes=max_nodes)
     dot = to_dot(graph, title=nid)
+    metrics = store.read_metrics(conn, nid)
     return {
         "neuron_id": nid,
-        "metrics": store.read_metrics(conn, nid) or {},
+        "metrics": {} if metrics is None else metrics._asdict(),
         "explanation": store.n2g_explanation(conn, nid),
         "graph": graph,
         "dot": dot,
         "svg": to_svg(dot) if svg else None,
-        "settings": row["settings"],
-        "mask_token": row["mask_token"],
-        "stats": row["stats"],
-        "a_max": row["a_max"],
-        "model": row["model"],
+        "settings": row.settings,
+        "mask_token": row.mask_token,
+        "stats": row.stats,
+        "a_max": row.a_max,
+        "model": row.model,
     }
 
 
@@ -57,7 +58,11 @@ def graph_summary(conn: sqlite3.Connection, neuron_id: str) -> dict | None:
     """{"metrics", "explanation"} of a neuron's stored graph, without parsing or drawing its
     trie (what a neuron page shows of it; the drawing has its own route); None when the
     neuron has no graph."""
-    return store.read_summary(conn, canonical(neuron_id))
+    found = store.read_summary(conn, canonical(neuron_id))
+    if found is None:
+        return None
+    metrics = {} if found.metrics is None else found.metrics._asdict()
+    return {"metrics": metrics, "explanation": found.explanation}
 
 
 def predict_text(conn: sqlite3.Connection, neuron_id: str, tokens: Sequence[str]) -> list[float]:

@@ -133,18 +133,18 @@ def load_examples(
 ) -> NeuronExamples:
     """Read a neuron's records and split them (see module docstring)."""
     data = reader.neuron(conn, neuron_id)
-    a_max = data["stats"]["max_activation"]
+    a_max = data.stats.max_activation
     out = NeuronExamples(
-        data["id"], data["layer"], data["neuron"], float(a_max) if a_max is not None else 0.0
+        data.id, data.layer, data.neuron, float(a_max) if a_max is not None else 0.0
     )
     pool: list[Rec] = []
-    for category, recs in data["records"].items():
+    for category, recs in data.records.items():
         if category == "top":
             recs = recs[: settings.examples]
         elif category.startswith("quantile") and not settings.use_quantile_records:
             continue
         for rank, r in enumerate(recs):
-            pool.append(Rec(category, rank, r["tokens"], r["activations"]))
+            pool.append(Rec(category, rank, r.tokens, r.activations))
     train, test = split(pool, settings, out.neuron_id)
     out.train = train
     out.test = [r for r in test if r.category in ("top", "random")]

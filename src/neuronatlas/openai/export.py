@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
@@ -64,7 +63,7 @@ def _merge(
     conn: sqlite3.Connection,
 ) -> Iterator[
     tuple[
-        dict[str, Any],
+        reader.NeuronInfoRow,
         list[tuple[str, str, int, str, list[float | None]]],
         list[reader.ExplanationRow],
     ]
@@ -75,7 +74,7 @@ def _merge(
     next_rec = next(recs, None)
     next_exp = next(exps, None)
     for info in reader.iter_neuron_info(conn):
-        nid = info["id"]
+        nid = info.id
         while next_rec is not None and next_rec[0] < nid:
             next_rec = next(recs, None)
         while next_exp is not None and next_exp[0] < nid:
@@ -85,7 +84,9 @@ def _merge(
         yield info, rows_r, rows_e
 
 
-def neuron_record(info: dict, rows: list[tuple], dropped: dict[str, int]) -> NeuronRecord:
+def neuron_record(
+    info: reader.NeuronInfoRow, rows: list[tuple], dropped: dict[str, int]
+) -> NeuronRecord:
     """A stored neuron as an OpenAI NeuronRecord."""
     by_cat: dict[str, list[ActivationRecord]] = {}
     for _, category, _, tokens, acts in rows:
@@ -102,30 +103,30 @@ def neuron_record(info: dict, rows: list[tuple], dropped: dict[str, int]) -> Neu
             c.startswith("quantile_") and c.split("_", 1)[1].isdigit()
         ):
             dropped[c] = dropped.get(c, 0) + 1
-    qb = info["quantile_boundaries"]
+    qb = info.quantile_boundaries
     n_buckets = max([*(k + 1 for k in buckets), 0 if qb is None else len(qb) + 1])
     by_quantile = None
     if n_buckets:
         by_quantile = [buckets.get(i, []) for i in range(n_buckets)]
     return NeuronRecord(
-        neuron_id=NeuronId(layer_index=info["layer"], neuron_index=info["neuron"]),
+        neuron_id=NeuronId(layer_index=info.layer, neuron_index=info.neuron),
         random_sample=by_cat.get("random", []),
         random_sample_by_quantile=by_quantile,
         quantile_boundaries=qb,
-        mean=info["mean"],
-        variance=info["variance"],
-        skewness=info["skewness"],
-        kurtosis=info["kurtosis"],
+        mean=info.mean,
+        variance=info.variance,
+        skewness=info.skewness,
+        kurtosis=info.kurtosis,
         most_positive_activation_records=by_cat.get("top", []),
     )
 
 
 def simulation_results(
-    info: dict[str, Any], rows: list[reader.ExplanationRow]
+    info: reader.NeuronInfoRow, rows: list[reader.ExplanationRow]
 ) -> NeuronSimulationResults:
     """A stored neuron's explanations (primary first) as OpenAI NeuronSimulationResults."""
     return NeuronSimulationResults(
-        neuron_id=NeuronId(layer_index=info["layer"], neuron_index=info["neuron"]),
+        neuron_id=NeuronId(layer_index=info.layer, neuron_index=info.neuron),
         scored_explanations=[
             ScoredExplanation(
                 explanation=text,
@@ -139,10 +140,10 @@ def simulation_results(
 
 
 def neuron_extras(
-    info: dict[str, Any],
+    info: reader.NeuronInfoRow,
     rows: list[reader.ExplanationRow],
-    scores: dict[store_llm.ExplanationKey, list[dict[str, Any]]],
-    provenance: dict[store_llm.ExplanationKey, dict[str, Any]],
+    scores: dict[store_llm.ExplanationKey, list[reader.ScoreRow]],
+    provenance: dict[store_llm.ExplanationKey, store_llm.Provenance],
 ) -> extras.NeuronExtras:
     """What OpenAI's file of this neuron cannot hold, explanation by explanation."""
     items = []
@@ -154,11 +155,16 @@ def neuron_extras(
                 text=r.text,
                 source=r.source,
                 position=r.position,
-                scores=[msgspec.convert(s, extras.Score) for s in scores.get(key, [])],
-                llm=None if llm is None else msgspec.convert(llm, extras.Provenance),
+                scores=[
+                    msgspec.convert(s, extras.Score, from_attributes=True)
+                    for s in scores.get(key, [])
+                ],
+                llm=None
+                if llm is None
+                else msgspec.convert(llm, extras.Provenance, from_attributes=True),
             )
         )
-    return extras.NeuronExtras(neuron_id=info["id"], source=info["source"], explanations=items)
+    return extras.NeuronExtras(neuron_id=info.id, source=info.source, explanations=items)
 
 
 def export_openai(
@@ -193,16 +199,16 @@ def _export_openai(conn, out: Path, progress: Progress | None) -> ExportResult:
     (out / extras.FOLDER / "explanations").mkdir(parents=True, exist_ok=True)
     side: dict[int, list[bytes]] = {}
     for info, recs, exps in _merge(conn):
-        layer = str(info["layer"])
+        layer = str(info.layer)
         for sub in ("collated-activations", "explanations"):
             d = out / sub / layer
             if d not in made:
                 d.mkdir(parents=True, exist_ok=True)
                 made.add(d)
-        side.setdefault(info["layer"], []).append(
+        side.setdefault(info.layer, []).append(
             extras.encode(neuron_extras(info, exps, scores, provenance)) + b"\n"
         )
-        n = info["neuron"]
+        n = info.neuron
         _write(
             out / "collated-activations" / layer / f"{n}.json",
             encode(neuron_record(info, recs, result.dropped_categories)),

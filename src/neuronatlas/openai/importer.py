@@ -335,7 +335,9 @@ def _store_extras(
         eid = ids[(x.source, rank[(x.source, x.position)])]
         scores += [(eid, s.scorer, s.judge, s.score, s.details, run_id) for s in x.scores]
         if x.llm is not None:
-            store_llm.write_provenance(writer.conn, eid, msgspec.to_builtins(x.llm), run_id)
+            store_llm.write_provenance(
+                writer.conn, eid, store_llm.Provenance(**msgspec.structs.asdict(x.llm)), run_id
+            )
     store_llm.write_scores(writer.conn, scores)
 
 

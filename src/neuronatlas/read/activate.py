@@ -22,7 +22,7 @@ def live_strongest(conn: sqlite3.Connection, live: LiveModel, text: str, k: int)
     for top in out.top:
         for n in top:
             found = known.get(n.id)
-            n.explanation = None if found is None else found["explanation"]
+            n.explanation = None if found is None else found.explanation
     return out
 
 

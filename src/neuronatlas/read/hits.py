@@ -16,7 +16,7 @@ from neuronatlas.read.views import MEASURES, SearchHit
 
 def hits(rows: Any, measure: str | None = None) -> list[SearchHit]:
     """Rows as hits, each naming what its `similarity` measures (a key of MEASURES)."""
-    hits = msgspec.convert(list(rows), list[SearchHit])
+    hits = msgspec.convert(list(rows), list[SearchHit], from_attributes=True)
     return measured(hits, measure)
 
 

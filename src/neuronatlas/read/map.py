@@ -22,6 +22,7 @@ from neuronatlas.read.views import (
     MapData,
 )
 from neuronatlas.store import browse, reader
+from neuronatlas.store import embed as store_embed
 
 MAP_CAP = 2_000_000
 MAP_TEXT_LIMIT = 60_000
@@ -32,13 +33,17 @@ def _cluster_levels(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[int, int]]:
     """(fine clusters, each with its `parent` and `coherence`; coarse clusters; fine cluster
     -> coarse cluster). A map made before the hierarchy has fine clusters only."""
-    parents: dict[int, dict[str, Any]] = stages.call_or_none("cluster_parents", conn) or {}
+    parents: dict[int, store_embed.ClusterParent] = (
+        stages.call_or_none("cluster_parents", conn) or {}
+    )
+    no_parent = {"parent": None, "coherence": None}
     fine = [
-        {**c, **parents.get(c["cluster"], {"parent": None, "coherence": None})}
+        msgspec.structs.asdict(c)
+        | (msgspec.structs.asdict(parents[c.cluster]) if c.cluster in parents else no_parent)
         for c in stages.call_or_none("clusters", conn) or []
     ]
-    coarse: list[dict[str, Any]] = stages.call_or_none("coarse_clusters", conn) or []
-    return fine, coarse, {c: p["parent"] for c, p in parents.items()}
+    coarse = [msgspec.structs.asdict(c) for c in stages.call_or_none("coarse_clusters", conn) or []]
+    return fine, coarse, {c: p.parent for c, p in parents.items()}
 
 
 NO_MAP_MESSAGE = (
@@ -54,7 +59,7 @@ def map_clusters(conn: sqlite3.Connection, limit: int = MAP_CAP) -> MapClusters:
     info = stages.call_or_none("map_info", conn)
     if info:
         clusters, coarse, _ = _cluster_levels(conn)
-        count = int(info["n_points"])
+        count = int(info.n_points)
         return MapClusters(
             built=True,
             count=min(count, limit),
@@ -62,7 +67,9 @@ def map_clusters(conn: sqlite3.Connection, limit: int = MAP_CAP) -> MapClusters:
             clusters=msgspec.convert(clusters, list[Cluster]),
             coarse=msgspec.convert(coarse, list[CoarseCluster]),
             coherence=msgspec.convert(
-                stages.call_or_none("map_coherence", conn) or [], list[Coherence]
+                stages.call_or_none("map_coherence", conn) or [],
+                list[Coherence],
+                from_attributes=True,
             ),
             message=None,
         )
@@ -87,13 +94,13 @@ def map_data(
         points = points[:limit]
         clusters, coarse, parent = _cluster_levels(conn)
         cols = MapColumns(
-            layer=[p["layer"] for p in points],
-            neuron=[p["neuron"] for p in points],
-            x=[round(float(p["x"]), 4) for p in points],
-            y=[round(float(p["y"]), 4) for p in points],
-            cluster=[p.get("cluster") for p in points],
-            coarse=[parent.get(p.get("cluster")) for p in points],
-            explanation=[(p.get("explanation") or "")[:160] for p in points] if with_text else None,
+            layer=[p.layer for p in points],
+            neuron=[p.neuron for p in points],
+            x=[round(float(p.x), 4) for p in points],
+            y=[round(float(p.y), 4) for p in points],
+            cluster=[p.cluster for p in points],
+            coarse=[parent.get(p.cluster) for p in points],
+            explanation=[(p.explanation or "")[:160] for p in points] if with_text else None,
         )
         return MapData(
             built=True,
@@ -103,7 +110,9 @@ def map_data(
             clusters=msgspec.convert(clusters, list[Cluster]),
             coarse=msgspec.convert(coarse, list[CoarseCluster]),
             coherence=msgspec.convert(
-                stages.call_or_none("map_coherence", conn) or [], list[Coherence]
+                stages.call_or_none("map_coherence", conn) or [],
+                list[Coherence],
+                from_attributes=True,
             ),
             message=None,
         )

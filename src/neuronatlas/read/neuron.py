@@ -108,7 +108,7 @@ def _first_category(counts: dict[str, int]) -> str | None:
 
 def _page(
     conn: sqlite3.Connection,
-    head: dict[str, Any],
+    head: reader.NeuronHead,
     shown: dict[str, list[Record]],
     counts: dict[str, int],
     *,
@@ -118,14 +118,14 @@ def _page(
     more: dict[str, str],
 ) -> NeuronPage:
     """A NeuronPage from its parts; N2G and navigation are read here (two seeks each)."""
-    nid = head["id"]
+    nid = head.id
     return NeuronPage(
         id=nid,
-        layer=head["layer"],
-        neuron=head["neuron"],
-        source=head["source"],
-        stats=msgspec.convert(head["stats"], Stats),
-        explanations=msgspec.convert(head["explanations"], list[Explanation]),
+        layer=head.layer,
+        neuron=head.neuron,
+        source=head.source,
+        stats=msgspec.convert(head.stats, Stats, from_attributes=True),
+        explanations=msgspec.convert(head.explanations, list[Explanation], from_attributes=True),
         records=shown,
         record_counts=counts,
         truncated=any(n > len(shown.get(c, ())) for c, n in counts.items()),
@@ -232,7 +232,7 @@ def _all_values(texts: list[str]) -> np.ndarray:
 def summary(conn: sqlite3.Connection, neuron_id: str) -> NeuronSummary:
     """A stored neuron's id and primary explanation; BadNeuronId / NeuronNotFound."""
     nid = browse.require_neuron(conn, neuron_id)
-    return NeuronSummary(**browse.summaries(conn, [nid])[nid])
+    return msgspec.convert(browse.summaries(conn, [nid])[nid], NeuronSummary, from_attributes=True)
 
 
 def step(conn: sqlite3.Connection, neuron_id: str, by: int) -> NeuronRef:

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from neuronatlas.errors import NeuronNotFound
@@ -22,6 +23,7 @@ from neuronatlas.search.semantic import load_vectors, search_vector
 from neuronatlas.store import browse, reader
 from neuronatlas.store import embed as store_embed
 from neuronatlas.store import search as store_search
+from neuronatlas.store.browse import NeuronBrief
 
 _WEIGHTS: dict[int, tuple[Any, W.NeuronWeights]] = {}
 _WEIGHTS_LOCK = threading.Lock()
@@ -40,7 +42,7 @@ def by_tokens(conn: sqlite3.Connection, neuron_id: str, k: int = 10) -> list[dic
     rows = _token_neighbours(conn, neuron_id, k)
     info = store_embed.describe_neurons(conn, [r[0] for r in rows])
     return [
-        {**info[nid], "similarity": sim, "shared_tokens": shared}
+        msgspec.structs.asdict(info[nid]) | {"similarity": sim, "shared_tokens": shared}
         for nid, sim, shared in rows
         if nid in info
     ]
@@ -190,12 +192,8 @@ def by_weights(conn: sqlite3.Connection, neuron_id: str, model, k: int = 10) -> 
         ids = [format_id(a, b) for a, b, _ in rows]
         info = store_embed.describe_neurons(conn, ids)
         out[side] = [
-            {
-                **info.get(
-                    nid, {"id": nid, "layer": a, "neuron": b, "explanation": None, "score": None}
-                ),
-                "similarity": w,
-            }
+            msgspec.structs.asdict(info.get(nid) or NeuronBrief(nid, a, b, None, None))
+            | {"similarity": w}
             for nid, (a, b, w) in zip(ids, rows, strict=False)
         ]
     return out

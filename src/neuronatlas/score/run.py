@@ -55,18 +55,18 @@ def score_neurons(
     if reader.has_table(conn, "explanation_scores") and not overwrite:
         done = store_llm.scored_pairs(conn, scorer.name, scorer.judge)
     conn.close()
-    by_neuron: dict[str, list[dict]] = {}
+    by_neuron: dict[str, list[store_llm.ExplanationText]] = {}
     for e in explanations:
-        if e["id"] in done:
+        if e.id in done:
             report.already += 1
         else:
-            by_neuron.setdefault(e["neuron_id"], []).append(e)
+            by_neuron.setdefault(e.neuron_id, []).append(e)
     todo = [n for n in targets if n in by_neuron][:max_neurons]
     total = len(todo)
 
     def work(nid: str) -> list[ScoreResult | str]:
         items = by_neuron[nid]
-        return scorer.score_many([e["text"].strip() for e in items], _neuron_splits(db, nid))
+        return scorer.score_many([e.text.strip() for e in items], _neuron_splits(db, nid))
 
     with AtlasWriter(db) as writer:
         run = writer.begin_run("score", {"scorer": scorer.name, "judge": scorer.judge})
@@ -75,10 +75,10 @@ def score_neurons(
                 rows = []
                 for e, res in zip(by_neuron[nid], results, strict=True):
                     if isinstance(res, str):
-                        report.failed.append((nid, e["source"], res))
+                        report.failed.append((nid, e.source, res))
                         continue
-                    rows.append((e["id"], scorer.name, scorer.judge, res.score, res.details, run))
-                    report.scored.append((nid, e["source"], res.score))
+                    rows.append((e.id, scorer.name, scorer.judge, res.score, res.details, run))
+                    report.scored.append((nid, e.source, res.score))
                 store_llm.write_scores(writer.conn, rows)
                 if progress:
                     progress(nid, i + 1, total)

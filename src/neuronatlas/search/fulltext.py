@@ -14,6 +14,8 @@ import re
 import sqlite3
 from typing import Literal
 
+from msgspec.structs import asdict
+
 from neuronatlas.errors import BadInput
 from neuronatlas.store import embed as store_embed
 from neuronatlas.store import search as store
@@ -67,8 +69,8 @@ def fulltext_search(
         info = store_embed.describe_explanations(conn, [eid for eid, _ in hits])
         for eid, bm25 in hits:
             row = info.get(eid)
-            if row is not None and row["id"] not in out:
-                out[row["id"]] = {**row, "similarity": -bm25, "field": "explanation"}
+            if row is not None and row.id not in out:
+                out[row.id] = asdict(row) | {"similarity": -bm25, "field": "explanation"}
     if field == "excerpts" and not store.excerpt_fulltext_built(conn):
         raise BadInput(
             "the excerpt full-text index is not built: run `neuronatlas index --db PATH`"
@@ -78,5 +80,5 @@ def fulltext_search(
         neurons = store_embed.describe_neurons(conn, [nid for nid, _ in hits])
         for nid, bm25 in hits:
             if nid in neurons and nid not in out:
-                out[nid] = {**neurons[nid], "similarity": -bm25, "field": "excerpts"}
+                out[nid] = asdict(neurons[nid]) | {"similarity": -bm25, "field": "excerpts"}
     return list(out.values())[:k]

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from neuronatlas.embed.embedders import Embedder, get_embedder
@@ -148,7 +149,11 @@ def search_vector(
         want = min(n, want * 4)
     picked = list(best.values())[:k]
     info = store.describe_explanations(conn, [eid for eid, _ in picked])
-    return [{**info[eid], "similarity": sim} for eid, sim in picked if eid in info]
+    return [
+        msgspec.structs.asdict(info[eid]) | {"similarity": sim}
+        for eid, sim in picked
+        if eid in info
+    ]
 
 
 def semantic_search(

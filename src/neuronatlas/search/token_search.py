@@ -20,6 +20,8 @@ import re
 import sqlite3
 from pathlib import Path
 
+import msgspec
+
 from neuronatlas.errors import BadInput
 from neuronatlas.store import embed as store_embed
 from neuronatlas.store import reader
@@ -129,13 +131,8 @@ def token_search(conn: sqlite3.Connection, text: str, k: int = 10) -> list[dict]
     rows = store.token_matches(conn, toks, k)
     info = store_embed.describe_neurons(conn, [r[0] for r in rows])
     return [
-        {
-            **info[nid],
-            "similarity": round(share, 6),
-            "token": token,
-            "activation": act,
-            "hits": hits,
-        }
+        msgspec.structs.asdict(info[nid])
+        | {"similarity": round(share, 6), "token": token, "activation": act, "hits": hits}
         for nid, token, act, hits, share in rows
         if nid in info
     ]

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import msgspec
 
@@ -22,6 +22,31 @@ from neuronatlas.ids import canonical, parse_id
 from neuronatlas.store.connection import transaction
 from neuronatlas.store.reader import SOURCE_RANK, stored_range
 from neuronatlas.store.writer import now
+
+
+class NeuronBrief(msgspec.Struct, frozen=True):
+    """A neuron as a list shows it: its place and one explanation (the primary one, or the
+    one a search matched; None when it has none) with that explanation's score."""
+
+    id: str
+    layer: int
+    neuron: int
+    explanation: str | None
+    score: float | None
+
+
+class SimilarRow(msgspec.Struct, frozen=True):
+    """A neuron found by substring search (similarity None) or precomputed as similar to
+    another: `NeuronBrief`'s fields, the similarity, and the shared tokens (by tokens only)."""
+
+    id: str
+    layer: int
+    neuron: int
+    explanation: str | None
+    score: float | None
+    similarity: float | None
+    shared_tokens: list[str] | None = None
+
 
 # SQLite calls the progress handler every this many virtual-machine instructions: often enough
 # to stop within a millisecond or so, rarely enough to cost nothing measurable.
@@ -141,12 +166,12 @@ def random_neuron(conn: sqlite3.Connection, rng: random.Random | None = None) ->
     raise AssertionError("unreachable: pick is below the total")
 
 
-def summaries(conn: sqlite3.Connection, neuron_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """id → {id, layer, neuron, explanation, score} of the stored ones (primary explanation).
+def summaries(conn: sqlite3.Connection, neuron_ids: list[str]) -> dict[str, NeuronBrief]:
+    """id → the stored ones with their primary explanation.
 
     One index seek per id; callers keep the list short (a page of results, a live run).
     """
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, NeuronBrief] = {}
     for nid in dict.fromkeys(neuron_ids):
         row = conn.execute(
             "SELECT n.id, n.layer, n.neuron, e.text, e.ev_correlation_score FROM neuron_info n"
@@ -154,13 +179,9 @@ def summaries(conn: sqlite3.Connection, neuron_ids: list[str]) -> dict[str, dict
             (nid,),
         ).fetchone()
         if row is not None:
-            out[nid] = {
-                "id": row[0],
-                "layer": row[1],
-                "neuron": row[2],
-                "explanation": None if row[3] is None else row[3].strip(),
-                "score": row[4],
-            }
+            out[nid] = NeuronBrief(
+                row[0], row[1], row[2], None if row[3] is None else row[3].strip(), row[4]
+            )
     return out
 
 
@@ -194,7 +215,7 @@ def grid_points(conn: sqlite3.Connection, limit: int) -> tuple[list[GridPoint], 
     return points, truncated
 
 
-def explanation_substring(conn: sqlite3.Connection, query: str, k: int) -> list[dict[str, Any]]:
+def explanation_substring(conn: sqlite3.Connection, query: str, k: int) -> list[SimilarRow]:
     """Neurons whose explanation contains `query` (case-insensitive), best scored first.
 
     Works on every atlas with explanations, with no index to build; a plain scan bounded by
@@ -207,23 +228,14 @@ def explanation_substring(conn: sqlite3.Connection, query: str, k: int) -> list[
         " ev_correlation_score DESC LIMIT ?",
         (pattern, k * 4),
     )
-    out: list[dict[str, Any]] = []
+    out: list[SimilarRow] = []
     seen: set[str] = set()
     for nid, text, score in rows:
         if nid in seen:
             continue
         seen.add(nid)
         layer, neuron = parse_id(nid)
-        out.append(
-            {
-                "id": nid,
-                "layer": layer,
-                "neuron": neuron,
-                "explanation": text.strip(),
-                "score": score,
-                "similarity": None,
-            }
-        )
+        out.append(SimilarRow(nid, layer, neuron, text.strip(), score, None))
         if len(out) >= k:
             break
     return out
@@ -245,12 +257,12 @@ def similar_built(conn: sqlite3.Connection) -> dict[str, int]:
 
 def stored_similar(
     conn: sqlite3.Connection, neuron_id: str, k: int, kinds: Iterable[str]
-) -> dict[str, list[dict[str, Any]]]:
-    """kind → up to k result rows (id, layer, neuron, explanation, score, similarity and, by
-    tokens, shared_tokens) precomputed for this neuron, for each of `kinds` (ones
-    `similar_built` lists with at least k). One primary-key range read and one join."""
+) -> dict[str, list[SimilarRow]]:
+    """kind → up to k rows (shared_tokens by tokens only) precomputed for this neuron, for
+    each of `kinds` (ones `similar_built` lists with at least k). One primary-key range
+    read and one join."""
     wanted = list(kinds)
-    out: dict[str, list[dict[str, Any]]] = {kind: [] for kind in wanted}
+    out: dict[str, list[SimilarRow]] = {kind: [] for kind in wanted}
     if not wanted:
         return out
     marks = ",".join("?" * len(wanted))
@@ -263,17 +275,17 @@ def stored_similar(
         (neuron_id, *wanted, k),
     )
     for kind, nid, layer, neuron, text, score, sim, shared in rows:
-        hit = {
-            "id": nid,
-            "layer": layer,
-            "neuron": neuron,
-            "explanation": None if text is None else text.strip(),
-            "score": score,
-            "similarity": sim,
-        }
-        if shared is not None:
-            hit["shared_tokens"] = msgspec.json.decode(shared)
-        out[kind].append(hit)
+        out[kind].append(
+            SimilarRow(
+                nid,
+                layer,
+                neuron,
+                None if text is None else text.strip(),
+                score,
+                sim,
+                None if shared is None else msgspec.json.decode(shared),
+            )
+        )
     return out
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from neuronatlas.errors import MixedEmbedders
 from neuronatlas.store import values
-from neuronatlas.store.browse import forget_similar
+from neuronatlas.store.browse import NeuronBrief, forget_similar
 from neuronatlas.store.connection import transaction
 from neuronatlas.store.reader import primary_order
 from neuronatlas.store.writer import now
@@ -28,6 +28,75 @@ from neuronatlas.store.writer import now
 #: meta key: "all" once every explanation was embedded (`embed --all-explanations`), so search
 #: matches any of a neuron's explanations; otherwise each neuron's primary one only.
 EMBED_SCOPE_KEY = "embed_scope"
+
+
+class MapPoint(msgspec.Struct, frozen=True):
+    """A neuron on the stored map: its place, fine cluster (-1: noise) and the explanation
+    it was placed by, with that explanation's score."""
+
+    id: str
+    layer: int
+    neuron: int
+    x: float
+    y: float
+    cluster: int
+    explanation: str | None
+    score: float | None
+
+
+class ClusterLabel(msgspec.Struct, frozen=True):
+    """A fine cluster of the map: its label, size, centre and top words."""
+
+    cluster: int
+    label: str
+    size: int
+    x: float
+    y: float
+    words: list[str]
+
+
+class CoarseClusterRow(msgspec.Struct, frozen=True):
+    """A coarse cluster: `ClusterLabel`'s fields, its coherence and its fine clusters
+    (`children`, largest first)."""
+
+    cluster: int
+    label: str
+    size: int
+    x: float
+    y: float
+    words: list[str]
+    coherence: float | None
+    children: list[int]
+
+
+class ClusterParent(msgspec.Struct, frozen=True):
+    """The coarse cluster a fine cluster sits in, and the fine cluster's coherence."""
+
+    parent: int
+    coherence: float | None
+
+
+class CoherenceRow(msgspec.Struct, frozen=True):
+    """The stored coherence of one level under one similarity measure (NULL: undefined)."""
+
+    level: str
+    measure: str
+    clusters: int
+    within: float | None
+    within_low: float | None
+    within_high: float | None
+    random: float | None
+
+
+class MapInfo(msgspec.Struct, frozen=True):
+    """The stored map's parameters: embedder, settings (decoded), sizes and its run."""
+
+    embedder: str
+    config: Any
+    n_points: int
+    n_clusters: int
+    run_id: int | None
+    created_at: str
 
 
 def text_digest(text: str) -> str:
@@ -231,10 +300,8 @@ def explanation_texts(conn: sqlite3.Connection, ids: Sequence[int]) -> list[str]
     return [found[i] for i in ids]
 
 
-def describe_explanations(
-    conn: sqlite3.Connection, ids: Sequence[int]
-) -> dict[int, dict[str, Any]]:
-    """Search-result fields for explanation ids: id, layer, neuron, explanation, score."""
+def describe_explanations(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, NeuronBrief]:
+    """Explanation id → its neuron with that explanation (a search hit's fields)."""
     rows = _rows_in(
         conn,
         "SELECT e.id, n.id, n.layer, n.neuron, e.text, e.ev_correlation_score"
@@ -242,21 +309,13 @@ def describe_explanations(
         [int(i) for i in ids],
     )
     return {
-        eid: {
-            "id": nid,
-            "layer": layer,
-            "neuron": neuron,
-            "explanation": text.strip(),
-            "score": score,
-        }
+        eid: NeuronBrief(nid, layer, neuron, text.strip(), score)
         for eid, nid, layer, neuron, text, score in rows
     }
 
 
-def describe_neurons(
-    conn: sqlite3.Connection, neuron_ids: Sequence[str]
-) -> dict[str, dict[str, Any]]:
-    """Search-result fields for neurons, with their primary explanation (or null)."""
+def describe_neurons(conn: sqlite3.Connection, neuron_ids: Sequence[str]) -> dict[str, NeuronBrief]:
+    """Neuron id → the neuron with its primary explanation (or None)."""
     rows = _rows_in(
         conn,
         "SELECT n.id, n.layer, n.neuron, e.text, e.ev_correlation_score FROM neuron_info n"
@@ -264,13 +323,7 @@ def describe_neurons(
         list(neuron_ids),
     )
     return {
-        nid: {
-            "id": nid,
-            "layer": layer,
-            "neuron": neuron,
-            "explanation": None if text is None else text.strip(),
-            "score": score,
-        }
+        nid: NeuronBrief(nid, layer, neuron, None if text is None else text.strip(), score)
         for nid, layer, neuron, text, score in rows
     }
 
@@ -319,12 +372,12 @@ def write_map(
         tuple[int, str, list[tuple[str, float]], int, float, float, float | None]
     ] = (),
     parents: Sequence[tuple[int, int, float | None]] = (),
-    quality: Sequence[dict[str, Any]] = (),
+    quality: Sequence[CoherenceRow] = (),
 ) -> None:
     """Replace the map in one transaction: points (neuron id, explanation id, x, y, fine
     cluster), fine clusters (cluster, label, words, size, x, y), the parameters, and the
     hierarchy: coarse clusters (… as fine, plus coherence), parents (fine cluster, coarse
-    cluster, fine coherence) and the coherence of each level (`Coherence.as_dict()` rows)."""
+    cluster, fine coherence) and the coherence of each level under each measure."""
     with transaction(conn):
         _clear_map(conn)
         conn.executemany("INSERT INTO map_points VALUES (?, ?, ?, ?, ?)", points)
@@ -344,9 +397,9 @@ def write_map(
         )
         conn.executemany("INSERT INTO map_cluster_parents VALUES (?, ?, ?)", parents)
         conn.executemany(
-            "INSERT INTO map_coherence VALUES"
-            " (:level, :measure, :clusters, :within, :within_low, :within_high, :random)",
-            [{k: _finite(v) for k, v in q.items()} for q in quality],
+            "INSERT INTO map_coherence(level, measure, clusters, within, within_low,"
+            " within_high, random) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [tuple(_finite(v) for v in msgspec.structs.astuple(q)) for q in quality],
         )
         conn.execute(
             "INSERT INTO map_config(id, embedder, config, n_points, n_clusters, run_id,"
@@ -362,8 +415,8 @@ def write_map(
         )
 
 
-def map_points(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Every map point: id, layer, neuron, x, y, cluster, explanation, score."""
+def map_points(conn: sqlite3.Connection) -> list[MapPoint]:
+    """Every map point, in (layer, neuron) order."""
     rows = conn.execute(
         "SELECT p.neuron_id, n.layer, n.neuron, p.x, p.y, p.cluster, e.text,"
         " e.ev_correlation_score FROM map_points p"
@@ -372,35 +425,19 @@ def map_points(conn: sqlite3.Connection) -> list[dict[str, Any]]:
         " ORDER BY n.layer, n.neuron"
     )
     return [
-        {
-            "id": r[0],
-            "layer": r[1],
-            "neuron": r[2],
-            "x": r[3],
-            "y": r[4],
-            "cluster": r[5],
-            "explanation": None if r[6] is None else r[6].strip(),
-            "score": r[7],
-        }
+        MapPoint(r[0], r[1], r[2], r[3], r[4], r[5], None if r[6] is None else r[6].strip(), r[7])
         for r in rows
     ]
 
 
-def cluster_labels(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Every cluster: cluster, label, size, x, y (its centre), words; noise (-1) last."""
+def cluster_labels(conn: sqlite3.Connection) -> list[ClusterLabel]:
+    """Every fine cluster, largest first; noise (-1) last."""
     rows = conn.execute(
         "SELECT cluster, label, size, x, y, words FROM map_clusters"
         " ORDER BY cluster < 0, size DESC, cluster"
     )
     return [
-        {
-            "cluster": r[0],
-            "label": r[1],
-            "size": r[2],
-            "x": r[3],
-            "y": r[4],
-            "words": [w for w, _ in msgspec.json.decode(r[5])],
-        }
+        ClusterLabel(r[0], r[1], r[2], r[3], r[4], [w for w, _ in msgspec.json.decode(r[5])])
         for r in rows
     ]
 
@@ -410,9 +447,8 @@ def _finite(value: object) -> object:
     return None if isinstance(value, float) and value != value else value
 
 
-def coarse_clusters(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """The coarse level: cluster, label, size, x, y, words, coherence, and `children` (its
-    fine clusters, largest first); [] for a map made before the hierarchy existed."""
+def coarse_clusters(conn: sqlite3.Connection) -> list[CoarseClusterRow]:
+    """The coarse level, largest first; [] for a map made before the hierarchy existed."""
     children: dict[int, list[int]] = {}
     for fine, parent in conn.execute(
         "SELECT p.cluster, p.parent FROM map_cluster_parents p"
@@ -424,50 +460,49 @@ def coarse_clusters(conn: sqlite3.Connection) -> list[dict[str, Any]]:
         " ORDER BY size DESC, cluster"
     )
     return [
-        {
-            "cluster": r[0],
-            "label": r[1],
-            "size": r[2],
-            "x": r[3],
-            "y": r[4],
-            "words": [w for w, _ in msgspec.json.decode(r[5])],
-            "coherence": r[6],
-            "children": children.get(r[0], []),
-        }
+        CoarseClusterRow(
+            cluster=r[0],
+            label=r[1],
+            size=r[2],
+            x=r[3],
+            y=r[4],
+            words=[w for w, _ in msgspec.json.decode(r[5])],
+            coherence=r[6],
+            children=children.get(r[0], []),
+        )
         for r in rows
     ]
 
 
-def cluster_parents(conn: sqlite3.Connection) -> dict[int, dict[str, Any]]:
-    """Fine cluster -> {parent: its coarse cluster, coherence}; {} for a flat (older) map."""
+def cluster_parents(conn: sqlite3.Connection) -> dict[int, ClusterParent]:
+    """Fine cluster -> its coarse cluster and coherence; {} for a flat (older) map."""
     return {
-        r[0]: {"parent": r[1], "coherence": r[2]}
+        r[0]: ClusterParent(r[1], r[2])
         for r in conn.execute("SELECT cluster, parent, coherence FROM map_cluster_parents")
     }
 
 
-def map_coherence(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def map_coherence(conn: sqlite3.Connection) -> list[CoherenceRow]:
     """The stored coherence of each level under each similarity, coarse first."""
     rows = conn.execute(
         "SELECT level, measure, clusters, within, within_low, within_high, random"
         " FROM map_coherence ORDER BY level, measure"
     )
-    keys = ("level", "measure", "clusters", "within", "within_low", "within_high", "random")
-    return [dict(zip(keys, r, strict=True)) for r in rows]
+    return [CoherenceRow(*r) for r in rows]
 
 
-def map_info(conn: sqlite3.Connection) -> dict[str, Any] | None:
+def map_info(conn: sqlite3.Connection) -> MapInfo | None:
     """The stored map's parameters (None when there is no map)."""
     row = conn.execute(
         "SELECT embedder, config, n_points, n_clusters, run_id, created_at FROM map_config"
     ).fetchone()
     if row is None:
         return None
-    return {
-        "embedder": row[0],
-        "config": msgspec.json.decode(row[1]),
-        "n_points": row[2],
-        "n_clusters": row[3],
-        "run_id": row[4],
-        "created_at": row[5],
-    }
+    return MapInfo(
+        embedder=row[0],
+        config=msgspec.json.decode(row[1]),
+        n_points=row[2],
+        n_clusters=row[3],
+        run_id=row[4],
+        created_at=row[5],
+    )

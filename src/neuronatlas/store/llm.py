@@ -7,23 +7,55 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
 from neuronatlas.store.connection import open_writer, transaction
+from neuronatlas.store.reader import ScoreRow
 from neuronatlas.store.rows import encode_json
 from neuronatlas.store.writer import now
 
 
-def explanations_of(conn: sqlite3.Connection, neuron_ids: Sequence[str]) -> list[dict[str, Any]]:
-    """{id, neuron_id, source, text} of every explanation of these neurons, in id order."""
-    out: list[dict[str, Any]] = []
+class ExplanationText(NamedTuple):
+    """An explanation to score: its id, neuron, source and text as stored."""
+
+    id: int
+    neuron_id: str
+    source: str
+    text: str
+
+
+class Provenance(msgspec.Struct, frozen=True):
+    """Where an LLM explanation came from: model, endpoint, prompt digest, the settings and
+    the usage the endpoint reported (both as stored, decoded)."""
+
+    model: str
+    endpoint: str
+    prompt_digest: str
+    settings: Any
+    usage: Any
+
+
+class StoredProvenance(msgspec.Struct, frozen=True):
+    """`Provenance` with the time it was stored."""
+
+    model: str
+    endpoint: str
+    prompt_digest: str
+    settings: Any
+    usage: Any
+    created_at: str
+
+
+def explanations_of(conn: sqlite3.Connection, neuron_ids: Sequence[str]) -> list[ExplanationText]:
+    """Every explanation of these neurons, in id order."""
+    out: list[ExplanationText] = []
     for start in range(0, len(neuron_ids), 500):
         chunk = list(neuron_ids[start : start + 500])
         marks = ",".join("?" * len(chunk))
         out.extend(
-            {"id": r[0], "neuron_id": r[1], "source": r[2], "text": r[3]}
+            ExplanationText._make(r)
             for r in conn.execute(
                 "SELECT id, neuron_id, source, text FROM explanations"
                 f" WHERE neuron_id IN ({marks}) ORDER BY id",
@@ -61,7 +93,7 @@ def write_llm_explanation(
     neuron_id: str,
     source: str,
     text: str,
-    provenance: dict[str, Any],
+    provenance: Provenance,
     run_id: int | None,
 ) -> int:
     """Replace the neuron's explanation from `source` with `text` and record where it came
@@ -88,11 +120,11 @@ def write_llm_explanation(
             " prompt_digest, settings, usage, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 eid,
-                provenance["model"],
-                provenance["endpoint"],
-                provenance["prompt_digest"],
-                encode_json(provenance["settings"]),
-                encode_json(provenance["usage"]),
+                provenance.model,
+                provenance.endpoint,
+                provenance.prompt_digest,
+                encode_json(provenance.settings),
+                encode_json(provenance.usage),
                 run_id,
                 created,
             ),
@@ -100,7 +132,7 @@ def write_llm_explanation(
     return int(eid)
 
 
-def llm_provenance(conn: sqlite3.Connection, explanation_id: int) -> dict[str, Any] | None:
+def llm_provenance(conn: sqlite3.Connection, explanation_id: int) -> StoredProvenance | None:
     """Where an LLM explanation came from, or None for other sources."""
     row = conn.execute(
         "SELECT model, endpoint, prompt_digest, settings, usage, created_at FROM llm_explanations"
@@ -109,14 +141,14 @@ def llm_provenance(conn: sqlite3.Connection, explanation_id: int) -> dict[str, A
     ).fetchone()
     if row is None:
         return None
-    return {
-        "model": row[0],
-        "endpoint": row[1],
-        "prompt_digest": row[2],
-        "settings": msgspec.json.decode(row[3]),
-        "usage": msgspec.json.decode(row[4]),
-        "created_at": row[5],
-    }
+    return StoredProvenance(
+        model=row[0],
+        endpoint=row[1],
+        prompt_digest=row[2],
+        settings=msgspec.json.decode(row[3]),
+        usage=msgspec.json.decode(row[4]),
+        created_at=row[5],
+    )
 
 
 def atlas_embedder(conn: sqlite3.Connection) -> str | None:
@@ -178,37 +210,31 @@ class ResponseCache:
 ExplanationKey = tuple[str, str, int]  # (neuron_id, source, position)
 
 
-def scores_by_explanation(conn: sqlite3.Connection) -> dict[ExplanationKey, list[dict[str, Any]]]:
-    """Every stored score as {scorer, judge, score, details}, keyed by its explanation's
-    (neuron id, source, position): the key an export and a re-import share (ids are not)."""
-    out: dict[ExplanationKey, list[dict[str, Any]]] = {}
+def scores_by_explanation(conn: sqlite3.Connection) -> dict[ExplanationKey, list[ScoreRow]]:
+    """Every stored score, keyed by its explanation's (neuron id, source, position): the
+    key an export and a re-import share (ids are not)."""
+    out: dict[ExplanationKey, list[ScoreRow]] = {}
     for nid, source, pos, scorer, judge, score, details in conn.execute(
         "SELECT e.neuron_id, e.source, e.position, s.scorer, s.judge, s.score, s.details"
         " FROM explanation_scores s JOIN explanations e ON e.id = s.explanation_id"
         " ORDER BY e.neuron_id, e.source, e.position, s.scorer, s.judge"
     ):
         out.setdefault((nid, source, pos), []).append(
-            {
-                "scorer": scorer,
-                "judge": judge,
-                "score": score,
-                "details": msgspec.json.decode(details),
-            }
+            ScoreRow(scorer, judge, score, msgspec.json.decode(details))
         )
     return out
 
 
-def provenance_by_explanation(conn: sqlite3.Connection) -> dict[ExplanationKey, dict[str, Any]]:
-    """Where every LLM explanation came from ({model, endpoint, prompt_digest, settings,
-    usage}), keyed by (neuron id, source, position)."""
+def provenance_by_explanation(conn: sqlite3.Connection) -> dict[ExplanationKey, Provenance]:
+    """Where every LLM explanation came from, keyed by (neuron id, source, position)."""
     return {
-        (r[0], r[1], r[2]): {
-            "model": r[3],
-            "endpoint": r[4],
-            "prompt_digest": r[5],
-            "settings": msgspec.json.decode(r[6]),
-            "usage": msgspec.json.decode(r[7]),
-        }
+        (r[0], r[1], r[2]): Provenance(
+            model=r[3],
+            endpoint=r[4],
+            prompt_digest=r[5],
+            settings=msgspec.json.decode(r[6]),
+            usage=msgspec.json.decode(r[7]),
+        )
         for r in conn.execute(
             "SELECT e.neuron_id, e.source, e.position, l.model, l.endpoint, l.prompt_digest,"
             " l.settings, l.usage FROM llm_explanations l JOIN explanations e"
@@ -228,7 +254,7 @@ def explanation_ids(conn: sqlite3.Connection, neuron_id: str) -> dict[tuple[str,
 
 
 def write_provenance(
-    conn: sqlite3.Connection, explanation_id: int, provenance: dict[str, Any], run_id: int | None
+    conn: sqlite3.Connection, explanation_id: int, provenance: Provenance, run_id: int | None
 ) -> None:
     """Record (or replace) where an existing LLM explanation came from (an import of an
     export that carried it)."""
@@ -238,11 +264,11 @@ def write_provenance(
             " prompt_digest, settings, usage, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 explanation_id,
-                provenance["model"],
-                provenance["endpoint"],
-                provenance["prompt_digest"],
-                encode_json(provenance["settings"]),
-                encode_json(provenance["usage"]),
+                provenance.model,
+                provenance.endpoint,
+                provenance.prompt_digest,
+                encode_json(provenance.settings),
+                encode_json(provenance.usage),
                 run_id,
                 now(),
             ),

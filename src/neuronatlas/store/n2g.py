@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -13,21 +13,60 @@ from neuronatlas.store.writer import AtlasWriter, now
 
 _decode = msgspec.json.decode
 
-METRIC_COLUMNS = (
-    "precision",
-    "recall",
-    "f1",
-    "baseline_token_precision",
-    "baseline_token_recall",
-    "baseline_token_f1",
-    "baseline_ngram_precision",
-    "baseline_ngram_recall",
-    "baseline_ngram_f1",
-    "ev_correlation_score",
-    "n_test_records",
-    "n_test_tokens",
-    "n_firing_tokens",
-)
+
+class N2GMetrics(NamedTuple):
+    """How well a neuron's graph predicts its held-out records (table `n2g_metrics`; the
+    fields are METRIC_COLUMNS, in order): the graph's precision, recall and F1 at firing
+    tokens, the token and n-gram baselines', the correlation score and the test sizes."""
+
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    baseline_token_precision: float | None
+    baseline_token_recall: float | None
+    baseline_token_f1: float | None
+    baseline_ngram_precision: float | None
+    baseline_ngram_recall: float | None
+    baseline_ngram_f1: float | None
+    ev_correlation_score: float | None
+    n_test_records: int | None
+    n_test_tokens: int | None
+    n_firing_tokens: int | None
+
+
+class NeuronMetrics(NamedTuple):
+    """A neuron's place and its graph's metrics."""
+
+    neuron_id: str
+    layer: int
+    neuron: int
+    metrics: N2GMetrics
+
+
+class StoredGraph(msgspec.Struct, frozen=True):
+    """A neuron's stored graph: the trie, settings, mask token and stats decoded from JSON."""
+
+    neuron_id: str
+    run_id: int | None
+    a_max: float
+    trie: Any
+    settings: Any
+    mask_token: Any
+    model: str | None
+    stats: Any
+    created_at: str
+
+
+class GraphSummary(NamedTuple):
+    """A neuron's graph without its trie: its metrics (None when it has none) and its N2G
+    explanation."""
+
+    metrics: N2GMetrics | None
+    explanation: str | None
+
+
+#: The columns of `n2g_metrics` after the neuron id, in `N2GMetrics`'s order.
+METRIC_COLUMNS: tuple[str, ...] = N2GMetrics._fields
 
 
 def has_tables(conn: sqlite3.Connection) -> bool:
@@ -87,7 +126,7 @@ def graph_ids(conn: sqlite3.Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT neuron_id FROM n2g_graphs")}
 
 
-def read_graph(conn: sqlite3.Connection, neuron_id: str) -> dict[str, Any] | None:
+def read_graph(conn: sqlite3.Connection, neuron_id: str) -> StoredGraph | None:
     """The stored graph of a neuron (trie/settings/mask/stats decoded), or None."""
     if not has_tables(conn):
         return None
@@ -98,21 +137,21 @@ def read_graph(conn: sqlite3.Connection, neuron_id: str) -> dict[str, Any] | Non
     ).fetchone()
     if row is None:
         return None
-    return {
-        "neuron_id": row[0],
-        "run_id": row[1],
-        "a_max": row[2],
-        "trie": _decode(row[3]),
-        "settings": _decode(row[4]),
-        "mask_token": _decode(row[5]),
-        "model": row[6],
-        "stats": _decode(row[7]),
-        "created_at": row[8],
-    }
+    return StoredGraph(
+        neuron_id=row[0],
+        run_id=row[1],
+        a_max=row[2],
+        trie=_decode(row[3]),
+        settings=_decode(row[4]),
+        mask_token=_decode(row[5]),
+        model=row[6],
+        stats=_decode(row[7]),
+        created_at=row[8],
+    )
 
 
-def read_summary(conn: sqlite3.Connection, neuron_id: str) -> dict[str, Any] | None:
-    """{"metrics", "explanation"} of a neuron's stored graph in one statement, without its
+def read_summary(conn: sqlite3.Connection, neuron_id: str) -> GraphSummary | None:
+    """The metrics and explanation of a neuron's stored graph in one statement, without its
     trie; None when it has no graph. An atlas without the N2G tables raises sqlite3's "no
     such table" (the stage reader turns that into StageNotBuilt)."""
     row = conn.execute(
@@ -125,18 +164,18 @@ def read_summary(conn: sqlite3.Connection, neuron_id: str) -> dict[str, Any] | N
     ).fetchone()
     if row is None:
         return None
-    metrics = dict(zip(METRIC_COLUMNS, row[1:-1], strict=True)) if row[0] else {}
-    return {"metrics": metrics, "explanation": row[-1]}
+    return GraphSummary(N2GMetrics._make(row[1:-1]) if row[0] else None, row[-1])
 
 
-def read_metrics(conn: sqlite3.Connection, neuron_id: str) -> dict[str, Any] | None:
+def read_metrics(conn: sqlite3.Connection, neuron_id: str) -> N2GMetrics | None:
+    """A neuron's graph metrics (None: no graph, or an atlas without the N2G tables)."""
     if not has_tables(conn):
         return None
     row = conn.execute(
         f"SELECT {', '.join(METRIC_COLUMNS)} FROM n2g_metrics WHERE neuron_id = ?",
         (neuron_id,),
     ).fetchone()
-    return None if row is None else dict(zip(METRIC_COLUMNS, row, strict=False))
+    return None if row is None else N2GMetrics._make(row)
 
 
 def n2g_explanation(conn: sqlite3.Connection, neuron_id: str) -> str | None:
@@ -154,7 +193,7 @@ def excerpt_tokens(conn: sqlite3.Connection) -> Iterator[str]:
         yield from _decode(tokens)
 
 
-def all_metrics(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def all_metrics(conn: sqlite3.Connection) -> list[NeuronMetrics]:
     """Every neuron's metrics with its layer, in (layer, neuron) order."""
     if not has_tables(conn):
         return []
@@ -162,6 +201,4 @@ def all_metrics(conn: sqlite3.Connection) -> list[dict[str, Any]]:
         f"SELECT n.id, n.layer, n.neuron, {', '.join('m.' + c for c in METRIC_COLUMNS)}"
         " FROM n2g_metrics m JOIN neuron_info n ON n.id = m.neuron_id ORDER BY n.layer, n.neuron"
     )
-    return [
-        dict(zip(("neuron_id", "layer", "neuron", *METRIC_COLUMNS), r, strict=False)) for r in rows
-    ]
+    return [NeuronMetrics(r[0], r[1], r[2], N2GMetrics._make(r[3:])) for r in rows]

@@ -1,7 +1,9 @@
 """Reads of an atlas, read-only. Every function takes an open reader connection.
 
-Returned values are plain dicts and lists (JSON-ready): the CLI, the web layer and the Python
-API all show the same thing.
+Returned values are typed rows: frozen msgspec Structs (JSON-ready, their fields in the order
+they are encoded; `msgspec.convert(..., from_attributes=True)` turns them into the read model)
+and NamedTuples for flat bulk scans. The CLI, the web layer and the Python API all show the
+same thing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,97 @@ SOURCE_RANK = (
     "CASE WHEN {t}source = 'openai' THEN 0 WHEN {t}source LIKE 'llm%' THEN 1"
     " WHEN {t}source = 'n2g' THEN 2 ELSE 3 END"
 )
+
+
+class ScoreRow(msgspec.Struct, frozen=True):
+    """One scorer's stored score of an explanation (`details` as the scorer wrote it)."""
+
+    scorer: str
+    judge: str
+    score: float
+    details: Any
+
+
+class StoredExplanation(msgspec.Struct, frozen=True):
+    """One explanation of a neuron: `text` stripped, `raw_text` as stored, OpenAI's three
+    simulation scores and every stored scorer's score."""
+
+    id: int
+    source: str
+    position: int
+    text: str
+    raw_text: str
+    ev_correlation_score: float | None
+    rsquared_score: float | None
+    absolute_dev_explained_score: float | None
+    scores: list[ScoreRow]
+
+
+class StoredRecord(msgspec.Struct, frozen=True):
+    """One stored excerpt with the neuron's activation on each token (None = NaN)."""
+
+    tokens: list[str]
+    activations: list[float | None]
+    max_activation: float | None
+    peak_index: int | None
+
+
+class NeuronStats(msgspec.Struct, frozen=True):
+    """A neuron's activation statistics over the scraped corpus (None where unknown)."""
+
+    mean: float | None
+    variance: float | None
+    skewness: float | None
+    kurtosis: float | None
+    max_activation: float | None
+    quantile_boundaries: list[float | None] | None
+
+
+class NeuronHead(msgspec.Struct, frozen=True):
+    """One neuron's id, place, statistics, source and explanations (no records)."""
+
+    id: str
+    layer: int
+    neuron: int
+    stats: NeuronStats
+    source: str
+    explanations: list[StoredExplanation]
+
+
+class StoredNeuron(msgspec.Struct, frozen=True):
+    """Everything about one neuron: `NeuronHead`'s fields and its records by category."""
+
+    id: str
+    layer: int
+    neuron: int
+    stats: NeuronStats
+    source: str
+    explanations: list[StoredExplanation]
+    records: dict[str, list[StoredRecord]]
+
+
+class NeuronInfoRow(NamedTuple):
+    """One neuron's stored statistics, as an exporter reads them."""
+
+    id: str
+    layer: int
+    neuron: int
+    mean: float | None
+    variance: float | None
+    skewness: float | None
+    kurtosis: float | None
+    quantile_boundaries: list[float | None] | None
+    source: str
+
+
+class RunRow(msgspec.Struct, frozen=True):
+    """One run of a stage (table `runs`): its id, decoded config, status and times."""
+
+    id: int
+    config: Any
+    status: str
+    started_at: str
+    finished_at: str | None
 
 
 def has_table(conn: sqlite3.Connection, name: str) -> bool:
@@ -123,7 +216,7 @@ def layers(conn: sqlite3.Connection) -> list[tuple[int, int]]:
     ]
 
 
-def explanations(conn: sqlite3.Connection, neuron_id: str) -> list[dict[str, Any]]:
+def explanations(conn: sqlite3.Connection, neuron_id: str) -> list[StoredExplanation]:
     """All explanations of a neuron, the primary one first.
 
     Asked as if the atlas had scores; an older one without the scores table answers "no such
@@ -136,22 +229,24 @@ def explanations(conn: sqlite3.Connection, neuron_id: str) -> list[dict[str, Any
             raise
         rows, scores = _explanation_rows(conn, neuron_id, scored=False), {}
     return [
-        {
-            "id": r[0],
-            "source": r[1],
-            "position": r[2],
-            "text": r[3].strip(),
-            "raw_text": r[3],
-            "ev_correlation_score": r[4],
-            "rsquared_score": r[5],
-            "absolute_dev_explained_score": r[6],
-            "scores": scores.get(r[0], []),
-        }
+        StoredExplanation(
+            id=r[0],
+            source=r[1],
+            position=r[2],
+            text=r[3].strip(),
+            raw_text=r[3],
+            ev_correlation_score=r[4],
+            rsquared_score=r[5],
+            absolute_dev_explained_score=r[6],
+            scores=scores.get(r[0], []),
+        )
         for r in rows
     ]
 
 
-def _explanation_rows(conn: sqlite3.Connection, neuron_id: str, scored: bool) -> list[Any]:
+def _explanation_rows(
+    conn: sqlite3.Connection, neuron_id: str, scored: bool
+) -> list[tuple[Any, ...]]:
     return conn.execute(
         "SELECT id, source, position, text, ev_correlation_score, rsquared_score,"
         f" absolute_dev_explained_score FROM explanations WHERE neuron_id = ?"
@@ -160,23 +255,19 @@ def _explanation_rows(conn: sqlite3.Connection, neuron_id: str, scored: bool) ->
     ).fetchall()
 
 
-def _scores_of(
-    conn: sqlite3.Connection, explanation_ids: list[int]
-) -> dict[int, list[dict[str, Any]]]:
-    """explanation id → its scores [{scorer, judge, score, details}], by scorer name. An atlas
-    without the scores table raises "no such table" (`explanations` falls back)."""
+def _scores_of(conn: sqlite3.Connection, explanation_ids: list[int]) -> dict[int, list[ScoreRow]]:
+    """explanation id → its scores, by scorer name. An atlas without the scores table
+    raises "no such table" (`explanations` falls back)."""
     if not explanation_ids:
         return {}
     marks = ",".join("?" * len(explanation_ids))
-    out: dict[int, list[dict[str, Any]]] = {}
+    out: dict[int, list[ScoreRow]] = {}
     for eid, scorer, judge, score, details in conn.execute(
         "SELECT explanation_id, scorer, judge, score, details FROM explanation_scores"
         f" WHERE explanation_id IN ({marks}) ORDER BY scorer, judge",
         explanation_ids,
     ):
-        out.setdefault(eid, []).append(
-            {"scorer": scorer, "judge": judge, "score": score, "details": _decode(details)}
-        )
+        out.setdefault(eid, []).append(ScoreRow(scorer, judge, score, _decode(details)))
     return out
 
 
@@ -185,9 +276,9 @@ def records(
     neuron_id: str,
     categories: Iterable[str] | None = None,
     limit_per_category: int | None = None,
-) -> dict[str, list[dict[str, Any]]]:
-    """A neuron's records by category, each {tokens, activations, max_activation, peak_index}."""
-    out: dict[str, list[dict[str, Any]]] = {}
+) -> dict[str, list[StoredRecord]]:
+    """A neuron's records by category, in rank order."""
+    out: dict[str, list[StoredRecord]] = {}
     rows = conn.execute(
         "SELECT r.category, r.rank, x.tokens, r.activation_values, r.values_f32,"
         " r.max_activation, r.peak_index FROM records r"
@@ -202,14 +293,7 @@ def records(
         bucket = out.setdefault(cat, [])
         if limit_per_category is not None and len(bucket) >= limit_per_category:
             continue
-        bucket.append(
-            {
-                "tokens": _decode(tokens),
-                "activations": values.decode(text, f32),
-                "max_activation": top,
-                "peak_index": where,
-            }
-        )
+        bucket.append(StoredRecord(_decode(tokens), values.decode(text, f32), top, where))
     return out
 
 
@@ -233,14 +317,21 @@ def iter_records(
 
 def neuron(
     conn: sqlite3.Connection, neuron_id: str, records_per_category: int | None = None
-) -> dict[str, Any]:
+) -> StoredNeuron:
     """Everything about one neuron: stats, explanations, records. Raises NeuronNotFound."""
-    out = neuron_head(conn, neuron_id)
-    out["records"] = records(conn, out["id"], limit_per_category=records_per_category)
-    return out
+    head = neuron_head(conn, neuron_id)
+    return StoredNeuron(
+        id=head.id,
+        layer=head.layer,
+        neuron=head.neuron,
+        stats=head.stats,
+        source=head.source,
+        explanations=head.explanations,
+        records=records(conn, head.id, limit_per_category=records_per_category),
+    )
 
 
-def neuron_head(conn: sqlite3.Connection, neuron_id: str) -> dict[str, Any]:
+def neuron_head(conn: sqlite3.Connection, neuron_id: str) -> NeuronHead:
     """One neuron's id, layer, index, stats, source and explanations (no records)."""
     nid = canonical(neuron_id)
     row = conn.execute(
@@ -250,21 +341,21 @@ def neuron_head(conn: sqlite3.Connection, neuron_id: str) -> dict[str, Any]:
     ).fetchone()
     if row is None:
         raise NeuronNotFound(f"{nid} is not in this atlas, which holds {stored_range(conn)}")
-    return {
-        "id": row[0],
-        "layer": row[1],
-        "neuron": row[2],
-        "stats": {
-            "mean": row[3],
-            "variance": row[4],
-            "skewness": row[5],
-            "kurtosis": row[6],
-            "max_activation": row[7],
-            "quantile_boundaries": None if row[8] is None else _decode(row[8]),
-        },
-        "source": row[9],
-        "explanations": explanations(conn, nid),
-    }
+    return NeuronHead(
+        id=row[0],
+        layer=row[1],
+        neuron=row[2],
+        stats=NeuronStats(
+            mean=row[3],
+            variance=row[4],
+            skewness=row[5],
+            kurtosis=row[6],
+            max_activation=row[7],
+            quantile_boundaries=None if row[8] is None else _decode(row[8]),
+        ),
+        source=row[9],
+        explanations=explanations(conn, nid),
+    )
 
 
 #: A stored record as the explorer decodes it: (category, tokens JSON, values JSON, float32
@@ -320,24 +411,15 @@ def neurons_with_explanation(conn: sqlite3.Connection, source: str) -> set[str]:
 # -- bulk reads for exporters (ordered scans, streamed) --------------------------------------
 
 
-def iter_neuron_info(conn: sqlite3.Connection) -> Iterator[dict[str, Any]]:
+def iter_neuron_info(conn: sqlite3.Connection) -> Iterator[NeuronInfoRow]:
     """Every neuron's stored statistics, in id order (= layer, neuron order)."""
     rows = conn.execute(
         "SELECT id, layer, neuron, mean, variance, skewness, kurtosis, quantile_boundaries,"
         " source FROM neuron_info ORDER BY id"
     )
     for r in rows:
-        yield {
-            "id": r[0],
-            "layer": r[1],
-            "neuron": r[2],
-            "mean": r[3],
-            "variance": r[4],
-            "skewness": r[5],
-            "kurtosis": r[6],
-            "quantile_boundaries": None if r[7] is None else _decode(r[7]),
-            "source": r[8],
-        }
+        qb = None if r[7] is None else _decode(r[7])
+        yield NeuronInfoRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], qb, r[8])
 
 
 def iter_record_rows(
@@ -400,8 +482,8 @@ def iter_relation(
         yield names, [tuple(r) for r in rows]
 
 
-def last_run(conn: sqlite3.Connection, stage: str) -> dict[str, Any] | None:
-    """The most recent run of a stage: {id, config, status, started_at, finished_at}."""
+def last_run(conn: sqlite3.Connection, stage: str) -> RunRow | None:
+    """The most recent run of a stage (None when it never ran)."""
     row = conn.execute(
         "SELECT id, config, status, started_at, finished_at FROM runs WHERE stage = ?"
         " ORDER BY id DESC LIMIT 1",
@@ -409,13 +491,7 @@ def last_run(conn: sqlite3.Connection, stage: str) -> dict[str, Any] | None:
     ).fetchone()
     if row is None:
         return None
-    return {
-        "id": row[0],
-        "config": _decode(row[1]),
-        "status": row[2],
-        "started_at": row[3],
-        "finished_at": row[4],
-    }
+    return RunRow(row[0], _decode(row[1]), row[2], row[3], row[4])
 
 
 def strongest_neurons(conn: sqlite3.Connection, per_layer: int) -> list[str]:
