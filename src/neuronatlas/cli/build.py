@@ -252,7 +252,7 @@ def build(
         corpus=corpus,
         tokens=tokens,
         context=context,
-        batch_size=batch_size,
+        scrape_batch_size=batch_size,
         embedder=embedder,
         n2g_per_layer=n2g_per_layer,
         n2g_seconds=n2g_seconds,
