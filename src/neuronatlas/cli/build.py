@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import (
@@ -16,20 +16,26 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from neuronatlas.cli.app import DeviceOption, SilentOption, app, console_err, exit_codes
+from neuronatlas.cli.app import DeviceOption, SilentOption, console_err, exit_codes, stages_of
 from neuronatlas.cli.serve import check_device
 from neuronatlas.pipeline import (
     DEMO_TOKENS,
-    LLM_STAGES,
     BuildSettings,
     StageProgress,
     build_atlas,
     stage_weight,
+    stages_to_run,
 )
+from neuronatlas.stage import Stage
+from neuronatlas.stages import STAGES
 
 
 def _run_with_progress(
-    db: Path, settings: BuildSettings, silent: bool, also: StageProgress | None = None
+    db: Path,
+    settings: BuildSettings,
+    silent: bool,
+    also: StageProgress | None = None,
+    stages: tuple[Stage[Any], ...] = STAGES,
 ) -> None:
     """Run the build under one progress display: an overall bar with ETA and one per stage.
     `also` is told every progress event too (the explorer's build status)."""
@@ -37,9 +43,9 @@ def _run_with_progress(
 
     check_writer(db)  # refuse a file that is not an atlas before loading a model
     if silent:
-        results = build_atlas(db, settings, also)
+        results = build_atlas(db, settings, also, stages)
     else:
-        weights = {name: stage_weight(name, settings) for name in settings.stages}
+        weights = {name: stage_weight(name, settings, stages) for name in settings.stages}
         total = sum(weights.values())
         columns = (
             TextColumn("{task.description:<10}"),
@@ -67,7 +73,7 @@ def _run_with_progress(
                 if also is not None:
                     also(stage, fraction, detail)
 
-            results = build_atlas(db, settings, on_progress)
+            results = build_atlas(db, settings, on_progress, stages)
     for r in results:
         state = "reused" if r.skipped else f"{r.seconds:,.0f} s"
         console_err.print(f"  {r.stage:<8} {state:>8}  {r.detail}", highlight=False)
@@ -90,7 +96,6 @@ LlmPerLayerOption = Annotated[
 ]
 
 
-@app.command(epilog=exit_codes())
 def demo(
     db: Annotated[Path, typer.Option("--db", help="The atlas file to build or reuse.")] = Path(
         "atlas.db"
@@ -176,7 +181,7 @@ def _build_while_serving(
     check_writer(db)  # a file that is not an atlas: one line, before a server or a model
     model = None if settings.model == "default" else settings.model
     status = BuildStatus(
-        [s for s in settings.stages if s not in LLM_STAGES or settings.llm],
+        [stage.name for stage in stages_to_run(settings)],
         lambda name: stage_weight(name, settings),
     )
     local = host in ("127.0.0.1", "localhost", "::1")
@@ -220,8 +225,8 @@ def _build_while_serving(
         )
 
 
-@app.command(epilog=exit_codes())
 def build(
+    ctx: typer.Context,
     model: Annotated[
         str, typer.Option(help="Model: a hub id (e.g. gpt2), a local folder, or `default`.")
     ],
@@ -239,6 +244,15 @@ def build(
     device: DeviceOption = "auto",
     llm: LlmOption = None,
     llm_per_layer: LlmPerLayerOption = 8,
+    stages: Annotated[
+        str | None,
+        typer.Option(
+            "--stages",
+            help="Run only these stages, comma-separated, e.g. scrape,index,explain "
+            "(default: every stage of the build, in order).",
+            metavar="NAMES",
+        ),
+    ] = None,
     silent: SilentOption = False,
 ) -> None:
     """Build a full atlas (scrape, explanations, N2G, embeddings, map) of any causal LM.
@@ -260,4 +274,25 @@ def build(
         llm=llm,
         llm_per_layer=llm_per_layer,
     )
-    _run_with_progress(db, settings, silent)
+    registry = stages_of(ctx)
+    if stages is not None:
+        settings.stages = _stage_names(stages, registry)
+    _run_with_progress(db, settings, silent, stages=registry)
+
+
+def _stage_names(value: str, registry: tuple[Stage[Any], ...]) -> tuple[str, ...]:
+    """--stages NAMES as names of the registry (BadInput naming the known ones otherwise)."""
+    from neuronatlas.errors import BadInput
+
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    known = [stage.name for stage in registry]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise BadInput(f"--stages {value!r}: unknown {unknown}; choose from {', '.join(known)}")
+    return names
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+    app.command(epilog=exit_codes())(demo)
+    app.command(epilog=exit_codes())(build)

@@ -12,7 +12,6 @@ from neuronatlas.cli.app import (
     DbOption,
     JsonOption,
     SilentOption,
-    app,
     console,
     console_err,
     exit_codes,
@@ -71,7 +70,6 @@ def _usage_line(usage) -> str:
     )
 
 
-@app.command(epilog=exit_codes(partial=True))
 def explain(
     db: DbOption,
     llm: Annotated[str, typer.Option("--llm", help=LlmHelp, metavar="SPEC")],
@@ -156,7 +154,6 @@ def explain(
         raise typer.Exit(EXIT_PARTIAL)
 
 
-@app.command(epilog=exit_codes(partial=True))
 def score(
     db: DbOption,
     scorer: Annotated[
@@ -279,3 +276,9 @@ def _by_source(scored: list[tuple[str, str, float]]) -> dict[str, dict]:
     for _, source, value in scored:
         out.setdefault(source, []).append(value)
     return {s: {"n": len(v), "mean": sum(v) / len(v)} for s, v in sorted(out.items())}
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+    app.command(epilog=exit_codes(partial=True))(explain)
+    app.command(epilog=exit_codes(partial=True))(score)
