@@ -15,11 +15,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from typing import Any
-
-from neuronatlas.stage import Stage, settings_for
+from neuronatlas.stage import Stage, ensure_tables, settings_for
 from neuronatlas.stages import STAGES
 
 log = logging.getLogger(__name__)
@@ -140,6 +138,7 @@ def build_atlas(
         def on_progress(done: int, total: int, detail: str = "", name: str = stage.name) -> None:
             notify(name, done / total if total else 0.0, detail)
 
+        ensure_tables(stage, db)
         report = stage.run(db, settings_for(stage, settings), on_progress)
         notify(stage.name, 1.0, report.detail)
         results.append(

@@ -101,7 +101,6 @@ class Stage(Generic[S]):
             return False  # the table does not exist: an atlas from before this stage
         return row is not None
 
-
     def run_names(self) -> tuple[str, ...]:
         """Every name its `runs` rows may carry: its name, then its former names."""
         return (self.name, *self.former_names)
@@ -145,3 +144,19 @@ def last_run(conn: sqlite3.Connection, stage: Stage[Any]) -> dict[str, Any] | No
 
     found = [run for name in stage.run_names() if (run := reader.last_run(conn, name))]
     return max(found, key=lambda run: run["id"], default=None)
+
+
+def ensure_tables(stage: Stage[Any], db: Path) -> None:
+    """Create the stage's own tables (`Stage.migrations`) in `db` when it lacks them; the
+    pipeline and the CLI call it before `run`, so a stage outside the core schema needs no
+    other file to have its tables."""
+    if not stage.migrations:
+        return
+    from neuronatlas.store import open_writer
+    from neuronatlas.store.migrations import apply_stage_migrations
+
+    conn = open_writer(db, create=False)
+    try:
+        apply_stage_migrations(conn, stage.name, stage.migrations)
+    finally:
+        conn.close()

@@ -33,7 +33,6 @@ from neuronatlas.cli import (
 from neuronatlas.cli.app import console_err, new_app
 from neuronatlas.errors import NeuronAtlasError
 from neuronatlas.stage import Stage
-from neuronatlas.stages import STAGES
 
 #: The command modules, in the order of `neuronatlas --help`.
 MODULES = (
@@ -54,8 +53,10 @@ MODULES = (
 )
 
 
-def make_app(stages: tuple[Stage[Any], ...] = STAGES) -> typer.Typer:
-    """The `neuronatlas` application over this stage registry (`build --stages` knows these)."""
+def make_app(stages: tuple[Stage[Any], ...] | None = None) -> typer.Typer:
+    """The `neuronatlas` application over this stage registry (`build --stages` knows these;
+    None: `neuronatlas.stages.STAGES`, imported only by the commands that run stages, so
+    that `neuronatlas --help` stays fast)."""
     app = new_app(stages)
     for module in MODULES:
         module.register(app)

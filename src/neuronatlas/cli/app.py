@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import ProgressColumn, Task, TaskID
 from rich.text import Text
 
-from neuronatlas.stage import Report, Stage, no_progress
+from neuronatlas.stage import Report, Stage, ensure_tables, no_progress
 
 S = TypeVar("S")
 
@@ -78,7 +78,7 @@ def exit_codes(partial: bool = False) -> str:
     return "Exit codes: " + "; ".join(codes) + "."
 
 
-def new_app(stages: tuple[Stage[Any], ...]) -> typer.Typer:
+def new_app(stages: tuple[Stage[Any], ...] | None) -> typer.Typer:
     """An empty `neuronatlas` application whose commands see `stages` (the stage registry)
     as their context's `obj`; `neuronatlas.cli.make_app` adds the commands."""
     app = typer.Typer(
@@ -111,7 +111,7 @@ def new_app(stages: tuple[Stage[Any], ...]) -> typer.Typer:
 
 
 def stages_of(ctx: typer.Context) -> tuple[Stage[Any], ...]:
-    """The stage registry the running application was made with."""
+    """The stage registry the running application was made with (default: `STAGES`)."""
     from neuronatlas.stages import STAGES
 
     found = ctx.find_root().obj
@@ -228,6 +228,7 @@ def run_stage(stage: Stage[S], db: Path, settings: S, silent: bool = False) -> R
     own summary lines. `exit_partial` ends a command whose report names failed items."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    ensure_tables(stage, db)
     if silent:
         return stage.run(db, settings, no_progress)
     with Progress(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import (
@@ -18,16 +18,14 @@ from rich.progress import (
 
 from neuronatlas.cli.app import DeviceOption, SilentOption, console_err, exit_codes, stages_of
 from neuronatlas.cli.serve import check_device
-from neuronatlas.pipeline import (
-    DEMO_TOKENS,
-    BuildSettings,
-    StageProgress,
-    build_atlas,
-    stage_weight,
-    stages_to_run,
-)
 from neuronatlas.stage import Stage
-from neuronatlas.stages import STAGES
+
+if TYPE_CHECKING:
+    from neuronatlas.pipeline import BuildSettings, StageProgress
+
+#: Tokens the demo scrapes (`pipeline.DEMO_TOKENS`, which this module imports only when a
+#: build runs, keeping `neuronatlas --help` fast; tests/test_stage_recipe.py checks they agree).
+DEMO_TOKENS = 262_144
 
 
 def _run_with_progress(
@@ -35,12 +33,15 @@ def _run_with_progress(
     settings: BuildSettings,
     silent: bool,
     also: StageProgress | None = None,
-    stages: tuple[Stage[Any], ...] = STAGES,
+    stages: tuple[Stage[Any], ...] | None = None,
 ) -> None:
     """Run the build under one progress display: an overall bar with ETA and one per stage.
     `also` is told every progress event too (the explorer's build status)."""
+    from neuronatlas.pipeline import build_atlas, stage_weight
+    from neuronatlas.stages import STAGES
     from neuronatlas.store import check_writer
 
+    stages = STAGES if stages is None else stages
     check_writer(db)  # refuse a file that is not an atlas before loading a model
     if silent:
         results = build_atlas(db, settings, also, stages)
@@ -144,6 +145,8 @@ def demo(
 
     Example: neuronatlas demo --db atlas.db --llm local:smollm2 --llm-per-layer 4
     """
+    from neuronatlas.pipeline import BuildSettings
+
     settings = BuildSettings(
         model=model,
         corpus=corpus,
@@ -173,6 +176,7 @@ def _build_while_serving(
     import uvicorn
 
     from neuronatlas.build_status import BuildStatus
+    from neuronatlas.pipeline import stage_weight, stages_to_run
     from neuronatlas.store import check_writer
     from neuronatlas.web import create_app
     from neuronatlas.web.building import BuildingApp
@@ -261,6 +265,8 @@ def build(
 
     Example: neuronatlas build --model gpt2 --corpus c.txt --db gpt2.db --llm openai:gpt-4o-mini
     """
+    from neuronatlas.pipeline import BuildSettings
+
     settings = BuildSettings(
         model=model,
         corpus=corpus,

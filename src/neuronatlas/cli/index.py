@@ -43,6 +43,7 @@ def index(
         + f"; similar neurons by tokens: {similar.get('tokens', 0)} rows"
     )
 
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
     app.command(epilog=exit_codes())(index)

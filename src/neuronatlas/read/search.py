@@ -70,13 +70,11 @@ def _has_words(query: str) -> bool:
 
 
 def _best_mode(conn: sqlite3.Connection) -> UsedMode:
-    """semantic when embeddings exist and the code is there, else fulltext, else substring."""
-    if browse.has_embeddings(conn) and stages.lookup("semantic") is not None:
+    """semantic when embeddings exist, else fulltext when its index is built, else substring."""
+    if browse.has_embeddings(conn):
         return "semantic"
-    if stages.lookup("fulltext") is not None:
-        try:
-            stages.call("fulltext", conn, "probe", 1)
-            return "fulltext"
-        except StageNotBuilt:
-            pass
-    return "substring"
+    try:
+        stages.call("fulltext", conn, "probe", 1)
+        return "fulltext"
+    except StageNotBuilt:
+        return "substring"

@@ -55,7 +55,10 @@ def run(db: Path, settings: ScrapeSettings, progress: Progress) -> Report:
 
     result = run_scrape(settings, db, on_event)
     return Report(
-        STAGE.name, False, f"{result.neurons:,} neurons from {result.tokens:,} tokens", result=result
+        STAGE.name,
+        False,
+        f"{result.neurons:,} neurons from {result.tokens:,} tokens",
+        result=result,
     )
 
 
