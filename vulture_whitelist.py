@@ -64,3 +64,5 @@ embedded_count
 score_table
 rebuild_explanation_fulltext
 neuron_tokens
+# Fields of BuildSettings that `stage.settings_for` reads by name (`<stage>_<field>`).
+scrape_batch_size

@@ -99,13 +99,11 @@ def stages_to_run(
 ) -> list[Stage[Any]]:
     """The stages of `settings.stages` this build runs (the LLM stages only with --llm)."""
     chosen = [_find(name, stages) for name in settings.stages]
+    for i, stage in enumerate(chosen):
+        later = [s.name for s in chosen[i + 1 :] if s.name in stage.needs]
+        if later:
+            raise ValueError(f"stage {stage.name!r} needs {later} first: list them before it")
     return [stage for stage in chosen if stage.in_build(settings)]
-
-
-#: Stages that run only when `BuildSettings.llm` names an LLM.
-LLM_STAGES = tuple(
-    s.name for s in STAGES if s.in_build(BuildSettings(llm="x")) and not s.in_build(BuildSettings())
-)
 
 
 def stage_weight(

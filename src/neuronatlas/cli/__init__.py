@@ -36,6 +36,7 @@ from neuronatlas.stage import Stage
 
 #: The command modules, in the order of `neuronatlas --help`.
 MODULES = (
+    serve,
     build,
     embed,
     importing,
@@ -47,7 +48,6 @@ MODULES = (
     n2g,
     scrape,
     search,
-    serve,
     steer,
     trace,
 )

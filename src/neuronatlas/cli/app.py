@@ -225,7 +225,7 @@ def say_what_is_stale(db: Path) -> None:
 def run_stage(stage: Stage[S], db: Path, settings: S, silent: bool = False) -> Report:
     """Run one stage for a command: the stage's `Progress` drawn as one bar on stderr (none
     with `silent`; the bar is gone once the stage ends), then its `Report` for the command's
-    own summary lines. `exit_partial` ends a command whose report names failed items."""
+    own summary lines."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     ensure_tables(stage, db)
@@ -245,11 +245,3 @@ def run_stage(stage: Stage[S], db: Path, settings: S, silent: bool = False) -> R
             bars.update(task, completed=done, total=total or None, detail=detail)
 
         return stage.run(db, settings, progress)
-
-
-def exit_partial(report: Report) -> None:
-    """Name each failed item on stderr and exit with `EXIT_PARTIAL` when there are any."""
-    if report.partial:
-        for item, why in report.failed:
-            console_err.print(f"skipped {item}: {why}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_PARTIAL)
