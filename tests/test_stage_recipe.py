@@ -15,7 +15,8 @@ from embed_fixtures import NEURONS, build_atlas
 from neuronatlas.cli import make_app
 from neuronatlas.cli.build import DEMO_TOKENS
 from neuronatlas.pipeline import DEMO_TOKENS as PIPELINE_DEMO_TOKENS
-from neuronatlas.pipeline import BuildSettings, build_atlas as build
+from neuronatlas.pipeline import BuildSettings
+from neuronatlas.pipeline import build_atlas as build
 from neuronatlas.stages import STAGES, by_name
 from neuronatlas.web import create_app
 from toy_stage.stage import STAGE as TOY
