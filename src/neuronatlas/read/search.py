@@ -70,11 +70,14 @@ def _has_words(query: str) -> bool:
 
 
 def _best_mode(conn: sqlite3.Connection) -> UsedMode:
-    """semantic when embeddings exist, else fulltext when its index is built, else substring."""
-    if browse.has_embeddings(conn):
+    """semantic when embeddings exist and the feature is provided, else fulltext, else
+    substring."""
+    if browse.has_embeddings(conn) and stages.lookup("semantic") is not None:
         return "semantic"
-    try:
-        stages.call("fulltext", conn, "probe", 1)
-        return "fulltext"
-    except StageNotBuilt:
-        return "substring"
+    if stages.lookup("fulltext") is not None:
+        try:
+            stages.call("fulltext", conn, "probe", 1)
+            return "fulltext"
+        except StageNotBuilt:
+            pass
+    return "substring"

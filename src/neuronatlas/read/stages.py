@@ -89,6 +89,14 @@ SOURCES: dict[Feature, Source] = {
 }
 
 
+def lookup(feature: Feature) -> Reader | None:
+    """The read function of `feature`; None when it is not provided. Every feature of
+    `SOURCES` is (they are imported above); this one function is where the explorer asks, so
+    that a test or an embedder can serve fakes or leave a feature out."""
+    source = SOURCES.get(feature)
+    return None if source is None else source.read
+
+
 def atlas_path(conn: sqlite3.Connection) -> str | None:
     """The file behind a connection (None for an in-memory database)."""
     for row in conn.execute("PRAGMA database_list").fetchall():
@@ -130,8 +138,14 @@ def call(feature: Feature, conn: sqlite3.Connection, *args: Any, **kwargs: Any) 
     error in the server, so it becomes StageNotBuilt too.
     """
     source = SOURCES[feature]
+    fn = lookup(feature)
+    if fn is None:
+        raise StageNotBuilt(
+            f"{feature} is not available: its code is missing from this installation of "
+            "neuronatlas (install neuronatlas[all])"
+        )
     try:
-        return source.read(conn, *args, **kwargs)
+        return fn(conn, *args, **kwargs)
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc) or "no such column" in str(exc):
             raise StageNotBuilt(not_built(source.stage, conn, feature)) from exc
@@ -151,7 +165,7 @@ def warm(path: str, has_embeddings: bool) -> None:
     first neuron page or search does not pay for it. Runs in a background thread at start-up
     with its own connection and no time limit; a failure is logged, and the requests that need
     the vectors will report it themselves."""
-    if not has_embeddings:
+    if not has_embeddings or lookup("vectors") is None:
         return
     from neuronatlas.store import open_reader
 
