@@ -68,3 +68,5 @@ neuron_tokens
 # and notebooks that show when a stage ran.
 started_at
 finished_at
+# Fields of BuildSettings that `stage.settings_for` reads by name (`<stage>_<field>`).
+scrape_batch_size

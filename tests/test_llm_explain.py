@@ -47,7 +47,7 @@ def test_explain_writes_llm_explanations_with_provenance(paris_atlas):
     assert prov.model == "loopback-model" and prov.endpoint == server.base_url
     assert len(prov.prompt_digest) == 32 and prov.settings["temperature"] == 0.0
     assert prov.usage["prompt_tokens"] > 100
-    assert reader.last_run(conn, "explain-llm").status == "done"
+    assert reader.last_run(conn, "llm").status == "done"
 
 
 def test_failed_neuron_is_named_left_and_done_next_run(paris_atlas):

@@ -10,6 +10,8 @@ from neuronatlas.embed.embed import EmbedConfig, embed_atlas
 from neuronatlas.read import neuron as read_neuron
 from neuronatlas.read import relations as read_relations
 from neuronatlas.relations.similar import precompute_similar
+from neuronatlas.relations.stage import SIMILAR, SimilarSettings
+from neuronatlas.stage import no_progress
 from neuronatlas.store import AtlasWriter, browse, open_reader
 from neuronatlas.store.search import rebuild_search_indexes
 
@@ -19,11 +21,12 @@ def atlas(tmp_path_factory):
     path = build_atlas(tmp_path_factory.mktemp("similar") / "atlas.db")
     with AtlasWriter(path) as w:
         rebuild_search_indexes(w.conn)
-    embed_atlas(path, EmbedConfig(embedder="test-hashing"))  # stores both kinds
+    embed_atlas(path, EmbedConfig(embedder="test-hashing"))
+    SIMILAR.run(path, SimilarSettings(), no_progress)  # the stage after embed: both kinds
     return path
 
 
-def test_embed_stores_both_kinds(atlas):
+def test_the_similar_stage_stores_both_kinds(atlas):
     conn = open_reader(atlas)
     assert browse.similar_built(conn) == {"embedding": 20, "tokens": 20}
     n = conn.execute("SELECT count(DISTINCT neuron_id) FROM similar_neurons").fetchone()[0]

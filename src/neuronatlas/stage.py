@@ -25,7 +25,10 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from neuronatlas.store.reader import RunRow
 
 S = TypeVar("S")
 
@@ -56,6 +59,9 @@ class Report:
     """One line a person reads: counts written, counts already there, what is left."""
     failed: tuple[tuple[str, str], ...] = ()
     """(item, why) for each unit that failed and stays to do; the CLI exits non-zero."""
+    result: object = None
+    """The stage's own typed result (`ScrapeResult`, `MapResult`, ...), for a CLI command
+    that prints more than `detail` (the map's coherence lines, the index's counts)."""
 
     @property
     def partial(self) -> bool:
@@ -81,6 +87,12 @@ class Stage(Generic[S]):
     """Whether `build_atlas` runs it for these build settings (the LLM stages need --llm)."""
     summary: str = ""
     """One line on what the stage makes, for `--help` and the docs."""
+    former_names: tuple[str, ...] = ()
+    """Names its `runs` rows had in atlases written before the stage contract
+    (`explain-top-tokens` for `explain`), so that `last_run` finds those too."""
+    migrations: tuple[str, ...] = ()
+    """SQL scripts creating the stage's own tables, in order, for a stage that lives outside
+    the core schema (`store/sql/`): `apply_stage_migrations` runs each once per atlas."""
 
     def built(self, conn: sqlite3.Connection) -> bool:
         """Whether this atlas holds the stage's data (its first table exists and has a row)."""
@@ -91,6 +103,10 @@ class Stage(Generic[S]):
         except sqlite3.OperationalError:
             return False  # the table does not exist: an atlas from before this stage
         return row is not None
+
+    def run_names(self) -> tuple[str, ...]:
+        """Every name its `runs` rows may carry: its name, then its former names."""
+        return (self.name, *self.former_names)
 
 
 def settings_for(stage: Stage[S], values: Mapping[str, object] | object) -> S:
@@ -123,3 +139,27 @@ def with_atlas(command: str, db: str | Path | None) -> str:
     import shlex
 
     return command.replace("--db ATLAS", f"--db {shlex.quote(str(db))}")
+
+
+def last_run(conn: sqlite3.Connection, stage: Stage[Any]) -> RunRow | None:
+    """The stage's most recent run in this atlas, under its name or a former one."""
+    from neuronatlas.store import reader
+
+    found = [run for name in stage.run_names() if (run := reader.last_run(conn, name))]
+    return max(found, key=lambda run: run.id, default=None)
+
+
+def ensure_tables(stage: Stage[Any], db: Path) -> None:
+    """Create the stage's own tables (`Stage.migrations`) in `db` when it lacks them; the
+    pipeline and the CLI call it before `run`, so a stage outside the core schema needs no
+    other file to have its tables."""
+    if not stage.migrations:
+        return
+    from neuronatlas.store import open_writer
+    from neuronatlas.store.migrations import apply_stage_migrations
+
+    conn = open_writer(db, create=False)
+    try:
+        apply_stage_migrations(conn, stage.name, stage.migrations)
+    finally:
+        conn.close()

@@ -1,32 +1,69 @@
 """The `neuronatlas` command: one thin sub-command per stage.
 
-Each module below registers its commands on `app`; a command parses flags and calls one public
-function of its stage package. Typed errors become one-line messages and their `exit_code`:
-1, or 2 for a --db file that is not a usable atlas (`errors.AtlasUnusable`).
+`make_app` adds each command module's commands to a new application, explicitly and in the
+order of `neuronatlas --help`; a command parses flags and calls its stage's `run` (through
+`cli.app.run_stage`) or one public function of its package. Typed errors become one-line
+messages and their `exit_code`: 1, or 2 for a --db file that is not a usable atlas
+(`errors.AtlasUnusable`).
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
-# Registering modules (import for their side effect of adding commands to `app`); the
-# order here is the order of `neuronatlas --help`.
-from neuronatlas.cli import build as _build  # noqa: F401
-from neuronatlas.cli import embed as _embed  # noqa: F401
-from neuronatlas.cli import importing as _importing  # noqa: F401
-from neuronatlas.cli import index as _index  # noqa: F401
-from neuronatlas.cli import inspect as _inspect  # noqa: F401
-from neuronatlas.cli import llm as _llm  # noqa: F401
-from neuronatlas.cli import map as _map  # noqa: F401
-from neuronatlas.cli import migrate as _migrate  # noqa: F401
-from neuronatlas.cli import n2g as _n2g  # noqa: F401
-from neuronatlas.cli import scrape as _scrape  # noqa: F401
-from neuronatlas.cli import search as _search  # noqa: F401
-from neuronatlas.cli import serve as _serve  # noqa: F401
-from neuronatlas.cli import steer as _steer  # noqa: F401
-from neuronatlas.cli import trace as _trace  # noqa: F401
-from neuronatlas.cli.app import app, console_err
+import typer
+
+from neuronatlas.cli import (
+    build,
+    embed,
+    importing,
+    index,
+    inspect,
+    llm,
+    map,
+    migrate,
+    n2g,
+    scrape,
+    search,
+    serve,
+    steer,
+    trace,
+)
+from neuronatlas.cli.app import console_err, new_app
 from neuronatlas.errors import NeuronAtlasError
+from neuronatlas.stage import Stage
+
+#: The command modules, in the order of `neuronatlas --help`.
+MODULES = (
+    serve,
+    build,
+    embed,
+    importing,
+    index,
+    inspect,
+    llm,
+    map,
+    migrate,
+    n2g,
+    scrape,
+    search,
+    steer,
+    trace,
+)
+
+
+def make_app(stages: tuple[Stage[Any], ...] | None = None) -> typer.Typer:
+    """The `neuronatlas` application over this stage registry (`build --stages` knows these;
+    None: `neuronatlas.stages.STAGES`, imported only by the commands that run stages, so
+    that `neuronatlas --help` stays fast)."""
+    app = new_app(stages)
+    for module in MODULES:
+        module.register(app)
+    return app
+
+
+app = make_app()
 
 
 def main() -> None:
@@ -38,4 +75,4 @@ def main() -> None:
         sys.exit(exc.exit_code)
 
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "make_app"]

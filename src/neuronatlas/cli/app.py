@@ -8,25 +8,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import ProgressColumn, Task, TaskID
 from rich.text import Text
 
-app = typer.Typer(
-    name="neuronatlas",
-    help="An atlas of every MLP neuron in a transformer language model.\n\n"
-    "Exit codes: 0 success, 1 error (one line on stderr), 2 usage error (unknown option or "
-    "bad value) or a --db file that is not a usable atlas (missing, not an atlas, damaged, of "
-    "another neuronatlas version, locked or read-only; one line on stderr says what to do), "
-    "3 finished with some inputs skipped (named on stderr).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-)
+from neuronatlas.stage import Report, Stage, ensure_tables, no_progress
+
+S = TypeVar("S")
+
 console = Console()
 console_err = Console(stderr=True)
 
@@ -87,14 +79,44 @@ def exit_codes(partial: bool = False) -> str:
     return "Exit codes: " + "; ".join(codes) + "."
 
 
-@app.callback()
-def _root(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
-) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+def new_app(stages: tuple[Stage[Any], ...] | None) -> typer.Typer:
+    """An empty `neuronatlas` application whose commands see `stages` (the stage registry)
+    as their context's `obj`; `neuronatlas.cli.make_app` adds the commands."""
+    app = typer.Typer(
+        name="neuronatlas",
+        help="An atlas of every MLP neuron in a transformer language model.\n\n"
+        "Exit codes: 0 success, 1 error (one line on stderr), 2 usage error (unknown option or "
+        "bad value) or a --db file that is not a usable atlas (missing, not an atlas, damaged, "
+        "of another neuronatlas version, locked or read-only; one line on stderr says what to "
+        "do), 3 finished with some inputs skipped (named on stderr).",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="rich",
     )
+
+    @app.callback()
+    def _root(
+        ctx: typer.Context,
+        verbose: Annotated[
+            bool, typer.Option("--verbose", "-v", help="Log debug messages.")
+        ] = False,
+    ) -> None:
+        ctx.obj = stages
+        logging.basicConfig(
+            level=logging.DEBUG if verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+
+    return app
+
+
+def stages_of(ctx: typer.Context) -> tuple[Stage[Any], ...]:
+    """The stage registry the running application was made with (default: `STAGES`)."""
+    from neuronatlas.stages import STAGES
+
+    found = ctx.find_root().obj
+    return tuple(found) if found is not None else STAGES
 
 
 def print_json(value: object) -> None:
@@ -247,3 +269,28 @@ def say_what_is_stale(db: Path) -> None:
     else:
         return
     console_err.print(hint, highlight=False, soft_wrap=True)
+
+
+def run_stage(stage: Stage[S], db: Path, settings: S, silent: bool = False) -> Report:
+    """Run one stage for a command: the stage's `Progress` drawn as one bar on stderr (none
+    with `silent`; the bar is gone once the stage ends), then its `Report` for the command's
+    own summary lines."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    ensure_tables(stage, db)
+    if silent:
+        return stage.run(db, settings, no_progress)
+    with Progress(
+        TextColumn(stage.name),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        console=console_err,
+        transient=True,
+    ) as bars:
+        task = bars.add_task(stage.name, total=None, detail="")
+
+        def progress(done: int, total: int, detail: str = "") -> None:
+            bars.update(task, completed=done, total=total or None, detail=detail)
+
+        return stage.run(db, settings, progress)

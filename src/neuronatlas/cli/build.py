@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import (
@@ -16,30 +16,37 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from neuronatlas.cli.app import DeviceOption, SilentOption, app, console_err, exit_codes
+from neuronatlas.cli.app import DeviceOption, SilentOption, console_err, exit_codes, stages_of
 from neuronatlas.cli.serve import check_device
-from neuronatlas.pipeline import (
-    DEMO_TOKENS,
-    LLM_STAGES,
-    BuildSettings,
-    StageProgress,
-    build_atlas,
-    stage_weight,
-)
+from neuronatlas.stage import Stage
+
+if TYPE_CHECKING:
+    from neuronatlas.pipeline import BuildSettings, StageProgress
+
+#: Tokens the demo scrapes (`pipeline.DEMO_TOKENS`, which this module imports only when a
+#: build runs, keeping `neuronatlas --help` fast; tests/test_stage_recipe.py checks they agree).
+DEMO_TOKENS = 262_144
 
 
 def _run_with_progress(
-    db: Path, settings: BuildSettings, silent: bool, also: StageProgress | None = None
+    db: Path,
+    settings: BuildSettings,
+    silent: bool,
+    also: StageProgress | None = None,
+    stages: tuple[Stage[Any], ...] | None = None,
 ) -> None:
     """Run the build under one progress display: an overall bar with ETA and one per stage.
     `also` is told every progress event too (the explorer's build status)."""
+    from neuronatlas.pipeline import build_atlas, stage_weight
+    from neuronatlas.stages import STAGES
     from neuronatlas.store import check_writer
 
+    stages = STAGES if stages is None else stages
     check_writer(db)  # refuse a file that is not an atlas before loading a model
     if silent:
-        results = build_atlas(db, settings, also)
+        results = build_atlas(db, settings, also, stages)
     else:
-        weights = {name: stage_weight(name, settings) for name in settings.stages}
+        weights = {name: stage_weight(name, settings, stages) for name in settings.stages}
         total = sum(weights.values())
         columns = (
             TextColumn("{task.description:<10}"),
@@ -67,7 +74,7 @@ def _run_with_progress(
                 if also is not None:
                     also(stage, fraction, detail)
 
-            results = build_atlas(db, settings, on_progress)
+            results = build_atlas(db, settings, on_progress, stages)
     for r in results:
         state = "reused" if r.skipped else f"{r.seconds:,.0f} s"
         console_err.print(f"  {r.stage:<8} {state:>8}  {r.detail}", highlight=False)
@@ -90,7 +97,6 @@ LlmPerLayerOption = Annotated[
 ]
 
 
-@app.command(epilog=exit_codes())
 def demo(
     db: Annotated[Path, typer.Option("--db", help="The atlas file to build or reuse.")] = Path(
         "atlas.db"
@@ -139,6 +145,8 @@ def demo(
 
     Example: neuronatlas demo --db atlas.db --llm local:smollm2 --llm-per-layer 4
     """
+    from neuronatlas.pipeline import BuildSettings
+
     settings = BuildSettings(
         model=model,
         corpus=corpus,
@@ -168,6 +176,7 @@ def _build_while_serving(
     import uvicorn
 
     from neuronatlas.build_status import BuildStatus
+    from neuronatlas.pipeline import stage_weight, stages_to_run
     from neuronatlas.store import check_writer
     from neuronatlas.web import create_app
     from neuronatlas.web.building import BuildingApp
@@ -176,7 +185,7 @@ def _build_while_serving(
     check_writer(db)  # a file that is not an atlas: one line, before a server or a model
     model = None if settings.model == "default" else settings.model
     status = BuildStatus(
-        [s for s in settings.stages if s not in LLM_STAGES or settings.llm],
+        [stage.name for stage in stages_to_run(settings)],
         lambda name: stage_weight(name, settings),
     )
     local = host in ("127.0.0.1", "localhost", "::1")
@@ -220,8 +229,8 @@ def _build_while_serving(
         )
 
 
-@app.command(epilog=exit_codes())
 def build(
+    ctx: typer.Context,
     model: Annotated[
         str, typer.Option(help="Model: a hub id (e.g. gpt2), a local folder, or `default`.")
     ],
@@ -239,6 +248,15 @@ def build(
     device: DeviceOption = "auto",
     llm: LlmOption = None,
     llm_per_layer: LlmPerLayerOption = 8,
+    stages: Annotated[
+        str | None,
+        typer.Option(
+            "--stages",
+            help="Run only these stages, comma-separated, e.g. scrape,index,explain "
+            "(default: every stage of the build, in order).",
+            metavar="NAMES",
+        ),
+    ] = None,
     silent: SilentOption = False,
 ) -> None:
     """Build a full atlas (scrape, explanations, N2G, embeddings, map) of any causal LM.
@@ -247,12 +265,14 @@ def build(
 
     Example: neuronatlas build --model gpt2 --corpus c.txt --db gpt2.db --llm openai:gpt-4o-mini
     """
+    from neuronatlas.pipeline import BuildSettings
+
     settings = BuildSettings(
         model=model,
         corpus=corpus,
         tokens=tokens,
         context=context,
-        batch_size=batch_size,
+        scrape_batch_size=batch_size,
         embedder=embedder,
         n2g_per_layer=n2g_per_layer,
         n2g_seconds=n2g_seconds,
@@ -260,4 +280,25 @@ def build(
         llm=llm,
         llm_per_layer=llm_per_layer,
     )
-    _run_with_progress(db, settings, silent)
+    registry = stages_of(ctx)
+    if stages is not None:
+        settings.stages = _stage_names(stages, registry)
+    _run_with_progress(db, settings, silent, stages=registry)
+
+
+def _stage_names(value: str, registry: tuple[Stage[Any], ...]) -> tuple[str, ...]:
+    """--stages NAMES as names of the registry (BadInput naming the known ones otherwise)."""
+    from neuronatlas.errors import BadInput
+
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    known = [stage.name for stage in registry]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise BadInput(f"--stages {value!r}: unknown {unknown}; choose from {', '.join(known)}")
+    return names
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+    app.command(epilog=exit_codes())(demo)
+    app.command(epilog=exit_codes())(build)

@@ -6,11 +6,17 @@ from typing import Annotated
 
 import typer
 
-from neuronatlas.cli.app import DbOption, SilentOption, app, console, exit_codes, say_what_is_stale
+from neuronatlas.cli.app import (
+    DbOption,
+    SilentOption,
+    console,
+    exit_codes,
+    run_stage,
+    say_what_is_stale,
+)
 from neuronatlas.store import open_writer
 
 
-@app.command(epilog=exit_codes())
 def embed(
     db: DbOption,
     embedder: Annotated[
@@ -39,20 +45,23 @@ def embed(
 
     Example: neuronatlas embed --db atlas.db --embedder all-MiniLM-L6-v2
     """
-    from rich.progress import Progress
-
-    from neuronatlas.embed.embed import EmbedConfig, embed_atlas
+    from neuronatlas.embed.embed import EmbedConfig, EmbedResult
+    from neuronatlas.embed.stage import STAGE
+    from neuronatlas.relations.stage import SIMILAR, SimilarSettings
 
     config = EmbedConfig(
         embedder=embedder, batch_size=batch_size, all_explanations=all_explanations, reembed=reembed
     )
     open_writer(db, create=False).close()  # refuse (or migrate) before loading an embedder
-    with Progress(console=console, disable=silent, transient=True) as bar:
-        task = bar.add_task("embedding", total=None)
-        result = embed_atlas(
-            db, config, lambda done, total: bar.update(task, completed=done, total=total)
-        )
+    result = run_stage(STAGE, db, config, silent).result
+    assert isinstance(result, EmbedResult)
+    run_stage(SIMILAR, db, SimilarSettings(), silent)  # new vectors: new neighbours
     console.print(
         f"{result.embedder}: embedded {result.embedded}, {result.unchanged} already current"
     )
     say_what_is_stale(db)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+    app.command(epilog=exit_codes())(embed)

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from neuronatlas.cli.app import EXIT_PARTIAL, DbOption, SilentOption, app, console_err, exit_codes
+from neuronatlas.cli.app import EXIT_PARTIAL, DbOption, SilentOption, console_err, exit_codes
 
 
 @contextmanager
@@ -62,7 +62,6 @@ OverwriteOption = Annotated[
 ]
 
 
-@app.command("import-openai", epilog=exit_codes(partial=True))
 def import_openai(
     source: Annotated[
         str,
@@ -143,7 +142,6 @@ def import_openai(
 EXIT_NOT_SEED = 2
 
 
-@app.command("import-seed", epilog=exit_codes(partial=True))
 def import_seed(
     seed: Annotated[
         Path,
@@ -219,7 +217,6 @@ class ExportFormat(StrEnum):
     parquet = "parquet"
 
 
-@app.command("export", epilog=exit_codes())
 def export(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to write into.")],
     db: DbOption,
@@ -259,3 +256,10 @@ def export(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+    app.command("import-openai", epilog=exit_codes(partial=True))(import_openai)
+    app.command("import-seed", epilog=exit_codes(partial=True))(import_seed)
+    app.command("export", epilog=exit_codes())(export)

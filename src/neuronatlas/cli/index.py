@@ -3,16 +3,14 @@ token search and the similar-by-tokens neighbours read."""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Annotated
 
 import typer
 
-from neuronatlas.cli.app import DbOption, SilentOption, app, console, exit_codes
+from neuronatlas.cli.app import DbOption, SilentOption, console, exit_codes, run_stage
 from neuronatlas.store import open_writer
 
 
-@app.command(epilog=exit_codes())
 def index(
     db: DbOption,
     excerpts: Annotated[
@@ -32,22 +30,20 @@ def index(
 
     Example: neuronatlas index --db atlas.db
     """
-    from neuronatlas.relations.similar import precompute_similar
-    from neuronatlas.store.search import rebuild_search_indexes
+    from neuronatlas.relations.stage import SIMILAR_TOKENS, SimilarSettings
+    from neuronatlas.search.stage import STAGE, IndexSettings
 
-    conn = open_writer(db, create=False)
-    try:
-        counts = rebuild_search_indexes(conn, excerpts=excerpts)
-        with (
-            console.status("similar neurons by tokens", spinner="dots")
-            if not silent
-            else nullcontext()
-        ):
-            similar = precompute_similar(conn, ["tokens"])["tokens"]
-    finally:
-        conn.close()
+    open_writer(db, create=False).close()  # refuse (or migrate) before the work
+    counts = run_stage(STAGE, db, IndexSettings(excerpts=excerpts, force=True), silent).result
+    similar = run_stage(SIMILAR_TOKENS, db, SimilarSettings(force=True), silent).result
+    assert isinstance(counts, dict) and isinstance(similar, dict)
     console.print(
         f"token index: {counts['token_rows']} rows"
         + (f"; excerpt full text: {counts['excerpt_documents']} neurons" if excerpts else "")
-        + f"; similar neurons by tokens: {similar} rows"
+        + f"; similar neurons by tokens: {similar.get('tokens', 0)} rows"
     )
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+    app.command(epilog=exit_codes())(index)

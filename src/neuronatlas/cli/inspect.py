@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from neuronatlas.cli.app import DbOption, JsonOption, app, console, exit_codes, print_json
+from neuronatlas.cli.app import DbOption, JsonOption, console, exit_codes, print_json
 from neuronatlas.store import open_reader
 
 
@@ -21,7 +21,6 @@ def _excerpt_line(tokens: list[str], acts: list[float | None], peak: int | None)
     return "".join(parts)
 
 
-@app.command(epilog=exit_codes())
 def show(
     neuron_id: Annotated[str, typer.Argument(metavar="ID", help="L05N0123, L5N123 or 5:123.")],
     db: DbOption,
@@ -84,3 +83,8 @@ def _n2g_line(m: dict[str, float | int | None]) -> str:
         f" precision {num(m.get('precision'))}, recall {num(m.get('recall'))},"
         f" ev_correlation {num(m.get('ev_correlation_score'))}"
     )
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+    app.command(epilog=exit_codes())(show)

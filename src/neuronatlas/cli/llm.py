@@ -12,7 +12,6 @@ from neuronatlas.cli.app import (
     DbOption,
     JsonOption,
     SilentOption,
-    app,
     console,
     console_err,
     exit_codes,
@@ -71,7 +70,6 @@ def _usage_line(usage) -> str:
     )
 
 
-@app.command(epilog=exit_codes(partial=True))
 def explain(
     db: DbOption,
     llm: Annotated[str, typer.Option("--llm", help=LlmHelp, metavar="SPEC")],
@@ -115,27 +113,25 @@ def explain(
     Example: neuronatlas explain --db atlas.db --llm local:smollm2 --layer 3 --max-neurons 20
     """
     from neuronatlas.explain.llm_explainer import explain_neurons
-    from neuronatlas.llm import open_client
-    from neuronatlas.store.llm import ResponseCache
+    from neuronatlas.llm import llm_session
 
-    cache = ResponseCache(db)  # refuses, before any LLM call, a file that is not an atlas
-    client = open_client(llm, cache, concurrency, timeout, _prices(usd_per_mtok), retries)
-    try:
-        with _bar(silent, "explain") as progress:
-            report = explain_neurons(
-                db,
-                client,
-                _ids(neurons),
-                layer,
-                all_,
-                max_neurons,
-                max_cost,
-                overwrite,
-                progress=progress,
-            )
-    finally:
-        client.close()
-        cache.close()
+    # the atlas's response cache opens first: a file that is not an atlas is refused before
+    # any LLM call
+    with (
+        llm_session(db, llm, concurrency, timeout, _prices(usd_per_mtok), retries) as client,
+        _bar(silent, "explain") as progress,
+    ):
+        report = explain_neurons(
+            db,
+            client,
+            _ids(neurons),
+            layer,
+            all_,
+            max_neurons,
+            max_cost,
+            overwrite,
+            progress=progress,
+        )
     for nid, why in report.failed:
         console_err.print(f"skipped {nid}: {why}", highlight=False, soft_wrap=True)
     if report.not_started:
@@ -156,7 +152,6 @@ def explain(
         raise typer.Exit(EXIT_PARTIAL)
 
 
-@app.command(epilog=exit_codes(partial=True))
 def score(
     db: DbOption,
     scorer: Annotated[
@@ -206,11 +201,13 @@ def score(
 
     Example: neuronatlas score L03N0042 "the word Paris" --db atlas.db --scorer embedding --json
     """
+    from contextlib import nullcontext
+
     from neuronatlas.errors import BadInput
-    from neuronatlas.llm import open_client
+    from neuronatlas.llm import llm_session
     from neuronatlas.score import get_scorer, score_neurons, score_text
     from neuronatlas.store import open_reader, open_writer
-    from neuronatlas.store.llm import ResponseCache, atlas_embedder
+    from neuronatlas.store.llm import atlas_embedder
 
     if (neuron_id is None) != (text is None):
         raise BadInput('give both ID and "TEXT" to score a text, or neither to score the atlas')
@@ -222,9 +219,7 @@ def score(
         conn = open_reader(db)
         embedder = atlas_embedder(conn)
         conn.close()
-    cache = ResponseCache(db) if llm else None
-    client = open_client(llm, cache, concurrency) if llm else None
-    try:
+    with llm_session(db, llm, concurrency) if llm else nullcontext() as client:
         chosen = get_scorer(scorer, llm=client, embedder=embedder)
         if neuron_id is not None and text is not None:
             result = score_text(db, neuron_id, text, chosen)
@@ -240,11 +235,6 @@ def score(
             report = score_neurons(
                 db, chosen, _ids(neurons), layer, all_, max_neurons, overwrite, progress
             )
-    finally:
-        if client is not None:
-            client.close()
-        if cache is not None:
-            cache.close()
     for nid, source, why in report.failed:
         console_err.print(f"skipped {nid} ({source}): {why}", highlight=False, soft_wrap=True)
     summary = _by_source(report.scored)
@@ -279,3 +269,9 @@ def _by_source(scored: list[tuple[str, str, float]]) -> dict[str, dict]:
     for _, source, value in scored:
         out.setdefault(source, []).append(value)
     return {s: {"n": len(v), "mean": sum(v) / len(v)} for s, v in sorted(out.items())}
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+    app.command(epilog=exit_codes(partial=True))(explain)
+    app.command(epilog=exit_codes(partial=True))(score)

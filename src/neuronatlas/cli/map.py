@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Annotated, Literal, cast
 
 import typer
 
-from neuronatlas.cli.app import DbOption, SilentOption, app, console, exit_codes
+from neuronatlas.cli.app import DbOption, SilentOption, console, exit_codes, run_stage
 from neuronatlas.store import open_writer
 
 Clusterer = Literal["hdbscan", "kmeans"]
 
 
-@app.command("map", epilog=exit_codes())
 def map_(
     db: DbOption,
     neighbors: Annotated[int, typer.Option("--neighbors", help="UMAP n_neighbors.")] = 15,
@@ -61,9 +59,10 @@ def map_(
 
     Example: neuronatlas map --db atlas.db --clusters 200 --coarse 30
     """
-    from neuronatlas.map.neuron_map import MapConfig, build_map
+    from neuronatlas.map.neuron_map import MapResult
+    from neuronatlas.map.stage import STAGE, MapSettings
 
-    config = MapConfig(
+    settings = MapSettings(
         neighbors=neighbors,
         min_dist=min_dist,
         seed=seed,
@@ -71,10 +70,11 @@ def map_(
         min_cluster_size=min_cluster_size,
         n_clusters=clusters,
         n_coarse=coarse,
+        refit=refit,
     )
     open_writer(db, create=False).close()  # refuse (or migrate) before the layout runs
-    with console.status("mapping", spinner="dots") if not silent else nullcontext():
-        result = build_map(db, config, refit=refit)
+    result = run_stage(STAGE, db, settings, silent).result
+    assert isinstance(result, MapResult)
     if result.action == "current":
         console.print(f"the map of {result.points} neurons is up to date (--refit to redo it)")
         return
@@ -93,3 +93,8 @@ def map_(
             f"  {q.level} coherence ({q.measure}): within {q.within:.3f} "
             f"[{q.within_low:.3f}, {q.within_high:.3f}] vs random pairs {q.random:.3f}"
         )
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+    app.command("map", epilog=exit_codes())(map_)

@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from neuronatlas.cli.app import DbOption, SilentOption, app, console, exit_codes, neuron_bar
+from neuronatlas.cli.app import DbOption, SilentOption, console, exit_codes, neuron_bar
 
 
-@app.command(epilog=exit_codes())
 def migrate(
     db: DbOption,
     characters: Annotated[
@@ -82,3 +81,8 @@ def _repair_characters(db, silent: bool) -> None:
         )
     if report.note:
         console.print(report.note, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+    app.command(epilog=exit_codes())(migrate)

@@ -11,14 +11,12 @@ from neuronatlas.cli.app import (
     DbOption,
     DeviceOption,
     SilentOption,
-    app,
     console_err,
     exit_codes,
     neuron_bar,
 )
 
 
-@app.command(epilog=exit_codes(partial=True))
 def n2g(
     db: DbOption,
     neurons: Annotated[
@@ -165,3 +163,8 @@ def _run(
             progress=progress,
             on_total=total,
         )
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+    app.command(epilog=exit_codes(partial=True))(n2g)

@@ -15,7 +15,6 @@ from neuronatlas.cli.app import (
     DeviceOption,
     JsonOption,
     SilentOption,
-    app,
     console_err,
     exit_codes,
     print_json,
@@ -103,7 +102,6 @@ def _bars(silent: bool, context: int) -> Iterator[Callable[[ScrapeProgress], Non
         yield update
 
 
-@app.command(epilog=exit_codes())
 def scrape(
     model: Annotated[
         str,
@@ -270,3 +268,8 @@ def scrape(
             highlight=False,
             soft_wrap=True,
         )
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+    app.command(epilog=exit_codes())(scrape)

@@ -12,7 +12,6 @@ from rich.table import Table
 from neuronatlas.cli.app import (
     DbOption,
     JsonOption,
-    app,
     console,
     exit_codes,
     print_json,
@@ -48,7 +47,6 @@ def _num(x: float | None) -> str:
     return "—" if x is None else f"{x:.3f}"
 
 
-@app.command(epilog=exit_codes())
 def search(
     query: Annotated[str, typer.Argument(metavar="QUERY", help="What the neuron responds to.")],
     db: DbOption,
@@ -94,7 +92,6 @@ def search(
     )
 
 
-@app.command(epilog=exit_codes())
 def tokens(
     text: Annotated[str, typer.Argument(metavar="TEXT", help="Text whose tokens to look up.")],
     db: DbOption,
@@ -117,7 +114,6 @@ def tokens(
     _results_table(result.results, f"tokens: {text!r}", "tokens", extra="token")
 
 
-@app.command(epilog=exit_codes())
 def similar(
     neuron_id: Annotated[str, typer.Argument(metavar="ID", help="L05N0123, L5N123 or 5:123.")],
     db: DbOption,
@@ -158,3 +154,10 @@ def similar(
             effects = getattr(data.logit_effects, side)
             shown = ", ".join(f"{e.token!r} {e.effect:+.3f}" for e in effects)
             console.print(f"[bold]{side}[/] {escape(shown)}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+    app.command(epilog=exit_codes())(search)
+    app.command(epilog=exit_codes())(tokens)
+    app.command(epilog=exit_codes())(similar)

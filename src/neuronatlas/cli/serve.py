@@ -13,7 +13,6 @@ from neuronatlas.cli.app import (
     DbOption,
     DeviceOption,
     JsonOption,
-    app,
     console,
     console_err,
     exit_codes,
@@ -45,7 +44,6 @@ def check_device(device: str) -> None:
         resolve_device(device)
 
 
-@app.command(epilog=exit_codes())
 def serve(
     db: DbOption,
     host: Annotated[
@@ -124,7 +122,6 @@ def serve(
     )
 
 
-@app.command(epilog=exit_codes())
 def activate(
     text: Annotated[str, typer.Argument(help="The text to run through the model.")],
     db: DbOption,
@@ -161,3 +158,9 @@ def activate(
         ]
         table.add_row(escape(repr(tok)), "\n".join(lines))
     console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+    app.command(epilog=exit_codes())(serve)
+    app.command(epilog=exit_codes())(activate)

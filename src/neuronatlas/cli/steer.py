@@ -13,7 +13,6 @@ from rich.table import Table
 from neuronatlas.cli.app import (
     DbOption,
     JsonOption,
-    app,
     console,
     exit_codes,
     print_json,
@@ -109,7 +108,6 @@ def _print(result: SteerResult) -> None:
     console.print(f"[bold]with the edit[/]      {escape(repr(result.continuation.after.text))}")
 
 
-@app.command(epilog=exit_codes())
 def steer(
     neuron_ids: Annotated[
         str,
@@ -179,3 +177,8 @@ def steer(
         print_json(result)
         return
     _print(result)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+    app.command(epilog=exit_codes())(steer)

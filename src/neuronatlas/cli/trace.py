@@ -13,7 +13,6 @@ from neuronatlas.cli.app import (
     DbOption,
     DeviceOption,
     JsonOption,
-    app,
     console,
     console_err,
     exit_codes,
@@ -80,7 +79,6 @@ def _print_list(saved: list[TraceSummary]) -> None:
     console.print(table)
 
 
-@app.command(epilog=exit_codes())
 def trace(
     db: DbOption,
     text: Annotated[
@@ -200,3 +198,8 @@ def _run(atlas, text, target, group, max_nodes, node_threshold, edge_threshold, 
             node_threshold=node_threshold,
             edge_threshold=edge_threshold,
         )
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+    app.command(epilog=exit_codes())(trace)

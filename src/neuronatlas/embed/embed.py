@@ -8,7 +8,6 @@ vector. One embedder per atlas: vectors from another one are refused (`MixedEmbe
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -59,18 +58,6 @@ def _atlas_embedder(writer: AtlasWriter, reembed: bool) -> str:
     return DEFAULT_EMBEDDER
 
 
-def precompute_missing_similar(conn: sqlite3.Connection) -> None:
-    """Store the similar neurons of each kind the atlas lacks (new vectors dropped the
-    embedding kind; a rebuilt token index the tokens kind), for fast neuron pages."""
-    from neuronatlas.relations.similar import precompute_similar
-    from neuronatlas.store.browse import SIMILAR_KINDS, similar_built
-
-    missing = [kind for kind in SIMILAR_KINDS if kind not in similar_built(conn)]
-    if missing:
-        written = precompute_similar(conn, missing)
-        log.info("precomputed similar neurons: %s", written)
-
-
 #: progress(done, total) after each batch.
 Progress = Callable[[int, int], None]
 
@@ -92,7 +79,6 @@ def embed_atlas(
         )
         unchanged = total - len(todo)
         if not todo:
-            precompute_missing_similar(conn)
             return EmbedResult(embedder.name, 0, unchanged, total)
         run = writer.begin_run("embed", asdict(config) | {"embedder_name": embedder.name})
         scope = {store.EMBED_SCOPE_KEY: "all"} if config.all_explanations else {}
@@ -121,5 +107,4 @@ def embed_atlas(
             status = "done"
         finally:
             writer.end_run(run, status)
-        precompute_missing_similar(conn)
     return EmbedResult(embedder.name, done, unchanged, total)

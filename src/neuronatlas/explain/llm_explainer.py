@@ -51,6 +51,9 @@ FEW_SHOT = (
     ),
 )
 
+#: The stage's name, also its `runs` rows' (before the stage contract: explain-llm).
+STAGE_NAME = "llm"
+
 
 @dataclass(frozen=True)
 class ExplainerSettings:
@@ -193,7 +196,7 @@ def explain_neurons(
     conn.close()
     total = len(todo)
     with AtlasWriter(db) as writer:
-        run = writer.begin_run("explain-llm", {"llm": source, **asdict(settings)})
+        run = writer.begin_run(STAGE_NAME, {"llm": source, **asdict(settings)})
 
         def work(nid: str):
             c = open_reader(db, check_same_thread=False)

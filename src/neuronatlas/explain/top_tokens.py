@@ -21,6 +21,8 @@ from neuronatlas.store.reader import StoredRecord
 log = logging.getLogger(__name__)
 
 SOURCE = "top-tokens"
+#: The stage's name, also its `runs` rows' (before the stage contract: explain-top-tokens).
+STAGE_NAME = "explain"
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ def explain_atlas(
         todo = [i for i in ids if i not in done]
     written = 0
     with AtlasWriter(db) as writer:
-        run = writer.begin_run("explain-top-tokens", settings.__dict__)
+        run = writer.begin_run(STAGE_NAME, settings.__dict__)
         for start in range(0, len(todo), batch):
             chunk = todo[start : start + batch]
             with writer.transaction():

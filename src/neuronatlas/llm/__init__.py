@@ -6,6 +6,7 @@ or a Hugging Face instruct model run in-process, behind one interface (`LLMClien
 """
 
 from neuronatlas.llm.client import ChatRequest, ChatResponse, LLMClient, Usage
+from neuronatlas.llm.session import llm_session
 from neuronatlas.llm.spec import open_client
 
-__all__ = ["ChatRequest", "ChatResponse", "LLMClient", "Usage", "open_client"]
+__all__ = ["ChatRequest", "ChatResponse", "LLMClient", "Usage", "llm_session", "open_client"]

@@ -41,7 +41,7 @@ SOURCE = "openai"
 class ImportConfig:
     """Settings of one `import-openai` run (saved in the run's provenance)."""
 
-    source: str  # folder, https base URL, or openai:gpt2-small / openai:gpt2-xl
+    source: str = "openai:gpt2-small"  # folder, https base URL, or openai:gpt2-small / -xl
     model: str | None = None  # the model id to record; gpt2-small | gpt2-xl also give a shape
     layers: str | None = None  # e.g. "0-3,5"; None = every layer
     workers: int | None = None  # parser processes; None = os.cpu_count(); 0 = in-process

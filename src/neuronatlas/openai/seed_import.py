@@ -62,7 +62,7 @@ Progress = Callable[[int, int], None]  # (neurons finished so far incl. skipped,
 class SeedImportConfig:
     """Settings of one `import-seed` run (saved in the run's provenance)."""
 
-    seed: Path  # the notebook's SQLite database (only read)
+    seed: Path = Path("seed.db")  # the notebook's SQLite database (only read)
     overwrite: bool = False  # re-import neurons already imported from the seed
     embedder: str = SEED_EMBEDDER  # the tag for `explanation_embedding`'s vectors
     batch_size: int = 256  # neurons per write transaction

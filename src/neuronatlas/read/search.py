@@ -70,7 +70,8 @@ def _has_words(query: str) -> bool:
 
 
 def _best_mode(conn: sqlite3.Connection) -> UsedMode:
-    """semantic when embeddings exist and the code is there, else fulltext, else substring."""
+    """semantic when embeddings exist and the feature is provided, else fulltext, else
+    substring."""
     if browse.has_embeddings(conn) and stages.lookup("semantic") is not None:
         return "semantic"
     if stages.lookup("fulltext") is not None:

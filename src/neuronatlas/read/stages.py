@@ -1,21 +1,41 @@
 """The other stages' read functions the explorer shows, and whether this atlas has them.
 
 The explorer serves any atlas: one fresh from an import has records and explanations but no
-embeddings, map or N2G graphs yet. Each optional feature is found here by an explicit import
-of the function that reads it; when that code is absent (a slim install) or its tables are
-empty, callers get `StageNotBuilt` with the command that builds it, which the API turns into
-a 409 and the pages into a "not built yet" panel.
+embeddings, map or N2G graphs yet. Each optional feature is its read function (imported
+explicitly) and the `Stage` object that writes its tables; when those tables are missing,
+callers get `StageNotBuilt` with the stage's own command (`Stage.command`, for this atlas's
+path), which the API turns into a 409 and the pages into a "not built yet" panel.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from neuronatlas.embed.stage import STAGE as EMBED
 from neuronatlas.errors import NeuronAtlasError, StageNotBuilt
+from neuronatlas.map.stage import STAGE as MAP
+from neuronatlas.n2g.api import graph_summary, neuron_graph, predict_text
+from neuronatlas.n2g.stage import STAGE as N2G
+from neuronatlas.relations.similar import by_embedding, by_tokens
+from neuronatlas.relations.stage import SIMILAR_TOKENS
+from neuronatlas.search.fulltext import fulltext_search
+from neuronatlas.search.semantic import load_vectors, semantic_search
+from neuronatlas.search.stage import STAGE as INDEX
+from neuronatlas.search.token_search import token_search
+from neuronatlas.stage import Stage, with_atlas
+from neuronatlas.store.embed import (
+    cluster_labels,
+    cluster_parents,
+    coarse_clusters,
+    map_coherence,
+    map_info,
+    map_points,
+)
+from neuronatlas.store.search import token_index_size
 
 log = logging.getLogger(__name__)
 
@@ -40,139 +60,41 @@ Feature = Literal[
 Reader = Callable[..., Any]
 
 
-def _semantic() -> Reader:
-    from neuronatlas.search.semantic import semantic_search
-
-    return semantic_search
-
-
-def _tokens() -> Reader:
-    from neuronatlas.search.token_search import token_search
-
-    return token_search
-
-
-def _fulltext() -> Reader:
-    from neuronatlas.search.fulltext import fulltext_search
-
-    return fulltext_search
-
-
-def _similar_embedding() -> Reader:
-    from neuronatlas.relations.similar import by_embedding
-
-    return by_embedding
-
-
-def _similar_tokens() -> Reader:
-    from neuronatlas.relations.similar import by_tokens
-
-    return by_tokens
-
-
-def _map() -> Reader:
-    from neuronatlas.store.embed import map_points
-
-    return map_points
-
-
-def _clusters() -> Reader:
-    from neuronatlas.store.embed import cluster_labels
-
-    return cluster_labels
-
-
-def _coarse_clusters() -> Reader:
-    from neuronatlas.store.embed import coarse_clusters
-
-    return coarse_clusters
-
-
-def _cluster_parents() -> Reader:
-    from neuronatlas.store.embed import cluster_parents
-
-    return cluster_parents
-
-
-def _map_info() -> Reader:
-    from neuronatlas.store.embed import map_info
-
-    return map_info
-
-
-def _map_coherence() -> Reader:
-    from neuronatlas.store.embed import map_coherence
-
-    return map_coherence
-
-
-def _graph() -> Reader:
-    from neuronatlas.n2g.api import neuron_graph
-
-    return neuron_graph
-
-
-def _graph_summary() -> Reader:
-    from neuronatlas.n2g.api import graph_summary
-
-    return graph_summary
-
-
-def _predict() -> Reader:
-    from neuronatlas.n2g.api import predict_text
-
-    return predict_text
-
-
-def _vectors() -> Reader:
-    from neuronatlas.search.semantic import load_vectors
-
-    return load_vectors
-
-
-def _token_index() -> Reader:
-    from neuronatlas.store.search import token_index_size
-
-    return token_index_size
-
-
 @dataclass(frozen=True)
-class Stage:
-    """Where a feature's read function comes from and the command that builds its data."""
+class Source:
+    """A feature's read function and the stage whose tables it reads (whose command builds
+    them, and names them in the "not built yet" message)."""
 
-    load: Callable[[], Reader]
-    builds_it: str
+    read: Reader
+    stage: Stage[Any]
 
 
-_EMBED = "neuronatlas embed --db ATLAS"
-_N2G = "neuronatlas n2g --db ATLAS --all"
-STAGES: dict[Feature, Stage] = {
-    "semantic": Stage(_semantic, _EMBED),
-    "tokens": Stage(_tokens, "neuronatlas index --db ATLAS"),
-    "fulltext": Stage(_fulltext, _EMBED),
-    "similar_embedding": Stage(_similar_embedding, _EMBED),
-    "similar_tokens": Stage(_similar_tokens, "neuronatlas index --db ATLAS"),
-    "map": Stage(_map, "neuronatlas map --db ATLAS"),
-    "clusters": Stage(_clusters, "neuronatlas map --db ATLAS"),
-    "coarse_clusters": Stage(_coarse_clusters, "neuronatlas map --db ATLAS"),
-    "cluster_parents": Stage(_cluster_parents, "neuronatlas map --db ATLAS"),
-    "map_coherence": Stage(_map_coherence, "neuronatlas map --db ATLAS"),
-    "map_info": Stage(_map_info, "neuronatlas map --db ATLAS"),
-    "graph": Stage(_graph, _N2G),
-    "graph_summary": Stage(_graph_summary, _N2G),
-    "predict": Stage(_predict, _N2G),
-    "vectors": Stage(_vectors, _EMBED),
-    "token_index": Stage(_token_index, "neuronatlas index --db ATLAS"),
+SOURCES: dict[Feature, Source] = {
+    "semantic": Source(semantic_search, EMBED),
+    "tokens": Source(token_search, INDEX),
+    "fulltext": Source(fulltext_search, EMBED),
+    "similar_embedding": Source(by_embedding, EMBED),
+    "similar_tokens": Source(by_tokens, SIMILAR_TOKENS),
+    "map": Source(map_points, MAP),
+    "clusters": Source(cluster_labels, MAP),
+    "coarse_clusters": Source(coarse_clusters, MAP),
+    "cluster_parents": Source(cluster_parents, MAP),
+    "map_coherence": Source(map_coherence, MAP),
+    "map_info": Source(map_info, MAP),
+    "graph": Source(neuron_graph, N2G),
+    "graph_summary": Source(graph_summary, N2G),
+    "predict": Source(predict_text, N2G),
+    "vectors": Source(load_vectors, EMBED),
+    "token_index": Source(token_index_size, INDEX),
 }
 
 
 def lookup(feature: Feature) -> Reader | None:
-    """The stage function for `feature`, or None when this installation lacks it."""
-    try:
-        return STAGES[feature].load()
-    except ImportError as exc:
-        log.debug("%s unavailable: %s", feature, exc)
-        return None
+    """The read function of `feature`; None when it is not provided. Every feature of
+    `SOURCES` is (they are imported above); this one function is where the explorer asks, so
+    that a test or an embedder can serve fakes or leave a feature out."""
+    source = SOURCES.get(feature)
+    return None if source is None else source.read
 
 
 def atlas_path(conn: sqlite3.Connection) -> str | None:
@@ -186,17 +108,27 @@ def atlas_path(conn: sqlite3.Connection) -> str | None:
 def for_atlas(conn: sqlite3.Connection | None, command: str) -> str:
     """A command written with the placeholder `--db ATLAS`, with this atlas's real path
     (quoted for a shell), so that a message can be copied and run as it is."""
-    path = None if conn is None else atlas_path(conn)
-    if path is None:
-        return command
-    import shlex
-
-    return command.replace("--db ATLAS", f"--db {shlex.quote(path)}")
+    return with_atlas(command, None if conn is None else atlas_path(conn))
 
 
 def how_to_build(feature: Feature, conn: sqlite3.Connection | None = None) -> str:
     """The command that builds `feature`, for this atlas's file when `conn` is given."""
-    return for_atlas(conn, STAGES[feature].builds_it)
+    return for_atlas(conn, SOURCES[feature].stage.command)
+
+
+def not_built(stage: Stage[Any], conn: sqlite3.Connection | None, what: str = "") -> str:
+    """The explorer's "not built yet" line for a stage's data: the command from the stage."""
+    return (
+        f"{what or stage.name} is not built yet for this atlas: run "
+        f"`{for_atlas(conn, stage.command)}`"
+    )
+
+
+def stage_states(
+    conn: sqlite3.Connection, stages: Sequence[Stage[Any]]
+) -> list[tuple[Stage[Any], bool]]:
+    """Each stage with whether this atlas holds its data (`Stage.built`)."""
+    return [(stage, stage.built(conn)) for stage in stages]
 
 
 def call(feature: Feature, conn: sqlite3.Connection, *args: Any, **kwargs: Any) -> Any:
@@ -205,6 +137,7 @@ def call(feature: Feature, conn: sqlite3.Connection, *args: Any, **kwargs: Any) 
     A missing table ("no such table") is the state of an atlas the stage never ran on, not an
     error in the server, so it becomes StageNotBuilt too.
     """
+    source = SOURCES[feature]
     fn = lookup(feature)
     if fn is None:
         raise StageNotBuilt(
@@ -215,9 +148,7 @@ def call(feature: Feature, conn: sqlite3.Connection, *args: Any, **kwargs: Any) 
         return fn(conn, *args, **kwargs)
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc) or "no such column" in str(exc):
-            raise StageNotBuilt(
-                f"{feature} is not built yet for this atlas: run `{how_to_build(feature, conn)}`"
-            ) from exc
+            raise StageNotBuilt(not_built(source.stage, conn, feature)) from exc
         raise
 
 

@@ -457,6 +457,9 @@ class Health(Struct):
     model_id: str | None
     version: str
     live_model: LiveStatus
+    not_built: list[str] = msgspec.field(default_factory=list)
+    """For each stage whose data this atlas lacks: "NAME is not built yet for this atlas: run
+    `COMMAND`" (from the stage objects the explorer was made with)."""
 
 
 class ErrorDetail(Struct):

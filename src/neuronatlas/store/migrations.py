@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
@@ -106,3 +107,28 @@ def _reclaim(conn: sqlite3.Connection) -> None:
     if free > 1024 and free > pages // 8:
         conn.execute("VACUUM")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def apply_stage_migrations(conn: sqlite3.Connection, stage: str, scripts: Sequence[str]) -> int:
+    """Run the scripts of a stage's own tables (`Stage.migrations`) that this atlas lacks.
+
+    A stage that lives outside the core schema numbers its scripts by their place in the
+    list; the meta key `stage_schema:<stage>` records how many ran, so each runs once, in
+    its own transaction with that record. Returns how many ran now."""
+    key = f"stage_schema:{stage}"
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    done = int(row[0]) if row else 0
+    for i, sql in enumerate(scripts[done:], start=done + 1):
+        quoted = key.replace("'", "''")
+        script = (
+            f"BEGIN;\n{sql}\n"
+            f"INSERT INTO meta(key, value) VALUES ('{quoted}', '{i}') "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value;\nCOMMIT;"
+        )
+        try:
+            conn.executescript(script)
+        except Exception:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return max(0, len(scripts) - done)

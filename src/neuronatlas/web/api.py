@@ -108,7 +108,7 @@ async def healthz(request: Request) -> Response:
     cached = state.health_cache
     if cached is None or now - cached[0] > 10.0:
         with loop_reads(request) as conn:
-            body = read_health.health(conn, __version__, state.live.status())
+            body = read_health.health(conn, __version__, state.live.status(), state.stages)
         state.health_cache = cached = (now, body)
     body = cached[1]
     body.live_model = state.live.status()

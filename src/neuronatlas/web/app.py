@@ -11,8 +11,10 @@ import os
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from neuronatlas.read.live import LiveModel, default_spec
+from neuronatlas.stage import Stage
 from neuronatlas.store import browse, reader
 from neuronatlas.version import __version__
 
@@ -97,10 +99,12 @@ def create_app(
     pool_size: int = 8,
     device: str = "auto",
     compress: bool = True,
+    stages: tuple[Stage[Any], ...] | None = None,
 ):
     """The explorer app for one atlas. `model` overrides the atlas's meta `model_id`; live
     activations run on `device`. `compress`: gzip large bodies (worth it across a network;
-    on loopback it only costs CPU, a quarter of the server's time on the demo's pages)."""
+    on loopback it only costs CPU, a quarter of the server's time on the demo's pages).
+    `stages`: the stage registry whose missing stages `/healthz` names (default `STAGES`)."""
     from fastapi import FastAPI
     from fastapi.middleware.gzip import GZipMiddleware
     from fastapi.openapi.docs import get_swagger_ui_html
@@ -146,6 +150,9 @@ def create_app(
     # can be slow: up to this k, every kind is precomputed
     app.state.similar_k = min(similar.get(kind, 0) for kind in browse.SIMILAR_KINDS)
     app.state.health_cache = None
+    if stages is None:
+        from neuronatlas.stages import STAGES as stages
+    app.state.stages = stages
     pkg = files("neuronatlas.web")
     templates = Jinja2Templates(directory=str(pkg / "templates"))
     # the installed templates do not change under a running server: no stat() per page
