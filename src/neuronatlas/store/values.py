@@ -62,6 +62,38 @@ def encode(records: Sequence[Sequence[float | None]]) -> list[StoredValues]:
     return out  # type: ignore[return-value]
 
 
+def encode_f32(block: np.ndarray) -> tuple[list[str], list[float | None], list[int | None]]:
+    """Store-ready values of the rows of a 2-D float32 (or float16) array — a scrape's
+    records — as three lists: texts, maxima, peak indices. The same as `encode` of the rows
+    as lists of doubles (every value is a float32, so each row is stored with `values_f32`
+    set), without making a Python float of each value: that round trip cost a scrape more
+    than spelling the values did."""
+    block = np.asarray(block)
+    if block.ndim != 2:
+        raise ValueError(f"encode_f32 takes a 2-D array, not shape {block.shape}")
+    rows, width = block.shape
+    if rows == 0:
+        return [], [], []
+    if width == 0:
+        return ["[]"] * rows, [None] * rows, [None] * rows
+    narrow = np.ascontiguousarray(block, dtype=F32)
+    finite = np.isfinite(narrow)
+    if finite.all():
+        peaks = narrow.argmax(axis=1)
+        tops: list[float | None] = narrow[np.arange(rows), peaks].astype(np.float64).tolist()
+        return f32_json_rows(narrow), tops, peaks.tolist()
+    # NaN and ±inf are "no value": spelled null, never a row's maximum
+    masked = np.where(finite, narrow, -np.inf)
+    peak_arr = masked.argmax(axis=1)
+    top_arr = masked[np.arange(rows), peak_arr].astype(np.float64)
+    none = top_arr == -math.inf
+    tops = [None if n else t for t, n in zip(top_arr.tolist(), none.tolist(), strict=True)]
+    peaks_out: list[int | None] = [
+        None if n else p for p, n in zip(peak_arr.tolist(), none.tolist(), strict=True)
+    ]
+    return f32_json_rows(np.where(finite, narrow, np.float32(np.nan))), tops, peaks_out
+
+
 def _encode_block(wide: np.ndarray) -> list[StoredValues]:
     finite = np.isfinite(wide)
     all_finite = bool(finite.all())
