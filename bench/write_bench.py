@@ -83,17 +83,23 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=32768)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument(
+        "--threads2",
+        type=int,
+        default=0,
+        help="also time the forward passes with this many torch threads (e.g. 2: the demo's)",
+    )
     ap.add_argument("--state", type=Path, help="reuse/keep the scraped state in this .npz")
     ap.add_argument("--old", choices=("yes", "no"), default="yes", help="time the old path")
     ap.add_argument("--profile", choices=("new", "old"), help="cProfile one write path")
     ap.add_argument("--dir", type=Path, help="where the atlases go (default: a temp folder)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import scrape_bench
     import torch
+    import write_v1
     from transformers.utils import logging as hf_logging
 
-    import scrape_bench
-    import write_v1
     from neuronatlas.scrape import StatsConfig
     from neuronatlas.scrape.output import write_atlas
     from neuronatlas.scrape.state import load, save
@@ -109,6 +115,13 @@ def main() -> None:
     with Clock() as fwd:
         scrape_bench.bare(lm, batches, policy)
     print(f"forward passes (bare model body)  {fwd}", flush=True)
+    fwd2 = None
+    if args.threads2:
+        torch.set_num_threads(args.threads2)
+        with Clock() as fwd2:
+            scrape_bench.bare(lm, batches, policy)
+        torch.set_num_threads(args.threads)
+        print(f"forward passes, {args.threads2} threads  {fwd2}", flush=True)
     scraped = None
     if args.state and args.state.exists():
         state = load(args.state)
@@ -148,6 +161,8 @@ def main() -> None:
     print(f"load average at end: {os.getloadavg()}")
     for name, t in times.items():
         line = f"{name} write / forward: {t.wall / fwd.wall:.2f} (wall) {t.cpu / fwd.cpu:.2f} (CPU)"
+        if fwd2 is not None:
+            line += f"; write / forward at {args.threads2} threads {t.wall / fwd2.wall:.2f} (wall)"
         if scraped is not None:
             line += f"; write / scrape_shard {t.wall / scraped.wall:.2f} (wall)"
         print(line)

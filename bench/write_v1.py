@@ -12,17 +12,24 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
+import orjson
 
 from neuronatlas.ids import format_id
 from neuronatlas.scrape.readout import neuron_results
 from neuronatlas.store import AtlasWriter
-from neuronatlas.store.rows import NeuronData, PreparedNeuron, Record, _clean, encode_json, excerpt_digest
+from neuronatlas.store.rows import (
+    NeuronData,
+    PreparedNeuron,
+    Record,
+    _clean,
+    encode_json,
+    excerpt_digest,
+)
 from neuronatlas.store.search import rebuild_token_index
-from neuronatlas.store.values import F32, StoredValues, f32_json_rows
+from neuronatlas.store.values import F32, StoredValues, f32_json
 from neuronatlas.store.values import encode_json as values_encode_json
-
-import msgspec
 
 _encode = msgspec.json.Encoder().encode
 
@@ -43,6 +50,33 @@ def neuron_data(state, layer: int, token_strings):
             kurtosis=r["kurtosis"],
             quantile_boundaries=r["quantile_boundaries"],
         )
+
+
+_decode_flat = msgspec.json.Decoder(list[float]).decode
+
+
+def f32_json_rows(block: np.ndarray) -> list[str]:
+    block = np.ascontiguousarray(block, dtype=F32)
+    rows, width = block.shape
+    if rows == 0 or width == 0:
+        return ["[]"] * rows
+    finite = np.isfinite(block).all(axis=1)
+    if not finite.all():
+        out = [""] * rows
+        for i in np.flatnonzero(~finite).tolist():
+            out[i] = f32_json(block[i])
+        keep = np.flatnonzero(finite)
+        for i, text in zip(keep.tolist(), f32_json_rows(block[keep]), strict=True):
+            out[i] = text
+        return out
+    text = orjson.dumps(block, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    texts = ["[" + row + "]" for row in text[2:-2].split("],[")]
+    flat = "[" + ",".join([t[1:-1] for t in texts]) + "]"
+    back = np.fromiter(_decode_flat(flat), dtype=np.float64, count=block.size)
+    wrong = (back.astype(F32).reshape(block.shape) != block).any(axis=1)
+    for i in np.flatnonzero(wrong).tolist():
+        texts[i] = values_encode_json(block[i].astype(np.float64).tolist())
+    return texts
 
 
 def encode(records: Sequence[Sequence[float | None]]) -> list[StoredValues]:
@@ -154,7 +188,9 @@ def write_neurons(writer: AtlasWriter, batch: list[PreparedNeuron]) -> int:
     return len(todo)
 
 
-def write_atlas(state, model, db: str | Path, meta: dict, run_config: dict, chunk: int = 1024) -> int:
+def write_atlas(
+    state, model, db: str | Path, meta: dict, run_config: dict, chunk: int = 1024
+) -> int:
     """`scrape.output.write_atlas` as it was (no progress callback)."""
     from neuronatlas.store.writer import now
 

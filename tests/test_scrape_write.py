@@ -32,7 +32,24 @@ TABLES = {
 @pytest.fixture(scope="module")
 def scraped(tiny_gpt2_dir, tmp_path_factory):
     text = tmp_path_factory.mktemp("corpus") / "c.txt"
-    words = "the cat sat on a mat while dogs ran far away from rain and old maps".split()
+    words = [
+        "the",
+        "cat",
+        "sat",
+        "on",
+        "a",
+        "mat",
+        "while",
+        "dogs",
+        "ran",
+        "far",
+        "away",
+        "from",
+        "rain",
+        "and",
+        "old",
+        "maps",
+    ]
     text.write_text("\n".join(" ".join(words[i % 7 :] + words[: i % 7]) for i in range(40)))
     model = load_model(str(tiny_gpt2_dir), device="cpu")
     policy = resolve_bos(model.tokenizer)

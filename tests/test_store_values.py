@@ -246,6 +246,27 @@ def test_encoding_records_in_blocks_matches_one_record_at_a_time(records):
     assert values.encode(wide) == [values.encode([rec])[0] for rec in wide]
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(0, 9).flatmap(
+        lambda width: st.lists(st.lists(f32_values, min_size=width, max_size=width), max_size=8)
+    )
+)
+def test_the_array_encoder_stores_what_the_list_encoder_stores(rows):
+    """`encode_f32` of a float32 block (the scrape's path) gives, row by row, the text, maximum
+    and peak that `encode` gives for the same rows as lists of doubles (the old path), NaN and
+    ±inf included; every row is a float32 row."""
+    width = len(rows[0]) if rows else 3
+    block = np.array(rows, dtype=F32).reshape(len(rows), width)
+    texts, tops, peaks = values.encode_f32(block)
+    old = values.encode(block.astype(np.float64).tolist())
+    assert all(s.f32 for s in old)
+    assert texts == [s.json for s in old]
+    assert tops == [s.max_activation for s in old]
+    assert peaks == [s.peak_index for s in old]
+    assert all(t is None or type(t) is float for t in tops)
+
+
 def test_readers_refuse_an_older_atlas_and_migrate_brings_it_up_to_date(tmp_path):
     """A read-only open cannot migrate, so it names the command that does; after
     `neuronatlas migrate` the same atlas reads, and a second run has nothing to do."""

@@ -242,4 +242,6 @@ def prepare_block(block: NeuronBlock) -> PreparedBlock:
 def _clean_array(a: np.ndarray) -> list[float | None]:
     """`_clean` of each value: doubles, None where not finite."""
     wide = np.asarray(a, dtype=np.float64)
-    return [v if f else None for v, f in zip(wide.tolist(), np.isfinite(wide).tolist(), strict=True)]
+    return [
+        v if f else None for v, f in zip(wide.tolist(), np.isfinite(wide).tolist(), strict=True)
+    ]

@@ -165,8 +165,9 @@ def f32_json_rows(block: np.ndarray) -> list[str]:
             out[i] = text
         return out
     texts = spell_f32_rows(block)
-    # what a reader does with each text: parse as doubles, round to float32
-    flat = "[" + ",".join([t[1:-1] for t in texts]) + "]"
+    # what a reader does with each text: parse as doubles, round to float32; all texts as
+    # one flat JSON array (`[1,2][3]` → `[1,2,3]`: two C calls, no string per row)
+    flat = "".join(texts).replace("][", ",")
     back = np.fromiter(_decode_flat(flat), dtype=np.float64, count=block.size)
     wrong = (back.astype(F32).reshape(block.shape) != block).any(axis=1)
     for i in np.flatnonzero(wrong).tolist():
@@ -177,8 +178,13 @@ def f32_json_rows(block: np.ndarray) -> list[str]:
 def spell_f32_rows(block: np.ndarray) -> list[str]:
     """orjson's shortest float32 spellings of each row of a finite 2-D float32 array: one
     call for the whole array, cut at the row boundaries (no number's spelling has a bracket)."""
-    text = orjson.dumps(block, option=_NUMPY).decode()
-    return ["[" + row + "]" for row in text[2:-2].split("],[")]
+    return _rows_of(orjson.dumps(block, option=_NUMPY).decode())
+
+
+def _rows_of(text: str) -> list[str]:
+    """The rows of a 2-D JSON array of numbers (`[[1,2],[3]]` → `[1,2]`, `[3]`): a newline
+    put between rows, then one split (no number's spelling has a bracket or a newline)."""
+    return text[1:-1].replace("],[", "]\n[").split("\n")
 
 
 def spell_f32(vector: np.ndarray) -> str:
