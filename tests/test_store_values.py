@@ -205,7 +205,7 @@ def test_a_spelling_that_does_not_read_back_falls_back_to_exact_doubles(monkeypa
     vals = [_wide(0.3), _wide(-1.7)]
     wrong = "[0.3000001,-1.7]"  # 0.3 three ulps up
     monkeypatch.setattr(values, "spell_f32", lambda v: wrong)
-    monkeypatch.setattr(values, "spell_f32_rows", lambda block: [wrong, "[2.5,1.0]"])
+    monkeypatch.setattr(values, "spell_f32_block", lambda block: f"[{wrong},[2.5,1.0]]")
     stored, fine = values.encode([vals, [2.5, 1.0]])
     assert stored.f32 and stored.json == "[0.30000001192092896,-1.7000000476837158]"
     assert values.decode(stored.json, stored.f32) == vals

@@ -164,11 +164,13 @@ def f32_json_rows(block: np.ndarray) -> list[str]:
         for i, text in zip(keep.tolist(), f32_json_rows(block[keep]), strict=True):
             out[i] = text
         return out
-    texts = spell_f32_rows(block)
-    # what a reader does with each text: parse as doubles, round to float32; all texts as
-    # one flat JSON array (`[1,2][3]` → `[1,2,3]`: two C calls, no string per row)
-    flat = "".join(texts).replace("][", ",")
-    back = np.fromiter(_decode_flat(flat), dtype=np.float64, count=block.size)
+    text = spell_f32_block(block)
+    texts = _rows_of(text)
+    # what a reader does with each text: parse as doubles, round to float32; the whole block
+    # read as one flat JSON array (`[[1,2],[3]]` → `[1,2,3]`: one C call, no string per row)
+    back = np.fromiter(
+        _decode_flat(text[1:-1].replace("],[", ",")), dtype=np.float64, count=block.size
+    )
     wrong = (back.astype(F32).reshape(block.shape) != block).any(axis=1)
     for i in np.flatnonzero(wrong).tolist():
         texts[i] = encode_json(block[i].astype(np.float64).tolist())
@@ -178,7 +180,12 @@ def f32_json_rows(block: np.ndarray) -> list[str]:
 def spell_f32_rows(block: np.ndarray) -> list[str]:
     """orjson's shortest float32 spellings of each row of a finite 2-D float32 array: one
     call for the whole array, cut at the row boundaries (no number's spelling has a bracket)."""
-    return _rows_of(orjson.dumps(block, option=_NUMPY).decode())
+    return _rows_of(spell_f32_block(block))
+
+
+def spell_f32_block(block: np.ndarray) -> str:
+    """A finite 2-D float32 array as one JSON array of rows, orjson's shortest spellings."""
+    return orjson.dumps(block, option=_NUMPY).decode()
 
 
 def _rows_of(text: str) -> list[str]:
