@@ -205,7 +205,7 @@ def test_a_spelling_that_does_not_read_back_falls_back_to_exact_doubles(monkeypa
     vals = [_wide(0.3), _wide(-1.7)]
     wrong = "[0.3000001,-1.7]"  # 0.3 three ulps up
     monkeypatch.setattr(values, "spell_f32", lambda v: wrong)
-    monkeypatch.setattr(values, "spell_f32_rows", lambda block: [wrong, "[2.5,1.0]"])
+    monkeypatch.setattr(values, "spell_f32_block", lambda block: f"[{wrong},[2.5,1.0]]")
     stored, fine = values.encode([vals, [2.5, 1.0]])
     assert stored.f32 and stored.json == "[0.30000001192092896,-1.7000000476837158]"
     assert values.decode(stored.json, stored.f32) == vals
@@ -244,6 +244,27 @@ def test_encoding_records_in_blocks_matches_one_record_at_a_time(records):
     """`encode` of many records (batched per length) stores what each record alone would."""
     wide = [[float(F32(v)) for v in rec] for rec in records]
     assert values.encode(wide) == [values.encode([rec])[0] for rec in wide]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(0, 9).flatmap(
+        lambda width: st.lists(st.lists(f32_values, min_size=width, max_size=width), max_size=8)
+    )
+)
+def test_the_array_encoder_stores_what_the_list_encoder_stores(rows):
+    """`encode_f32` of a float32 block (the scrape's path) gives, row by row, the text, maximum
+    and peak that `encode` gives for the same rows as lists of doubles (the old path), NaN and
+    ±inf included; every row is a float32 row."""
+    width = len(rows[0]) if rows else 3
+    block = np.array(rows, dtype=F32).reshape(len(rows), width)
+    texts, tops, peaks = values.encode_f32(block)
+    old = values.encode(block.astype(np.float64).tolist())
+    assert all(s.f32 for s in old)
+    assert texts == [s.json for s in old]
+    assert tops == [s.max_activation for s in old]
+    assert peaks == [s.peak_index for s in old]
+    assert all(t is None or type(t) is float for t in tops)
 
 
 def test_readers_refuse_an_older_atlas_and_migrate_brings_it_up_to_date(tmp_path):

@@ -1,7 +1,10 @@
 """A finished scrape state → the atlas: one `NeuronData` per neuron (records 'top', 'random',
 'quantile_i', moments, quantile boundaries; source 'scrape'), plus the atlas's provenance.
 
-Neurons are prepared in chunks and each chunk is written in one transaction.
+Neurons are prepared in chunks and each chunk is written in one transaction. `write_atlas`
+hands the store a chunk's records as arrays (`store.rows.NeuronBlock`): the state's float32
+vectors go to the value encoder as they are, and each window's tokens JSON and digest are
+made once, however many records show it (`neuron_data` gives the same content as lists).
 """
 
 from __future__ import annotations
@@ -10,9 +13,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from neuronatlas.scrape.readout import neuron_results
+import msgspec
+import numpy as np
+
+from neuronatlas.scrape.moments import statistics
+from neuronatlas.scrape.readout import (
+    _Host,
+    canonical,
+    neuron_results,
+    quantile_boundaries,
+    quantile_picks,
+)
 from neuronatlas.scrape.state import ScrapeState
-from neuronatlas.store import AtlasWriter, NeuronData, Record, prepare
+from neuronatlas.store import AtlasWriter, NeuronData, Record
+from neuronatlas.store.rows import NeuronBlock, excerpt_digest, prepare_block
 from neuronatlas.store.search import rebuild_token_index
 from neuronatlas.version import __version__
 
@@ -42,6 +56,102 @@ def neuron_data(
             skewness=r["skewness"],
             kurtosis=r["kurtosis"],
             quantile_boundaries=r["quantile_boundaries"],
+        )
+
+
+class _Excerpts:
+    """Window id → its excerpt's digest, the tokens JSON made once per window; `fresh` hands
+    each excerpt to the writer once, in the order records first name it."""
+
+    def __init__(self, state: ScrapeState, token_strings: Callable[[list[int]], list[str]]):
+        self.state = state
+        self.token_strings = token_strings
+        self.encode = msgspec.json.Encoder().encode
+        self.digest: dict[int, int] = {}  # window id → digest
+        self.text: dict[int, str] = {}  # digest → tokens JSON, until handed over
+        self.written: set[int] = set()  # digests handed over
+
+    def digests(self, wids: np.ndarray) -> list[int]:
+        """The digest of each window in `wids` (made for windows not seen yet)."""
+        ids = wids.tolist()
+        new = sorted({w for w in ids if w not in self.digest})
+        if new:
+            tokens = self.state.windows.lookup(np.array(new, dtype=np.int64))
+            for w, row in zip(new, tokens, strict=True):
+                data = self.encode(self.token_strings(row.tolist()))
+                d = self.digest[w] = excerpt_digest(data)
+                if d not in self.written:
+                    self.text[d] = data.decode("utf-8")
+        return [self.digest[w] for w in ids]
+
+    def fresh(self, digests: list[int]) -> list[tuple[int, str]]:
+        """(digest, tokens JSON) of the excerpts in `digests` not handed over yet."""
+        out = []
+        for d in dict.fromkeys(digests):
+            if d not in self.written:
+                self.written.add(d)
+                out.append((d, self.text.pop(d)))
+        return out
+
+
+def neuron_blocks(
+    state: ScrapeState, layer: int, excerpts: _Excerpts, chunk: int
+) -> Iterator[NeuronBlock]:
+    """The records of `layer`'s neurons, `chunk` neurons at a time, as arrays: the same
+    records, in the same order, as `neuron_data` (top, random, quantile_0, … by rank)."""
+    cfg = state.config
+    layer_state = state.layers[layer]
+    bounds = quantile_boundaries(layer_state, cfg)
+    stats = statistics(layer_state.moments)
+    ls = _Host(layer_state.host())
+    can = canonical(ls.arrays)
+    names = ["top", "random"] + [f"quantile_{b}" for b in range(cfg.n_buckets)]
+    for n0 in range(0, layer_state.d_mlp, chunk):
+        n1 = min(n0 + chunk, layer_state.d_mlp)
+        owner, cat, rank, wid, vec = [], [], [], [], []
+        for c, key in enumerate(("top", "rnd")):
+            w = can[f"{key}_wid"][n0:n1]
+            valid = w >= 0
+            where = np.nonzero(valid)
+            owner.append(where[0])
+            cat.append(np.full(len(where[0]), c))
+            rank.append((np.cumsum(valid, axis=1) - 1)[where])
+            wid.append(w[where])
+            vec.append(can[f"{key}_vec"][n0:n1][where])
+        if cfg.quantile_k:
+            q_owner, q_cat, q_rank, q_slot, q_j = [], [], [], [], []
+            for n in range(n0, n1):
+                for b, picks in enumerate(quantile_picks(ls, cfg, n, bounds[n])):
+                    for r, (qb, j) in enumerate(picks):
+                        q_owner.append(n - n0)
+                        q_cat.append(2 + b)
+                        q_rank.append(r)
+                        q_slot.append(qb)
+                        q_j.append(j)
+            q_n = np.array(q_owner, dtype=np.intp) + n0
+            q_s, q_i = np.array(q_slot, dtype=np.intp), np.array(q_j, dtype=np.intp)
+            owner.append(np.array(q_owner, dtype=np.intp))
+            cat.append(np.array(q_cat, dtype=np.intp))
+            rank.append(np.array(q_rank, dtype=np.intp))
+            wid.append(ls.q_wid[q_n, q_s, q_i])
+            vec.append(ls.q_vec[q_n, q_s, q_i])
+        owners, cats, ranks = np.concatenate(owner), np.concatenate(cat), np.concatenate(rank)
+        order = np.lexsort((ranks, cats, owners))
+        values = np.concatenate([v.astype(np.float32, copy=False) for v in vec])[order]
+        yield NeuronBlock(
+            layer=layer,
+            neurons=list(range(n0, n1)),
+            source=SOURCE,
+            owner=owners[order],
+            category=[names[c] for c in cats[order].tolist()],
+            rank=ranks[order].tolist(),
+            digest=excerpts.digests(np.concatenate(wid)[order].astype(np.int64)),
+            values=values,
+            mean=stats["mean"][n0:n1],
+            variance=stats["variance"][n0:n1],
+            skewness=stats["skewness"][n0:n1],
+            kurtosis=stats["kurtosis"][n0:n1],
+            quantile_boundaries=bounds[n0:n1],
         )
 
 
@@ -103,17 +213,11 @@ def write_atlas(
         writer.set_meta(meta)
         run = writer.begin_run("scrape", run_config)
         try:
+            excerpts = _Excerpts(state, model.record_strings)
             for layer in sorted(state.layers):
-                buf = []
-                for data in neuron_data(state, layer, model.record_strings):
-                    buf.append(prepare(data))
-                    if len(buf) == chunk:
-                        done += writer.write_neurons(buf)
-                        buf = []
-                        if on_progress:
-                            on_progress(done, total)
-                if buf:
-                    done += writer.write_neurons(buf)
+                for block in neuron_blocks(state, layer, excerpts, chunk):
+                    prepared = prepare_block(block)
+                    done += writer.write_block(prepared, excerpts.fresh(block.digest))
                     if on_progress:
                         on_progress(done, total)
             rebuild_token_index(writer.conn)  # `neuronatlas tokens` answers from it

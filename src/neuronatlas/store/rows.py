@@ -3,15 +3,22 @@
 Preparation (JSON encoding, excerpt digests, per-record maxima) is pure Python with no
 database, so importer and scraper workers in other processes do it and the single writer only
 runs `executemany`.
+
+Two ways in, the same rows out: `prepare` takes one neuron's `NeuronData` (lists, as importers
+parse them); `prepare_block` takes many neurons' records as numpy arrays, as a scrape holds
+them, so no value becomes a Python float on the way and each excerpt's tokens JSON and digest
+are made once per excerpt, not once per record (bench/README.md, "Writing the scrape").
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from neuronatlas.ids import format_id
 from neuronatlas.store import values
@@ -142,3 +149,99 @@ def prepare(data: NeuronData) -> PreparedNeuron:
     return PreparedNeuron(
         nid, info, list(excerpts.items()), records, explanations, data.explanation_source
     )
+
+
+@dataclass(frozen=True)
+class NeuronBlock:
+    """Consecutive neurons of one layer and all their records as arrays.
+
+    Records are in write order: grouped by neuron (in `neurons` order), then by category in
+    the order the neuron's `NeuronData.records` would list them, then by rank; the same rows
+    `prepare` makes of each neuron's `NeuronData`, with its float32 values as they are.
+    """
+
+    layer: int
+    neurons: list[int]
+    source: str
+    #: per record: its neuron's position in `neurons` (non-decreasing)
+    owner: np.ndarray
+    category: list[str]
+    rank: list[int]
+    #: per record: its excerpt's digest (`excerpt_digest` of the tokens JSON)
+    digest: list[int]
+    #: float32 [records, tokens]
+    values: np.ndarray
+    #: per neuron (float64 or float32 arrays; NaN / ±inf are stored as NULL)
+    mean: np.ndarray
+    variance: np.ndarray
+    skewness: np.ndarray
+    kurtosis: np.ndarray
+    #: [neurons, boundaries]
+    quantile_boundaries: np.ndarray
+
+
+class PreparedBlock(msgspec.Struct, array_like=True):
+    """SQL-ready rows for a `NeuronBlock` (see `prepare_block`); no explanations."""
+
+    neuron_ids: list[str]
+    info: list[tuple[Any, ...]]
+    records: list[tuple[Any, ...]]
+
+
+def prepare_block(block: NeuronBlock) -> PreparedBlock:
+    """Rows for `neuron_info` and `records` of every neuron of `block`: the same rows that
+    `prepare` gives for each neuron's `NeuronData` (same value texts, maxima and peaks)."""
+    n = len(block.neurons)
+    rows = len(block.owner)
+    if block.values.ndim != 2 or block.values.shape[0] != rows:
+        raise ValueError(f"values of shape {block.values.shape} for {rows} records")
+    if not (len(block.category) == len(block.rank) == len(block.digest) == rows):
+        raise ValueError("category, rank and digest need one entry per record")
+    ids = [format_id(block.layer, neuron) for neuron in block.neurons]
+    texts, tops, peaks = values.encode_f32(block.values)
+    # each neuron's maximum: the largest of its records' maxima (None when none has one)
+    top_arr = np.array([-math.inf if t is None else t for t in tops], dtype=np.float64)
+    overall = np.full(n, -math.inf)
+    np.maximum.at(overall, np.asarray(block.owner, dtype=np.intp), top_arr)
+    owners = [ids[i] for i in np.asarray(block.owner).tolist()]
+    records = list(
+        zip(
+            owners,
+            block.category,
+            block.rank,
+            block.digest,
+            texts,
+            [True] * rows,
+            tops,
+            peaks,
+            strict=True,
+        )
+    )
+    moments = [
+        _clean_array(a) for a in (block.mean, block.variance, block.skewness, block.kurtosis)
+    ]
+    bounds = np.asarray(block.quantile_boundaries, dtype=np.float64).tolist()
+    info = [
+        (
+            ids[i],
+            block.layer,
+            neuron,
+            moments[0][i],
+            moments[1][i],
+            moments[2][i],
+            moments[3][i],
+            None if overall[i] == -math.inf else float(overall[i]),
+            encode_json(bounds[i]),
+            block.source,
+        )
+        for i, neuron in enumerate(block.neurons)
+    ]
+    return PreparedBlock(ids, info, records)
+
+
+def _clean_array(a: np.ndarray) -> list[float | None]:
+    """`_clean` of each value: doubles, None where not finite."""
+    wide = np.asarray(a, dtype=np.float64)
+    return [
+        v if f else None for v, f in zip(wide.tolist(), np.isfinite(wide).tolist(), strict=True)
+    ]

@@ -62,6 +62,38 @@ def encode(records: Sequence[Sequence[float | None]]) -> list[StoredValues]:
     return out  # type: ignore[return-value]
 
 
+def encode_f32(block: np.ndarray) -> tuple[list[str], list[float | None], list[int | None]]:
+    """Store-ready values of the rows of a 2-D float32 (or float16) array — a scrape's
+    records — as three lists: texts, maxima, peak indices. The same as `encode` of the rows
+    as lists of doubles (every value is a float32, so each row is stored with `values_f32`
+    set), without making a Python float of each value: that round trip cost a scrape more
+    than spelling the values did."""
+    block = np.asarray(block)
+    if block.ndim != 2:
+        raise ValueError(f"encode_f32 takes a 2-D array, not shape {block.shape}")
+    rows, width = block.shape
+    if rows == 0:
+        return [], [], []
+    if width == 0:
+        return ["[]"] * rows, [None] * rows, [None] * rows
+    narrow = np.ascontiguousarray(block, dtype=F32)
+    finite = np.isfinite(narrow)
+    if finite.all():
+        peaks = narrow.argmax(axis=1)
+        tops: list[float | None] = narrow[np.arange(rows), peaks].astype(np.float64).tolist()
+        return f32_json_rows(narrow), tops, peaks.tolist()
+    # NaN and ±inf are "no value": spelled null, never a row's maximum
+    masked = np.where(finite, narrow, -np.inf)
+    peak_arr = masked.argmax(axis=1)
+    top_arr = masked[np.arange(rows), peak_arr].astype(np.float64)
+    none = top_arr == -math.inf
+    tops = [None if n else t for t, n in zip(top_arr.tolist(), none.tolist(), strict=True)]
+    peaks_out: list[int | None] = [
+        None if n else p for p, n in zip(peak_arr.tolist(), none.tolist(), strict=True)
+    ]
+    return f32_json_rows(np.where(finite, narrow, np.float32(np.nan))), tops, peaks_out
+
+
 def _encode_block(wide: np.ndarray) -> list[StoredValues]:
     finite = np.isfinite(wide)
     all_finite = bool(finite.all())
@@ -132,21 +164,28 @@ def f32_json_rows(block: np.ndarray) -> list[str]:
         for i, text in zip(keep.tolist(), f32_json_rows(block[keep]), strict=True):
             out[i] = text
         return out
-    texts = spell_f32_rows(block)
-    # what a reader does with each text: parse as doubles, round to float32
-    flat = "[" + ",".join([t[1:-1] for t in texts]) + "]"
-    back = np.fromiter(_decode_flat(flat), dtype=np.float64, count=block.size)
+    text = spell_f32_block(block)
+    texts = _rows_of(text)
+    # what a reader does with each text: parse as doubles, round to float32; the whole block
+    # read as one flat JSON array (`[[1,2],[3]]` → `[1,2,3]`: one C call, no string per row)
+    back = np.fromiter(
+        _decode_flat(text[1:-1].replace("],[", ",")), dtype=np.float64, count=block.size
+    )
     wrong = (back.astype(F32).reshape(block.shape) != block).any(axis=1)
     for i in np.flatnonzero(wrong).tolist():
         texts[i] = encode_json(block[i].astype(np.float64).tolist())
     return texts
 
 
-def spell_f32_rows(block: np.ndarray) -> list[str]:
-    """orjson's shortest float32 spellings of each row of a finite 2-D float32 array: one
-    call for the whole array, cut at the row boundaries (no number's spelling has a bracket)."""
-    text = orjson.dumps(block, option=_NUMPY).decode()
-    return ["[" + row + "]" for row in text[2:-2].split("],[")]
+def spell_f32_block(block: np.ndarray) -> str:
+    """A finite 2-D float32 array as one JSON array of rows, orjson's shortest spellings."""
+    return orjson.dumps(block, option=_NUMPY).decode()
+
+
+def _rows_of(text: str) -> list[str]:
+    """The rows of a 2-D JSON array of numbers (`[[1,2],[3]]` → `[1,2]`, `[3]`): a newline
+    put between rows, then one split (no number's spelling has a bracket or a newline)."""
+    return text[1:-1].replace("],[", "]\n[").split("\n")
 
 
 def spell_f32(vector: np.ndarray) -> str:

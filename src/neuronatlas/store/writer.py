@@ -17,7 +17,7 @@ from typing import Any, Self
 import msgspec
 
 from neuronatlas.store.connection import open_writer, transaction
-from neuronatlas.store.rows import PreparedNeuron, encode_json
+from neuronatlas.store.rows import PreparedBlock, PreparedNeuron, encode_json
 from neuronatlas.version import __version__
 
 
@@ -98,23 +98,11 @@ class AtlasWriter:
         """
         latest = {p.neuron_id: p for p in batch}  # a neuron given twice: the last one wins
         todo = list(latest.values())
-        c = self.conn
         with self.transaction():
-            c.executemany("DELETE FROM records WHERE neuron_id = ?", [(n,) for n in latest])
-            c.executemany(
-                "INSERT OR IGNORE INTO excerpts(digest, tokens) VALUES (?, ?)",
+            self._replace_neurons(
+                list(latest),
                 chain.from_iterable(p.excerpts for p in todo),
-            )
-            c.executemany(
-                "INSERT INTO records(neuron_id, category, rank, excerpt_digest,"
-                " activation_values, values_f32, max_activation, peak_index)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 chain.from_iterable(p.records for p in todo),
-            )
-            c.executemany(
-                "INSERT OR REPLACE INTO neuron_info(id, layer, neuron, mean, variance, skewness,"
-                " kurtosis, max_activation, quantile_boundaries, source)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [p.info for p in todo],
             )
             by_source: dict[str, list[PreparedNeuron]] = {}
@@ -126,6 +114,44 @@ class AtlasWriter:
                     source, {p.neuron_id: p.explanations or [] for p in group}
                 )
         return len(todo)
+
+    def write_block(self, block: PreparedBlock, excerpts: Iterable[tuple[int, str]]) -> int:
+        """Replace the stored records of every neuron of a prepared block, in one transaction;
+        `excerpts`: (digest, tokens JSON) of the block's excerpts not written before, in the
+        order the records first name them (the order `write_neurons` inserts them in).
+
+        A scrape's path: the same statements as `write_neurons`, without per-neuron objects.
+        """
+        if len(set(block.neuron_ids)) != len(block.neuron_ids):
+            raise ValueError("a prepared block names a neuron twice")
+        with self.transaction():
+            self._replace_neurons(block.neuron_ids, excerpts, block.records, block.info)
+        return len(block.neuron_ids)
+
+    def _replace_neurons(
+        self,
+        neuron_ids: list[str],
+        excerpts: Iterable[tuple[int, str]],
+        records: Iterable[tuple[Any, ...]],
+        info: list[tuple[Any, ...]],
+    ) -> None:
+        """Delete the neurons' records, then insert excerpts (kept when present), records and
+        `neuron_info` rows: one statement per table for the whole batch."""
+        c = self.conn
+        c.executemany("DELETE FROM records WHERE neuron_id = ?", [(n,) for n in neuron_ids])
+        c.executemany("INSERT OR IGNORE INTO excerpts(digest, tokens) VALUES (?, ?)", excerpts)
+        c.executemany(
+            "INSERT INTO records(neuron_id, category, rank, excerpt_digest,"
+            " activation_values, values_f32, max_activation, peak_index)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            records,
+        )
+        c.executemany(
+            "INSERT OR REPLACE INTO neuron_info(id, layer, neuron, mean, variance, skewness,"
+            " kurtosis, max_activation, quantile_boundaries, source)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            info,
+        )
 
     def write_explanations(self, neuron_id: str, source: str, rows: list[tuple[Any, ...]]) -> None:
         """Replace one neuron's explanations from `source`.
