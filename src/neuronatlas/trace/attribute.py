@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from neuronatlas.trace import rows as rowlib
 from neuronatlas.trace.influence import normalise, propagate
 from neuronatlas.trace.linearised import Linearised
 from neuronatlas.trace.targets import LogitTargets, choose
+from neuronatlas.trace.transposed import Transposed
 
 if TYPE_CHECKING:
     import torch
@@ -38,12 +39,16 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_NODES = 1000
 DEFAULT_CANDIDATES = 16_384
-DEFAULT_BATCH = 32
+DEFAULT_BATCH = 64
 MAX_NODES_LIMIT = 10_000
 # Rows computed between two influence updates of the greedy expansion: more updates follow
 # multi-hop paths sooner, each costs a pass over the rows so far. Independent of the batch
 # size, so batching never changes which neurons are chosen.
 UPDATE_ROWS = 128
+# How rows are computed: "linear" applies the transposed maps of the frozen model
+# (trace.transposed, the default); "autograd" backpropagates replays of the prompt
+# (trace.rows, the reference the tests and the benchmark compare against).
+Engine = Literal["linear", "autograd"]
 
 
 @dataclass
@@ -124,6 +129,36 @@ class _Pool:
         out = torch.cat([pooled, totals - inside, r.embeddings.detach().to("cpu")], dim=1)
         return out.double().numpy()
 
+    def rows(self, maps: Transposed, t: rowlib.Targets) -> np.ndarray:
+        """Rows [B, width] in float64 of targets `t` by the transposed maps, contracted to
+        the pool's columns one layer at a time (never a [B, L, P, d_mlp] tensor)."""
+        torch = self._torch
+        dev = maps.x0.device
+        batch, n_pos, k = len(t.layers), self.n_pos, len(self.flat)
+        out = maps.x0.new_zeros(batch, self.width)
+        bounds = torch.searchsorted(
+            self.layer.contiguous(), torch.arange(self.n_layers + 1), right=False
+        ).tolist()
+        pos_d, idx_d = self.pos.to(dev), self.idx.to(dev)
+
+        def sink(layer: int, entries: torch.Tensor, which: torch.Tensor) -> None:
+            width = entries.shape[1]
+            lo, hi = bounds[layer], bounds[layer + 1]
+            rem = entries.sum(-1)  # [n, P']
+            if hi > lo:
+                pos, idx = pos_d[lo:hi], idx_d[lo:hi]
+                inside = pos < width
+                pooled = entries[:, pos.clamp(max=width - 1), idx] * inside
+                out[which, lo:hi] = pooled
+                rem = rem.index_add(1, pos[inside], -pooled[:, inside])
+            base = k + layer * n_pos
+            out[which, base : base + width] = rem
+
+        emb = maps.sweep(t, "cut", sink)
+        base = k + self.n_layers * n_pos
+        out[:, base : base + emb.shape[1]] = emb
+        return out.double().cpu().numpy()
+
 
 def attribute(
     model: LoadedModel,
@@ -136,11 +171,13 @@ def attribute(
     batch_size: int = DEFAULT_BATCH,
     alpha: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
+    engine: Engine = "linear",
 ) -> Attribution:
     """The attribution matrix for the next token after `ids` (see the module docstring).
 
     bos: ids[0] is a BOS the caller prepended (its neurons are never candidates).
     progress(done, total): called after each batch of neuron rows.
+    engine: how rows are computed (see Engine); both give the same rows to float error.
     """
     import torch
 
@@ -148,6 +185,7 @@ def attribute(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     lin = Linearised(model, ids, alpha=alpha)
+    maps = Transposed(lin) if engine == "linear" else None
     timings["record_s"] = time.perf_counter() - t0
     n_layers, n_pos, d_mlp = lin.n_layers, len(ids), model.d_mlp
     logits = choose(lin, target)
@@ -160,10 +198,10 @@ def attribute(
         constants=torch.zeros(n_logit, dtype=lin.clean.x0.dtype),
     )
     t_rows = time.perf_counter()
-    direct = rowlib.direct_rows(lin, logit_t)
+    direct = rowlib.direct_rows(lin, logit_t) if maps is None else maps.rows(logit_t, "cut")
     timings["logit_rows_s"] = time.perf_counter() - t_rows
     t_rows = time.perf_counter()
-    total = rowlib.total_effects(lin, logit_t)
+    total = rowlib.total_effects(lin, logit_t) if maps is None else maps.rows(logit_t, "live")
     timings["total_effects_s"] = time.perf_counter() - t_rows
     weights = torch.tensor(logits.weights, dtype=torch.float64)
     pool = _choose_pool(direct, total, weights, candidates, bos, n_layers, n_pos, d_mlp)
@@ -180,7 +218,8 @@ def attribute(
         if not ranked:
             break
         batch = ranked[: min(step, budget - len(chosen))]
-        for b, row in zip(batch, _neuron_rows(lin, pool, batch, batch_size), strict=True):
+        computed = _neuron_rows(lin, pool, batch, batch_size, maps)
+        for b, row in zip(batch, computed, strict=True):
             stored[b] = row
         chosen += batch
         if progress is not None:
@@ -256,19 +295,30 @@ def _rank(
 
 
 def _neuron_rows(
-    lin: Linearised, pool: _Pool, batch: list[int], batch_size: int
+    lin: Linearised,
+    pool: _Pool,
+    batch: list[int],
+    batch_size: int,
+    maps: Transposed | None = None,
 ) -> list[np.ndarray]:
-    """Rows for pool neurons `batch` (in that order), computed layer by layer in backward
-    passes of at most `batch_size` targets (a pass stops at its deepest target's layer)."""
+    """Rows for pool neurons `batch` (in that order), computed in sweeps (or, without
+    `maps`, backward passes) of at most `batch_size` targets of neighbouring layers and
+    positions: a sweep starts at its deepest target's layer and covers positions up to its
+    last target's."""
     import torch
 
-    order = sorted(range(len(batch)), key=lambda i: int(pool.layer[batch[i]]))
+    order = sorted(
+        range(len(batch)), key=lambda i: (int(pool.layer[batch[i]]), int(pool.pos[batch[i]]))
+    )
     out: list[np.ndarray | None] = [None] * len(batch)
     for start in range(0, len(order), batch_size):
         part = order[start : start + batch_size]
         which = torch.tensor([batch[i] for i in part])
         t = _neuron_targets(lin, pool, which)
-        rows = pool.contract(rowlib.direct_rows(lin, t))
+        if maps is None:
+            rows = pool.contract(rowlib.direct_rows(lin, t))
+        else:
+            rows = pool.rows(maps, t)
         for j, i in enumerate(part):
             out[i] = rows[j]
     return [r for r in out if r is not None]
