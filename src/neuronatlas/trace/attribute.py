@@ -113,6 +113,7 @@ class _Pool:
         self.n_layers, self.n_pos, self.d_mlp = n_layers, n_pos, d_mlp
         self.width = len(flat) + n_layers * n_pos + n_pos
         self._torch = torch
+        self._buckets: list[list[_Bucket]] | None = None  # the linear engine's, on first use
 
     def contract(self, r: rowlib.Rows) -> np.ndarray:
         """Rows [B, width] in float64 from full per-layer rows."""
@@ -130,27 +131,30 @@ class _Pool:
         return out.double().numpy()
 
     def rows(self, maps: Transposed, t: rowlib.Targets) -> np.ndarray:
-        """Rows [B, width] in float64 of targets `t` by the transposed maps, contracted to
-        the pool's columns one layer at a time (never a [B, L, P, d_mlp] tensor)."""
+        """Rows [B, width] in float64 of targets `t` by the transposed maps. Only pool
+        neurons' entries are formed, by batched products of the cotangent at each position
+        with the write vectors of that position's pool neurons; a remainder is the site's
+        sum g_out . (W_out a) minus its pool entries, so no row has all d_mlp entries."""
         torch = self._torch
-        dev = maps.x0.device
+        if self._buckets is None:
+            self._buckets = _buckets(self, maps)
+        buckets = self._buckets
         batch, n_pos, k = len(t.layers), self.n_pos, len(self.flat)
         out = maps.x0.new_zeros(batch, self.width)
-        bounds = torch.searchsorted(
-            self.layer.contiguous(), torch.arange(self.n_layers + 1), right=False
-        ).tolist()
-        pos_d, idx_d = self.pos.to(dev), self.idx.to(dev)
 
-        def sink(layer: int, entries: torch.Tensor, which: torch.Tensor) -> None:
-            width = entries.shape[1]
-            lo, hi = bounds[layer], bounds[layer + 1]
-            rem = entries.sum(-1)  # [n, P']
-            if hi > lo:
-                pos, idx = pos_d[lo:hi], idx_d[lo:hi]
-                inside = pos < width
-                pooled = entries[:, pos.clamp(max=width - 1), idx] * inside
-                out[which, lo:hi] = pooled
-                rem = rem.index_add(1, pos[inside], -pooled[:, inside])
+        def sink(layer: int, g_out: torch.Tensor, which: torch.Tensor) -> None:
+            width = g_out.shape[1]
+            rem = (g_out * maps.layers[layer].out[:width]).sum(-1)  # [n, P']
+            for b in buckets[layer]:
+                m = int((b.positions < width).sum())  # sites are sorted by position
+                if not m:
+                    continue
+                sites = g_out[:, b.positions[:m]].transpose(0, 1)  # [m, n, d]
+                entries = torch.bmm(sites, b.writes[:m])  # [m, n, cap]
+                rem = rem.index_add(1, b.positions[:m], -entries.sum(-1).T)
+                flat = entries.transpose(0, 1).reshape(len(which), -1)
+                j = int(b.starts[m])
+                out[which[:, None], b.columns[None, :j]] = flat[:, b.slots[:j]]
             base = k + layer * n_pos
             out[which, base : base + width] = rem
 
@@ -158,6 +162,59 @@ class _Pool:
         base = k + self.n_layers * n_pos
         out[:, base : base + emb.shape[1]] = emb
         return out.double().cpu().numpy()
+
+
+@dataclass
+class _Bucket:
+    """Pool sites (positions of one layer) with at most `cap` pool neurons each, padded to
+    `cap`: writes [m, d, cap] (a_i W_out[:, i] per neuron, zero padding), the positions [m]
+    (ascending), and per member neuron (ordered by site) its pool column and its slot in
+    the flattened [m * cap] entries; starts[i]: members of the first i sites."""
+
+    positions: torch.Tensor
+    writes: torch.Tensor
+    columns: torch.Tensor
+    slots: torch.Tensor
+    starts: torch.Tensor
+
+
+def _buckets(pool: _Pool, maps: Transposed) -> list[list[_Bucket]]:
+    """Per layer, the pool's sites grouped by size (next power of two), so every product
+    is a dense batched matmul and padding at most doubles the work."""
+    import torch
+
+    dev = maps.x0.device
+    out: list[list[_Bucket]] = []
+    for layer in range(pool.n_layers):
+        in_layer = (pool.layer == layer).nonzero().flatten()
+        lay = maps.layers[layer]
+        by_cap: dict[int, list[tuple[int, torch.Tensor]]] = {}
+        for p in pool.pos[in_layer].unique().tolist():
+            members = in_layer[pool.pos[in_layer] == p]
+            cap = 1 << (len(members) - 1).bit_length()
+            by_cap.setdefault(cap, []).append((p, members))
+        found = []
+        for cap, sites in sorted(by_cap.items()):
+            m = len(sites)
+            writes = maps.x0.new_zeros(m, maps.x0.shape[-1], cap)
+            columns, slots, starts = [], [], [0]
+            for i, (p, members) in enumerate(sites):
+                idx = pool.idx[members].to(dev)
+                writes[i, :, : len(members)] = lay.w_out[:, idx] * lay.acts[p, idx]
+                columns.append(members)
+                slots.append(torch.arange(len(members)) + i * cap)
+                starts.append(starts[-1] + len(members))
+            found.append(
+                _Bucket(
+                    positions=torch.tensor([p for p, _ in sites], device=dev),
+                    writes=writes,
+                    columns=torch.cat(columns).to(dev),
+                    slots=torch.cat(slots).to(dev),
+                    starts=torch.tensor(starts),
+                )
+            )
+        out.append(found)
+    return out
 
 
 def attribute(
@@ -302,13 +359,13 @@ def _neuron_rows(
     maps: Transposed | None = None,
 ) -> list[np.ndarray]:
     """Rows for pool neurons `batch` (in that order), computed in sweeps (or, without
-    `maps`, backward passes) of at most `batch_size` targets of neighbouring layers and
-    positions: a sweep starts at its deepest target's layer and covers positions up to its
-    last target's."""
+    `maps`, backward passes) of at most `batch_size` targets of neighbouring positions: a
+    sweep covers positions up to its last target's (attention is causal), starts at its
+    deepest target's layer, and a target joins only at its own layer."""
     import torch
 
     order = sorted(
-        range(len(batch)), key=lambda i: (int(pool.layer[batch[i]]), int(pool.pos[batch[i]]))
+        range(len(batch)), key=lambda i: (int(pool.pos[batch[i]]), int(pool.layer[batch[i]]))
     )
     out: list[np.ndarray | None] = [None] * len(batch)
     for start in range(0, len(order), batch_size):

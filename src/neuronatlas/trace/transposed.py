@@ -36,8 +36,10 @@ if TYPE_CHECKING:
     from neuronatlas.trace.linearised import Linearised
     from neuronatlas.trace.rows import Targets
 
-# sink(layer, entries [n, P', d_mlp], which): neuron row entries (a * d(read)/d(a)) of layer
-# `layer` for the targets `which` (indices into the caller's targets)
+# sink(layer, g_out [n, P', d], which): the cotangent at layer `layer`'s MLP output (before
+# any post norm) for the targets `which` (indices into the caller's targets). A neuron's row
+# entry is a_i * (W_out^T g_out)_i (`Transposed.entries`); a caller that needs only some
+# neurons and the per-position sums (g_out . W_out a) never forms all d_mlp entries.
 Sink = Callable[[int, "torch.Tensor", "torch.Tensor"], None]
 
 
@@ -91,6 +93,7 @@ class _Layer:
     w_in: torch.Tensor  # [d_mlp, d]
     w_gate: torch.Tensor | None
     acts: torch.Tensor  # [P, d_mlp]
+    out: torch.Tensor  # [P, d] the MLP's clean output W_out a (no bias)
     coef_in: torch.Tensor  # [P, d_mlp] live mode: d a / d (W_in z)
     coef_gate: torch.Tensor | None  # [P, d_mlp] live mode: d a / d (W_gate z), or None
 
@@ -133,6 +136,7 @@ class Transposed:
             w_in=w.w_in.detach(),
             w_gate=None if w.w_gate is None else w.w_gate.detach(),
             acts=c.acts[layer][0].detach(),
+            out=(c.acts[layer][0] @ w.w_out.T).detach(),
             coef_in=coef_in.detach(),
             coef_gate=None if coef_gate is None else coef_gate.detach(),
         )
@@ -165,9 +169,9 @@ class Transposed:
                 gs = g[:n]
                 if lay.mlp_post is not None:
                     gs = lay.mlp_post.over(gs)
-                ga = gs @ lay.w_out  # [n, P', d_mlp]: d(read)/d(neuron value)
-                sink(layer, ga * lay.acts[:width], order[:n])
+                sink(layer, gs, order[:n])
                 if mode == "live":
+                    ga = gs @ lay.w_out  # [n, P', d_mlp]: d(read)/d(neuron value)
                     gz = (ga * lay.coef_in[:width]) @ lay.w_in
                     if lay.coef_gate is not None:
                         assert lay.w_gate is not None
@@ -184,6 +188,11 @@ class Transposed:
         out = torch.empty_like(emb)
         out[order] = emb
         return out
+
+    def entries(self, layer: int, g_out: torch.Tensor) -> torch.Tensor:
+        """Every neuron's row entry a * d(read)/d(a) [n, P', d_mlp] from a sink's g_out."""
+        lay = self.layers[layer]
+        return (g_out @ lay.w_out) * lay.acts[: g_out.shape[1]]
 
     @staticmethod
     def _attention_t(lay: _Layer, g: torch.Tensor) -> torch.Tensor:
@@ -207,7 +216,8 @@ class Transposed:
         batch = len(t.layers)
         neurons: list[torch.Tensor | None] = [None] * self.n_layers
 
-        def sink(layer: int, entries: torch.Tensor, which: torch.Tensor) -> None:
+        def sink(layer: int, g_out: torch.Tensor, which: torch.Tensor) -> None:
+            entries = self.entries(layer, g_out)
             full = entries.new_zeros(batch, n_pos, d_mlp)
             full[which, : entries.shape[1]] = entries
             neurons[layer] = full
