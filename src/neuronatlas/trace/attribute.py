@@ -372,10 +372,7 @@ def _neuron_rows(
         part = order[start : start + batch_size]
         which = torch.tensor([batch[i] for i in part])
         t = _neuron_targets(lin, pool, which)
-        if maps is None:
-            rows = pool.contract(rowlib.direct_rows(lin, t))
-        else:
-            rows = pool.rows(maps, t)
+        rows = pool.contract(rowlib.direct_rows(lin, t)) if maps is None else pool.rows(maps, t)
         for j, i in enumerate(part):
             out[i] = rows[j]
     return [r for r in out if r is not None]

@@ -58,6 +58,7 @@ class Clean:
     scales: dict[int, torch.Tensor] = field(default_factory=dict)  # id(norm) → scale
     qk: dict[int, torch.Tensor] = field(default_factory=dict)  # id(module) → output
     patterns: list[torch.Tensor] = field(default_factory=list)  # per layer [H, P, P]
+    units: dict[int, torch.Tensor] = field(default_factory=dict)  # id(norm) → [P, d] x̂
 
 
 @dataclass
@@ -130,9 +131,13 @@ class Linearised:
         def final_hook(_m, _args, out):
             store["final"] = out
 
+        units: dict[int, torch.Tensor] = {}
+
         def norm_forward(module, kind):
             def forward(x):
                 scales[id(module)] = _scale(module, kind, x)
+                centred = x - x.mean(-1, keepdim=True) if kind == "layer" else x
+                units[id(module)] = (centred * scales[id(module)])[0]
                 return _normed(module, kind, x, scales[id(module)])
 
             return forward
@@ -172,6 +177,7 @@ class Linearised:
             scales=scales,
             qk=qk,
             patterns=patterns,
+            units=units,
         )
 
     # --- replays ---------------------------------------------------------------------------

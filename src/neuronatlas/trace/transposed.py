@@ -11,7 +11,10 @@ transposes to a batch of cotangents [B, P', d] from the top of the model down:
   g -> W_v^T (A^T (W_o^T g)), heads summed within each key/value group;
 - a cut MLP passes nothing down and reads the neuron gradient W_out^T g (the row entries
   are that times the clean activations); a live MLP (total effects) also passes
-  W_in^T (coef * W_out^T g) down, with the frozen coefficients of `Linearised._frozen_linear`.
+  W_in^T (coef * W_out^T g) down, with the frozen coefficients of `Linearised._frozen_linear`;
+  a tangent MLP passes the same with the activation's derivative instead (ungated phi'(h);
+  gated phi(g) on the up path and phi'(g) u on the gate path): the first-order response of
+  the frozen-attention, frozen-norm model to a small change, used to predict interventions.
 
 Why this is cheaper than backpropagating a replay: no forward is run (a replay of B targets
 runs the whole prompt B times forward and then backward), a target at position p needs only
@@ -45,35 +48,48 @@ Sink = Callable[[int, "torch.Tensor", "torch.Tensor"], None]
 
 @dataclass(frozen=True)
 class _Norm:
-    """A frozen norm's transpose: gain [d] (or None), clean scale [P, 1], centring."""
+    """A norm's transpose: gain [d] (or None), clean scale s [P, 1], centring, and the
+    clean normalised input x̂ [P, d] for its true derivative."""
 
     gain: torch.Tensor | None
     scale: torch.Tensor
     centre: bool
+    unit: torch.Tensor
 
-    def t(self, g: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        """g (..., d) through the transpose, with `scale` broadcast against g."""
-        out = g * scale
-        if self.gain is not None:
-            out = out * self.gain
+    def t(
+        self, g: torch.Tensor, scale: torch.Tensor, unit: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """g (..., d) through the transpose, with `scale` broadcast against g. Frozen
+        (unit None): C(g * w) * s. With the clean x̂ at g's positions: the transpose of the
+        norm's true Jacobian, s (C(g * w) - x̂ (x̂ . g * w) / d), the denominator live."""
+        out = g if self.gain is None else g * self.gain
+        if unit is not None:
+            along = (out * unit).sum(-1, keepdim=True) / out.shape[-1]
         if self.centre:
             out = out - out.mean(-1, keepdim=True)
-        return out
+        if unit is not None:
+            out = out - unit * along
+        return out * scale
 
-    def over(self, g: torch.Tensor) -> torch.Tensor:
-        """g [n, P', d] at positions 0..P'-1."""
-        return self.t(g, self.scale[: g.shape[1]])
+    def over(self, g: torch.Tensor, live: bool = False) -> torch.Tensor:
+        """g [n, P', d] at positions 0..P'-1 (live: the denominator's derivative too)."""
+        width = g.shape[1]
+        return self.t(g, self.scale[:width], self.unit[:width] if live else None)
+
+    def at(self, g: torch.Tensor, pos: torch.Tensor, live: bool = False) -> torch.Tensor:
+        """g [k, d], one row at each of positions `pos`."""
+        return self.t(g, self.scale[pos], self.unit[pos] if live else None)
 
 
 def _norm(lin: Linearised, module: Any, kind: NormKind) -> _Norm:
     scale = lin.clean.scales[id(module)][0]  # [P, 1]
     weight = getattr(module, "weight", None)
-    if kind == "rms_offset":
-        gain = 1.0 + weight
-    else:
-        gain = weight
+    gain = 1.0 + weight if kind == "rms_offset" else weight
     return _Norm(
-        gain=None if gain is None else gain.detach(), scale=scale, centre=kind == "layer"
+        gain=None if gain is None else gain.detach(),
+        scale=scale,
+        centre=kind == "layer",
+        unit=lin.clean.units[id(module)],
     )
 
 
@@ -109,6 +125,28 @@ class Transposed:
         final_kind = _final_kind(fam.final_norm)
         self.final = _norm(lin, fam.final_norm, final_kind)
         self.layers = [self._layer(layer) for layer in range(lin.n_layers)]
+        self._tangents: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+
+    def _tangent(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The activation's derivative at the clean point, as (coef_in, coef_gate)."""
+        import torch
+
+        if layer not in self._tangents:
+            lin, w, c = self.lin, self.lin.weights[layer], self.lin.clean
+            z = c.z[layer][0].detach()
+            with torch.enable_grad():
+                if lin.family.gated:
+                    assert w.w_gate is not None
+                    pre = (z @ w.w_gate.T).detach().requires_grad_(True)
+                else:
+                    assert w.b_in is not None
+                    pre = (z @ w.w_in.T + w.b_in).detach().requires_grad_(True)
+                (slope,) = torch.autograd.grad(w.act(pre).sum(), pre)
+            if lin.family.gated:
+                self._tangents[layer] = (c.gate[layer][0], slope * c.up[layer][0])
+            else:
+                self._tangents[layer] = (slope, None)
+        return self._tangents[layer]
 
     def _layer(self, layer: int) -> _Layer:
         lin = self.lin
@@ -141,9 +179,18 @@ class Transposed:
             coef_gate=None if coef_gate is None else coef_gate.detach(),
         )
 
-    def sweep(self, t: Targets, mode: Literal["cut", "live"], sink: Sink) -> torch.Tensor:
+    def sweep(
+        self,
+        t: Targets,
+        mode: Literal["cut", "live", "tangent"],
+        sink: Sink,
+        live_norms: bool = False,
+    ) -> torch.Tensor:
         """Rows of targets `t` (see trace.rows.Targets): neuron entries go to `sink` layer by
-        layer, the embedding entries [B, P'] are returned (P' = deepest position + 1)."""
+        layer, the embedding entries [B, P'] are returned (P' = deepest position + 1).
+        live_norms: every norm by its true derivative (only the attention patterns stay
+        frozen), for predicting interventions rather than for edges."""
+        ln = live_norms
         import torch
 
         dev = self.x0.device
@@ -158,7 +205,7 @@ class Transposed:
         logit = (layers == top).nonzero().flatten()
         if len(logit):
             at = pos[logit]
-            g[logit, at] += self.final.t(reads[logit], self.final.scale[at])
+            g[logit, at] += self.final.at(reads[logit], at, ln)
         counts = torch.bincount(layers.cpu(), minlength=top + 1)
         above = counts.flip(0).cumsum(0).flip(0).tolist()  # above[l]: targets at layer >= l
         deepest = int(layers.max())
@@ -168,22 +215,25 @@ class Transposed:
             if n:
                 gs = g[:n]
                 if lay.mlp_post is not None:
-                    gs = lay.mlp_post.over(gs)
+                    gs = lay.mlp_post.over(gs, ln)
                 sink(layer, gs, order[:n])
-                if mode == "live":
+                if mode != "cut":
+                    coef_in, coef_gate = (
+                        (lay.coef_in, lay.coef_gate) if mode == "live" else self._tangent(layer)
+                    )
                     ga = gs @ lay.w_out  # [n, P', d_mlp]: d(read)/d(neuron value)
-                    gz = (ga * lay.coef_in[:width]) @ lay.w_in
-                    if lay.coef_gate is not None:
+                    gz = (ga * coef_in[:width]) @ lay.w_in
+                    if coef_gate is not None:
                         assert lay.w_gate is not None
-                        gz = gz + (ga * lay.coef_gate[:width]) @ lay.w_gate
-                    g[:n] += lay.mlp_norm.over(gz)
+                        gz = gz + (ga * coef_gate[:width]) @ lay.w_gate
+                    g[:n] += lay.mlp_norm.over(gz, ln)
             here = (layers == layer).nonzero().flatten()
             if len(here):
                 at = pos[here]
-                g[here, at] += lay.mlp_norm.t(reads[here], lay.mlp_norm.scale[at])
+                g[here, at] += lay.mlp_norm.at(reads[here], at, ln)
             n = above[layer]
             if n:
-                g[:n] += self._attention_t(lay, g[:n])
+                g[:n] += self._attention_t(lay, g[:n], ln)
         emb = (g * self.x0[:width]).sum(-1)
         out = torch.empty_like(emb)
         out[order] = emb
@@ -195,22 +245,22 @@ class Transposed:
         return (g_out @ lay.w_out) * lay.acts[: g_out.shape[1]]
 
     @staticmethod
-    def _attention_t(lay: _Layer, g: torch.Tensor) -> torch.Tensor:
+    def _attention_t(lay: _Layer, g: torch.Tensor, live_norms: bool) -> torch.Tensor:
         """The residual cotangent that flows back through the block's attention."""
         n, width, _ = g.shape
         if lay.attn_post is not None:
-            g = lay.attn_post.over(g)
+            g = lay.attn_post.over(g, live_norms)
         heads = (g @ lay.w_o).view(n, width, lay.n_heads, lay.head_dim).transpose(1, 2)
         per_head = lay.pattern_t[:, :width, :width] @ heads  # [n, H, P'(j), head_dim]
         groups = lay.n_heads // lay.n_kv
         values = per_head.view(n, lay.n_kv, groups, width, lay.head_dim).sum(2)
         values = values.transpose(1, 2).reshape(n, width, lay.n_kv * lay.head_dim)
-        return lay.attn_norm.over(values @ lay.w_v)
+        return lay.attn_norm.over(values @ lay.w_v, live_norms)
 
-
-    def rows(self, t: Targets, mode: Literal["cut", "live"]) -> Rows:
+    def rows(
+        self, t: Targets, mode: Literal["cut", "live", "tangent"], live_norms: bool = False
+    ) -> Rows:
         """Full rows (every neuron, every position) of a few targets, like trace.rows."""
-        import torch
 
         n_pos, d_mlp = self.x0.shape[0], self.layers[0].acts.shape[-1]
         batch = len(t.layers)
@@ -222,7 +272,7 @@ class Transposed:
             full[which, : entries.shape[1]] = entries
             neurons[layer] = full
 
-        emb = self.sweep(t, mode, sink)
+        emb = self.sweep(t, mode, sink, live_norms)
         embeddings = emb.new_zeros(batch, n_pos)
         embeddings[:, : emb.shape[1]] = emb
         for layer in range(int(t.layers.max())):  # below the deepest target: all present
