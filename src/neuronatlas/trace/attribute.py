@@ -60,8 +60,10 @@ class Attribution:
     values: neuron activation / demeaned logit (0 for buckets and embeddings: they are sums
     of sources or inputs, not targets). constants: each computed row's bias terms, so that
     values[t] == adjacency[t].sum() + constants[t] for every computed row.
-    total_effect: each neuron's and embedding's total effect on the weighted logits in the
-    linearised model (zeroing it there moves the weighted logit by exactly -total_effect).
+    total_effect: each neuron's and embedding's predicted effect on the weighted logits:
+    a * d(logits)/d(a) with only the attention patterns frozen (norms and activations by
+    their derivatives), so removing the source moves the weighted logit by about
+    -total_effect in the real model (bench/README.md measures how well).
     """
 
     token_ids: list[int]
@@ -242,7 +244,8 @@ def attribute(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     lin = Linearised(model, ids, alpha=alpha)
-    maps = Transposed(lin) if engine == "linear" else None
+    effects = Transposed(lin)  # the intervention predictions use the maps in every engine
+    maps = effects if engine == "linear" else None
     timings["record_s"] = time.perf_counter() - t0
     n_layers, n_pos, d_mlp = lin.n_layers, len(ids), model.d_mlp
     logits = choose(lin, target)
@@ -259,6 +262,7 @@ def attribute(
     timings["logit_rows_s"] = time.perf_counter() - t_rows
     t_rows = time.perf_counter()
     total = rowlib.total_effects(lin, logit_t) if maps is None else maps.rows(logit_t, "live")
+    effect = effects.rows(logit_t, "tangent", live_norms=True)
     timings["total_effects_s"] = time.perf_counter() - t_rows
     weights = torch.tensor(logits.weights, dtype=torch.float64)
     pool = _choose_pool(direct, total, weights, candidates, bos, n_layers, n_pos, d_mlp)
@@ -285,7 +289,7 @@ def attribute(
     timings["neuron_rows"] = float(len(chosen))
 
     t2 = time.perf_counter()
-    out = _assemble(lin, pool, chosen, stored, logit_rows, logits, logit_t, total, bos)
+    out = _assemble(lin, pool, chosen, stored, logit_rows, logits, logit_t, effect, bos)
     timings["assemble_s"] = time.perf_counter() - t2
     out.timings = timings
     return out
@@ -399,7 +403,7 @@ def _assemble(
     logit_rows: np.ndarray,
     logits: LogitTargets,
     logit_t: rowlib.Targets,
-    total: rowlib.Rows,
+    predicted: rowlib.Rows,
     bos: bool,
 ) -> Attribution:
     """Dense adjacency over the final nodes, unselected pool neurons folded into buckets."""
@@ -446,10 +450,10 @@ def _assemble(
     effect = np.zeros(n_nodes)
     weights = torch.tensor(logits.weights, dtype=torch.float64)
     for j, (la, p, i) in enumerate(neurons):
-        t_row = total.neurons[la]
+        t_row = predicted.neurons[la]
         assert t_row is not None
         effect[j] = float((t_row[:, p, i].detach().double().cpu() * weights).sum())
-    effect[emb] = (total.embeddings.detach().double().cpu() * weights[:, None]).sum(0).numpy()
+    effect[emb] = (predicted.embeddings.detach().double().cpu() * weights[:, None]).sum(0).numpy()
     return Attribution(
         token_ids=[int(i) for i in lin.ids[0].tolist()],
         n_layers=n_layers,

@@ -43,6 +43,7 @@ LIMITS = {
     "default_max_nodes": WEB_DEFAULT_MAX_NODES,
     "node_threshold": tr.DEFAULT_NODE_THRESHOLD,
     "edge_threshold": tr.DEFAULT_EDGE_THRESHOLD,
+    "alpha": tr.DEFAULT_ALPHA,
     "max_target_chars": MAX_TARGET_CHARS,
     "max_neurons": STEER_LIMITS["max_neurons"],
 }
@@ -90,6 +91,15 @@ class TraceRequest(BaseModel):
         strict=True,
         description="Keep the edges that make up this cumulative share of the influence.",
     )
+    alpha: float = Field(
+        tr.DEFAULT_ALPHA,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        strict=True,
+        description="Gated MLPs (Gemma, Llama): the share of a neuron's credit given to its "
+        "up projection, the rest to its gate (1: the gate is frozen). Ignored by GPT-2.",
+    )
     group: Literal["cluster"] | None = Field(
         None,
         description='"cluster": one supernode [label, node_id, ...] per map cluster holding '
@@ -103,6 +113,7 @@ class TraceRequest(BaseModel):
             self.max_nodes,
             self.node_threshold,
             self.edge_threshold,
+            self.alpha,
             self.group,
         )
 
@@ -144,6 +155,7 @@ def traced(request: Request, body: TraceRequest) -> tr.TraceGraph:
         max_nodes=body.max_nodes,
         node_threshold=body.node_threshold,
         edge_threshold=body.edge_threshold,
+        alpha=body.alpha,
     )
     with reads(request) as conn:
         graph = annotate_from_atlas(conn, graph, body.group)
