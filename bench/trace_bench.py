@@ -198,7 +198,7 @@ def growth(model, text32: str, args) -> None:
 
 # --- faithfulness ---------------------------------------------------------------------------
 
-SIGNED = ("graph", "tangent", "tangent_norms", "direct", "direct_live", "grad_x_act")
+SIGNED = ("graph", "frozen", "tangent", "direct", "direct_live", "grad_x_act")
 UNSIGNED = (*SIGNED, "activation")
 
 
@@ -244,11 +244,10 @@ def real_grad_x_act(model, ids: list[int], token: int, nodes, cut: bool = False)
     ]
 
 
-def tangent_effects(
-    model, ids: list[int], token: int, alpha: float, nodes, live_norms: bool
-) -> list[float]:
-    """-a * d(target)/d(a) with the attention patterns frozen, activations by their
-    tangent, and the norms frozen or (live_norms) by their true derivative."""
+def linearised_effects(model, ids: list[int], token: int, alpha: float, nodes, mode: str):
+    """-a * d(target)/d(a) with attention patterns and norm denominators frozen, the
+    activations by their frozen ratios (mode "live": the total effect in the graph's own
+    linearised model, the prediction before this change) or by their tangent ("tangent")."""
     import torch
 
     lin = Linearised(model, ids, alpha=alpha)
@@ -260,7 +259,7 @@ def tangent_effects(
         reads=read,
         constants=torch.zeros(1, dtype=read.dtype),
     )
-    rows = Transposed(lin).rows(t, "tangent", live_norms=live_norms)
+    rows = Transposed(lin).rows(t, mode)  # type: ignore[arg-type]
     out = []
     for n in nodes:
         row = rows.neurons[n.layer]
@@ -295,8 +294,8 @@ def faith_one(model, text: str, alpha: float, budget: int, batch: int) -> dict[s
     index = {(int(la), int(p), int(i)): j for j, (la, p, i) in enumerate(a.neurons)}
     preds = {
         "graph": [x.predicted for x in check.ablations],
-        "tangent": tangent_effects(model, ids, token, alpha, nodes, live_norms=False),
-        "tangent_norms": tangent_effects(model, ids, token, alpha, nodes, live_norms=True),
+        "frozen": linearised_effects(model, ids, token, alpha, nodes, "live"),
+        "tangent": linearised_effects(model, ids, token, alpha, nodes, "tangent"),
         "direct": [
             -float(a.adjacency[a.logit_offset, index[(n.layer, n.position, n.neuron)]])
             for n in nodes

@@ -81,11 +81,10 @@ def _print_list(saved: list[TraceSummary]) -> None:
 
 
 EXIT_CODES = (
-    "Exit codes: 0 success; 1 error (one line on stderr); 2 bad input, with one line on "
-    "stderr naming what to change: an unknown option or a value out of range, an empty or "
-    "too long TEXT, a --target that is not exactly one token, an atlas without a model "
-    "(--model names one), or a --db file that is not a usable atlas. Nothing is written "
-    "on failure."
+    "Exit codes: 0 success; 1 error (one line on stderr); 2 usage error: an unknown option, "
+    "a value out of range, an empty or too long TEXT, a --target that is not exactly one "
+    "token, an atlas without a model (--model names one) or a --db file that is not a usable "
+    "atlas (one line on stderr says what to change; nothing is written)."
 )
 
 

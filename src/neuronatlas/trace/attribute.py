@@ -137,7 +137,7 @@ class _Pool:
         neurons' entries are formed, by batched products of the cotangent at each position
         with the write vectors of that position's pool neurons; a remainder is the site's
         sum g_out . (W_out a) minus its pool entries, so no row has all d_mlp entries."""
-        torch = self._torch
+        th = self._torch
         if self._buckets is None:
             self._buckets = _buckets(self, maps)
         buckets = self._buckets
@@ -152,7 +152,7 @@ class _Pool:
                 if not m:
                     continue
                 sites = g_out[:, b.positions[:m]].transpose(0, 1)  # [m, n, d]
-                entries = torch.bmm(sites, b.writes[:m])  # [m, n, cap]
+                entries = th.bmm(sites, b.writes[:m])  # [m, n, cap]
                 rem = rem.index_add(1, b.positions[:m], -entries.sum(-1).T)
                 flat = entries.transpose(0, 1).reshape(len(which), -1)
                 j = int(b.starts[m])

@@ -83,8 +83,11 @@ class _Norm:
 
 def _norm(lin: Linearised, module: Any, kind: NormKind) -> _Norm:
     scale = lin.clean.scales[id(module)][0]  # [P, 1]
-    weight = getattr(module, "weight", None)
-    gain = 1.0 + weight if kind == "rms_offset" else weight
+    weight: torch.Tensor | None = getattr(module, "weight", None)
+    gain = weight
+    if kind == "rms_offset":  # Gemma scales by 1 + weight
+        assert weight is not None
+        gain = 1.0 + weight
     return _Norm(
         gain=None if gain is None else gain.detach(),
         scale=scale,
