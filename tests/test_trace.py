@@ -122,6 +122,36 @@ def test_batching_does_not_change_rows(gated):
     assert np.allclose(one.adjacency, many.adjacency, atol=1e-12)
 
 
+def test_transposed_maps_give_the_autograd_rows_gpt2(gpt2):
+    _same_rows_both_engines(gpt2, 1.0)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_transposed_maps_give_the_autograd_rows_gated(gated, alpha):
+    _same_rows_both_engines(gated, alpha)
+
+
+def _same_rows_both_engines(model, alpha: float) -> None:
+    """The default engine (explicit transposed maps, truncated at each batch's last position
+    and each target's layer) computes the same graph as backpropagating replays. The gated
+    models differ at ~1e-8: the recorded patterns come from eager attention, whose softmax
+    runs in float32 even for a float64 model."""
+    ids = _ids(model)
+    kw = {"bos": True, "max_nodes": 500, "candidates": 3000, "batch_size": 32, "alpha": alpha}
+    fast = attribute(model, ids, **kw)
+    ref = attribute(model, ids, engine="autograd", **kw)
+    assert (fast.neurons == ref.neurons).all()
+    # rows at several layers and positions, so the truncations were exercised
+    assert len({int(x) for x in fast.neurons[:, 0]}) > 1
+    assert len({int(x) for x in fast.neurons[:, 1]}) > 2
+    scale = np.abs(ref.adjacency).max()
+    assert scale > 1e-3
+    assert np.abs(fast.adjacency - ref.adjacency).max() < 1e-6 * scale
+    assert (
+        np.abs(fast.total_effect - ref.total_effect).max() < 1e-6 * np.abs(ref.total_effect).max()
+    )
+
+
 def test_values_are_the_real_models(gpt2):
     ids = _ids(gpt2)
     a = attribute(gpt2, ids, bos=True, max_nodes=20, candidates=100)
@@ -173,13 +203,22 @@ def test_distractor_has_no_influence(circuit):
     # the distractors fire as strongly as the circuit...
     for layer, n in (tm.DISTRACTOR, tm.DISTRACTOR_READER):
         assert float(acts[layer][0, last, n]) > 1.0
-    # ...but their effect on the target is zero up to float error, direct and total
+    # ...but no path of the graph leads from them to the target: no edge into the logit
     rows = {tuple(x): j for j, x in enumerate(a.neurons.tolist())}
     for layer, n in (tm.DISTRACTOR, tm.DISTRACTOR_READER):
         j = rows.get((layer, last, n))
         if j is not None:
-            assert abs(a.total_effect[j]) < 1e-10
             assert abs(a.adjacency[a.logit_offset, j]) < 1e-10
+    # In the real model the distractor's large write still moves the logit, through the final
+    # norm's scale only (removing it shrinks the residual, so the rest is scaled up), and the
+    # intervention prediction, with norms live, says so; frozen norms predicted 0.
+    from neuronatlas.trace.verify import ablated_at, demeaned_logit
+
+    j = rows[(tm.DISTRACTOR[0], last, tm.DISTRACTOR[1])]
+    base = demeaned_logit(circuit, ids, target)
+    with ablated_at(circuit, *tm.DISTRACTOR, last):
+        moved = demeaned_logit(circuit, ids, target) - base
+    assert moved > 1.0 and -a.total_effect[j] > 1.0
 
 
 # --- the Neuronpedia JSON --------------------------------------------------------------------
@@ -221,11 +260,65 @@ def test_ablation_matches_prediction_on_the_circuit(circuit):
     check = check_interventions(circuit, g, top=5)
     by_id = {a.neuron_id: a for a in check.ablations}
     writer = by_id[format_id(*tm.CIRCUIT_WRITER)]
-    # the writer's effect on the logit is direct: the real change is the predicted one
-    # up to the final norm's scale moving (< 1%)
-    assert writer.actual == pytest.approx(writer.predicted, rel=1e-2)
+    # the writer's effect on the logit is direct; the prediction is first order in the final
+    # norm's scale, which this large ablation moves: within 5%
+    assert writer.actual == pytest.approx(writer.predicted, rel=5e-2)
     assert writer.actual < -1.0
     assert check.sign_agreement == 1.0
+
+
+def _real_grad_x_act(model, ids, token):
+    """Per layer [P, d_mlp]: a * d(demeaned logit)/d(a) in the real model, by autograd
+    (a zero leaf added to every MLP's neuron values)."""
+    from neuronatlas.trace.family import family_of
+
+    fam = family_of(model)
+    leaves, values = {}, {}
+
+    def hook(layer):
+        def add(_m, args):
+            values[layer] = args[0].detach()
+            leaves[layer] = torch.zeros_like(args[0], requires_grad=True)
+            return (args[0] + leaves[layer], *args[1:])
+
+        return add
+
+    downs = [m.down_proj if fam.gated else m.c_proj for m in fam.mlps]
+    handles = [d.register_forward_pre_hook(hook(i)) for i, d in enumerate(downs)]
+    try:
+        with torch.enable_grad():
+            hidden = model.model.base_model(input_ids=torch.tensor([ids])).last_hidden_state
+            w_u = model.model.get_output_embeddings().weight
+            logit = hidden[0, -1] @ (w_u[token] - w_u.mean(0))
+            order = sorted(leaves)
+            grads = torch.autograd.grad(logit, [leaves[i] for i in order])
+    finally:
+        for h in handles:
+            h.remove()
+    return {i: (g * values[i])[0] for i, g in zip(order, grads, strict=True)}
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gemma3", "llama"])
+def test_total_effect_is_the_real_derivative_when_attention_cannot_move(family, gpt2):
+    """With one position every attention pattern is the constant 1, so the graph's
+    prediction (norms and activations by their derivatives) is the real model's own
+    a * d(logit)/d(a), computed here by autograd through the unmodified model."""
+    if family == "gpt2":
+        model = gpt2
+    else:
+        hf, tok = tm.tiny_gated_model(family)
+        model = wrap_model(hf, tok, family)
+    g = trace(model, "cat", target=" the", max_nodes=30, node_threshold=1, edge_threshold=1)
+    assert len(g.token_ids) == 1
+    real = _real_grad_x_act(model, g.token_ids, g.target_id)
+    nodes = g.neurons()
+    assert len(nodes) >= 5 and len({n.layer for n in nodes}) > 1
+    scale = max(abs(n.total_effect or 0.0) for n in nodes)
+    assert scale > 0
+    for node in nodes:
+        expected = float(real[node.layer][node.position, node.neuron])
+        # float64 models, but eager attention's softmax runs in float32
+        assert node.total_effect == pytest.approx(expected, rel=1e-6, abs=1e-6 * scale)
 
 
 def test_ablation_is_at_the_nodes_position_only(circuit):
@@ -343,15 +436,38 @@ def test_cli_json_save_and_list(atlas_path):
         assert graph.neurons()[0].neuron_id == DETECTOR
 
 
-def test_cli_bad_target_writes_nothing(atlas_path, tmp_path):
+@pytest.mark.parametrize(
+    ("text", "options", "says"),
+    [
+        ("   ", [], "text is empty"),
+        ("cat " * (MAX_TOKENS + 1), [], f"at most {MAX_TOKENS}"),
+        ("to Paris", ["--target", " Eiffel Tower"], "not one"),
+        ("to Paris", ["--alpha", "1.5"], "--alpha"),
+    ],
+)
+def test_cli_bad_input_exits_2_and_writes_nothing(atlas_path, tmp_path, text, options, says):
     out = tmp_path / "graph.json"
     db = str(atlas_path)
     before = json.loads(_cli("--list", "--db", db, "--json").stdout)
-    run = _cli("to Paris", "--db", db, "--target", " Eiffel Tower", "--save", "--out", str(out))
-    assert run.exit_code != 0 and isinstance(run.exception, BadInput)
-    assert "not one" in str(run.exception)
+    run = _cli(text, "--db", db, *options, "--save", "--out", str(out))
+    assert run.exit_code == 2, run.output
+    assert says in run.output
+    if says != "--alpha":  # Click's own usage errors draw a box; ours are one line
+        assert len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert not out.exists()
     assert json.loads(_cli("--list", "--db", db, "--json").stdout) == before
+
+
+def test_cli_atlas_without_a_model_exits_2(synthetic_atlas):
+    run = _cli("a cat", "--db", str(synthetic_atlas("trace_cli_no_model")))
+    assert run.exit_code == 2, run.output
+    assert "names no model" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_cli_alpha_reaches_the_graph(atlas_path):
+    run = _cli("to Paris", "--db", str(atlas_path), "--json", "--alpha", "0.25")
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.stdout)["metadata"]["linearisation"]["gated_alpha"] == 0.25
 
 
 def test_cli_out_file_and_group(atlas_path, tmp_path):

@@ -55,6 +55,12 @@ def test_api_trace_is_the_library_trace_annotated(client, circuit_atlas_path):
     assert got.tokens[0] == "<|endoftext|>" and got.target == " France"
 
 
+def test_alpha_reaches_the_graph(client):
+    g = _graph(client.post("/api/trace", json={"text": TEXT, "alpha": 0.25}))
+    assert g.settings.gated_alpha == 0.25
+    assert _graph(client.post("/api/trace", json={"text": TEXT})).settings.gated_alpha == 1.0
+
+
 def test_without_a_target_the_likeliest_tokens_are_explained(client):
     g = _graph(client.post("/api/trace", json={"text": TEXT}))
     logits = [n for n in g.nodes if n.kind == "logit"]
@@ -104,14 +110,16 @@ def test_neuronpedia_json_of_a_traced_request_comes_from_the_cache(circuit_atlas
         ({"text": ""}, 422, "invalid", "text"),
         ({"text": "   "}, 422, "invalid", "text"),
         ({"text": "a" * 1001}, 422, "invalid", "at most 1000"),
-        ({"text": "a " * 200}, 400, "bad_input", "at most 128"),
-        ({"text": TEXT, "target": "France and more"}, 400, "bad_input", "not one"),
+        ({"text": "a " * 200}, 422, "invalid", "at most 128"),
+        ({"text": TEXT, "target": "France and more"}, 422, "invalid", "not one"),
         ({"text": TEXT, "target": ""}, 422, "invalid", "target"),
         ({"text": TEXT, "max_nodes": 1001}, 422, "invalid", "max_nodes"),
         ({"text": TEXT, "max_nodes": "5"}, 422, "invalid", "max_nodes"),
         ({"text": TEXT, "node_threshold": 0}, 422, "invalid", "node_threshold"),
         ({"text": TEXT, "edge_threshold": 1.5}, 422, "invalid", "edge_threshold"),
         ({"text": TEXT, "group": "layer"}, 422, "invalid", "group"),
+        ({"text": TEXT, "alpha": 1.5}, 422, "invalid", "alpha"),
+        ({"text": TEXT, "alpha": "0.5"}, 422, "invalid", "alpha"),
         ({"target": " France"}, 422, "invalid", "text"),
     ],
 )

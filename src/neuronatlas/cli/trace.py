@@ -10,17 +10,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from neuronatlas.cli.app import (
+    EXIT_USAGE,
     DbOption,
     DeviceOption,
     JsonOption,
     console,
     console_err,
-    exit_codes,
 )
 from neuronatlas.cli.serve import ModelOption
-from neuronatlas.errors import BadInput
+from neuronatlas.errors import BadInput, ModelUnavailable
 from neuronatlas.trace.attribute import DEFAULT_MAX_NODES, MAX_NODES_LIMIT
-from neuronatlas.trace.build import DEFAULT_EDGE_THRESHOLD, DEFAULT_NODE_THRESHOLD
+from neuronatlas.trace.build import DEFAULT_ALPHA, DEFAULT_EDGE_THRESHOLD, DEFAULT_NODE_THRESHOLD
 from neuronatlas.trace.records import TraceGraph, TraceSummary
 
 SHOWN_NODES = 15
@@ -79,6 +79,14 @@ def _print_list(saved: list[TraceSummary]) -> None:
     console.print(table)
 
 
+EXIT_CODES = (
+    "Exit codes: 0 success; 1 error (one line on stderr); 2 usage error: an unknown option, "
+    "a value out of range, an empty or too long TEXT, a --target that is not exactly one "
+    "token, an atlas without a model (--model names one) or a --db file that is not a usable "
+    "atlas (one line on stderr says what to change; nothing is written)."
+)
+
+
 def trace(
     db: DbOption,
     text: Annotated[
@@ -116,6 +124,16 @@ def trace(
         float,
         typer.Option("--edge-threshold", help="Keep edges making up this share of edge scores."),
     ] = DEFAULT_EDGE_THRESHOLD,
+    alpha: Annotated[
+        float,
+        typer.Option(
+            "--alpha",
+            min=0.0,
+            max=1.0,
+            help="Gated MLPs (Gemma, Llama): the share of each neuron's credit given to its up "
+            "projection, the rest to its gate (1: the gate is frozen). No effect on GPT-2.",
+        ),
+    ] = DEFAULT_ALPHA,
     save: Annotated[bool, typer.Option("--save", help="Store the graph in the atlas.")] = False,
     list_saved: Annotated[
         bool, typer.Option("--list", help="List the graphs saved in the atlas and stop.")
@@ -136,6 +154,21 @@ def trace(
 
     Example: neuronatlas trace "The Eiffel Tower is in the city of" --db atlas.db --target " Paris"
     """
+    try:
+        _trace(
+            db, text, target, json, out, group, max_nodes, node_threshold, edge_threshold,
+            alpha, save, list_saved, model, device,
+        )  # fmt: skip
+    except (BadInput, ModelUnavailable) as exc:
+        # input the user can change: a usage error (exit 2), one line, nothing written
+        console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+
+
+def _trace(
+    db, text, target, json, out, group, max_nodes, node_threshold, edge_threshold, alpha,
+    save, list_saved, model, device,
+) -> None:  # fmt: skip
     import msgspec
 
     from neuronatlas.atlas import Atlas
@@ -157,7 +190,9 @@ def trace(
     if group not in (None, "cluster"):
         raise BadInput(f"--group {group!r}: the only grouping is 'cluster'")
     with Atlas(db, model=model, device=device) as atlas:
-        graph = _run(atlas, text, target, group, max_nodes, node_threshold, edge_threshold, json)
+        graph = _run(
+            atlas, text, target, group, max_nodes, node_threshold, edge_threshold, alpha, json
+        )
         doc = to_neuronpedia(graph)
         body = msgspec.json.encode(doc)
         if out is not None:
@@ -173,22 +208,26 @@ def trace(
     _print(graph)
 
 
-def _run(atlas, text, target, group, max_nodes, node_threshold, edge_threshold, quiet: bool):
-    """The trace with a progress bar over neuron rows on stderr."""
+def _run(atlas, text, target, group, max_nodes, node_threshold, edge_threshold, alpha, quiet: bool):
+    """The trace with a progress bar over neuron rows on stderr. The bar appears with the
+    first batch of rows, so input rejected before any work leaves only its error line."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    with Progress(
+    bars = Progress(
         TextColumn("trace rows"),
         BarColumn(),
         MofNCompleteColumn(),
         console=console_err,
         disable=quiet and not console_err.is_terminal,
-    ) as bars:
-        task = bars.add_task("rows", total=None)
+    )
+    task = bars.add_task("rows", total=None)
 
-        def progress(done: int, total: int) -> None:
-            bars.update(task, completed=done, total=total)
+    def progress(done: int, total: int) -> None:
+        if not bars.live.is_started:
+            bars.start()
+        bars.update(task, completed=done, total=total)
 
+    try:
         return atlas.trace(
             text,
             target,
@@ -197,9 +236,13 @@ def _run(atlas, text, target, group, max_nodes, node_threshold, edge_threshold, 
             max_nodes=max_nodes,
             node_threshold=node_threshold,
             edge_threshold=edge_threshold,
+            alpha=alpha,
         )
+    finally:
+        if bars.live.is_started:
+            bars.stop()
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
-    app.command(epilog=exit_codes())(trace)
+    app.command(epilog=EXIT_CODES)(trace)

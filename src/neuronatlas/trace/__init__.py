@@ -18,6 +18,7 @@ from neuronatlas.trace.attribute import (
     attribute,
 )
 from neuronatlas.trace.build import (
+    DEFAULT_ALPHA,
     DEFAULT_EDGE_THRESHOLD,
     DEFAULT_NODE_THRESHOLD,
     MAX_TEXT_CHARS,
@@ -38,6 +39,7 @@ from neuronatlas.trace.records import (
 from neuronatlas.trace.verify import Ablation, InterventionCheck, check_interventions
 
 __all__ = [
+    "DEFAULT_ALPHA",
     "DEFAULT_BATCH",
     "DEFAULT_CANDIDATES",
     "DEFAULT_EDGE_THRESHOLD",

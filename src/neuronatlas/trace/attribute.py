@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from neuronatlas.trace import rows as rowlib
 from neuronatlas.trace.influence import normalise, propagate
 from neuronatlas.trace.linearised import Linearised
 from neuronatlas.trace.targets import LogitTargets, choose
+from neuronatlas.trace.transposed import Transposed
 
 if TYPE_CHECKING:
     import torch
@@ -38,12 +39,16 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_NODES = 1000
 DEFAULT_CANDIDATES = 16_384
-DEFAULT_BATCH = 32
+DEFAULT_BATCH = 64
 MAX_NODES_LIMIT = 10_000
 # Rows computed between two influence updates of the greedy expansion: more updates follow
 # multi-hop paths sooner, each costs a pass over the rows so far. Independent of the batch
 # size, so batching never changes which neurons are chosen.
 UPDATE_ROWS = 128
+# How rows are computed: "linear" applies the transposed maps of the frozen model
+# (trace.transposed, the default); "autograd" backpropagates replays of the prompt
+# (trace.rows, the reference the tests and the benchmark compare against).
+Engine = Literal["linear", "autograd"]
 
 
 @dataclass
@@ -55,8 +60,10 @@ class Attribution:
     values: neuron activation / demeaned logit (0 for buckets and embeddings: they are sums
     of sources or inputs, not targets). constants: each computed row's bias terms, so that
     values[t] == adjacency[t].sum() + constants[t] for every computed row.
-    total_effect: each neuron's and embedding's total effect on the weighted logits in the
-    linearised model (zeroing it there moves the weighted logit by exactly -total_effect).
+    total_effect: each neuron's and embedding's predicted effect on the weighted logits:
+    a * d(logits)/d(a) with only the attention patterns frozen (norms and activations by
+    their derivatives), so removing the source moves the weighted logit by about
+    -total_effect in the real model (bench/README.md measures how well).
     """
 
     token_ids: list[int]
@@ -108,6 +115,7 @@ class _Pool:
         self.n_layers, self.n_pos, self.d_mlp = n_layers, n_pos, d_mlp
         self.width = len(flat) + n_layers * n_pos + n_pos
         self._torch = torch
+        self._buckets: list[list[_Bucket]] | None = None  # the linear engine's, on first use
 
     def contract(self, r: rowlib.Rows) -> np.ndarray:
         """Rows [B, width] in float64 from full per-layer rows."""
@@ -124,6 +132,92 @@ class _Pool:
         out = torch.cat([pooled, totals - inside, r.embeddings.detach().to("cpu")], dim=1)
         return out.double().numpy()
 
+    def rows(self, maps: Transposed, t: rowlib.Targets) -> np.ndarray:
+        """Rows [B, width] in float64 of targets `t` by the transposed maps. Only pool
+        neurons' entries are formed, by batched products of the cotangent at each position
+        with the write vectors of that position's pool neurons; a remainder is the site's
+        sum g_out . (W_out a) minus its pool entries, so no row has all d_mlp entries."""
+        th = self._torch
+        if self._buckets is None:
+            self._buckets = _buckets(self, maps)
+        buckets = self._buckets
+        batch, n_pos, k = len(t.layers), self.n_pos, len(self.flat)
+        out = maps.x0.new_zeros(batch, self.width)
+
+        def sink(layer: int, g_out: torch.Tensor, which: torch.Tensor) -> None:
+            width = g_out.shape[1]
+            rem = (g_out * maps.layers[layer].out[:width]).sum(-1)  # [n, P']
+            for b in buckets[layer]:
+                m = int((b.positions < width).sum())  # sites are sorted by position
+                if not m:
+                    continue
+                sites = g_out[:, b.positions[:m]].transpose(0, 1)  # [m, n, d]
+                entries = th.bmm(sites, b.writes[:m])  # [m, n, cap]
+                rem = rem.index_add(1, b.positions[:m], -entries.sum(-1).T)
+                flat = entries.transpose(0, 1).reshape(len(which), -1)
+                j = int(b.starts[m])
+                out[which[:, None], b.columns[None, :j]] = flat[:, b.slots[:j]]
+            base = k + layer * n_pos
+            out[which, base : base + width] = rem
+
+        emb = maps.sweep(t, "cut", sink)
+        base = k + self.n_layers * n_pos
+        out[:, base : base + emb.shape[1]] = emb
+        return out.double().cpu().numpy()
+
+
+@dataclass
+class _Bucket:
+    """Pool sites (positions of one layer) with at most `cap` pool neurons each, padded to
+    `cap`: writes [m, d, cap] (a_i W_out[:, i] per neuron, zero padding), the positions [m]
+    (ascending), and per member neuron (ordered by site) its pool column and its slot in
+    the flattened [m * cap] entries; starts[i]: members of the first i sites."""
+
+    positions: torch.Tensor
+    writes: torch.Tensor
+    columns: torch.Tensor
+    slots: torch.Tensor
+    starts: torch.Tensor
+
+
+def _buckets(pool: _Pool, maps: Transposed) -> list[list[_Bucket]]:
+    """Per layer, the pool's sites grouped by size (next power of two), so every product
+    is a dense batched matmul and padding at most doubles the work."""
+    import torch
+
+    dev = maps.x0.device
+    out: list[list[_Bucket]] = []
+    for layer in range(pool.n_layers):
+        in_layer = (pool.layer == layer).nonzero().flatten()
+        lay = maps.layers[layer]
+        by_cap: dict[int, list[tuple[int, torch.Tensor]]] = {}
+        for p in pool.pos[in_layer].unique().tolist():
+            members = in_layer[pool.pos[in_layer] == p]
+            cap = 1 << (len(members) - 1).bit_length()
+            by_cap.setdefault(cap, []).append((p, members))
+        found = []
+        for cap, sites in sorted(by_cap.items()):
+            m = len(sites)
+            writes = maps.x0.new_zeros(m, maps.x0.shape[-1], cap)
+            columns, slots, starts = [], [], [0]
+            for i, (p, members) in enumerate(sites):
+                idx = pool.idx[members].to(dev)
+                writes[i, :, : len(members)] = lay.w_out[:, idx] * lay.acts[p, idx]
+                columns.append(members)
+                slots.append(torch.arange(len(members)) + i * cap)
+                starts.append(starts[-1] + len(members))
+            found.append(
+                _Bucket(
+                    positions=torch.tensor([p for p, _ in sites], device=dev),
+                    writes=writes,
+                    columns=torch.cat(columns).to(dev),
+                    slots=torch.cat(slots).to(dev),
+                    starts=torch.tensor(starts),
+                )
+            )
+        out.append(found)
+    return out
+
 
 def attribute(
     model: LoadedModel,
@@ -136,11 +230,13 @@ def attribute(
     batch_size: int = DEFAULT_BATCH,
     alpha: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
+    engine: Engine = "linear",
 ) -> Attribution:
     """The attribution matrix for the next token after `ids` (see the module docstring).
 
     bos: ids[0] is a BOS the caller prepended (its neurons are never candidates).
     progress(done, total): called after each batch of neuron rows.
+    engine: how rows are computed (see Engine); both give the same rows to float error.
     """
     import torch
 
@@ -148,6 +244,8 @@ def attribute(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     lin = Linearised(model, ids, alpha=alpha)
+    effects = Transposed(lin)  # the intervention predictions use the maps in every engine
+    maps = effects if engine == "linear" else None
     timings["record_s"] = time.perf_counter() - t0
     n_layers, n_pos, d_mlp = lin.n_layers, len(ids), model.d_mlp
     logits = choose(lin, target)
@@ -160,10 +258,11 @@ def attribute(
         constants=torch.zeros(n_logit, dtype=lin.clean.x0.dtype),
     )
     t_rows = time.perf_counter()
-    direct = rowlib.direct_rows(lin, logit_t)
+    direct = rowlib.direct_rows(lin, logit_t) if maps is None else maps.rows(logit_t, "cut")
     timings["logit_rows_s"] = time.perf_counter() - t_rows
     t_rows = time.perf_counter()
-    total = rowlib.total_effects(lin, logit_t)
+    total = rowlib.total_effects(lin, logit_t) if maps is None else maps.rows(logit_t, "live")
+    effect = effects.rows(logit_t, "tangent", live_norms=True)
     timings["total_effects_s"] = time.perf_counter() - t_rows
     weights = torch.tensor(logits.weights, dtype=torch.float64)
     pool = _choose_pool(direct, total, weights, candidates, bos, n_layers, n_pos, d_mlp)
@@ -180,7 +279,8 @@ def attribute(
         if not ranked:
             break
         batch = ranked[: min(step, budget - len(chosen))]
-        for b, row in zip(batch, _neuron_rows(lin, pool, batch, batch_size), strict=True):
+        computed = _neuron_rows(lin, pool, batch, batch_size, maps)
+        for b, row in zip(batch, computed, strict=True):
             stored[b] = row
         chosen += batch
         if progress is not None:
@@ -189,7 +289,7 @@ def attribute(
     timings["neuron_rows"] = float(len(chosen))
 
     t2 = time.perf_counter()
-    out = _assemble(lin, pool, chosen, stored, logit_rows, logits, logit_t, total, bos)
+    out = _assemble(lin, pool, chosen, stored, logit_rows, logits, logit_t, effect, bos)
     timings["assemble_s"] = time.perf_counter() - t2
     out.timings = timings
     return out
@@ -256,19 +356,27 @@ def _rank(
 
 
 def _neuron_rows(
-    lin: Linearised, pool: _Pool, batch: list[int], batch_size: int
+    lin: Linearised,
+    pool: _Pool,
+    batch: list[int],
+    batch_size: int,
+    maps: Transposed | None = None,
 ) -> list[np.ndarray]:
-    """Rows for pool neurons `batch` (in that order), computed layer by layer in backward
-    passes of at most `batch_size` targets (a pass stops at its deepest target's layer)."""
+    """Rows for pool neurons `batch` (in that order), computed in sweeps (or, without
+    `maps`, backward passes) of at most `batch_size` targets of neighbouring positions: a
+    sweep covers positions up to its last target's (attention is causal), starts at its
+    deepest target's layer, and a target joins only at its own layer."""
     import torch
 
-    order = sorted(range(len(batch)), key=lambda i: int(pool.layer[batch[i]]))
+    order = sorted(
+        range(len(batch)), key=lambda i: (int(pool.pos[batch[i]]), int(pool.layer[batch[i]]))
+    )
     out: list[np.ndarray | None] = [None] * len(batch)
     for start in range(0, len(order), batch_size):
         part = order[start : start + batch_size]
         which = torch.tensor([batch[i] for i in part])
         t = _neuron_targets(lin, pool, which)
-        rows = pool.contract(rowlib.direct_rows(lin, t))
+        rows = pool.contract(rowlib.direct_rows(lin, t)) if maps is None else pool.rows(maps, t)
         for j, i in enumerate(part):
             out[i] = rows[j]
     return [r for r in out if r is not None]
@@ -295,7 +403,7 @@ def _assemble(
     logit_rows: np.ndarray,
     logits: LogitTargets,
     logit_t: rowlib.Targets,
-    total: rowlib.Rows,
+    predicted: rowlib.Rows,
     bos: bool,
 ) -> Attribution:
     """Dense adjacency over the final nodes, unselected pool neurons folded into buckets."""
@@ -342,10 +450,10 @@ def _assemble(
     effect = np.zeros(n_nodes)
     weights = torch.tensor(logits.weights, dtype=torch.float64)
     for j, (la, p, i) in enumerate(neurons):
-        t_row = total.neurons[la]
+        t_row = predicted.neurons[la]
         assert t_row is not None
         effect[j] = float((t_row[:, p, i].detach().double().cpu() * weights).sum())
-    effect[emb] = (total.embeddings.detach().double().cpu() * weights[:, None]).sum(0).numpy()
+    effect[emb] = (predicted.embeddings.detach().double().cpu() * weights[:, None]).sum(0).numpy()
     return Attribution(
         token_ids=[int(i) for i in lin.ids[0].tolist()],
         n_layers=n_layers,

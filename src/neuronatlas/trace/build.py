@@ -31,6 +31,10 @@ MAX_TEXT_CHARS = 1_000
 MAX_TOKENS = 128
 DEFAULT_NODE_THRESHOLD = 0.8
 DEFAULT_EDGE_THRESHOLD = 0.98
+# The gated split (docs/ATTRIBUTION.md): 1 freezes the gate phi(g) and gives all credit to
+# the up projection; 0.5 shares it between the two paths. Chosen on the development
+# prompts of bench/trace_bench.py (figures in bench/README.md).
+DEFAULT_ALPHA = 1.0
 
 
 def encode(model: LoadedModel, text: str, prepend_bos: bool) -> tuple[list[int], bool]:
@@ -67,7 +71,7 @@ def trace(
     edge_threshold: float = DEFAULT_EDGE_THRESHOLD,
     candidates: int = DEFAULT_CANDIDATES,
     batch_size: int = DEFAULT_BATCH,
-    alpha: float = 1.0,
+    alpha: float = DEFAULT_ALPHA,
     progress: Callable[[int, int], None] | None = None,
 ) -> TraceGraph:
     """The pruned attribution graph of the next token after `text` (see docs/ATTRIBUTION.md).

@@ -37,6 +37,8 @@ class Family:
     activation: str
     unembedding: torch.Tensor  # [vocab, d_model]
     softcap: float | None
+    attentions: list[Any]  # per layer: the attention module (its output[1]: the pattern)
+    parts: list[BlockParts]  # per layer: how the block is wired (for the transposed maps)
 
     def mlp_weights(self, layer: int) -> MlpWeights:
         """The layer's MLP as matrices in one orientation: inputs [d_mlp, d], output [d, d_mlp]."""
@@ -62,6 +64,24 @@ class Family:
 
 
 @dataclass(frozen=True)
+class BlockParts:
+    """One block's residual wiring, as the transposed linear maps need it:
+    x_mid = x + post_attn(attn(attn_norm(x))); x_out = x_mid + post_mlp(mlp(mlp_norm(x_mid))).
+    The post norms are Gemma-2/3's (None elsewhere). w_v [n_kv * head_dim, d] and
+    w_o [d, n_heads * head_dim] in the (out, in) orientation of torch.nn.Linear."""
+
+    attn_norm: tuple[Any, NormKind]
+    attn_post: tuple[Any, NormKind] | None
+    mlp_norm: tuple[Any, NormKind]
+    mlp_post: tuple[Any, NormKind] | None
+    w_v: torch.Tensor
+    w_o: torch.Tensor
+    n_heads: int
+    n_kv: int
+    head_dim: int
+
+
+@dataclass(frozen=True)
 class MlpWeights:
     """w_in: the linear input (GPT-2 c_fc, gated up_proj); w_gate: the gate (None ungated)."""
 
@@ -73,7 +93,7 @@ class MlpWeights:
     act: Any
 
 
-def _norm_kind(module: Any) -> NormKind | None:
+def norm_kind(module: Any) -> NormKind | None:
     import torch
 
     if isinstance(module, torch.nn.LayerNorm):
@@ -82,6 +102,45 @@ def _norm_kind(module: Any) -> NormKind | None:
     if name.endswith("RMSNorm"):
         return "rms_offset" if name.startswith("Gemma") else "rms"
     return None
+
+
+def _gpt2_parts(block: Any, config: Any) -> BlockParts:
+    d = config.n_embd
+    return BlockParts(
+        attn_norm=(block.ln_1, "layer"),
+        attn_post=None,
+        mlp_norm=(block.ln_2, "layer"),
+        mlp_post=None,
+        # Conv1D weights are [in, out]; c_attn's output is [queries | keys | values]
+        w_v=block.attn.c_attn.weight[:, 2 * d :].T,
+        w_o=block.attn.c_proj.weight.T,
+        n_heads=config.n_head,
+        n_kv=config.n_head,
+        head_dim=d // config.n_head,
+    )
+
+
+def _gated_parts(block: Any, config: Any) -> BlockParts:
+    def norm(module: Any) -> tuple[Any, NormKind]:
+        kind = norm_kind(module)
+        assert kind is not None, type(module).__name__
+        return module, kind
+
+    attn = block.self_attn
+    sandwich = hasattr(block, "pre_feedforward_layernorm")  # Gemma-2/3: norms after too
+    return BlockParts(
+        attn_norm=norm(block.input_layernorm),
+        attn_post=norm(block.post_attention_layernorm) if sandwich else None,
+        mlp_norm=norm(
+            block.pre_feedforward_layernorm if sandwich else block.post_attention_layernorm
+        ),
+        mlp_post=norm(block.post_feedforward_layernorm) if sandwich else None,
+        w_v=attn.v_proj.weight,
+        w_o=attn.o_proj.weight,
+        n_heads=config.num_attention_heads,
+        n_kv=config.num_key_value_heads,
+        head_dim=attn.head_dim,
+    )
 
 
 def family_of(model: LoadedModel) -> Family:
@@ -97,6 +156,8 @@ def family_of(model: LoadedModel) -> Family:
         mlps = [b.mlp for b in blocks]
         activation = config.activation_function
         gated = False
+        attentions = [b.attn for b in blocks]
+        parts = [_gpt2_parts(b, config) for b in blocks]
     elif model_type in GATED_TYPES:
         base = hf.model
         blocks = list(base.layers)
@@ -110,6 +171,8 @@ def family_of(model: LoadedModel) -> Family:
         mlps = [b.mlp for b in blocks]
         activation = getattr(config, "hidden_activation", None) or config.hidden_act
         gated = True
+        attentions = [b.self_attn for b in blocks]
+        parts = [_gated_parts(b, config) for b in blocks]
     else:
         raise ModelUnavailable(
             f"trace does not support {model_type!r} models yet; it supports gpt2 and "
@@ -118,7 +181,7 @@ def family_of(model: LoadedModel) -> Family:
     replayed = {id(m) for m, _ in qk}
     norms: list[tuple[Any, NormKind]] = []
     for module in [*(m for b in blocks for m in b.modules()), final]:
-        kind = _norm_kind(module)
+        kind = norm_kind(module)
         if kind is not None and id(module) not in replayed:
             norms.append((module, kind))
     return Family(
@@ -132,4 +195,6 @@ def family_of(model: LoadedModel) -> Family:
         activation=str(activation),
         unembedding=hf.get_output_embeddings().weight,
         softcap=getattr(config, "final_logit_softcapping", None),
+        attentions=attentions,
+        parts=parts,
     )

@@ -57,6 +57,8 @@ class Clean:
     final: torch.Tensor  # [1, P, d] the final norm's output
     scales: dict[int, torch.Tensor] = field(default_factory=dict)  # id(norm) → scale
     qk: dict[int, torch.Tensor] = field(default_factory=dict)  # id(module) → output
+    patterns: list[torch.Tensor] = field(default_factory=list)  # per layer [H, P, P]
+    units: dict[int, torch.Tensor] = field(default_factory=dict)  # id(norm) → [P, d] x̂
 
 
 @dataclass
@@ -129,9 +131,13 @@ class Linearised:
         def final_hook(_m, _args, out):
             store["final"] = out
 
+        units: dict[int, torch.Tensor] = {}
+
         def norm_forward(module, kind):
             def forward(x):
                 scales[id(module)] = _scale(module, kind, x)
+                centred = x - x.mean(-1, keepdim=True) if kind == "layer" else x
+                units[id(module)] = (centred * scales[id(module)])[0]
                 return _normed(module, kind, x, scales[id(module)])
 
             return forward
@@ -144,11 +150,22 @@ class Linearised:
 
             return forward
 
-        with (
-            torch.no_grad(),
-            self._patched(mlp_forward, norm_forward, qk_forward, x0_hook, final_hook),
-        ):
-            self.family.base(input_ids=self.ids, use_cache=False)
+        patterns: list[torch.Tensor] = []
+
+        def pattern_hook(_m, _args, out):
+            patterns.append(out[1][0].detach())
+
+        handles = [m.register_forward_hook(pattern_hook) for m in self.family.attentions]
+        try:
+            with (
+                torch.no_grad(),
+                _eager_attention(self.model.model),
+                self._patched(mlp_forward, norm_forward, qk_forward, x0_hook, final_hook),
+            ):
+                self.family.base(input_ids=self.ids, use_cache=False)
+        finally:
+            for h in handles:
+                h.remove()
         return Clean(
             x0=store["x0"],
             z=store["z"],
@@ -159,6 +176,8 @@ class Linearised:
             final=store["final"],
             scales=scales,
             qk=qk,
+            patterns=patterns,
+            units=units,
         )
 
     # --- replays ---------------------------------------------------------------------------
@@ -306,6 +325,19 @@ class Linearised:
                     del m.forward
                 else:
                     m.forward = before
+
+
+@contextmanager
+def _eager_attention(hf: Any) -> Iterator[None]:
+    """While open, attention runs the eager implementation, the one that returns its
+    pattern (the softmax output) for the transposed maps (trace.transposed) to reuse."""
+    config = hf.config
+    before = config._attn_implementation
+    config._attn_implementation = "eager"
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
 
 
 def _write(a: torch.Tensor, w: MlpWeights) -> torch.Tensor:

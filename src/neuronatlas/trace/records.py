@@ -22,8 +22,9 @@ class TraceNode(msgspec.Struct, kw_only=True):
     influence: raw influence on the weighted target logits (normalised-|A| power series).
     influence_share: cumulative share of the node in descending influence order.
     rank: 1 for the most influential neuron (neurons only).
-    total_effect: effect on the weighted target logit in the linearised model; zeroing the
-    node there changes that logit by exactly -total_effect (neurons and embeddings).
+    total_effect: predicted effect on the weighted target logit, value * d(logit)/d(value)
+    with only the attention patterns frozen (norms and activations by their derivatives):
+    zeroing the node moves that logit by about -total_effect (neurons and embeddings).
     """
 
     node_id: str

@@ -2,7 +2,8 @@
 
 For a neuron node, zero it at its own position only in the real model (attention patterns,
 norms and nonlinearities all live), measure the change of the demeaned target logit, and
-compare with the prediction of the linearised model, -total_effect. Agreement across the
+compare with the graph's prediction, -total_effect (first order, attention patterns frozen,
+norms and activations by their derivatives). Agreement across the
 top nodes (Spearman rank correlation, sign agreement) is the evidence that the graph's
 ranking means something for the model as it really runs.
 """

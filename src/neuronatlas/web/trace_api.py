@@ -15,11 +15,12 @@ from collections import OrderedDict
 from typing import Annotated, Any, Literal
 
 import msgspec
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
 from neuronatlas import trace as tr
+from neuronatlas.errors import BadInput
 from neuronatlas.read.views import encode
 from neuronatlas.steer import MAX_TARGET_CHARS, json_schema
 from neuronatlas.trace.group import annotate_from_atlas
@@ -43,6 +44,7 @@ LIMITS = {
     "default_max_nodes": WEB_DEFAULT_MAX_NODES,
     "node_threshold": tr.DEFAULT_NODE_THRESHOLD,
     "edge_threshold": tr.DEFAULT_EDGE_THRESHOLD,
+    "alpha": tr.DEFAULT_ALPHA,
     "max_target_chars": MAX_TARGET_CHARS,
     "max_neurons": STEER_LIMITS["max_neurons"],
 }
@@ -90,6 +92,15 @@ class TraceRequest(BaseModel):
         strict=True,
         description="Keep the edges that make up this cumulative share of the influence.",
     )
+    alpha: float = Field(
+        tr.DEFAULT_ALPHA,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        strict=True,
+        description="Gated MLPs (Gemma, Llama): the share of a neuron's credit given to its "
+        "up projection, the rest to its gate (1: the gate is frozen). Ignored by GPT-2.",
+    )
     group: Literal["cluster"] | None = Field(
         None,
         description='"cluster": one supernode [label, node_id, ...] per map cluster holding '
@@ -103,6 +114,7 @@ class TraceRequest(BaseModel):
             self.max_nodes,
             self.node_threshold,
             self.edge_threshold,
+            self.alpha,
             self.group,
         )
 
@@ -138,13 +150,19 @@ def traced(request: Request, body: TraceRequest) -> tr.TraceGraph:
     graph = state.trace_cache.get(key)
     if graph is not None:
         return graph
-    graph = state.live.trace(
-        body.text,
-        target=body.target,
-        max_nodes=body.max_nodes,
-        node_threshold=body.node_threshold,
-        edge_threshold=body.edge_threshold,
-    )
+    try:
+        graph = state.live.trace(
+            body.text,
+            target=body.target,
+            max_nodes=body.max_nodes,
+            node_threshold=body.node_threshold,
+            edge_threshold=body.edge_threshold,
+            alpha=body.alpha,
+        )
+    except BadInput as exc:
+        # a well-formed request the model cannot take (too many tokens, a target of several
+        # tokens): unprocessable, like the body's own validation failures
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
     with reads(request) as conn:
         graph = annotate_from_atlas(conn, graph, body.group)
     state.trace_cache.put(key, graph)
