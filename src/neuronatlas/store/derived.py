@@ -94,18 +94,24 @@ def staleness(conn: sqlite3.Connection) -> Staleness:
 
 def stale_parts(conn: sqlite3.Connection, neuron_id: str, db: str) -> dict[str, str]:
     """For one neuron: each derived part that does not follow its primary explanation, with
-    the command that refreshes it (empty when all is current or the stage never ran)."""
+    the command that refreshes it (empty when all is current or the stage never ran).
+
+    The atlas-wide checks come first: where neither stage ran (an atlas served before
+    `embed`), the neuron's primary explanation is not read at all."""
+    embedded_atlas, mapped_atlas = _has_embeddings(conn), _has_map(conn)
+    if not (embedded_atlas or mapped_atlas):
+        return {}
     states = primary_states(conn, [neuron_id])
     if not states:
         return {}
     state = states[0]
     out: dict[str, str] = {}
-    if not state.embedded and _has_embeddings(conn):
+    if not state.embedded and embedded_atlas:
         out["embedding"] = (
             "the primary explanation has no vector yet (search and similar neurons use "
             f"older data): run `neuronatlas embed --db {db}`"
         )
-    if _has_map(conn) and state.mapped_from != state.explanation_id:
+    if mapped_atlas and state.mapped_from != state.explanation_id:
         then = "" if state.embedded else f"`neuronatlas embed --db {db}`, then "
         out["map"] = (
             "the map point was placed from another explanation"

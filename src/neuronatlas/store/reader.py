@@ -267,6 +267,63 @@ def neuron_head(conn: sqlite3.Connection, neuron_id: str) -> dict[str, Any]:
     }
 
 
+class FirstHead(NamedTuple):
+    """What a neuron's first view reads before its records (`first_head`)."""
+
+    head: dict[str, Any]
+    """As `neuron_head` gives it."""
+    counts: dict[str, int]
+    """As `record_counts` gives it."""
+    prev: str
+    next: str
+    """The stored neurons before and after it, wrapping around (`browse.neighbour`)."""
+
+
+#: neuron_info's row, the count of each record category (a range of the records' primary
+#: key) and both neighbours (index seeks on (layer, neuron), wrapping around), in one step.
+_FIRST_HEAD = (
+    "SELECT id, layer, neuron, mean, variance, skewness, kurtosis, max_activation,"
+    " quantile_boundaries, source,"
+    " (SELECT json_group_array(json_array(category, n)) FROM (SELECT category, count(*) AS n"
+    "   FROM records WHERE neuron_id = ?1 GROUP BY category ORDER BY category)),"
+    " coalesce((SELECT id FROM neuron_info WHERE (layer, neuron) < (?2, ?3)"
+    "   ORDER BY layer DESC, neuron DESC LIMIT 1),"
+    "  (SELECT id FROM neuron_info ORDER BY layer DESC, neuron DESC LIMIT 1)),"
+    " coalesce((SELECT id FROM neuron_info WHERE (layer, neuron) > (?2, ?3)"
+    "   ORDER BY layer, neuron LIMIT 1),"
+    "  (SELECT id FROM neuron_info ORDER BY layer, neuron LIMIT 1))"
+    " FROM neuron_info WHERE id = ?1"
+)
+_count_pairs = msgspec.json.Decoder(list[tuple[str, int]]).decode
+
+
+def first_head(conn: sqlite3.Connection, neuron_id: str) -> FirstHead:
+    """`neuron_head`, `record_counts` and both `browse.neighbour`s of one neuron in one
+    statement instead of four: the neuron page's first view runs on the server's event
+    loop for every page opened, and each statement is a round trip through Python."""
+    nid = canonical(neuron_id)
+    layer, neuron = parse_id(nid)
+    row = conn.execute(_FIRST_HEAD, (nid, layer, neuron)).fetchone()
+    if row is None:
+        raise NeuronNotFound(f"{nid} is not in this atlas, which holds {stored_range(conn)}")
+    head = {
+        "id": row[0],
+        "layer": row[1],
+        "neuron": row[2],
+        "stats": {
+            "mean": row[3],
+            "variance": row[4],
+            "skewness": row[5],
+            "kurtosis": row[6],
+            "max_activation": row[7],
+            "quantile_boundaries": None if row[8] is None else _decode(row[8]),
+        },
+        "source": row[9],
+        "explanations": explanations(conn, nid),
+    }
+    return FirstHead(head, dict(_count_pairs(row[10])), str(row[11]), str(row[12]))
+
+
 #: A stored record as the explorer decodes it: (category, tokens JSON, values JSON, float32
 #: flag, max_activation, peak_index).
 _RECORD_ROWS = (

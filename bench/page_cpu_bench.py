@@ -1,0 +1,178 @@
+"""CPU time per request of the neuron page, its JSON first view and /healthz, in-process: the
+ASGI app called directly (no socket, no load generator), so the figure holds on a loaded,
+shared machine where the wall-clock ratios of `serve_bench.py` swing with the load.
+
+Each request goes through the whole app as uvicorn calls it (middleware with gzip, routing,
+parameter checks, the route, the template), for random neurons, warm; per endpoint the CPU
+time of the process (`time.process_time`) over the requests, endpoints interleaved in rounds.
+With `--src` twice (e.g. a checkout of the commit before a change, then this one), each runs
+in its own interpreter, alternately, in the same run, and the ratio is printed.
+
+    PYTHONPATH=src .venv/bin/python bench/page_cpu_bench.py --db atlas.db
+    PYTHONPATH=src .venv/bin/python bench/page_cpu_bench.py --db atlas.db \
+        --src /tmp/before/src --src src             # before / after, same run
+    PYTHONPATH=src .venv/bin/python bench/page_cpu_bench.py --db atlas.db --profile page
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ENDPOINTS = {
+    "healthz": "/healthz",
+    "json": "/api/neurons/{id}",
+    "page": "/neurons/{id}",
+}
+
+
+def scope(path: str) -> dict:
+    """An HTTP GET scope as uvicorn hands it to the app, from a browser that accepts gzip."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), (b"accept-encoding", b"gzip, deflate")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+
+
+async def call(app, path: str) -> tuple[int, int]:
+    """One request through the app: its status and body size (bytes sent)."""
+    status, size = 0, 0
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        nonlocal status, size
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            size += len(message.get("body", b""))
+
+    await app(scope(path), receive, send)
+    return status, size
+
+
+async def run(db: Path, n: int, rounds: int, profile: str | None, warm: int) -> dict:
+    from neuronatlas.store import open_reader, reader
+    from neuronatlas.web.app import create_app
+
+    conn = open_reader(db)
+    ids = reader.neuron_ids(conn)
+    conn.close()
+    app = create_app(db, compress=os.environ.get("NOGZIP") is None)
+    rng = random.Random(0)
+    cpu: dict[str, list[float]] = {k: [] for k in ENDPOINTS}
+    sizes: dict[str, list[int]] = {k: [] for k in ENDPOINTS}
+    async with app.router.lifespan_context(app):
+        # warm: a server's state after a while, its SQLite page cache full (its first
+        # requests fill it, each taking fresh memory), templates compiled, statements cached
+        for nid in rng.sample(ids, warm):
+            await call(app, ENDPOINTS["json"].format(id=nid))
+        for nid in rng.sample(ids, 50):
+            for tmpl in ENDPOINTS.values():
+                await call(app, tmpl.format(id=nid))
+        if profile:
+            import cProfile
+            import pstats
+
+            paths = [ENDPOINTS[profile].format(id=i) for i in rng.sample(ids, n)]
+            prof = cProfile.Profile()
+            prof.enable()
+            for p in paths:
+                await call(app, p)
+            prof.disable()
+            pstats.Stats(prof).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(45)
+            return {}
+        for _ in range(rounds):
+            for name, tmpl in ENDPOINTS.items():
+                paths = [tmpl.format(id=i) for i in rng.sample(ids, n)]
+                t0 = time.process_time()
+                for p in paths:
+                    status, size = await call(app, p)
+                    if status != 200:
+                        raise SystemExit(f"{p}: status {status}")
+                    sizes[name].append(size)
+                cpu[name].append((time.process_time() - t0) / n * 1000)
+    return {
+        name: {"ms": statistics.median(v), "min": min(v), "bytes": statistics.median(sizes[name])}
+        for name, v in cpu.items()
+    }
+
+
+def show(label: str, r: dict) -> None:
+    h = r["healthz"]["ms"]
+    for name, v in r.items():
+        print(
+            f"{label:10s} {name:8s} {v['ms']:6.3f} ms/req (min {v['min']:6.3f})  "
+            f"{v['bytes'] / 1000:6.1f} kB sent  {v['ms'] / h:5.2f}× /healthz"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--db", type=Path, required=True, help="an atlas (opened read-only)")
+    ap.add_argument("--requests", type=int, default=300, help="requests per endpoint per round")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--warm", type=int, default=2000, help="neurons read before measuring")
+    ap.add_argument("--src", action="append", help="a source tree to measure (twice: A/B)")
+    ap.add_argument("--alternations", type=int, default=2, help="A/B runs of each --src")
+    ap.add_argument("--profile", choices=sorted(ENDPOINTS), help="cProfile one endpoint")
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # child mode
+    args = ap.parse_args()
+    if not args.src:
+        r = asyncio.run(run(args.db, args.requests, args.rounds, args.profile, args.warm))
+        if args.json:
+            print(json.dumps(r))
+        elif r:
+            print(f"load average {os.getloadavg()[0]:.2f}")
+            show("", r)
+        return
+    got: dict[str, list[dict]] = {s: [] for s in args.src}
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    for _ in range(args.alternations):
+        for src in args.src:
+            env = {**os.environ, "PYTHONPATH": src, "HF_HUB_OFFLINE": "1"}
+            cmd = [sys.executable, __file__, "--db", str(args.db), "--json"]
+            cmd += ["--requests", str(args.requests), "--rounds", str(args.rounds)]
+            cmd += ["--warm", str(args.warm)]
+            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+            got[src].append(json.loads(out.stdout.splitlines()[-1]))
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    best = {}
+    for src, runs in got.items():
+        best[src] = {
+            name: {
+                "ms": min(r[name]["ms"] for r in runs),
+                "min": min(r[name]["min"] for r in runs),
+                "bytes": runs[0][name]["bytes"],
+            }
+            for name in ENDPOINTS
+        }
+        show(Path(src).parent.name or src, best[src])
+    if len(args.src) == 2:
+        a, b = (best[s] for s in args.src)
+        for name in ENDPOINTS:
+            print(f"{name:8s} after / before: {b[name]['ms'] / a[name]['ms']:.2f}×")
+
+
+if __name__ == "__main__":
+    main()
