@@ -130,7 +130,10 @@ def test_first_head_is_the_four_reads_it_replaces(synthetic_atlas):
         assert got.head == reader.neuron_head(conn, nid)
         assert list(got.counts.items()) == list(reader.record_counts(conn, nid).items())
         assert got.counts == {"random": 2, "top": 3}
-        assert (got.prev, got.next) == (browse.neighbour(conn, nid, -1), browse.neighbour(conn, nid, 1))
+        assert (got.prev, got.next) == (
+            browse.neighbour(conn, nid, -1),
+            browse.neighbour(conn, nid, 1),
+        )
     assert reader.first_head(conn, ids[0]).prev == ids[-1]
     assert reader.first_head(conn, ids[-1]).next == ids[0]
     with pytest.raises(NeuronNotFound, match="L07N0000 is not in this atlas"):
