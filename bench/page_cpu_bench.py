@@ -71,14 +71,22 @@ async def call(app, path: str) -> tuple[int, int]:
     return status, size
 
 
-async def run(db: Path, n: int, rounds: int, profile: str | None, warm: int) -> dict:
+async def run(
+    db: Path,
+    n: int,
+    rounds: int,
+    profile: str | None,
+    warm: int,
+    gzip: bool = True,
+    sort: str = "cumulative",
+) -> dict:
     from neuronatlas.store import open_reader, reader
     from neuronatlas.web.app import create_app
 
     conn = open_reader(db)
     ids = reader.neuron_ids(conn)
     conn.close()
-    app = create_app(db, compress=os.environ.get("NOGZIP") is None)
+    app = create_app(db, compress=gzip)
     rng = random.Random(0)
     cpu: dict[str, list[float]] = {k: [] for k in ENDPOINTS}
     sizes: dict[str, list[int]] = {k: [] for k in ENDPOINTS}
@@ -100,7 +108,7 @@ async def run(db: Path, n: int, rounds: int, profile: str | None, warm: int) -> 
             for p in paths:
                 await call(app, p)
             prof.disable()
-            pstats.Stats(prof).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(45)
+            pstats.Stats(prof).sort_stats(sort).print_stats(45)
             return {}
         for _ in range(rounds):
             for name, tmpl in ENDPOINTS.items():
@@ -112,18 +120,18 @@ async def run(db: Path, n: int, rounds: int, profile: str | None, warm: int) -> 
                         raise SystemExit(f"{p}: status {status}")
                     sizes[name].append(size)
                 cpu[name].append((time.process_time() - t0) / n * 1000)
-    return {
-        name: {"ms": statistics.median(v), "min": min(v), "bytes": statistics.median(sizes[name])}
-        for name, v in cpu.items()
-    }
+    return {name: {"rounds": v, "bytes": statistics.median(sizes[name])} for name, v in cpu.items()}
 
 
 def show(label: str, r: dict) -> None:
-    h = r["healthz"]["ms"]
+    """Per endpoint: the median and the least of its rounds' CPU per request (the load of a
+    shared machine only ever adds to CPU time: the least is the steadiest figure)."""
+    h = min(r["healthz"]["rounds"])
     for name, v in r.items():
+        least = min(v["rounds"])
         print(
-            f"{label:10s} {name:8s} {v['ms']:6.3f} ms/req (min {v['min']:6.3f})  "
-            f"{v['bytes'] / 1000:6.1f} kB sent  {v['ms'] / h:5.2f}× /healthz"
+            f"{label:16s} {name:8s} median {statistics.median(v['rounds']):6.3f} ms/req, "
+            f"least {least:6.3f}  {v['bytes'] / 1000:6.1f} kB sent  {least / h:5.2f}× /healthz"
         )
 
 
@@ -136,10 +144,22 @@ def main() -> None:
     ap.add_argument("--src", action="append", help="a source tree to measure (twice: A/B)")
     ap.add_argument("--alternations", type=int, default=2, help="A/B runs of each --src")
     ap.add_argument("--profile", choices=sorted(ENDPOINTS), help="cProfile one endpoint")
+    ap.add_argument("--sort", default="cumulative", help="the profile's order (tottime, ...)")
+    ap.add_argument("--no-gzip", action="store_true", help="serve without compression")
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # child mode
     args = ap.parse_args()
     if not args.src:
-        r = asyncio.run(run(args.db, args.requests, args.rounds, args.profile, args.warm))
+        r = asyncio.run(
+            run(
+                args.db,
+                args.requests,
+                args.rounds,
+                args.profile,
+                args.warm,
+                not args.no_gzip,
+                args.sort,
+            )
+        )
         if args.json:
             print(json.dumps(r))
         elif r:
@@ -153,25 +173,28 @@ def main() -> None:
             env = {**os.environ, "PYTHONPATH": src, "HF_HUB_OFFLINE": "1"}
             cmd = [sys.executable, __file__, "--db", str(args.db), "--json"]
             cmd += ["--requests", str(args.requests), "--rounds", str(args.rounds)]
-            cmd += ["--warm", str(args.warm)]
+            cmd += ["--warm", str(args.warm)] + (["--no-gzip"] if args.no_gzip else [])
             out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
             got[src].append(json.loads(out.stdout.splitlines()[-1]))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
-    best = {}
-    for src, runs in got.items():
-        best[src] = {
+    pooled = {}
+    for src, runs in got.items():  # every round of every alternation
+        pooled[src] = {
             name: {
-                "ms": min(r[name]["ms"] for r in runs),
-                "min": min(r[name]["min"] for r in runs),
+                "rounds": [x for r in runs for x in r[name]["rounds"]],
                 "bytes": runs[0][name]["bytes"],
             }
             for name in ENDPOINTS
         }
-        show(Path(src).parent.name or src, best[src])
+        show(str(Path(src).resolve().parent.name), pooled[src])
     if len(args.src) == 2:
-        a, b = (best[s] for s in args.src)
+        a, b = (pooled[s] for s in args.src)
         for name in ENDPOINTS:
-            print(f"{name:8s} after / before: {b[name]['ms'] / a[name]['ms']:.2f}×")
+            ra, rb = a[name]["rounds"], b[name]["rounds"]
+            print(
+                f"{name:8s} second / first: least {min(rb) / min(ra):.2f}×, "
+                f"median {statistics.median(rb) / statistics.median(ra):.2f}×"
+            )
 
 
 if __name__ == "__main__":
