@@ -6,7 +6,8 @@ Each request goes through the whole app as uvicorn calls it (middleware with gzi
 parameter checks, the route, the template), for random neurons, warm; per endpoint the CPU
 time of the process (`time.process_time`) over the requests, endpoints interleaved in rounds.
 With `--src` twice (e.g. a checkout of the commit before a change, then this one), each runs
-in its own interpreter, alternately, in the same run, and the ratio is printed.
+in its own interpreter, both at once (so the machine's other load weighs on both alike),
+`--alternations` times, and the ratio is printed.
 
     PYTHONPATH=src .venv/bin/python bench/page_cpu_bench.py --db atlas.db
     PYTHONPATH=src .venv/bin/python bench/page_cpu_bench.py --db atlas.db \
@@ -168,14 +169,26 @@ def main() -> None:
         return
     got: dict[str, list[dict]] = {s: [] for s in args.src}
     print(f"load average before: {os.getloadavg()[0]:.2f}")
+    cmd = [sys.executable, __file__, "--db", str(args.db), "--json"]
+    cmd += ["--requests", str(args.requests), "--rounds", str(args.rounds)]
+    cmd += ["--warm", str(args.warm)] + (["--no-gzip"] if args.no_gzip else [])
     for _ in range(args.alternations):
-        for src in args.src:
-            env = {**os.environ, "PYTHONPATH": src, "HF_HUB_OFFLINE": "1"}
-            cmd = [sys.executable, __file__, "--db", str(args.db), "--json"]
-            cmd += ["--requests", str(args.requests), "--rounds", str(args.rounds)]
-            cmd += ["--warm", str(args.warm)] + (["--no-gzip"] if args.no_gzip else [])
-            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
-            got[src].append(json.loads(out.stdout.splitlines()[-1]))
+        # the trees side by side, at the same time: whatever else the machine runs weighs on
+        # both alike (one after the other, a load that came and went decided the ratio)
+        procs = {
+            src: subprocess.Popen(
+                cmd,
+                env={**os.environ, "PYTHONPATH": src, "HF_HUB_OFFLINE": "1"},
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for src in args.src
+        }
+        for src, proc in procs.items():
+            out, _ = proc.communicate()
+            if proc.returncode:
+                raise SystemExit(f"{src}: the run failed (status {proc.returncode})")
+            got[src].append(json.loads(out.splitlines()[-1]))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     pooled = {}
     for src, runs in got.items():  # every round of every alternation
