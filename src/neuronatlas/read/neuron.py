@@ -37,7 +37,6 @@ from neuronatlas.read.views import (
     Stats,
 )
 from neuronatlas.store import browse, derived, reader
-from neuronatlas.store import embed as store_embed
 
 MAX_RECORDS = 50
 #: Records per category of the full view (`records=` asks for up to 50).
@@ -149,7 +148,7 @@ def _page(
         similar=similar,
         unavailable=unavailable,
         more=more,
-        stale=derived.stale_parts(conn, nid, store_embed.database_path(conn) or ":memory:"),
+        stale=derived.stale_parts(conn, nid),
     )
 
 
