@@ -67,14 +67,15 @@ docs: install
 	$(BIN)/python scripts/gen_cli_docs.py
 
 # The neuron page's figures (bench/README.md, "The neuron page people open"): the page, its
-# JSON first view and /healthz in one load run (32 clients, warm), then FCP and everything
-# loaded in Chromium, both on the atlas DB (default: the demo's atlas.db). Copy a live atlas
-# first: the benchmarks only read it.
+# JSON first view and /healthz in one load run (32 clients, warm), FCP and everything loaded
+# in Chromium, then CPU per request in-process (steady under load), all on the atlas DB
+# (default: the demo's atlas.db). Copy a live atlas first: the benchmarks only read it.
 DB ?= atlas.db
 bench-page: install
 	PYTHONPATH=src $(BIN)/python bench/serve_bench.py --db $(DB) --workers 1 --seconds 4 \
 	  --rounds 3 --no-map --skip full histogram similar records summary search
 	PYTHONPATH=src $(BIN)/python bench/page_bench.py --db $(DB) --visits 40
+	PYTHONPATH=src $(BIN)/python bench/page_cpu_bench.py --db $(DB)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -111,3 +111,31 @@ def test_record_tabs_in_reading_order_with_where_the_rest_is():
     assert full.count('class="na-tok') == 4 and "data-f32" not in full
     assert 'href="/api/neurons/L01N0002/records?category=top&amp;offset=2&amp;limit=50"' in full
     assert record_tabs_html(page({}, {}), False, 50) == '<p class="muted">No records stored.</p>'
+
+
+def test_first_head_is_the_four_reads_it_replaces(synthetic_atlas):
+    """`reader.first_head` (one statement) gives what `neuron_head`, `record_counts` and both
+    `browse.neighbour`s give, wrapping around at the first and last neuron, and refuses a
+    neuron the atlas does not hold as `neuron_head` does."""
+    import pytest
+
+    from neuronatlas.errors import NeuronNotFound
+    from neuronatlas.store import browse, open_reader, reader
+
+    conn = open_reader(synthetic_atlas("first_head", layers=2, per_layer=3))
+    ids = reader.neuron_ids(conn)
+    assert len(ids) == 6
+    for nid in ids:
+        got = reader.first_head(conn, nid)
+        assert got.head == reader.neuron_head(conn, nid)
+        assert list(got.counts.items()) == list(reader.record_counts(conn, nid).items())
+        assert got.counts == {"random": 2, "top": 3}
+        assert (got.prev, got.next) == (
+            browse.neighbour(conn, nid, -1),
+            browse.neighbour(conn, nid, 1),
+        )
+    assert reader.first_head(conn, ids[0]).prev == ids[-1]
+    assert reader.first_head(conn, ids[-1]).next == ids[0]
+    with pytest.raises(NeuronNotFound, match="L07N0000 is not in this atlas"):
+        reader.first_head(conn, "L07N0000")
+    conn.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from base64 import b64encode
 from collections.abc import Sequence
+from functools import lru_cache
 from html import escape
 from urllib.parse import quote, urlencode
 
@@ -99,9 +100,9 @@ def record_tabs_html(n: NeuronPage, full: bool, page_size: int) -> str:
     scale = n.stats.max_activation
     tabs, bodies = [], []
     for i, cat in enumerate(cats):
-        name, total = escape(cat), n.record_counts.get(cat, 0)
-        shown = n.records.get(cat, [])
-        src = api + escape(quote(cat, safe=""))
+        name, quoted = _category_text(cat)
+        total, shown = n.record_counts.get(cat, 0), n.records.get(cat, [])
+        src = api + quoted
         tabs.append(
             f'<button type="button" role="tab" data-tab="{name}" class="{"on" if i == 0 else ""}">'
             f'{name} <span class="muted">{total}</span></button>'
@@ -129,6 +130,13 @@ def record_tabs_html(n: NeuronPage, full: bool, page_size: int) -> str:
             f'<div class="rows">{rows}</div>{more}</div>'
         )
     return f'<div class="tabs" role="tablist">{"".join(tabs)}</div>{"".join(bodies)}'
+
+
+@lru_cache(maxsize=256)
+def _category_text(category: str) -> tuple[str, str]:
+    """A category's name escaped for HTML, and quoted for a URL then escaped: the same few
+    names (top, random, quantile_N) on every page, so worked out once each."""
+    return escape(category), escape(quote(category, safe=""))
 
 
 def trace_url(n: NeuronPage, max_chars: int) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import sqlite3
 from collections.abc import Iterable
+from itertools import accumulate
 from typing import Any
 
 import msgspec
@@ -36,7 +37,6 @@ from neuronatlas.read.views import (
     Stats,
 )
 from neuronatlas.store import browse, derived, reader
-from neuronatlas.store import embed as store_embed
 
 MAX_RECORDS = 50
 #: Records per category of the full view (`records=` asks for up to 50).
@@ -82,8 +82,7 @@ def neuron_first(
     that serves it: a first answer that reads ~60 records to draw one histogram costs five
     times one that does not (bench/README.md, "Explorer at the demo's size")."""
     nid = canonical(neuron_id)
-    head = reader.neuron_head(conn, nid)
-    counts = reader.record_counts(conn, nid)
+    head, counts, prev, next_ = reader.first_head(conn, nid)
     first = _first_category(counts)
     shown: dict[str, list[Record]] = {}
     if first is not None and records:
@@ -96,7 +95,17 @@ def neuron_first(
             more[f"records.{cat}"] = f"{base}/records?category={cat}" + (
                 f"&offset={sent}" if sent else ""
             )
-    return _page(conn, head, shown, counts, histogram=None, similar=None, unavailable={}, more=more)
+    return _page(
+        conn,
+        head,
+        shown,
+        counts,
+        histogram=None,
+        similar=None,
+        unavailable={},
+        more=more,
+        nav=Nav(prev=prev, next=next_),
+    )
 
 
 def _first_category(counts: dict[str, int]) -> str | None:
@@ -116,9 +125,13 @@ def _page(
     similar: Similar | None,
     unavailable: dict[str, str],
     more: dict[str, str],
+    nav: Nav | None = None,
 ) -> NeuronPage:
-    """A NeuronPage from its parts; N2G and navigation are read here (two seeks each)."""
+    """A NeuronPage from its parts; N2G, and navigation unless given, are read here (two
+    seeks each)."""
     nid = head.id
+    if nav is None:
+        nav = Nav(prev=browse.neighbour(conn, nid, -1), next=browse.neighbour(conn, nid, +1))
     return NeuronPage(
         id=nid,
         layer=head.layer,
@@ -130,12 +143,12 @@ def _page(
         record_counts=counts,
         truncated=any(n > len(shown.get(c, ())) for c, n in counts.items()),
         histogram=histogram,
-        nav=Nav(prev=browse.neighbour(conn, nid, -1), next=browse.neighbour(conn, nid, +1)),
+        nav=nav,
         n2g=n2g_summary(conn, nid, unavailable),
         similar=similar,
         unavailable=unavailable,
         more=more,
-        stale=derived.stale_parts(conn, nid, store_embed.database_path(conn) or ":memory:"),
+        stale=derived.stale_parts(conn, nid),
     )
 
 
@@ -201,7 +214,7 @@ def _built(rows: list[tuple[Any, ...]], flat: np.ndarray, keep: Iterable[int]) -
     over all values, not per record."""
     # a JSON array of numbers and nulls: one value more than its commas, none in "[]"
     sizes = [0 if len(r[2]) <= 2 else r[2].count(",") + 1 for r in rows]
-    starts = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+    starts = [0, *accumulate(sizes)]  # a handful of records: plain Python beats numpy here
     f32 = [bool(r[3]) for r in rows]
     if all(f32):
         flat = flat.astype(np.float32).astype(np.float64)

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from neuronatlas.store.connection import transaction
-from neuronatlas.store.embed import from_blob, text_digest
+from neuronatlas.store.embed import database_path, from_blob, text_digest
 
 
 class PrimaryState(NamedTuple):
@@ -92,20 +92,32 @@ def staleness(conn: sqlite3.Connection) -> Staleness:
     return Staleness(len(states), unembedded, map_stale)
 
 
-def stale_parts(conn: sqlite3.Connection, neuron_id: str, db: str) -> dict[str, str]:
+def stale_parts(conn: sqlite3.Connection, neuron_id: str, db: str | None = None) -> dict[str, str]:
     """For one neuron: each derived part that does not follow its primary explanation, with
-    the command that refreshes it (empty when all is current or the stage never ran)."""
+    the command that refreshes it (empty when all is current or the stage never ran); `db`
+    is the path those commands name (default: the connection's file).
+
+    The atlas-wide checks come first, in one statement: where neither stage ran (an atlas
+    served before `embed`), the neuron's primary explanation is not read at all (the neuron
+    page asks this on every view)."""
+    embedded_atlas, mapped_atlas = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM embeddings), EXISTS (SELECT 1 FROM map_config)"
+    ).fetchone()
+    if not (embedded_atlas or mapped_atlas):
+        return {}
     states = primary_states(conn, [neuron_id])
     if not states:
         return {}
+    if db is None:
+        db = database_path(conn) or ":memory:"
     state = states[0]
     out: dict[str, str] = {}
-    if not state.embedded and _has_embeddings(conn):
+    if not state.embedded and embedded_atlas:
         out["embedding"] = (
             "the primary explanation has no vector yet (search and similar neurons use "
             f"older data): run `neuronatlas embed --db {db}`"
         )
-    if _has_map(conn) and state.mapped_from != state.explanation_id:
+    if mapped_atlas and state.mapped_from != state.explanation_id:
         then = "" if state.embedded else f"`neuronatlas embed --db {db}`, then "
         out["map"] = (
             "the map point was placed from another explanation"

@@ -201,6 +201,9 @@ def create_app(
             swagger_favicon_url="/static/favicon.svg",
         )
 
+    # routes are tried in order, ~3 µs each: the page people open first (its path overlaps
+    # none of the API's), not after the ~30 routes of the API (bench/README.md)
+    app.include_router(pages.neuron_router)
     app.include_router(api.router)
     app.include_router(steer_api.router)
     app.include_router(trace_api.router)

@@ -25,6 +25,8 @@ from neuronatlas.store import browse
 from neuronatlas.web.api import NeuronId, View, loop_reads, reads
 
 router = APIRouter(include_in_schema=False)
+#: The neuron page alone, which the app tries before every other route.
+neuron_router = APIRouter(include_in_schema=False)
 
 
 def _page(request: Request, template: str, context: dict, status: int = 200) -> Response:
@@ -42,7 +44,7 @@ def map_page(request: Request) -> Response:
     return _page(request, "map.html", {"counts": counts, "json_twin": "/api/map"})
 
 
-@router.get("/neurons/{neuron_id}", response_class=HTMLResponse)
+@neuron_router.get("/neurons/{neuron_id}", response_class=HTMLResponse)
 async def neuron_page(
     request: Request,
     neuron_id: NeuronId,
