@@ -53,6 +53,12 @@ NO_MAP_MESSAGE = (
 )
 
 
+def _coherence(conn: sqlite3.Connection) -> list[Coherence]:
+    """The map's coherence rows (empty for a map made before coherence was measured)."""
+    rows = stages.call_or_none("map_coherence", conn) or []
+    return msgspec.convert(rows, list[Coherence], from_attributes=True)
+
+
 def map_clusters(conn: sqlite3.Connection, limit: int = MAP_CAP) -> MapClusters:
     """The map's clusters and counts without reading its points: a few small reads, so the
     page can label the map while the points (`map_data`, `read.mapbin`) are on their way."""
@@ -66,11 +72,7 @@ def map_clusters(conn: sqlite3.Connection, limit: int = MAP_CAP) -> MapClusters:
             truncated=count > limit,
             clusters=msgspec.convert(clusters, list[Cluster]),
             coarse=msgspec.convert(coarse, list[CoarseCluster]),
-            coherence=msgspec.convert(
-                stages.call_or_none("map_coherence", conn) or [],
-                list[Coherence],
-                from_attributes=True,
-            ),
+            coherence=_coherence(conn),
             message=None,
         )
     count = reader.neuron_count(conn)
@@ -109,11 +111,7 @@ def map_data(
             columns=cols,
             clusters=msgspec.convert(clusters, list[Cluster]),
             coarse=msgspec.convert(coarse, list[CoarseCluster]),
-            coherence=msgspec.convert(
-                stages.call_or_none("map_coherence", conn) or [],
-                list[Coherence],
-                from_attributes=True,
-            ),
+            coherence=_coherence(conn),
             message=None,
         )
     rows, truncated = browse.grid_points(conn, limit)
