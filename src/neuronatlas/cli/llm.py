@@ -17,6 +17,7 @@ from neuronatlas.cli.app import (
     exit_codes,
     neuron_bar,
     print_json,
+    run_stage,
     say_what_is_stale,
 )
 
@@ -112,26 +113,31 @@ def explain(
 
     Example: neuronatlas explain --db atlas.db --llm local:smollm2 --layer 3 --max-neurons 20
     """
-    from neuronatlas.explain.llm_explainer import explain_neurons
-    from neuronatlas.llm import llm_session
+    from neuronatlas.explain.llm_explainer import ExplainReport
+    from neuronatlas.explain.stage import LLM, LLMStageSettings
 
-    # the atlas's response cache opens first: a file that is not an atlas is refused before
-    # any LLM call
-    with (
-        llm_session(db, llm, concurrency, timeout, _prices(usd_per_mtok), retries) as client,
-        _bar(silent, "explain") as progress,
-    ):
-        report = explain_neurons(
-            db,
-            client,
-            _ids(neurons),
-            layer,
-            all_,
-            max_neurons,
-            max_cost,
-            overwrite,
-            progress=progress,
-        )
+    settings = LLMStageSettings(
+        llm=llm,
+        neurons=tuple(_ids(neurons) or ()),
+        layer=layer,
+        all_neurons=all_,
+        max_neurons=max_neurons,
+        max_cost=max_cost,
+        overwrite=overwrite,
+        concurrency=concurrency,
+        timeout=timeout,
+        usd_per_mtok=_prices(usd_per_mtok),
+        retries=retries,
+    )
+    if not settings.chosen:  # the stage would take the strongest per layer: a build's choice
+        from neuronatlas.errors import BadInput
+        from neuronatlas.store import check_writer
+
+        check_writer(db)  # a file that is not an atlas is refused first, as by the session
+        raise BadInput("say which neurons: --neurons ID,ID,..., --layer L or --all")
+    stage_report = run_stage(LLM, db, settings, silent)
+    report = stage_report.result
+    assert isinstance(report, ExplainReport)
     for nid, why in report.failed:
         console_err.print(f"skipped {nid}: {why}", highlight=False, soft_wrap=True)
     if report.not_started:
@@ -148,7 +154,7 @@ def explain(
     )
     if report.done:
         say_what_is_stale(db)
-    if report.failed or report.not_started:
+    if stage_report.partial or report.not_started:
         raise typer.Exit(EXIT_PARTIAL)
 
 
