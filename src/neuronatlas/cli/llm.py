@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -207,40 +208,34 @@ def score(
 
     Example: neuronatlas score L03N0042 "the word Paris" --db atlas.db --scorer embedding --json
     """
-    from contextlib import nullcontext
-
     from neuronatlas.errors import BadInput
-    from neuronatlas.llm import llm_session
-    from neuronatlas.score import get_scorer, score_neurons, score_text
+    from neuronatlas.score.run import ScoreReport
+    from neuronatlas.score.stage import STAGE, ScoreStageSettings
     from neuronatlas.store import open_reader, open_writer
-    from neuronatlas.store.llm import atlas_embedder
 
     if (neuron_id is None) != (text is None):
         raise BadInput('give both ID and "TEXT" to score a text, or neither to score the atlas')
-    if neuron_id is None:  # scores are stored: refuse a file that cannot take them, first
-        open_writer(db, create=False).close()
-    else:
+    if neuron_id is not None and text is not None:
         open_reader(db).close()
-    if embedder is None and scorer == "embedding":
-        conn = open_reader(db)
-        embedder = atlas_embedder(conn)
-        conn.close()
-    with llm_session(db, llm, concurrency) if llm else nullcontext() as client:
-        chosen = get_scorer(scorer, llm=client, embedder=embedder)
-        if neuron_id is not None and text is not None:
-            result = score_text(db, neuron_id, text, chosen)
-            if json:
-                print_json(result)
-            else:
-                console.print(
-                    f"{result['neuron_id']} {scorer} ({result['judge']}): {result['score']:.3f}",
-                    highlight=False,
-                )
-            return
-        with _bar(silent, "score") as progress:
-            report = score_neurons(
-                db, chosen, _ids(neurons), layer, all_, max_neurons, overwrite, progress
-            )
+        _score_one(db, scorer, neuron_id, text, llm, embedder, concurrency, json)
+        return
+    open_writer(db, create=False).close()  # scores are stored: refuse a file that cannot
+    settings = ScoreStageSettings(
+        scorer=scorer,
+        embedder=embedder,
+        llm=llm,
+        neurons=tuple(_ids(neurons) or ()),
+        layer=layer,
+        all_neurons=all_,
+        max_neurons=max_neurons,
+        concurrency=concurrency,
+        overwrite=overwrite,
+    )
+    if not settings.chosen:  # the stage would take the strongest per layer: a build's choice
+        raise BadInput("say which neurons: --neurons ID,ID,..., --layer L or --all")
+    stage_report = run_stage(STAGE, db, settings, silent)
+    report = stage_report.result
+    assert isinstance(report, ScoreReport)
     for nid, source, why in report.failed:
         console_err.print(f"skipped {nid} ({source}): {why}", highlight=False, soft_wrap=True)
     summary = _by_source(report.scored)
@@ -248,7 +243,7 @@ def score(
         print_json(
             {
                 "scorer": scorer,
-                "judge": chosen.judge,
+                "judge": report.judge,
                 "by_source": summary,
                 "failed": len(report.failed),
                 "already": report.already,
@@ -266,8 +261,42 @@ def score(
         )
     if report.scored:
         say_what_is_stale(db)
-    if report.failed:
+    if stage_report.partial:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _score_one(
+    db: Path,
+    scorer: str,
+    neuron_id: str,
+    text: str,
+    llm: str | None,
+    embedder: str | None,
+    concurrency: int,
+    json: bool,
+) -> None:
+    """Score one TEXT as an explanation of one neuron and print it (nothing is stored, so
+    this is no run of the score stage)."""
+    from contextlib import nullcontext
+
+    from neuronatlas.llm import llm_session
+    from neuronatlas.score import get_scorer, score_text
+    from neuronatlas.store import open_reader
+    from neuronatlas.store.llm import atlas_embedder
+
+    if embedder is None and scorer == "embedding":
+        conn = open_reader(db)
+        embedder = atlas_embedder(conn)
+        conn.close()
+    with llm_session(db, llm, concurrency) if llm else nullcontext() as client:
+        result = score_text(db, neuron_id, text, get_scorer(scorer, llm=client, embedder=embedder))
+    if json:
+        print_json(result)
+    else:
+        console.print(
+            f"{result['neuron_id']} {scorer} ({result['judge']}): {result['score']:.3f}",
+            highlight=False,
+        )
 
 
 def _by_source(scored: list[tuple[str, str, float]]) -> dict[str, dict]:
