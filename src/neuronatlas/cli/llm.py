@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +15,6 @@ from neuronatlas.cli.app import (
     console,
     console_err,
     exit_codes,
-    neuron_bar,
     print_json,
     run_stage,
     say_what_is_stale,
@@ -48,20 +46,6 @@ def _prices(value: str | None) -> tuple[float, float] | None:
     except ValueError:
         raise BadInput(f"--usd-per-mtok {value!r}: expected IN,OUT, e.g. 0.15,0.60") from None
     return usd_in, usd_out
-
-
-@contextmanager
-def _bar(silent: bool, label: str):
-    """A progress callback (id, done, total) drawn on stderr, or a silent one."""
-    if silent:
-        yield lambda *_: None
-        return
-    with neuron_bar(label) as (update, task):
-
-        def step(nid: str, done: int, total: int) -> None:
-            update(task, completed=done, total=total, last=nid)
-
-        yield step
 
 
 def _usage_line(usage) -> str:

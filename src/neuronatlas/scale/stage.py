@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from neuronatlas.n2g.stage import STAGE as N2G
+from neuronatlas.n2g.stage import N2GStageSettings, build_chosen
 from neuronatlas.scrape.stage import STAGE as SCRAPE
 from neuronatlas.scrape.stage import ScrapeStageSettings, scrape_with
 from neuronatlas.stage import Progress, Report, Stage
@@ -54,4 +56,43 @@ SCRAPE_ON_RAY: Stage[RayScrapeSettings] = Stage(
     weight=SCRAPE.weight,
     in_build=lambda build: False,  # a build runs in one process
     summary=SCRAPE.summary,
+)
+
+
+@dataclass
+class RayN2GSettings(N2GStageSettings):
+    """The chosen neurons' N2G settings plus where the Ray run goes (`n2g --engine ray`)."""
+
+    ray_address: str | None = None
+    """Join this cluster; None starts a local Ray."""
+    workers: int | None = None
+    """Actors (None: one per free CPU)."""
+    quiet: bool = False
+    """Do not forward the workers' output to this process (--silent)."""
+
+
+def run_n2g_on_ray(db: Path, settings: RayN2GSettings, progress: Progress) -> Report:
+    """The N2G stage for the chosen neurons, their graphs built by a Ray actor pool."""
+    from neuronatlas.errors import BadInput
+    from neuronatlas.scale import engine
+
+    if not settings.chosen:
+        raise BadInput("say which neurons: --neurons ID,ID,..., --layer L or --all")
+    ray = engine()
+    options = ray.RayOptions(
+        address=settings.ray_address, workers=settings.workers, quiet=settings.quiet
+    )
+    return build_chosen(partial(ray.n2g_on_ray, options=options), db, settings, progress)
+
+
+N2G_ON_RAY: Stage[RayN2GSettings] = Stage(
+    name=N2G.name,
+    settings=RayN2GSettings,
+    run=run_n2g_on_ray,
+    writes=N2G.writes,
+    command=N2G.command,
+    needs=N2G.needs,
+    weight=N2G.weight,
+    in_build=lambda build: False,  # a build runs in one process
+    summary=N2G.summary,
 )
