@@ -116,9 +116,9 @@ def explain(
     )
     if not settings.chosen:  # the stage would take the strongest per layer: a build's choice
         from neuronatlas.errors import BadInput
-        from neuronatlas.store import check_writer
+        from neuronatlas.store import open_writer
 
-        check_writer(db)  # a file that is not an atlas is refused first, as by the session
+        open_writer(db, create=False).close()  # refuse a file that is not an atlas first
         raise BadInput("say which neurons: --neurons ID,ID,..., --layer L or --all")
     stage_report = run_stage(LLM, db, settings, silent)
     report = stage_report.result
