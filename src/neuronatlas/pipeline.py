@@ -138,6 +138,8 @@ def build_atlas(
 
         ensure_tables(stage, db)
         report = stage.run(db, settings_for(stage, settings), on_progress)
+        for item, why in report.failed:  # left for the next build, which retries them
+            log.warning("%s of %s failed (left for the next build): %s", stage.name, item, why)
         notify(stage.name, 1.0, report.detail)
         results.append(
             StageResult(stage.name, report.skipped, time.monotonic() - started, report.detail)

@@ -274,8 +274,15 @@ def say_what_is_stale(db: Path) -> None:
 def run_stage(stage: Stage[S], db: Path, settings: S, silent: bool = False) -> Report:
     """Run one stage for a command: the stage's `Progress` drawn as one bar on stderr (none
     with `silent`; the bar is gone once the stage ends), then its `Report` for the command's
-    own summary lines."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    own summary lines. The bar shows the time spent and the time left by `Pace`, which starts
+    counting when the stage first gives a total (after loading its model)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     ensure_tables(stage, db)
     if silent:
@@ -285,12 +292,20 @@ def run_stage(stage: Stage[S], db: Path, settings: S, silent: bool = False) -> R
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        WorkTimeLeft(time.monotonic),
         console=console_err,
         transient=True,
     ) as bars:
-        task = bars.add_task(stage.name, total=None, detail="")
+        task = bars.add_task(stage.name, total=None, detail="", pace=None)
+        paces: list[Pace] = []
 
         def progress(done: int, total: int, detail: str = "") -> None:
+            if total and not paces:
+                paces.append(Pace(time.monotonic()))
+                bars.update(task, pace=paces[0])
             bars.update(task, completed=done, total=total or None, detail=detail)
+            if paces:
+                paces[0].mark(time.monotonic(), done, total or None)
 
         return stage.run(db, settings, progress)

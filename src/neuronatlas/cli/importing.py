@@ -12,7 +12,14 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from neuronatlas.cli.app import EXIT_PARTIAL, DbOption, SilentOption, console_err, exit_codes
+from neuronatlas.cli.app import (
+    EXIT_PARTIAL,
+    DbOption,
+    SilentOption,
+    console_err,
+    exit_codes,
+    run_stage,
+)
 
 
 @contextmanager
@@ -101,7 +108,8 @@ def import_openai(
 
     Example: neuronatlas import-openai openai:gpt2-small --db gpt2.db --layers 0-1
     """
-    from neuronatlas.openai.importer import ImportConfig, plan_import, run_import
+    from neuronatlas.openai.importer import ImportConfig, ImportResult, plan_import
+    from neuronatlas.openai.stage import IMPORT_OPENAI
     from neuronatlas.store import check_writer
 
     check_writer(db)  # refuse a file that is not an atlas before reading the source
@@ -122,8 +130,9 @@ def import_openai(
             highlight=False,
             soft_wrap=True,
         )
-    with _bar("import", silent) as progress:
-        result = run_import(plan, db, progress)
+    report = run_stage(IMPORT_OPENAI, db, plan.config, silent)  # plans again: a listing
+    result = report.result
+    assert isinstance(result, ImportResult)
     for skipped in result.skipped:
         sys.stderr.write(f"skipped {skipped.line()}\n")
     console_err.print(
@@ -133,7 +142,7 @@ def import_openai(
         highlight=False,
         soft_wrap=True,
     )
-    if result.skipped:
+    if report.partial:
         raise typer.Exit(EXIT_PARTIAL)
 
 
@@ -178,8 +187,8 @@ def import_seed(
     Example: neuronatlas import-seed seed.db --db gpt2-small.db
     """
     from neuronatlas.errors import NotASeedDatabase
-    from neuronatlas.openai.seed_import import SeedImportConfig, describe_seed
-    from neuronatlas.openai.seed_import import import_seed as run
+    from neuronatlas.openai.seed_import import SeedImportConfig, SeedImportResult, describe_seed
+    from neuronatlas.openai.stage import IMPORT_SEED
 
     config = SeedImportConfig(seed=seed, overwrite=overwrite, embedder=embedder)
     try:
@@ -191,8 +200,9 @@ def import_seed(
         raise typer.Exit(EXIT_NOT_SEED) from None
     if not silent:
         console_err.print(f"Found {escape(found)}.", highlight=False, soft_wrap=True)
-    with _bar("import", silent) as progress:
-        result = run(config, db, progress)
+    report = run_stage(IMPORT_SEED, db, config, silent)
+    result = report.result
+    assert isinstance(result, SeedImportResult)
     for skipped in result.skipped:
         sys.stderr.write(f"skipped {skipped.line()}\n")
     if result.orphan_records:
@@ -208,7 +218,7 @@ def import_seed(
             highlight=False,
             soft_wrap=True,
         )
-    if result.skipped:
+    if report.partial:
         raise typer.Exit(EXIT_PARTIAL)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,8 +15,8 @@ from neuronatlas.cli.app import (
     console,
     console_err,
     exit_codes,
-    neuron_bar,
     print_json,
+    run_stage,
     say_what_is_stale,
 )
 
@@ -46,20 +46,6 @@ def _prices(value: str | None) -> tuple[float, float] | None:
     except ValueError:
         raise BadInput(f"--usd-per-mtok {value!r}: expected IN,OUT, e.g. 0.15,0.60") from None
     return usd_in, usd_out
-
-
-@contextmanager
-def _bar(silent: bool, label: str):
-    """A progress callback (id, done, total) drawn on stderr, or a silent one."""
-    if silent:
-        yield lambda *_: None
-        return
-    with neuron_bar(label) as (update, task):
-
-        def step(nid: str, done: int, total: int) -> None:
-            update(task, completed=done, total=total, last=nid)
-
-        yield step
 
 
 def _usage_line(usage) -> str:
@@ -112,26 +98,31 @@ def explain(
 
     Example: neuronatlas explain --db atlas.db --llm local:smollm2 --layer 3 --max-neurons 20
     """
-    from neuronatlas.explain.llm_explainer import explain_neurons
-    from neuronatlas.llm import llm_session
+    from neuronatlas.explain.llm_explainer import ExplainReport
+    from neuronatlas.explain.stage import LLM, LLMStageSettings
 
-    # the atlas's response cache opens first: a file that is not an atlas is refused before
-    # any LLM call
-    with (
-        llm_session(db, llm, concurrency, timeout, _prices(usd_per_mtok), retries) as client,
-        _bar(silent, "explain") as progress,
-    ):
-        report = explain_neurons(
-            db,
-            client,
-            _ids(neurons),
-            layer,
-            all_,
-            max_neurons,
-            max_cost,
-            overwrite,
-            progress=progress,
-        )
+    settings = LLMStageSettings(
+        llm=llm,
+        neurons=tuple(_ids(neurons) or ()),
+        layer=layer,
+        all_neurons=all_,
+        max_neurons=max_neurons,
+        max_cost=max_cost,
+        overwrite=overwrite,
+        concurrency=concurrency,
+        timeout=timeout,
+        usd_per_mtok=_prices(usd_per_mtok),
+        retries=retries,
+    )
+    if not settings.chosen:  # the stage would take the strongest per layer: a build's choice
+        from neuronatlas.errors import BadInput
+        from neuronatlas.store import open_writer
+
+        open_writer(db, create=False).close()  # refuse a file that is not an atlas first
+        raise BadInput("say which neurons: --neurons ID,ID,..., --layer L or --all")
+    stage_report = run_stage(LLM, db, settings, silent)
+    report = stage_report.result
+    assert isinstance(report, ExplainReport)
     for nid, why in report.failed:
         console_err.print(f"skipped {nid}: {why}", highlight=False, soft_wrap=True)
     if report.not_started:
@@ -148,7 +139,7 @@ def explain(
     )
     if report.done:
         say_what_is_stale(db)
-    if report.failed or report.not_started:
+    if stage_report.partial or report.not_started:
         raise typer.Exit(EXIT_PARTIAL)
 
 
@@ -201,40 +192,34 @@ def score(
 
     Example: neuronatlas score L03N0042 "the word Paris" --db atlas.db --scorer embedding --json
     """
-    from contextlib import nullcontext
-
     from neuronatlas.errors import BadInput
-    from neuronatlas.llm import llm_session
-    from neuronatlas.score import get_scorer, score_neurons, score_text
+    from neuronatlas.score.run import ScoreReport
+    from neuronatlas.score.stage import STAGE, ScoreStageSettings
     from neuronatlas.store import open_reader, open_writer
-    from neuronatlas.store.llm import atlas_embedder
 
     if (neuron_id is None) != (text is None):
         raise BadInput('give both ID and "TEXT" to score a text, or neither to score the atlas')
-    if neuron_id is None:  # scores are stored: refuse a file that cannot take them, first
-        open_writer(db, create=False).close()
-    else:
+    if neuron_id is not None and text is not None:
         open_reader(db).close()
-    if embedder is None and scorer == "embedding":
-        conn = open_reader(db)
-        embedder = atlas_embedder(conn)
-        conn.close()
-    with llm_session(db, llm, concurrency) if llm else nullcontext() as client:
-        chosen = get_scorer(scorer, llm=client, embedder=embedder)
-        if neuron_id is not None and text is not None:
-            result = score_text(db, neuron_id, text, chosen)
-            if json:
-                print_json(result)
-            else:
-                console.print(
-                    f"{result['neuron_id']} {scorer} ({result['judge']}): {result['score']:.3f}",
-                    highlight=False,
-                )
-            return
-        with _bar(silent, "score") as progress:
-            report = score_neurons(
-                db, chosen, _ids(neurons), layer, all_, max_neurons, overwrite, progress
-            )
+        _score_one(db, scorer, neuron_id, text, llm, embedder, concurrency, json)
+        return
+    open_writer(db, create=False).close()  # scores are stored: refuse a file that cannot
+    settings = ScoreStageSettings(
+        scorer=scorer,
+        embedder=embedder,
+        llm=llm,
+        neurons=tuple(_ids(neurons) or ()),
+        layer=layer,
+        all_neurons=all_,
+        max_neurons=max_neurons,
+        concurrency=concurrency,
+        overwrite=overwrite,
+    )
+    if not settings.chosen:  # the stage would take the strongest per layer: a build's choice
+        raise BadInput("say which neurons: --neurons ID,ID,..., --layer L or --all")
+    stage_report = run_stage(STAGE, db, settings, silent)
+    report = stage_report.result
+    assert isinstance(report, ScoreReport)
     for nid, source, why in report.failed:
         console_err.print(f"skipped {nid} ({source}): {why}", highlight=False, soft_wrap=True)
     summary = _by_source(report.scored)
@@ -242,7 +227,7 @@ def score(
         print_json(
             {
                 "scorer": scorer,
-                "judge": chosen.judge,
+                "judge": report.judge,
                 "by_source": summary,
                 "failed": len(report.failed),
                 "already": report.already,
@@ -260,8 +245,42 @@ def score(
         )
     if report.scored:
         say_what_is_stale(db)
-    if report.failed:
+    if stage_report.partial:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _score_one(
+    db: Path,
+    scorer: str,
+    neuron_id: str,
+    text: str,
+    llm: str | None,
+    embedder: str | None,
+    concurrency: int,
+    json: bool,
+) -> None:
+    """Score one TEXT as an explanation of one neuron and print it (nothing is stored, so
+    this is no run of the score stage)."""
+    from contextlib import nullcontext
+
+    from neuronatlas.llm import llm_session
+    from neuronatlas.score import get_scorer, score_text
+    from neuronatlas.store import open_reader
+    from neuronatlas.store.llm import atlas_embedder
+
+    if embedder is None and scorer == "embedding":
+        conn = open_reader(db)
+        embedder = atlas_embedder(conn)
+        conn.close()
+    with llm_session(db, llm, concurrency) if llm else nullcontext() as client:
+        result = score_text(db, neuron_id, text, get_scorer(scorer, llm=client, embedder=embedder))
+    if json:
+        print_json(result)
+    else:
+        console.print(
+            f"{result['neuron_id']} {scorer} ({result['judge']}): {result['score']:.3f}",
+            highlight=False,
+        )
 
 
 def _by_source(scored: list[tuple[str, str, float]]) -> dict[str, dict]:

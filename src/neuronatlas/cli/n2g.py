@@ -13,7 +13,7 @@ from neuronatlas.cli.app import (
     SilentOption,
     console_err,
     exit_codes,
-    neuron_bar,
+    run_stage,
 )
 
 
@@ -93,37 +93,45 @@ def n2g(
     Example: neuronatlas n2g --db atlas.db --layer 3
     """
     from neuronatlas.errors import BadInput
-    from neuronatlas.n2g.run import run_n2g
-    from neuronatlas.n2g.settings import N2GSettings
-    from neuronatlas.n2g.settings import reference_settings as ref
+    from neuronatlas.n2g.run import RunReport
+    from neuronatlas.n2g.stage import STAGE, N2GStageSettings
     from neuronatlas.store import open_writer
 
     if engine not in ("local", "ray"):
         raise BadInput(f"--engine {engine!r}: choose local or ray")
     open_writer(db, create=False).close()  # refuse (or migrate) before loading the model
-    settings = ref() if reference_settings else N2GSettings()
-    if substitutes:
-        settings = settings.with_(
-            substitute_sources=tuple(s.strip() for s in substitutes.split(",") if s.strip())
-        )
-    wanted = [n.strip() for n in neurons.split(",") if n.strip()] if neurons else None
+    settings = N2GStageSettings(
+        model=model,
+        device=device,
+        neurons=tuple(n.strip() for n in neurons.split(",") if n.strip()) if neurons else (),
+        layer=layer,
+        all_neurons=all_,
+        overwrite=overwrite,
+        reference_settings=reference_settings,
+        substitutes=tuple(s.strip() for s in substitutes.split(",") if s.strip())
+        if substitutes
+        else (),
+        casings=casings,
+        batch_neurons=batch_neurons,
+    )
+    settings.n2g_settings()  # a bad --substitutes is named before anything runs
     if engine == "local" and (ray_address or shards):
         raise BadInput("--ray-address and --shards need --engine ray")
-    from functools import partial
-
+    if not settings.chosen:  # the stage would take the strongest per layer: a build's choice
+        raise BadInput("say which neurons: --neurons ID,ID,..., --layer L or --all")
     if engine == "ray":
-        from neuronatlas.scale import engine as ray_engine
+        from dataclasses import asdict
 
-        ray = ray_engine()
-        run_n2g = partial(
-            ray.n2g_on_ray,
-            options=ray.RayOptions(address=ray_address, workers=shards, quiet=silent),
+        from neuronatlas.scale.stage import N2G_ON_RAY, RayN2GSettings
+
+        on_ray = RayN2GSettings(
+            **asdict(settings), ray_address=ray_address, workers=shards, quiet=silent
         )
+        stage_report = run_stage(N2G_ON_RAY, db, on_ray, silent)
     else:
-        run_n2g = partial(run_n2g, device=device)
-    report = _run(
-        run_n2g, db, wanted, layer, all_, model, settings, casings, overwrite, batch_neurons, silent
-    )
+        stage_report = run_stage(STAGE, db, settings, silent)
+    report = stage_report.result
+    assert isinstance(report, RunReport)
     for nid, why in report.failed:
         console_err.print(f"skipped {nid}: {why}", highlight=False)
     c = report.counters
@@ -133,36 +141,8 @@ def n2g(
         + (f"; {c.get('tokens', 0)} model tokens in {c.get('passes', 0)} passes" if c else ""),
         highlight=False,
     )
-    if report.failed:
+    if stage_report.partial:
         raise typer.Exit(EXIT_PARTIAL)
-
-
-def _run(
-    run_n2g, db, wanted, layer, all_, model, settings, casings, overwrite, batch_neurons, silent
-):
-    if silent:
-        return run_n2g(db, wanted, layer, all_, model, settings, casings, overwrite, batch_neurons)
-    with neuron_bar("n2g", first="loading model") as (bar, task):
-
-        def progress(nid: str, _done: int) -> None:
-            bar(task, advance=1, last=nid)
-
-        def total(n: int) -> None:
-            bar(task, total=n, last="")
-
-        return run_n2g(
-            db,
-            wanted,
-            layer,
-            all_,
-            model,
-            settings,
-            casings,
-            overwrite,
-            batch_neurons,
-            progress=progress,
-            on_total=total,
-        )
 
 
 def register(app: typer.Typer) -> None:

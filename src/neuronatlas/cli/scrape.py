@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -18,10 +16,8 @@ from neuronatlas.cli.app import (
     console_err,
     exit_codes,
     print_json,
+    run_stage,
 )
-
-if TYPE_CHECKING:
-    from neuronatlas.scrape import Progress as ScrapeProgress
 
 
 class Dtype(StrEnum):
@@ -38,68 +34,6 @@ class Bos(StrEnum):
 class Engine(StrEnum):
     local = "local"
     ray = "ray"
-
-
-@contextmanager
-def _bars(silent: bool, context: int) -> Iterator[Callable[[ScrapeProgress], None] | None]:
-    """Rich progress on stderr: tokens/s and ETA while scraping, neurons while writing
-    (`context` tokens per window: progress events count windows)."""
-    if silent:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        ProgressColumn,
-        TaskID,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class Rate(ProgressColumn):
-        def render(self, task) -> Text:
-            speed = task.finished_speed or task.speed
-            unit = task.fields.get("unit", "")
-            return Text("" if speed is None else f"{speed:,.0f} {unit}/s")
-
-    class Count(ProgressColumn):
-        def render(self, task) -> Text:
-            total = "?" if task.total is None else f"{int(task.total):,}"
-            return Text(f"{int(task.completed):,}/{total} {task.fields.get('unit', '')}")
-
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        Count(),
-        Rate(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console_err) as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def update(event: ScrapeProgress) -> None:
-            if event.phase == "scrape":
-                # progress counts tokens, so speed is tokens/s; resumed windows count as done
-                task = tasks.get("scrape")
-                total = None if event.total is None else event.total * context
-                if task is None:
-                    task = tasks["scrape"] = bar.add_task(
-                        "scrape", total=total, unit="tokens", completed=event.done * context
-                    )
-                bar.update(task, completed=event.done * context, total=total)
-            else:
-                task = tasks.get("write")
-                if task is None:
-                    task = tasks["write"] = bar.add_task("write", total=event.total, unit="neurons")
-                bar.update(task, completed=event.done, total=event.total)
-
-        yield update
 
 
 def scrape(
@@ -200,13 +134,14 @@ def scrape(
     check_writer(db)  # refuse a file that is not an atlas at once, not after the scrape
     from neuronatlas.errors import BadInput
     from neuronatlas.ids import parse_layers
-    from neuronatlas.scrape import ScrapeSettings, run_scrape
+    from neuronatlas.scrape.runner import ScrapeResult
+    from neuronatlas.scrape.stage import STAGE, ScrapeStageSettings
 
     try:
         layer_list = parse_layers(layers)
     except ValueError as exc:
         raise BadInput(str(exc)) from exc
-    settings = ScrapeSettings(
+    settings = ScrapeStageSettings(
         model=model,
         corpus=corpus,
         text_field=text_field,
@@ -223,32 +158,30 @@ def scrape(
         checkpoint_every=checkpoint_every,
         seed=seed,
         engine=engine.value,
+        force=True,  # the command scrapes again what the atlas holds (resuming a checkpoint)
     )
     if engine is Engine.local and (ray_address or shards or work_dir):
         raise BadInput("--ray-address, --shards and --work-dir need --engine ray")
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    with _bars(silent or json, context) as progress:
-        if engine is Engine.ray:
-            from pathlib import Path
+    if engine is Engine.ray:
+        from dataclasses import asdict
 
-            from neuronatlas.scale import engine as ray_engine
+        from neuronatlas.scale.stage import SCRAPE_ON_RAY, RayScrapeSettings
 
-            ray = ray_engine()
-            result = ray.scrape_on_ray(
-                settings,
-                db,
-                progress,
-                ray.RayOptions(
-                    address=ray_address,
-                    shards=shards,
-                    quiet=silent or json,
-                    work_dir=Path(work_dir) if work_dir else None,
-                ),
-            )
-        else:
-            result = run_scrape(settings, db, progress)
+        on_ray = RayScrapeSettings(
+            **asdict(settings),
+            ray_address=ray_address,
+            shards=shards,
+            work_dir=work_dir,
+            quiet=silent or json,
+        )
+        report = run_stage(SCRAPE_ON_RAY, db, on_ray, silent or json)
+    else:
+        report = run_stage(STAGE, db, settings, silent or json)
+    result = report.result
+    assert isinstance(result, ScrapeResult)
     if json:
         print_json(
             {

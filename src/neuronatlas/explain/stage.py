@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +10,6 @@ from neuronatlas.explain.llm_explainer import STAGE_NAME as LLM_NAME
 from neuronatlas.explain.top_tokens import STAGE_NAME as EXPLAIN_NAME
 from neuronatlas.explain.top_tokens import TopTokenSettings
 from neuronatlas.stage import Progress, Report, Stage
-
-log = logging.getLogger(__name__)
 
 
 def run_explain(db: Path, settings: TopTokenSettings, progress: Progress) -> Report:
@@ -30,7 +27,33 @@ class LLMStageSettings:
     llm: str | None = None
     """The LLM's SPEC (`neuronatlas.llm`); the stage runs in a build only when one is given."""
     per_layer: int = 8
-    """Explain this many neurons per layer (those with the highest max activation); 0 = all."""
+    """Explain this many neurons per layer (those with the highest max activation); 0 = all.
+    Used when no neurons are chosen below (a build chooses none)."""
+    neurons: tuple[str, ...] = ()
+    """Explain these neurons (`explain --neurons`)."""
+    layer: int | None = None
+    """Explain every stored neuron of this layer (`explain --layer`)."""
+    all_neurons: bool = False
+    """Explain every stored neuron (`explain --all`)."""
+    max_neurons: int | None = None
+    """Explain at most this many of the chosen neurons."""
+    max_cost: float | None = None
+    """Stop starting calls once this many USD are spent."""
+    overwrite: bool = False
+    """Ask again for neurons this model explained."""
+    concurrency: int = 8
+    """Requests in flight at once (HTTP)."""
+    timeout: float = 60.0
+    """Seconds per HTTP request."""
+    usd_per_mtok: tuple[float, float] | None = None
+    """Prices (in, out) in USD per million tokens, when the endpoint reports no cost."""
+    retries: int = 5
+    """Retries of a request after 429, 5xx or a timeout."""
+
+    @property
+    def chosen(self) -> bool:
+        """Whether the neurons were chosen (by id, layer or all) instead of per layer."""
+        return bool(self.neurons) or self.layer is not None or self.all_neurons
 
 
 def targets(db: Path, per_layer: int) -> list[str]:
@@ -47,22 +70,37 @@ def targets(db: Path, per_layer: int) -> list[str]:
 
 
 def run_llm(db: Path, settings: LLMStageSettings, progress: Progress) -> Report:
-    """LLM explanations (source llm:<model>) for the chosen neurons; failures stay to do."""
+    """LLM explanations (source llm:<model>) for the chosen neurons; failures stay to do, and
+    so do the neurons a spent `max_cost` left unstarted (`result.not_started`)."""
     from neuronatlas.errors import BadInput
     from neuronatlas.explain.llm_explainer import explain_neurons
     from neuronatlas.llm import llm_session
 
     if settings.llm is None:
         raise BadInput("the llm stage needs an LLM: give --llm SPEC")
-    with llm_session(db, settings.llm) as client:
+    # the atlas's response cache opens first: a file that is not an atlas is refused before
+    # any LLM call
+    with llm_session(
+        db,
+        settings.llm,
+        settings.concurrency,
+        settings.timeout,
+        settings.usd_per_mtok,
+        settings.retries,
+    ) as client:
+        if settings.chosen:
+            chosen = list(settings.neurons) or None, settings.layer, settings.all_neurons
+        else:
+            chosen = targets(db, settings.per_layer), None, False
         report = explain_neurons(
             db,
             client,
-            neurons=targets(db, settings.per_layer),
+            *chosen,
+            settings.max_neurons,
+            settings.max_cost,
+            settings.overwrite,
             progress=lambda nid, d, t: progress(d, t, f"{d:,}/{t:,} {nid}"),
         )
-    for nid, why in report.failed:
-        log.warning("LLM explanation of %s failed (left for the next build): %s", nid, why)
     detail = f"{len(report.done):,} written, {len(report.already):,} already"
     if report.failed:
         detail += f", {len(report.failed)} failed (rerun to retry)"

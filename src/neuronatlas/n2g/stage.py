@@ -4,16 +4,26 @@ budget.
 The budget bounds a build: once `seconds` are spent no new layer is started, and the budget is
 recorded, so that a rerun with the same budget serves at once instead of spending it again
 (`neuronatlas n2g`, or a larger budget, builds the rest).
+
+The `n2g` command chooses its neurons instead (`neurons`, `layer` or `all_neurons`): then the
+stage builds the graphs of exactly those, with the command's N2G settings and no budget.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from neuronatlas.stage import Progress, Report, Stage
+
+if TYPE_CHECKING:
+    from neuronatlas.n2g.run import RunReport
+    from neuronatlas.n2g.settings import N2GSettings
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +43,92 @@ class N2GStageSettings:
     """Model hub id or folder; None or `default`: the model the atlas names."""
     device: str = "auto"
     """Where the model runs: auto (CUDA when available), cpu, cuda[:N]."""
+    neurons: tuple[str, ...] = ()
+    """Build these neurons' graphs instead of the strongest per layer (`n2g --neurons`)."""
+    layer: int | None = None
+    """Build the graphs of every stored neuron of this layer (`n2g --layer`)."""
+    all_neurons: bool = False
+    """Build the graphs of every stored neuron (`n2g --all`)."""
+    overwrite: bool = False
+    """Rebuild the chosen neurons that already have a graph."""
+    reference_settings: bool = False
+    """The reference code's thresholds and choices (`n2g.settings.reference_settings`)."""
+    substitutes: tuple[str, ...] = ()
+    """Substitute sources in order (model, embedding, casing, distilbert); () = model."""
+    casings: str | None = None
+    """word_to_casings.json for the casing source (None: spaCy's table)."""
+    batch_neurons: int = 16
+    """Neurons of one layer that share forward passes."""
+
+    @property
+    def chosen(self) -> bool:
+        """Whether the neurons were chosen (by id, layer or all) instead of per layer."""
+        return bool(self.neurons) or self.layer is not None or self.all_neurons
+
+    def n2g_settings(self) -> N2GSettings:
+        """The graph builder's own settings: the reference's or the defaults, with the
+        substitute sources given."""
+        from neuronatlas.n2g.settings import N2GSettings, reference_settings
+
+        chosen = reference_settings() if self.reference_settings else N2GSettings()
+        if self.substitutes:
+            chosen = chosen.with_(substitute_sources=self.substitutes)
+        return chosen
+
+
+#: `run_n2g`'s signature: the local builder, or the same fanned out on Ray (`neuronatlas.scale`).
+Builder = Callable[..., "RunReport"]
+
+
+def build_chosen(
+    builder: Builder, db: Path, settings: N2GStageSettings, progress: Progress
+) -> Report:
+    """Build the graphs of the neurons `settings` chose, with `builder`; a neuron that failed
+    (or is not in the atlas) is named in `failed` and stays to do."""
+    state = {"done": 0, "total": 0}
+    progress(0, 0, "loading model")
+
+    def on_total(n: int) -> None:
+        state["total"] = n
+        progress(state["done"], n, "")
+
+    def on_neuron(nid: str, _done: int) -> None:
+        state["done"] += 1
+        progress(state["done"], state["total"], nid)
+
+    report = builder(
+        db,
+        list(settings.neurons) or None,
+        settings.layer,
+        settings.all_neurons,
+        settings.model,
+        settings.n2g_settings(),
+        settings.casings,
+        settings.overwrite,
+        settings.batch_neurons,
+        progress=on_neuron,
+        on_total=on_total,
+    )
+    detail = f"{len(report.done)} graphs built, {len(report.already)} already"
+    if report.failed:
+        detail += f", {len(report.failed)} failed"
+    return Report(
+        STAGE.name,
+        not report.done and not report.failed,
+        detail,
+        failed=tuple(report.failed),
+        result=report,
+    )
 
 
 def run(db: Path, settings: N2GStageSettings, progress: Progress) -> Report:
-    """Build the missing graphs of the strongest neurons, layer by layer, within the budget."""
+    """Build the missing graphs of the strongest neurons, layer by layer, within the budget
+    (or, when the settings choose neurons, those neurons' graphs)."""
     from neuronatlas.ids import parse_id
     from neuronatlas.n2g.run import open_session, run_n2g
+
+    if settings.chosen:
+        return build_chosen(partial(run_n2g, device=settings.device), db, settings, progress)
     from neuronatlas.store import AtlasWriter, open_reader, reader
     from neuronatlas.store import n2g as n2g_store
     from neuronatlas.store.rows import encode_json

@@ -24,6 +24,8 @@ class ScoreReport:
     failed: list[tuple[str, str, str]] = field(default_factory=list)
     """(neuron id, source, why): named on stderr, nothing stored."""
     seconds: float = 0.0
+    judge: str = ""
+    """The scorer's judge (its LLM or embedder), as stored with each score."""
 
 
 def _neuron_splits(db: str | Path, neuron_id: str):
@@ -47,7 +49,7 @@ def score_neurons(
     """Score every stored explanation of the chosen neurons with `scorer` and store the
     scores; explanations already scored by this scorer and judge are skipped."""
     started = time.monotonic()
-    report = ScoreReport()
+    report = ScoreReport(judge=scorer.judge)
     conn = open_reader(db)
     targets = reader.select_neurons(conn, neurons, layer, all_)
     explanations = store_llm.explanations_of(conn, targets)
