@@ -15,12 +15,11 @@ from collections import OrderedDict
 from typing import Annotated, Any, Literal
 
 import msgspec
-from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
 from neuronatlas import trace as tr
-from neuronatlas.errors import BadInput
 from neuronatlas.read.views import encode
 from neuronatlas.steer import MAX_TARGET_CHARS, json_schema
 from neuronatlas.trace.group import annotate_from_atlas
@@ -150,19 +149,14 @@ def traced(request: Request, body: TraceRequest) -> tr.TraceGraph:
     graph = state.trace_cache.get(key)
     if graph is not None:
         return graph
-    try:
-        graph = state.live.trace(
-            body.text,
-            target=body.target,
-            max_nodes=body.max_nodes,
-            node_threshold=body.node_threshold,
-            edge_threshold=body.edge_threshold,
-            alpha=body.alpha,
-        )
-    except BadInput as exc:
-        # a well-formed request the model cannot take (too many tokens, a target of several
-        # tokens): unprocessable, like the body's own validation failures
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    graph = state.live.trace(
+        body.text,
+        target=body.target,
+        max_nodes=body.max_nodes,
+        node_threshold=body.node_threshold,
+        edge_threshold=body.edge_threshold,
+        alpha=body.alpha,
+    )
     with reads(request) as conn:
         graph = annotate_from_atlas(conn, graph, body.group)
     state.trace_cache.put(key, graph)
