@@ -78,3 +78,26 @@ def test_kmeans_clusters_on_vectors(db_path):
     build_map(db_path, MapConfig(neighbors=4, clusterer="kmeans", n_clusters=3))
     clusters = cluster_labels(open_reader(db_path))
     assert len(clusters) == 3 and sum(c.size for c in clusters) == len(NEURONS)
+
+
+def test_a_large_map_of_many_duplicate_explanations_starts_from_pca(monkeypatch):
+    """Neurons with equal explanations have equal vectors, so UMAP's neighbour graph splits
+    into many components; above SPECTRAL_MAX the layout starts from PCA (the spectral start
+    lays out each component over the whole graph, which took > 10 min at GPT-2 XL's size).
+    Equal vectors still land together and distinct groups apart."""
+    import numpy as np
+
+    from neuronatlas.map import neuron_map
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(60, 16)).astype(np.float32)
+    groups = np.repeat(np.arange(60), 8)  # 60 texts, 8 neurons each: ≥ 60 components
+    matrix = centres[groups]
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    monkeypatch.setattr(neuron_map, "SPECTRAL_MAX", 100)
+    assert neuron_map.initial_layout(len(matrix)) == "pca"
+    coords = neuron_map.layout(matrix, MapConfig(neighbors=5))
+    assert coords.shape == (480, 2) and np.isfinite(coords).all()
+    spread_within = np.mean([coords[groups == g].std(axis=0).sum() for g in range(60)])
+    spread_all = coords.std(axis=0).sum()
+    assert spread_within < 0.2 * spread_all

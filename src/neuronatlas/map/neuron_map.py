@@ -79,6 +79,22 @@ class MapResult:
     placed: int = 0
 
 
+#: Above this many points UMAP starts from PCA instead of the graph's spectral embedding.
+#: Neurons with the same explanation have the same vector, so the neighbour graph falls
+#: into thousands of components, and umap-learn lays out each component by slicing the whole
+#: graph (time ∝ components × n): at 307,200 points it ran for more than ten minutes without
+#: finishing. A PCA start costs one pass over the vectors at any size.
+SPECTRAL_MAX = 60_000
+
+
+def initial_layout(n: int) -> str:
+    """UMAP's `init` for n points (see `SPECTRAL_MAX`; random for tiny maps, where the
+    spectral solver can fail)."""
+    if n < 100:
+        return "random"
+    return "spectral" if n <= SPECTRAL_MAX else "pca"
+
+
 def layout(matrix: np.ndarray, config: MapConfig) -> np.ndarray:
     """UMAP 2-D coordinates (float64, n × 2) of unit vectors, cosine metric, seeded."""
     import umap
@@ -90,7 +106,7 @@ def layout(matrix: np.ndarray, config: MapConfig) -> np.ndarray:
         min_dist=config.min_dist,
         metric="cosine",
         random_state=config.seed,
-        init="spectral" if n >= 100 else "random",
+        init=initial_layout(n),
         n_jobs=1,  # a fixed seed makes UMAP single-threaded anyway; say so, no warning
     )
     return np.asarray(reducer.fit_transform(matrix), dtype=np.float64)
