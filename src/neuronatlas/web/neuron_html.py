@@ -34,6 +34,7 @@ _N2G_METRICS = (
     ("precision", "precision"),
     ("recall", "recall"),
 )
+_STEER_TARGET = "target next token, e.g. &quot; Paris&quot; (leading space kept)"
 _STATS = ("max", "mean", "variance", "skewness", "kurtosis")
 
 
@@ -97,15 +98,17 @@ def _head(n: NeuronPage, trace_limits: Mapping[str, Any]) -> str:
     <a class="btn" href="/random" title="random (r)">Random</a>
     <a class="btn" href="/neurons/{next_}" rel="next" title="next (→)">{next_} →</a>
     {trace_link}
-    <button class="btn ghost" type="button" id="permalink" data-url="/neurons/{n.id}">Copy link</button>
+    <button class="btn ghost" type="button" id="permalink"
+      data-url="/neurons/{n.id}">Copy link</button>
   </nav>
 </section>
 """
 
 
 def _noscript(nid: str) -> str:
-    return f"""<noscript><p class="notbuilt">This page fetches its histogram, similar neurons and further records with
-  JavaScript. <a href="/neurons/{nid}?view=full">The full page</a> has them all without it.</p></noscript>
+    return f"""<noscript><p class="notbuilt">This page fetches its histogram, similar neurons
+  and further records with JavaScript. <a href="/neurons/{nid}?view=full">The full page</a>
+  has them all without it.</p></noscript>
 """
 
 
@@ -159,8 +162,9 @@ def _activations(n: NeuronPage) -> str:
     if n.histogram is not None:
         hist = histogram_svg(n.histogram)
     else:
+        src = escape(n.more.get("histogram", ""))
         hist = (
-            f'<div class="lazy hist-box" id="hist" data-src="{escape(n.more.get("histogram", ""))}">'
+            f'<div class="lazy hist-box" id="hist" data-src="{src}">'
             f'<a href="/neurons/{n.id}?view=full">The histogram is on the full page.</a></div>'
         )
     return f"""<section class="card">
@@ -257,9 +261,12 @@ def _live(n: NeuronPage, max_text: int, live: LiveStatus) -> str:
         body = _no_model("Live activations are unavailable here: ", "live-msg", live)
     else:
         loads = "" if live.loaded else " (loads on first use)"
-        body = f"""<form id="live-form" data-neuron="{n.id}" data-max="{n.stats.max_activation or 0}">
-    <textarea id="live-text" maxlength="{max_text}" rows="3" placeholder="Type text to see {n.id}'s activation on each token"></textarea>
-    <div class="row"><button type="submit">Run</button><span class="muted" id="live-msg">Runs {escape(live.spec)} on the server{loads}.</span></div>
+        body = f"""<form id="live-form" data-neuron="{n.id}"
+    data-max="{n.stats.max_activation or 0}">
+    <textarea id="live-text" maxlength="{max_text}" rows="3"
+      placeholder="Type text to see {n.id}'s activation on each token"></textarea>
+    <div class="row"><button type="submit">Run</button><span class="muted"
+      id="live-msg">Runs {escape(live.spec)} on the server{loads}.</span></div>
   </form>
   <div id="live-out"></div>
 """
@@ -271,27 +278,39 @@ def _steer(n: NeuronPage, live: LiveStatus, lim: Mapping[str, Any]) -> str:
         body = _no_model("Steering needs the live model: ", "steer-msg", live)
     else:
         mean = _num(n.stats.mean, ".4g")
-        body = f"""<form id="steer-form" data-neuron="{n.id}" data-max="{n.stats.max_activation or 0}">
-    <textarea id="steer-text" maxlength="{lim["max_chars"]}" rows="3" placeholder="Text to run with {n.id} ablated, clamped or scaled (at most {lim["max_tokens"]} tokens)"></textarea>
+        steer_text = (
+            f"Text to run with {n.id} ablated, clamped or scaled "
+            f"(at most {lim['max_tokens']} tokens)"
+        )
+        steer_also = f"with other neurons: L03N0010, L05N0042 (at most {lim['max_neurons']} in all)"
+        body = f"""<form id="steer-form" data-neuron="{n.id}"
+    data-max="{n.stats.max_activation or 0}">
+    <textarea id="steer-text" maxlength="{lim["max_chars"]}" rows="3"
+      placeholder="{steer_text}"></textarea>
     <div class="row">
       <select id="steer-mode" aria-label="what to do to the neuron">
         <option value="ablate">ablate (set to 0)</option>
         <option value="clamp">clamp (set to value)</option>
         <option value="scale">scale (multiply by value)</option>
       </select>
-      <input id="steer-value" type="number" step="any" min="-{lim["max_value"]}" max="{lim["max_value"]}" aria-label="value" placeholder="value" disabled>
+      <input id="steer-value" type="number" step="any" min="-{lim["max_value"]}"
+        max="{lim["max_value"]}" aria-label="value" placeholder="value" disabled>
       <button type="submit">Steer</button>
-      <span class="muted" id="steer-msg">Runs {escape(live.spec)} twice: as it is and with the change. For mean ablation, clamp to the mean ({mean}).</span>
+      <span class="muted" id="steer-msg">Runs {escape(live.spec)} twice: as it is and with
+        the change. For mean ablation, clamp to the mean ({mean}).</span>
     </div>
     <div class="row">
-      <input id="steer-also" type="text" maxlength="{lim["max_neurons"] * 13}" aria-label="other neurons to change with this one" placeholder="with other neurons: L03N0010, L05N0042 (at most {lim["max_neurons"]} in all)">
-      <input id="steer-target" type="text" maxlength="{lim["max_target_chars"]}" aria-label="target next token" placeholder="target next token, e.g. &quot; Paris&quot; (leading space kept)">
+      <input id="steer-also" type="text" maxlength="{lim["max_neurons"] * 13}"
+        aria-label="other neurons to change with this one" placeholder="{steer_also}">
+      <input id="steer-target" type="text" maxlength="{lim["max_target_chars"]}"
+        aria-label="target next token" placeholder="{_STEER_TARGET}">
     </div>
   </form>
   <div id="steer-out"></div>
 """
     return f"""<section class="card" id="steer">
-  <h2>Steer <span class="muted">(change this neuron, alone or with others, at every position and compare the model's predictions)</span></h2>
+  <h2>Steer <span class="muted">(change this neuron, alone or with others, at every position
+    and compare the model's predictions)</span></h2>
   {body}</section>
 
 """
@@ -299,8 +318,10 @@ def _steer(n: NeuronPage, live: LiveStatus, lim: Mapping[str, Any]) -> str:
 
 def _records(n: NeuronPage, full: bool, page_size: int) -> str:
     scale = n.stats.max_activation
-    return f"""<section class="card" id="records" data-scale="{"" if scale is None else scale}" data-page="{page_size}">
-  <h2>Records <span class="muted">(colour: activation / neuron max; hover a token for its value)</span></h2>
+    return f"""<section class="card" id="records" data-scale="{"" if scale is None else scale}"
+  data-page="{page_size}">
+  <h2>Records <span class="muted">(colour: activation / neuron max; hover a token for its
+    value)</span></h2>
   {record_tabs_html(n, full, page_size)}
 </section>
 """
