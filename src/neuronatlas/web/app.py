@@ -202,7 +202,9 @@ def create_app(
         )
 
     # routes are tried in order, ~3 µs each: the page people open first (its path overlaps
-    # none of the API's), not after the ~30 routes of the API (bench/README.md)
+    # none of the API's), not after the ~30 routes of the API (bench/README.md); its common
+    # case without FastAPI's parameter machinery, ahead of every route and mount
+    app.router.routes.insert(0, pages.FirstViewRoute())
     app.include_router(pages.neuron_router)
     app.include_router(api.router)
     app.include_router(steer_api.router)
