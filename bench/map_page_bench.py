@@ -128,6 +128,7 @@ def main() -> int:
                         results[which][0].append(drawn)
                         results[which][1].append(shown)
                         results[which][2].extend(frames)
+                page.evaluate("naMap.reset()")  # the whole map in view, as the page opens
                 per_frame = page.evaluate("naMap.drawn()")
                 browser.close()
         print(f"{name} ({n:,} points); the new page's full view submits {per_frame:,} a frame")
