@@ -1,17 +1,24 @@
-"""Benchmark: the map page in Chromium, before and after issue 27, same atlas, same server.
+"""Benchmark: the map page in Chromium, before and after issue 27's second step, same atlas,
+same server.
 
-* old — the page as it was (`map.js` of commit BASE, served in place of today's by a
-  Playwright route, after plotly.min.js, which the page then loaded): `/api/map` as JSON,
-  drawn by plotly's scattergl, labels as plotly annotations;
-* new — today's page: `/api/map/clusters` (JSON) and `/api/map/points` (typed arrays viewed
-  in place), drawn by its own WebGL scatter, labels that never overlap as HTML.
- Atlases: `map_fixtures.direct_map_atlas` (points written
+* old — the page as it was at commit BASE (its `map.js`, served in place of today's by a
+  Playwright route): `/api/map/clusters` (JSON) and `/api/map/points` (22 bytes a point as
+  typed arrays, gzipped by the middleware per request), every point drawn in every frame by
+  its own WebGL scatter, labels that never overlap as HTML;
+* new — today's page: the same clusters, and `/api/map/points/compact` (12-byte rows:
+  quantised coordinates in tiles, each tile in a random order; compressed once per atlas
+  state), and a frame submits only the tiles in view, at most BUDGET points (an even sample
+  of each tile when more are in view).
+
+Atlases: `map_fixtures.direct_map_atlas` (points written
 straight into the store, no import, no embedding) at the demo's size (12 × 3,072 = 36,864,
 150 fine clusters in 12 coarse) and at GPT-2 XL's (48 × 6,400 = 307,200, 600 in 30).
 
 Measured per page, `--runs` times (median): Chromium navigation start → points drawn (the
-page's `data-ready`), and the frame times of 12 pan/zoom steps (each a `Plotly.relayout`
-awaited plus two animation frames: what the user waits for per wheel step or drag).
+page's `data-ready`: first points drawn, labels placed, hover live), then the first
+animation frame after it (the drawn frame reached the screen), and the frame times of 12
+pan/zoom steps (each `naMap.setView` awaited plus two animation frames: what the user waits
+for per wheel step or drag).
 
     .venv/bin/python bench/map_page_bench.py             # demo size and XL
     .venv/bin/python bench/map_page_bench.py --sizes demo
@@ -30,16 +37,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the direct map atlas is a test fixture
 
-BASE = "6496f97"  # the last commit before issue 27's map page
+BASE = "c990584"  # the map page before level of detail and the compact points
+PATHS = ("/api/map", "/api/map/clusters", "/api/map/points", "/api/map/points/compact")
 SIZES = {"demo": (12, 3072, 150, 12), "xl": (48, 6400, 600, 30)}
 STEPS = """async () => {
-  // one zoom or pan step through the page's own API: plotly's (old page) or naMap (new page)
-  const d = document.getElementById('map'), times = [];
+  // one zoom or pan step through the page's own API
+  const times = [];
   const frame = () => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
-  const get = () => window.naMap ? naMap.view()
-    : { x: d._fullLayout.xaxis.range.slice(), y: d._fullLayout.yaxis.range.slice() };
-  const set = (x, y) => window.naMap ? naMap.setView(x[0], x[1], y[0], y[1])
-    : Plotly.relayout(d, {'xaxis.range': x, 'yaxis.range': y});
+  const get = () => naMap.view();
+  const set = (x, y) => naMap.setView(x[0], x[1], y[0], y[1]);
   for (let i = 0; i < 12; i++) {
     const v = get(), x = v.x, y = v.y;
     const f = i < 6 ? 0.8 : 1.0, dx = i < 6 ? 0 : (x[1] - x[0]) * 0.1;
@@ -64,7 +70,7 @@ def old_script() -> str:
     return proc.stdout
 
 
-def measure(page, url: str, n: int, old: str | None) -> tuple[float, list[float]]:
+def measure(page, url: str, n: int, old: str | None) -> tuple[float, float, list[float]]:
     page.unroute("**/static/map.js")
     if old is not None:
         page.route(
@@ -74,8 +80,9 @@ def measure(page, url: str, n: int, old: str | None) -> tuple[float, list[float]
     page.goto(url, wait_until="commit")
     page.wait_for_selector(f"#map[data-ready='{n}']", timeout=300_000)
     drawn = page.evaluate("performance.now()")  # ms since navigation start
+    shown = page.evaluate("new Promise((r) => requestAnimationFrame(() => r(performance.now())))")
     page.wait_for_timeout(300)
-    return drawn, page.evaluate(STEPS)
+    return drawn, shown, page.evaluate(STEPS)
 
 
 def main() -> int:
@@ -103,34 +110,36 @@ def main() -> int:
                 s.bind(("127.0.0.1", 0))
                 port = s.getsockname()[1]
             with serve_in_thread(create_app(db), port) as url, sync_playwright() as pw:
-                sizes = {
-                    path: len(httpx.get(url + path, timeout=300).content)
-                    for path in ("/api/map", "/api/map/clusters", "/api/map/points")
-                }
-                plotly = httpx.get(url + "/vendor/plotly.min.js", timeout=60).text
+                sizes, raw = {}, {}  # bytes on the wire (gzip accepted, as a browser) and raw
+                for path in PATHS:
+                    r = httpx.get(url + path, timeout=600)
+                    sizes[path], raw[path] = r.num_bytes_downloaded, len(r.content)
                 browser = launch_chromium(pw)
                 page = browser.new_page(viewport={"width": 1280, "height": 860})
-                results: dict[str, tuple[list[float], list[float]]] = {
-                    "old": ([], []),
-                    "new": ([], []),
+                results: dict[str, tuple[list[float], list[float], list[float]]] = {
+                    "old": ([], [], []),
+                    "new": ([], [], []),
                 }
                 for _ in range(a.runs):
                     for which in ("old", "new"):
-                        script = plotly + "\n" + old if which == "old" else None
-                        drawn, frames = measure(page, url + "/", n, script)
+                        drawn, shown, frames = measure(
+                            page, url + "/", n, old if which == "old" else None
+                        )
                         results[which][0].append(drawn)
-                        results[which][1].extend(frames)
+                        results[which][1].append(shown)
+                        results[which][2].extend(frames)
+                page.evaluate("naMap.reset()")  # the whole map in view, as the page opens
+                per_frame = page.evaluate("naMap.drawn()")
                 browser.close()
-        print(
-            f"{name} ({n:,} points): bytes /api/map {sizes['/api/map'] / 1e6:.1f} MB | "
-            f"/api/map/clusters {sizes['/api/map/clusters'] / 1e3:.0f} kB + /api/map/points "
-            f"{sizes['/api/map/points'] / 1e6:.1f} MB"
-        )
+        print(f"{name} ({n:,} points); the new page's full view submits {per_frame:,} a frame")
+        for path in PATHS:
+            print(f"  {path}: {raw[path] / 1e6:.2f} MB, {sizes[path] / 1e6:.2f} MB on the wire")
         for which in ("old", "new"):
-            drawn, frames = results[which]
+            drawn, shown, frames = results[which]
             print(
                 f"  {which}: navigation → points drawn {statistics.median(drawn) / 1e3:.2f} s "
-                f"(runs {', '.join(f'{d / 1e3:.2f}' for d in drawn)}); pan/zoom frame "
+                f"(runs {', '.join(f'{d / 1e3:.2f}' for d in drawn)}), next frame "
+                f"{statistics.median(shown) / 1e3:.2f} s; pan/zoom frame "
                 f"median {statistics.median(frames):.0f} ms, max {max(frames):.0f} ms"
             )
         ratio = statistics.median(results["old"][0]) / statistics.median(results["new"][0])

@@ -46,9 +46,9 @@ def page(browser, server):
     assert not errors, f"JavaScript errors: {errors}"
 
 
-def point_position(page, index: int) -> tuple[float, float]:
-    """Client coordinates of point `index` of the map (from the page's view)."""
-    return page.evaluate("(i) => naMap.toScreen(i)", index)
+def point_position(page, neuron_id: str) -> tuple[float, float]:
+    """Client coordinates of a neuron's point on the map (from the page's view)."""
+    return page.evaluate("(id) => naMap.toScreen(id)", neuron_id)
 
 
 def test_map_click_opens_the_neuron_with_heat_maps(page, server):
@@ -57,7 +57,7 @@ def test_map_click_opens_the_neuron_with_heat_maps(page, server):
     page.wait_for_selector("#map[data-ready='192']", timeout=30_000)
     assert "not built" in page.inner_text("#map-note")
     page.screenshot(path=str(SHOTS / "map.png"))
-    x, y = point_position(page, 50)  # layer 1, neuron 2
+    x, y = point_position(page, "L01N0002")
     page.mouse.move(x, y)
     page.wait_for_selector("#tip:not([hidden])", timeout=5_000)
     assert "L01N0002" in page.inner_text("#tip")

@@ -1,6 +1,8 @@
 """The map page at GPT-2 XL's size (48 × 6,400 = 307,200 points, written straight into the
 atlas by `map_fixtures.direct_map_atlas`): points drawn, labels shown without overlapping,
-hover shows a neuron and a click opens its page. Timings: bench/map_page_bench.py."""
+hover shows a neuron and a click opens its page; a frame submits at most the page's budget of
+points, zoomed out an even sample of the map, zoomed in every point in view. Timings:
+bench/map_page_bench.py."""
 
 from __future__ import annotations
 
@@ -14,6 +16,11 @@ from map_fixtures import direct_map_atlas
 pytestmark = pytest.mark.browser
 
 N = 48 * 6400
+BUDGET = 60_000  # map.js's BUDGET
+IN_VIEW = """() => {  // the points inside the current view, counted from the page's own arrays
+  const v = naMap.view();
+  return naMap.count((x, y) => x >= v.x[0] && x <= v.x[1] && y >= v.y[0] && y <= v.y[1]);
+}"""
 BOXES = """() => Array.from(document.querySelectorAll('#map .annotation')).map((a) => {
   const r = a.getBoundingClientRect(); return [a.textContent, r.left, r.top, r.right, r.bottom];
 })"""
@@ -59,10 +66,15 @@ def test_the_xl_map_is_interactive(server):
         shown = page.evaluate(BOXES)
         assert len(shown) >= 5 and {s[0] for s in shown} <= coarse
         assert no_overlap(shown)
+        drawn = page.evaluate("naMap.drawn()")  # zoomed out: a sample, within the budget
+        assert BUDGET / 2 < drawn <= BUDGET
         page.evaluate(ZOOM, 0.3)
         page.wait_for_selector("#map[data-level='fine']")
         shown = page.evaluate(BOXES)
         assert shown and {s[0] for s in shown} <= fine and no_overlap(shown)
+        page.evaluate(ZOOM, 0.5)  # zoomed in: every point in view is drawn
+        assert page.evaluate("naMap.drawn()") >= page.evaluate(IN_VIEW) > 1000
+        page.evaluate(ZOOM, 2.0)
         SHOTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SHOTS / "map-xl-fine.png"))
         box = page.locator("#map-canvas").bounding_box()

@@ -1,5 +1,6 @@
-"""`/api/map/points` (the map as typed arrays) and `/api/map/clusters` (its labels first) say
-what `/api/map` says, for a built map and for the layer grid."""
+"""`/api/map/points` (the map as typed arrays), `/api/map/points/compact` (the page's
+quantised, tiled rows) and `/api/map/clusters` (its labels first) say what `/api/map` says,
+for a built map and for the layer grid."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from map_fixtures import direct_map_atlas
-from neuronatlas.read.mapbin import NO_CLUSTER, decode_points
+from neuronatlas.read.mapbin import NO_CLUSTER, decode_compact, decode_points
 from neuronatlas.web import create_app
 
 
@@ -63,5 +64,68 @@ def test_openapi_declares_the_binary_answer(client):
     spec = client.get("/openapi.json").json()
     content = spec["paths"]["/api/map/points"]["get"]["responses"]["200"]["content"]
     assert list(content) == ["application/octet-stream"]
+    compact = spec["paths"]["/api/map/points/compact"]["get"]["responses"]["200"]["content"]
+    assert list(compact) == ["application/octet-stream"]
     clusters = spec["paths"]["/api/map/clusters"]["get"]["responses"]["200"]["content"]
     assert "MapClusters" in str(clusters)
+
+
+def _by_id(pts) -> np.ndarray:
+    return np.lexsort((pts.neuron, pts.layer))
+
+
+def test_compact_points_are_the_json_columns_quantised(client):
+    body = client.get("/api/map").json()
+    cols = body["columns"]
+    r = client.get("/api/map/points/compact", headers={"Accept-Encoding": "gzip"})
+    assert r.headers["content-type"] == "application/octet-stream"
+    assert r.headers["content-encoding"] == "gzip" and r.num_bytes_downloaded < len(r.content)
+    got = decode_compact(r.content)
+    pts = got.points
+    assert pts.built and not pts.truncated and len(pts.x) == 210
+    assert len(r.content) == 40 + 4 * (got.grid**2 + 1) + 12 * 210
+    order = _by_id(pts)  # the buffer's order is the tiles'; by (layer, neuron) it is the JSON's
+    assert pts.layer[order].tolist() == cols["layer"]
+    assert pts.neuron[order].tolist() == cols["neuron"]
+    assert pts.cluster[order].tolist() == cols["cluster"]
+    assert pts.coarse[order].tolist() == cols["coarse"]
+    x, y = np.asarray(cols["x"]), np.asarray(cols["y"])
+    x0, x1, y0, y1 = got.box
+    assert (x0, x1) == pytest.approx((x.min(), x.max())) and y0 == pytest.approx(y.min())
+    # quantised to 1/65,535 of the box: within half a step
+    assert np.abs(pts.x[order] - x).max() <= (x1 - x0) / 65535 * 0.51 + 1e-4
+    assert np.abs(pts.y[order] - y).max() <= (y1 - y0) / 65535 * 0.51 + 1e-4
+    plain = client.get("/api/map/points/compact", headers={"Accept-Encoding": "identity"})
+    assert plain.headers["content-encoding"] == "identity" and plain.content == r.content
+
+
+def test_compact_points_come_in_tiles(client):
+    got = decode_compact(client.get("/api/map/points/compact").content)
+    g, (x0, x1, y0, y1), starts = got.grid, got.box, got.tile_starts.astype(int)
+    assert starts[0] == 0 and starts[-1] == 210 and np.all(np.diff(starts) >= 0)
+    tile = np.repeat(np.arange(g * g), np.diff(starts))
+    tx = np.minimum(((got.points.x - x0) / (x1 - x0) * g).astype(int), g - 1)
+    ty = np.minimum(((got.points.y - y0) / (y1 - y0) * g).astype(int), g - 1)
+    # the tile of each row holds its point (the box edges are shared by two tiles)
+    assert np.all(np.abs(tile % g - tx) <= 1) and np.all(np.abs(tile // g - ty) <= 1)
+    assert np.mean((tile % g == tx) & (tile // g == ty)) > 0.97
+    assert len(set(tile.tolist())) > 10
+
+
+def test_compact_points_of_the_grid_before_a_map(synthetic_atlas):
+    with TestClient(create_app(synthetic_atlas("grid"))) as c:
+        got = decode_compact(c.get("/api/map/points/compact").content)
+        old = decode_points(c.get("/api/map/points").content)
+    pts = got.points
+    assert not pts.built and set(pts.cluster.tolist()) == {NO_CLUSTER} == set(pts.coarse.tolist())
+    order = _by_id(pts)
+    assert pts.layer[order].tolist() == old.layer.tolist()
+    np.testing.assert_allclose(pts.x[order], old.x, atol=(got.box[1] - got.box[0]) / 65535)
+
+
+def test_a_compact_buffer_that_is_not_a_map_is_refused(client):
+    buf = client.get("/api/map/points/compact").content
+    with pytest.raises(ValueError, match="magic"):
+        decode_compact(b"X" + buf[1:])
+    with pytest.raises(ValueError, match="210 points"):
+        decode_compact(buf[:-12])

@@ -127,4 +127,4 @@ def test_schemathesis_finds_no_failures(served, tmp_path):
     assert "No issues found" in out or " passed" in out, out[-3000:]
     # every operation was exercised (steering and tracing among them), the live ones with the
     # real model
-    assert "Tested: 21" in out, out[-3000:]
+    assert "Tested: 22" in out, out[-3000:]

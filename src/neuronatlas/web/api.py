@@ -9,6 +9,7 @@ record in `responses=`, and `web.openapi` puts the record's msgspec schema into 
 
 from __future__ import annotations
 
+import gzip
 import time
 from contextlib import AbstractContextManager
 from typing import Annotated, Any, Literal
@@ -28,7 +29,7 @@ from neuronatlas.read import neuron as read_neuron
 from neuronatlas.read import relations as read_relations
 from neuronatlas.read import search as read_search
 from neuronatlas.read.live import MAX_TEXT_CHARS
-from neuronatlas.read.mapbin import encode_points
+from neuronatlas.read.mapbin import encode_compact, encode_points
 from neuronatlas.read.views import (
     Health,
     Histogram,
@@ -436,3 +437,31 @@ def get_map_clusters(request: Request) -> Response:
 def get_map_points(request: Request) -> Response:
     body = _map_cached(request, ("points",), lambda c: encode_points(read_map.map_data(c, False)))
     return Response(body, media_type="application/octet-stream")
+
+
+@router.get(
+    "/api/map/points/compact",
+    tags=["map"],
+    summary="Every neuron as a point, 12 bytes a point, in tiles and level-of-detail order",
+    responses=binary(
+        "The points for drawing: a 40-byte header (magic NAMAP, version 2, count, flags, tile "
+        "grid, bounding box), where each tile's points start, then one 12-byte row a point: "
+        "uint16 x, uint16 y quantised to the box, uint16 fine and coarse cluster, uint32 "
+        "layer << 20 | neuron; each tile's points in a random order, so any prefix of a tile "
+        "is a sample of it (see neuronatlas.read.mapbin). Sent gzip-compressed to clients "
+        "that accept it, compressed once per state of the atlas."
+    ),
+)
+def get_map_points_compact(request: Request) -> Response:
+    """The page's points. Built and compressed once per state of the atlas file: the
+    middleware's gzip of a multi-megabyte body is seconds of CPU per request on a busy machine."""
+    raw = _map_cached(request, ("compact",), lambda c: encode_compact(read_map.map_data(c, False)))
+    wants_gzip = "gzip" in request.headers.get("accept-encoding", "")
+    body = (
+        _map_cached(request, ("compact", "gzip"), lambda _: gzip.compress(raw, 1, mtime=0))
+        if wants_gzip
+        else raw
+    )
+    # a set Content-Encoding (even "identity") keeps the gzip middleware off these bytes
+    headers = {"Content-Encoding": "gzip" if wants_gzip else "identity", "Vary": "Accept-Encoding"}
+    return Response(body, media_type="application/octet-stream", headers=headers)

@@ -6,12 +6,18 @@
 //
 // Why not a charting library: at GPT-2 XL's size (307,200 points) plotly's scattergl took
 // seconds to parse its own 4.6 MB script and redrew the whole scene for every label change;
-// here a pan or zoom is one draw call over buffers uploaded once. The clusters come first
-// (/api/map/clusters, small JSON) and the points as typed arrays (/api/map/points, see
-// read/mapbin.py) that are viewed in place, never parsed.
+// here a pan or zoom is a few draw calls over buffers uploaded once. The clusters come first
+// (/api/map/clusters, small JSON) and the points as 12-byte rows (/api/map/points/compact,
+// see read/mapbin.py) that WebGL reads in place, never parsed.
+//
+// Level of detail: software-rendered WebGL (no GPU) costs about the same per point submitted,
+// on screen or clipped, so a frame submits only the points of the map's tiles in view, and
+// when more than BUDGET are in view, the same share of each tile (each tile's points come in
+// a random order, so a prefix is an even sample). Zoomed in, every point in view is drawn;
+// only drawn points answer the hover and the click.
 //
 // window.naMap exposes the view for tests and benchmarks: view(), setView(), reset(),
-// toScreen(i), colourCount(), highlighted().
+// toScreen(id), colourCount(), highlighted(), drawn(), count(keep).
 (function () {
   "use strict";
   const $ = (s) => document.querySelector(s);
@@ -23,6 +29,8 @@
   const FINE_BELOW = 0.25;  // show fine labels once the view covers less than this share of the map
   const MAX_FINE_LABELS = 60;
   const HOVER_PX = 8;
+  const BUDGET = 60000;  // points submitted per frame at most (see above)
+  const NONE = -2147483648;  // no cluster (JSON's null)
   // Viridis-like, without the end that vanishes into the page background of each theme.
   const LAYER_SCALE = dark
     ? [[0, "#5b7cfa"], [0.35, "#2fc6c0"], [0.7, "#8fdc5a"], [1, "#ffd166"]]
@@ -59,16 +67,28 @@
 
   // ---- data --------------------------------------------------------------------------------
 
-  // The buffer of /api/map/points as typed arrays viewing it in place (see read/mapbin.py).
+  // The buffer of /api/map/points/compact (see read/mapbin.py): the rows stay as they are for
+  // WebGL; the fields the page reads per point (hover, colours, search) are unpacked once.
   function points(buf) {
     const dv = new DataView(buf);
     const magic = String.fromCharCode(...new Uint8Array(buf, 0, 5));
-    if (magic !== "NAMAP" || dv.getUint8(6) !== 1) throw new Error("not a version-1 map buffer");
-    const n = dv.getUint32(8, true), at = (k) => 16 + 4 * n * k;
-    return { n: n, built: (dv.getUint32(12, true) & 1) === 1, x: new Float32Array(buf, at(0), n),
-      y: new Float32Array(buf, at(1), n), neuron: new Uint32Array(buf, at(2), n),
-      cluster: new Int32Array(buf, at(3), n), coarse: new Int32Array(buf, at(4), n),
-      layer: new Uint16Array(buf, at(5), n) };
+    if (magic !== "NAMAP" || dv.getUint8(6) !== 2) throw new Error("not a version-2 map buffer");
+    const n = dv.getUint32(8, true), g = dv.getUint32(16, true), at = 40 + 4 * (g * g + 1);
+    const box = [0, 1, 2, 3].map((k) => dv.getFloat32(24 + 4 * k, true));
+    const u16 = new Uint16Array(buf, at, 6 * n), u32 = new Uint32Array(buf, at, 3 * n);
+    const P = { n: n, built: (dv.getUint32(12, true) & 1) === 1, grid: g, box: box,
+      starts: new Uint32Array(buf, 40, g * g + 1), rows: new Uint8Array(buf, at, 12 * n),
+      x: new Float32Array(n), y: new Float32Array(n), layer: new Uint16Array(n), neuron: new Uint32Array(n),
+      cluster: new Int32Array(n), coarse: new Int32Array(n), tile: new Uint16Array(n) };
+    const sx = (box[1] - box[0]) / 65535, sy = (box[3] - box[2]) / 65535;
+    const id16 = (v) => (v === 0xffff ? NONE : v === 0xfffe ? -1 : v);
+    for (let i = 0; i < n; i++) {
+      P.x[i] = box[0] + u16[6 * i] * sx; P.y[i] = box[2] + u16[6 * i + 1] * sy;
+      P.cluster[i] = id16(u16[6 * i + 2]); P.coarse[i] = id16(u16[6 * i + 3]);
+      const id = u32[3 * i + 2]; P.layer[i] = id >>> 20; P.neuron[i] = id & 0xfffff;
+    }
+    for (let t = 0; t < g * g; t++) P.tile.fill(t, P.starts[t], P.starts[t + 1]);
+    return P;
   }
   function idOf(i) { return window.naFormatId(P.layer[i], P.neuron[i]); }
   function indexOf(id) {  // built on the first search, not for every page view
@@ -110,8 +130,10 @@
     return [view.x[0] + (px / s.w) * (view.x[1] - view.x[0]), view.y[1] - (py / s.h) * (view.y[1] - view.y[0])];
   }
 
-  const VS = "attribute vec2 p; attribute vec3 c; uniform vec4 v; uniform float s; varying vec3 col;" +
-    "void main() { gl_Position = vec4((p.x - v.x) / (v.y - v.x) * 2.0 - 1.0, (p.y - v.z) / (v.w - v.z) * 2.0 - 1.0, 0.0, 1.0);" +
+  // p: the point in the map's box, 0..1 (uint16 rows, normalised); b: the box; v: the view
+  const VS = "attribute vec2 p; attribute vec3 c; uniform vec4 b; uniform vec4 v; uniform float s; varying vec3 col;" +
+    "void main() { vec2 q = vec2(b.x + p.x * (b.y - b.x), b.z + p.y * (b.w - b.z));" +
+    " gl_Position = vec4((q.x - v.x) / (v.y - v.x) * 2.0 - 1.0, (q.y - v.z) / (v.w - v.z) * 2.0 - 1.0, 0.0, 1.0);" +
     " gl_PointSize = s; col = c; }";
   const FS = "precision mediump float; varying vec3 col; uniform float ring; uniform float a;" +
     "void main() { float d = length(gl_PointCoord - 0.5); if (d > 0.5 || (ring > 0.5 && d < 0.32)) discard;" +
@@ -124,9 +146,7 @@
     prog = gl.createProgram();
     gl.attachShader(prog, sh(gl.VERTEX_SHADER, VS)); gl.attachShader(prog, sh(gl.FRAGMENT_SHADER, FS));
     gl.linkProgram(prog); gl.useProgram(prog);
-    const xy = new Float32Array(count * 2);
-    for (let i = 0; i < count; i++) { xy[2 * i] = P.x[i]; xy[2 * i + 1] = P.y[i]; }
-    buffers.xy = gl.createBuffer(); gl.bindBuffer(gl.ARRAY_BUFFER, buffers.xy); gl.bufferData(gl.ARRAY_BUFFER, xy, gl.STATIC_DRAW);
+    buffers.xy = gl.createBuffer(); gl.bindBuffer(gl.ARRAY_BUFFER, buffers.xy); gl.bufferData(gl.ARRAY_BUFFER, P.rows, gl.STATIC_DRAW);
     buffers.rgb = gl.createBuffer(); buffers.hxy = gl.createBuffer(); buffers.hrgb = gl.createBuffer();
     gl.enable(gl.BLEND); gl.blendFunc(gl.ONE, gl.ONE_MINUS_SRC_ALPHA);
   }
@@ -154,27 +174,56 @@
 
   function pointSize() { return count > 150000 ? 2 : count > 30000 ? 3 : count > 3000 ? 4 : count > 500 ? 6 : 9; }
 
+  // Which points this view draws: per tile, how many of its first points (see the top).
+  let lod = null;
+  function plan() {
+    const g = P.grid, st = P.starts, b = P.box, k = new Uint32Array(g * g);
+    const at = (v, lo, hi) => Math.max(0, Math.min(g - 1, Math.floor(((v - lo) / ((hi - lo) || 1)) * g)));
+    const tx0 = at(view.x[0], b[0], b[1]), tx1 = at(view.x[1], b[0], b[1]);
+    const ty0 = at(view.y[0], b[2], b[3]), ty1 = at(view.y[1], b[2], b[3]);
+    let total = 0;
+    for (let ty = ty0; ty <= ty1; ty++) total += st[ty * g + tx1 + 1] - st[ty * g + tx0];
+    // steps of √2, so that a pan does not make points come and go
+    const frac = total > BUDGET ? Math.pow(2, Math.floor(2 * Math.log2(BUDGET / total)) / 2) : 1;
+    const runs = [];
+    let drawn = 0, a = -1, e = -1;
+    for (let ty = ty0; ty <= ty1; ty++) {
+      for (let tx = tx0; tx <= tx1; tx++) {
+        const t = ty * g + tx, s = st[t], m = Math.ceil((st[t + 1] - s) * frac);
+        if (!m) continue;
+        k[t] = m; drawn += m;
+        if (s === e) e = s + m; else { if (a >= 0) runs.push(a, e - a); a = s; e = s + m; }
+      }
+    }
+    if (a >= 0) runs.push(a, e - a);
+    lod = { k: k, runs: runs, drawn: drawn };
+  }
+  function isDrawn(i) { return !lod || i - P.starts[P.tile[i]] < lod.k[P.tile[i]]; }
+
   function drawGl() {
     const dpr = window.devicePixelRatio || 1;
     gl.viewport(0, 0, canvas.width, canvas.height);
     gl.clearColor(0, 0, 0, 0); gl.clear(gl.COLOR_BUFFER_BIT);
     const u = (n) => gl.getUniformLocation(prog, n), pa = gl.getAttribLocation(prog, "p"), ca = gl.getAttribLocation(prog, "c");
     gl.uniform4f(u("v"), view.x[0], view.x[1], view.y[0], view.y[1]);
+    gl.uniform4f(u("b"), P.box[0], P.box[1], P.box[2], P.box[3]);
     gl.enableVertexAttribArray(pa); gl.enableVertexAttribArray(ca);
-    const pass = (xy, col, n, px, ring, alpha) => {
-      gl.bindBuffer(gl.ARRAY_BUFFER, xy); gl.vertexAttribPointer(pa, 2, gl.FLOAT, false, 0, 0);
+    // rows: uint16 x, y normalised, 12 bytes apart; highlights: float x, y in the same 0..1
+    const pass = (xy, rows, col, runs, px, ring, alpha) => {
+      gl.bindBuffer(gl.ARRAY_BUFFER, xy);
+      if (rows) gl.vertexAttribPointer(pa, 2, gl.UNSIGNED_SHORT, true, 12, 0); else gl.vertexAttribPointer(pa, 2, gl.FLOAT, false, 0, 0);
       gl.bindBuffer(gl.ARRAY_BUFFER, col); gl.vertexAttribPointer(ca, 3, gl.UNSIGNED_BYTE, true, 0, 0);
       gl.uniform1f(u("s"), px * dpr); gl.uniform1f(u("ring"), ring); gl.uniform1f(u("a"), alpha);
-      gl.drawArrays(gl.POINTS, 0, n);
+      for (let r = 0; r < runs.length; r += 2) gl.drawArrays(gl.POINTS, runs[r], runs[r + 1]);
     };
-    pass(buffers.xy, buffers.rgb, count, pointSize(), 0, 0.8);
-    if (matches.length) pass(buffers.hxy, buffers.hrgb, matches.length, Math.max(10, pointSize() * 4), 1, 1);
+    pass(buffers.xy, true, buffers.rgb, lod.runs, pointSize(), 0, 0.8);
+    if (matches.length) pass(buffers.hxy, false, buffers.hrgb, [0, matches.length], Math.max(10, pointSize() * 4), 1, 1);
   }
 
   function draw2d() {  // no WebGL: the same picture with the 2-D canvas, slower
     const dpr = window.devicePixelRatio || 1, r = pointSize() * dpr;
     ctx2d.setTransform(1, 0, 0, 1, 0, 0); ctx2d.clearRect(0, 0, canvas.width, canvas.height);
-    for (let i = 0; i < count; i++) {
+    for (let r = 0; r < lod.runs.length; r += 2) for (let i = lod.runs[r]; i < lod.runs[r] + lod.runs[r + 1]; i++) {
       const [px, py] = toPx(P.x[i], P.y[i]);
       ctx2d.fillStyle = "rgba(" + rgb[3 * i] + "," + rgb[3 * i + 1] + "," + rgb[3 * i + 2] + ",.8)";
       ctx2d.fillRect(px * dpr - r / 2, py * dpr - r / 2, r, r);
@@ -185,6 +234,8 @@
 
   function render() {
     pending = false;
+    plan();
+    div.dataset.drawn = String(lod.drawn);
     if (gl) drawGl(); else draw2d();
     relabel();
     const done = frameWaiters; frameWaiters = [];
@@ -271,7 +322,9 @@
       for (let c = c0; c <= c1; c++) {
         const cell = r * grid.side + c;
         for (let k = grid.starts[cell]; k < grid.starts[cell + 1]; k++) {
-          const i = grid.order[k], [qx, qy] = toPx(P.x[i], P.y[i]), d = (qx - px) ** 2 + (qy - py) ** 2;
+          const i = grid.order[k];
+          if (!isDrawn(i)) continue;
+          const [qx, qy] = toPx(P.x[i], P.y[i]), d = (qx - px) ** 2 + (qy - py) ** 2;
           if (d <= bestD) { bestD = d; best = i; }
         }
       }
@@ -360,8 +413,11 @@
     matches = found.map((r) => indexOf(r.id)).filter((i) => i !== undefined);
     if (gl) {
       const xy = new Float32Array(matches.length * 2), col = new Uint8Array(matches.length * 3);
-      const ring = dark ? [255, 255, 255] : [208, 0, 0];
-      matches.forEach((i, k) => { xy[2 * k] = P.x[i]; xy[2 * k + 1] = P.y[i]; col.set(ring, 3 * k); });
+      const ring = dark ? [255, 255, 255] : [208, 0, 0], b = P.box;
+      matches.forEach((i, k) => {
+        xy[2 * k] = (P.x[i] - b[0]) / ((b[1] - b[0]) || 1); xy[2 * k + 1] = (P.y[i] - b[2]) / ((b[3] - b[2]) || 1);
+        col.set(ring, 3 * k);
+      });
       gl.bindBuffer(gl.ARRAY_BUFFER, buffers.hxy); gl.bufferData(gl.ARRAY_BUFFER, xy, gl.DYNAMIC_DRAW);
       gl.bindBuffer(gl.ARRAY_BUFFER, buffers.hrgb); gl.bufferData(gl.ARRAY_BUFFER, col, gl.DYNAMIC_DRAW);
     }
@@ -401,9 +457,11 @@
     view: () => ({ x: view.x.slice(), y: view.y.slice() }),
     setView: setView,
     reset: () => setView(home.x[0], home.x[1], home.y[0], home.y[1]),
-    toScreen: (i) => { const b = canvas.getBoundingClientRect(), [px, py] = toPx(P.x[i], P.y[i]); return [b.left + px, b.top + py]; },
+    toScreen: (id) => { const i = indexOf(id), b = canvas.getBoundingClientRect(), [px, py] = toPx(P.x[i], P.y[i]); return [b.left + px, b.top + py]; },
     colourCount: () => colourSet,
     highlighted: () => matches.length,
+    drawn: () => lod.drawn,
+    count: (keep) => { let k = 0; for (let i = 0; i < count; i++) if (keep(P.x[i], P.y[i])) k++; return k; },
   };
 
   document.querySelectorAll(".toggle button").forEach(function (btn) {
@@ -434,7 +492,7 @@
 
   // The clusters (small) and the points (typed arrays) are fetched at once; the note and the
   // cluster count show as soon as the clusters are in.
-  const pointsArriving = fetch("/api/map/points").then(async function (r) {
+  const pointsArriving = fetch("/api/map/points/compact").then(async function (r) {
     if (!r.ok) throw new Error((await r.json()).error.message);
     const buf = await r.arrayBuffer();
     times.points = performance.now();
