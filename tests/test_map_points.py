@@ -129,3 +129,22 @@ def test_a_compact_buffer_that_is_not_a_map_is_refused(client):
         decode_compact(b"X" + buf[1:])
     with pytest.raises(ValueError, match="210 points"):
         decode_compact(buf[:-12])
+
+
+def test_the_server_prepares_the_map_before_anyone_asks(tmp_path):
+    """At start a thread builds the clusters and the compact points (and their gzip), so the
+    first visitor of a large map does not wait for every point to be read; what it built is
+    what the route then serves."""
+    import time
+
+    db = direct_map_atlas(tmp_path / "atlas.db", 3, 70, 12, 4)
+    app = create_app(db)
+    with TestClient(app) as c:
+        deadline = time.monotonic() + 30
+        while len(app.state.map_cache) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        built = {what for what, _ in app.state.map_cache}
+        assert built == {("clusters",), ("compact",), ("compact", "gzip")}
+        raw = next(v for (what, _), v in app.state.map_cache.items() if what == ("compact",))
+        got = c.get("/api/map/points/compact", headers={"accept-encoding": "identity"})
+        assert got.status_code == 200 and got.content == raw

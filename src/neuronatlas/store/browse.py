@@ -96,6 +96,14 @@ def has_embeddings(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM embeddings LIMIT 1").fetchone() is not None
 
 
+def has_map(conn: sqlite3.Connection) -> bool:
+    """Whether `neuronatlas map` stored points (an atlas from before the map has no table)."""
+    try:
+        return conn.execute("SELECT 1 FROM map_points LIMIT 1").fetchone() is not None
+    except sqlite3.OperationalError:
+        return False
+
+
 def finished_stages(conn: sqlite3.Connection) -> list[str]:
     """Stages with at least one finished run ('done' or 'partial'), e.g. ['embed', 'map']."""
     rows = conn.execute(

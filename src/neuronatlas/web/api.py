@@ -10,6 +10,7 @@ record in `responses=`, and `web.openapi` puts the record's msgspec schema into 
 from __future__ import annotations
 
 import gzip
+import logging
 import time
 from contextlib import AbstractContextManager
 from typing import Annotated, Any, Literal
@@ -68,6 +69,8 @@ K = Annotated[int, Query(ge=1, le=read_search.MAX_K, description="How many resul
 Q = Annotated[
     str, Query(min_length=1, max_length=500, pattern=r"\S", description="The query text.")
 ]
+
+log = logging.getLogger(__name__)
 
 
 def reads(request: Request, seconds: float | None = None) -> AbstractContextManager[Any]:
@@ -401,11 +404,35 @@ def get_map(
 def _map_cached(request: Request, what: tuple[Any, ...], build: Any) -> bytes:
     """One answer of the map routes, built once per state of the atlas file: reading 307,200
     points takes seconds; answers for an older file are dropped."""
-    state = request.app.state
+    return map_answer(request.app.state, what, build)
+
+
+def _compact_points(conn: Any) -> bytes:
+    return encode_compact(read_map.map_data(conn, False))
+
+
+def _gzipped(raw: bytes) -> bytes:
+    return gzip.compress(raw, 1, mtime=0)
+
+
+def warm_map(state: Any) -> None:
+    """Build what the map page asks for first (clusters, compact points, their gzip) before
+    anyone asks: at GPT-2 XL's size the first read of every point took ~20 s on a busy
+    machine. Run on a thread at start; a failure only means the first visitor builds it."""
+    try:
+        map_answer(state, ("clusters",), lambda c: encode(read_map.map_clusters(c)))
+        raw = map_answer(state, ("compact",), _compact_points)
+        map_answer(state, ("compact", "gzip"), lambda _: _gzipped(raw))
+    except Exception:  # the route builds it again and reports any error to its caller
+        log.warning("could not prepare the map in advance", exc_info=True)
+
+
+def map_answer(state: Any, what: tuple[Any, ...], build: Any) -> bytes:
+    """`_map_cached` for the app's state (also used by `warm_map`, which has no request)."""
     stamp = state.settings.db_stamp()
     cached: bytes | None = state.map_cache.get((what, stamp))
     if cached is None:
-        with reads(request, state.settings.map_time_limit_s) as conn:
+        with state.pool.borrow(state.settings.map_time_limit_s) as conn:
             cached = build(conn)
         for old in [k for k in state.map_cache if k[1] != stamp]:
             del state.map_cache[old]
@@ -455,13 +482,9 @@ def get_map_points(request: Request) -> Response:
 def get_map_points_compact(request: Request) -> Response:
     """The page's points. Built and compressed once per state of the atlas file: the
     middleware's gzip of a multi-megabyte body is seconds of CPU per request on a busy machine."""
-    raw = _map_cached(request, ("compact",), lambda c: encode_compact(read_map.map_data(c, False)))
+    raw = _map_cached(request, ("compact",), _compact_points)
     wants_gzip = "gzip" in request.headers.get("accept-encoding", "")
-    body = (
-        _map_cached(request, ("compact", "gzip"), lambda _: gzip.compress(raw, 1, mtime=0))
-        if wants_gzip
-        else raw
-    )
+    body = _map_cached(request, ("compact", "gzip"), lambda _: _gzipped(raw)) if wants_gzip else raw
     # a set Content-Encoding (even "identity") keeps the gzip middleware off these bytes
     headers = {"Content-Encoding": "gzip" if wants_gzip else "identity", "Vary": "Accept-Encoding"}
     return Response(body, media_type="application/octet-stream", headers=headers)

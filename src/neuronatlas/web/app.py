@@ -65,8 +65,9 @@ def swagger_dir() -> Path | None:
     return Path(swagger_ui_bundle.swagger_ui_path)
 
 
-def _lifespan(settings: Settings, has_embeddings: bool, *pools):
-    """Preload the vector index in the background at start; close the connections at stop."""
+def _lifespan(settings: Settings, has_embeddings: bool, has_map: bool, *pools):
+    """Preload the vector index and the map's first answers in the background at start;
+    close the connections at stop."""
     import gc
     import threading
     from contextlib import asynccontextmanager
@@ -85,6 +86,12 @@ def _lifespan(settings: Settings, has_embeddings: bool, *pools):
             name="neuronatlas-warm",
             daemon=True,
         ).start()
+        if has_map:
+            from neuronatlas.web.api import warm_map
+
+            threading.Thread(
+                target=warm_map, args=(_app.state,), name="neuronatlas-warm-map", daemon=True
+            ).start()
         yield
         for pool in pools:
             pool.close()
@@ -128,6 +135,7 @@ def create_app(
         meta = reader.meta(conn)
         has_embeddings = browse.has_embeddings(conn)
         similar = browse.similar_built(conn)
+        has_map = browse.has_map(conn)
     settings.model_id = meta.get("model_id")
     settings.title = f"neuronatlas · {settings.model_id}" if settings.model_id else "neuronatlas"
 
@@ -138,7 +146,7 @@ def create_app(
         "N2G graphs, semantic map and search.",
         docs_url=None,
         redoc_url=None,
-        lifespan=_lifespan(settings, has_embeddings, pool, loop_pool),
+        lifespan=_lifespan(settings, has_embeddings, has_map, pool, loop_pool),
     )
     app.state.settings = settings
     app.state.pool = pool
