@@ -55,7 +55,13 @@ def n2g(
         bool, typer.Option("--overwrite", help="Rebuild neurons that already have a graph.")
     ] = False,
     batch_neurons: Annotated[
-        int, typer.Option("--batch-neurons", help="Neurons of one layer that share forward passes.")
+        int,
+        typer.Option(
+            "--batch-neurons",
+            min=1,
+            help="Neurons of one layer that share forward passes (cut in id order; the "
+            "batches run in a seeded random order).",
+        ),
     ] = 16,
     engine: Annotated[
         str,
@@ -89,6 +95,9 @@ def n2g(
     Each graph predicts its neuron's activation from token patterns; its firing-token
     precision/recall/F1 against token and n-gram lookup baselines, its ev_correlation_score and
     an explanation (source 'n2g') are stored. Neurons that already have a graph are skipped.
+    The batches of neurons run in a seeded random order (the graphs are the same as in id
+    order), so the time left is estimated on a fair sample of the work, and a run stopped
+    early leaves random batches built; a rerun builds the rest.
 
     Example: neuronatlas n2g --db atlas.db --layer 3
     """
