@@ -13,6 +13,14 @@ figure issue 26 sets at 25 %. N2G writes graphs into the atlas: point it at a co
 `--replay` runs nothing: it feeds the estimators the times at which an atlas's last n2g run
 stored its graphs (whole seconds; one batch's graphs share a time), e.g. the run that built
 the demo atlas's graphs, when the machine is too busy for a run of its own.
+
+`--replay --reorder` also replays that run's batches in the order `n2g` now runs them (a seeded
+random order of the same batches, `n2g.order`; each batch taking the time it took in the
+replayed run, wherever it falls), for N2G's seed 0 and for `--seeds` seeds, and compares the
+errors with those of the id order the run had:
+
+    PYTHONPATH=src .venv/bin/python bench/progress_estimate_bench.py --db ATLAS.db --layer 3 \
+        --neurons 480 --replay --reorder --seeds 1000
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from rich.progress import Progress
 from neuronatlas.cli.app import BURST_GAP_S, Pace, time_left
 from neuronatlas.errors import BadInput
 from neuronatlas.ids import format_id
+from neuronatlas.n2g.order import work_batches
 from neuronatlas.n2g.run import run_n2g
 from neuronatlas.store import open_reader
 from neuronatlas.store.n2g import read_graph
@@ -108,7 +117,14 @@ def live(db: str, wanted: Sequence[str], batch_neurons: int) -> Run:
     return Run(began[0], reported, ended)
 
 
-def replay(db: str, wanted: Sequence[str]) -> Run:
+class Replayed(NamedTuple):
+    """A stored run: its `Run` and the time each neuron's graph was stored."""
+
+    run: Run
+    stored: dict[str, float]
+
+
+def replay(db: str, wanted: Sequence[str]) -> Replayed:
     """The atlas's last n2g run, from its start and end and the times its graphs were stored."""
     conn = open_reader(db)
     try:
@@ -116,12 +132,12 @@ def replay(db: str, wanted: Sequence[str]) -> Run:
         graphs = [read_graph(conn, nid) for nid in wanted]
     finally:
         conn.close()
-    if run is None or run["finished_at"] is None:
+    if run is None or run.finished_at is None:
         raise BadInput(f"{db}: no finished n2g run to replay; run the bench without --replay")
-    stored = [g["created_at"] for g in graphs if g is not None and g["run_id"] == run["id"]]
+    stored = {g.neuron_id: g.created_at for g in graphs if g is not None and g.run_id == run.id}
     if len(stored) != len(wanted):
         raise BadInput(
-            f"{db}: the last n2g run (#{run['id']}) stored {len(stored)} of the "
+            f"{db}: the last n2g run (#{run.id}) stored {len(stored)} of the "
             f"{len(wanted)} graphs asked for; pass the --layer and --neurons it ran"
         )
 
@@ -129,45 +145,61 @@ def replay(db: str, wanted: Sequence[str]) -> Run:
         return datetime.fromisoformat(stamp).timestamp()
 
     print(
-        f"replay of n2g run #{run['id']} ({run['started_at']} to {run['finished_at']}): "
+        f"replay of n2g run #{run.id} ({run.started_at} to {run.finished_at}): "
         f"{len(stored)} graphs"
     )
-    reported, ended = sorted(map(seconds, stored)), seconds(run["finished_at"])
+    reported, ended = sorted(map(seconds, stored.values())), seconds(run.finished_at)
     if ended - reported[-1] > 5:  # the run did more than these neurons: its end is not theirs
         raise BadInput(
-            f"{db}: n2g run #{run['id']} went on {ended - reported[-1]:.0f} s after these "
+            f"{db}: n2g run #{run.id} went on {ended - reported[-1]:.0f} s after these "
             f"{len(wanted)} graphs; pass the --layer and --neurons it ran"
         )
-    return Run(seconds(run["started_at"]), reported, ended)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--db", required=True, help="a copy of an atlas (N2G writes into it)")
-    parser.add_argument("--layer", type=int, default=3)
-    parser.add_argument("--neurons", type=int, default=480, help="the layer's first N neurons")
-    parser.add_argument("--batch-neurons", type=int, default=16)
-    parser.add_argument(
-        "--replay", action="store_true", help="replay the atlas's last n2g run instead"
+    return Replayed(
+        Run(seconds(run.started_at), reported, ended),
+        {nid: seconds(t) for nid, t in stored.items()},
     )
-    args = parser.parse_args()
 
-    wanted = [format_id(args.layer, n) for n in range(args.neurons)]
-    total = len(wanted)
-    load_before = os.getloadavg()
-    run = replay(args.db, wanted) if args.replay else live(args.db, wanted, args.batch_neurons)
-    load_after = os.getloadavg()
-    if not args.replay:
-        print(
-            "load average (1, 5, 15 min): "
-            + " ".join(f"{x:.1f}" for x in load_before)
-            + " before, "
-            + " ".join(f"{x:.1f}" for x in load_after)
-            + " after"
-        )
+
+def reordered(replayed: Replayed, wanted: Sequence[str], batch_neurons: int, seed: int) -> Run:
+    """The replayed run with its batches in `n2g`'s seeded random order (`n2g.order`): each
+    batch takes what it took in the replayed run, which ran them in id order, so the run's
+    batches must be the id-order batches of `wanted` (checked: a batch's graphs were stored
+    together, after the batch before it)."""
+    run, stored = replayed
+    in_id_order = work_batches(wanted, batch_neurons, seed, order="id")
+    took, before = {}, run.began
+    for batch in in_id_order:
+        times = [stored[nid] for nid in batch.ids]
+        if min(times) < before or max(times) - min(times) > BURST_GAP_S:
+            raise BadInput(
+                f"the replayed run did not build these neurons in id-order batches of "
+                f"{batch_neurons}; pass the --batch-neurons it ran"
+            )
+        took[batch.ids[0]], before = max(times) - before, max(times)
+    clock, reported = run.began, []
+    for batch in work_batches(wanted, batch_neurons, seed):
+        clock += took[batch.ids[0]]
+        reported += [clock] * len(batch.ids)
+    return Run(run.began, reported, clock + (run.ended - before))
+
+
+def worst_errors(run: Run, total: int) -> tuple[list[Reading], list[float], list[float]]:
+    """The readings at every tenth, and per estimator the worst error from the first tenth on
+    at the tenths and at any batch's end before the last."""
     ends = burst_ends(read_all(run, total))
     tenths = [next(r for r in ends if r.done >= k * total / 10) for k in range(1, 10)]
-    tenth, first_batch = tenths[0], ends[0]
+    at_tenths = [max(error(r.said[i], run.ended - r.at) for r in tenths) for i in range(3)]
+    at_ends = [
+        max(error(r.said[i], run.ended - r.at) for r in ends if r.at >= tenths[0].at)
+        for i in range(3)
+    ]
+    return tenths, at_tenths, at_ends
+
+
+def report(run: Run, total: int) -> None:
+    """The run's estimates at every tenth and each estimator's worst error."""
+    tenths, at_tenths, at_ends = worst_errors(run, total)
+    tenth, first_batch = tenths[0], burst_ends(read_all(run, total))[0]
     print(
         f"{run.ended - run.began:.0f} s of work; a neuron took "
         f"{(first_batch.at - run.began) / first_batch.done:.2f} s in the first batch, "
@@ -182,12 +214,75 @@ def main() -> None:
         )
         print(f"{r.done:>5} {truth:8.1f}  " + "  ".join(f"{c:>26}" for c in cells))
     for i, name in enumerate(NAMES):
-        worst = max(error(r.said[i], run.ended - r.at) for r in tenths)
-        worst_any = max(error(r.said[i], run.ended - r.at) for r in ends if r.at >= tenth.at)
         print(
-            f"  {name:<27} worst error from the first tenth on: {worst:.0%} at the tenths, "
-            f"{worst_any:.0%} at any batch's end before the last"
+            f"  {name:<27} worst error from the first tenth on: {at_tenths[i]:.0%} at the "
+            f"tenths, {at_ends[i]:.0%} at any batch's end before the last"
         )
+
+
+def over_seeds(replayed: Replayed, wanted: Sequence[str], batch_neurons: int, seeds: int) -> None:
+    """Each estimator's worst error from the first tenth on (at the tenths) over `seeds` seeds
+    of the random order: median, 90th percentile, and the share of seeds within 25 %."""
+    import numpy as np
+
+    worst = np.array(
+        [
+            worst_errors(reordered(replayed, wanted, batch_neurons, seed), len(wanted))[1]
+            for seed in range(seeds)
+        ]
+    )
+    print(f"over seeds 0-{seeds - 1} of the random order, worst error from the first tenth on:")
+    for i, name in enumerate(NAMES):
+        col = worst[:, i]
+        print(
+            f"  {name:<27} median {np.median(col):.0%}, 90th percentile "
+            f"{np.percentile(col, 90):.0%}, within 25 % for {np.mean(col <= 0.25):.0%} of seeds"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", required=True, help="a copy of an atlas (N2G writes into it)")
+    parser.add_argument("--layer", type=int, default=3)
+    parser.add_argument("--neurons", type=int, default=480, help="the layer's first N neurons")
+    parser.add_argument("--batch-neurons", type=int, default=16)
+    parser.add_argument(
+        "--replay", action="store_true", help="replay the atlas's last n2g run instead"
+    )
+    parser.add_argument(
+        "--reorder",
+        action="store_true",
+        help="with --replay: also replay its batches in n2g's seeded random order",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=0, help="with --reorder: summarise this many seeds"
+    )
+    args = parser.parse_args()
+    if args.reorder and not args.replay:
+        raise BadInput("--reorder replays a stored run: add --replay")
+
+    wanted = [format_id(args.layer, n) for n in range(args.neurons)]
+    total = len(wanted)
+    load_before = os.getloadavg()
+    replayed = replay(args.db, wanted) if args.replay else None
+    run = replayed.run if replayed else live(args.db, wanted, args.batch_neurons)
+    load_after = os.getloadavg()
+    if not args.replay:
+        print(
+            "load average (1, 5, 15 min): "
+            + " ".join(f"{x:.1f}" for x in load_before)
+            + " before, "
+            + " ".join(f"{x:.1f}" for x in load_after)
+            + " after"
+        )
+    if replayed and args.reorder:
+        print("in the order the run had (id order):")
+    report(run, total)
+    if replayed and args.reorder:
+        print("the same batches in n2g's seeded random order (seed 0, N2G's default):")
+        report(reordered(replayed, wanted, args.batch_neurons, 0), total)
+        if args.seeds:
+            over_seeds(replayed, wanted, args.batch_neurons, args.seeds)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,11 @@ def _stored(db) -> dict[str, list[tuple]]:
         conn.close()
 
 
+def _noting(seen: list[str]):
+    """A progress callback that notes the order in which neurons are done."""
+    return lambda nid, _done: seen.append(nid)
+
+
 def test_random_order_stores_the_same_rows_as_id_order(order_atlas, tmp_path):
     from neuronatlas.n2g.run import run_n2g
 
@@ -73,9 +78,7 @@ def test_random_order_stores_the_same_rows_as_id_order(order_atlas, tmp_path):
         db = tmp_path / f"{order}.db"
         shutil.copy(order_atlas, db)
         seen: list[str] = []
-        report = run_n2g(
-            db, all_=True, batch_neurons=2, order=order, progress=lambda n, _: seen.append(n)
-        )
+        report = run_n2g(db, all_=True, batch_neurons=2, order=order, progress=_noting(seen))
         assert report.failed == [] and sorted(report.done) == IDS
         runs[order] = (seen, _stored(db))
     (id_seen, id_rows), (random_seen, random_rows) = runs["id"], runs["random"]
