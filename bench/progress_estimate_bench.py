@@ -145,8 +145,7 @@ def replay(db: str, wanted: Sequence[str]) -> Replayed:
         return datetime.fromisoformat(stamp).timestamp()
 
     print(
-        f"replay of n2g run #{run.id} ({run.started_at} to {run.finished_at}): "
-        f"{len(stored)} graphs"
+        f"replay of n2g run #{run.id} ({run.started_at} to {run.finished_at}): {len(stored)} graphs"
     )
     reported, ended = sorted(map(seconds, stored.values())), seconds(run.finished_at)
     if ended - reported[-1] > 5:  # the run did more than these neurons: its end is not theirs
