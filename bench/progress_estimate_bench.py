@@ -14,10 +14,14 @@ figure issue 26 sets at 25 %. N2G writes graphs into the atlas: point it at a co
 stored its graphs (whole seconds; one batch's graphs share a time), e.g. the run that built
 the demo atlas's graphs, when the machine is too busy for a run of its own.
 
-`--replay --reorder` also replays that run's batches in the order `n2g` now runs them (a seeded
-random order of the same batches, `n2g.order`; each batch taking the time it took in the
-replayed run, wherever it falls), for N2G's seed 0 and for `--seeds` seeds, and compares the
-errors with those of the id order the run had:
+`--replay --reorder` also replays that run in the batches `n2g` now makes (random neurons of
+the layer, in a seeded random order, `n2g.order`), for N2G's seed 0 and for `--seeds` seeds,
+and compares the errors with those of the id order the run had (and, over the seeds, with the
+id-order batches merely run in a random order). A neuron's time is not stored, only its batch's
+(one time for the batch's graphs, and the batch's model tokens): each batch's time is shared
+among its neurons by an estimate of their model tokens from their stored stats (a least-squares
+fit of the batches' tokens on their neurons' count, summed and summed squared pruned prefix
+lengths), and a new batch takes the sum of its neurons' times:
 
     PYTHONPATH=src .venv/bin/python bench/progress_estimate_bench.py --db ATLAS.db --layer 3 \
         --neurons 480 --replay --reorder --seeds 1000
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import random
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -118,10 +123,12 @@ def live(db: str, wanted: Sequence[str], batch_neurons: int) -> Run:
 
 
 class Replayed(NamedTuple):
-    """A stored run: its `Run` and the time each neuron's graph was stored."""
+    """A stored run: its `Run`, the time each neuron's graph was stored, and each graph's
+    stats (its pruned prefix lengths and its batch's model tokens per neuron)."""
 
     run: Run
     stored: dict[str, float]
+    stats: dict[str, dict]
 
 
 def replay(db: str, wanted: Sequence[str]) -> Replayed:
@@ -134,7 +141,8 @@ def replay(db: str, wanted: Sequence[str]) -> Replayed:
         conn.close()
     if run is None or run.finished_at is None:
         raise BadInput(f"{db}: no finished n2g run to replay; run the bench without --replay")
-    stored = {g.neuron_id: g.created_at for g in graphs if g is not None and g.run_id == run.id}
+    ours = [g for g in graphs if g is not None and g.run_id == run.id]
+    stored = {g.neuron_id: g.created_at for g in ours}
     if len(stored) != len(wanted):
         raise BadInput(
             f"{db}: the last n2g run (#{run.id}) stored {len(stored)} of the "
@@ -156,30 +164,74 @@ def replay(db: str, wanted: Sequence[str]) -> Replayed:
     return Replayed(
         Run(seconds(run.started_at), reported, ended),
         {nid: seconds(t) for nid, t in stored.items()},
+        {g.neuron_id: g.stats for g in ours},
     )
 
 
-def reordered(replayed: Replayed, wanted: Sequence[str], batch_neurons: int, seed: int) -> Run:
-    """The replayed run with its batches in `n2g`'s seeded random order (`n2g.order`): each
-    batch takes what it took in the replayed run, which ran them in id order, so the run's
-    batches must be the id-order batches of `wanted` (checked: a batch's graphs were stored
-    together, after the batch before it)."""
-    run, stored = replayed
-    in_id_order = work_batches(wanted, batch_neurons, seed, order="id")
-    took, before = {}, run.began
-    for batch in in_id_order:
+def neuron_times(replayed: Replayed, wanted: Sequence[str], batch_neurons: int) -> dict:
+    """Each neuron's share of its id-order batch's time, by an estimate of its model tokens
+    (the replayed run ran `wanted` in id-order batches: checked, a batch's graphs were stored
+    together, after the batch before it), and the time after the last batch."""
+    import numpy as np
+
+    run, stored, stats = replayed
+    batches = work_batches(wanted, batch_neurons, 0, order="id")
+    took, before = [], run.began
+    for batch in batches:
         times = [stored[nid] for nid in batch.ids]
         if min(times) < before or max(times) - min(times) > BURST_GAP_S:
             raise BadInput(
                 f"the replayed run did not build these neurons in id-order batches of "
                 f"{batch_neurons}; pass the --batch-neurons it ran"
             )
-        took[batch.ids[0]], before = max(times) - before, max(times)
-    clock, reported = run.began, []
-    for batch in work_batches(wanted, batch_neurons, seed):
-        clock += took[batch.ids[0]]
+        took.append(max(times) - before)
+        before = max(times)
+
+    def features(nid: str) -> list[float]:
+        lengths = stats[nid].get("pruned_lengths", [])
+        return [1.0, float(sum(lengths)), float(sum(n * n for n in lengths))]
+
+    per_batch = np.array([[features(n) for n in b.ids] for b in batches], dtype=object)
+    x = np.array([np.sum(f, axis=0) for f in per_batch], dtype=float)
+    tokens = np.array([stats[b.ids[0]]["model_tokens_share"] * len(b.ids) for b in batches])
+    coef = np.linalg.lstsq(x, tokens, rcond=None)[0]
+    print(
+        f"a batch's model tokens from its neurons' pruned prefixes: correlation "
+        f"{np.corrcoef(x @ coef, tokens)[0, 1]:.2f} over {len(batches)} batches"
+    )
+    times: dict[str, float] = {}
+    for batch, feats, t in zip(batches, per_batch, took, strict=True):
+        guess = np.clip(np.array(feats, dtype=float) @ coef, 1e-3, None)
+        times.update(zip(batch.ids, t * guess / guess.sum(), strict=True))
+    spread = np.array(list(times.values()))
+    print(
+        f"a neuron's time, so estimated: coefficient of variation "
+        f"{spread.std() / spread.mean():.2f}, the costliest {spread.max() / spread.mean():.0f}x "
+        "the mean"
+    )
+    return {"times": times, "tail": run.ended - before}
+
+
+def reordered(
+    replayed: Replayed,
+    times: dict,
+    wanted: Sequence[str],
+    batch_neurons: int,
+    seed: int,
+    regroup: bool = True,
+) -> Run:
+    """The replayed run in `n2g`'s batches for `seed` (`regroup`: random neurons per batch, as
+    n2g makes them now; else the id-order batches in a random order), a batch taking the sum
+    of its neurons' estimated times (`neuron_times`)."""
+    batches = work_batches(wanted, batch_neurons, seed)
+    if not regroup:
+        by_id = work_batches(wanted, batch_neurons, seed, order="id")
+        batches = [by_id[i] for i in random.Random(seed).sample(range(len(by_id)), len(by_id))]
+    clock, reported = replayed.run.began, []
+    for batch in batches:
+        clock += sum(times["times"][nid] for nid in batch.ids)
         reported += [clock] * len(batch.ids)
-    return Run(run.began, reported, clock + (run.ended - before))
+    return Run(replayed.run.began, reported, clock + times["tail"])
 
 
 def worst_errors(run: Run, total: int) -> tuple[list[Reading], list[float], list[float]]:
@@ -219,24 +271,32 @@ def report(run: Run, total: int) -> None:
         )
 
 
-def over_seeds(replayed: Replayed, wanted: Sequence[str], batch_neurons: int, seeds: int) -> None:
-    """Each estimator's worst error from the first tenth on (at the tenths) over `seeds` seeds
-    of the random order: median, 90th percentile, and the share of seeds within 25 %."""
+def over_seeds(
+    replayed: Replayed, times: dict, wanted: Sequence[str], batch_neurons: int, seeds: int
+) -> None:
+    """Each estimator's worst error from the first tenth on (at the tenths) over `seeds` seeds,
+    for random batches (n2g now) and for the id-order batches in a random order: median, 90th
+    percentile, the share of seeds within 25 %, and the batches' times' spread."""
     import numpy as np
 
-    worst = np.array(
-        [
-            worst_errors(reordered(replayed, wanted, batch_neurons, seed), len(wanted))[1]
-            for seed in range(seeds)
-        ]
-    )
-    print(f"over seeds 0-{seeds - 1} of the random order, worst error from the first tenth on:")
-    for i, name in enumerate(NAMES):
-        col = worst[:, i]
+    for regroup, what in ((False, "id-order batches in a random order"), (True, "n2g's batches")):
+        worst, spread = [], []
+        for seed in range(seeds):
+            run = reordered(replayed, times, wanted, batch_neurons, seed, regroup)
+            took = np.diff(sorted(set(run.reported)), prepend=run.began)
+            spread.append(took.std() / took.mean())
+            worst.append(worst_errors(run, len(wanted))[1])
+        col_all = np.array(worst)
         print(
-            f"  {name:<27} median {np.median(col):.0%}, 90th percentile "
-            f"{np.percentile(col, 90):.0%}, within 25 % for {np.mean(col <= 0.25):.0%} of seeds"
+            f"{what}, seeds 0-{seeds - 1}: a batch's time varies by {np.median(spread):.2f} "
+            f"(median coefficient of variation); worst error from the first tenth on:"
         )
+        for i, name in enumerate(NAMES):
+            col = col_all[:, i]
+            print(
+                f"  {name:<27} median {np.median(col):.0%}, 90th percentile "
+                f"{np.percentile(col, 90):.0%}, within 25 % for {np.mean(col <= 0.25):.0%} of seeds"
+            )
 
 
 def main() -> None:
@@ -278,10 +338,11 @@ def main() -> None:
         print("in the order the run had (id order):")
     report(run, total)
     if replayed and args.reorder:
-        print("the same batches in n2g's seeded random order (seed 0, N2G's default):")
-        report(reordered(replayed, wanted, args.batch_neurons, 0), total)
+        times = neuron_times(replayed, wanted, args.batch_neurons)
+        print("in n2g's batches (random neurons, random order; seed 0, N2G's default):")
+        report(reordered(replayed, times, wanted, args.batch_neurons, 0), total)
         if args.seeds:
-            over_seeds(replayed, wanted, args.batch_neurons, args.seeds)
+            over_seeds(replayed, times, wanted, args.batch_neurons, args.seeds)
 
 
 if __name__ == "__main__":

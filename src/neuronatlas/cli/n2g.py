@@ -59,8 +59,9 @@ def n2g(
         typer.Option(
             "--batch-neurons",
             min=1,
-            help="Neurons of one layer that share forward passes (cut in id order; the "
-            "batches run in a seeded random order).",
+            help="Neurons of one layer that share forward passes (chosen at random from "
+            "the layer, seeded; scores can differ in the last float bits with the batches' "
+            "make-up).",
         ),
     ] = 16,
     engine: Annotated[
@@ -95,9 +96,11 @@ def n2g(
     Each graph predicts its neuron's activation from token patterns; its firing-token
     precision/recall/F1 against token and n-gram lookup baselines, its ev_correlation_score and
     an explanation (source 'n2g') are stored. Neurons that already have a graph are skipped.
-    The batches of neurons run in a seeded random order (the graphs are the same as in id
-    order), so the time left is estimated on a fair sample of the work, and a run stopped
-    early leaves random batches built; a rerun builds the rest.
+    Each batch holds neurons of one layer chosen at random (seeded by the n2g seed) and the
+    batches run in a random order, so the time left is estimated on a fair sample of the work,
+    and a run stopped early leaves random neurons built; a rerun builds the rest. The graphs
+    are those of id-order batches; scores can differ in the last float bits (about 1e-10
+    relative) with the batches' make-up, as they do with --batch-neurons.
 
     Example: neuronatlas n2g --db atlas.db --layer 3
     """

@@ -1,22 +1,24 @@
-"""The order in which N2G does its work: the batches of neurons in a seeded random order.
+"""The order in which N2G does its work: batches of randomly chosen neurons, in a random order.
 
-Why not id order: how long a batch takes varies several-fold (its neurons' examples need from
-a few thousand to tens of thousands of model tokens), and where the costly batches fall in id
-order is chance, so the pace of a run's first part need not be that of the rest
-(bench/README.md, "A neuron bar's time left"). Done in a random order, any early part of the
-work is a random sample of the whole, so a progress bar's pace measured on it is an unbiased
-estimate of the rest, whatever the neurons' costs along the ids (or the layers) are.
+Why: how long a batch takes follows the model tokens its neurons' examples need, and those vary
+several-fold from neuron to neuron (bench/README.md, "A neuron bar's time left"). Cut in id
+order, a batch's cost is that of 16 neighbours and where the costly batches fall is chance, so
+the pace of a run's first batches need not be that of the rest. With each layer's neurons
+shuffled before they are cut into batches, every batch is a random sample of its layer, its
+cost an average over that many random neurons (so batches vary far less), and with the
+batches themselves run in a random order, any early part of the work is a random sample of
+the whole: a progress bar's pace measured on it is an unbiased estimate of the rest.
 
-What is shuffled is the order of the batches, not their make-up: a layer's neurons are cut into
-batches in id order, exactly as before, and only the order in which the batches run is random.
-That keeps every stored result identical to the id order: a row's activations in a batched
-forward pass can differ in the last bits of float32 with the other rows of its pass, so putting
-other neurons together in a batch could move a graph's scores slightly (a neuron's split is
-seeded by its own id, and nothing else carries from one batch to the next).
+A batch still holds neurons of one layer only: every forward pass of a batch stops at that
+layer (`n2g.build.build_layer`). Regrouping neurons changes which rows share a batched forward
+pass, which can move activations in float32's last bits (padding, accumulation order), so a
+graph's scores can differ from those of id-order batches in the last float bits (relative
+1e-10 or so), as they already do with another `--batch-neurons`; the graphs themselves (nodes,
+edges, trie) do not change. `order="id"` keeps id-contiguous batches run in id order.
 
-The order is a sort on a keyed hash (BLAKE2b of `n2g:<seed>:<first neuron id of the batch>`),
-not a draw from a global random state: the same in every process and Python version, and
-independent of anything else the run does.
+Both shuffles are sorts on a keyed hash (BLAKE2b of `n2g:<seed>:<neuron id>`, a batch keyed by
+its first neuron), not draws from a global random state: the same in every process and Python
+version, and independent of anything else the run does.
 """
 
 from __future__ import annotations
@@ -29,26 +31,29 @@ from neuronatlas.errors import BadInput
 from neuronatlas.ids import parse_id
 
 NeuronOrder = Literal["random", "id"]
-"""random: batches in the seeded random order (the default); id: in (layer, neuron) order."""
+"""random: batches of random neurons of a layer, in a random order (the default); id: batches
+cut in (layer, neuron) order and run in that order."""
 
 
 class Batch(NamedTuple):
-    """Neurons of one layer built together (they share every forward pass)."""
+    """Neurons of one layer built together (they share every forward pass), in id order."""
 
     layer: int
     ids: list[str]
 
 
-def _key(seed: int, batch: Batch) -> bytes:
-    return hashlib.blake2b(f"n2g:{seed}:{batch.ids[0]}".encode(), digest_size=8).digest()
+def _key(seed: int, neuron_id: str) -> bytes:
+    return hashlib.blake2b(f"n2g:{seed}:{neuron_id}".encode(), digest_size=8).digest()
 
 
 def work_batches(
     targets: Sequence[str], batch_neurons: int, seed: int, order: NeuronOrder = "random"
 ) -> list[Batch]:
-    """`targets` (canonical ids) cut into batches of up to `batch_neurons` neurons of one layer
-    in id order, listed in the seeded random order (`order="random"`, seed =
-    N2GSettings.seed) or in id order (`order="id"`)."""
+    """`targets` (canonical ids) in batches of up to `batch_neurons` neurons of one layer.
+
+    `order="random"` (seed = N2GSettings.seed): each layer's neurons in a seeded random order
+    cut into batches, and the batches (of all layers) in a seeded random order. `order="id"`:
+    each layer's neurons cut in id order, the batches in (layer, neuron) order."""
     if order not in ("random", "id"):
         raise ValueError(f"n2g order {order!r}: random or id")
     if batch_neurons < 1:
@@ -56,11 +61,14 @@ def work_batches(
     by_layer: dict[int, list[str]] = {}
     for t in sorted(set(targets), key=parse_id):
         by_layer.setdefault(parse_id(t)[0], []).append(t)
+    if order == "random":
+        for ids in by_layer.values():
+            ids.sort(key=lambda nid: _key(seed, nid))
     batches = [
-        Batch(layer, ids[at : at + batch_neurons])
+        Batch(layer, sorted(ids[at : at + batch_neurons], key=parse_id))
         for layer, ids in by_layer.items()
         for at in range(0, len(ids), batch_neurons)
     ]
     if order == "random":
-        batches.sort(key=lambda b: _key(seed, b))
+        batches.sort(key=lambda b: _key(seed, f"batch:{b.ids[0]}"))
     return batches

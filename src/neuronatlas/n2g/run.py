@@ -2,7 +2,7 @@
 
 `run_n2g` is what `neuronatlas n2g` calls. It is resumable (neurons that have a graph are
 skipped unless `overwrite`), works in batches of neurons of one layer that share every forward
-pass, runs the batches in a seeded random order (`n2g.order`), and isolates failures: if a
+pass, each batch random neurons of a layer, in a seeded random order (`n2g.order`), and isolates failures: if a
 batch fails, its neurons are retried one by one and only the failing ones are reported and
 skipped.
 """
@@ -217,11 +217,11 @@ def run_n2g(
 ) -> RunReport:
     """Build, evaluate and store graphs. progress(neuron_id, n_done_so_far) after each neuron.
 
-    The batches (neurons of one layer, cut in id order) run in a seeded random order
-    (`n2g.order`; `order="id"`: in id order). The stored results are the same either way; the
-    random order makes any early part of the work a fair sample of it (so a progress bar's
-    pace on it is an unbiased estimate of the rest), and a run stopped early leaves random
-    batches of neurons built (a rerun builds the rest)."""
+    The batches (random neurons of one layer) run in a seeded random order (`n2g.order`;
+    `order="id"`: id-contiguous batches in id order). The graphs are the same either way and
+    the scores within float32's last bits; the random order makes any early part of the work a
+    fair sample of it (so a progress bar's pace on it is an unbiased estimate of the rest), and
+    a run stopped early leaves random neurons built (a rerun builds the rest)."""
     settings = settings or N2GSettings()
     started = time.perf_counter()
     conn = open_reader(db)

@@ -109,7 +109,7 @@ def _n2g_chunks(
     conn, targets: Sequence[str], settings, batch_neurons: int, fail: Callable[[str, str], None]
 ) -> Iterator[tuple[int, list]]:
     """(layer, examples) batches, read lazily so the driver holds only what is in flight; the
-    batches in `run_n2g`'s seeded random order (`n2g.order`)."""
+    batches `run_n2g` makes (random neurons of a layer, in a seeded random order, `n2g.order`)."""
     from neuronatlas.n2g.order import work_batches
     from neuronatlas.n2g.run import buildable_examples
 
