@@ -168,7 +168,14 @@ def replay(db: str, wanted: Sequence[str]) -> Replayed:
     )
 
 
-def neuron_times(replayed: Replayed, wanted: Sequence[str], batch_neurons: int) -> dict:
+class NeuronTimes(NamedTuple):
+    """Each neuron's estimated time in the replayed run, and the time after its last batch."""
+
+    took: dict[str, float]
+    tail: float
+
+
+def neuron_times(replayed: Replayed, wanted: Sequence[str], batch_neurons: int) -> NeuronTimes:
     """Each neuron's share of its id-order batch's time, by an estimate of its model tokens
     (the replayed run ran `wanted` in id-order batches: checked, a batch's graphs were stored
     together, after the batch before it), and the time after the last batch."""
@@ -176,7 +183,7 @@ def neuron_times(replayed: Replayed, wanted: Sequence[str], batch_neurons: int) 
 
     run, stored, stats = replayed
     batches = work_batches(wanted, batch_neurons, 0, order="id")
-    took, before = [], run.began
+    batch_took, before = [], run.began
     for batch in batches:
         times = [stored[nid] for nid in batch.ids]
         if min(times) < before or max(times) - min(times) > BURST_GAP_S:
@@ -184,7 +191,7 @@ def neuron_times(replayed: Replayed, wanted: Sequence[str], batch_neurons: int) 
                 f"the replayed run did not build these neurons in id-order batches of "
                 f"{batch_neurons}; pass the --batch-neurons it ran"
             )
-        took.append(max(times) - before)
+        batch_took.append(max(times) - before)
         before = max(times)
 
     def features(nid: str) -> list[float]:
@@ -199,22 +206,22 @@ def neuron_times(replayed: Replayed, wanted: Sequence[str], batch_neurons: int) 
         f"a batch's model tokens from its neurons' pruned prefixes: correlation "
         f"{np.corrcoef(x @ coef, tokens)[0, 1]:.2f} over {len(batches)} batches"
     )
-    times: dict[str, float] = {}
-    for batch, feats, t in zip(batches, per_batch, took, strict=True):
+    took: dict[str, float] = {}
+    for batch, feats, t in zip(batches, per_batch, batch_took, strict=True):
         guess = np.clip(np.array(feats, dtype=float) @ coef, 1e-3, None)
-        times.update(zip(batch.ids, t * guess / guess.sum(), strict=True))
-    spread = np.array(list(times.values()))
+        took.update(zip(batch.ids, (t * guess / guess.sum()).tolist(), strict=True))
+    spread = np.array(list(took.values()))
     print(
         f"a neuron's time, so estimated: coefficient of variation "
         f"{spread.std() / spread.mean():.2f}, the costliest {spread.max() / spread.mean():.0f}x "
         "the mean"
     )
-    return {"times": times, "tail": run.ended - before}
+    return NeuronTimes(took, run.ended - before)
 
 
 def reordered(
     replayed: Replayed,
-    times: dict,
+    times: NeuronTimes,
     wanted: Sequence[str],
     batch_neurons: int,
     seed: int,
@@ -229,9 +236,9 @@ def reordered(
         batches = [by_id[i] for i in random.Random(seed).sample(range(len(by_id)), len(by_id))]
     clock, reported = replayed.run.began, []
     for batch in batches:
-        clock += sum(times["times"][nid] for nid in batch.ids)
+        clock += sum(times.took[nid] for nid in batch.ids)
         reported += [clock] * len(batch.ids)
-    return Run(replayed.run.began, reported, clock + times["tail"])
+    return Run(replayed.run.began, reported, clock + times.tail)
 
 
 def worst_errors(run: Run, total: int) -> tuple[list[Reading], list[float], list[float]]:
@@ -272,7 +279,7 @@ def report(run: Run, total: int) -> None:
 
 
 def over_seeds(
-    replayed: Replayed, times: dict, wanted: Sequence[str], batch_neurons: int, seeds: int
+    replayed: Replayed, times: NeuronTimes, wanted: Sequence[str], batch_neurons: int, seeds: int
 ) -> None:
     """Each estimator's worst error from the first tenth on (at the tenths) over `seeds` seeds,
     for random batches (n2g now) and for the id-order batches in a random order: median, 90th

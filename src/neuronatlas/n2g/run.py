@@ -1,10 +1,9 @@
 """The N2G stage over an atlas: which neurons, which model, batches per layer, store writes.
 
 `run_n2g` is what `neuronatlas n2g` calls. It is resumable (neurons that have a graph are
-skipped unless `overwrite`), works in batches of neurons of one layer that share every forward
-pass, each batch random neurons of a layer, in a seeded random order (`n2g.order`), and isolates failures: if a
-batch fails, its neurons are retried one by one and only the failing ones are reported and
-skipped.
+skipped unless `overwrite`), works in batches of random neurons of one layer that share every
+forward pass, in a seeded random order (`n2g.order`), and isolates failures: if a batch fails,
+its neurons are retried one by one and only the failing ones are reported and skipped.
 """
 
 from __future__ import annotations
