@@ -13,6 +13,18 @@ figure issue 26 sets at 25 %. N2G writes graphs into the atlas: point it at a co
 `--replay` runs nothing: it feeds the estimators the times at which an atlas's last n2g run
 stored its graphs (whole seconds; one batch's graphs share a time), e.g. the run that built
 the demo atlas's graphs, when the machine is too busy for a run of its own.
+
+`--replay --reorder` also replays that run in the batches `n2g` now makes (random neurons of
+the layer, in a seeded random order, `n2g.order`), for N2G's seed 0 and for `--seeds` seeds,
+and compares the errors with those of the id order the run had (and, over the seeds, with the
+id-order batches merely run in a random order). A neuron's time is not stored, only its batch's
+(one time for the batch's graphs, and the batch's model tokens): each batch's time is shared
+among its neurons by an estimate of their model tokens from their stored stats (a least-squares
+fit of the batches' tokens on their neurons' count, summed and summed squared pruned prefix
+lengths), and a new batch takes the sum of its neurons' times:
+
+    PYTHONPATH=src .venv/bin/python bench/progress_estimate_bench.py --db ATLAS.db --layer 3 \
+        --neurons 480 --replay --reorder --seeds 1000
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import random
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -30,6 +43,7 @@ from rich.progress import Progress
 from neuronatlas.cli.app import BURST_GAP_S, Pace, time_left
 from neuronatlas.errors import BadInput
 from neuronatlas.ids import format_id
+from neuronatlas.n2g.order import work_batches
 from neuronatlas.n2g.run import run_n2g
 from neuronatlas.store import open_reader
 from neuronatlas.store.n2g import read_graph
@@ -108,7 +122,16 @@ def live(db: str, wanted: Sequence[str], batch_neurons: int) -> Run:
     return Run(began[0], reported, ended)
 
 
-def replay(db: str, wanted: Sequence[str]) -> Run:
+class Replayed(NamedTuple):
+    """A stored run: its `Run`, the time each neuron's graph was stored, and each graph's
+    stats (its pruned prefix lengths and its batch's model tokens per neuron)."""
+
+    run: Run
+    stored: dict[str, float]
+    stats: dict[str, dict]
+
+
+def replay(db: str, wanted: Sequence[str]) -> Replayed:
     """The atlas's last n2g run, from its start and end and the times its graphs were stored."""
     conn = open_reader(db)
     try:
@@ -116,12 +139,13 @@ def replay(db: str, wanted: Sequence[str]) -> Run:
         graphs = [read_graph(conn, nid) for nid in wanted]
     finally:
         conn.close()
-    if run is None or run["finished_at"] is None:
+    if run is None or run.finished_at is None:
         raise BadInput(f"{db}: no finished n2g run to replay; run the bench without --replay")
-    stored = [g["created_at"] for g in graphs if g is not None and g["run_id"] == run["id"]]
+    ours = [g for g in graphs if g is not None and g.run_id == run.id]
+    stored = {g.neuron_id: g.created_at for g in ours}
     if len(stored) != len(wanted):
         raise BadInput(
-            f"{db}: the last n2g run (#{run['id']}) stored {len(stored)} of the "
+            f"{db}: the last n2g run (#{run.id}) stored {len(stored)} of the "
             f"{len(wanted)} graphs asked for; pass the --layer and --neurons it ran"
         )
 
@@ -129,45 +153,111 @@ def replay(db: str, wanted: Sequence[str]) -> Run:
         return datetime.fromisoformat(stamp).timestamp()
 
     print(
-        f"replay of n2g run #{run['id']} ({run['started_at']} to {run['finished_at']}): "
-        f"{len(stored)} graphs"
+        f"replay of n2g run #{run.id} ({run.started_at} to {run.finished_at}): {len(stored)} graphs"
     )
-    reported, ended = sorted(map(seconds, stored)), seconds(run["finished_at"])
+    reported, ended = sorted(map(seconds, stored.values())), seconds(run.finished_at)
     if ended - reported[-1] > 5:  # the run did more than these neurons: its end is not theirs
         raise BadInput(
-            f"{db}: n2g run #{run['id']} went on {ended - reported[-1]:.0f} s after these "
+            f"{db}: n2g run #{run.id} went on {ended - reported[-1]:.0f} s after these "
             f"{len(wanted)} graphs; pass the --layer and --neurons it ran"
         )
-    return Run(seconds(run["started_at"]), reported, ended)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--db", required=True, help="a copy of an atlas (N2G writes into it)")
-    parser.add_argument("--layer", type=int, default=3)
-    parser.add_argument("--neurons", type=int, default=480, help="the layer's first N neurons")
-    parser.add_argument("--batch-neurons", type=int, default=16)
-    parser.add_argument(
-        "--replay", action="store_true", help="replay the atlas's last n2g run instead"
+    return Replayed(
+        Run(seconds(run.started_at), reported, ended),
+        {nid: seconds(t) for nid, t in stored.items()},
+        {g.neuron_id: g.stats for g in ours},
     )
-    args = parser.parse_args()
 
-    wanted = [format_id(args.layer, n) for n in range(args.neurons)]
-    total = len(wanted)
-    load_before = os.getloadavg()
-    run = replay(args.db, wanted) if args.replay else live(args.db, wanted, args.batch_neurons)
-    load_after = os.getloadavg()
-    if not args.replay:
-        print(
-            "load average (1, 5, 15 min): "
-            + " ".join(f"{x:.1f}" for x in load_before)
-            + " before, "
-            + " ".join(f"{x:.1f}" for x in load_after)
-            + " after"
-        )
+
+class NeuronTimes(NamedTuple):
+    """Each neuron's estimated time in the replayed run, and the time after its last batch."""
+
+    took: dict[str, float]
+    tail: float
+
+
+def neuron_times(replayed: Replayed, wanted: Sequence[str], batch_neurons: int) -> NeuronTimes:
+    """Each neuron's share of its id-order batch's time, by an estimate of its model tokens
+    (the replayed run ran `wanted` in id-order batches: checked, a batch's graphs were stored
+    together, after the batch before it), and the time after the last batch."""
+    import numpy as np
+
+    run, stored, stats = replayed
+    batches = work_batches(wanted, batch_neurons, 0, order="id")
+    batch_took, before = [], run.began
+    for batch in batches:
+        times = [stored[nid] for nid in batch.ids]
+        if min(times) < before or max(times) - min(times) > BURST_GAP_S:
+            raise BadInput(
+                f"the replayed run did not build these neurons in id-order batches of "
+                f"{batch_neurons}; pass the --batch-neurons it ran"
+            )
+        batch_took.append(max(times) - before)
+        before = max(times)
+
+    def features(nid: str) -> list[float]:
+        lengths = stats[nid].get("pruned_lengths", [])
+        return [1.0, float(sum(lengths)), float(sum(n * n for n in lengths))]
+
+    per_batch = np.array([[features(n) for n in b.ids] for b in batches], dtype=object)
+    x = np.array([np.sum(f, axis=0) for f in per_batch], dtype=float)
+    tokens = np.array([stats[b.ids[0]]["model_tokens_share"] * len(b.ids) for b in batches])
+    coef = np.linalg.lstsq(x, tokens, rcond=None)[0]
+    print(
+        f"a batch's model tokens from its neurons' pruned prefixes: correlation "
+        f"{np.corrcoef(x @ coef, tokens)[0, 1]:.2f} over {len(batches)} batches"
+    )
+    took: dict[str, float] = {}
+    for batch, feats, t in zip(batches, per_batch, batch_took, strict=True):
+        guess = np.clip(np.array(feats, dtype=float) @ coef, 1e-3, None)
+        took.update(zip(batch.ids, (t * guess / guess.sum()).tolist(), strict=True))
+    spread = np.array(list(took.values()))
+    print(
+        f"a neuron's time, so estimated: coefficient of variation "
+        f"{spread.std() / spread.mean():.2f}, the costliest {spread.max() / spread.mean():.0f}x "
+        "the mean"
+    )
+    return NeuronTimes(took, run.ended - before)
+
+
+def reordered(
+    replayed: Replayed,
+    times: NeuronTimes,
+    wanted: Sequence[str],
+    batch_neurons: int,
+    seed: int,
+    regroup: bool = True,
+) -> Run:
+    """The replayed run in `n2g`'s batches for `seed` (`regroup`: random neurons per batch, as
+    n2g makes them now; else the id-order batches in a random order), a batch taking the sum
+    of its neurons' estimated times (`neuron_times`)."""
+    batches = work_batches(wanted, batch_neurons, seed)
+    if not regroup:
+        by_id = work_batches(wanted, batch_neurons, seed, order="id")
+        batches = [by_id[i] for i in random.Random(seed).sample(range(len(by_id)), len(by_id))]
+    clock, reported = replayed.run.began, []
+    for batch in batches:
+        clock += sum(times.took[nid] for nid in batch.ids)
+        reported += [clock] * len(batch.ids)
+    return Run(replayed.run.began, reported, clock + times.tail)
+
+
+def worst_errors(run: Run, total: int) -> tuple[list[Reading], list[float], list[float]]:
+    """The readings at every tenth, and per estimator the worst error from the first tenth on
+    at the tenths and at any batch's end before the last."""
     ends = burst_ends(read_all(run, total))
     tenths = [next(r for r in ends if r.done >= k * total / 10) for k in range(1, 10)]
-    tenth, first_batch = tenths[0], ends[0]
+    at_tenths = [max(error(r.said[i], run.ended - r.at) for r in tenths) for i in range(3)]
+    at_ends = [
+        max(error(r.said[i], run.ended - r.at) for r in ends if r.at >= tenths[0].at)
+        for i in range(3)
+    ]
+    return tenths, at_tenths, at_ends
+
+
+def report(run: Run, total: int) -> None:
+    """The run's estimates at every tenth and each estimator's worst error."""
+    tenths, at_tenths, at_ends = worst_errors(run, total)
+    tenth, first_batch = tenths[0], burst_ends(read_all(run, total))[0]
     print(
         f"{run.ended - run.began:.0f} s of work; a neuron took "
         f"{(first_batch.at - run.began) / first_batch.done:.2f} s in the first batch, "
@@ -182,12 +272,84 @@ def main() -> None:
         )
         print(f"{r.done:>5} {truth:8.1f}  " + "  ".join(f"{c:>26}" for c in cells))
     for i, name in enumerate(NAMES):
-        worst = max(error(r.said[i], run.ended - r.at) for r in tenths)
-        worst_any = max(error(r.said[i], run.ended - r.at) for r in ends if r.at >= tenth.at)
         print(
-            f"  {name:<27} worst error from the first tenth on: {worst:.0%} at the tenths, "
-            f"{worst_any:.0%} at any batch's end before the last"
+            f"  {name:<27} worst error from the first tenth on: {at_tenths[i]:.0%} at the "
+            f"tenths, {at_ends[i]:.0%} at any batch's end before the last"
         )
+
+
+def over_seeds(
+    replayed: Replayed, times: NeuronTimes, wanted: Sequence[str], batch_neurons: int, seeds: int
+) -> None:
+    """Each estimator's worst error from the first tenth on (at the tenths) over `seeds` seeds,
+    for random batches (n2g now) and for the id-order batches in a random order: median, 90th
+    percentile, the share of seeds within 25 %, and the batches' times' spread."""
+    import numpy as np
+
+    for regroup, what in ((False, "id-order batches in a random order"), (True, "n2g's batches")):
+        worst, spread = [], []
+        for seed in range(seeds):
+            run = reordered(replayed, times, wanted, batch_neurons, seed, regroup)
+            took = np.diff(sorted(set(run.reported)), prepend=run.began)
+            spread.append(took.std() / took.mean())
+            worst.append(worst_errors(run, len(wanted))[1])
+        col_all = np.array(worst)
+        print(
+            f"{what}, seeds 0-{seeds - 1}: a batch's time varies by {np.median(spread):.2f} "
+            f"(median coefficient of variation); worst error from the first tenth on:"
+        )
+        for i, name in enumerate(NAMES):
+            col = col_all[:, i]
+            print(
+                f"  {name:<27} median {np.median(col):.0%}, 90th percentile "
+                f"{np.percentile(col, 90):.0%}, within 25 % for {np.mean(col <= 0.25):.0%} of seeds"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", required=True, help="a copy of an atlas (N2G writes into it)")
+    parser.add_argument("--layer", type=int, default=3)
+    parser.add_argument("--neurons", type=int, default=480, help="the layer's first N neurons")
+    parser.add_argument("--batch-neurons", type=int, default=16)
+    parser.add_argument(
+        "--replay", action="store_true", help="replay the atlas's last n2g run instead"
+    )
+    parser.add_argument(
+        "--reorder",
+        action="store_true",
+        help="with --replay: also replay its batches in n2g's seeded random order",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=0, help="with --reorder: summarise this many seeds"
+    )
+    args = parser.parse_args()
+    if args.reorder and not args.replay:
+        raise BadInput("--reorder replays a stored run: add --replay")
+
+    wanted = [format_id(args.layer, n) for n in range(args.neurons)]
+    total = len(wanted)
+    load_before = os.getloadavg()
+    replayed = replay(args.db, wanted) if args.replay else None
+    run = replayed.run if replayed else live(args.db, wanted, args.batch_neurons)
+    load_after = os.getloadavg()
+    if not args.replay:
+        print(
+            "load average (1, 5, 15 min): "
+            + " ".join(f"{x:.1f}" for x in load_before)
+            + " before, "
+            + " ".join(f"{x:.1f}" for x in load_after)
+            + " after"
+        )
+    if replayed and args.reorder:
+        print("in the order the run had (id order):")
+    report(run, total)
+    if replayed and args.reorder:
+        times = neuron_times(replayed, wanted, args.batch_neurons)
+        print("in n2g's batches (random neurons, random order; seed 0, N2G's default):")
+        report(reordered(replayed, times, wanted, args.batch_neurons, 0), total)
+        if args.seeds:
+            over_seeds(replayed, times, wanted, args.batch_neurons, args.seeds)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,14 @@ def n2g(
         bool, typer.Option("--overwrite", help="Rebuild neurons that already have a graph.")
     ] = False,
     batch_neurons: Annotated[
-        int, typer.Option("--batch-neurons", help="Neurons of one layer that share forward passes.")
+        int,
+        typer.Option(
+            "--batch-neurons",
+            min=1,
+            help="Neurons of one layer that share forward passes (chosen at random from "
+            "the layer, seeded; scores can differ in the last float bits with the batches' "
+            "make-up).",
+        ),
     ] = 16,
     engine: Annotated[
         str,
@@ -89,6 +96,11 @@ def n2g(
     Each graph predicts its neuron's activation from token patterns; its firing-token
     precision/recall/F1 against token and n-gram lookup baselines, its ev_correlation_score and
     an explanation (source 'n2g') are stored. Neurons that already have a graph are skipped.
+    Each batch holds neurons of one layer chosen at random (seeded by the n2g seed) and the
+    batches run in a random order, so the time left is estimated on a fair sample of the work,
+    and a run stopped early leaves random neurons built; a rerun builds the rest. The graphs
+    are those of id-order batches; scores can differ in the last float bits (about 1e-10
+    relative) with the batches' make-up, as they do with --batch-neurons.
 
     Example: neuronatlas n2g --db atlas.db --layer 3
     """

@@ -1,9 +1,9 @@
 """The N2G stage over an atlas: which neurons, which model, batches per layer, store writes.
 
 `run_n2g` is what `neuronatlas n2g` calls. It is resumable (neurons that have a graph are
-skipped unless `overwrite`), works a layer at a time in batches of neurons that share every
-forward pass, and isolates failures: if a batch fails, its neurons are retried one by one and
-only the failing ones are reported and skipped.
+skipped unless `overwrite`), works in batches of random neurons of one layer that share every
+forward pass, in a seeded random order (`n2g.order`), and isolates failures: if a batch fails,
+its neurons are retried one by one and only the failing ones are reported and skipped.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from neuronatlas.errors import BadInput, NeuronAtlasError
-from neuronatlas.ids import parse_id
 from neuronatlas.n2g import augment as aug
 from neuronatlas.n2g.build import NeuronBuild, build_layer
 from neuronatlas.n2g.evaluate import evaluate
 from neuronatlas.n2g.examples import NeuronExamples, VocabIndex, load_examples
 from neuronatlas.n2g.explain import describe
 from neuronatlas.n2g.forward import Runner
+from neuronatlas.n2g.order import NeuronOrder, work_batches
 from neuronatlas.n2g.predict import predict
 from neuronatlas.n2g.saliency import MaskChoice, choose_mask
 from neuronatlas.n2g.settings import N2GSettings
@@ -212,8 +212,15 @@ def run_n2g(
     session: Session | None = None,
     on_total: Callable[[int], None] | None = None,
     device: str = "auto",
+    order: NeuronOrder = "random",
 ) -> RunReport:
-    """Build, evaluate and store graphs. progress(neuron_id, n_done_so_far) after each neuron."""
+    """Build, evaluate and store graphs. progress(neuron_id, n_done_so_far) after each neuron.
+
+    The batches (random neurons of one layer) run in a seeded random order (`n2g.order`;
+    `order="id"`: id-contiguous batches in id order). The graphs are the same either way and
+    the scores within float32's last bits; the random order makes any early part of the work a
+    fair sample of it (so a progress bar's pace on it is an unbiased estimate of the rest), and
+    a run stopped early leaves random neurons built (a rerun builds the rest)."""
     settings = settings or N2GSettings()
     started = time.perf_counter()
     conn = open_reader(db)
@@ -254,25 +261,20 @@ def run_n2g(
                 "stored_full_activation": stored_full,
             },
         )
-        by_layer: dict[int, list[str]] = {}
-        for t in targets:
-            by_layer.setdefault(parse_id(t)[0], []).append(t)
-        for lay, ids in by_layer.items():
-            for at in range(0, len(ids), batch_neurons):
-                chunk = ids[at : at + batch_neurons]
-                _run_chunk(
-                    conn,
-                    writer,
-                    session,
-                    lay,
-                    chunk,
-                    settings,
-                    spec,
-                    run_id,
-                    stored_full,
-                    report,
-                    progress,
-                )
+        for batch in work_batches(targets, batch_neurons, settings.seed, order):
+            _run_chunk(
+                conn,
+                writer,
+                session,
+                batch.layer,
+                batch.ids,
+                settings,
+                spec,
+                run_id,
+                stored_full,
+                report,
+                progress,
+            )
         report.counters = session.runner.count.snapshot()
         writer.end_run(run_id, "partial" if report.failed else "done")
     conn.close()

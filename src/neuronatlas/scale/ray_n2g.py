@@ -108,23 +108,20 @@ class N2GWorker:
 def _n2g_chunks(
     conn, targets: Sequence[str], settings, batch_neurons: int, fail: Callable[[str, str], None]
 ) -> Iterator[tuple[int, list]]:
-    """(layer, examples) batches, read lazily so the driver holds only what is in flight."""
-    from neuronatlas.ids import parse_id
+    """(layer, examples) batches, read lazily so the driver holds only what is in flight; the
+    batches `run_n2g` makes (random neurons of a layer, in a seeded random order, `n2g.order`)."""
+    from neuronatlas.n2g.order import work_batches
     from neuronatlas.n2g.run import buildable_examples
 
-    by_layer: dict[int, list[str]] = {}
-    for t in targets:
-        by_layer.setdefault(parse_id(t)[0], []).append(t)
-    for layer, ids in by_layer.items():
-        for at in range(0, len(ids), batch_neurons):
-            examples = []
-            for nid in ids[at : at + batch_neurons]:
-                try:
-                    examples.append(buildable_examples(conn, nid, settings))
-                except NeuronAtlasError as exc:
-                    fail(nid, str(exc))
-            if examples:
-                yield layer, examples
+    for layer, ids in work_batches(targets, batch_neurons, settings.seed):
+        examples = []
+        for nid in ids:
+            try:
+                examples.append(buildable_examples(conn, nid, settings))
+            except NeuronAtlasError as exc:
+                fail(nid, str(exc))
+        if examples:
+            yield layer, examples
 
 
 def n2g_on_ray(
