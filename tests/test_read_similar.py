@@ -81,11 +81,16 @@ def test_neighbours_through_the_hnsw_graph_equal_the_exact_ones(atlas, monkeypat
 
 
 @pytest.mark.parametrize("budget", [1, 50, 1 << 20])
-def test_token_neighbours_in_blocks_equal_the_per_neuron_join(atlas, budget):
-    """One query per block, a few, or all in one: each neuron's rows are the self-join's."""
+@pytest.mark.parametrize("dense", [0, 1 << 30], ids=["sorted-keys", "dense-table"])
+def test_token_neighbours_in_blocks_equal_the_per_neuron_join(atlas, budget, dense, monkeypatch):
+    """One query per block, a few, or all in one, each block summed by sorting its pair keys
+    or in a dense table: each neuron's rows are the self-join's."""
+    from neuronatlas.relations import token_neighbours
     from neuronatlas.relations.similar import _token_neighbours
     from neuronatlas.relations.token_neighbours import all_token_neighbours
     from neuronatlas.store.search import token_shares
+
+    monkeypatch.setattr(token_neighbours, "DENSE_PER_PAIR", dense)
 
     conn = open_reader(atlas)
     got = dict(all_token_neighbours(token_shares(conn), 7, budget))

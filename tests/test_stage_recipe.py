@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from embed_fixtures import NEURONS, build_atlas
 from neuronatlas.cli import make_app
-from neuronatlas.cli.build import DEMO_TOKENS
+from neuronatlas.cli.build import DEMO_N2G_PER_LAYER, DEMO_N2G_SECONDS, DEMO_TOKENS
 from neuronatlas.pipeline import DEMO_TOKENS as PIPELINE_DEMO_TOKENS
 from neuronatlas.pipeline import BuildSettings
 from neuronatlas.pipeline import build_atlas as build
@@ -83,3 +83,5 @@ def test_the_explorer_says_how_to_build_the_toy_stage(atlas):
 
 def test_the_cli_and_the_pipeline_agree_on_the_demo_size():
     assert DEMO_TOKENS == PIPELINE_DEMO_TOKENS
+    assert BuildSettings.n2g_per_layer == DEMO_N2G_PER_LAYER
+    assert BuildSettings.n2g_seconds == DEMO_N2G_SECONDS

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 #: Tokens the demo scrapes (`pipeline.DEMO_TOKENS`, which this module imports only when a
 #: build runs, keeping `neuronatlas --help` fast; tests/test_stage_recipe.py checks they agree).
 DEMO_TOKENS = 262_144
+#: The demo's N2G graphs per layer and time budget (`pipeline.BuildSettings`'s, likewise).
+DEMO_N2G_PER_LAYER = 2
+DEMO_N2G_SECONDS = 120.0
 
 
 def _run_with_progress(
@@ -126,8 +129,10 @@ def demo(
     ] = "all-MiniLM-L6-v2",
     n2g_per_layer: Annotated[
         int, typer.Option(help="N2G graphs per layer (strongest neurons).", min=0)
-    ] = 8,
-    n2g_seconds: Annotated[float, typer.Option(help="Time budget for N2G, seconds.")] = 240.0,
+    ] = DEMO_N2G_PER_LAYER,
+    n2g_seconds: Annotated[
+        float, typer.Option(help="Time budget for N2G, seconds.")
+    ] = DEMO_N2G_SECONDS,
     device: DeviceOption = "auto",
     llm: LlmOption = None,
     llm_per_layer: LlmPerLayerOption = 8,

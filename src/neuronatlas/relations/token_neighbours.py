@@ -6,7 +6,8 @@ neurons that is Σ over tokens of (neurons on the token)², and the commonest pe
 (" the", ",", ".") sit on thousands of neurons each at GPT-2 XL's size, so the sum grows with
 the square of the atlas. Here the index is read once, queries are grouped into blocks whose
 (query, candidate) pairs stay under `PAIR_BUDGET`, and each block's weighted-Jaccard
-numerators Σ min(share) are summed with numpy (`unique` + `bincount`). The work is the same
+numerators Σ min(share) are summed with numpy (`bincount` into a dense query × neuron
+table when that is small, else `unique` + `bincount`). The work is the same
 Σ (neurons on the token)², done at numpy's speed instead of SQLite's row by row, and memory is
 bounded by the budget. The answer is `token_overlap`'s: same sums in the same order (each
 query's tokens in token order), best first with ties by neuron id, same shared tokens.
@@ -22,6 +23,11 @@ from neuronatlas.store.search import TokenShares
 
 #: (query, candidate) pairs one block may expand to: 2**20 pairs ≈ 100 MB of work arrays.
 PAIR_BUDGET = 1 << 20
+
+#: A block sums its pairs in a dense (query × neuron) table when the table has at most this
+#: many cells per pair, else by sorting the pairs' keys (`np.unique`): at the demo's size the
+#: table is a few MB and scanning it costs less than the sort; at GPT-2 XL's the sort wins.
+DENSE_PER_PAIR = 8
 
 #: (other neuron id, weighted Jaccard rounded to 6 places, up to 10 shared tokens, sorted)
 Neighbour = tuple[str, float, list[str]]
@@ -83,19 +89,29 @@ def _block(
     post_share: np.ndarray,
 ) -> Iterator[tuple[str, list[Neighbour]]]:
     lo, hi = row_start[q0], row_start[q1]
-    ent_q = np.repeat(np.arange(q0, q1), np.diff(row_start[q0 : q1 + 1]))
+    width = q1 - q0
     counts = tok_len[ent_tok[lo:hi]]
     total = int(counts.sum())
     # every (entry, posting of its token) pair: the postings' positions, range by range
     first = np.repeat(tok_start[ent_tok[lo:hi]] - np.cumsum(counts) + counts, counts)
     at = first + np.arange(total)
-    q = np.repeat(ent_q, counts)
     j = post_row[at]
     m = np.minimum(np.repeat(ent_share[lo:hi], counts), post_share[at])
-    keep = j != q
-    key = (q[keep] - q0) * n + j[keep]
-    pairs, where = np.unique(key, return_inverse=True)
-    sums = np.bincount(where, weights=m[keep], minlength=len(pairs))
+    # (query, candidate) as one key, query-major: summing by key keeps each pair's terms in
+    # entry order, the order the SQL sums them in
+    offset = np.repeat(np.arange(width, dtype=np.int64) * n, np.diff(row_start[q0 : q1 + 1]))
+    key = np.repeat(offset, counts) + j
+    if width * n <= DENSE_PER_PAIR * total:
+        # a dense (query × neuron) table is cheaper than sorting the keys; the non-zero
+        # cells, in cell order, are the distinct keys (every min(share) is positive)
+        sums_all = np.bincount(key, weights=m, minlength=width * n)
+        sums_all[np.arange(width) * n + np.arange(q0, q1)] = 0.0  # a neuron is not its own
+        pairs = np.flatnonzero(sums_all)
+        sums = sums_all[pairs]
+    else:
+        keep = j != np.repeat(np.repeat(np.arange(q0, q1), np.diff(row_start[q0 : q1 + 1])), counts)
+        pairs, where = np.unique(key[keep], return_inverse=True)
+        sums = np.bincount(where, weights=m[keep], minlength=len(pairs))
     pq, pj = pairs // n + q0, pairs % n
     order = np.lexsort((pj, -sums, pq))
     pq, pj, sums = pq[order], pj[order], sums[order]
