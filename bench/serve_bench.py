@@ -136,6 +136,10 @@ def make_url(kind: str, rng: random.Random, ids: list[str], words: list[str]) ->
         return f"/api/neurons/{rng.choice(ids)}/summary"
     if kind == "map":
         return "/api/map"
+    if kind == "map_clusters":  # what the map page fetches first
+        return "/api/map/clusters"
+    if kind == "map_compact":  # then its points, 12 bytes each (sent gzip-compressed)
+        return "/api/map/points/compact"
     if kind.startswith("datasette:"):  # datasette's JSON of the neuron's `activations` rows
         name = kind.split(":", 1)[1]
         return f"/{name}/activations.json?neuron_id={rng.choice(ids)}&_shape=array&_size=max"
@@ -452,11 +456,14 @@ def measure(
         }
         if with_map:
             phases["/api/map"] = "map"
+            phases["/api/map/clusters (the map page's first fetch)"] = "map_clusters"
+            phases["/api/map/points/compact (the map page's points)"] = "map_compact"
         # warm every worker: the first search and map build caches; not measured
         for _ in range(4 * workers):
             httpx.get(base + f"/api/search?q={words[0]}&mode={search_mode}", timeout=120)
             if with_map:
-                httpx.get(base + "/api/map", timeout=120)
+                for path in ("/api/map", "/api/map/clusters", "/api/map/points/compact"):
+                    httpx.get(base + path, timeout=300)
         first = len(httpx.get(base + f"/api/neurons/{ids[0]}").content)
         full = len(httpx.get(base + f"/api/neurons/{ids[0]}?view=full").content)
         print(f"one neuron's JSON: first view {first / 1000:.1f} kB, full {full / 1000:.1f} kB")
