@@ -200,7 +200,8 @@ def _reads_back(texts: list[str], block: np.ndarray) -> np.ndarray:
         return np.ones(0, dtype=bool)
     flat = "[" + ",".join(t[1:-1] for t in texts) + "]"
     back = np.fromiter(_decode_flat(flat), dtype=np.float64, count=block.size)
-    return (back.astype(F32).reshape(block.shape) == block).all(axis=1)
+    same: np.ndarray = (back.astype(F32).reshape(block.shape) == block).all(axis=1)
+    return same
 
 
 def spell_f32_rows(block: np.ndarray) -> list[str]:
