@@ -1,7 +1,8 @@
 """Paired benchmark of the float32 value encoder a scrape writes with: one record at a time
 (`values.f32_json`, two library calls per record) against one block at a time
-(`values.f32_json_rows`, one orjson and one msgspec call per block), on the same records, in
-the same run, interleaved block by block.
+(`values.f32_json_rows`: one orjson call per row, no text read back but one row in 64, since
+the exhaustive scan of bench/f32_spelling_scan.py), on the same records, in the same run,
+interleaved block by block.
 
 The records are shaped like the profiled scrape's (issue 25: GPT-2-small's 36,864 neurons at
 32,768 tokens wrote 2.1 M records; 57 per neuron, 64 tokens each) with GELU-like float32

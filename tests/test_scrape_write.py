@@ -17,7 +17,7 @@ from neuronatlas.models import load_model
 from neuronatlas.scrape import StatsConfig, scrape_shard
 from neuronatlas.scrape.output import neuron_data, write_atlas
 from neuronatlas.store import AtlasWriter, prepare
-from neuronatlas.store.search import rebuild_token_index
+from neuronatlas.store.search import rebuild_token_index, token_index_rows
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -126,3 +126,54 @@ def test_rewriting_a_scrape_replaces_it(scraped, tmp_path):
     write_atlas(state, model, db, {}, {}, chunk=6)
     assert _rows(db) == first
     assert np.isfinite([r[6] for r in first["records"] if r[6] is not None]).all()
+
+
+SPLIT = [
+    "It was 300\u00a0°F in the oven 😀 and 28\u202fkm to the sea 🌊.",
+    "東京 and 大阪 are cities; the cat slept 🐈 by the door 🐕.",
+    "Naïve café owners serve crème brûlée 🍮 at 7\u00a0pm.",
+]
+
+
+def test_the_token_index_from_memory_is_the_one_sql_rebuilds(tiny_gpt2_dir, tmp_path):
+    """`write_atlas` makes the token index from the arrays it holds; `rebuild_token_index`
+    reads the same rows out of the stored JSON, peaks on later pieces of split characters
+    ("") counted for the character before them included."""
+    text = tmp_path / "chars.txt"
+    text.write_text("\n".join(SPLIT[i % len(SPLIT)] for i in range(30)), encoding="utf-8")
+    model = load_model(str(tiny_gpt2_dir), device="cpu")
+    policy = resolve_bos(model.tokenizer)
+    config = StatsConfig(top_k=6, random_k=1, quantile_k=1, context=12)
+    windows = iter_windows(open_source(str(text)).documents(), model.tokenizer, 12, policy)
+    state = scrape_shard(model, batch_windows(windows, 4), config, policy)
+    db = tmp_path / "a.db"
+    write_atlas(state, model, db, {}, {}, chunk=5)
+    sql = TABLES["token_index"]
+    with closing(sqlite3.connect(db)) as conn:
+        written = conn.execute(sql).fetchall()
+        on_pieces = conn.execute(
+            "SELECT count(*) FROM records r JOIN excerpts x ON x.digest = r.excerpt_digest"
+            " WHERE r.category = 'top' AND r.max_activation > 0"
+            " AND json_extract(x.tokens, '$[' || r.peak_index || ']') = ''"
+        ).fetchone()[0]
+        assert on_pieces > 0  # the index had pieces of split characters to attribute
+        state_before = conn.execute("SELECT fingerprint FROM search_index_state").fetchall()
+        rebuild_token_index(conn)
+        conn.commit()
+        assert conn.execute(sql).fetchall() == written
+        assert conn.execute("SELECT fingerprint FROM search_index_state").fetchall() == (
+            state_before
+        )
+    assert len(written) > 0
+
+
+def test_token_index_rows_count_peaks_without_a_token_in_the_mass():
+    """A record whose peak has no token (a split character's piece at the excerpt's start)
+    is left out but still counts in its neuron's mass, as the SQL leaves it out."""
+    rows = token_index_rows(
+        ["L00N0001", "L00N0001", "L00N0001", "L00N0000"],
+        [" cat", None, " cat", " dog"],
+        [2.0, 1.0, 1.0, 0.5],
+    )
+    assert rows == [(" cat", "L00N0001", 2.0, 2, 0.75), (" dog", "L00N0000", 0.5, 1, 1.0)]
+    assert token_index_rows([], [], []) == []

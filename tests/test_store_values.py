@@ -199,19 +199,51 @@ def test_an_atlas_with_float32_blobs_migrates_in_place(tmp_path):
     assert recs["random"][0].activations == [0.1, None, 1.0, 2.0]
 
 
+def _bits(pattern: int) -> np.float32:
+    return np.array([pattern], dtype=np.uint32).view(F32)[0]
+
+
+#: ±7.038531e-26: orjson's shortest spelling reads back (as a double, then float32) one ulp up
+DOUBLE_ROUNDED = [_bits(0x15AE43FD), _bits(0x95AE43FD)]
+
+
+def test_the_double_rounding_patterns_are_the_ones_the_installed_libraries_get_wrong():
+    """`values.DOUBLE_ROUNDING` (from the exhaustive scan) still describes the installed orjson
+    and msgspec: its values do not read back from their shortest spellings, their neighbours
+    do, and the block encoder stores them as exact doubles, as the checked one-row path does."""
+    for x in DOUBLE_ROUNDED:
+        one = np.array([x], dtype=F32)
+        assert values.spell_f32(one) == ("[-7.038531e-26]" if x < 0 else "[7.038531e-26]")
+        assert F32(values.decode(values.spell_f32(one), False)[0]) != x
+        near = np.array([np.nextafter(x, F32(1)), np.nextafter(x, F32(-1))], dtype=F32)
+        assert values.decode(values.spell_f32(near), True) == near.astype(np.float64).tolist()
+    block = np.array([[DOUBLE_ROUNDED[0], 2.5], [1.0, 2.0], [0.5, DOUBLE_ROUNDED[1]]], dtype=F32)
+    texts = values.f32_json_rows(block)
+    assert texts == [values.f32_json(row) for row in block]
+    assert texts[0] == "[7.038530691851209e-26,2.5]" and texts[1] == "[1.0,2.0]"
+    assert values.decode(texts[2], True) == block[2].astype(np.float64).tolist()
+    assert (values.DOUBLE_ROUNDING == [0x15AE43FD]).all()
+
+
 def test_a_spelling_that_does_not_read_back_falls_back_to_exact_doubles(monkeypatch):
-    """Should a shortest spelling not round back to its float32 (double rounding), the record
-    is spelled with its exact doubles, which do."""
+    """Should an orjson spell a value that does not round back to its float32 (not one of the
+    known double-rounding patterns), the one-row path spells the record with its exact
+    doubles, and the block path finds it through its sample and checks the whole block."""
     vals = [_wide(0.3), _wide(-1.7)]
     wrong = "[0.3000001,-1.7]"  # 0.3 three ulps up
+    real = values.spell_f32_rows
     monkeypatch.setattr(values, "spell_f32", lambda v: wrong)
-    monkeypatch.setattr(values, "spell_f32_block", lambda block: f"[{wrong},[2.5,1.0]]")
+    monkeypatch.setattr(values, "spell_f32_rows", lambda b: [wrong, *real(b)[1:]])
     stored, fine = values.encode([vals, [2.5, 1.0]])
     assert stored.f32 and stored.json == "[0.30000001192092896,-1.7000000476837158]"
     assert values.decode(stored.json, stored.f32) == vals
     assert fine.json == "[2.5,1.0]"  # the block's other rows keep their spellings
     one = np.array(vals, dtype=F32)
     assert values.f32_json(one) == stored.json  # the one-row path falls back the same way
+    # a wrong spelling outside the sample (row 1) is caught once a sampled row (0) fails
+    monkeypatch.setattr(values, "spell_f32_rows", lambda b: [wrong, wrong, *real(b)[2:]])
+    block = np.array([vals, vals, [2.5, 1.0]], dtype=F32)
+    assert values.f32_json_rows(block) == [stored.json, stored.json, "[2.5,1.0]"]
     monkeypatch.undo()
     assert values.encode([vals])[0].json == "[0.3,-1.7]"
 
@@ -220,7 +252,12 @@ def test_a_spelling_that_does_not_read_back_falls_back_to_exact_doubles(monkeypa
 f32_values = st.one_of(
     st.floats(width=32, allow_nan=True, allow_infinity=True),
     st.floats(width=32, min_value=float(F32(-1.2e-38)), max_value=float(F32(1.2e-38))),
-    st.sampled_from([0.0, -0.0, 1e-45, -1e-45, 3.4028235e38, -3.4028235e38, 1.1754944e-38]),
+    st.sampled_from(
+        [0.0, -0.0, 1e-45, -1e-45, 3.4028235e38, -3.4028235e38, 1.1754944e-38, -1.1754942e-38]
+        + [float(x) for x in DOUBLE_ROUNDED]
+    ),
+    # any bit pattern: every exponent, NaN with any payload and sign
+    st.integers(0, 2**32 - 1).map(lambda b: float(_bits(b))),
 )
 
 

@@ -5,6 +5,8 @@ Neurons are prepared in chunks and each chunk is written in one transaction. `wr
 hands the store a chunk's records as arrays (`store.rows.NeuronBlock`): the state's float32
 vectors go to the value encoder as they are, and each window's tokens JSON and digest are
 made once, however many records show it (`neuron_data` gives the same content as lists).
+The token index is made from the same arrays (`_TopPeaks`), not read back out of the stored
+excerpts' JSON.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from neuronatlas.scrape.readout import (
 from neuronatlas.scrape.state import ScrapeState
 from neuronatlas.store import AtlasWriter, NeuronData, Record
 from neuronatlas.store.rows import NeuronBlock, excerpt_digest, prepare_block
-from neuronatlas.store.search import rebuild_token_index
+from neuronatlas.store.search import token_index_rows, write_token_index
 from neuronatlas.version import __version__
 
 if TYPE_CHECKING:
@@ -70,6 +72,8 @@ class _Excerpts:
         self.digest: dict[int, int] = {}  # window id → digest
         self.text: dict[int, str] = {}  # digest → tokens JSON, until handed over
         self.written: set[int] = set()  # digests handed over
+        #: digest → per position, the token a peak there counts for (see `peak_tokens`)
+        self.peak_token: dict[int, list[str | None]] = {}
 
     def digests(self, wids: np.ndarray) -> list[int]:
         """The digest of each window in `wids` (made for windows not seen yet)."""
@@ -78,10 +82,13 @@ class _Excerpts:
         if new:
             tokens = self.state.windows.lookup(np.array(new, dtype=np.int64))
             for w, row in zip(new, tokens, strict=True):
-                data = self.encode(self.token_strings(row.tolist()))
+                strings = self.token_strings(row.tolist())
+                data = self.encode(strings)
                 d = self.digest[w] = excerpt_digest(data)
                 if d not in self.written:
                     self.text[d] = data.decode("utf-8")
+                if d not in self.peak_token:
+                    self.peak_token[d] = peak_tokens(strings)
         return [self.digest[w] for w in ids]
 
     def fresh(self, digests: list[int]) -> list[tuple[int, str]]:
@@ -92,6 +99,45 @@ class _Excerpts:
                 self.written.add(d)
                 out.append((d, self.text.pop(d)))
         return out
+
+
+def peak_tokens(strings: list[str]) -> list[str | None]:
+    """Per position of an excerpt, the token a peak there counts for in the token index: the
+    token, or on a later piece of a split character ("") the nearest non-empty token before
+    it (None at the start) — what `store.search.rebuild_token_index` reads from the JSON."""
+    out: list[str | None] = []
+    last = None
+    for s in strings:
+        if s != "":
+            last = s
+        out.append(last)
+    return out
+
+
+class _TopPeaks:
+    """Every top record's neuron, peak token and maximum, block by block, for the token index
+    (`store.search.token_index_rows`)."""
+
+    def __init__(self, excerpts: _Excerpts):
+        self.excerpts = excerpts
+        self.neuron: list[str] = []
+        self.token: list[str | None] = []
+        self.act: list[float] = []
+
+    def add(self, block: NeuronBlock, records: list[tuple]) -> None:
+        """The block's top records with a peak and a positive maximum (rank order)."""
+        peak_token = self.excerpts.peak_token
+        for i, cat in enumerate(block.category):
+            if cat != "top":
+                continue
+            nid, _, _, digest, _, _, top, peak = records[i]
+            if peak is not None and top > 0:
+                self.neuron.append(nid)
+                self.token.append(peak_token[digest][peak])
+                self.act.append(top)
+
+    def rows(self) -> list[tuple[str, str, float, int, float]]:
+        return token_index_rows(self.neuron, self.token, self.act)
 
 
 def neuron_blocks(
@@ -214,13 +260,15 @@ def write_atlas(
         run = writer.begin_run("scrape", run_config)
         try:
             excerpts = _Excerpts(state, model.record_strings)
+            peaks = _TopPeaks(excerpts)
             for layer in sorted(state.layers):
                 for block in neuron_blocks(state, layer, excerpts, chunk):
                     prepared = prepare_block(block)
                     done += writer.write_block(prepared, excerpts.fresh(block.digest))
+                    peaks.add(block, prepared.records)
                     if on_progress:
                         on_progress(done, total)
-            rebuild_token_index(writer.conn)  # `neuronatlas tokens` answers from it
+            write_token_index(writer.conn, peaks.rows())  # `neuronatlas tokens` answers from it
         except BaseException:
             writer.end_run(run, "failed")
             raise

@@ -1,8 +1,11 @@
 """SQL of the search indexes: token → neurons, and full-text (FTS5) over explanations and
 excerpts.
 
-Importers and the scraper call `rebuild_token_index(conn)` once at the end: one INSERT … SELECT
-that reads each top record's peak token straight out of the excerpt JSON. The excerpt FTS (one
+Importers call `rebuild_token_index(conn)` once at the end: one INSERT … SELECT that reads each
+top record's peak token straight out of the excerpt JSON. The scraper, which holds every top
+record's peak token and maximum in memory, makes the same rows with `token_index_rows` and
+stores them with `write_token_index` (no JSON read back; bench/README.md, "Writing the scrape
+against its forward passes"). The excerpt FTS (one
 document per neuron) costs about as much as the import itself, so it is built by
 `neuronatlas index` (`rebuild_search_indexes`). The explanation FTS needs no rebuild: triggers
 keep it current.
@@ -15,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import msgspec
+import numpy as np
 
 from neuronatlas.ids import format_id
 from neuronatlas.store.browse import forget_similar
@@ -73,6 +77,71 @@ def rebuild_token_index(conn: sqlite3.Connection) -> int:
         count = int(conn.execute("SELECT count(*) FROM token_index").fetchone()[0])
         _mark_built(conn, "token_index", fingerprint)
     return count
+
+
+def token_index_rows(
+    neuron_ids: Sequence[str], tokens: Sequence[str | None], activations: Sequence[float]
+) -> list[tuple[str, str, float, int, float]]:
+    """The rows `rebuild_token_index` makes, from the top records held in memory: one entry
+    per top record with a peak and a positive maximum, in (neuron, rank) order — its neuron,
+    the token it counts for (the peak's, or for a later piece of a split character the
+    nearest non-empty token before it; None when there is none) and its maximum.
+
+    The sums are taken in that order, one addition at a time, as SQLite's sum() takes them
+    (np.bincount adds sequentially); a float32 maximum widened to a double has 24 significant
+    bits, so a neuron's sum is exact, whatever the order, unless its peaks span more than
+    ~2^24. Rows come sorted by (token, neuron id): the table's key order."""
+    acts = np.asarray(activations, dtype=np.float64)
+    if not (len(neuron_ids) == len(tokens) == len(acts)):
+        raise ValueError("token_index_rows needs one neuron id and one token per activation")
+    if not len(acts):
+        return []
+    neurons = sorted(set(neuron_ids))
+    n_code = dict(zip(neurons, range(len(neurons)), strict=True))
+    owner = np.fromiter((n_code[n] for n in neuron_ids), dtype=np.int64, count=len(acts))
+    mass = np.bincount(owner, weights=acts, minlength=len(neurons))
+    keep = np.fromiter((t is not None for t in tokens), dtype=bool, count=len(acts))
+    names = sorted({t for t in tokens if t is not None})
+    t_code = dict(zip(names, range(len(names)), strict=True))
+    token = np.fromiter(
+        (t_code[t] for t in tokens if t is not None), dtype=np.int64, count=int(keep.sum())
+    )
+    key = token * len(neurons) + owner[keep]
+    groups, which = np.unique(key, return_inverse=True)
+    kept = acts[keep]
+    total = np.bincount(which, weights=kept, minlength=len(groups))
+    hits = np.bincount(which, minlength=len(groups))
+    top = np.full(len(groups), -np.inf)
+    np.maximum.at(top, which, kept)
+    share = total / mass[groups % len(neurons)]
+    return list(
+        zip(
+            [names[t] for t in (groups // len(neurons)).tolist()],
+            [neurons[n] for n in (groups % len(neurons)).tolist()],
+            top.tolist(),
+            hits.tolist(),
+            share.tolist(),
+            strict=True,
+        )
+    )
+
+
+def write_token_index(
+    conn: sqlite3.Connection, rows: Sequence[tuple[str, str, float, int, float]]
+) -> int:
+    """Replace the token index with `rows` (`token_index_rows`), as `rebuild_token_index`
+    would; returns the row count."""
+    fingerprint = _fingerprint(conn)
+    with transaction(conn):
+        conn.execute("DELETE FROM token_index")
+        forget_similar(conn, "tokens")
+        conn.executemany(
+            "INSERT INTO token_index(token, neuron_id, activation, hits, share)"
+            " VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+        _mark_built(conn, "token_index", fingerprint)
+    return len(rows)
 
 
 def _neuron_documents(conn: sqlite3.Connection) -> Iterator[tuple[int, str]]:

@@ -10,11 +10,14 @@ reads back as the identical double. A record holding any finite value that float
 represent exactly (e.g. a hand-written 0.1) keeps the shortest spellings of its doubles
 (flag 0). NaN and ±inf mean "no value" (OpenAI writes them as null): JSON null.
 
-Encoding works on a whole neuron's records at once, so the per-value work runs in numpy and
-orjson (whose float32 formatting gives the shortest spelling that parses back to the same
-float32): one orjson call spells every record of a block and one msgspec call reads them all
-back for the check (`f32_json_rows`), rather than two calls per record; a scrape writes
-millions of records (bench/README.md, "Writing speed of the scrape").
+Encoding works on a whole block of records at once (`f32_json_rows`): numpy finds the rows that
+need care, orjson spells each row (its float32 formatting gives the shortest spelling that
+names the same float32), and no text is parsed back: a scrape writes millions of records, and
+reading every spelling back cost as much as writing it (bench/README.md, "Writing the scrape
+against its forward passes"). What replaces that check is a proof: an exhaustive scan of all
+finite float32 (bench/f32_spelling_scan.py) found that only the patterns in
+`DOUBLE_ROUNDING` do not read back, so rows holding one take the exact doubles; a sample of
+each block is still read back, so a different orjson that spells differently is noticed.
 """
 
 from __future__ import annotations
@@ -33,6 +36,16 @@ _decode_flat = msgspec.json.Decoder(list[float]).decode
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 F32 = np.dtype("<f4")
+
+#: float32 bit patterns (sign bit cleared) whose shortest spelling, read as a double and then
+#: rounded to float32, gives a neighbour (double rounding): ±7.038531e-26 reads back as
+#: ±7.0385313e-26. The only ones among all 4,278,190,080 finite float32 (bench/f32_spelling_scan.py,
+#: orjson 3.13 and msgspec 0.23; tests/test_store_values.py checks them against the installed
+#: versions).
+DOUBLE_ROUNDING = np.array([0x15AE43FD], dtype=np.uint32)
+
+#: `f32_json_rows` reads back one row in this many (the first of each stretch), see there.
+SAMPLE_EVERY = 64
 
 
 class StoredValues(NamedTuple):
@@ -145,10 +158,15 @@ def f32_json(vector: np.ndarray) -> str:
 
 
 def f32_json_rows(block: np.ndarray) -> list[str]:
-    """`f32_json` of every row of a 2-D float32 array, the same texts, in a few calls over the
-    whole block: one orjson call spells every row, one msgspec call parses them all back for
-    the check, and only rows that fail it (or hold NaN / ±inf, spelled null) take the
-    one-row path."""
+    """`f32_json` of every row of a 2-D float32 array, the same texts, without reading each
+    text back: rows holding a `DOUBLE_ROUNDING` pattern are spelled with their exact doubles
+    (what `f32_json`'s check does for them), rows holding NaN / ±inf take the one-row path,
+    and every other row is orjson's spelling as it is.
+
+    One row in `SAMPLE_EVERY` is still read back (about 1/64 of the old check's cost): the
+    scan that proves `DOUBLE_ROUNDING` complete was run with one orjson, and the package only
+    asks for orjson ≥ 3.9; should an installed version spell some values differently and
+    wrongly, the sample catches it unless it is rare, and the block is then checked in full."""
     block = np.ascontiguousarray(block, dtype=F32)
     if block.ndim != 2:
         raise ValueError(f"f32_json_rows takes a 2-D array, not shape {block.shape}")
@@ -164,28 +182,33 @@ def f32_json_rows(block: np.ndarray) -> list[str]:
         for i, text in zip(keep.tolist(), f32_json_rows(block[keep]), strict=True):
             out[i] = text
         return out
-    text = spell_f32_block(block)
-    texts = _rows_of(text)
-    # what a reader does with each text: parse as doubles, round to float32; the whole block
-    # read as one flat JSON array (`[[1,2],[3]]` → `[1,2,3]`: one C call, no string per row)
-    back = np.fromiter(
-        _decode_flat(text[1:-1].replace("],[", ",")), dtype=np.float64, count=block.size
-    )
-    wrong = (back.astype(F32).reshape(block.shape) != block).any(axis=1)
-    for i in np.flatnonzero(wrong).tolist():
+    texts = spell_f32_rows(block)
+    magnitude = block.view(np.uint32) & np.uint32(0x7FFFFFFF)
+    exact = set(np.flatnonzero(np.isin(magnitude, DOUBLE_ROUNDING).any(axis=1)).tolist())
+    sample = [i for i in range(0, rows, SAMPLE_EVERY) if i not in exact]
+    if not _reads_back([texts[i] for i in sample], block[sample]).all():
+        exact.update(np.flatnonzero(~_reads_back(texts, block)).tolist())
+    for i in exact:
         texts[i] = encode_json(block[i].astype(np.float64).tolist())
     return texts
 
 
-def spell_f32_block(block: np.ndarray) -> str:
-    """A finite 2-D float32 array as one JSON array of rows, orjson's shortest spellings."""
-    return orjson.dumps(block, option=_NUMPY).decode()
+def _reads_back(texts: list[str], block: np.ndarray) -> np.ndarray:
+    """Per row: does each text, read as a reader does (doubles rounded to float32), give the
+    row's float32 back? The texts are joined into one flat JSON array: one C call."""
+    if not texts:
+        return np.ones(0, dtype=bool)
+    flat = "[" + ",".join(t[1:-1] for t in texts) + "]"
+    back = np.fromiter(_decode_flat(flat), dtype=np.float64, count=block.size)
+    same: np.ndarray = (back.astype(F32).reshape(block.shape) == block).all(axis=1)
+    return same
 
 
-def _rows_of(text: str) -> list[str]:
-    """The rows of a 2-D JSON array of numbers (`[[1,2],[3]]` → `[1,2]`, `[3]`): a newline
-    put between rows, then one split (no number's spelling has a bracket or a newline)."""
-    return text[1:-1].replace("],[", "]\n[").split("\n")
+def spell_f32_rows(block: np.ndarray) -> list[str]:
+    """orjson's shortest spellings of each row of a finite 2-D float32 array: one call per
+    row (as fast as one call for the whole block, which must then be cut into rows)."""
+    dumps = orjson.dumps
+    return [dumps(row, option=_NUMPY).decode() for row in block]
 
 
 def spell_f32(vector: np.ndarray) -> str:
