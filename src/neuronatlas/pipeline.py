@@ -22,8 +22,9 @@ from neuronatlas.stages import STAGES
 
 log = logging.getLogger(__name__)
 
-#: Tokens the demo scrapes: ~7 minutes of Gemma-3-270M on 2 CPU cores.
-DEMO_TOKENS = 262_144
+#: Tokens the demo scrapes: ~5 minutes of Gemma-3-270M on 2 CPU cores (262,144 took 7 and
+#: brought the whole demo to 17 minutes; bench/README.md, "The demo").
+DEMO_TOKENS = 196_608
 
 
 @dataclass
@@ -44,12 +45,12 @@ class BuildSettings:
     dtype: Literal["float32", "bfloat16"] = "float32"
     device: str = "auto"
     """Where the model runs for the scrape and N2G: auto (CUDA when available), cpu, cuda[:N]."""
-    n2g_per_layer: int = 2
+    n2g_per_layer: int = 1
     """N2G graphs for this many neurons per layer: those with the highest max activation.
-    The demo's 2 give every layer of Gemma-3-270M graphs (36, ~3.5 CPU s each on 2 cores)
-    where 8 within the old 240 s budget took 280 s and left a third of the layers without
-    (bench/README.md, the demo's stages); `neuronatlas n2g` builds more."""
-    n2g_seconds: float = 120.0
+    The demo's 1 gives every layer of Gemma-3-270M a graph (18, ~3.5 CPU s each on 2 cores)
+    within its budget; 8 within the old 240 s budget took 280 s and left a third of the
+    layers without (bench/README.md, the demo's stages); `neuronatlas n2g` builds more."""
+    n2g_seconds: float = 90.0
     """Stop starting new N2G layers after this many seconds (the rest stays to do)."""
     embedder: str = "all-MiniLM-L6-v2"
     """Sentence embedder for the map and search. MiniLM embeds the demo's 36,864 explanations

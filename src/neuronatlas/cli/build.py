@@ -25,10 +25,10 @@ if TYPE_CHECKING:
 
 #: Tokens the demo scrapes (`pipeline.DEMO_TOKENS`, which this module imports only when a
 #: build runs, keeping `neuronatlas --help` fast; tests/test_stage_recipe.py checks they agree).
-DEMO_TOKENS = 262_144
+DEMO_TOKENS = 196_608
 #: The demo's N2G graphs per layer and time budget (`pipeline.BuildSettings`'s, likewise).
-DEMO_N2G_PER_LAYER = 2
-DEMO_N2G_SECONDS = 120.0
+DEMO_N2G_PER_LAYER = 1
+DEMO_N2G_SECONDS = 90.0
 
 
 def _run_with_progress(
