@@ -22,9 +22,9 @@ from neuronatlas.stages import STAGES
 
 log = logging.getLogger(__name__)
 
-#: Tokens the demo scrapes: ~5 minutes of Gemma-3-270M on 2 CPU cores (262,144 took 7 and
-#: brought the whole demo to 17 minutes; bench/README.md, "The demo").
-DEMO_TOKENS = 196_608
+#: Tokens the demo scrapes: ~4 minutes of Gemma-3-270M on 2 CPU cores (262,144 took 7 and
+#: brought the whole demo to 17 minutes, 196,608 to 15.4; bench/README.md, "The demo").
+DEMO_TOKENS = 131_072
 
 
 @dataclass

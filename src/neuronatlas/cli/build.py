@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 #: Tokens the demo scrapes (`pipeline.DEMO_TOKENS`, which this module imports only when a
 #: build runs, keeping `neuronatlas --help` fast; tests/test_stage_recipe.py checks they agree).
-DEMO_TOKENS = 196_608
+DEMO_TOKENS = 131_072
 #: The demo's N2G graphs per layer and time budget (`pipeline.BuildSettings`'s, likewise).
 DEMO_N2G_PER_LAYER = 1
 DEMO_N2G_SECONDS = 90.0
