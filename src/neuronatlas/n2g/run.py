@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from neuronatlas.errors import BadInput, NeuronAtlasError
 from neuronatlas.n2g import augment as aug
@@ -261,20 +262,9 @@ def run_n2g(
                 "stored_full_activation": stored_full,
             },
         )
+        chunk = _Chunk(conn, writer, session, settings, spec, run_id, stored_full, report, progress)
         for batch in work_batches(targets, batch_neurons, settings.seed, order):
-            _run_chunk(
-                conn,
-                writer,
-                session,
-                batch.layer,
-                batch.ids,
-                settings,
-                spec,
-                run_id,
-                stored_full,
-                report,
-                progress,
-            )
+            _run_chunk(chunk, batch.layer, batch.ids)
         report.counters = session.runner.count.snapshot()
         writer.end_run(run_id, "partial" if report.failed else "done")
     conn.close()
@@ -292,9 +282,24 @@ def buildable_examples(conn, neuron_id: str, settings: N2GSettings) -> NeuronExa
     return ex
 
 
-def _run_chunk(
-    conn, writer, session, layer, ids, settings, spec, run_id, stored_full, report, progress
-) -> None:
+class _Chunk(NamedTuple):
+    """What every batch of one run shares (connections, model session, settings, report)."""
+
+    conn: Any
+    writer: Any
+    session: Any
+    settings: N2GSettings
+    spec: Any
+    run_id: int
+    stored_full: Any
+    report: RunReport
+    progress: Any
+
+
+def _run_chunk(run: _Chunk, layer: int, ids: list[str]) -> None:
+    """Build and store one batch of one layer's neurons; a failed batch is retried neuron by
+    neuron, so one bad neuron costs only itself."""
+    conn, writer, session, settings, spec, run_id, stored_full, report, progress = run
     examples = []
     for nid in ids:
         try:
@@ -314,19 +319,7 @@ def _run_chunk(
             return
         log.warning("layer %d batch failed (%s); retrying its neurons one by one", layer, exc)
         for ex in examples:
-            _run_chunk(
-                conn,
-                writer,
-                session,
-                layer,
-                [ex.neuron_id],
-                settings,
-                spec,
-                run_id,
-                stored_full,
-                report,
-                progress,
-            )
+            _run_chunk(run, layer, [ex.neuron_id])
         return
     for build, per in pairs:
         nid = build.examples.neuron_id
