@@ -18,14 +18,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import numpy as np
 
-from neuronatlas.scrape.moments import statistics
-from neuronatlas.scrape.readout import (
-    _Host,
-    canonical,
-    neuron_results,
-    quantile_boundaries,
-    quantile_picks,
-)
+from neuronatlas.scrape.readout import layer_readout, neuron_results, quantile_picks
 from neuronatlas.scrape.state import ScrapeState
 from neuronatlas.store import AtlasWriter, NeuronData, Record
 from neuronatlas.store.rows import NeuronBlock, excerpt_digest, prepare_block
@@ -146,11 +139,7 @@ def neuron_blocks(
     """The records of `layer`'s neurons, `chunk` neurons at a time, as arrays: the same
     records, in the same order, as `neuron_data` (top, random, quantile_0, … by rank)."""
     cfg = state.config
-    layer_state = state.layers[layer]
-    bounds = quantile_boundaries(layer_state, cfg)
-    stats = statistics(layer_state.moments)
-    ls = _Host(layer_state.host())
-    can = canonical(ls.arrays)
+    layer_state, ls, can, bounds, stats = layer_readout(state, layer)
     names = ["top", "random"] + [f"quantile_{b}" for b in range(cfg.n_buckets)]
     for n0 in range(0, layer_state.d_mlp, chunk):
         n1 = min(n0 + chunk, layer_state.d_mlp)

@@ -15,6 +15,7 @@ once (`LayerState.host`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -111,6 +112,30 @@ class TokenCache:
         return got
 
 
+class LayerReadout(NamedTuple):
+    """What every read-out of one layer starts from: its state on the host, the canonical
+    (ordered) top and random arrays, each neuron's quantile boundaries and moments."""
+
+    layer_state: Any
+    host: _Host
+    canonical: dict[str, np.ndarray]
+    bounds: np.ndarray
+    stats: dict[str, np.ndarray]
+
+
+def layer_readout(state: ScrapeState, layer: int) -> LayerReadout:
+    """`LayerReadout` of one layer (shared by the per-neuron and the block read-outs)."""
+    layer_state = state.layers[layer]
+    host = _Host(layer_state.host())
+    return LayerReadout(
+        layer_state,
+        host,
+        canonical(host.arrays),
+        quantile_boundaries(layer_state, state.config),
+        statistics(layer_state.moments),
+    )
+
+
 def neuron_results(
     state: ScrapeState,
     layer: int,
@@ -122,12 +147,7 @@ def neuron_results(
     Activations are the state's float32 values (the store keeps them exactly).
     """
     cfg = state.config
-
-    layer_state = state.layers[layer]
-    bounds = quantile_boundaries(layer_state, cfg)
-    stats = statistics(layer_state.moments)
-    ls = _Host(layer_state.host())
-    can = canonical(ls.arrays)
+    layer_state, ls, can, bounds, stats = layer_readout(state, layer)
     strings = TokenCache(state, token_strings)
     for n in neurons or range(layer_state.d_mlp):
         records: dict[str, list[tuple[list[str], list[float]]]] = {}
