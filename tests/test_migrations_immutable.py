@@ -23,6 +23,7 @@ SHIPPED = {
     "010_map_hierarchy.sql": "8e544693350d90db7b1f76c612789d03e72f6ea1e2b1a6da667bc72c6044533b",
     "011_primary_by_key.sql": "c648ccae817bea6af2d411427b25745c183daafef8d88c3a4176c95d405e4fe5",
     "012_trace_graphs.sql": "41ba8d17e8e75fd502ee64c4a8586ea9be2f243b26c1b272ea564becae3f3c22",
+    "013_embedder_index.sql": "67c50f744d3a63241a3be7aa9c8053d4444d3ad1c9b6bafd01e08356c442b2c5",
 }
 
 

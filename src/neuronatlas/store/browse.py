@@ -329,7 +329,12 @@ def write_similar(
 
 def forget_similar(conn: sqlite3.Connection, kind: str) -> None:
     """Drop the precomputed neighbours of one kind (their inputs changed): pages compute them
-    per request until they are precomputed again."""
+    per request until they are precomputed again. `write_similar` writes the rows and their
+    `similar_state` row in one transaction, so without that row there is nothing to delete:
+    callers that forget once per chunk (`embed`) then pay a primary-key read, not a scan of
+    every other kind's rows."""
+    if kind not in similar_built(conn):
+        return
     try:
         with transaction(conn):
             conn.execute("DELETE FROM similar_neurons WHERE kind = ?", (kind,))

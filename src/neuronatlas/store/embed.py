@@ -136,9 +136,14 @@ def stored_embedders(conn: sqlite3.Connection) -> list[str]:
 
 
 def check_embedder(conn: sqlite3.Connection, name: str) -> None:
-    """Raise MixedEmbedders if vectors of another embedder are stored."""
-    others = [e for e in stored_embedders(conn) if e != name]
-    if others:
+    """Raise MixedEmbedders if vectors of another embedder are stored. Called for every
+    chunk `embed` writes, so it seeks the embedder index (migration 013) on both sides of
+    `name` rather than reading every stored row."""
+    other = conn.execute(
+        "SELECT embedder FROM embeddings WHERE embedder < ?1 OR embedder > ?1 LIMIT 1", (name,)
+    ).fetchone()
+    if other is not None:
+        others = [e for e in stored_embedders(conn) if e != name]
         raise MixedEmbedders(
             f"this atlas holds embeddings from {', '.join(others)}; vectors from {name} would "
             f"not be comparable. Run `neuronatlas embed --embedder {name} --reembed` to replace "
