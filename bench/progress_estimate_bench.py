@@ -100,10 +100,20 @@ def error(said: float | None, truth: float) -> float:
     return 1.0 if said is None else abs(said - truth) / truth
 
 
-def live(db: str, wanted: Sequence[str], batch_neurons: int) -> Run:
-    """Run N2G on the neurons, noting when the work began and each neuron's report."""
+class WorkEvent(NamedTuple):
+    """One `on_work` report of a live run: when, and the work done and its estimated total."""
+
+    at: float
+    done: float
+    total: float
+
+
+def live(db: str, wanted: Sequence[str], batch_neurons: int) -> tuple[Run, list[WorkEvent]]:
+    """Run N2G on the neurons, noting when the work began, each neuron's report and each
+    report of the work (model tokens) that n2g's bar now counts."""
     began: list[float] = []
     reported: list[float] = []
+    work: list[WorkEvent] = []
     started = time.monotonic()
     report = run_n2g(
         db,
@@ -113,13 +123,50 @@ def live(db: str, wanted: Sequence[str], batch_neurons: int) -> Run:
         progress=lambda _nid, _done: reported.append(time.monotonic()),
         on_total=lambda _n: began.append(time.monotonic()),
         device="cpu",
+        on_work=lambda done, total: work.append(WorkEvent(time.monotonic(), done, total)),
     )
     ended = time.monotonic()
     print(
         f"n2g: {len(report.done)} graphs, {len(report.failed)} skipped in {ended - started:.1f} s"
         f" (model loaded in {began[0] - started:.1f} s)"
     )
-    return Run(began[0], reported, ended)
+    return Run(began[0], reported, ended), work
+
+
+def report_work(run: Run, events: list[WorkEvent]) -> None:
+    """The time left that n2g's bar now shows (`Pace` on the work, in model tokens), read at
+    each batch's end (pruned or built) from the moment the bar first shows a tenth done, and
+    from a tenth of the run's real time; its worst error against the time the run really
+    took to finish, beside the neuron bars' (the same moments)."""
+    pace = Pace(run.began)
+    readings = []
+    for e in events:
+        pace.mark(e.at, e.done, e.total)
+        readings.append(Reading(e.at, round(e.done), (pace.left(e.at, e.done, e.total),) * 3))
+    ends = [r for r, after in itertools.pairwise(readings) if after.at - r.at > BURST_GAP_S]
+    first = next(i for i, e in enumerate(events) if e.done >= e.total / 10)
+    shown = [r for r in ends if r.at >= events[first].at]
+    timed = [r for r in ends if r.at >= run.began + (run.ended - run.began) / 10]
+    print(
+        f"work bar: the total first said {events[0].total:,.0f} tokens, at the end "
+        f"{events[-1].total:,.0f}; a tenth shown {events[first].at - run.began:.0f} s into "
+        f"{run.ended - run.began:.0f} s"
+    )
+    for r in shown[:: max(1, len(shown) // 10)]:
+        truth = run.ended - r.at
+        print(
+            f"  at {r.at - run.began:6.0f} s: said {r.said[0]:7.1f} s, truth {truth:7.1f} s "
+            f"({error(r.said[0], truth):4.0%})"
+        )
+    neuron_ends = burst_ends(read_all(run, len(run.reported)))
+    for what, rs in (("the bar shows a tenth", shown), ("a tenth of the real time", timed)):
+        worst = max(error(r.said[0], run.ended - r.at) for r in rs)
+        nrs = [r for r in neuron_ends if r.at >= rs[0].at]
+        others = [max(error(r.said[i], run.ended - r.at) for r in nrs) for i in range(3)]
+        print(
+            f"  from {what} on: work bar worst error {worst:.0%}; neuron bars "
+            + ", ".join(f"{n} {o:.0%}" for n, o in zip(NAMES, others, strict=True))
+        )
 
 
 class Replayed(NamedTuple):
@@ -331,7 +378,11 @@ def main() -> None:
     total = len(wanted)
     load_before = os.getloadavg()
     replayed = replay(args.db, wanted) if args.replay else None
-    run = replayed.run if replayed else live(args.db, wanted, args.batch_neurons)
+    events: list[WorkEvent] = []
+    if replayed:
+        run = replayed.run
+    else:
+        run, events = live(args.db, wanted, args.batch_neurons)
     load_after = os.getloadavg()
     if not args.replay:
         print(
@@ -344,6 +395,8 @@ def main() -> None:
     if replayed and args.reorder:
         print("in the order the run had (id order):")
     report(run, total)
+    if events:
+        report_work(run, events)
     if replayed and args.reorder:
         times = neuron_times(replayed, wanted, args.batch_neurons)
         print("in n2g's batches (random neurons, random order; seed 0, N2G's default):")

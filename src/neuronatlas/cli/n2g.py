@@ -97,8 +97,10 @@ def n2g(
     precision/recall/F1 against token and n-gram lookup baselines, its ev_correlation_score and
     an explanation (source 'n2g') are stored. Neurons that already have a graph are skipped.
     Each batch holds neurons of one layer chosen at random (seeded by the n2g seed) and the
-    batches run in a random order, so the time left is estimated on a fair sample of the work,
-    and a run stopped early leaves random neurons built; a rerun builds the rest. The graphs
+    batches run in a random order, and a run stopped early leaves random neurons built; a
+    rerun builds the rest. Up to 2,048 neurons are pruned before they are built, so the bar
+    counts thousands of model tokens (what a neuron costs varies 20-fold) and its time left
+    follows the work, with the graphs done beside it. The graphs
     are those of id-order batches; scores can differ in the last float bits (about 1e-10
     relative) with the batches' make-up, as they do with --batch-neurons.
 

@@ -96,11 +96,16 @@ class _Job:
 
 
 def _jobs(
-    builds: Sequence[NeuronBuild], vocab, settings: N2GSettings, stored_full: bool
+    builds: Sequence[NeuronBuild],
+    vocab,
+    settings: N2GSettings,
+    stored_full: bool,
+    say_skips: bool = False,
 ) -> list[_Job]:
     """Prune jobs: one per pivot. pivots="max": the record's most activating token; "firing":
     every token above the trie threshold (each then needs no post-pivot context, since every
-    firing token after it is a pivot of its own)."""
+    firing token after it is a pivot of its own). The same examples always give the same jobs
+    in the same order: `finish_layer` remakes them to pair with `prune_layer`'s results."""
     jobs = []
     for b in builds:
         ex = b.examples
@@ -112,11 +117,12 @@ def _jobs(
             ids = vocab.to_ids(rec.tokens)
             if ids is None:
                 b.skipped_examples += 1
-                log.info(
-                    "%s: a %s record has tokens this tokenizer cannot map back exactly",
-                    ex.neuron_id,
-                    rec.category,
-                )
+                if say_skips:
+                    log.info(
+                        "%s: a %s record has tokens this tokenizer cannot map back exactly",
+                        ex.neuron_id,
+                        rec.category,
+                    )
                 continue
             if settings.pivots == "firing":
                 pivots = [i for i, a in enumerate(rec.acts) if a is not None and a > limit]
@@ -132,26 +138,27 @@ def _jobs(
     return jobs
 
 
-def build_layer(
+def _new_builds(examples: Sequence[NeuronExamples], layer: int, settings: N2GSettings):
+    if any(ex.layer != layer for ex in examples):
+        raise ValueError("build_layer: all neurons must belong to the layer given")
+    return [NeuronBuild(ex, Trie(settings.normalize_tokens, settings.aggregate)) for ex in examples]
+
+
+def prune_layer(
     runner: Runner,
     layer: int,
     examples: Sequence[NeuronExamples],
     vocab,
-    sources: Sequence[aug.SubstituteSource],
-    mask: sal.MaskChoice,
     settings: N2GSettings,
     stored_full: bool,
-) -> list[NeuronBuild]:
-    """Build every given neuron's trie (all neurons must be in `layer`)."""
-    builds = [
-        NeuronBuild(ex, Trie(settings.normalize_tokens, settings.aggregate)) for ex in examples
-    ]
-    if any(ex.layer != layer for ex in examples):
-        raise ValueError("build_layer: all neurons must belong to the layer given")
-    jobs = _jobs(builds, vocab, settings, stored_full)
+) -> list[prn.Pruned]:
+    """The first step of `build_layer` alone: every example of these neurons (all of `layer`)
+    pruned, in `_jobs` order. Split off so a run can prune many neurons before building any
+    and learn what the build will cost (`finish_tokens`)."""
+    jobs = _jobs(_new_builds(examples, layer, settings), vocab, settings, stored_full, True)
     if not jobs:
-        return builds
-    pruned = prn.prune(
+        return []
+    return prn.prune(
         runner,
         layer,
         [
@@ -160,9 +167,60 @@ def build_layer(
         ],
         settings,
     )
+
+
+#: Mean number of positions `augment` tries substitutes at per pruned example: 1.6 on the demo
+#: atlas's 480 graphs of layer 3 (8.2 substitutes tried per example, 5 per position).
+AUGMENT_POSITIONS = 1.6
+
+
+def finish_tokens(
+    runner: Runner,
+    examples: Sequence[NeuronExamples],
+    pruned: Sequence[prn.Pruned],
+    vocab,
+    settings: N2GSettings,
+    stored_full: bool,
+) -> dict[str, float]:
+    """Model tokens `finish_layer` will feed for each neuron, predicted from its pruned
+    examples: for an example cut to L tokens, saliency runs L + 1 rows of L tokens (exactly)
+    and augmentation about AUGMENT_POSITIONS × `substitutes` rows, each row with its BOS if
+    the runner adds one. The runner runs a row that several examples share once, so the
+    build may feed fewer. How long a neuron takes follows this, not the neuron count: a
+    neuron's pruned contexts make its cost vary 20-fold (bench/README.md, "A neuron bar's
+    time left")."""
+    builds = _new_builds(examples, examples[0].layer if examples else 0, settings)
+    bos = 0 if runner.bos is None else 1
+    rows = AUGMENT_POSITIONS * settings.substitutes
+    out = {ex.neuron_id: 0.0 for ex in examples}
+    for job, p in zip(_jobs(builds, vocab, settings, stored_full), pruned, strict=True):
+        n = p.end - p.start
+        out[job.build.examples.neuron_id] += (n + 1 + rows) * (n + bos)
+    return out
+
+
+def finish_layer(
+    runner: Runner,
+    layer: int,
+    examples: Sequence[NeuronExamples],
+    pruned: Sequence[prn.Pruned],
+    vocab,
+    sources: Sequence[aug.SubstituteSource],
+    mask: sal.MaskChoice,
+    settings: N2GSettings,
+    stored_full: bool,
+) -> list[NeuronBuild]:
+    """The steps of `build_layer` after pruning (saliency → augment → lines → trie), from
+    `prune_layer`'s results for the same examples."""
+    builds = _new_builds(examples, layer, settings)
+    jobs = _jobs(builds, vocab, settings, stored_full)
+    if len(jobs) != len(pruned):
+        raise ValueError(f"finish_layer: {len(pruned)} pruned examples for {len(jobs)} jobs")
+    if not jobs:
+        return builds
     cut = [
         (j.ids[p.start : p.end], j.strings[p.start : p.end])
-        for j, p in zip(jobs, pruned, strict=False)
+        for j, p in zip(jobs, pruned, strict=True)
     ]
     saliencies = sal.measure(
         runner,
@@ -202,6 +260,23 @@ def build_layer(
     for b in builds:
         assemble(b, settings)
     return builds
+
+
+def build_layer(
+    runner: Runner,
+    layer: int,
+    examples: Sequence[NeuronExamples],
+    vocab,
+    sources: Sequence[aug.SubstituteSource],
+    mask: sal.MaskChoice,
+    settings: N2GSettings,
+    stored_full: bool,
+) -> list[NeuronBuild]:
+    """Build every given neuron's trie (all neurons must be in `layer`): prune, then the rest."""
+    pruned = prune_layer(runner, layer, examples, vocab, settings, stored_full)
+    return finish_layer(
+        runner, layer, examples, pruned, vocab, sources, mask, settings, stored_full
+    )
 
 
 def assemble(build: NeuronBuild, settings: N2GSettings) -> Trie:

@@ -17,13 +17,20 @@ from typing import Any, NamedTuple
 
 from neuronatlas.errors import BadInput, NeuronAtlasError
 from neuronatlas.n2g import augment as aug
-from neuronatlas.n2g.build import NeuronBuild, build_layer
+from neuronatlas.n2g.build import (
+    NeuronBuild,
+    build_layer,
+    finish_layer,
+    finish_tokens,
+    prune_layer,
+)
 from neuronatlas.n2g.evaluate import evaluate
 from neuronatlas.n2g.examples import NeuronExamples, VocabIndex, load_examples
 from neuronatlas.n2g.explain import describe
 from neuronatlas.n2g.forward import Runner
-from neuronatlas.n2g.order import NeuronOrder, work_batches
+from neuronatlas.n2g.order import Batch, NeuronOrder, work_batches
 from neuronatlas.n2g.predict import predict
+from neuronatlas.n2g.prune import Pruned
 from neuronatlas.n2g.saliency import MaskChoice, choose_mask
 from neuronatlas.n2g.settings import N2GSettings
 from neuronatlas.store import AtlasWriter, open_reader, reader
@@ -157,6 +164,36 @@ class Session:
         )
         self.sources = aug.make_sources(settings.substitute_sources, ctx)
 
+    @property
+    def splits(self) -> bool:
+        """Whether builds split into `prune` then `finish` (the reference pass structure
+        builds each neuron in one go)."""
+        return self.settings.pass_structure != "reference"
+
+    def prune(
+        self, layer: int, examples: Sequence[NeuronExamples], stored_full: bool
+    ) -> list[Pruned]:
+        return prune_layer(self.runner, layer, examples, self.vocab, self.settings, stored_full)
+
+    def finish(
+        self,
+        layer: int,
+        examples: Sequence[NeuronExamples],
+        pruned: Sequence[Pruned],
+        stored_full: bool,
+    ) -> list[NeuronBuild]:
+        return finish_layer(
+            self.runner,
+            layer,
+            examples,
+            pruned,
+            self.vocab,
+            self.sources,
+            self.mask,
+            self.settings,
+            stored_full,
+        )
+
     def build(
         self, layer: int, examples: Sequence[NeuronExamples], stored_full: bool
     ) -> list[NeuronBuild]:
@@ -214,6 +251,7 @@ def run_n2g(
     on_total: Callable[[int], None] | None = None,
     device: str = "auto",
     order: NeuronOrder = "random",
+    on_work: Callable[[float, float], None] | None = None,
 ) -> RunReport:
     """Build, evaluate and store graphs. progress(neuron_id, n_done_so_far) after each neuron.
 
@@ -221,7 +259,11 @@ def run_n2g(
     `order="id"`: id-contiguous batches in id order). The graphs are the same either way and
     the scores within float32's last bits; the random order makes any early part of the work a
     fair sample of it (so a progress bar's pace on it is an unbiased estimate of the rest), and
-    a run stopped early leaves random neurons built (a rerun builds the rest)."""
+    a run stopped early leaves random neurons built (a rerun builds the rest).
+
+    The batches run in rounds of up to `ROUND_NEURONS` neurons: a round's batches are all
+    pruned, then built. on_work(done, total) after each batch: the work in model tokens (see
+    `Work`), which a progress bar's time left should follow rather than the neuron count."""
     settings = settings or N2GSettings()
     started = time.perf_counter()
     conn = open_reader(db)
@@ -263,13 +305,147 @@ def run_n2g(
             },
         )
         chunk = _Chunk(conn, writer, session, settings, spec, run_id, stored_full, report, progress)
-        for batch in work_batches(targets, batch_neurons, settings.seed, order):
-            _run_chunk(chunk, batch.layer, batch.ids)
+        batches = work_batches(targets, batch_neurons, settings.seed, order)
+        work = Work(len(targets), on_work)
+        if not session.splits:
+            for batch in batches:
+                _run_chunk(chunk, batch.layer, batch.ids)
+                work.count_neurons(len(batch.ids))
+        for round_ in _rounds(batches if session.splits else [], ROUND_NEURONS):
+            for pruned in [_prune_batch(chunk, batch, work) for batch in round_]:
+                _finish_batch(chunk, pruned, work)
         report.counters = session.runner.count.snapshot()
         writer.end_run(run_id, "partial" if report.failed else "done")
     conn.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+#: A run prunes this many neurons (whole batches) before it builds any of them: then it knows
+#: what each costs to build (`build.finish_tokens`), which varies 20-fold from neuron to neuron
+#: while pruning costs about the same for all. A crash loses at most one round's pruning.
+ROUND_NEURONS = 2048
+
+
+def _rounds(batches: Sequence[Batch], neurons: int) -> list[list[Batch]]:
+    """Consecutive batches, cut whenever a round has reached `neurons` neurons."""
+    out: list[list[Batch]] = []
+    size = neurons
+    for batch in batches:
+        if size >= neurons:
+            out.append([])
+            size = 0
+        out[-1].append(batch)
+        size += len(batch.ids)
+    return out
+
+
+#: How many model tokens of pruning cost as much time as one token of the rest of a build.
+#: Pruning feeds short prefixes in large batches, with nothing to do between passes; the rest
+#: also computes importance matrices, proposes substitutes and assembles and calibrates tries.
+#: Measured on the demo atlas's layer 3 (bench/README.md, "A neuron bar's time left").
+PRUNE_TOKENS_PER_BUILD_TOKEN = 2.8
+
+
+class Work:
+    """A run's work, in model tokens of the build's later steps: the pruning as it is run
+    (`PRUNE_TOKENS_PER_BUILD_TOKEN` to one), and each pruned neuron's predicted build tokens
+    (`build.finish_tokens`); neurons not pruned yet count as the mean pruned neuron (the
+    batches are random neurons, so the pruned ones are a fair sample). Once a round is pruned
+    its neurons' costs are known, not sampled: a bar's pace on this work predicts the time
+    left far better than the neuron count does."""
+
+    def __init__(self, neurons: int, report: Callable[[float, float], None] | None) -> None:
+        self.neurons = neurons
+        self.report = report
+        self.pruned = 0  # neurons whose cost is known
+        self.known = 0.0  # their pruning done and predicted build tokens
+        self.done = 0.0
+
+    def total(self) -> float:
+        if not self.pruned:
+            return float(self.neurons)
+        return self.known + self.known / self.pruned * (self.neurons - self.pruned)
+
+    def add_pruned(self, neurons: int, prune_tokens: int, build_tokens: float) -> None:
+        """A batch pruned: its pruning is done, its build is now known to cost `build_tokens`."""
+        spent = prune_tokens / PRUNE_TOKENS_PER_BUILD_TOKEN
+        self.pruned += neurons
+        self.known += spent + build_tokens
+        self.done += spent
+        self._say()
+
+    def add_built(self, build_tokens: float) -> None:
+        self.done += build_tokens
+        self._say()
+
+    def count_neurons(self, neurons: int) -> None:
+        """A run that does not split its builds counts neurons."""
+        self.pruned += neurons
+        self.known += neurons
+        self.done += neurons
+        self._say()
+
+    def _say(self) -> None:
+        if self.report is not None:
+            self.report(self.done, max(self.total(), self.done))
+
+
+class _PrunedBatch(NamedTuple):
+    """A batch after pruning: the neurons whose examples loaded, their pruned examples (None:
+    pruning failed, build them one by one) and each neuron's predicted build tokens."""
+
+    layer: int
+    ids: list[str]
+    pruned: list[Pruned] | None
+    cost: dict[str, float]
+    prune_tokens: int
+
+
+def _prune_batch(run: _Chunk, batch: Batch, work: Work) -> _PrunedBatch:
+    examples = _examples(run, batch.ids)
+    before = run.session.runner.count.tokens
+    ids = [ex.neuron_id for ex in examples]
+    try:
+        pruned = run.session.prune(batch.layer, examples, run.stored_full) if examples else []
+        cost = finish_tokens(
+            run.session.runner,
+            examples,
+            pruned,
+            run.session.vocab,
+            run.settings,
+            run.stored_full,
+        )
+    except Exception as exc:
+        log.warning(
+            "layer %d batch failed pruning (%s); building its neurons one by one", batch.layer, exc
+        )
+        pruned, cost = None, dict.fromkeys(ids, 0.0)
+    spent = run.session.runner.count.tokens - before
+    work.add_pruned(len(batch.ids), spent, sum(cost.values()))
+    return _PrunedBatch(batch.layer, ids, pruned, cost, spent)
+
+
+def _finish_batch(run: _Chunk, batch: _PrunedBatch, work: Work) -> None:
+    """Build and store a pruned batch; a failed batch is retried neuron by neuron."""
+    if batch.pruned is None:
+        _run_chunk(run, batch.layer, batch.ids)
+        work.add_built(0.0)
+        return
+    examples = [buildable_examples(run.conn, nid, run.settings) for nid in batch.ids]
+    before = run.session.runner.count.tokens
+    try:
+        builds = run.session.finish(batch.layer, examples, batch.pruned, run.stored_full)
+    except Exception as exc:
+        log.warning("layer %d batch failed (%s); retrying its neurons one by one", batch.layer, exc)
+        for nid in batch.ids:
+            _run_chunk(run, batch.layer, [nid])
+            work.add_built(batch.cost[nid])
+        return
+    per = (run.session.runner.count.tokens - before + batch.prune_tokens) / max(len(examples), 1)
+    for build in builds:
+        _store(run, build, per)
+        work.add_built(batch.cost[build.examples.neuron_id])
 
 
 def buildable_examples(conn, neuron_id: str, settings: N2GSettings) -> NeuronExamples:
@@ -296,43 +472,59 @@ class _Chunk(NamedTuple):
     progress: Any
 
 
-def _run_chunk(run: _Chunk, layer: int, ids: list[str]) -> None:
-    """Build and store one batch of one layer's neurons; a failed batch is retried neuron by
-    neuron, so one bad neuron costs only itself."""
-    conn, writer, session, settings, spec, run_id, stored_full, report, progress = run
+def _examples(run: _Chunk, ids: list[str]) -> list[NeuronExamples]:
+    """The examples of the neurons in `ids` a graph can be built from; the others are failed."""
     examples = []
     for nid in ids:
         try:
-            examples.append(buildable_examples(conn, nid, settings))
+            examples.append(buildable_examples(run.conn, nid, run.settings))
         except NeuronAtlasError as exc:
-            _fail(report, nid, exc, progress)
+            _fail(run.report, nid, exc, run.progress)
+    return examples
+
+
+def _store(run: _Chunk, build: NeuronBuild, tokens_share: float) -> None:
+    """Evaluate and write one built neuron, or report it failed."""
+    nid = build.examples.neuron_id
+    try:
+        finish_neuron(
+            run.writer,
+            build,
+            run.settings,
+            run.session.mask,
+            run.spec,
+            run.run_id,
+            {"model_tokens_share": tokens_share},
+        )
+    except Exception as exc:
+        _fail(run.report, nid, exc, run.progress)
+        return
+    run.report.done.append(nid)
+    if run.progress:
+        run.progress(nid, len(run.report.done))
+
+
+def _run_chunk(run: _Chunk, layer: int, ids: list[str]) -> None:
+    """Build (unsplit) and store one batch of one layer's neurons; a failed batch is retried
+    neuron by neuron, so one bad neuron costs only itself."""
+    examples = _examples(run, ids)
     if not examples:
         return
-    before = session.runner.count.tokens
+    count = run.session.runner.count
+    before = count.tokens
     try:
-        builds = session.build(layer, examples, stored_full)
-        per = (session.runner.count.tokens - before) / len(examples)
-        pairs = [(b, per) for b in builds]
+        builds = run.session.build(layer, examples, run.stored_full)
     except Exception as exc:
         if len(examples) == 1:
-            _fail(report, examples[0].neuron_id, exc, progress)
+            _fail(run.report, examples[0].neuron_id, exc, run.progress)
             return
         log.warning("layer %d batch failed (%s); retrying its neurons one by one", layer, exc)
         for ex in examples:
             _run_chunk(run, layer, [ex.neuron_id])
         return
-    for build, per in pairs:
-        nid = build.examples.neuron_id
-        try:
-            finish_neuron(
-                writer, build, settings, session.mask, spec, run_id, {"model_tokens_share": per}
-            )
-        except Exception as exc:
-            _fail(report, nid, exc, progress)
-            continue
-        report.done.append(nid)
-        if progress:
-            progress(nid, len(report.done))
+    per = (count.tokens - before) / len(examples)
+    for build in builds:
+        _store(run, build, per)
 
 
 def _fail(report: RunReport, nid: str, exc: BaseException, progress) -> None:

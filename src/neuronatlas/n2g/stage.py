@@ -81,21 +81,44 @@ Builder = Callable[..., "RunReport"]
 
 
 def build_chosen(
-    builder: Builder, db: Path, settings: N2GStageSettings, progress: Progress
+    builder: Builder,
+    db: Path,
+    settings: N2GStageSettings,
+    progress: Progress,
+    by_work: bool = False,
 ) -> Report:
     """Build the graphs of the neurons `settings` chose, with `builder`; a neuron that failed
-    (or is not in the atlas) is named in `failed` and stays to do."""
+    (or is not in the atlas) is named in `failed` and stays to do. The bar counts neurons, or
+    with `by_work` (a builder taking `on_work`, `n2g.run.run_n2g`) thousands of model tokens,
+    whose pace gives a truer time left; the detail then counts the graphs."""
     state = {"done": 0, "total": 0}
+    work = {"done": 0.0, "total": 0.0}
+    last = {"id": ""}
     progress(0, 0, "loading model")
+
+    def show() -> None:
+        if by_work and work["total"]:
+            detail = f"k tokens · {state['done']:,}/{state['total']:,} graphs · {last['id']}"
+            total = max(1, round(work["total"] / 1000))
+            progress(min(total, round(work["done"] / 1000)), total, detail)
+        else:
+            progress(state["done"], state["total"], last["id"])
 
     def on_total(n: int) -> None:
         state["total"] = n
-        progress(state["done"], n, "")
+        show()
 
     def on_neuron(nid: str, _done: int) -> None:
         state["done"] += 1
-        progress(state["done"], state["total"], nid)
+        last["id"] = nid
+        if not by_work:
+            show()
 
+    def on_work(done: float, total: float) -> None:
+        work["done"], work["total"] = done, total
+        show()
+
+    extra = {"on_work": on_work} if by_work else {}
     report = builder(
         db,
         list(settings.neurons) or None,
@@ -108,6 +131,7 @@ def build_chosen(
         settings.batch_neurons,
         progress=on_neuron,
         on_total=on_total,
+        **extra,
     )
     detail = f"{len(report.done)} graphs built, {len(report.already)} already"
     if report.failed:
@@ -128,7 +152,9 @@ def run(db: Path, settings: N2GStageSettings, progress: Progress) -> Report:
     from neuronatlas.n2g.run import open_session, run_n2g
 
     if settings.chosen:
-        return build_chosen(partial(run_n2g, device=settings.device), db, settings, progress)
+        return build_chosen(
+            partial(run_n2g, device=settings.device), db, settings, progress, by_work=True
+        )
     from neuronatlas.store import AtlasWriter, open_reader, reader
     from neuronatlas.store import n2g as n2g_store
     from neuronatlas.store.rows import encode_json
