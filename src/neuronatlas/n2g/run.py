@@ -344,7 +344,7 @@ def _rounds(batches: Sequence[Batch], neurons: int) -> list[list[Batch]]:
 #: Pruning feeds short prefixes in large batches, with nothing to do between passes; the rest
 #: also computes importance matrices, proposes substitutes and assembles and calibrates tries.
 #: Measured on the demo atlas's layer 3 (bench/README.md, "A neuron bar's time left").
-PRUNE_TOKENS_PER_BUILD_TOKEN = 2.8
+PRUNE_TOKENS_PER_BUILD_TOKEN = 2.9
 
 
 class Work:
