@@ -5,7 +5,9 @@ fed the same progress events of one run.
 
 Each is read when a batch has just finished, at every tenth of the neurons, and compared with
 the time the run then really took to finish; the worst error after the first tenth is the
-figure issue 26 sets at 25 %. N2G writes graphs into the atlas: point it at a copy.
+figure issue 26 sets at 25 %. A live run also reads the bar `n2g` now shows, which counts the
+work in model tokens (`n2g.run.Work`), at each batch's end from the moment it shows a tenth
+and from a tenth of the run's real time. N2G writes graphs into the atlas: point it at a copy.
 
     PYTHONPATH=src .venv/bin/python bench/progress_estimate_bench.py --db COPY.db --layer 3 \\
         --neurons 480
