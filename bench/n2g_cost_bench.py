@@ -45,9 +45,7 @@ def main() -> None:
         started, tokens = time.perf_counter(), count.tokens
         pruned = session.prune(batch.layer, examples, True)
         prune_s, prune_tokens = time.perf_counter() - started, count.tokens - tokens
-        predicted = sum(
-            finish_tokens(session.runner, examples, pruned, session.vocab, settings, True).values()
-        )
+        predicted = sum(finish_tokens(session.runner, pruned, settings).values())
         started, tokens = time.perf_counter(), count.tokens
         for build in session.finish(batch.layer, examples, pruned, True):
             ex = build.examples

@@ -107,7 +107,7 @@ def test_predicted_build_tokens_without_augmentation(work_atlas):
 
     def fed(batch) -> tuple[float, int]:
         pruned = session.prune(0, batch, True)
-        predicted = finish_tokens(session.runner, batch, pruned, session.vocab, settings, True)
+        predicted = finish_tokens(session.runner, pruned, settings)
         before = session.runner.count.tokens
         builds = session.finish(0, batch, pruned, True)
         assert [b.examples.neuron_id for b in builds] == [ex.neuron_id for ex in batch]

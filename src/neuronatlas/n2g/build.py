@@ -140,7 +140,7 @@ def _jobs(
 
 def _new_builds(examples: Sequence[NeuronExamples], layer: int, settings: N2GSettings):
     if any(ex.layer != layer for ex in examples):
-        raise ValueError("build_layer: all neurons must belong to the layer given")
+        raise ValueError("n2g: all neurons of a batch must belong to the layer given")
     return [NeuronBuild(ex, Trie(settings.normalize_tokens, settings.aggregate)) for ex in examples]
 
 
@@ -175,27 +175,21 @@ AUGMENT_POSITIONS = 1.6
 
 
 def finish_tokens(
-    runner: Runner,
-    examples: Sequence[NeuronExamples],
-    pruned: Sequence[prn.Pruned],
-    vocab,
-    settings: N2GSettings,
-    stored_full: bool,
-) -> dict[str, float]:
-    """Model tokens `finish_layer` will feed for each neuron, predicted from its pruned
-    examples: for an example cut to L tokens, saliency runs L + 1 rows of L tokens (exactly)
-    and augmentation about AUGMENT_POSITIONS × `substitutes` rows, each row with its BOS if
-    the runner adds one. The runner runs a row that several examples share once, so the
-    build may feed fewer. How long a neuron takes follows this, not the neuron count: a
-    neuron's pruned contexts make its cost vary 20-fold (bench/README.md, "A neuron bar's
-    time left")."""
-    builds = _new_builds(examples, examples[0].layer if examples else 0, settings)
+    runner: Runner, pruned: Sequence[prn.Pruned], settings: N2GSettings
+) -> dict[int, float]:
+    """Model tokens `finish_layer` will feed for each neuron (by its index in the layer),
+    predicted from its pruned examples: for an example cut to L tokens, saliency runs L + 1
+    rows of L tokens (exactly) and augmentation about AUGMENT_POSITIONS × `substitutes` rows,
+    each row with its BOS if the runner adds one. The runner runs a row that several examples
+    share once, so the build may feed fewer. How long a neuron takes follows this, not the
+    neuron count: a neuron's pruned contexts make its cost vary 20-fold (bench/README.md,
+    "A neuron bar's time left")."""
     bos = 0 if runner.bos is None else 1
     rows = AUGMENT_POSITIONS * settings.substitutes
-    out = {ex.neuron_id: 0.0 for ex in examples}
-    for job, p in zip(_jobs(builds, vocab, settings, stored_full), pruned, strict=True):
+    out: dict[int, float] = {}
+    for p in pruned:
         n = p.end - p.start
-        out[job.build.examples.neuron_id] += (n + 1 + rows) * (n + bos)
+        out[p.neuron] = out.get(p.neuron, 0.0) + (n + 1 + rows) * (n + bos)
     return out
 
 

@@ -47,6 +47,7 @@ class Pruned:
     full: float
     pruned: float
     passed: bool
+    neuron: int = -1  # the job's neuron (its index in the layer)
 
     @property
     def scale(self) -> float:
@@ -127,5 +128,9 @@ def prune(
         if settings.trim_post_context and job.post_fires is not None:
             fires = job.post_fires[: end - job.pivot - 1]
             end = job.pivot + 1 + (max((k + 1 for k, f in enumerate(fires) if f), default=0))
-        out.append(Pruned(start, end, job.pivot - start, float(job.full or 0.0), at_pivot, passed))
+        out.append(
+            Pruned(
+                start, end, job.pivot - start, float(job.full or 0.0), at_pivot, passed, job.neuron
+            )
+        )
     return out

@@ -307,13 +307,14 @@ def run_n2g(
         chunk = _Chunk(conn, writer, session, settings, spec, run_id, stored_full, report, progress)
         batches = work_batches(targets, batch_neurons, settings.seed, order)
         work = Work(len(targets), on_work)
-        if not session.splits:
+        if session.splits:
+            for round_ in _rounds(batches, ROUND_NEURONS):
+                for pruned in [_prune_batch(chunk, batch, work) for batch in round_]:
+                    _finish_batch(chunk, pruned, work)
+        else:
             for batch in batches:
                 _run_chunk(chunk, batch.layer, batch.ids)
                 work.count_neurons(len(batch.ids))
-        for round_ in _rounds(batches if session.splits else [], ROUND_NEURONS):
-            for pruned in [_prune_batch(chunk, batch, work) for batch in round_]:
-                _finish_batch(chunk, pruned, work)
         report.counters = session.runner.count.snapshot()
         writer.end_run(run_id, "partial" if report.failed else "done")
     conn.close()
@@ -343,7 +344,8 @@ def _rounds(batches: Sequence[Batch], neurons: int) -> list[list[Batch]]:
 #: How many model tokens of pruning cost as much time as one token of the rest of a build.
 #: Pruning feeds short prefixes in large batches, with nothing to do between passes; the rest
 #: also computes importance matrices, proposes substitutes and assembles and calibrates tries.
-#: Measured on the demo atlas's layer 3 (bench/README.md, "A neuron bar's time left").
+#: Measured on the demo atlas's layer 3 with bench/n2g_cost_bench.py (bench/README.md, "A
+#: neuron bar's time left": 2.91 and 2.68 in two runs on 2 CPU cores).
 PRUNE_TOKENS_PER_BUILD_TOKEN = 2.9
 
 
@@ -408,14 +410,8 @@ def _prune_batch(run: _Chunk, batch: Batch, work: Work) -> _PrunedBatch:
     ids = [ex.neuron_id for ex in examples]
     try:
         pruned = run.session.prune(batch.layer, examples, run.stored_full) if examples else []
-        cost = finish_tokens(
-            run.session.runner,
-            examples,
-            pruned,
-            run.session.vocab,
-            run.settings,
-            run.stored_full,
-        )
+        by_neuron = finish_tokens(run.session.runner, pruned, run.settings)
+        cost = {ex.neuron_id: by_neuron.get(ex.neuron, 0.0) for ex in examples}
     except Exception as exc:
         log.warning(
             "layer %d batch failed pruning (%s); building its neurons one by one", batch.layer, exc
@@ -430,8 +426,8 @@ def _finish_batch(run: _Chunk, batch: _PrunedBatch, work: Work) -> None:
     """Build and store a pruned batch; a failed batch is retried neuron by neuron."""
     if batch.pruned is None:
         _run_chunk(run, batch.layer, batch.ids)
-        work.add_built(0.0)
         return
+    # read again rather than held since pruning: a round's examples would take ~0.5 GB
     examples = [buildable_examples(run.conn, nid, run.settings) for nid in batch.ids]
     before = run.session.runner.count.tokens
     try:
