@@ -99,7 +99,8 @@ def _block(
     m = np.minimum(np.repeat(ent_share[lo:hi], counts), post_share[at])
     # (query, candidate) as one key, query-major: summing by key keeps each pair's terms in
     # entry order, the order the SQL sums them in
-    offset = np.repeat(np.arange(width, dtype=np.int64) * n, np.diff(row_start[q0 : q1 + 1]))
+    entries = np.diff(row_start[q0 : q1 + 1])  # each query's index entries
+    offset = np.repeat(np.arange(width, dtype=np.int64) * n, entries)
     key = np.repeat(offset, counts) + j
     if width * n <= DENSE_PER_PAIR * total:
         # a dense (query × neuron) table is cheaper than sorting the keys; the non-zero
@@ -109,7 +110,7 @@ def _block(
         pairs = np.flatnonzero(sums_all)
         sums = sums_all[pairs]
     else:
-        keep = j != np.repeat(np.repeat(np.arange(q0, q1), np.diff(row_start[q0 : q1 + 1])), counts)
+        keep = j != np.repeat(np.repeat(np.arange(q0, q1), entries), counts)
         pairs, where = np.unique(key[keep], return_inverse=True)
         sums = np.bincount(where, weights=m[keep], minlength=len(pairs))
     pq, pj = pairs // n + q0, pairs % n

@@ -395,16 +395,12 @@ def get_map(
         bool | None, Query(description="Include explanation texts (default: when ≤ 60,000 points)")
     ] = None,
 ) -> Response:
-    body = _map_cached(
-        request, ("json", explanations), lambda c: encode(read_map.map_data(c, explanations))
+    body = map_answer(
+        request.app.state,
+        ("json", explanations),
+        lambda c: encode(read_map.map_data(c, explanations)),
     )
     return Response(body, media_type="application/json")
-
-
-def _map_cached(request: Request, what: tuple[Any, ...], build: Any) -> bytes:
-    """One answer of the map routes, built once per state of the atlas file: reading 307,200
-    points takes seconds; answers for an older file are dropped."""
-    return map_answer(request.app.state, what, build)
 
 
 def _compact_points(conn: Any) -> bytes:
@@ -428,7 +424,9 @@ def warm_map(state: Any) -> None:
 
 
 def map_answer(state: Any, what: tuple[Any, ...], build: Any) -> bytes:
-    """`_map_cached` for the app's state (also used by `warm_map`, which has no request)."""
+    """One answer of the map routes, built once per state of the atlas file (reading 307,200
+    points takes seconds; answers for an older file are dropped); `state` is the app's, so
+    `warm_map` can build them before any request."""
     stamp = state.settings.db_stamp()
     cached: bytes | None = state.map_cache.get((what, stamp))
     if cached is None:
@@ -447,7 +445,7 @@ def map_answer(state: Any, what: tuple[Any, ...], build: Any) -> bytes:
     responses=returns(MapClusters),
 )
 def get_map_clusters(request: Request) -> Response:
-    body = _map_cached(request, ("clusters",), lambda c: encode(read_map.map_clusters(c)))
+    body = map_answer(request.app.state, ("clusters",), lambda c: encode(read_map.map_clusters(c)))
     return Response(body, media_type="application/json")
 
 
@@ -462,7 +460,9 @@ def get_map_clusters(request: Request) -> Response:
     ),
 )
 def get_map_points(request: Request) -> Response:
-    body = _map_cached(request, ("points",), lambda c: encode_points(read_map.map_data(c, False)))
+    body = map_answer(
+        request.app.state, ("points",), lambda c: encode_points(read_map.map_data(c, False))
+    )
     return Response(body, media_type="application/octet-stream")
 
 
@@ -482,9 +482,13 @@ def get_map_points(request: Request) -> Response:
 def get_map_points_compact(request: Request) -> Response:
     """The page's points. Built and compressed once per state of the atlas file: the
     middleware's gzip of a multi-megabyte body is seconds of CPU per request on a busy machine."""
-    raw = _map_cached(request, ("compact",), _compact_points)
+    raw = map_answer(request.app.state, ("compact",), _compact_points)
     wants_gzip = "gzip" in request.headers.get("accept-encoding", "")
-    body = _map_cached(request, ("compact", "gzip"), lambda _: _gzipped(raw)) if wants_gzip else raw
+    body = (
+        map_answer(request.app.state, ("compact", "gzip"), lambda _: _gzipped(raw))
+        if wants_gzip
+        else raw
+    )
     # a set Content-Encoding (even "identity") keeps the gzip middleware off these bytes
     headers = {"Content-Encoding": "gzip" if wants_gzip else "identity", "Vary": "Accept-Encoding"}
     return Response(body, media_type="application/octet-stream", headers=headers)
